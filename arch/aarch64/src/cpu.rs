@@ -1,0 +1,70 @@
+//! Small CPU operations: interrupt masking, barriers, translation-table
+//! switches. Each is a line or two of assembly with a name that says what
+//! it is for.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{DAIF, TTBR0_EL1};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// Run `body` with IRQs masked, restoring the previous mask afterwards.
+pub fn without_interrupts<R>(body: impl FnOnce() -> R) -> R {
+    let saved = mask_interrupts();
+    let result = body();
+    restore_interrupts(saved);
+    result
+}
+
+/// Mask IRQs; returns the previous DAIF value for [`restore_interrupts`].
+pub fn mask_interrupts() -> u64 {
+    let saved = DAIF.get();
+    // SAFETY: setting the I bit only masks IRQs; no memory is touched.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack, preserves_flags)) };
+    saved
+}
+
+/// Put back a DAIF value saved by [`mask_interrupts`].
+pub fn restore_interrupts(saved: u64) {
+    DAIF.set(saved);
+}
+
+/// Unmask IRQs.
+pub fn enable_interrupts() {
+    // SAFETY: clearing the I bit lets IRQs in; the vectors are installed
+    // before this is first called.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Sleep until an interrupt (or event) arrives.
+pub fn wait_for_interrupt() {
+    aarch64_cpu::asm::wfi();
+}
+
+/// Install the kernel's final translation table (ASID 0) in place of the
+/// boot table, and drop every TLB entry the boot table left behind.
+pub fn install_kernel_table(root: u64) {
+    barrier::dsb(barrier::ISHST);
+    TTBR0_EL1.set(root);
+    barrier::isb(barrier::SY);
+    // SAFETY: TLB invalidation has no effect on memory contents; it only
+    // forces later walks to read the new tables.
+    unsafe { core::arch::asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+/// Switch TTBR0 to another view (table + ASID in the top bits). No TLB
+/// maintenance: views are tagged by ASID and share only global entries.
+pub fn switch_view(translation_base: u64) {
+    TTBR0_EL1.set(translation_base);
+    barrier::isb(barrier::SY);
+}
+
+/// Make freshly written translation tables visible to the table walker.
+pub fn publish_tables() {
+    barrier::dsb(barrier::ISHST);
+}
+
+/// The exception level the CPU runs at now.
+pub fn current_exception_level() -> u64 {
+    aarch64_cpu::registers::CurrentEL.get() >> 2
+}

@@ -1,0 +1,144 @@
+//! What happens after the vectors (`vectors.s`) have saved a trap frame.
+//!
+//! The assembly only captures state; these functions decide:
+//! - [`tern_domain_trap`]: a kernel call (`svc`) is handed to
+//!   [`crate::syscall`]; any other synchronous exception from EL0 is a
+//!   fault: it is reported with its decoded syndrome, the domain is
+//!   terminated, and the upcall that entered it ends. The kernel and every
+//!   other domain carry on.
+//! - [`tern_kernel_trap`]: a synchronous exception at EL1 (a kernel bug) or
+//!   an exception Tern never expects. Reported the same way; then the
+//!   kernel stops — with exit status 3 under the test harness, parked
+//!   otherwise.
+//! - [`tern_interrupt`]: IRQs from either level.
+
+use crate::console::CONSOLE;
+use crate::semihosting::{self, ExitStatus};
+use crate::{domains, gic, timer, upcall};
+use core::fmt::Write;
+use tern_core::esr::Syndrome;
+
+/// The registers the vectors save, in the order they save them.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    /// x0 to x30.
+    pub x: [u64; 31],
+    /// The interrupted EL0 stack pointer.
+    pub sp_el0: u64,
+    /// Where the exception was taken (or, for `svc`, the next instruction).
+    pub elr: u64,
+    /// The interrupted PSTATE.
+    pub spsr: u64,
+    /// The syndrome.
+    pub esr: u64,
+    /// The faulting address (meaningful for aborts).
+    pub far: u64,
+}
+
+/// Bytes of a trap frame (`FRAME_SIZE` in `vectors.s`).
+pub const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
+/// Bytes of an interrupt frame: the trap frame, 32 SIMD registers, FPCR, FPSR.
+pub const INTERRUPT_FRAME_SIZE: usize = FRAME_SIZE + 32 * 16 + 16;
+const _: () = assert!(FRAME_SIZE == 288 && FRAME_SIZE % 16 == 0 && INTERRUPT_FRAME_SIZE % 16 == 0);
+
+/// The answer to `domain_trap` in `vectors.s` (returned in x0/x1).
+#[repr(C)]
+pub struct TrapAction {
+    /// Non-zero: end the current upcall instead of resuming the domain.
+    pub end_upcall: u64,
+    /// The upcall's result when it ends.
+    pub value: u64,
+}
+
+impl TrapAction {
+    /// Go back to the domain.
+    pub const RESUME: TrapAction = TrapAction { end_upcall: 0, value: 0 };
+    /// End the upcall with `value`.
+    pub const fn end(value: u64) -> TrapAction {
+        TrapAction { end_upcall: 1, value }
+    }
+}
+
+const CLASS_SVC_FROM_AARCH64: u8 = 0x15;
+
+fn write_registers(out: &mut impl Write, frame: &TrapFrame) {
+    let _ = writeln!(
+        out,
+        "  ESR 0x{:016x}  FAR 0x{:016x}  ELR 0x{:016x}  SPSR 0x{:08x}",
+        frame.esr, frame.far, frame.elr, frame.spsr
+    );
+}
+
+/// A synchronous exception from EL0.
+#[unsafe(no_mangle)]
+extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
+    let syndrome = Syndrome(frame.esr);
+    if syndrome.exception_class() == CLASS_SVC_FROM_AARCH64 {
+        return crate::syscall::dispatch(frame);
+    }
+    // SAFETY: we are the trap handler of the innermost upcall, with
+    // interrupts masked; nothing else holds the record.
+    let Some(record) = (unsafe { upcall::current() }) else {
+        // EL0 code running outside any upcall cannot happen; treat it as
+        // the kernel bug it would be.
+        report_kernel_fault("exception from EL0 outside an upcall", frame);
+    };
+    let domain = record.domain;
+    let name = domains::with(domain, |record| record.domain.name).unwrap_or("?");
+    {
+        let mut console = CONSOLE.steal();
+        let _ = writeln!(console, "fault in domain '{}' (domain {}): {}", name, domain.0, syndrome);
+        write_registers(&mut console, frame);
+        let _ = writeln!(console, "domain '{}' terminated; the kernel carries on", name);
+    }
+    defmt::warn!("domain {=u16} terminated after a fault (ESR {=u64:#x})", domain.0, frame.esr);
+    domains::terminate(domain);
+    record.outcome = upcall::Outcome::Faulted;
+    TrapAction::end(0)
+}
+
+/// A synchronous exception at EL1, or any exception Tern does not expect.
+#[unsafe(no_mangle)]
+extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64) -> ! {
+    let what = match kind {
+        0..=3 => "exception taken with SP_EL0 at EL1",
+        4 => "synchronous exception at EL1",
+        6 | 10 => "FIQ",
+        7 | 11 => "SError",
+        12..=15 => "exception from AArch32",
+        _ => "unexpected exception",
+    };
+    report_kernel_fault(what, frame)
+}
+
+fn report_kernel_fault(what: &str, frame: &TrapFrame) -> ! {
+    {
+        let mut console = CONSOLE.steal();
+        let _ = writeln!(console, "kernel fault: {}: {}", what, Syndrome(frame.esr));
+        write_registers(&mut console, frame);
+        let _ = writeln!(console, "  x0 0x{:x}  x1 0x{:x}  x30 0x{:x}", frame.x[0], frame.x[1], frame.x[30]);
+        let _ = writeln!(console, "kernel stopped");
+    }
+    stop(ExitStatus::KernelFault)
+}
+
+/// End the run (under the harness) or park this core for good.
+pub fn stop(status: ExitStatus) -> ! {
+    semihosting::exit_if_harness(status);
+    crate::cpu::mask_interrupts();
+    loop {
+        crate::cpu::wait_for_interrupt();
+    }
+}
+
+/// An IRQ, from EL0 or EL1.
+#[unsafe(no_mangle)]
+extern "C" fn tern_interrupt(_frame: &mut TrapFrame) {
+    while let Some(raw) = gic::acknowledge() {
+        if gic::interrupt_number(raw) == crate::kernel::timer_interrupt() {
+            timer::on_interrupt();
+        }
+        gic::end_of_interrupt(raw);
+    }
+}

@@ -1,0 +1,149 @@
+//! The boot sequence, from the first Rust function to the chosen scenario.
+//!
+//! `boot.s` arrives here on core 0 at EL1 with the MMU on (boot table), a
+//! stack, and .bss zeroed. In order: console, banner, boot information and
+//! command line, memory (frames, heap, domain arena, the kernel's view),
+//! interrupts and the timer, then the scenario the command line asked for
+//! (or the demo).
+
+use crate::console::CONSOLE;
+use crate::semihosting::ExitStatus;
+use crate::{domains, exception, gic, kprintln, memory, scenario, semihosting, timer};
+use core::sync::atomic::{AtomicU32, Ordering};
+use tern_core::board::BoardConfig;
+use tern_core::bootinfo::{self, BootFacts, BootSource};
+use tern_core::cmdline;
+use tern_core::domain::SharedImage;
+use tern_core::frame::PhysRange;
+
+static TIMER_INTERRUPT: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// The board's timer interrupt number.
+pub fn timer_interrupt() -> u32 {
+    TIMER_INTERRUPT.load(Ordering::Relaxed)
+}
+
+/// Largest ATAG list Tern reads (the list QEMU writes is a few hundred bytes).
+const ATAG_WINDOW: usize = 16 * 1024;
+
+/// Find out what the boot loader handed over in x0. The pointer is only
+/// followed when it lies inside the board's RAM window (mapped by the boot
+/// table): anything else is treated as "nothing".
+fn read_boot_information(board: &BoardConfig, pointer: usize) -> BootFacts<'static> {
+    let inside = |length: usize| {
+        let start = pointer as u64;
+        pointer % 8 == 0
+            && start >= board.ram_window.start
+            && start.checked_add(length as u64).is_some_and(|end| end <= board.ram_window.end)
+    };
+    if pointer == 0 || !inside(64) {
+        return BootFacts::none();
+    }
+    // SAFETY: 64 bytes inside the RAM window, which the boot table maps as
+    // normal memory; the loader put its blob there and nothing has
+    // overwritten it (the frame allocator reserves it before handing out
+    // memory).
+    let header = unsafe { core::slice::from_raw_parts(pointer as *const u8, 64) };
+    if let Some(size) = bootinfo::fdt_total_size(header) {
+        if inside(size) {
+            // SAFETY: as above, for the whole device tree.
+            let blob = unsafe { core::slice::from_raw_parts(pointer as *const u8, size) };
+            if let Ok(facts) = bootinfo::parse_fdt(blob, pointer as u64) {
+                return facts;
+            }
+        }
+    } else if bootinfo::looks_like_atags(header) && inside(ATAG_WINDOW) {
+        // SAFETY: as above; the parser stops at ATAG_NONE, well inside.
+        let blob = unsafe { core::slice::from_raw_parts(pointer as *const u8, ATAG_WINDOW) };
+        if let Ok(facts) = bootinfo::parse_atags(blob, pointer as u64) {
+            return facts;
+        }
+    }
+    BootFacts::none()
+}
+
+/// The kernel proper, on the boot core. Never returns.
+pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u64) -> ! {
+    CONSOLE.init(&board.uart);
+    kprintln!();
+    kprintln!("Tern {}: migrating threads on AArch64", crate::syscall::VERSION);
+    kprintln!("board: {} ({})", board.name, board.description);
+
+    let facts = read_boot_information(board, boot_information);
+    let source = match facts.source {
+        BootSource::DeviceTree => "device tree",
+        BootSource::Atags => "ATAGs",
+        BootSource::None => "nothing",
+    };
+    let line = facts.cmdline.unwrap_or("");
+    let options = cmdline::parse(line, |word| kprintln!("warning: unknown option '{}' ignored", word));
+    semihosting::set_harness(options.harness);
+    kprintln!(
+        "entered at EL{}, now EL{}; boot loader passed {} at 0x{:x}; command line: \"{}\"",
+        entry_level,
+        crate::cpu::current_exception_level(),
+        source,
+        boot_information,
+        line
+    );
+
+    let image = memory::ImageLayout::of_this_image();
+    let summary = match memory::init(board, &facts, &image) {
+        Ok(summary) => summary,
+        Err(reason) => {
+            kprintln!("memory set-up failed: {}", reason);
+            exception::stop(ExitStatus::Fail);
+        }
+    };
+    defmt::info!(
+        "memory: {=u64} MiB RAM, {=usize} frames free, heap {=u64:#x}..{=u64:#x}, domain arena {=u64:#x}..{=u64:#x}",
+        summary.ram_bytes >> 20,
+        summary.free_frames,
+        summary.heap.start,
+        summary.heap.end,
+        summary.arena.start,
+        summary.arena.end
+    );
+    kprintln!(
+        "memory: {} MiB RAM ({}), image 0x{:x}..0x{:x}, kernel view at 0x{:x}",
+        summary.ram_bytes >> 20,
+        if facts.memory().is_empty() { "board default" } else { source },
+        image.whole().start,
+        image.whole().end,
+        summary.kernel_table
+    );
+    domains::init(
+        summary.arena,
+        summary.kernel_table,
+        SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
+    );
+
+    TIMER_INTERRUPT.store(board.timer_interrupt, Ordering::Relaxed);
+    gic::init(&board.gic);
+    gic::enable(board.timer_interrupt);
+    timer::start();
+    defmt::info!("timer: {=u64} Hz counter, {=u32} Hz ticks", timer::frequency(), timer::TICK_HZ);
+
+    let status = scenario::run(options.scenario);
+    exception::stop(status)
+}
+
+/// Declare a board's entry point. `$board` must be a `const` of type
+/// [`BoardConfig`]; the macro builds the compile-time boot table from its
+/// RAM window and device windows, and the `tern_board_main` symbol that
+/// `boot.s` jumps to.
+#[macro_export]
+macro_rules! board_entry {
+    ($board:path) => {
+        static TERN_BOARD: $crate::BoardConfig = $board;
+
+        #[unsafe(no_mangle)]
+        static TERN_BOOT_TABLE: $crate::BootTable =
+            $crate::boot_table(&[$board.ram_window], $board.devices);
+
+        #[unsafe(no_mangle)]
+        extern "C" fn tern_board_main(boot_information: usize, entry_level: u64) -> ! {
+            $crate::kernel::main(&TERN_BOARD, boot_information, entry_level)
+        }
+    };
+}

@@ -1,0 +1,250 @@
+//! Physical memory at boot: the frame allocator, the kernel heap, the
+//! domain arena, and the kernel's own translation table.
+//!
+//! Order matters and is fixed here:
+//! 1. the frame allocator learns the RAM (from the boot information or the
+//!    board's default) and reserves the firmware's memory, the image and
+//!    the boot blob;
+//! 2. the heap takes a contiguous block of frames;
+//! 3. the **domain arena** takes a 2 MiB-aligned block carved into 2 MiB
+//!    slots, one per protected domain. The arena is left *out* of the
+//!    kernel's view: a domain's memory is mapped only in its own view
+//!    (tagged with its ASID), never as a global kernel mapping, so the TLB
+//!    can never hold a global and a per-ASID entry for the same address;
+//! 4. the kernel's table maps the image section by section (code shared
+//!    and executable, read-only data shared, data EL1-only, the stack guard
+//!    page not at all), all other RAM as kernel data, and the devices.
+
+use crate::cpu;
+use tern_core::board::BoardConfig;
+use tern_core::bootinfo::BootFacts;
+use tern_core::frame::{FRAME_SIZE, FrameAllocator, PhysRange};
+use tern_core::heap::LockedHeap;
+use tern_core::paging::{self, Kind, LEVEL2_BLOCK, Table, TableMemory};
+
+/// Largest RAM window any board may declare (the frame bitmap is sized
+/// for it): 3 GiB.
+pub const MAXIMUM_RAM_WINDOW: u64 = 3 << 30;
+/// Kernel heap size.
+pub const HEAP_BYTES: usize = 8 << 20;
+/// Protected-domain slots in the arena (2 MiB each).
+pub const DOMAIN_SLOTS: usize = 16;
+
+const BITMAP_WORDS: usize = FrameAllocator::bitmap_words(MAXIMUM_RAM_WINDOW);
+
+struct Bitmap(core::cell::UnsafeCell<[u64; BITMAP_WORDS]>);
+// SAFETY: handed out exactly once, to the frame allocator, in `init`.
+unsafe impl Sync for Bitmap {}
+static BITMAP: Bitmap = Bitmap(core::cell::UnsafeCell::new([0; BITMAP_WORDS]));
+
+/// The frame allocator, once [`init`] has run.
+pub static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Bytes of heap in use and free.
+pub fn heap_stats() -> (usize, usize) {
+    HEAP.stats()
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __stack_guard: u8;
+    static __boot_stack_bottom: u8;
+    static __image_end: u8;
+}
+
+/// Where the linker put the image's parts.
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    /// Shared code.
+    pub text: PhysRange,
+    /// Shared read-only data (including the domain registry).
+    pub read_only: PhysRange,
+    /// Kernel data and .bss.
+    pub data: PhysRange,
+    /// The unmapped page below the boot stack.
+    pub stack_guard: PhysRange,
+    /// The boot stack.
+    pub stack: PhysRange,
+}
+
+impl ImageLayout {
+    /// Read the layout from the linker's symbols.
+    pub fn of_this_image() -> Self {
+        let address = |symbol: *const u8| symbol as u64;
+        let start = address(&raw const __image_start);
+        let text_end = address(&raw const __text_end);
+        let rodata_end = address(&raw const __rodata_end);
+        let guard = address(&raw const __stack_guard);
+        let stack_bottom = address(&raw const __boot_stack_bottom);
+        let end = address(&raw const __image_end);
+        ImageLayout {
+            text: PhysRange::new(start, text_end),
+            read_only: PhysRange::new(text_end, rodata_end),
+            data: PhysRange::new(rodata_end, guard),
+            stack_guard: PhysRange::new(guard, stack_bottom),
+            stack: PhysRange::new(stack_bottom, end),
+        }
+    }
+
+    /// The whole image, `[start, end)`.
+    pub fn whole(&self) -> PhysRange {
+        PhysRange::new(self.text.start, self.stack.end)
+    }
+}
+
+/// What [`init`] set up.
+#[derive(Clone, Copy, Debug)]
+pub struct MemorySummary {
+    /// RAM in use by Tern (inside the board's window), in bytes.
+    pub ram_bytes: u64,
+    /// Frames free after boot allocations.
+    pub free_frames: usize,
+    /// The domain arena.
+    pub arena: PhysRange,
+    /// The kernel's level-1 table.
+    pub kernel_table: u64,
+    /// The heap.
+    pub heap: PhysRange,
+}
+
+/// Tables come from the frame allocator and are reached through the
+/// identity map.
+pub struct IdentityTables<'a>(pub &'a mut FrameAllocator<'static>);
+
+impl TableMemory for IdentityTables<'_> {
+    fn allocate_table(&mut self) -> Option<u64> {
+        let address = self.0.alloc()?;
+        // SAFETY: a frame just handed out by the allocator: RAM, mapped in
+        // the current (boot or kernel) view, owned by nobody else.
+        unsafe { (address as *mut Table).write(Table::empty()) };
+        Some(address)
+    }
+
+    fn table(&mut self, address: u64) -> &mut Table {
+        // SAFETY: every address passed here is a table frame this allocator
+        // handed out, or read from a descriptor in such a table.
+        unsafe { &mut *(address as *mut Table) }
+    }
+}
+
+/// Call `each` with the parts of `range` outside every hole (holes need
+/// not be sorted; empty parts are skipped). Each recursion level removes
+/// one hole from the piece it handles, so it ends.
+fn subtract(range: PhysRange, holes: &[PhysRange], each: &mut impl FnMut(PhysRange)) {
+    if range.is_empty() {
+        return;
+    }
+    match holes.iter().find(|hole| hole.overlaps(&range)) {
+        None => each(range),
+        Some(hole) => {
+            if range.start < hole.start {
+                subtract(PhysRange::new(range.start, hole.start), holes, each);
+            }
+            if hole.end < range.end {
+                subtract(PhysRange::new(hole.end, range.end), holes, each);
+            }
+        }
+    }
+}
+
+fn round_in(range: PhysRange) -> PhysRange {
+    let size = FRAME_SIZE as u64;
+    PhysRange::new(range.start.div_ceil(size) * size, range.end / size * size)
+}
+
+/// Set up physical memory and the kernel's view, and switch to it.
+pub fn init(board: &BoardConfig, facts: &BootFacts<'_>, image: &ImageLayout) -> Result<MemorySummary, &'static str> {
+    let window = board.ram_window;
+    if window.len() > MAXIMUM_RAM_WINDOW {
+        return Err("the board's RAM window is larger than the frame bitmap");
+    }
+    // SAFETY: `init` runs once, on the boot core, before anything else
+    // uses the bitmap; the allocator then owns it for the kernel's life.
+    let bitmap: &'static mut [u64] = unsafe { &mut *BITMAP.0.get() };
+    let mut frames = FrameAllocator::new(window.start, window.end, bitmap).map_err(|_| "bad RAM window")?;
+
+    let mut ram: [PhysRange; 8] = [PhysRange::new(0, 0); 8];
+    let mut ram_count = 0;
+    let reported: &[PhysRange] =
+        if facts.memory().is_empty() { core::slice::from_ref(&board.default_memory) } else { facts.memory() };
+    for range in reported {
+        if let Some(inside) = range.intersection(&window) {
+            let inside = round_in(inside);
+            if !inside.is_empty() && ram_count < ram.len() {
+                ram[ram_count] = inside;
+                ram_count += 1;
+                frames.add_free(inside);
+            }
+        }
+    }
+    let ram = &ram[..ram_count];
+    if ram.is_empty() {
+        return Err("no usable RAM inside the board's window");
+    }
+    frames.reserve(board.firmware_reserved);
+    frames.reserve(image.whole());
+    if let Some(blob) = facts.blob {
+        frames.reserve(blob);
+    }
+    for reserved in facts.reserved() {
+        frames.reserve(*reserved);
+    }
+
+    let heap_frames = HEAP_BYTES / FRAME_SIZE;
+    let heap_start = frames.alloc_contiguous(heap_frames, FRAME_SIZE as u64).ok_or("no room for the heap")?;
+    // SAFETY: frames just allocated for the heap, mapped by the boot table,
+    // used by nothing else from now on.
+    unsafe { HEAP.add_region(heap_start as usize, HEAP_BYTES) };
+
+    let arena_bytes = DOMAIN_SLOTS as u64 * LEVEL2_BLOCK;
+    let arena_start = frames
+        .alloc_contiguous((arena_bytes / FRAME_SIZE as u64) as usize, LEVEL2_BLOCK)
+        .ok_or("no room for the domain arena")?;
+    let arena = PhysRange::new(arena_start, arena_start + arena_bytes);
+
+    let kernel_table = {
+        let mut tables = IdentityTables(&mut frames);
+        let root = tables.allocate_table().ok_or("no frame for the kernel's table")?;
+        let mut map = |range: PhysRange, kind: Kind| -> Result<(), &'static str> {
+            if range.is_empty() {
+                return Ok(());
+            }
+            paging::map(&mut tables, root, range.start, range.start, range.len(), kind)
+                .map_err(|_| "could not build the kernel's view")
+        };
+        map(image.text, Kind::SharedCode)?;
+        map(image.read_only, Kind::SharedReadOnly)?;
+        map(image.data, Kind::KernelData)?;
+        map(image.stack, Kind::KernelData)?;
+        let holes = [image.whole(), arena];
+        let mut failed = false;
+        for range in ram {
+            subtract(*range, &holes, &mut |piece| failed |= map(piece, Kind::KernelData).is_err());
+        }
+        if failed {
+            return Err("could not map RAM in the kernel's view");
+        }
+        for device in board.devices {
+            map(*device, Kind::Device)?;
+        }
+        root
+    };
+    cpu::publish_tables();
+    cpu::install_kernel_table(kernel_table);
+
+    let ram_bytes = ram.iter().map(PhysRange::len).sum();
+    let free_frames = frames.free_frames();
+    *FRAMES.lock() = Some(frames);
+    Ok(MemorySummary {
+        ram_bytes,
+        free_frames,
+        arena,
+        kernel_table,
+        heap: PhysRange::new(heap_start, heap_start + HEAP_BYTES as u64),
+    })
+}

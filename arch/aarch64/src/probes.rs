@@ -1,0 +1,85 @@
+//! Containment probes: EL0 domains that misbehave on purpose.
+//!
+//! Each probe does one thing a protected domain must not be able to get
+//! away with. The containment scenarios run one, check that the kernel
+//! reported and terminated it, and then run healthy domains to show that
+//! the kernel and everyone else carried on. They live in the arch crate,
+//! not under `servers/`, because misbehaving takes `unsafe` (and, for the
+//! undefined instruction, assembly), which server crates forbid.
+//!
+//! The kernel passes each probe its target address as the upcall argument.
+
+use tern_inks::gate;
+
+tern_inks::domain!(KERNEL_READ, "probe.kernel-read", read_kernel_memory);
+tern_inks::domain!(KERNEL_WRITE, "probe.kernel-write", write_kernel_memory);
+tern_inks::domain!(OTHER_DOMAIN, "probe.other-domain", read_other_domain);
+tern_inks::domain!(EXECUTE_DATA, "probe.exec-data", execute_data);
+tern_inks::domain!(UNDEFINED, "probe.undefined", undefined_instruction);
+tern_inks::domain!(BAD_POINTER, "probe.bad-pointer", pass_bad_pointers);
+
+fn read_kernel_memory(address: usize) -> usize {
+    // SAFETY: none — this is the point. The address is kernel data, mapped
+    // EL1-only; the read must fault and the kernel must contain it.
+    unsafe { core::ptr::read_volatile(address as *const usize) }
+}
+
+fn write_kernel_memory(address: usize) -> usize {
+    // SAFETY: none — deliberately writes kernel data from EL0, which the
+    // page tables must refuse.
+    unsafe { core::ptr::write_volatile(address as *mut usize, 0xbad) };
+    0
+}
+
+fn read_other_domain(address: usize) -> usize {
+    // SAFETY: none — the address is another domain's region, absent from
+    // this domain's view.
+    unsafe { core::ptr::read_volatile(address as *const usize) }
+}
+
+fn execute_data(_: usize) -> usize {
+    // `mov x0, #42; ret` written onto the stack, then called: the stack is
+    // data (execute-never at EL0), so the fetch must fault.
+    let code: [u32; 2] = [0xd280_0540, 0xd65f_03c0];
+    let pointer = core::hint::black_box(code.as_ptr());
+    // SAFETY: none — jumping into data is what this probe tests.
+    let function: extern "C" fn() -> usize = unsafe { core::mem::transmute(pointer) };
+    function()
+}
+
+fn undefined_instruction(_: usize) -> usize {
+    // SAFETY: none — `udf` is permanently undefined and must trap.
+    unsafe { core::arch::asm!("udf #0") };
+    0
+}
+
+/// Hands the kernel pointers the caller does not own; every call must come
+/// back with an error code, and the domain keeps running. Safe code: the
+/// gate lets anyone *claim* any address. Returns how many calls were
+/// refused as they should be.
+fn pass_bad_pointers(kernel_address: usize) -> usize {
+    let own_stack = core::hint::black_box(0u8);
+    let own_region = (&own_stack as *const u8 as usize) & !(0x20_0000 - 1);
+    let neighbour = own_region + 0x20_0000;
+    let text = "shared read-only text";
+    let mut refused = 0;
+    let mut expect = |what: &str, result: Result<usize, tern_core::abi::Error>, wanted: tern_core::abi::Error| {
+        let verdict = match result {
+            Err(error) if error == wanted => {
+                refused += 1;
+                "refused as expected"
+            }
+            _ => "NOT REFUSED AS EXPECTED",
+        };
+        tern_inks::println!("[probe.bad-pointer] {what}: {result:?} ({verdict})");
+    };
+    use tern_core::abi::Error;
+    expect("console_write(kernel data)", gate::console_write_raw(kernel_address, 16), Error::BadAddress);
+    expect("console_write(another domain's slot)", gate::console_write_raw(neighbour, 16), Error::BadAddress);
+    expect("console_write(wrapping range)", gate::console_write_raw(usize::MAX - 7, 64), Error::BadAddress);
+    expect("version(into read-only text)", gate::version_raw(text.as_ptr() as usize, 64), Error::BadAddress);
+    expect("version(into kernel data)", gate::version_raw(kernel_address, 64), Error::BadAddress);
+    expect("console_write(64 KiB)", gate::console_write_raw(own_region, 0x10000), Error::InvalidArgument);
+    expect("unknown call", gate::raw_call_number(0xffff, 0, 0, 0), Error::NoSuchCall);
+    refused
+}

@@ -1,0 +1,242 @@
+//! Boot scenarios: what the kernel does after booting.
+//!
+//! `tern.scenario=NAME` on the command line picks one; each prints what it
+//! does and ends with `scenario NAME: PASS` or `scenario NAME: FAIL (why)`.
+//! The integration tests (`tests/`) boot one scenario per test and read
+//! that line and the exit status. Without a scenario the kernel runs the
+//! demo: the domains, then one tick line a second, forever.
+
+use crate::domains::{self, DomainError};
+use crate::semihosting::ExitStatus;
+use crate::upcall::Outcome;
+use crate::{cpu, kprintln, timer};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use tern_core::domain::DomainId;
+
+type Verdict = Result<(), String>;
+
+/// The scenarios, by name.
+const SCENARIOS: &[(&str, fn() -> Verdict)] = &[
+    ("banner", banner),
+    ("ticks", ticks),
+    ("heap", heap),
+    ("domains", two_domains),
+    ("contain-kernel-read", contain_kernel_read),
+    ("contain-kernel-write", contain_kernel_write),
+    ("contain-other-domain", contain_other_domain),
+    ("contain-exec-data", contain_execute_data),
+    ("contain-undefined", contain_undefined),
+    ("contain-bad-pointer", contain_bad_pointer),
+    ("kernel-fault", kernel_fault),
+];
+
+/// Run the named scenario (or the demo) and say how it went.
+pub fn run(name: Option<&str>) -> ExitStatus {
+    let Some(name) = name else {
+        demo();
+    };
+    let Some((_, scenario)) = SCENARIOS.iter().find(|(known, _)| *known == name) else {
+        let known: Vec<&str> = SCENARIOS.iter().map(|(known, _)| *known).collect();
+        kprintln!("scenario {}: FAIL (no such scenario; known: {})", name, known.join(", "));
+        return ExitStatus::Fail;
+    };
+    kprintln!("scenario {}: start", name);
+    match scenario() {
+        Ok(()) => {
+            kprintln!("scenario {}: PASS", name);
+            ExitStatus::Pass
+        }
+        Err(reason) => {
+            kprintln!("scenario {}: FAIL ({})", name, reason);
+            ExitStatus::Fail
+        }
+    }
+}
+
+fn banner() -> Verdict {
+    // The banner has been printed by the boot sequence; reaching here means
+    // memory, interrupts and the timer came up.
+    Ok(())
+}
+
+/// Wait until the tick count reaches `target`, printing each new tick;
+/// gives up after `seconds` of counter time.
+fn watch_ticks(target: u64, seconds: u64) -> Verdict {
+    let deadline = timer::counter() + timer::frequency() * seconds;
+    let start = timer::ticks();
+    let mut seen = 0;
+    cpu::enable_interrupts();
+    while seen < target {
+        cpu::wait_for_interrupt();
+        let now = timer::ticks() - start;
+        // A tick can land between enabling interrupts and `wfi`, so more
+        // than one may be new: report each.
+        while seen < now.min(target) {
+            seen += 1;
+            kprintln!("tick {}", seen);
+        }
+        if timer::counter() > deadline {
+            cpu::mask_interrupts();
+            return Err(format!("only {} ticks in {} s", seen, seconds));
+        }
+    }
+    cpu::mask_interrupts();
+    Ok(())
+}
+
+fn ticks() -> Verdict {
+    kprintln!("timer: {} Hz counter, {} Hz ticks", timer::frequency(), timer::TICK_HZ);
+    watch_ticks(5, 5)
+}
+
+fn heap() -> Verdict {
+    let (used_before, _) = crate::memory::heap_stats();
+    {
+        let numbers: Vec<u64> = (0..10_000).collect();
+        let sum: u64 = numbers.iter().sum();
+        if sum != 10_000 * 9_999 / 2 {
+            return Err(format!("vector sum {sum}"));
+        }
+        let boxed = Box::new([7u8; 4096]);
+        let mut map: hashbrown::HashMap<u64, String> = hashbrown::HashMap::new();
+        for key in 0..1000u64 {
+            map.insert(key * 7919, format!("value {key}"));
+        }
+        for key in (0..1000u64).step_by(2) {
+            map.remove(&(key * 7919));
+        }
+        let remaining = map.len();
+        let correct = (1..1000u64).step_by(2).all(|key| map.get(&(key * 7919)) == Some(&format!("value {key}")));
+        let (used_peak, free) = crate::memory::heap_stats();
+        if remaining != 500 || !correct || boxed.iter().any(|&byte| byte != 7) {
+            return Err(format!("hash map holds {remaining} entries, contents correct: {correct}"));
+        }
+        kprintln!("heap: {} bytes in use with a 1000-entry hash map built, {} free", used_peak, free);
+    }
+    let (used_after, _) = crate::memory::heap_stats();
+    if used_after != used_before {
+        return Err(format!("{used_before} bytes in use before, {used_after} after everything was dropped"));
+    }
+    kprintln!("heap: ok (Vec, Box, String and hashbrown::HashMap; every byte returned)");
+    Ok(())
+}
+
+fn create(name: &str) -> Result<DomainId, String> {
+    let spec = tern_inks::registry::find(name).ok_or_else(|| format!("no domain '{name}' registered"))?;
+    let id = domains::create(spec).map_err(|error| format!("creating {name}: {error:?}"))?;
+    let region = domains::region(id).unwrap_or(tern_core::frame::PhysRange::new(0, 0));
+    kprintln!(
+        "domain {} created: number {}, ASID {}, region 0x{:x}..0x{:x}, own translation table",
+        name,
+        id.0,
+        id.0,
+        region.start,
+        region.end
+    );
+    Ok(id)
+}
+
+fn expect_return(id: DomainId, argument: usize, wanted: usize) -> Verdict {
+    match domains::call(id, argument) {
+        Ok(Outcome::Returned(value)) if value == wanted => Ok(()),
+        other => Err(format!("upcall into domain {} with {} gave {:?}, wanted Returned({})", id.0, argument, other, wanted)),
+    }
+}
+
+fn ping_pong(ping: DomainId, pong: DomainId, rounds: core::ops::RangeInclusive<usize>) -> Verdict {
+    for round in rounds {
+        expect_return(ping, round, tern_hello::ping_answer(round, ping.0 as usize))?;
+        expect_return(pong, round, tern_hello::pong_answer(round, pong.0 as usize))?;
+    }
+    Ok(())
+}
+
+fn two_domains() -> Verdict {
+    let ping = create("hello.ping")?;
+    let pong = create("hello.pong")?;
+    kprintln!("switching views by ASID, no TLB flush: ping, pong, ping, pong, ...");
+    ping_pong(ping, pong, 1..=3)
+}
+
+/// Run `probe` with `argument` between healthy domains; it must fault, be
+/// terminated, stay terminated, and leave the others running.
+fn contain(probe_name: &str, argument: impl FnOnce(DomainId) -> usize) -> Verdict {
+    let ping = create("hello.ping")?;
+    let pong = create("hello.pong")?;
+    let probe = create(probe_name)?;
+    ping_pong(ping, pong, 1..=1)?;
+    match domains::call(probe, argument(ping)) {
+        Ok(Outcome::Faulted) => {}
+        other => return Err(format!("{probe_name} was not stopped: {other:?}")),
+    }
+    match domains::call(probe, 0) {
+        Err(DomainError::Terminated) => {}
+        other => return Err(format!("a terminated domain could be entered again: {other:?}")),
+    }
+    ping_pong(ping, pong, 2..=2)
+}
+
+fn contain_kernel_read() -> Verdict {
+    contain("probe.kernel-read", |_| timer::tick_counter_address())
+}
+
+fn contain_kernel_write() -> Verdict {
+    contain("probe.kernel-write", |_| timer::tick_counter_address())
+}
+
+fn contain_other_domain() -> Verdict {
+    contain("probe.other-domain", |ping| domains::region(ping).map_or(0, |region| region.start as usize + 64))
+}
+
+fn contain_execute_data() -> Verdict {
+    contain("probe.exec-data", |_| 0)
+}
+
+fn contain_undefined() -> Verdict {
+    contain("probe.undefined", |_| 0)
+}
+
+fn contain_bad_pointer() -> Verdict {
+    const EXPECTED_REFUSALS: usize = 7;
+    let ping = create("hello.ping")?;
+    let probe = create("probe.bad-pointer")?;
+    match domains::call(probe, timer::tick_counter_address()) {
+        Ok(Outcome::Returned(EXPECTED_REFUSALS)) => {}
+        other => return Err(format!("probe.bad-pointer ended with {other:?}, wanted Returned({EXPECTED_REFUSALS})")),
+    }
+    expect_return(ping, 1, tern_hello::ping_answer(1, ping.0 as usize))
+}
+
+fn kernel_fault() -> Verdict {
+    let image = crate::memory::ImageLayout::of_this_image();
+    kprintln!("reading the boot stack's guard page (0x{:x}) at EL1", image.stack_guard.start);
+    // SAFETY: none — a deliberate kernel fault; the guard page is unmapped
+    // and the fault handler stops the kernel before this returns.
+    let value = unsafe { core::ptr::read_volatile(image.stack_guard.start as *const u64) };
+    Err(format!("the read returned 0x{value:x} instead of faulting"))
+}
+
+fn demo() -> ! {
+    let result = (|| -> Verdict {
+        let ping = create("hello.ping")?;
+        let pong = create("hello.pong")?;
+        ping_pong(ping, pong, 1..=2)
+    })();
+    if let Err(reason) = result {
+        kprintln!("demo: {}", reason);
+    }
+    kprintln!("demo: one tick line a second (Ctrl-A X leaves QEMU)");
+    let mut seconds = 0;
+    cpu::enable_interrupts();
+    loop {
+        cpu::wait_for_interrupt();
+        let now = timer::ticks() / timer::TICK_HZ as u64;
+        if now > seconds {
+            seconds = now;
+            kprintln!("tick {}", seconds);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+// Exception vectors and the glue around them.
+//
+// Every entry saves a TrapFrame on the current kernel stack (SP_EL1):
+//   [0]   x0 .. x30        [248] SP_EL0     [256] ELR_EL1
+//   [264] SPSR_EL1         [272] ESR_EL1    [280] FAR_EL1       (288 bytes)
+// Interrupts also save all 32 SIMD registers, FPCR and FPSR after it,
+// because an interrupt may land anywhere, in code that uses them; kernel
+// calls and faults do not, because the service gate declares them clobbered.
+//
+// It is assembly because this is the code that saves the state Rust would
+// otherwise clobber. The Rust side (exception.rs) only decides.
+
+.equ FRAME_SIZE, {frame_size}
+.equ IRQ_FRAME_SIZE, {irq_frame_size}
+
+.macro SAVE_REST
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x2, sp_el0
+    stp     x30, x2, [sp, #240]
+    mrs     x2, elr_el1
+    mrs     x3, spsr_el1
+    stp     x2, x3, [sp, #256]
+    mrs     x2, esr_el1
+    mrs     x3, far_el1
+    stp     x2, x3, [sp, #272]
+.endm
+
+.macro RESTORE_AND_RETURN size
+    ldp     x2, x3, [sp, #256]
+    msr     elr_el1, x2
+    msr     spsr_el1, x3
+    ldp     x30, x2, [sp, #240]
+    msr     sp_el0, x2
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    add     sp, sp, #\size
+    eret
+.endm
+
+.macro VECTOR size, target, kind
+.balign 0x80
+    sub     sp, sp, #\size
+    stp     x0, x1, [sp, #0]
+    mov     x1, #\kind
+    b       \target
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+.global tern_vectors
+tern_vectors:
+    // Current EL with SP_EL0: never used by Tern.
+    VECTOR FRAME_SIZE, kernel_trap, 0
+    VECTOR FRAME_SIZE, kernel_trap, 1
+    VECTOR FRAME_SIZE, kernel_trap, 2
+    VECTOR FRAME_SIZE, kernel_trap, 3
+    // Current EL with SP_EL1: the kernel itself.
+    VECTOR FRAME_SIZE, kernel_trap, 4
+    VECTOR IRQ_FRAME_SIZE, interrupt, 5
+    VECTOR FRAME_SIZE, kernel_trap, 6
+    VECTOR FRAME_SIZE, kernel_trap, 7
+    // Lower EL, AArch64: domains.
+    VECTOR FRAME_SIZE, domain_trap, 8
+    VECTOR IRQ_FRAME_SIZE, interrupt, 9
+    VECTOR FRAME_SIZE, kernel_trap, 10
+    VECTOR FRAME_SIZE, kernel_trap, 11
+    // Lower EL, AArch32: Tern never runs AArch32 code.
+    VECTOR FRAME_SIZE, kernel_trap, 12
+    VECTOR FRAME_SIZE, kernel_trap, 13
+    VECTOR FRAME_SIZE, kernel_trap, 14
+    VECTOR FRAME_SIZE, kernel_trap, 15
+
+// fn kernel_trap(kind in x1) -> !
+// A synchronous exception at EL1, or an exception Tern never expects.
+kernel_trap:
+    SAVE_REST
+    mov     x0, sp
+    bl      tern_kernel_trap
+    b       .
+
+// fn domain_trap(kind in x1)
+// A kernel call or a fault from EL0. Rust answers with TrapAction in
+// x0/x1: x0 = 0 resumes the domain from the (possibly updated) frame;
+// otherwise the upcall that entered the domain ends with result x1.
+domain_trap:
+    SAVE_REST
+    mov     x0, sp
+    bl      tern_domain_trap
+    cbnz    x0, 1f
+    RESTORE_AND_RETURN FRAME_SIZE
+1:  mov     x0, x1
+    b       tern_upcall_finish
+
+// fn interrupt(kind in x1)
+interrupt:
+    SAVE_REST
+    add     x2, sp, #FRAME_SIZE
+    stp     q0, q1, [x2, #0]
+    stp     q2, q3, [x2, #32]
+    stp     q4, q5, [x2, #64]
+    stp     q6, q7, [x2, #96]
+    stp     q8, q9, [x2, #128]
+    stp     q10, q11, [x2, #160]
+    stp     q12, q13, [x2, #192]
+    stp     q14, q15, [x2, #224]
+    stp     q16, q17, [x2, #256]
+    stp     q18, q19, [x2, #288]
+    stp     q20, q21, [x2, #320]
+    stp     q22, q23, [x2, #352]
+    stp     q24, q25, [x2, #384]
+    stp     q26, q27, [x2, #416]
+    stp     q28, q29, [x2, #448]
+    stp     q30, q31, [x2, #480]
+    mrs     x3, fpcr
+    mrs     x4, fpsr
+    str     x3, [x2, #512]
+    str     x4, [x2, #520]
+    mov     x0, sp
+    bl      tern_interrupt
+    add     x2, sp, #FRAME_SIZE
+    ldp     q0, q1, [x2, #0]
+    ldp     q2, q3, [x2, #32]
+    ldp     q4, q5, [x2, #64]
+    ldp     q6, q7, [x2, #96]
+    ldp     q8, q9, [x2, #128]
+    ldp     q10, q11, [x2, #160]
+    ldp     q12, q13, [x2, #192]
+    ldp     q14, q15, [x2, #224]
+    ldp     q16, q17, [x2, #256]
+    ldp     q18, q19, [x2, #288]
+    ldp     q20, q21, [x2, #320]
+    ldp     q22, q23, [x2, #352]
+    ldp     q24, q25, [x2, #384]
+    ldp     q26, q27, [x2, #416]
+    ldp     q28, q29, [x2, #448]
+    ldp     q30, q31, [x2, #480]
+    ldr     x3, [x2, #512]
+    ldr     x4, [x2, #520]
+    msr     fpcr, x3
+    msr     fpsr, x4
+    RESTORE_AND_RETURN IRQ_FRAME_SIZE

@@ -1,0 +1,68 @@
+//! The kernel command line: `tern.*` options.
+//!
+//! The command line comes from the boot loader (`/chosen/bootargs` in the
+//! device tree on a real Pi 4 and on QEMU `virt`; `ATAG_CMDLINE` on QEMU
+//! `raspi4b`). Tern reads only words that start with `tern.`; the rest
+//! (the Pi firmware adds many) is ignored.
+//!
+//! - `tern.scenario=NAME` picks the boot scenario (see the arch crate's
+//!   `scenario` module); without it the kernel runs its interactive demo.
+//! - `tern.harness=1` says a test harness runs the kernel under QEMU with
+//!   semihosting enabled: only then does the kernel end the run through a
+//!   semihosting exit (an `hlt` instruction, which would trap on a real Pi).
+
+/// Options parsed from the kernel command line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options<'a> {
+    /// `tern.scenario=NAME`, if given.
+    pub scenario: Option<&'a str>,
+    /// `tern.harness=1` (also accepted: `tern.harness`, `=true`, `=yes`).
+    pub harness: bool,
+}
+
+/// Parse the options out of a command line. Unknown `tern.` words are
+/// returned through `unknown` so the kernel can warn about them.
+pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(&'a str)) -> Options<'a> {
+    let mut options = Options::default();
+    for word in line.split_ascii_whitespace() {
+        let Some(rest) = word.strip_prefix("tern.") else {
+            continue;
+        };
+        let (key, value) = match rest.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (rest, None),
+        };
+        match (key, value) {
+            ("scenario", Some(name)) if !name.is_empty() => options.scenario = Some(name),
+            ("harness", None | Some("1" | "true" | "yes")) => options.harness = true,
+            ("harness", Some("0" | "false" | "no")) => options.harness = false,
+            _ => unknown(word),
+        }
+    }
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_tern_options_among_others() {
+        let mut unknown = alloc::vec::Vec::new();
+        let options = parse(
+            "console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus",
+            |word| unknown.push(word),
+        );
+        assert_eq!(options.scenario, Some("ticks"));
+        assert!(options.harness);
+        assert_eq!(unknown, ["tern.bogus"]);
+    }
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        assert_eq!(parse("", |_| panic!("no words")), Options::default());
+        let options = parse("tern.harness=0 tern.scenario=", |_| {});
+        assert!(!options.harness);
+        assert_eq!(options.scenario, None);
+    }
+}

@@ -1,0 +1,502 @@
+//! AArch64 translation tables for one address space seen through many views.
+//!
+//! Tern has one virtual layout: every object has one address, the same in
+//! every domain that may touch it (identity mapping, VA = PA). Protection
+//! comes from *views*: each protected domain has its own translation table
+//! (TTBR0 + an ASID) that differs from the kernel's only in the entry that
+//! maps the domain's own region. Everything the kernel maps is global
+//! (nG = 0) and identical in every view, so entering the kernel never
+//! changes TTBR0, and switching between domains never flushes the TLB.
+//!
+//! Geometry: 4 KiB granule, 39-bit virtual addresses (TCR.T0SZ = 25), so a
+//! walk starts at level 1 (1 GiB per entry), then level 2 (2 MiB), then
+//! level 3 (4 KiB). [`map`] picks the largest block that fits each piece.
+//!
+//! A domain's view is made by [`derive_view`]: a copy of the kernel's level
+//! 1 table plus a private copy of the one level-2 table that covers the
+//! domain's region; every other subtree (the image's level-3 tables, device
+//! windows) stays shared. Merging a domain later means rewriting that one
+//! entry, which is why regions are 2 MiB aligned.
+//!
+//! What this leaves out: splitting an existing block to map something
+//! smaller inside it (an error instead: Tern maps each range once), freeing
+//! tables, and the TLB and cache maintenance, which belong to the arch crate.
+//! The boot table, built at compile time by [`boot_table`], maps whole
+//! gigabytes and exists only to turn the MMU on before any Rust runs.
+
+use crate::frame::PhysRange;
+
+/// Entries in one translation table.
+pub const ENTRIES: usize = 512;
+/// Bytes covered by one level-1 entry.
+pub const LEVEL1_BLOCK: u64 = 1 << 30;
+/// Bytes covered by one level-2 entry.
+pub const LEVEL2_BLOCK: u64 = 1 << 21;
+/// Bytes covered by one level-3 entry (a page).
+pub const PAGE: u64 = 1 << 12;
+/// Size of the virtual address space (TCR.T0SZ = 25).
+pub const VIRTUAL_SPAN: u64 = 1 << 39;
+
+/// One translation table, as the hardware reads it.
+#[repr(C, align(4096))]
+#[derive(Clone)]
+pub struct Table(pub [u64; ENTRIES]);
+
+impl Table {
+    /// A table with every entry invalid.
+    pub const fn empty() -> Table {
+        Table([0; ENTRIES])
+    }
+}
+
+/// Memory attribute index into MAIR_EL1: Device-nGnRE.
+pub const MAIR_DEVICE: u64 = 0;
+/// Memory attribute index into MAIR_EL1: Normal, write-back cacheable.
+pub const MAIR_NORMAL: u64 = 1;
+/// The MAIR_EL1 value matching the two indices above.
+pub const MAIR_VALUE: u64 = 0x04 | (0xff << 8);
+
+const VALID: u64 = 1 << 0;
+const TABLE_OR_PAGE: u64 = 1 << 1;
+const ATTR_SHIFT: u64 = 2;
+const AP_EL0: u64 = 1 << 6;
+const AP_READ_ONLY: u64 = 1 << 7;
+const SHARE_INNER: u64 = 3 << 8;
+const SHARE_OUTER: u64 = 2 << 8;
+const ACCESS_FLAG: u64 = 1 << 10;
+const NOT_GLOBAL: u64 = 1 << 11;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+const ADDRESS_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// What a mapping is for; each kind fixes memory type, access and
+/// execute permissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Kernel data: EL1 read-write, never executable, global.
+    KernelData,
+    /// The image's code: read-only at EL1 and EL0, executable at both,
+    /// global (shared by every domain).
+    SharedCode,
+    /// The image's read-only data: read-only at EL1 and EL0, never
+    /// executable, global.
+    SharedReadOnly,
+    /// A device window: Device-nGnRE, EL1 read-write, never executable.
+    Device,
+    /// A protected domain's own memory: EL0 and EL1 read-write, never
+    /// executable (data is data), not global (tagged with the view's ASID).
+    DomainData,
+}
+
+impl Kind {
+    /// The descriptor bits for a block or page of this kind (without the
+    /// address and without the level-dependent low bits).
+    pub const fn attributes(self) -> u64 {
+        match self {
+            Kind::KernelData => {
+                (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | PXN | UXN
+            }
+            Kind::SharedCode => {
+                (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | AP_EL0 | AP_READ_ONLY
+            }
+            Kind::SharedReadOnly => {
+                (MAIR_NORMAL << ATTR_SHIFT)
+                    | SHARE_INNER
+                    | ACCESS_FLAG
+                    | AP_EL0
+                    | AP_READ_ONLY
+                    | PXN
+                    | UXN
+            }
+            Kind::Device => (MAIR_DEVICE << ATTR_SHIFT) | SHARE_OUTER | ACCESS_FLAG | PXN | UXN,
+            Kind::DomainData => {
+                (MAIR_NORMAL << ATTR_SHIFT)
+                    | SHARE_INNER
+                    | ACCESS_FLAG
+                    | AP_EL0
+                    | NOT_GLOBAL
+                    | PXN
+                    | UXN
+            }
+        }
+    }
+}
+
+/// Access rights a leaf descriptor grants, decoded (for tests and for the
+/// kernel's own checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// EL0 may read.
+    pub user_read: bool,
+    /// EL0 may write.
+    pub user_write: bool,
+    /// EL0 may execute.
+    pub user_execute: bool,
+    /// EL1 may write.
+    pub kernel_write: bool,
+    /// EL1 may execute.
+    pub kernel_execute: bool,
+    /// The entry is global (not tagged with an ASID).
+    pub global: bool,
+    /// Device memory.
+    pub device: bool,
+}
+
+impl Access {
+    /// Decode a leaf descriptor.
+    pub const fn of(descriptor: u64) -> Access {
+        let el0 = descriptor & AP_EL0 != 0;
+        let read_only = descriptor & AP_READ_ONLY != 0;
+        // A page writable at EL0 is never executable at EL1 (the
+        // architecture's implicit PXN).
+        let user_writable = el0 && !read_only;
+        Access {
+            user_read: el0,
+            user_write: user_writable,
+            user_execute: el0 && descriptor & UXN == 0,
+            kernel_write: !read_only,
+            kernel_execute: descriptor & PXN == 0 && !user_writable,
+            global: descriptor & NOT_GLOBAL == 0,
+            device: (descriptor >> ATTR_SHIFT) & 7 == MAIR_DEVICE,
+        }
+    }
+}
+
+/// Where translation tables come from and how the caller reaches them.
+///
+/// The kernel implements it over the frame allocator and the identity
+/// mapping; the host tests over a map of boxed tables.
+pub trait TableMemory {
+    /// A fresh zeroed table; its physical address.
+    fn allocate_table(&mut self) -> Option<u64>;
+    /// The table at physical address `address`, for reading and writing.
+    fn table(&mut self, address: u64) -> &mut Table;
+}
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// Address or size not page aligned, or zero size.
+    Misaligned,
+    /// The range leaves the 39-bit virtual space.
+    OutOfRange,
+    /// Part of the range is mapped already.
+    AlreadyMapped,
+    /// No memory for a table.
+    OutOfTables,
+}
+
+fn index(address: u64, level: u32) -> usize {
+    ((address >> (12 + 9 * (3 - level))) & 0x1ff) as usize
+}
+
+const fn block_size(level: u32) -> u64 {
+    1 << (12 + 9 * (3 - level))
+}
+
+/// Map `[virtual_start, virtual_start + size)` to physical memory starting
+/// at `physical_start`, with the attributes of `kind`, into the table tree
+/// rooted (level 1) at `root`.
+pub fn map(
+    memory: &mut impl TableMemory,
+    root: u64,
+    virtual_start: u64,
+    physical_start: u64,
+    size: u64,
+    kind: Kind,
+) -> Result<(), MapError> {
+    if size == 0 || (virtual_start | physical_start | size) % PAGE != 0 {
+        return Err(MapError::Misaligned);
+    }
+    let end = virtual_start.checked_add(size).ok_or(MapError::OutOfRange)?;
+    if end > VIRTUAL_SPAN {
+        return Err(MapError::OutOfRange);
+    }
+    let mut virtual_address = virtual_start;
+    while virtual_address < end {
+        let physical = physical_start + (virtual_address - virtual_start);
+        let remaining = end - virtual_address;
+        // The largest block (level 1 or 2) or page that fits here.
+        let level = (1..=3)
+            .find(|&level| {
+                let block = block_size(level);
+                (virtual_address | physical) % block == 0 && remaining >= block
+            })
+            .unwrap_or(3);
+        map_one(memory, root, virtual_address, physical, level, kind)?;
+        virtual_address += block_size(level);
+    }
+    Ok(())
+}
+
+fn map_one(
+    memory: &mut impl TableMemory,
+    root: u64,
+    virtual_address: u64,
+    physical: u64,
+    leaf_level: u32,
+    kind: Kind,
+) -> Result<(), MapError> {
+    let mut table = root;
+    for level in 1..leaf_level {
+        let slot = index(virtual_address, level);
+        let entry = memory.table(table).0[slot];
+        table = if entry & VALID == 0 {
+            let next = memory.allocate_table().ok_or(MapError::OutOfTables)?;
+            memory.table(table).0[slot] = next | VALID | TABLE_OR_PAGE;
+            next
+        } else if entry & TABLE_OR_PAGE != 0 {
+            entry & ADDRESS_MASK
+        } else {
+            return Err(MapError::AlreadyMapped);
+        };
+    }
+    let slot = index(virtual_address, leaf_level);
+    let leaf = &mut memory.table(table).0[slot];
+    if *leaf & VALID != 0 {
+        return Err(MapError::AlreadyMapped);
+    }
+    let low_bits = if leaf_level == 3 {
+        VALID | TABLE_OR_PAGE
+    } else {
+        VALID
+    };
+    *leaf = physical | kind.attributes() | low_bits;
+    Ok(())
+}
+
+/// Walk the tree for `virtual_address`: the physical address it maps to
+/// and the leaf descriptor, or `None` when it is not mapped.
+pub fn translate(memory: &mut impl TableMemory, root: u64, virtual_address: u64) -> Option<(u64, u64)> {
+    if virtual_address >= VIRTUAL_SPAN {
+        return None;
+    }
+    let mut table = root;
+    for level in 1..=3 {
+        let entry = memory.table(table).0[index(virtual_address, level)];
+        if entry & VALID == 0 {
+            return None;
+        }
+        let is_leaf = level == 3 || entry & TABLE_OR_PAGE == 0;
+        if is_leaf {
+            let offset = virtual_address & (block_size(level) - 1);
+            return Some(((entry & ADDRESS_MASK & !(block_size(level) - 1)) + offset, entry));
+        }
+        table = entry & ADDRESS_MASK;
+    }
+    None
+}
+
+/// Make a domain's view of the kernel's tree rooted at `kernel_root`: a
+/// new level-1 table that shares every subtree with the kernel's except the
+/// level-2 table covering `private_region`, which is copied, and in which
+/// the region is then mapped as [`Kind::DomainData`]. The region must be
+/// 2 MiB aligned, at most 1 GiB and inside one gigabyte, and not mapped by
+/// the kernel's tree. Returns the new root.
+pub fn derive_view(
+    memory: &mut impl TableMemory,
+    kernel_root: u64,
+    private_region: PhysRange,
+) -> Result<u64, MapError> {
+    let start = private_region.start;
+    let size = private_region.end.saturating_sub(start);
+    if size == 0 || start % LEVEL2_BLOCK != 0 || size % LEVEL2_BLOCK != 0 {
+        return Err(MapError::Misaligned);
+    }
+    if private_region.end > VIRTUAL_SPAN {
+        return Err(MapError::OutOfRange);
+    }
+    if start / LEVEL1_BLOCK != (private_region.end - 1) / LEVEL1_BLOCK {
+        return Err(MapError::OutOfRange);
+    }
+    let root = memory.allocate_table().ok_or(MapError::OutOfTables)?;
+    let kernel_entries = memory.table(kernel_root).0.clone();
+    memory.table(root).0 = kernel_entries;
+    let slot = index(start, 1);
+    let entry = kernel_entries[slot];
+    let private_level2 = memory.allocate_table().ok_or(MapError::OutOfTables)?;
+    if entry & VALID != 0 {
+        if entry & TABLE_OR_PAGE == 0 {
+            return Err(MapError::AlreadyMapped);
+        }
+        let shared = memory.table(entry & ADDRESS_MASK).0.clone();
+        memory.table(private_level2).0 = shared;
+    }
+    memory.table(root).0[slot] = private_level2 | VALID | TABLE_OR_PAGE;
+    map(memory, root, start, start, size, Kind::DomainData)?;
+    Ok(root)
+}
+
+/// The boot-time level-1 table for an identity map of whole gigabytes:
+/// `normal` ranges as kernel memory (Normal, EL1 read-write, executable at
+/// EL1 so the kernel can run from it), `device` ranges as Device memory.
+/// Ranges are rounded out to gigabytes. Built at compile time; used only to
+/// turn the MMU on before Rust code runs.
+pub const fn boot_table(normal: &[PhysRange], device: &[PhysRange]) -> Table {
+    let mut table = Table::empty();
+    let normal_bits = (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | UXN | VALID;
+    let device_bits = (MAIR_DEVICE << ATTR_SHIFT) | SHARE_OUTER | ACCESS_FLAG | PXN | UXN | VALID;
+    let mut pass = 0;
+    while pass < 2 {
+        let (ranges, bits) = if pass == 0 {
+            (normal, normal_bits)
+        } else {
+            (device, device_bits)
+        };
+        let mut range = 0;
+        while range < ranges.len() {
+            let mut gigabyte = ranges[range].start / LEVEL1_BLOCK;
+            while gigabyte * LEVEL1_BLOCK < ranges[range].end && gigabyte < ENTRIES as u64 {
+                table.0[gigabyte as usize] = (gigabyte * LEVEL1_BLOCK) | bits;
+                gigabyte += 1;
+            }
+            range += 1;
+        }
+        pass += 1;
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::boxed::Box;
+    use std::collections::HashMap;
+
+    struct HostTables {
+        tables: HashMap<u64, Box<Table>>,
+        next: u64,
+        limit: usize,
+    }
+
+    impl HostTables {
+        fn new() -> Self {
+            HostTables { tables: HashMap::new(), next: 0x10_0000_0000, limit: usize::MAX }
+        }
+    }
+
+    impl TableMemory for HostTables {
+        fn allocate_table(&mut self) -> Option<u64> {
+            if self.tables.len() >= self.limit {
+                return None;
+            }
+            let address = self.next;
+            self.next += PAGE;
+            self.tables.insert(address, Box::new(Table::empty()));
+            Some(address)
+        }
+        fn table(&mut self, address: u64) -> &mut Table {
+            self.tables.get_mut(&address).expect("a table this test allocated")
+        }
+    }
+
+    fn kernel_tree(memory: &mut HostTables) -> u64 {
+        let root = memory.allocate_table().unwrap();
+        // An image at 0x80000: 1 page code, 1 page rodata, 2 pages data.
+        map(memory, root, 0x8_0000, 0x8_0000, 0x1000, Kind::SharedCode).unwrap();
+        map(memory, root, 0x8_1000, 0x8_1000, 0x1000, Kind::SharedReadOnly).unwrap();
+        map(memory, root, 0x8_2000, 0x8_2000, 0x2000, Kind::KernelData).unwrap();
+        // RAM from 2 MiB to 64 MiB as kernel data, with a hole for domains
+        // at [32 MiB, 40 MiB).
+        map(memory, root, 0x20_0000, 0x20_0000, 0x1e0_0000, Kind::KernelData).unwrap();
+        map(memory, root, 0x280_0000, 0x280_0000, 0x180_0000, Kind::KernelData).unwrap();
+        map(memory, root, 0xfe00_0000, 0xfe00_0000, 0x20_0000, Kind::Device).unwrap();
+        root
+    }
+
+    #[test]
+    fn picks_largest_blocks_and_translates() {
+        let mut memory = HostTables::new();
+        let root = kernel_tree(&mut memory);
+        let (physical, descriptor) = translate(&mut memory, root, 0x8_0123).unwrap();
+        assert_eq!(physical, 0x8_0123);
+        let code = Access::of(descriptor);
+        assert!(code.user_execute && code.kernel_execute && !code.user_write && !code.kernel_write);
+        let data = Access::of(translate(&mut memory, root, 0x8_3ff8).unwrap().1);
+        assert!(!data.user_read && data.kernel_write && !data.kernel_execute && data.global);
+        // 2 MiB blocks for the RAM: level-2 leaf (low bits 0b01).
+        let (_, ram) = translate(&mut memory, root, 0x40_0000).unwrap();
+        assert_eq!(ram & 3, 1);
+        assert!(Access::of(translate(&mut memory, root, 0xfe20_1000).unwrap().1).device);
+        assert_eq!(translate(&mut memory, root, 0x300_0000), None, "domain hole stays unmapped");
+        assert_eq!(translate(&mut memory, root, 0x1_0000_0000), None);
+        // root + L2 for GiB 0 + L3 for the image's 2 MiB + L2 for GiB 3.
+        assert_eq!(memory.tables.len(), 4);
+    }
+
+    #[test]
+    fn rejects_bad_ranges() {
+        let mut memory = HostTables::new();
+        let root = kernel_tree(&mut memory);
+        assert_eq!(map(&mut memory, root, 0x123, 0, 0x1000, Kind::KernelData), Err(MapError::Misaligned));
+        assert_eq!(map(&mut memory, root, 0, 0, 0, Kind::KernelData), Err(MapError::Misaligned));
+        assert_eq!(
+            map(&mut memory, root, VIRTUAL_SPAN - 0x1000, 0, 0x2000, Kind::KernelData),
+            Err(MapError::OutOfRange)
+        );
+        assert_eq!(
+            map(&mut memory, root, 0x8_1000, 0x8_1000, 0x1000, Kind::KernelData),
+            Err(MapError::AlreadyMapped)
+        );
+        // A page inside a 2 MiB block is refused, not split.
+        assert_eq!(
+            map(&mut memory, root, 0x40_1000, 0x40_1000, 0x1000, Kind::KernelData),
+            Err(MapError::AlreadyMapped)
+        );
+        memory.limit = memory.tables.len();
+        assert_eq!(
+            map(&mut memory, root, 0x4000_0000, 0x4000_0000, 0x1000, Kind::KernelData),
+            Err(MapError::OutOfTables)
+        );
+    }
+
+    #[test]
+    fn views_share_everything_but_the_private_region() {
+        let mut memory = HostTables::new();
+        let kernel = kernel_tree(&mut memory);
+        let region_a = PhysRange::new(0x200_0000, 0x220_0000);
+        let region_b = PhysRange::new(0x220_0000, 0x240_0000);
+        let view_a = derive_view(&mut memory, kernel, region_a).unwrap();
+        let view_b = derive_view(&mut memory, kernel, region_b).unwrap();
+        let own = Access::of(translate(&mut memory, view_a, 0x200_0010).unwrap().1);
+        assert!(own.user_read && own.user_write && !own.user_execute && !own.kernel_execute);
+        assert!(!own.global, "domain memory is tagged with the view's ASID");
+        assert_eq!(translate(&mut memory, view_a, 0x220_0000), None, "b's region is absent from a");
+        assert_eq!(translate(&mut memory, view_b, 0x200_0000), None, "a's region is absent from b");
+        assert_eq!(translate(&mut memory, kernel, 0x200_0000), None, "and from the kernel's view");
+        // Kernel mappings identical in the view, and the image's level-3
+        // table is the same physical table (shared subtree).
+        for address in [0x8_0000, 0x8_2000, 0x40_0000, 0xfe20_1000] {
+            assert_eq!(translate(&mut memory, view_a, address), translate(&mut memory, kernel, address));
+        }
+        let kernel_level2 = memory.table(kernel).0[0] & ADDRESS_MASK;
+        let view_level2 = memory.table(view_a).0[0] & ADDRESS_MASK;
+        assert_ne!(kernel_level2, view_level2, "the covering level-2 table is private");
+        let kernel_first = memory.table(kernel_level2).0[0];
+        assert_eq!(kernel_first, memory.table(view_level2).0[0]);
+        let kernel_devices = memory.table(kernel).0[3];
+        assert_eq!(kernel_devices, memory.table(view_a).0[3], "device subtree shared");
+        assert_eq!(
+            derive_view(&mut memory, kernel, PhysRange::new(0x201_0000, 0x221_0000)),
+            Err(MapError::Misaligned)
+        );
+        assert_eq!(
+            derive_view(&mut memory, kernel, PhysRange::new(0x40_0000, 0x60_0000)),
+            Err(MapError::AlreadyMapped),
+            "a region the kernel maps cannot become private"
+        );
+    }
+
+    #[test]
+    fn boot_table_maps_gigabytes() {
+        let table = boot_table(
+            &[PhysRange::new(0, 0x8000_0000)],
+            &[PhysRange::new(0xfe00_0000, 0x1_0000_0000)],
+        );
+        assert_eq!(table.0[0] & 3, 1);
+        assert_eq!(table.0[1] & ADDRESS_MASK, LEVEL1_BLOCK);
+        assert_eq!(table.0[2], 0);
+        assert!(Access::of(table.0[3]).device);
+        assert!(Access::of(table.0[0]).kernel_execute && !Access::of(table.0[0]).user_read);
+    }
+}

@@ -1,0 +1,155 @@
+//! The service gate: the only way a domain's code calls the kernel.
+//!
+//! Every kernel call has one shape (see `tern_core::abi`): number in `x8`,
+//! arguments in `x0`–`x5`, status in `x0` and value in `x1`. [`raw_call`]
+//! is the single `svc` site; everything else here is a safe wrapper. The
+//! kernel checks every pointer it is given against the caller's memory, so
+//! passing a wild address is safe — it returns
+//! [`Error::BadAddress`](tern_core::abi::Error::BadAddress) — which is why
+//! even [`console_write_raw`] can be a safe function.
+//!
+//! The `asm!` declares the C ABI's caller-saved registers clobbered
+//! (`clobber_abi("C")`), so a kernel call costs the caller what a function
+//! call would, and the kernel need not preserve SIMD registers across it.
+
+use tern_core::abi::{Call, Error, decode_result};
+
+/// Make kernel call `call` with up to three arguments.
+#[inline(always)]
+pub fn raw_call(call: Call, argument0: usize, argument1: usize, argument2: usize) -> Result<usize, Error> {
+    raw_call_number(call as usize, argument0, argument1, argument2)
+}
+
+/// Make the kernel call numbered `number` (which need not name a call: for
+/// probing the kernel's answer to unknown numbers).
+#[inline(always)]
+pub fn raw_call_number(number: usize, argument0: usize, argument1: usize, argument2: usize) -> Result<usize, Error> {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let status: usize;
+        let value: usize;
+        // SAFETY: `svc` enters the kernel, which reads only the registers
+        // named here, writes x0/x1, and restores every other register
+        // (caller-saved ones are declared clobbered anyway). It touches no
+        // memory of ours except through pointers it checks first.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inlateout("x0") argument0 => status,
+                inlateout("x1") argument1 => value,
+                in("x2") argument2,
+                in("x8") number,
+                clobber_abi("C"),
+                options(nostack),
+            );
+        }
+        decode_result(status, value)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        let _ = (number, argument0, argument1, argument2);
+        Err(Error::NoSuchCall)
+    }
+}
+
+/// Write text to the console.
+pub fn console_write(text: &str) -> Result<usize, Error> {
+    console_write_raw(text.as_ptr() as usize, text.len())
+}
+
+/// Write `length` bytes at `address` to the console. The kernel checks that
+/// the caller may read them: for probing that check.
+pub fn console_write_raw(address: usize, length: usize) -> Result<usize, Error> {
+    raw_call(Call::ConsoleWrite, address, length, 0)
+}
+
+/// The caller's domain number (which is also its ASID).
+pub fn who_am_i() -> usize {
+    raw_call(Call::WhoAmI, 0, 0, 0).unwrap_or(0)
+}
+
+/// Copy the kernel's version string into `buffer`; returns the length.
+pub fn version(buffer: &mut [u8]) -> Result<usize, Error> {
+    version_raw(buffer.as_mut_ptr() as usize, buffer.len())
+}
+
+/// [`version`] with an unchecked buffer claim, for probing the kernel's
+/// pointer checks.
+pub fn version_raw(address: usize, length: usize) -> Result<usize, Error> {
+    raw_call(Call::Version, address, length, 0)
+}
+
+/// End this upcall with `result`. Never returns.
+pub fn exit(result: usize) -> ! {
+    let _ = raw_call(Call::Exit, result, 0, 0);
+    // The kernel never returns from Exit; if it somehow did, do not run on.
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Where every upcall into a domain starts: runs the domain's entry with
+/// the kernel's argument and hands its result back through [`exit`]. The
+/// kernel enters here at EL0 with `x0` = argument and `x1` = entry.
+///
+/// `extern "C"` fixes which registers the arguments arrive in; the entry is
+/// a Rust function pointer, which is a plain code address in `x1` — the
+/// kernel only copies it from the domain's registration record.
+#[allow(improper_ctypes_definitions)]
+pub extern "C" fn upcall_trampoline(argument: usize, entry: crate::registry::Entry) -> ! {
+    exit(entry(argument))
+}
+
+/// A small formatter that writes into a stack buffer and sends it to the
+/// console in one kernel call (domains have no heap yet).
+pub struct ConsoleLine {
+    buffer: [u8; 256],
+    length: usize,
+}
+
+impl ConsoleLine {
+    /// An empty line.
+    pub const fn new() -> Self {
+        ConsoleLine { buffer: [0; 256], length: 0 }
+    }
+
+    /// Send the text so far (if any) and start again.
+    pub fn flush(&mut self) -> Result<usize, Error> {
+        let result = match core::str::from_utf8(&self.buffer[..self.length]) {
+            Ok(text) => console_write(text),
+            Err(_) => Err(Error::NotUtf8),
+        };
+        self.length = 0;
+        result
+    }
+}
+
+impl Default for ConsoleLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Write for ConsoleLine {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        for &byte in text.as_bytes() {
+            if self.length == self.buffer.len() {
+                self.flush().map_err(|_| core::fmt::Error)?;
+            }
+            self.buffer[self.length] = byte;
+            self.length += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Print formatted text from a domain: `tern_inks::println!("x = {}", x)`.
+#[macro_export]
+macro_rules! println {
+    ($($argument:tt)*) => {{
+        let mut line = $crate::gate::ConsoleLine::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($argument)*));
+        let _ = core::fmt::Write::write_str(&mut line, "\n");
+        let _ = line.flush();
+    }};
+}

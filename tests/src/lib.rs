@@ -1,0 +1,593 @@
+//! # tern-tests: what a Tern boot must print, checked in QEMU
+//!
+//! The integration tests (`tests/boot.rs`) boot every test scenario of the
+//! kernel on both boards and check the output contract the kernel promises.
+//! This library holds the part worth sharing and worth testing on its own:
+//! [`Transcript`], one finished QEMU run split into lines with assertion
+//! helpers, and [`checks`], one function per scenario stating that
+//! scenario's contract. Keeping the checks here, not in the test file, lets
+//! the unit tests below run them against hand-written transcripts, so the
+//! assertions are known to accept a correct boot and reject broken ones
+//! before a kernel exists to produce either.
+//!
+//! Every failure panics with the reason *and the whole run*: command line,
+//! exit status, all serial output (console text and decoded defmt lines in
+//! arrival order) and QEMU's stderr. A boot test that fails without showing
+//! what the kernel said is a boot test nobody can fix.
+//!
+//! Building, booting, timeouts and log decoding are the xtask library's
+//! (`xtask::run_scenario`); this crate adds nothing to that but the
+//! per-test timeout knob `TERN_TEST_TIMEOUT` (seconds, default 60).
+//!
+//! What it leaves out: it does not check timing (QEMU's is not the
+//! hardware's), exact wording beyond the contract's fixed strings, or
+//! output the contract does not mention; and it never installs QEMU (run
+//! `cargo xtask install-qemu` or `cargo xtask test`).
+
+use std::fmt::Display;
+use std::time::Duration;
+
+pub use xtask::{Board, RunOutput};
+
+/// One finished run of a scenario on a board.
+#[derive(Debug)]
+pub struct Transcript {
+    /// The board it ran on.
+    pub board: Board,
+    /// The scenario's name as the kernel knows it (`contain-undefined`).
+    pub scenario: String,
+    /// Everything the run produced.
+    pub run: RunOutput,
+    lines: Vec<String>,
+}
+
+/// The timeout for one boot: `TERN_TEST_TIMEOUT` seconds, or 60.
+pub fn timeout() -> Duration {
+    std::env::var("TERN_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(xtask::DEFAULT_TIMEOUT)
+}
+
+impl Transcript {
+    /// Builds the board's kernel (once per test process) and runs
+    /// `scenario` under the harness; panics with a clear message if that
+    /// cannot be done or if the run timed out.
+    pub fn boot(board: Board, scenario: &str) -> Transcript {
+        let timeout = timeout();
+        let run = match xtask::run_scenario(board, scenario, timeout) {
+            Ok(run) => run,
+            Err(e) => panic!("{board} {scenario}: could not run the scenario: {e:#}"),
+        };
+        let t = Transcript::new(board, scenario, run);
+        if t.run.timed_out {
+            t.fail(format_args!(
+                "timed out after {} s (QEMU killed)",
+                timeout.as_secs()
+            ));
+        }
+        t
+    }
+
+    /// A transcript of an existing run (for tests of the checks).
+    pub fn new(board: Board, scenario: &str, run: RunOutput) -> Transcript {
+        let lines = run.output.lines().map(str::to_string).collect();
+        Transcript {
+            board,
+            scenario: scenario.to_string(),
+            run,
+            lines,
+        }
+    }
+
+    /// The serial output, line by line.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// Fails the test with `why` and the whole run.
+    pub fn fail(&self, why: impl Display) -> ! {
+        panic!("{} {}: {why}\n\n{}", self.board, self.scenario, self.run)
+    }
+
+    /// The index of the first line at or after `from` matching `pred`.
+    pub fn find(&self, from: usize, pred: impl Fn(&str) -> bool) -> Option<usize> {
+        self.lines
+            .iter()
+            .skip(from)
+            .position(|l| pred(l))
+            .map(|i| i + from)
+    }
+
+    /// Like [`find`](Self::find), but fails the test naming `what` if no
+    /// line matches.
+    pub fn expect(&self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+        self.find(from, pred).unwrap_or_else(|| {
+            if from == 0 {
+                self.fail(format_args!("expected {what}"))
+            } else {
+                self.fail(format_args!("expected {what} after output line {from}"))
+            }
+        })
+    }
+
+    /// Fails if any line matches `pred`.
+    pub fn expect_none(&self, what: &str, pred: impl Fn(&str) -> bool) {
+        if let Some(i) = self.find(0, pred) {
+            self.fail(format_args!("unexpected {what} (output line {})", i + 1));
+        }
+    }
+
+    /// Fails unless QEMU exited with `code`.
+    pub fn expect_status(&self, code: i32) {
+        if self.run.status != Some(code) {
+            let got = match self.run.status {
+                Some(c) => format!("{c} ({})", xtask::qemu::verdict(c)),
+                None => "none (killed)".to_string(),
+            };
+            self.fail(format_args!(
+                "expected exit status {code} ({}), got {got}",
+                xtask::qemu::verdict(code)
+            ));
+        }
+    }
+
+    /// What every boot prints: the banner, the board line, and the defmt
+    /// `memory:` log line.
+    pub fn expect_boot(&self) {
+        self.expect(0, "a banner line starting `Tern `", |l| {
+            l.starts_with("Tern ")
+        });
+        // `board: qemu-virt`, alone or followed by details after a space.
+        let board = format!("board: {}", self.board.kernel_name());
+        self.expect(0, &format!("a line `{board}`"), |l| {
+            l.strip_prefix(&board)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+        });
+        self.expect(0, "a defmt INFO line containing `memory:`", |l| {
+            l.starts_with("INFO ") && l.contains("memory:")
+        });
+    }
+
+    /// The `scenario <name>: PASS` line at or after `from`, no FAIL line,
+    /// and exit status 0. Returns the PASS line's index.
+    pub fn expect_pass(&self, from: usize) -> usize {
+        let fail = format!("scenario {}: FAIL", self.scenario);
+        self.expect_none(&format!("`{fail}`"), |l| l.contains(&fail));
+        let pass = format!("scenario {}: PASS", self.scenario);
+        let at = self.expect(from, &format!("`{pass}`"), |l| l.contains(&pass));
+        self.expect_status(0);
+        at
+    }
+}
+
+/// Whether a test function's name is `<board>_<scenario>` with the
+/// scenario's `-` as `_` (checked at compile time by the test macro).
+pub const fn test_name_matches(test: &str, board: &str, scenario: &str) -> bool {
+    let (t, b, s) = (test.as_bytes(), board.as_bytes(), scenario.as_bytes());
+    if t.len() != b.len() + 1 + s.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < t.len() {
+        let want = if i < b.len() {
+            b[i]
+        } else if i == b.len() || s[i - b.len() - 1] == b'-' {
+            b'_'
+        } else {
+            s[i - b.len() - 1]
+        };
+        if t[i] != want {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The contract of each scenario, one function each.
+pub mod checks {
+    use super::Transcript;
+
+    /// How a contained fault is classified in its report.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FaultKind {
+        /// A data or instruction abort: the report says `abort`.
+        Abort,
+        /// An undefined instruction: the report says `Unknown reason`.
+        Undefined,
+    }
+
+    /// `banner`: the boot lines and PASS.
+    pub fn banner(t: &Transcript) {
+        t.expect_boot();
+        t.expect_pass(0);
+    }
+
+    /// `ticks`: `tick 1` … `tick 5` in order, then PASS.
+    pub fn ticks(t: &Transcript) {
+        t.expect_boot();
+        let mut at = 0;
+        for n in 1..=5 {
+            let tick = format!("tick {n}");
+            at = t.expect(at, &format!("a line `{tick}` (in order)"), |l| {
+                let l = l.trim_end();
+                l == tick
+                    || l.strip_prefix(&tick)
+                        .is_some_and(|rest| rest.starts_with(' '))
+            }) + 1;
+        }
+        t.expect_pass(at);
+    }
+
+    /// `heap`: a line starting `heap: ok`, PASS.
+    pub fn heap(t: &Transcript) {
+        t.expect_boot();
+        t.expect(0, "a line starting `heap: ok`", |l| {
+            l.starts_with("heap: ok")
+        });
+        t.expect_pass(0);
+    }
+
+    /// `domains`: `[hello.ping]` and `[hello.pong]` lines, each at least
+    /// twice, alternating (some ping, pong, ping or pong, ping, pong run).
+    pub fn domains(t: &Transcript) {
+        t.expect_boot();
+        let seq: Vec<bool> = t
+            .lines()
+            .iter()
+            .filter_map(|l| {
+                if l.starts_with("[hello.ping]") {
+                    Some(true)
+                } else if l.starts_with("[hello.pong]") {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let pings = seq.iter().filter(|&&p| p).count();
+        let pongs = seq.len() - pings;
+        if pings < 2 || pongs < 2 {
+            t.fail(format_args!(
+                "expected at least 2 `[hello.ping]` and 2 `[hello.pong]` lines, got {pings} and {pongs}"
+            ));
+        }
+        let switches = seq.windows(2).filter(|w| w[0] != w[1]).count();
+        if switches < 2 {
+            t.fail("`[hello.ping]` and `[hello.pong]` lines do not alternate");
+        }
+        t.expect_pass(0);
+    }
+
+    /// The containment scenarios: a fault report naming a `probe.` domain
+    /// with ESR, FAR and ELR (and the fault's kind), then `terminated`,
+    /// then a `[hello.ping]` line (another domain still runs), then PASS.
+    pub fn contained(t: &Transcript, kind: FaultKind) {
+        t.expect_boot();
+        let report = t.expect(
+            0,
+            "a fault report line containing `fault in domain 'probe.`",
+            |l| l.contains("fault in domain 'probe."),
+        );
+        let end = t.expect(report + 1, "a line containing `terminated`", |l| {
+            l.contains("terminated")
+        });
+        let text = t.lines()[report..=end].join("\n");
+        for field in ["ESR", "FAR", "ELR"] {
+            if !text.contains(field) {
+                t.fail(format_args!("the fault report lacks `{field}`"));
+            }
+        }
+        match kind {
+            FaultKind::Undefined if !text.contains("Unknown reason") => {
+                t.fail("the fault report does not say `Unknown reason`")
+            }
+            // Case-insensitive: "Data Abort" and "data abort" both say it.
+            FaultKind::Abort if !text.to_ascii_lowercase().contains("abort") => {
+                t.fail("the fault report does not say `abort`")
+            }
+            _ => {}
+        }
+        let ping = t.expect(
+            end + 1,
+            "a `[hello.ping]` line after the termination (another domain still runs)",
+            |l| l.starts_with("[hello.ping]"),
+        );
+        t.expect_pass(ping + 1);
+    }
+
+    /// `contain-bad-pointer`: the kernel refuses the pointer with
+    /// `BadAddress` and nothing faults.
+    pub fn bad_pointer(t: &Transcript) {
+        t.expect_boot();
+        t.expect(0, "a line containing `BadAddress`", |l| {
+            l.contains("BadAddress")
+        });
+        t.expect_none("fault report (`fault in domain`)", |l| {
+            l.contains("fault in domain")
+        });
+        t.expect_pass(0);
+    }
+
+    /// `kernel-fault`: a `kernel fault` report with `ESR`, exit status 3.
+    pub fn kernel_fault(t: &Transcript) {
+        t.expect_boot();
+        let at = t.expect(0, "a line containing `kernel fault`", |l| {
+            l.contains("kernel fault")
+        });
+        t.expect(at, "`ESR` in the kernel fault report", |l| {
+            l.contains("ESR")
+        });
+        t.expect_status(3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checks::{self, FaultKind};
+    use super::*;
+    use std::panic::{UnwindSafe, catch_unwind};
+
+    fn transcript(board: Board, scenario: &str, status: i32, body: &str) -> Transcript {
+        let name = board.kernel_name();
+        let output = format!("Tern 0.1.0\nboard: {name}\nINFO  memory: 1024 MiB\n{body}");
+        Transcript::new(
+            board,
+            scenario,
+            RunOutput {
+                status: Some(status),
+                output,
+                timed_out: false,
+                stderr: String::new(),
+                command: "qemu-system-aarch64 (test)".into(),
+            },
+        )
+    }
+
+    /// Runs `check` and returns its panic message, if it failed.
+    fn failure(check: impl FnOnce() + UnwindSafe) -> Option<String> {
+        catch_unwind(check).err().map(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    }
+
+    fn accepts(t: Transcript, check: fn(&Transcript)) {
+        if let Some(msg) = failure(move || check(&t)) {
+            panic!("check rejected a good transcript: {msg}");
+        }
+    }
+
+    fn rejects(t: Transcript, check: fn(&Transcript), reason: &str) {
+        let msg = failure(move || check(&t)).expect("check accepted a bad transcript");
+        assert!(msg.contains(reason), "expected {reason:?} in: {msg}");
+        // The whole run is in the message.
+        assert!(msg.contains("----- serial output -----\nTern 0.1"), "{msg}");
+    }
+
+    #[test]
+    fn names_of_tests() {
+        assert!(test_name_matches("rpi4_banner", "rpi4", "banner"));
+        assert!(test_name_matches(
+            "virt_contain_undefined",
+            "virt",
+            "contain-undefined"
+        ));
+        assert!(!test_name_matches(
+            "virt_contain_undefined",
+            "rpi4",
+            "contain-undefined"
+        ));
+        assert!(!test_name_matches(
+            "virt_contain_undefine",
+            "virt",
+            "contain-undefined"
+        ));
+        assert!(!test_name_matches(
+            "virtcontain_undefined",
+            "virt",
+            "contain-undefined"
+        ));
+    }
+
+    #[test]
+    fn banner() {
+        let pass = "scenario banner: PASS\n";
+        accepts(transcript(Board::Rpi4, "banner", 0, pass), checks::banner);
+        accepts(transcript(Board::Virt, "banner", 0, pass), checks::banner);
+        rejects(
+            transcript(Board::Rpi4, "banner", 1, pass),
+            checks::banner,
+            "expected exit status 0",
+        );
+        rejects(
+            transcript(Board::Rpi4, "banner", 0, ""),
+            checks::banner,
+            "`scenario banner: PASS`",
+        );
+        // The board line must match the board booted.
+        let mut t = transcript(Board::Rpi4, "banner", 0, pass);
+        t = Transcript::new(Board::Virt, "banner", t.run);
+        rejects(t, checks::banner, "board: qemu-virt");
+        // Details may follow the board name, but not more name.
+        let details = "board: qemu-virt (QEMU virt, cortex-a72)";
+        let run = |b: &str| RunOutput {
+            output: format!("Tern 0.1\n{b}\nINFO  memory: 1 GiB\nscenario banner: PASS\n"),
+            ..transcript(Board::Virt, "banner", 0, "").run
+        };
+        accepts(
+            Transcript::new(Board::Virt, "banner", run(details)),
+            checks::banner,
+        );
+        let longer = Transcript::new(Board::Virt, "banner", run("board: qemu-virtual"));
+        rejects(longer, checks::banner, "board: qemu-virt");
+        // The memory line must be a decoded defmt INFO line.
+        let t = Transcript::new(
+            Board::Rpi4,
+            "banner",
+            RunOutput {
+                output: "Tern 0.1\nboard: rpi4\nmemory: 1 GiB\nscenario banner: PASS\n".into(),
+                ..transcript(Board::Rpi4, "banner", 0, "").run
+            },
+        );
+        rejects(t, checks::banner, "defmt INFO line");
+    }
+
+    #[test]
+    fn ticks() {
+        let good = "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\nscenario ticks: PASS\n";
+        accepts(transcript(Board::Virt, "ticks", 0, good), checks::ticks);
+        let swapped = "tick 1\ntick 3\ntick 2\ntick 4\ntick 5\nscenario ticks: PASS\n";
+        rejects(
+            transcript(Board::Virt, "ticks", 0, swapped),
+            checks::ticks,
+            "`tick 3`",
+        );
+        let ten = "tick 10\ntick 2\ntick 3\ntick 4\ntick 5\nscenario ticks: PASS\n";
+        rejects(
+            transcript(Board::Virt, "ticks", 0, ten),
+            checks::ticks,
+            "`tick 1`",
+        );
+    }
+
+    #[test]
+    fn heap() {
+        accepts(
+            transcript(
+                Board::Rpi4,
+                "heap",
+                0,
+                "heap: ok (3 allocations)\nscenario heap: PASS\n",
+            ),
+            checks::heap,
+        );
+        rejects(
+            transcript(Board::Rpi4, "heap", 0, "scenario heap: PASS\n"),
+            checks::heap,
+            "heap: ok",
+        );
+    }
+
+    #[test]
+    fn domains() {
+        let good = "[hello.ping] 1\n[hello.pong] 1\n[hello.ping] 2\n[hello.pong] 2\nscenario domains: PASS\n";
+        accepts(transcript(Board::Virt, "domains", 0, good), checks::domains);
+        let lumped = "[hello.ping] 1\n[hello.ping] 2\n[hello.pong] 1\n[hello.pong] 2\nscenario domains: PASS\n";
+        rejects(
+            transcript(Board::Virt, "domains", 0, lumped),
+            checks::domains,
+            "do not alternate",
+        );
+        let few = "[hello.ping] 1\n[hello.pong] 1\nscenario domains: PASS\n";
+        rejects(
+            transcript(Board::Virt, "domains", 0, few),
+            checks::domains,
+            "got 1 and 1",
+        );
+    }
+
+    const CONTAINED: &str = "\
+[hello.ping] 1
+fault in domain 'probe.undefined': Unknown reason
+  ESR 0x02000000  FAR 0x0  ELR 0x400000
+domain 'probe.undefined' terminated
+[hello.pong] 1
+[hello.ping] 2
+scenario contain-undefined: PASS
+";
+
+    #[test]
+    fn contained() {
+        let undefined = |t: &Transcript| checks::contained(t, FaultKind::Undefined);
+        let abort = |t: &Transcript| checks::contained(t, FaultKind::Abort);
+        accepts(
+            transcript(Board::Rpi4, "contain-undefined", 0, CONTAINED),
+            undefined,
+        );
+        rejects(
+            transcript(Board::Rpi4, "contain-undefined", 0, CONTAINED),
+            abort,
+            "`abort`",
+        );
+        let data = CONTAINED
+            .replace("Unknown reason", "Data Abort, translation fault")
+            .replace("contain-undefined", "contain-kernel-read");
+        accepts(
+            transcript(Board::Virt, "contain-kernel-read", 0, &data),
+            abort,
+        );
+        let no_far = CONTAINED.replace("FAR 0x0", "");
+        rejects(
+            transcript(Board::Rpi4, "contain-undefined", 0, &no_far),
+            undefined,
+            "lacks `FAR`",
+        );
+        let no_ping_after = CONTAINED.replace("[hello.ping] 2\n", "");
+        rejects(
+            transcript(Board::Rpi4, "contain-undefined", 0, &no_ping_after),
+            undefined,
+            "another domain still runs",
+        );
+        let not_terminated = CONTAINED.replace("terminated", "stopped");
+        rejects(
+            transcript(Board::Rpi4, "contain-undefined", 0, &not_terminated),
+            undefined,
+            "`terminated`",
+        );
+        let wrong_domain = CONTAINED.replace("'probe.", "'hello.");
+        rejects(
+            transcript(Board::Rpi4, "contain-undefined", 0, &wrong_domain),
+            undefined,
+            "fault report",
+        );
+    }
+
+    #[test]
+    fn bad_pointer() {
+        let good = "write: Err(BadAddress)\nscenario contain-bad-pointer: PASS\n";
+        accepts(
+            transcript(Board::Rpi4, "contain-bad-pointer", 0, good),
+            checks::bad_pointer,
+        );
+        let faulted = format!("fault in domain 'probe.x'\n{good}");
+        rejects(
+            transcript(Board::Rpi4, "contain-bad-pointer", 0, &faulted),
+            checks::bad_pointer,
+            "unexpected fault report",
+        );
+    }
+
+    #[test]
+    fn kernel_fault() {
+        let good = "kernel fault at EL1: Data Abort\n  ESR 0x96000004 FAR 0x0 ELR 0x80123\n";
+        accepts(
+            transcript(Board::Virt, "kernel-fault", 3, good),
+            checks::kernel_fault,
+        );
+        rejects(
+            transcript(Board::Virt, "kernel-fault", 2, good),
+            checks::kernel_fault,
+            "got 2 (kernel panic)",
+        );
+        rejects(
+            transcript(Board::Virt, "kernel-fault", 3, "kernel fault\n"),
+            checks::kernel_fault,
+            "`ESR`",
+        );
+    }
+
+    #[test]
+    fn failing_scenario_is_reported_as_such() {
+        let body = "scenario heap: FAIL\n";
+        rejects(
+            transcript(Board::Rpi4, "heap", 1, body),
+            checks::banner,
+            "unexpected `scenario heap: FAIL`",
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! # xtask: Tern's developer tasks, as a library
+//!
+//! Tern is a kernel, so "run it" means: cross-compile a board crate for
+//! `aarch64-unknown-none`, turn the ELF into the flat image a boot loader
+//! copies into RAM, start QEMU with the right machine and command line, and
+//! make sense of what comes out of the emulated UART (console text mixed
+//! with binary defmt log frames). None of that fits in Cargo's own commands,
+//! so it lives here, in Rust, following the `cargo xtask` convention: the
+//! binary (`src/main.rs`) is the command line, this library is the
+//! machinery, and the integration tests (package `tern-tests`) reuse the
+//! same machinery to boot every test scenario on both boards.
+//!
+//! The pieces:
+//!
+//! * [`Board`] names the two targets (Raspberry Pi 4 and QEMU's `virt`)
+//!   and everything that differs between them;
+//! * [`image`] builds a board's kernel with cargo and converts it with
+//!   [`elf`] (ELF → raw binary, with load-address checks);
+//! * [`demux`] and [`console`] split the UART stream into text and defmt
+//!   frames and print the frames as log lines;
+//! * [`qemu`] finds QEMU, builds its command line and runs it, either
+//!   interactively or as a test run with a timeout; [`install`] gets a new
+//!   enough QEMU onto Debian-family machines.
+//!
+//! ## Crates, and why
+//!
+//! The build runs on two cores, so every dependency has to earn its place.
+//! `defmt-decoder` is the one unavoidable crate (decoding defmt frames by
+//! hand would mean re-implementing its format language), and it is not
+//! small: it brings `anyhow`, `object`, `serde_json`, `defmt-parser` and
+//! more. The xtask therefore uses exactly those crates for its own needs
+//! and nothing else: `anyhow` for errors with context, `object` (same 0.36
+//! as the decoder, read-only ELF features) for the ELF → raw conversion,
+//! `serde_json` to read cargo's `--message-format=json` and so find the
+//! built ELF wherever the target directory is, `defmt-parser` for the log
+//! level type. The command line is parsed by hand (a handful of flags) rather
+//! than with clap, which would add the largest compile of the lot for no
+//! behaviour worth having. Waiting with a timeout is a poll loop on
+//! `Child::try_wait`, not a crate.
+//!
+//! ## What it leaves out
+//!
+//! Flashing a real Raspberry Pi (copy `kernel8.img` to the SD card's boot
+//! partition yourself), any QEMU other than `qemu-system-aarch64` from
+//! `PATH`, QEMU installation outside Debian and Ubuntu, and Windows or
+//! macOS hosts (nothing deliberately excludes them, nothing tests them).
+
+pub mod console;
+pub mod demux;
+pub mod elf;
+pub mod image;
+pub mod install;
+pub mod qemu;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::Path;
+
+pub use image::{Image, build_image};
+pub use qemu::{DEFAULT_TIMEOUT, RunOutput, run_scenario};
+
+/// A board Tern runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Board {
+    /// Raspberry Pi 4 (QEMU machine `raspi4b`).
+    Rpi4,
+    /// QEMU's generic `virt` machine with a Cortex-A72.
+    Virt,
+}
+
+impl Board {
+    /// Both boards, in the order tests and builds visit them.
+    pub const ALL: [Board; 2] = [Board::Rpi4, Board::Virt];
+
+    /// The name used on the command line (`rpi4`, `virt`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::Rpi4 => "rpi4",
+            Board::Virt => "virt",
+        }
+    }
+
+    /// Parses a command-line board name.
+    pub fn from_name(name: &str) -> Option<Board> {
+        match name {
+            "rpi4" => Some(Board::Rpi4),
+            "virt" | "qemu-virt" => Some(Board::Virt),
+            _ => None,
+        }
+    }
+
+    /// The cargo package of the board's kernel.
+    pub fn package(self) -> &'static str {
+        match self {
+            Board::Rpi4 => "tern-board-rpi4",
+            Board::Virt => "tern-board-virt",
+        }
+    }
+
+    /// The name of the kernel binary in that package.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Board::Rpi4 => "tern-rpi4",
+            Board::Virt => "tern-virt",
+        }
+    }
+
+    /// The file name of the raw image, written beside the ELF.
+    pub fn raw_name(self) -> &'static str {
+        match self {
+            Board::Rpi4 => "kernel8.img",
+            Board::Virt => "tern-virt.img",
+        }
+    }
+
+    /// Where the boot loader puts the raw image and jumps to.
+    pub fn load_address(self) -> u64 {
+        match self {
+            Board::Rpi4 => 0x8_0000,
+            Board::Virt => 0x4008_0000,
+        }
+    }
+
+    /// What the kernel prints after `board: `.
+    pub fn kernel_name(self) -> &'static str {
+        match self {
+            Board::Rpi4 => "rpi4",
+            Board::Virt => "qemu-virt",
+        }
+    }
+}
+
+impl fmt::Display for Board {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The workspace root (the directory holding the top `Cargo.toml`).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+}
+
+/// The cargo to run: the one running us if known (`CARGO`), else `cargo`.
+pub fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn board_names_round_trip() {
+        for board in Board::ALL {
+            assert_eq!(Board::from_name(board.name()), Some(board));
+        }
+        assert_eq!(Board::from_name("pi5"), None);
+    }
+
+    #[test]
+    fn workspace_root_has_the_workspace_manifest() {
+        let manifest = std::fs::read_to_string(workspace_root().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"));
+    }
+}

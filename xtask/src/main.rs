@@ -1,0 +1,390 @@
+//! `cargo xtask`: the command line over the xtask library.
+//!
+//! ```text
+//! cargo xtask build  [--board rpi4|virt] [--release]
+//! cargo xtask qemu   [--board rpi4|virt] [--release] [--gdb] [--scenario NAME]
+//!                    [--harness] [--append ARGS] [--locations]
+//! cargo xtask test   [--release]
+//! cargo xtask lint
+//! cargo xtask install-qemu
+//! ```
+//!
+//! `build` builds one board's kernel (rpi4 by default) and prints where the
+//! ELF and the raw image are. `qemu` builds and boots it with the console
+//! on the terminal; without `--board` it picks rpi4 when the installed QEMU
+//! has `raspi4b`, else virt. `--scenario NAME` passes `tern.scenario=NAME`
+//! to the kernel; `--harness` also passes `tern.harness=1` and enables
+//! semihosting, so the kernel ends QEMU with its verdict (which becomes this
+//! command's exit status). `test` is everything CI checks, in order, stopping
+//! at the first failure; `lint` is its first two steps. `install-qemu`
+//! installs QEMU >= 9.0 if it is missing or too old (CI calls it).
+//!
+//! The arguments are parsed by hand: five subcommands and a few flags do not
+//! justify clap's compile time on a two-core machine, and the parser below
+//! still gives `--flag value` and `--flag=value`, errors for unknown flags,
+//! and `help`.
+//!
+//! What it leaves out: shell completions, flashing a real Pi, and any
+//! configuration file. Environment knobs, for the record: `DEFMT_LOG`
+//! (default `info`), `TERN_RELEASE` (tests boot release images),
+//! `TERN_QEMU_JOBS` (parallel QEMUs in tests).
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use xtask::qemu::{self, Launch};
+use xtask::{Board, build_image, cargo, install, workspace_root};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build         build a kernel image      [--board rpi4|virt] [--release]
+  qemu          build and boot in QEMU    [--board rpi4|virt] [--release] [--gdb]
+                                          [--scenario NAME] [--harness] [--append ARGS]
+                                          [--locations]
+  test          fmt, clippy, unit tests, images, QEMU tests   [--release]
+  lint          fmt and clippy only
+  install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
+  help          this text
+
+options:
+  --board B       rpi4 or virt (default: rpi4; for qemu, virt if QEMU lacks raspi4b)
+  --release       build with the release profile
+  --gdb           start halted with a gdb stub on :1234
+  --scenario N    add tern.scenario=N to the kernel command line
+  --harness       add tern.harness=1 and semihosting: the kernel exits QEMU
+                  with 0 pass, 1 fail, 2 panic, 3 EL1 fault
+  --append ARGS   more kernel command-line arguments
+  --locations     show the source location of each defmt log line
+";
+
+/// Parsed options; which ones a command accepts is checked per command.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Options {
+    board: Option<Board>,
+    release: bool,
+    gdb: bool,
+    scenario: Option<String>,
+    harness: bool,
+    append: Option<String>,
+    locations: bool,
+}
+
+/// Parses the options after the subcommand; `allowed` lists the flags the
+/// subcommand accepts.
+fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
+    let mut opts = Options::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        if !allowed.contains(&flag) {
+            bail!("unexpected argument `{arg}` (see `cargo xtask help`)");
+        }
+        let takes_value = matches!(flag, "--board" | "--scenario" | "--append");
+        let value = if takes_value {
+            match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .cloned()
+                    .with_context(|| format!("`{flag}` needs a value"))?,
+            }
+        } else {
+            if inline.is_some() {
+                bail!("`{flag}` takes no value");
+            }
+            String::new()
+        };
+        match flag {
+            "--board" => {
+                opts.board = Some(
+                    Board::from_name(&value)
+                        .with_context(|| format!("unknown board `{value}` (rpi4 or virt)"))?,
+                )
+            }
+            "--release" => opts.release = true,
+            "--gdb" => opts.gdb = true,
+            "--scenario" => opts.scenario = Some(value),
+            "--harness" => opts.harness = true,
+            "--append" => opts.append = Some(value),
+            "--locations" => opts.locations = true,
+            _ => unreachable!("flag {flag} is allowed but not handled"),
+        }
+    }
+    Ok(opts)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<ExitCode> {
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::from(2));
+    };
+    match command.as_str() {
+        "build" => build(parse_options(rest, &["--board", "--release"])?),
+        "qemu" => run_qemu(parse_options(
+            rest,
+            &[
+                "--board",
+                "--release",
+                "--gdb",
+                "--scenario",
+                "--harness",
+                "--append",
+                "--locations",
+            ],
+        )?),
+        "test" => test(parse_options(rest, &["--release"])?.release, true),
+        "lint" => {
+            parse_options(rest, &[])?;
+            test(false, false)
+        }
+        "install-qemu" => {
+            parse_options(rest, &[])?;
+            let info = install::ensure_qemu()?;
+            println!(
+                "QEMU {} ok (raspi4b: {})",
+                info.version_string(),
+                if info.raspi4b { "yes" } else { "no" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+}
+
+fn build(opts: Options) -> Result<ExitCode> {
+    let board = opts.board.unwrap_or(Board::Rpi4);
+    let image = build_image(board, opts.release)?;
+    println!("elf:   {}", image.elf.display());
+    println!("image: {} ({} bytes)", image.raw.display(), image.size);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_qemu(opts: Options) -> Result<ExitCode> {
+    let info = install::ensure_qemu()?;
+    let board = match opts.board {
+        Some(board) => {
+            if !info.supports(board) {
+                bail!(
+                    "QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt",
+                    info.version_string()
+                );
+            }
+            board
+        }
+        None if info.raspi4b => Board::Rpi4,
+        None => {
+            eprintln!(
+                "note: QEMU {} has no raspi4b machine: booting board virt",
+                info.version_string()
+            );
+            Board::Virt
+        }
+    };
+    let image = build_image(board, opts.release)?;
+    let mut cmdline = Vec::new();
+    if opts.harness {
+        cmdline.push("tern.harness=1".to_string());
+    }
+    if let Some(scenario) = &opts.scenario {
+        cmdline.push(format!("tern.scenario={scenario}"));
+    }
+    cmdline.extend(opts.append.clone());
+    let launch = Launch {
+        board,
+        image: &image.raw,
+        cmdline: cmdline.join(" "),
+        semihosting: opts.harness,
+        gdb: opts.gdb,
+        interactive: true,
+    };
+    if opts.gdb {
+        eprintln!(
+            "QEMU starts halted; attach with: gdb-multiarch {} -ex 'target remote :1234'",
+            image.elf.display()
+        );
+    }
+    eprintln!("booting {board} (Ctrl-A X quits QEMU, Ctrl-A H lists the other keys)");
+    let status = qemu::run_interactive(&launch, &image.elf, opts.locations)?;
+    match status.code() {
+        Some(code) if opts.harness => {
+            eprintln!("QEMU exited with {code}: {}", qemu::verdict(code));
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+        }
+        Some(0) => Ok(ExitCode::SUCCESS),
+        Some(code) => {
+            eprintln!("QEMU exited with {code}");
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)))
+        }
+        None => {
+            eprintln!("QEMU was killed ({status})");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Prints a step header.
+fn header(step: &str) {
+    println!("\n==> {step}");
+}
+
+/// Runs cargo with `args` from the workspace root, failing on non-zero.
+fn cargo_step(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo())
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(workspace_root())
+        .status()
+        .context("starting cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The kernel crates, checked by clippy for the kernel target.
+const KERNEL_CRATES: &[&str] = &[
+    "-p",
+    "tern-board-rpi4",
+    "-p",
+    "tern-board-virt",
+    "-p",
+    "tern-aarch64",
+    "-p",
+    "tern-inks",
+    "-p",
+    "tern-hello",
+    "-p",
+    "tern-core",
+];
+
+/// `test` (everything) or `lint` (steps 1 and 2 only).
+fn test(release: bool, everything: bool) -> Result<ExitCode> {
+    let total = if everything { 6 } else { 2 };
+    header(&format!("[1/{total}] formatting"));
+    cargo_step(&["fmt", "--all", "--", "--check"], &[])?;
+
+    header(&format!("[2/{total}] clippy"));
+    cargo_step(
+        &[
+            "clippy",
+            "-p",
+            "tern-core",
+            "-p",
+            "xtask",
+            "-p",
+            "tern-tests",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    let mut kernel = vec!["clippy", "--target", xtask::image::KERNEL_TARGET];
+    kernel.extend(KERNEL_CRATES);
+    kernel.extend(["--", "-D", "warnings"]);
+    cargo_step(&kernel, &[])?;
+    if !everything {
+        println!("\nlint: ok");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    header(&format!("[3/{total}] host unit tests"));
+    cargo_step(&["test", "-p", "tern-core", "-p", "xtask"], &[])?;
+
+    header(&format!(
+        "[4/{total}] kernel images ({})",
+        if release { "release" } else { "debug" }
+    ));
+    for board in Board::ALL {
+        let image = build_image(board, release)?;
+        println!("{board}: {} ({} bytes)", image.raw.display(), image.size);
+    }
+
+    header(&format!("[5/{total}] QEMU"));
+    let info = install::ensure_qemu()?;
+    println!(
+        "QEMU {} (raspi4b: {})",
+        info.version_string(),
+        if info.raspi4b { "yes" } else { "no" }
+    );
+
+    header(&format!("[6/{total}] QEMU integration tests (both boards)"));
+    let env: &[(&str, &str)] = if release {
+        &[("TERN_RELEASE", "1")]
+    } else {
+        &[]
+    };
+    cargo_step(&["test", "-p", "tern-tests"], env)?;
+
+    println!("\ntest: all steps passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    const ALL: &[&str] = &[
+        "--board",
+        "--release",
+        "--gdb",
+        "--scenario",
+        "--harness",
+        "--append",
+        "--locations",
+    ];
+
+    #[test]
+    fn parses_flags_both_ways() {
+        let o = parse_options(&args("--board virt --release --scenario=ticks --gdb"), ALL).unwrap();
+        assert_eq!(
+            o,
+            Options {
+                board: Some(Board::Virt),
+                release: true,
+                gdb: true,
+                scenario: Some("ticks".into()),
+                ..Options::default()
+            }
+        );
+        let o = parse_options(&["--append".into(), "a=1 b=2".into()], ALL).unwrap();
+        assert_eq!(o.append.as_deref(), Some("a=1 b=2"));
+        let o = parse_options(&["--append=x=y".into()], ALL).unwrap();
+        assert_eq!(o.append.as_deref(), Some("x=y"));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(parse_options(&args("--board pi5"), ALL).is_err());
+        assert!(parse_options(&args("--board"), ALL).is_err());
+        assert!(parse_options(&args("--gdb"), &["--board"]).is_err());
+        assert!(parse_options(&args("--release=yes"), ALL).is_err());
+        assert!(parse_options(&args("stray"), ALL).is_err());
+    }
+}
