@@ -205,7 +205,7 @@ pub fn map(
     size: u64,
     kind: Kind,
 ) -> Result<(), MapError> {
-    if size == 0 || (virtual_start | physical_start | size) % PAGE != 0 {
+    if size == 0 || !(virtual_start | physical_start | size).is_multiple_of(PAGE) {
         return Err(MapError::Misaligned);
     }
     let end = virtual_start.checked_add(size).ok_or(MapError::OutOfRange)?;
@@ -220,7 +220,7 @@ pub fn map(
         let level = (1..=3)
             .find(|&level| {
                 let block = block_size(level);
-                (virtual_address | physical) % block == 0 && remaining >= block
+                (virtual_address | physical).is_multiple_of(block) && remaining >= block
             })
             .unwrap_or(3);
         map_one(memory, root, virtual_address, physical, level, kind)?;
@@ -300,7 +300,7 @@ pub fn derive_view(
 ) -> Result<u64, MapError> {
     let start = private_region.start;
     let size = private_region.end.saturating_sub(start);
-    if size == 0 || start % LEVEL2_BLOCK != 0 || size % LEVEL2_BLOCK != 0 {
+    if size == 0 || !start.is_multiple_of(LEVEL2_BLOCK) || !size.is_multiple_of(LEVEL2_BLOCK) {
         return Err(MapError::Misaligned);
     }
     if private_region.end > VIRTUAL_SPAN {
@@ -310,7 +310,7 @@ pub fn derive_view(
         return Err(MapError::OutOfRange);
     }
     let root = memory.allocate_table().ok_or(MapError::OutOfTables)?;
-    let kernel_entries = memory.table(kernel_root).0.clone();
+    let kernel_entries = memory.table(kernel_root).0;
     memory.table(root).0 = kernel_entries;
     let slot = index(start, 1);
     let entry = kernel_entries[slot];
@@ -319,7 +319,7 @@ pub fn derive_view(
         if entry & TABLE_OR_PAGE == 0 {
             return Err(MapError::AlreadyMapped);
         }
-        let shared = memory.table(entry & ADDRESS_MASK).0.clone();
+        let shared = memory.table(entry & ADDRESS_MASK).0;
         memory.table(private_level2).0 = shared;
     }
     memory.table(root).0[slot] = private_level2 | VALID | TABLE_OR_PAGE;

@@ -10,6 +10,7 @@
 use crate::memory::{self, IdentityTables};
 use crate::upcall::{self, Outcome, UpcallTarget};
 use alloc::vec::Vec;
+use hashbrown::HashMap;
 use tern_core::domain::{Domain, DomainId, SharedImage};
 use tern_core::frame::PhysRange;
 use tern_core::paging::{self, LEVEL2_BLOCK};
@@ -34,12 +35,20 @@ struct Setup {
 
 static SETUP: spin::Once<Setup> = spin::Once::new();
 
-/// Every domain created so far, indexed by `DomainId - 1`.
-pub static DOMAINS: spin::Mutex<Vec<DomainRecord>> = spin::Mutex::new(Vec::new());
+/// Every domain created so far: records indexed by `DomainId - 1`, and a
+/// name index (a domain's name is unique).
+pub struct DomainTable {
+    records: Vec<DomainRecord>,
+    by_name: HashMap<&'static str, DomainId>,
+}
+
+/// The kernel's domain table (present after [`init`]).
+pub static DOMAINS: spin::Mutex<Option<DomainTable>> = spin::Mutex::new(None);
 
 /// Record the arena, the kernel's view and the shared image (once, at boot).
 pub fn init(arena: PhysRange, kernel_view: u64, image: SharedImage) {
     SETUP.call_once(|| Setup { arena, kernel_view, image });
+    *DOMAINS.lock() = Some(DomainTable { records: Vec::new(), by_name: HashMap::new() });
 }
 
 fn setup() -> &'static Setup {
@@ -62,13 +71,19 @@ pub enum DomainError {
     NoSuchDomain,
     /// The domain has been terminated.
     Terminated,
+    /// A domain of that name exists already.
+    NameTaken,
 }
 
 /// Create a protected domain for `spec`.
 pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
     let setup = setup();
-    let mut domains = DOMAINS.lock();
-    let index = domains.len();
+    let mut guard = DOMAINS.lock();
+    let domains = guard.as_mut().ok_or(DomainError::NoSuchDomain)?;
+    if domains.by_name.contains_key(spec.name) {
+        return Err(DomainError::NameTaken);
+    }
+    let index = domains.records.len();
     let start = setup.arena.start + index as u64 * LEVEL2_BLOCK;
     if start + LEVEL2_BLOCK > setup.arena.end {
         return Err(DomainError::ArenaFull);
@@ -87,7 +102,8 @@ pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
     let id = DomainId(index as u16 + 1);
     let domain = Domain { id, name: spec.name, region, table };
     zero_region(&domain, setup.kernel_view);
-    domains.push(DomainRecord { domain, spec, alive: true });
+    domains.records.push(DomainRecord { domain, spec, alive: true });
+    domains.by_name.insert(spec.name, id);
     Ok(id)
 }
 
@@ -107,9 +123,14 @@ fn zero_region(domain: &Domain, kernel_view: u64) {
 
 /// Run `body` on the domain's record.
 pub fn with<R>(id: DomainId, body: impl FnOnce(&mut DomainRecord) -> R) -> Option<R> {
-    let mut domains = DOMAINS.lock();
+    let mut guard = DOMAINS.lock();
     let index = (id.0 as usize).checked_sub(1)?;
-    domains.get_mut(index).map(body)
+    guard.as_mut()?.records.get_mut(index).map(body)
+}
+
+/// The domain called `name`, if one has been created.
+pub fn find(name: &str) -> Option<DomainId> {
+    DOMAINS.lock().as_ref()?.by_name.get(name).copied()
 }
 
 /// Mark a domain terminated.

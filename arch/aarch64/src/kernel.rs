@@ -32,7 +32,7 @@ const ATAG_WINDOW: usize = 16 * 1024;
 fn read_boot_information(board: &BoardConfig, pointer: usize) -> BootFacts<'static> {
     let inside = |length: usize| {
         let start = pointer as u64;
-        pointer % 8 == 0
+        pointer.is_multiple_of(8)
             && start >= board.ram_window.start
             && start.checked_add(length as u64).is_some_and(|end| end <= board.ram_window.end)
     };

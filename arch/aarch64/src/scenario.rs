@@ -18,8 +18,11 @@ use tern_core::domain::DomainId;
 
 type Verdict = Result<(), String>;
 
+/// A scenario: its name and what it runs.
+type Scenario = (&'static str, fn() -> Verdict);
+
 /// The scenarios, by name.
-const SCENARIOS: &[(&str, fn() -> Verdict)] = &[
+const SCENARIOS: &[Scenario] = &[
     ("banner", banner),
     ("ticks", ticks),
     ("heap", heap),
@@ -157,6 +160,13 @@ fn ping_pong(ping: DomainId, pong: DomainId, rounds: core::ops::RangeInclusive<u
 fn two_domains() -> Verdict {
     let ping = create("hello.ping")?;
     let pong = create("hello.pong")?;
+    if domains::find("hello.ping") != Some(ping) || domains::find("hello.pong") != Some(pong) {
+        return Err("the kernel's name index lost a domain".into());
+    }
+    let again = tern_inks::registry::find("hello.ping").map(domains::create);
+    if again != Some(Err(DomainError::NameTaken)) {
+        return Err(format!("a second hello.ping was not refused: {again:?}"));
+    }
     kprintln!("switching views by ASID, no TLB flush: ping, pong, ping, pong, ...");
     ping_pong(ping, pong, 1..=3)
 }
