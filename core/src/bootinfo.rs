@@ -207,9 +207,7 @@ struct StructureReader<'a> {
 impl<'a> StructureReader<'a> {
     /// Round `offset` up to the next token boundary.
     fn align(offset: usize) -> Result<usize, BootInfoError> {
-        offset
-            .checked_next_multiple_of(4)
-            .ok_or(BootInfoError::BadStructure)
+        offset.checked_next_multiple_of(4).ok_or(BootInfoError::BadStructure)
     }
 
     /// The next token; every call advances by at least four bytes.
@@ -228,26 +226,18 @@ impl<'a> StructureReader<'a> {
                 FDT_END_NODE => return Ok(Token::EndNode),
                 FDT_PROP => {
                     let length = be_u32(self.structure, self.offset).ok_or(BadStructure)?;
-                    let name_offset =
-                        be_u32(self.structure, self.offset + 4).ok_or(BadStructure)?;
+                    let name_offset = be_u32(self.structure, self.offset + 4).ok_or(BadStructure)?;
                     let start = self.offset + 8;
-                    let end = start
-                        .checked_add(usize::try_from(length).map_err(|_| BadStructure)?)
-                        .ok_or(BadStructure)?;
+                    let end =
+                        start.checked_add(usize::try_from(length).map_err(|_| BadStructure)?).ok_or(BadStructure)?;
                     let value = self.structure.get(start..end).ok_or(BadStructure)?;
                     let name_bytes = usize::try_from(name_offset)
                         .ok()
                         .and_then(|offset| self.strings.get(offset..))
                         .ok_or(BadStructure)?;
-                    let name_length = name_bytes
-                        .iter()
-                        .position(|&b| b == 0)
-                        .ok_or(BadStructure)?;
+                    let name_length = name_bytes.iter().position(|&b| b == 0).ok_or(BadStructure)?;
                     self.offset = Self::align(end)?;
-                    return Ok(Token::Property {
-                        name: &name_bytes[..name_length],
-                        value,
-                    });
+                    return Ok(Token::Property { name: &name_bytes[..name_length], value });
                 }
                 FDT_NOP => {}
                 FDT_END => return Ok(Token::End),
@@ -267,11 +257,7 @@ fn walk<'a>(
     mut visit: impl FnMut(usize, Token<'a>) -> Result<(), BootInfoError>,
 ) -> Result<(), BootInfoError> {
     use BootInfoError::BadStructure;
-    let mut reader = StructureReader {
-        structure,
-        strings,
-        offset: 0,
-    };
+    let mut reader = StructureReader { structure, strings, offset: 0 };
     let mut depth = 0usize;
     let mut seen_root = false;
     loop {
@@ -301,11 +287,7 @@ fn walk<'a>(
                 visit(depth, token)?;
             }
             Token::End => {
-                return if depth == 0 && seen_root {
-                    Ok(())
-                } else {
-                    Err(BadStructure)
-                };
+                return if depth == 0 && seen_root { Ok(()) } else { Err(BadStructure) };
             }
         }
     }
@@ -377,8 +359,7 @@ pub fn parse_fdt(blob: &[u8], address: u64) -> Result<BootFacts<'_>, BootInfoErr
     }
     // The header is in bounds now; these reads cannot fail.
     let field = |index: usize| be_u32(blob, index * 4).unwrap_or(0) as usize;
-    let (total_size, struct_offset, strings_offset, reservations_offset) =
-        (field(1), field(2), field(3), field(4));
+    let (total_size, struct_offset, strings_offset, reservations_offset) = (field(1), field(2), field(3), field(4));
     let (version, last_compatible_version) = (field(5), field(6));
     let (strings_size, struct_size) = (field(8), field(9));
     if version < 16 || last_compatible_version > 17 {
@@ -399,10 +380,7 @@ pub fn parse_fdt(blob: &[u8], address: u64) -> Result<BootFacts<'_>, BootInfoErr
 
     let mut facts = BootFacts::none();
     facts.source = BootSource::DeviceTree;
-    facts.blob = Some(PhysRange::new(
-        address,
-        address.saturating_add(total_size as u64),
-    ));
+    facts.blob = Some(PhysRange::new(address, address.saturating_add(total_size as u64)));
 
     // The memory-reservation block: (address, size) pairs up to (0, 0).
     let mut offset = reservations_offset;
@@ -509,10 +487,7 @@ pub fn parse_atags(bytes: &[u8], address: u64) -> Result<BootFacts<'_>, BootInfo
         if size_words < 2 {
             return Err(BadStructure);
         }
-        let size_bytes = usize::try_from(size_words)
-            .ok()
-            .and_then(|words| words.checked_mul(4))
-            .ok_or(Truncated)?;
+        let size_bytes = usize::try_from(size_words).ok().and_then(|words| words.checked_mul(4)).ok_or(Truncated)?;
         let end = offset.checked_add(size_bytes).ok_or(Truncated)?;
         let payload = bytes.get(offset + 8..end).ok_or(Truncated)?;
         match tag {
@@ -527,10 +502,7 @@ pub fn parse_atags(bytes: &[u8], address: u64) -> Result<BootFacts<'_>, BootInfo
         }
         offset = end;
     }
-    facts.blob = Some(PhysRange::new(
-        address,
-        address.saturating_add(offset as u64),
-    ));
+    facts.blob = Some(PhysRange::new(address, address.saturating_add(offset as u64)));
     Ok(facts)
 }
 
@@ -588,8 +560,7 @@ mod tests {
             self.strings.extend_from_slice(name.as_bytes());
             self.strings.push(0);
             self.token(FDT_PROP);
-            self.structure
-                .extend_from_slice(&(value.len() as u32).to_be_bytes());
+            self.structure.extend_from_slice(&(value.len() as u32).to_be_bytes());
             self.structure.extend_from_slice(&name_offset.to_be_bytes());
             self.structure.extend_from_slice(value);
             self.pad();
@@ -715,10 +686,7 @@ mod tests {
         );
         assert_eq!(facts.reserved(), &[PhysRange::new(0, 0x1000)]);
         assert_eq!(facts.cmdline, Some("coherent_pool=1M tern.log=debug"));
-        assert_eq!(
-            facts.blob,
-            Some(PhysRange::new(0x2eff_2000, 0x2eff_2000 + blob.len() as u64))
-        );
+        assert_eq!(facts.blob, Some(PhysRange::new(0x2eff_2000, 0x2eff_2000 + blob.len() as u64)));
     }
 
     #[test]
@@ -739,10 +707,7 @@ mod tests {
         let facts = parse_fdt(&blob, 0x4800_0000).unwrap();
         assert_eq!(
             facts.memory(),
-            &[
-                PhysRange::new(0x4000_0000, 0x4800_0000),
-                PhysRange::new(0x1_0000_0000, 0x1_1000_0000),
-            ]
+            &[PhysRange::new(0x4000_0000, 0x4800_0000), PhysRange::new(0x1_0000_0000, 0x1_1000_0000),]
         );
         assert!(facts.reserved().is_empty());
         assert_eq!(facts.cmdline, None);
@@ -765,22 +730,11 @@ mod tests {
             .end();
         let blob = builder.build();
         let facts = parse_fdt(&blob, 0).unwrap();
-        assert_eq!(
-            facts.memory(),
-            &[
-                PhysRange::new(0, 0x1000_0000),
-                PhysRange::new(0x2000_0000, 0x3000_0000),
-            ]
-        );
+        assert_eq!(facts.memory(), &[PhysRange::new(0, 0x1000_0000), PhysRange::new(0x2000_0000, 0x3000_0000),]);
 
         // No cell properties at all: the defaults are 2 and 1.
         let mut builder = FdtBuilder::new();
-        builder
-            .begin("")
-            .begin("memory")
-            .cells("reg", &[0, 0x4000_0000, 0x4000_0000])
-            .end()
-            .end();
+        builder.begin("").begin("memory").cells("reg", &[0, 0x4000_0000, 0x4000_0000]).end().end();
         let blob = builder.build();
         let facts = parse_fdt(&blob, 0).unwrap();
         assert_eq!(facts.memory(), &[PhysRange::new(0x4000_0000, 0x8000_0000)]);
@@ -836,10 +790,7 @@ mod tests {
             builder.build()
         };
         assert_eq!(parse_fdt(&tree(b"a b\0"), 0).unwrap().cmdline, Some("a b"));
-        assert_eq!(
-            parse_fdt(&tree(b"no-nul"), 0).unwrap().cmdline,
-            Some("no-nul")
-        );
+        assert_eq!(parse_fdt(&tree(b"no-nul"), 0).unwrap().cmdline, Some("no-nul"));
         assert_eq!(parse_fdt(&tree(b"\xff\xfe\0"), 0).unwrap().cmdline, None);
     }
 
@@ -852,16 +803,10 @@ mod tests {
         assert_eq!(parse_fdt(&[], 0).unwrap_err(), BootInfoError::Truncated);
         let mut old = blob.clone();
         old[20..24].copy_from_slice(&15u32.to_be_bytes());
-        assert_eq!(
-            parse_fdt(&old, 0).unwrap_err(),
-            BootInfoError::UnsupportedVersion
-        );
+        assert_eq!(parse_fdt(&old, 0).unwrap_err(), BootInfoError::UnsupportedVersion);
         let mut future = blob.clone();
         future[24..28].copy_from_slice(&18u32.to_be_bytes());
-        assert_eq!(
-            parse_fdt(&future, 0).unwrap_err(),
-            BootInfoError::UnsupportedVersion
-        );
+        assert_eq!(parse_fdt(&future, 0).unwrap_err(), BootInfoError::UnsupportedVersion);
         // A longer slice than the tree is fine.
         let mut padded = blob.clone();
         padded.extend_from_slice(&[0xff; 64]);
@@ -872,11 +817,7 @@ mod tests {
     fn every_truncation_is_an_error() {
         let blob = pi4_like_tree();
         for length in 0..blob.len() {
-            assert_eq!(
-                parse_fdt(&blob[..length], 0).unwrap_err(),
-                BootInfoError::Truncated,
-                "length {length}"
-            );
+            assert_eq!(parse_fdt(&blob[..length], 0).unwrap_err(), BootInfoError::Truncated, "length {length}");
         }
         assert!(parse_fdt(&blob, 0).is_ok());
     }
@@ -885,50 +826,24 @@ mod tests {
     fn structure_errors() {
         // Bad cell count for memory decoding.
         let mut builder = FdtBuilder::new();
-        builder
-            .begin("")
-            .cells("#address-cells", &[3])
-            .begin("memory@0")
-            .cells("reg", &[0, 0, 0, 0x1000])
-            .end()
-            .end();
-        assert_eq!(
-            parse_fdt(&builder.build(), 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        builder.begin("").cells("#address-cells", &[3]).begin("memory@0").cells("reg", &[0, 0, 0, 0x1000]).end().end();
+        assert_eq!(parse_fdt(&builder.build(), 0).unwrap_err(), BootInfoError::BadStructure);
         // A reg that is not a whole number of entries.
         let mut builder = FdtBuilder::new();
-        builder
-            .begin("")
-            .begin("memory")
-            .cells("reg", &[0, 0])
-            .end()
-            .end();
-        assert_eq!(
-            parse_fdt(&builder.build(), 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        builder.begin("").begin("memory").cells("reg", &[0, 0]).end().end();
+        assert_eq!(parse_fdt(&builder.build(), 0).unwrap_err(), BootInfoError::BadStructure);
         // An unclosed root node.
         let mut builder = FdtBuilder::new();
         builder.begin("").begin("memory");
-        assert_eq!(
-            parse_fdt(&builder.build(), 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        assert_eq!(parse_fdt(&builder.build(), 0).unwrap_err(), BootInfoError::BadStructure);
         // Two roots.
         let mut builder = FdtBuilder::new();
         builder.begin("").end().begin("").end();
-        assert_eq!(
-            parse_fdt(&builder.build(), 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        assert_eq!(parse_fdt(&builder.build(), 0).unwrap_err(), BootInfoError::BadStructure);
         // An unknown token.
         let mut builder = FdtBuilder::new();
         builder.begin("").token(7).end();
-        assert_eq!(
-            parse_fdt(&builder.build(), 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        assert_eq!(parse_fdt(&builder.build(), 0).unwrap_err(), BootInfoError::BadStructure);
         // NOPs are fine.
         let mut builder = FdtBuilder::new();
         builder.token(FDT_NOP).begin("").token(FDT_NOP).end();
@@ -1005,10 +920,7 @@ mod tests {
         while !bytes.len().is_multiple_of(4) {
             bytes.push(0);
         }
-        bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
+        bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
     }
 
     #[test]
@@ -1025,18 +937,9 @@ mod tests {
         with_garbage.extend_from_slice(&[0xff; 32]); // Past ATAG_NONE: unread.
         let facts = parse_atags(&with_garbage, 0x100).unwrap();
         assert_eq!(facts.source, BootSource::Atags);
-        assert_eq!(
-            facts.memory(),
-            &[
-                PhysRange::new(0, 0x3c00_0000),
-                PhysRange::new(0x4000_0000, 0x5000_0000),
-            ]
-        );
+        assert_eq!(facts.memory(), &[PhysRange::new(0, 0x3c00_0000), PhysRange::new(0x4000_0000, 0x5000_0000),]);
         assert_eq!(facts.cmdline, Some("console=ttyAMA0 tern.log=info"));
-        assert_eq!(
-            facts.blob,
-            Some(PhysRange::new(0x100, 0x100 + bytes.len() as u64))
-        );
+        assert_eq!(facts.blob, Some(PhysRange::new(0x100, 0x100 + bytes.len() as u64)));
         assert!(facts.reserved().is_empty());
     }
 
@@ -1046,48 +949,27 @@ mod tests {
         let without_none = &bytes[..bytes.len() - 8];
         let facts = parse_atags(without_none, 0).unwrap();
         assert_eq!(facts.memory(), &[PhysRange::new(0x8000, 0x9000)]);
-        assert_eq!(
-            facts.blob,
-            Some(PhysRange::new(0, without_none.len() as u64))
-        );
+        assert_eq!(facts.blob, Some(PhysRange::new(0, without_none.len() as u64)));
     }
 
     #[test]
     fn atag_errors() {
         assert!(!looks_like_atags(&[]));
         assert!(!looks_like_atags(&[0; 64]));
-        assert_eq!(
-            parse_atags(&[0; 4], 0).unwrap_err(),
-            BootInfoError::Truncated
-        );
-        assert_eq!(
-            parse_atags(&[0; 64], 0).unwrap_err(),
-            BootInfoError::BadMagic
-        );
+        assert_eq!(parse_atags(&[0; 4], 0).unwrap_err(), BootInfoError::Truncated);
+        assert_eq!(parse_atags(&[0; 64], 0).unwrap_err(), BootInfoError::BadMagic);
         // A device tree is not an ATAG list.
-        assert_eq!(
-            parse_atags(&pi4_like_tree(), 0).unwrap_err(),
-            BootInfoError::BadMagic
-        );
+        assert_eq!(parse_atags(&pi4_like_tree(), 0).unwrap_err(), BootInfoError::BadMagic);
         // Size 0 on a real tag: an error, not an endless loop.
         let mut zero = atags(&[(ATAG_MEM, &[0x1000, 0])]);
         zero[20..24].copy_from_slice(&0u32.to_le_bytes());
-        assert_eq!(
-            parse_atags(&zero, 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        assert_eq!(parse_atags(&zero, 0).unwrap_err(), BootInfoError::BadStructure);
         // ATAG_MEM without its payload.
         let short = atags(&[(ATAG_MEM, &[0x1000])]);
-        assert_eq!(
-            parse_atags(&short, 0).unwrap_err(),
-            BootInfoError::BadStructure
-        );
+        assert_eq!(parse_atags(&short, 0).unwrap_err(), BootInfoError::BadStructure);
         // A tag running past the end.
         let bytes = atags(&[(ATAG_MEM, &[0x1000, 0])]);
-        assert_eq!(
-            parse_atags(&bytes[..28], 0).unwrap_err(),
-            BootInfoError::Truncated
-        );
+        assert_eq!(parse_atags(&bytes[..28], 0).unwrap_err(), BootInfoError::Truncated);
         // Invalid UTF-8 in the command line: no command line.
         let bytes = atags(&[(ATAG_CMDLINE, &[0x00ff_feff])]);
         let facts = parse_atags(&bytes, 0).unwrap();

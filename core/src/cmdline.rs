@@ -49,10 +49,9 @@ mod tests {
     #[test]
     fn picks_tern_options_among_others() {
         let mut unknown = alloc::vec::Vec::new();
-        let options = parse(
-            "console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus",
-            |word| unknown.push(word),
-        );
+        let options = parse("console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus", |word| {
+            unknown.push(word)
+        });
         assert_eq!(options.scenario, Some("ticks"));
         assert!(options.harness);
         assert_eq!(unknown, ["tern.bogus"]);

@@ -118,12 +118,8 @@ mod tests {
     use super::*;
 
     fn fixture() -> (Domain, SharedImage) {
-        let domain = Domain {
-            id: DomainId(3),
-            name: "test",
-            region: PhysRange::new(0x20_0000, 0x40_0000),
-            table: 0x9000,
-        };
+        let domain =
+            Domain { id: DomainId(3), name: "test", region: PhysRange::new(0x20_0000, 0x40_0000), table: 0x9000 };
         (domain, SharedImage { read_only: PhysRange::new(0x8_0000, 0x9_0000) })
     }
 

@@ -110,19 +110,13 @@ impl Syndrome {
     pub fn is_abort(self) -> bool {
         matches!(
             self.exception_class(),
-            EC_INSTRUCTION_ABORT_LOWER
-                | EC_INSTRUCTION_ABORT_CURRENT
-                | EC_DATA_ABORT_LOWER
-                | EC_DATA_ABORT_CURRENT
+            EC_INSTRUCTION_ABORT_LOWER | EC_INSTRUCTION_ABORT_CURRENT | EC_DATA_ABORT_LOWER | EC_DATA_ABORT_CURRENT
         )
     }
 
     /// True for data aborts (classes 0x24 and 0x25).
     fn is_data_abort(self) -> bool {
-        matches!(
-            self.exception_class(),
-            EC_DATA_ABORT_LOWER | EC_DATA_ABORT_CURRENT
-        )
+        matches!(self.exception_class(), EC_DATA_ABORT_LOWER | EC_DATA_ABORT_CURRENT)
     }
 
     /// For aborts: the fault status code (DFSC/IFSC, `ISS[5:0]`) in words:
@@ -131,8 +125,7 @@ impl Syndrome {
     /// external abort", "address size fault, level 0", ... ; None for
     /// non-aborts.
     pub fn fault_status(self) -> Option<FaultStatus> {
-        self.is_abort()
-            .then(|| FaultStatus::from_code((self.iss() & 0x3f) as u8))
+        self.is_abort().then(|| FaultStatus::from_code((self.iss() & 0x3f) as u8))
     }
 
     /// For data aborts: true if the access was a write (WnR, ISS bit 6).
@@ -252,13 +245,7 @@ impl fmt::Display for FaultStatus {
 impl fmt::Display for Syndrome {
     /// One line: `<class name> (EC 0x24, ISS 0x00004f)[: <fault status>, <read|write>]`.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            formatter,
-            "{} (EC 0x{:02x}, ISS 0x{:06x})",
-            self.class_name(),
-            self.exception_class(),
-            self.iss()
-        )?;
+        write!(formatter, "{} (EC 0x{:02x}, ISS 0x{:06x})", self.class_name(), self.exception_class(), self.iss())?;
         if let Some(status) = self.fault_status() {
             write!(formatter, ": {status}")?;
             if let Some(write) = self.is_write() {
@@ -284,13 +271,7 @@ mod tests {
         assert_eq!(syndrome.iss(), 0x4f);
         assert_eq!(syndrome.class_name(), "Data abort from a lower EL");
         assert!(syndrome.is_abort());
-        assert_eq!(
-            syndrome.fault_status(),
-            Some(FaultStatus {
-                kind: FaultKind::Permission,
-                level: Some(3)
-            })
-        );
+        assert_eq!(syndrome.fault_status(), Some(FaultStatus { kind: FaultKind::Permission, level: Some(3) }));
         assert_eq!(syndrome.is_write(), Some(true));
         assert_eq!(
             format!("{syndrome}"),
@@ -306,13 +287,7 @@ mod tests {
         assert_eq!(syndrome.exception_class(), 0x25);
         assert!(syndrome.instruction_length_32());
         assert_eq!(syndrome.class_name(), "Data abort at the current EL");
-        assert_eq!(
-            syndrome.fault_status(),
-            Some(FaultStatus {
-                kind: FaultKind::Translation,
-                level: Some(3)
-            })
-        );
+        assert_eq!(syndrome.fault_status(), Some(FaultStatus { kind: FaultKind::Translation, level: Some(3) }));
         assert_eq!(syndrome.is_write(), Some(false));
         assert_eq!(
             format!("{syndrome}"),
@@ -328,13 +303,7 @@ mod tests {
         assert_eq!(syndrome.exception_class(), 0x20);
         assert_eq!(syndrome.class_name(), "Instruction abort from a lower EL");
         assert!(syndrome.is_abort());
-        assert_eq!(
-            syndrome.fault_status(),
-            Some(FaultStatus {
-                kind: FaultKind::Permission,
-                level: Some(3)
-            })
-        );
+        assert_eq!(syndrome.fault_status(), Some(FaultStatus { kind: FaultKind::Permission, level: Some(3) }));
         assert_eq!(syndrome.is_write(), None);
         assert_eq!(
             format!("{syndrome}"),
@@ -349,17 +318,11 @@ mod tests {
         assert_eq!(syndrome.exception_class(), 0);
         assert!(syndrome.instruction_length_32());
         assert_eq!(syndrome.iss(), 0);
-        assert_eq!(
-            syndrome.class_name(),
-            "Unknown reason (undefined instruction)"
-        );
+        assert_eq!(syndrome.class_name(), "Unknown reason (undefined instruction)");
         assert!(!syndrome.is_abort());
         assert_eq!(syndrome.fault_status(), None);
         assert_eq!(syndrome.is_write(), None);
-        assert_eq!(
-            format!("{syndrome}"),
-            "Unknown reason (undefined instruction) (EC 0x00, ISS 0x000000)"
-        );
+        assert_eq!(format!("{syndrome}"), "Unknown reason (undefined instruction) (EC 0x00, ISS 0x000000)");
     }
 
     #[test]
@@ -371,10 +334,7 @@ mod tests {
         assert_eq!(syndrome.iss(), 0);
         assert_eq!(syndrome.class_name(), "SVC from AArch64");
         assert_eq!(syndrome.fault_status(), None);
-        assert_eq!(
-            format!("{syndrome}"),
-            "SVC from AArch64 (EC 0x15, ISS 0x000000)"
-        );
+        assert_eq!(format!("{syndrome}"), "SVC from AArch64 (EC 0x15, ISS 0x000000)");
         // IL clear and high bits (ISS2, RES0) do not leak into the fields.
         let odd = Syndrome(0x1f_5400_0123);
         assert_eq!(odd.exception_class(), 0x15);
@@ -397,11 +357,7 @@ mod tests {
         assert_eq!(name(0x32), "Software step from a lower EL");
         assert_eq!(name(0x35), "Watchpoint at the current EL");
         for reserved in [0x02, 0x08, 0x14, 0x1e, 0x23, 0x3f] {
-            assert_eq!(
-                name(reserved),
-                "Reserved or unhandled class",
-                "{reserved:#x}"
-            );
+            assert_eq!(name(reserved), "Reserved or unhandled class", "{reserved:#x}");
         }
     }
 
@@ -414,21 +370,12 @@ mod tests {
         assert_eq!(format!("{}", status(0x00)), "address size fault, level 0");
         assert_eq!(format!("{}", status(0x21)), "alignment fault");
         assert_eq!(format!("{}", status(0x10)), "synchronous external abort");
-        assert_eq!(
-            format!("{}", status(0x15)),
-            "synchronous external abort on translation table walk, level 1"
-        );
+        assert_eq!(format!("{}", status(0x15)), "synchronous external abort on translation table walk, level 1");
         assert_eq!(status(0x30).kind, FaultKind::TlbConflict);
         assert_eq!(format!("{}", status(0x30)), "TLB conflict abort");
         assert_eq!(status(0x11).kind, FaultKind::Other(0x11));
-        assert_eq!(
-            format!("{}", status(0x11)),
-            "synchronous tag check fault (FSC 0x11)"
-        );
-        assert_eq!(
-            format!("{}", status(0x3f)),
-            "reserved fault status code 0x3f"
-        );
+        assert_eq!(format!("{}", status(0x11)), "synchronous tag check fault (FSC 0x11)");
+        assert_eq!(format!("{}", status(0x3f)), "reserved fault status code 0x3f");
         // Only the low six bits count.
         assert_eq!(status(0x47), status(0x07));
         // Not an abort: no fault status even if ISS[5:0] is non-zero.

@@ -145,11 +145,7 @@ const fn align_up(value: u64, align: u64) -> Option<u64> {
 
 /// Mask of the bits `[low, high)` of a word, `0 <= low < high <= 64`.
 const fn bit_mask(low: usize, high: usize) -> u64 {
-    let upper = if high == FRAMES_PER_WORD {
-        u64::MAX
-    } else {
-        (1u64 << high) - 1
-    };
+    let upper = if high == FRAMES_PER_WORD { u64::MAX } else { (1u64 << high) - 1 };
     upper & !((1u64 << low) - 1)
 }
 
@@ -172,22 +168,14 @@ impl<'a> FrameAllocator<'a> {
         if !base.is_multiple_of(FRAME_BYTES) || !end.is_multiple_of(FRAME_BYTES) {
             return Err(FrameError::Misaligned);
         }
-        let total =
-            usize::try_from((end - base) / FRAME_BYTES).map_err(|_| FrameError::OutOfRange)?;
+        let total = usize::try_from((end - base) / FRAME_BYTES).map_err(|_| FrameError::OutOfRange)?;
         let words = Self::bitmap_words(end - base);
         if bitmap.len() < words {
             return Err(FrameError::BitmapTooSmall);
         }
         let bitmap = &mut bitmap[..words];
         bitmap.fill(u64::MAX);
-        Ok(Self {
-            base,
-            end,
-            bitmap,
-            total,
-            free: 0,
-            hint: 0,
-        })
+        Ok(Self { base, end, bitmap, total, free: 0, hint: 0 })
     }
 
     /// Mark the frames wholly inside `range` free (align start up, end
@@ -298,10 +286,7 @@ impl<'a> FrameAllocator<'a> {
             return Err(FrameError::Misaligned);
         }
         let first = self.index_of(addr);
-        let last = first
-            .checked_add(count)
-            .filter(|&last| last <= self.total)
-            .ok_or(FrameError::OutOfRange)?;
+        let last = first.checked_add(count).filter(|&last| last <= self.total).ok_or(FrameError::OutOfRange)?;
         if self.first_free_in(first, last).is_some() {
             return Err(FrameError::NotAllocated);
         }
@@ -424,10 +409,7 @@ mod tests {
         assert!(range.overlaps(&PhysRange::new(0x2fff, 0x4000)));
         assert!(!range.overlaps(&PhysRange::new(0x3000, 0x4000)));
         assert!(!range.overlaps(&PhysRange::new(0x2000, 0x2000)));
-        assert_eq!(
-            range.intersection(&PhysRange::new(0x2000, 0x8000)),
-            Some(PhysRange::new(0x2000, 0x3000))
-        );
+        assert_eq!(range.intersection(&PhysRange::new(0x2000, 0x8000)), Some(PhysRange::new(0x2000, 0x3000)));
         assert_eq!(range.intersection(&PhysRange::new(0x0, 0x1000)), None);
         let inverted = PhysRange::new(0x3000, 0x1000);
         assert!(inverted.is_empty());
@@ -447,18 +429,9 @@ mod tests {
     #[test]
     fn construction_errors() {
         let mut small = vec![0u64; 1];
-        assert_eq!(
-            FrameAllocator::new(0, 65 * FRAME_BYTES, &mut small).err(),
-            Some(FrameError::BitmapTooSmall)
-        );
-        assert_eq!(
-            FrameAllocator::new(0x800, 0x10000, &mut small).err(),
-            Some(FrameError::Misaligned)
-        );
-        assert_eq!(
-            FrameAllocator::new(0x2000, 0x1000, &mut small).err(),
-            Some(FrameError::OutOfRange)
-        );
+        assert_eq!(FrameAllocator::new(0, 65 * FRAME_BYTES, &mut small).err(), Some(FrameError::BitmapTooSmall));
+        assert_eq!(FrameAllocator::new(0x800, 0x10000, &mut small).err(), Some(FrameError::Misaligned));
+        assert_eq!(FrameAllocator::new(0x2000, 0x1000, &mut small).err(), Some(FrameError::OutOfRange));
         let allocator = FrameAllocator::new(0x1000, 0x1000, &mut small).unwrap();
         assert_eq!(allocator.total_frames(), 0);
     }
@@ -530,8 +503,7 @@ mod tests {
         let base = 0x8000_0000;
         let frames = 100u64;
         let mut bits = storage(frames * FRAME_BYTES);
-        let mut allocator =
-            FrameAllocator::new(base, base + frames * FRAME_BYTES, &mut bits).unwrap();
+        let mut allocator = FrameAllocator::new(base, base + frames * FRAME_BYTES, &mut bits).unwrap();
         allocator.add_free(PhysRange::new(base, base + frames * FRAME_BYTES));
         let mut seen = Vec::new();
         while let Some(frame) = allocator.alloc() {
@@ -566,10 +538,7 @@ mod tests {
         assert_eq!(allocator.free(frame), Ok(()));
         assert_eq!(allocator.free(frame), Err(FrameError::NotAllocated));
         assert_eq!(allocator.free_frames(), 256);
-        assert_eq!(
-            allocator.free_contiguous(frame, 0),
-            Err(FrameError::BadCount)
-        );
+        assert_eq!(allocator.free_contiguous(frame, 0), Err(FrameError::BadCount));
     }
 
     #[test]
@@ -613,22 +582,13 @@ mod tests {
         assert_eq!(run, 0);
         let free_before = allocator.free_frames();
         // One frame too many: the eleventh is free, so nothing is freed.
-        assert_eq!(
-            allocator.free_contiguous(run, 11),
-            Err(FrameError::NotAllocated)
-        );
+        assert_eq!(allocator.free_contiguous(run, 11), Err(FrameError::NotAllocated));
         assert_eq!(allocator.free_frames(), free_before);
         // Past the end of the span.
-        assert_eq!(
-            allocator.free_contiguous(4 * MIB - FRAME_BYTES, 2),
-            Err(FrameError::OutOfRange)
-        );
+        assert_eq!(allocator.free_contiguous(4 * MIB - FRAME_BYTES, 2), Err(FrameError::OutOfRange));
         assert_eq!(allocator.free_contiguous(run, 10), Ok(()));
         assert_eq!(allocator.free_frames(), 1024);
-        assert_eq!(
-            allocator.free_contiguous(run, 10),
-            Err(FrameError::NotAllocated)
-        );
+        assert_eq!(allocator.free_contiguous(run, 10), Err(FrameError::NotAllocated));
     }
 
     #[test]

@@ -64,11 +64,7 @@ unsafe impl Send for Heap {}
 
 impl core::fmt::Debug for Heap {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        formatter
-            .debug_struct("Heap")
-            .field("bytes_total", &self.total)
-            .field("bytes_free", &self.free)
-            .finish()
+        formatter.debug_struct("Heap").field("bytes_total", &self.total).field("bytes_free", &self.free).finish()
     }
 }
 
@@ -89,11 +85,7 @@ impl Heap {
     /// A heap with no memory; every allocation fails until
     /// [`Self::add_region`] is called.
     pub const fn empty() -> Self {
-        Self {
-            head: ptr::null_mut(),
-            total: 0,
-            free: 0,
-        }
+        Self { head: ptr::null_mut(), total: 0, free: 0 }
     }
 
     /// Give the heap the memory `[start, start + size)`. The start is
@@ -110,10 +102,7 @@ impl Heap {
         let Some(end) = start.checked_add(size) else {
             return;
         };
-        let Some(aligned_start) = start
-            .checked_add(MIN_BLOCK - 1)
-            .map(|s| s & !(MIN_BLOCK - 1))
-        else {
+        let Some(aligned_start) = start.checked_add(MIN_BLOCK - 1).map(|s| s & !(MIN_BLOCK - 1)) else {
             return;
         };
         let aligned_end = end & !(MIN_BLOCK - 1);
@@ -146,11 +135,7 @@ impl Heap {
             let fits = address
                 .checked_next_multiple_of(align)
                 .map(|aligned| aligned - address)
-                .filter(|front| {
-                    front
-                        .checked_add(size)
-                        .is_some_and(|needed| needed <= block_bytes)
-                });
+                .filter(|front| front.checked_add(size).is_some_and(|needed| needed <= block_bytes));
             if let Some(front) = fits {
                 let back = block_bytes - front - size;
                 let base = current.cast::<u8>();
@@ -275,11 +260,7 @@ pub struct LockedHeap(spin::Mutex<Heap>);
 impl core::fmt::Debug for LockedHeap {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let (used, free) = self.stats();
-        formatter
-            .debug_struct("LockedHeap")
-            .field("bytes_used", &used)
-            .field("bytes_free", &free)
-            .finish()
+        formatter.debug_struct("LockedHeap").field("bytes_used", &used).field("bytes_free", &free).finish()
     }
 }
 
@@ -320,10 +301,7 @@ impl LockedHeap {
 // caller got from `alloc` with the same layout. The mutex serialises access.
 unsafe impl GlobalAlloc for LockedHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0
-            .lock()
-            .allocate(layout)
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        self.0.lock().allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -356,12 +334,7 @@ mod tests {
         // SAFETY: the storage lives in the arena as long as the heap and is
         // used by nothing else.
         unsafe { heap.add_region(start, bytes) };
-        Arena {
-            heap,
-            _storage: storage,
-            start,
-            len: bytes,
-        }
+        Arena { heap, _storage: storage, start, len: bytes }
     }
 
     /// The free list as (address, size) pairs, checking its invariants.
@@ -429,30 +402,17 @@ mod tests {
     #[test]
     fn small_allocations_are_rounded_and_adjacent() {
         let mut arena = arena(4096);
-        let first = arena
-            .heap
-            .allocate(Layout::from_size_align(1, 1).unwrap())
-            .unwrap();
-        let second = arena
-            .heap
-            .allocate(Layout::from_size_align(17, 1).unwrap())
-            .unwrap();
+        let first = arena.heap.allocate(Layout::from_size_align(1, 1).unwrap()).unwrap();
+        let second = arena.heap.allocate(Layout::from_size_align(17, 1).unwrap()).unwrap();
         assert_eq!(first.as_ptr() as usize, arena.start);
         assert_eq!(second.as_ptr() as usize, arena.start + 16);
         assert_eq!(arena.heap.bytes_used(), 16 + 32);
-        assert_eq!(
-            free_blocks(&arena.heap),
-            vec![(arena.start + 48, 4096 - 48)]
-        );
+        assert_eq!(free_blocks(&arena.heap), vec![(arena.start + 48, 4096 - 48)]);
         // SAFETY: both came from this heap with these layouts.
         unsafe {
-            arena
-                .heap
-                .deallocate(first, Layout::from_size_align(1, 1).unwrap());
+            arena.heap.deallocate(first, Layout::from_size_align(1, 1).unwrap());
             assert_eq!(free_blocks(&arena.heap).len(), 2);
-            arena
-                .heap
-                .deallocate(second, Layout::from_size_align(17, 1).unwrap());
+            arena.heap.deallocate(second, Layout::from_size_align(17, 1).unwrap());
         }
         assert_eq!(free_blocks(&arena.heap), vec![(arena.start, 4096)]);
     }
@@ -488,18 +448,8 @@ mod tests {
         }
         assert_eq!(blocks.len(), 1024 / 112);
         assert_eq!(arena.heap.bytes_free(), 1024 % 112);
-        assert_eq!(
-            arena
-                .heap
-                .allocate(Layout::from_size_align(2048, 8).unwrap()),
-            None
-        );
-        assert_eq!(
-            arena
-                .heap
-                .allocate(Layout::from_size_align(isize::MAX as usize - 15, 16).unwrap()),
-            None
-        );
+        assert_eq!(arena.heap.allocate(Layout::from_size_align(2048, 8).unwrap()), None);
+        assert_eq!(arena.heap.allocate(Layout::from_size_align(isize::MAX as usize - 15, 16).unwrap()), None);
         // A request fitting the remaining 16-byte tail still succeeds.
         assert!(arena.heap.allocate(Layout::new::<u64>()).is_some());
         assert_eq!(arena.heap.allocate(Layout::new::<u8>()), None);
@@ -546,17 +496,10 @@ mod tests {
                         let address = block.as_ptr() as usize;
                         assert_eq!(address % align, 0);
                         assert!(address >= start && address + size <= start + bytes);
-                        let region_end = if address < start + half {
-                            start + half - 256
-                        } else {
-                            start + bytes
-                        };
+                        let region_end = if address < start + half { start + half - 256 } else { start + bytes };
                         assert!(address + size <= region_end, "block crosses a region end");
                         for &(other, other_size, _) in &live {
-                            assert!(
-                                address + size <= other || other + other_size <= address,
-                                "round {round}: overlap"
-                            );
+                            assert!(address + size <= other || other + other_size <= address, "round {round}: overlap");
                         }
                         // Scribble over the block to catch list corruption.
                         // SAFETY: the block is ours, `size` bytes long.
@@ -586,10 +529,7 @@ mod tests {
         }
         assert_eq!(heap.bytes_free(), heap.bytes_total());
         assert_eq!(heap.bytes_used(), 0);
-        assert_eq!(
-            free_blocks(&heap),
-            vec![(start, half - 256), (start + half + 256, half - 256)]
-        );
+        assert_eq!(free_blocks(&heap), vec![(start, half - 256), (start + half + 256, half - 256)]);
     }
 
     #[test]
@@ -603,10 +543,7 @@ mod tests {
             heap.add_region(start, 512);
         }
         assert_eq!(free_blocks(&heap), vec![(start, 1024)]);
-        assert!(
-            heap.allocate(Layout::from_size_align(1024, 16).unwrap())
-                .is_some()
-        );
+        assert!(heap.allocate(Layout::from_size_align(1024, 16).unwrap()).is_some());
     }
 
     #[test]
@@ -633,11 +570,7 @@ mod tests {
             }
             let grown_layout = Layout::from_size_align(400, 8).unwrap();
             assert_eq!(locked.stats().0, 400);
-            assert!(
-                locked
-                    .alloc(Layout::from_size_align(8192, 8).unwrap())
-                    .is_null()
-            );
+            assert!(locked.alloc(Layout::from_size_align(8192, 8).unwrap()).is_null());
             locked.dealloc(grown, grown_layout);
         }
         assert_eq!(locked.stats(), (0, 4096));

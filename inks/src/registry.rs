@@ -32,8 +32,7 @@ macro_rules! domain {
     ($item:ident, $name:expr, $entry:path) => {
         #[used]
         #[unsafe(link_section = ".tern_domains")]
-        static $item: $crate::registry::DomainSpec =
-            $crate::registry::DomainSpec { name: $name, entry: $entry };
+        static $item: $crate::registry::DomainSpec = $crate::registry::DomainSpec { name: $name, entry: $entry };
     };
 }
 

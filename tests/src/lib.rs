@@ -62,10 +62,7 @@ impl Transcript {
         };
         let t = Transcript::new(board, scenario, run);
         if t.run.timed_out {
-            t.fail(format_args!(
-                "timed out after {} s (QEMU killed)",
-                timeout.as_secs()
-            ));
+            t.fail(format_args!("timed out after {} s (QEMU killed)", timeout.as_secs()));
         }
         t
     }
@@ -73,12 +70,7 @@ impl Transcript {
     /// A transcript of an existing run (for tests of the checks).
     pub fn new(board: Board, scenario: &str, run: RunOutput) -> Transcript {
         let lines = run.output.lines().map(str::to_string).collect();
-        Transcript {
-            board,
-            scenario: scenario.to_string(),
-            run,
-            lines,
-        }
+        Transcript { board, scenario: scenario.to_string(), run, lines }
     }
 
     /// The serial output, line by line.
@@ -93,11 +85,7 @@ impl Transcript {
 
     /// The index of the first line at or after `from` matching `pred`.
     pub fn find(&self, from: usize, pred: impl Fn(&str) -> bool) -> Option<usize> {
-        self.lines
-            .iter()
-            .skip(from)
-            .position(|l| pred(l))
-            .map(|i| i + from)
+        self.lines.iter().skip(from).position(|l| pred(l)).map(|i| i + from)
     }
 
     /// Like [`find`](Self::find), but fails the test naming `what` if no
@@ -126,28 +114,20 @@ impl Transcript {
                 Some(c) => format!("{c} ({})", xtask::qemu::verdict(c)),
                 None => "none (killed)".to_string(),
             };
-            self.fail(format_args!(
-                "expected exit status {code} ({}), got {got}",
-                xtask::qemu::verdict(code)
-            ));
+            self.fail(format_args!("expected exit status {code} ({}), got {got}", xtask::qemu::verdict(code)));
         }
     }
 
     /// What every boot prints: the banner, the board line, and the defmt
     /// `memory:` log line.
     pub fn expect_boot(&self) {
-        self.expect(0, "a banner line starting `Tern `", |l| {
-            l.starts_with("Tern ")
-        });
+        self.expect(0, "a banner line starting `Tern `", |l| l.starts_with("Tern "));
         // `board: qemu-virt`, alone or followed by details after a space.
         let board = format!("board: {}", self.board.kernel_name());
         self.expect(0, &format!("a line `{board}`"), |l| {
-            l.strip_prefix(&board)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+            l.strip_prefix(&board).is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
         });
-        self.expect(0, "a defmt INFO line containing `memory:`", |l| {
-            l.starts_with("INFO ") && l.contains("memory:")
-        });
+        self.expect(0, "a defmt INFO line containing `memory:`", |l| l.starts_with("INFO ") && l.contains("memory:"));
     }
 
     /// The `scenario <name>: PASS` line at or after `from`, no FAIL line,
@@ -213,9 +193,7 @@ pub mod checks {
             let tick = format!("tick {n}");
             at = t.expect(at, &format!("a line `{tick}` (in order)"), |l| {
                 let l = l.trim_end();
-                l == tick
-                    || l.strip_prefix(&tick)
-                        .is_some_and(|rest| rest.starts_with(' '))
+                l == tick || l.strip_prefix(&tick).is_some_and(|rest| rest.starts_with(' '))
             }) + 1;
         }
         t.expect_pass(at);
@@ -224,9 +202,7 @@ pub mod checks {
     /// `heap`: a line starting `heap: ok`, PASS.
     pub fn heap(t: &Transcript) {
         t.expect_boot();
-        t.expect(0, "a line starting `heap: ok`", |l| {
-            l.starts_with("heap: ok")
-        });
+        t.expect(0, "a line starting `heap: ok`", |l| l.starts_with("heap: ok"));
         t.expect_pass(0);
     }
 
@@ -266,14 +242,10 @@ pub mod checks {
     /// then a `[hello.ping]` line (another domain still runs), then PASS.
     pub fn contained(t: &Transcript, kind: FaultKind) {
         t.expect_boot();
-        let report = t.expect(
-            0,
-            "a fault report line containing `fault in domain 'probe.`",
-            |l| l.contains("fault in domain 'probe."),
-        );
-        let end = t.expect(report + 1, "a line containing `terminated`", |l| {
-            l.contains("terminated")
+        let report = t.expect(0, "a fault report line containing `fault in domain 'probe.`", |l| {
+            l.contains("fault in domain 'probe.")
         });
+        let end = t.expect(report + 1, "a line containing `terminated`", |l| l.contains("terminated"));
         let text = t.lines()[report..=end].join("\n");
         for field in ["ESR", "FAR", "ELR"] {
             if !text.contains(field) {
@@ -290,11 +262,9 @@ pub mod checks {
             }
             _ => {}
         }
-        let ping = t.expect(
-            end + 1,
-            "a `[hello.ping]` line after the termination (another domain still runs)",
-            |l| l.starts_with("[hello.ping]"),
-        );
+        let ping = t.expect(end + 1, "a `[hello.ping]` line after the termination (another domain still runs)", |l| {
+            l.starts_with("[hello.ping]")
+        });
         t.expect_pass(ping + 1);
     }
 
@@ -302,24 +272,16 @@ pub mod checks {
     /// `BadAddress` and nothing faults.
     pub fn bad_pointer(t: &Transcript) {
         t.expect_boot();
-        t.expect(0, "a line containing `BadAddress`", |l| {
-            l.contains("BadAddress")
-        });
-        t.expect_none("fault report (`fault in domain`)", |l| {
-            l.contains("fault in domain")
-        });
+        t.expect(0, "a line containing `BadAddress`", |l| l.contains("BadAddress"));
+        t.expect_none("fault report (`fault in domain`)", |l| l.contains("fault in domain"));
         t.expect_pass(0);
     }
 
     /// `kernel-fault`: a `kernel fault` report with `ESR`, exit status 3.
     pub fn kernel_fault(t: &Transcript) {
         t.expect_boot();
-        let at = t.expect(0, "a line containing `kernel fault`", |l| {
-            l.contains("kernel fault")
-        });
-        t.expect(at, "`ESR` in the kernel fault report", |l| {
-            l.contains("ESR")
-        });
+        let at = t.expect(0, "a line containing `kernel fault`", |l| l.contains("kernel fault"));
+        t.expect(at, "`ESR` in the kernel fault report", |l| l.contains("ESR"));
         t.expect_status(3);
     }
 }
@@ -372,26 +334,10 @@ mod tests {
     #[test]
     fn names_of_tests() {
         assert!(test_name_matches("rpi4_banner", "rpi4", "banner"));
-        assert!(test_name_matches(
-            "virt_contain_undefined",
-            "virt",
-            "contain-undefined"
-        ));
-        assert!(!test_name_matches(
-            "virt_contain_undefined",
-            "rpi4",
-            "contain-undefined"
-        ));
-        assert!(!test_name_matches(
-            "virt_contain_undefine",
-            "virt",
-            "contain-undefined"
-        ));
-        assert!(!test_name_matches(
-            "virtcontain_undefined",
-            "virt",
-            "contain-undefined"
-        ));
+        assert!(test_name_matches("virt_contain_undefined", "virt", "contain-undefined"));
+        assert!(!test_name_matches("virt_contain_undefined", "rpi4", "contain-undefined"));
+        assert!(!test_name_matches("virt_contain_undefine", "virt", "contain-undefined"));
+        assert!(!test_name_matches("virtcontain_undefined", "virt", "contain-undefined"));
     }
 
     #[test]
@@ -399,16 +345,8 @@ mod tests {
         let pass = "scenario banner: PASS\n";
         accepts(transcript(Board::Rpi4, "banner", 0, pass), checks::banner);
         accepts(transcript(Board::Virt, "banner", 0, pass), checks::banner);
-        rejects(
-            transcript(Board::Rpi4, "banner", 1, pass),
-            checks::banner,
-            "expected exit status 0",
-        );
-        rejects(
-            transcript(Board::Rpi4, "banner", 0, ""),
-            checks::banner,
-            "`scenario banner: PASS`",
-        );
+        rejects(transcript(Board::Rpi4, "banner", 1, pass), checks::banner, "expected exit status 0");
+        rejects(transcript(Board::Rpi4, "banner", 0, ""), checks::banner, "`scenario banner: PASS`");
         // The board line must match the board booted.
         let mut t = transcript(Board::Rpi4, "banner", 0, pass);
         t = Transcript::new(Board::Virt, "banner", t.run);
@@ -419,10 +357,7 @@ mod tests {
             output: format!("Tern 0.1\n{b}\nINFO  memory: 1 GiB\nscenario banner: PASS\n"),
             ..transcript(Board::Virt, "banner", 0, "").run
         };
-        accepts(
-            Transcript::new(Board::Virt, "banner", run(details)),
-            checks::banner,
-        );
+        accepts(Transcript::new(Board::Virt, "banner", run(details)), checks::banner);
         let longer = Transcript::new(Board::Virt, "banner", run("board: qemu-virtual"));
         rejects(longer, checks::banner, "board: qemu-virt");
         // The memory line must be a decoded defmt INFO line.
@@ -442,35 +377,15 @@ mod tests {
         let good = "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\nscenario ticks: PASS\n";
         accepts(transcript(Board::Virt, "ticks", 0, good), checks::ticks);
         let swapped = "tick 1\ntick 3\ntick 2\ntick 4\ntick 5\nscenario ticks: PASS\n";
-        rejects(
-            transcript(Board::Virt, "ticks", 0, swapped),
-            checks::ticks,
-            "`tick 3`",
-        );
+        rejects(transcript(Board::Virt, "ticks", 0, swapped), checks::ticks, "`tick 3`");
         let ten = "tick 10\ntick 2\ntick 3\ntick 4\ntick 5\nscenario ticks: PASS\n";
-        rejects(
-            transcript(Board::Virt, "ticks", 0, ten),
-            checks::ticks,
-            "`tick 1`",
-        );
+        rejects(transcript(Board::Virt, "ticks", 0, ten), checks::ticks, "`tick 1`");
     }
 
     #[test]
     fn heap() {
-        accepts(
-            transcript(
-                Board::Rpi4,
-                "heap",
-                0,
-                "heap: ok (3 allocations)\nscenario heap: PASS\n",
-            ),
-            checks::heap,
-        );
-        rejects(
-            transcript(Board::Rpi4, "heap", 0, "scenario heap: PASS\n"),
-            checks::heap,
-            "heap: ok",
-        );
+        accepts(transcript(Board::Rpi4, "heap", 0, "heap: ok (3 allocations)\nscenario heap: PASS\n"), checks::heap);
+        rejects(transcript(Board::Rpi4, "heap", 0, "scenario heap: PASS\n"), checks::heap, "heap: ok");
     }
 
     #[test]
@@ -478,17 +393,9 @@ mod tests {
         let good = "[hello.ping] 1\n[hello.pong] 1\n[hello.ping] 2\n[hello.pong] 2\nscenario domains: PASS\n";
         accepts(transcript(Board::Virt, "domains", 0, good), checks::domains);
         let lumped = "[hello.ping] 1\n[hello.ping] 2\n[hello.pong] 1\n[hello.pong] 2\nscenario domains: PASS\n";
-        rejects(
-            transcript(Board::Virt, "domains", 0, lumped),
-            checks::domains,
-            "do not alternate",
-        );
+        rejects(transcript(Board::Virt, "domains", 0, lumped), checks::domains, "do not alternate");
         let few = "[hello.ping] 1\n[hello.pong] 1\nscenario domains: PASS\n";
-        rejects(
-            transcript(Board::Virt, "domains", 0, few),
-            checks::domains,
-            "got 1 and 1",
-        );
+        rejects(transcript(Board::Virt, "domains", 0, few), checks::domains, "got 1 and 1");
     }
 
     const CONTAINED: &str = "\
@@ -505,28 +412,14 @@ scenario contain-undefined: PASS
     fn contained() {
         let undefined = |t: &Transcript| checks::contained(t, FaultKind::Undefined);
         let abort = |t: &Transcript| checks::contained(t, FaultKind::Abort);
-        accepts(
-            transcript(Board::Rpi4, "contain-undefined", 0, CONTAINED),
-            undefined,
-        );
-        rejects(
-            transcript(Board::Rpi4, "contain-undefined", 0, CONTAINED),
-            abort,
-            "`abort`",
-        );
+        accepts(transcript(Board::Rpi4, "contain-undefined", 0, CONTAINED), undefined);
+        rejects(transcript(Board::Rpi4, "contain-undefined", 0, CONTAINED), abort, "`abort`");
         let data = CONTAINED
             .replace("Unknown reason", "Data Abort, translation fault")
             .replace("contain-undefined", "contain-kernel-read");
-        accepts(
-            transcript(Board::Virt, "contain-kernel-read", 0, &data),
-            abort,
-        );
+        accepts(transcript(Board::Virt, "contain-kernel-read", 0, &data), abort);
         let no_far = CONTAINED.replace("FAR 0x0", "");
-        rejects(
-            transcript(Board::Rpi4, "contain-undefined", 0, &no_far),
-            undefined,
-            "lacks `FAR`",
-        );
+        rejects(transcript(Board::Rpi4, "contain-undefined", 0, &no_far), undefined, "lacks `FAR`");
         let no_ping_after = CONTAINED.replace("[hello.ping] 2\n", "");
         rejects(
             transcript(Board::Rpi4, "contain-undefined", 0, &no_ping_after),
@@ -534,26 +427,15 @@ scenario contain-undefined: PASS
             "another domain still runs",
         );
         let not_terminated = CONTAINED.replace("terminated", "stopped");
-        rejects(
-            transcript(Board::Rpi4, "contain-undefined", 0, &not_terminated),
-            undefined,
-            "`terminated`",
-        );
+        rejects(transcript(Board::Rpi4, "contain-undefined", 0, &not_terminated), undefined, "`terminated`");
         let wrong_domain = CONTAINED.replace("'probe.", "'hello.");
-        rejects(
-            transcript(Board::Rpi4, "contain-undefined", 0, &wrong_domain),
-            undefined,
-            "fault report",
-        );
+        rejects(transcript(Board::Rpi4, "contain-undefined", 0, &wrong_domain), undefined, "fault report");
     }
 
     #[test]
     fn bad_pointer() {
         let good = "write: Err(BadAddress)\nscenario contain-bad-pointer: PASS\n";
-        accepts(
-            transcript(Board::Rpi4, "contain-bad-pointer", 0, good),
-            checks::bad_pointer,
-        );
+        accepts(transcript(Board::Rpi4, "contain-bad-pointer", 0, good), checks::bad_pointer);
         let faulted = format!("fault in domain 'probe.x'\n{good}");
         rejects(
             transcript(Board::Rpi4, "contain-bad-pointer", 0, &faulted),
@@ -565,29 +447,14 @@ scenario contain-undefined: PASS
     #[test]
     fn kernel_fault() {
         let good = "kernel fault at EL1: Data Abort\n  ESR 0x96000004 FAR 0x0 ELR 0x80123\n";
-        accepts(
-            transcript(Board::Virt, "kernel-fault", 3, good),
-            checks::kernel_fault,
-        );
-        rejects(
-            transcript(Board::Virt, "kernel-fault", 2, good),
-            checks::kernel_fault,
-            "got 2 (kernel panic)",
-        );
-        rejects(
-            transcript(Board::Virt, "kernel-fault", 3, "kernel fault\n"),
-            checks::kernel_fault,
-            "`ESR`",
-        );
+        accepts(transcript(Board::Virt, "kernel-fault", 3, good), checks::kernel_fault);
+        rejects(transcript(Board::Virt, "kernel-fault", 2, good), checks::kernel_fault, "got 2 (kernel panic)");
+        rejects(transcript(Board::Virt, "kernel-fault", 3, "kernel fault\n"), checks::kernel_fault, "`ESR`");
     }
 
     #[test]
     fn failing_scenario_is_reported_as_such() {
         let body = "scenario heap: FAIL\n";
-        rejects(
-            transcript(Board::Rpi4, "heap", 1, body),
-            checks::banner,
-            "unexpected `scenario heap: FAIL`",
-        );
+        rejects(transcript(Board::Rpi4, "heap", 1, body), checks::banner, "unexpected `scenario heap: FAIL`");
     }
 }

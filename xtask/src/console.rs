@@ -51,9 +51,7 @@ impl LogDecoder {
         let table = Table::parse(elf).context("reading the defmt table from the kernel ELF")?;
         let locations = match (&table, locations) {
             (Some(table), true) => {
-                let locs = table
-                    .get_locations(elf)
-                    .context("reading defmt locations")?;
+                let locs = table.get_locations(elf).context("reading defmt locations")?;
                 // An ELF without debug info gives an empty map: treat as none.
                 (!locs.is_empty()).then_some(locs)
             }
@@ -119,22 +117,12 @@ impl<W: Write, F: FnMut(&[u8]) -> String> Console<W, F> {
     /// A console writing to `out`, formatting frames with `format_frame`
     /// (normally `|f| decoder.line(f)`).
     pub fn new(out: W, format_frame: F) -> Self {
-        Self {
-            demux: Demux::new(),
-            out,
-            format_frame,
-            at_line_start: true,
-        }
+        Self { demux: Demux::new(), out, format_frame, at_line_start: true }
     }
 
     /// Processes a chunk of the stream and flushes `out`.
     pub fn feed(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let Self {
-            demux,
-            out,
-            format_frame,
-            at_line_start,
-        } = self;
+        let Self { demux, out, format_frame, at_line_start } = self;
         let mut result = Ok(());
         demux.push(bytes, |event| {
             if result.is_ok() {
@@ -147,12 +135,7 @@ impl<W: Write, F: FnMut(&[u8]) -> String> Console<W, F> {
 
     /// Ends the stream (reporting a frame cut short) and returns `out`.
     pub fn finish(mut self) -> io::Result<W> {
-        let Self {
-            demux,
-            out,
-            format_frame,
-            at_line_start,
-        } = &mut self;
+        let Self { demux, out, format_frame, at_line_start } = &mut self;
         let mut result = Ok(());
         demux.finish(|event| result = emit(out, format_frame, at_line_start, event));
         result?;
@@ -180,15 +163,9 @@ fn emit<W: Write>(
             return Ok(());
         }
         Event::Frame(frame) => format_frame(frame),
-        Event::Overlong => format!(
-            "[defmt: frame longer than {} bytes dropped]",
-            crate::demux::MAX_FRAME
-        ),
+        Event::Overlong => format!("[defmt: frame longer than {} bytes dropped]", crate::demux::MAX_FRAME),
         Event::Truncated(bytes) => {
-            format!(
-                "[defmt: output ended inside a frame ({} bytes)]",
-                bytes.len()
-            )
+            format!("[defmt: output ended inside a frame ({} bytes)]", bytes.len())
         }
     };
     if !*at_line_start {
@@ -216,18 +193,12 @@ mod tests {
 
     #[test]
     fn text_and_frames_interleave_in_order() {
-        assert_eq!(
-            present(&[b"Tern\n\x01\x02\x03\x00board: rpi4\n"]),
-            "Tern\nINFO  frame [2, 3]\nboard: rpi4\n"
-        );
+        assert_eq!(present(&[b"Tern\n\x01\x02\x03\x00board: rpi4\n"]), "Tern\nINFO  frame [2, 3]\nboard: rpi4\n");
     }
 
     #[test]
     fn frame_mid_line_gets_its_own_line() {
-        assert_eq!(
-            present(&[b"prompt> ", b"\x01\x04\x00", b"typed\n"]),
-            "prompt> \nINFO  frame [4]\ntyped\n"
-        );
+        assert_eq!(present(&[b"prompt> ", b"\x01\x04\x00", b"typed\n"]), "prompt> \nINFO  frame [4]\ntyped\n");
     }
 
     #[test]
@@ -237,28 +208,19 @@ mod tests {
 
     #[test]
     fn truncated_and_overlong_frames_are_reported() {
-        assert_eq!(
-            present(&[b"x\n\x01\x05\x05"]),
-            "x\n[defmt: output ended inside a frame (2 bytes)]\n"
-        );
+        assert_eq!(present(&[b"x\n\x01\x05\x05"]), "x\n[defmt: output ended inside a frame (2 bytes)]\n");
         let mut big = vec![1u8];
         big.extend(vec![7u8; crate::demux::MAX_FRAME + 1]);
         big.extend(b"\0ok\n");
         assert_eq!(
             present(&[&big]),
-            format!(
-                "[defmt: frame longer than {} bytes dropped]\nok\n",
-                crate::demux::MAX_FRAME
-            )
+            format!("[defmt: frame longer than {} bytes dropped]\nok\n", crate::demux::MAX_FRAME)
         );
     }
 
     #[test]
     fn decoder_without_table_never_panics() {
-        let decoder = LogDecoder {
-            table: None,
-            locations: None,
-        };
+        let decoder = LogDecoder { table: None, locations: None };
         assert!(decoder.line(&[1, 2, 3]).starts_with("[defmt:"));
     }
 
@@ -273,10 +235,7 @@ mod tests {
             }}"#,
         )
         .unwrap();
-        LogDecoder {
-            table: Some(table),
-            locations: None,
-        }
+        LogDecoder { table: Some(table), locations: None }
     }
 
     /// rzCOBS encoding without the final `0x00` (a port of defmt's encoder).
@@ -318,10 +277,7 @@ mod tests {
     fn decodes_real_frames() {
         let d = decoder();
         // Index 1 (u16 LE), then 1024 as u32 LE.
-        assert_eq!(
-            d.line(&rzcobs(&[1, 0, 0, 4, 0, 0])),
-            "INFO  memory: 1024 MiB"
-        );
+        assert_eq!(d.line(&rzcobs(&[1, 0, 0, 4, 0, 0])), "INFO  memory: 1024 MiB");
         assert_eq!(d.line(&rzcobs(&[2, 0, 7])), "ERROR bad 7");
         assert_eq!(d.line(&rzcobs(&[3, 0])), "plain");
     }

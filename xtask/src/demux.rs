@@ -86,10 +86,7 @@ impl Default for Demux {
 impl Demux {
     /// A demultiplexer at the start of a stream (in text).
     pub fn new() -> Self {
-        Self {
-            state: State::Text,
-            frame: Vec::new(),
-        }
+        Self { state: State::Text, frame: Vec::new() }
     }
 
     /// Consumes `bytes`, reporting every complete piece to `sink` in order.
@@ -98,10 +95,7 @@ impl Demux {
         while !bytes.is_empty() {
             match self.state {
                 State::Text => {
-                    match bytes
-                        .iter()
-                        .position(|&b| b == FRAME_START || b == FRAME_END)
-                    {
+                    match bytes.iter().position(|&b| b == FRAME_START || b == FRAME_END) {
                         None => {
                             sink(Event::Text(bytes));
                             bytes = &[];
@@ -129,11 +123,7 @@ impl Demux {
                     if self.frame.len() + chunk.len() > MAX_FRAME {
                         self.frame.clear();
                         sink(Event::Overlong);
-                        self.state = if end.is_some() {
-                            State::Text
-                        } else {
-                            State::Skip
-                        };
+                        self.state = if end.is_some() { State::Text } else { State::Skip };
                     } else {
                         self.frame.extend_from_slice(chunk);
                         if end.is_some() {
@@ -213,10 +203,7 @@ mod tests {
 
     #[test]
     fn plain_text_passes_through() {
-        assert_eq!(
-            run(&[b"Tern 0.1\nboard: rpi4\n"]),
-            [text("Tern 0.1\nboard: rpi4\n")]
-        );
+        assert_eq!(run(&[b"Tern 0.1\nboard: rpi4\n"]), [text("Tern 0.1\nboard: rpi4\n")]);
     }
 
     #[test]
@@ -231,12 +218,7 @@ mod tests {
         let want = run(&[stream]);
         assert_eq!(
             want,
-            [
-                text("xy"),
-                Owned::Frame(vec![0x10, 0x20, 0x01, 0x30]),
-                text("z"),
-                Owned::Frame(vec![0x40]),
-            ]
+            [text("xy"), Owned::Frame(vec![0x10, 0x20, 0x01, 0x30]), text("z"), Owned::Frame(vec![0x40]),]
         );
         // Every split point, and byte by byte.
         for cut in 0..=stream.len() {
@@ -249,14 +231,7 @@ mod tests {
     #[test]
     fn back_to_back_frames() {
         let got = run(&[b"\x01\x07\x00\x01\x08\x00\x01\x09\x00"]);
-        assert_eq!(
-            got,
-            [
-                Owned::Frame(vec![7]),
-                Owned::Frame(vec![8]),
-                Owned::Frame(vec![9])
-            ]
-        );
+        assert_eq!(got, [Owned::Frame(vec![7]), Owned::Frame(vec![8]), Owned::Frame(vec![9])]);
     }
 
     #[test]
@@ -283,10 +258,7 @@ mod tests {
 
     #[test]
     fn truncated_frame_is_reported_at_end() {
-        assert_eq!(
-            run(&[b"hi\x01\x09\x09"]),
-            [text("hi"), Owned::Truncated(vec![9, 9])]
-        );
+        assert_eq!(run(&[b"hi\x01\x09\x09"]), [text("hi"), Owned::Truncated(vec![9, 9])]);
     }
 
     #[test]

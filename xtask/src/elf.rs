@@ -33,10 +33,7 @@ pub const MAX_IMAGE: u64 = 256 * 1024 * 1024;
 pub fn elf_to_raw(elf: &[u8], load_address: u64) -> Result<Vec<u8>> {
     let header = FileHeader64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
     let endian = header.endian().context("unknown ELF byte order")?;
-    ensure!(
-        endian == Endianness::Little,
-        "the kernel ELF is big-endian; expected little-endian AArch64"
-    );
+    ensure!(endian == Endianness::Little, "the kernel ELF is big-endian; expected little-endian AArch64");
     ensure!(
         header.e_machine(endian) == EM_AARCH64,
         "the kernel ELF is for machine {}, not AArch64 ({EM_AARCH64})",
@@ -45,16 +42,11 @@ pub fn elf_to_raw(elf: &[u8], load_address: u64) -> Result<Vec<u8>> {
 
     // (physical address, file bytes) of every loadable segment with data.
     let mut segments = Vec::new();
-    for ph in header
-        .program_headers(endian, elf)
-        .context("reading ELF program headers")?
-    {
+    for ph in header.program_headers(endian, elf).context("reading ELF program headers")? {
         if ph.p_type(endian) != PT_LOAD || ph.p_filesz(endian) == 0 {
             continue;
         }
-        let data = ph
-            .data(endian, elf)
-            .map_err(|()| anyhow::anyhow!("an ELF segment's bytes lie outside the file"))?;
+        let data = ph.data(endian, elf).map_err(|()| anyhow::anyhow!("an ELF segment's bytes lie outside the file"))?;
         segments.push((ph.p_paddr(endian), data));
     }
     segments.sort_by_key(|&(paddr, _)| paddr);
@@ -75,14 +67,9 @@ pub fn elf_to_raw(elf: &[u8], load_address: u64) -> Result<Vec<u8>> {
     let mut end = base;
     for &(paddr, data) in &segments {
         if paddr < end {
-            bail!(
-                "ELF segments overlap at {paddr:#x}: {}",
-                describe(&segments)
-            );
+            bail!("ELF segments overlap at {paddr:#x}: {}", describe(&segments));
         }
-        end = paddr
-            .checked_add(data.len() as u64)
-            .context("ELF segment wraps around the address space")?;
+        end = paddr.checked_add(data.len() as u64).context("ELF segment wraps around the address space")?;
     }
     let size = end - base;
     if size > MAX_IMAGE {
@@ -102,11 +89,7 @@ pub fn elf_to_raw(elf: &[u8], load_address: u64) -> Result<Vec<u8>> {
 }
 
 fn describe(segments: &[(u64, &[u8])]) -> String {
-    segments
-        .iter()
-        .map(|(paddr, data)| format!("({paddr:#x}, {})", data.len()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    segments.iter().map(|(paddr, data)| format!("({paddr:#x}, {})", data.len())).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -123,12 +106,7 @@ mod tests {
     }
 
     fn load(paddr: u64, data: &[u8]) -> Seg {
-        Seg {
-            p_type: PT_LOAD,
-            paddr,
-            data: data.to_vec(),
-            bss: 0,
-        }
+        Seg { p_type: PT_LOAD, paddr, data: data.to_vec(), bss: 0 }
     }
 
     /// Writes a minimal little-endian ELF64 executable by hand: header,
@@ -179,10 +157,7 @@ mod tests {
             &[
                 load(0x80010, b"data"), // out of order on purpose
                 load(0x80000, b"code"),
-                Seg {
-                    bss: 0x100,
-                    ..load(0x80020, b"bss!")
-                },
+                Seg { bss: 0x100, ..load(0x80020, b"bss!") },
                 Seg {
                     p_type: 4, // PT_NOTE: ignored
                     ..load(0x10, b"note")
@@ -214,34 +189,11 @@ mod tests {
     #[test]
     fn other_machines_overlaps_and_huge_gaps_are_refused() {
         let x86 = synth(62, 0x80000, &[load(0x80000, b"x")]);
-        assert!(
-            elf_to_raw(&x86, 0x80000)
-                .unwrap_err()
-                .to_string()
-                .contains("machine 62")
-        );
-        let overlap = synth(
-            EM_AARCH64,
-            0x80000,
-            &[load(0x80000, b"abcd"), load(0x80002, b"x")],
-        );
-        assert!(
-            elf_to_raw(&overlap, 0x80000)
-                .unwrap_err()
-                .to_string()
-                .contains("overlap")
-        );
-        let far = synth(
-            EM_AARCH64,
-            0x80000,
-            &[load(0x80000, b"a"), load(0x8000_0000, b"b")],
-        );
-        assert!(
-            elf_to_raw(&far, 0x80000)
-                .unwrap_err()
-                .to_string()
-                .contains("far")
-        );
+        assert!(elf_to_raw(&x86, 0x80000).unwrap_err().to_string().contains("machine 62"));
+        let overlap = synth(EM_AARCH64, 0x80000, &[load(0x80000, b"abcd"), load(0x80002, b"x")]);
+        assert!(elf_to_raw(&overlap, 0x80000).unwrap_err().to_string().contains("overlap"));
+        let far = synth(EM_AARCH64, 0x80000, &[load(0x80000, b"a"), load(0x8000_0000, b"b")]);
+        assert!(elf_to_raw(&far, 0x80000).unwrap_err().to_string().contains("far"));
         let empty = synth(EM_AARCH64, 0x80000, &[]);
         assert!(elf_to_raw(&empty, 0x80000).is_err());
         assert!(elf_to_raw(b"not an elf", 0x80000).is_err());

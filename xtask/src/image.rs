@@ -64,37 +64,20 @@ pub fn build_image(board: Board, release: bool) -> Result<Image> {
 
 fn build_uncached(board: Board, release: bool) -> Result<Image> {
     let elf_path = cargo_build(board, release)?;
-    let elf_bytes =
-        std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+    let elf_bytes = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let raw_bytes = elf::elf_to_raw(&elf_bytes, board.load_address())
         .with_context(|| format!("converting {} to a raw image", elf_path.display()))?;
     let raw = elf_path.with_file_name(board.raw_name());
     write_atomically(&raw, &raw_bytes)?;
-    Ok(Image {
-        board,
-        release,
-        elf: elf_path,
-        raw,
-        size: raw_bytes.len() as u64,
-    })
+    Ok(Image { board, release, elf: elf_path, raw, size: raw_bytes.len() as u64 })
 }
 
 /// Runs cargo and returns the path of the kernel ELF it reports.
 fn cargo_build(board: Board, release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "--package",
-            board.package(),
-            "--bin",
-            board.binary(),
-        ])
-        .args([
-            "--target",
-            KERNEL_TARGET,
-            "--message-format=json-render-diagnostics",
-        ])
+        .args(["build", "--package", board.package(), "--bin", board.binary()])
+        .args(["--target", KERNEL_TARGET, "--message-format=json-render-diagnostics"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -115,18 +98,10 @@ fn cargo_build(board: Board, release: bool) -> Result<PathBuf> {
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
-        bail!(
-            "`cargo build -p {}` for {KERNEL_TARGET} failed ({status})",
-            board.package()
-        );
+        bail!("`cargo build -p {}` for {KERNEL_TARGET} failed ({status})", board.package());
     }
-    executable.with_context(|| {
-        format!(
-            "cargo built {} but reported no executable named {}",
-            board.package(),
-            board.binary()
-        )
-    })
+    executable
+        .with_context(|| format!("cargo built {} but reported no executable named {}", board.package(), board.binary()))
 }
 
 /// The `executable` of a cargo `compiler-artifact` message for binary `bin`.
@@ -162,10 +137,7 @@ mod tests {
         assert_eq!(artifact_executable(line, "tern-virt"), None);
         let lib = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"tern-rpi4"},"executable":null}"#;
         assert_eq!(artifact_executable(lib, "tern-rpi4"), None);
-        assert_eq!(
-            artifact_executable(r#"{"reason":"build-finished","success":true}"#, "tern-rpi4"),
-            None
-        );
+        assert_eq!(artifact_executable(r#"{"reason":"build-finished","success":true}"#, "tern-rpi4"), None);
         assert_eq!(artifact_executable("not json", "tern-rpi4"), None);
     }
 }

@@ -105,9 +105,7 @@ impl OsRelease {
     }
 
     fn is_debian_family(&self) -> bool {
-        ["debian", "ubuntu"]
-            .iter()
-            .any(|d| self.id == *d || self.id_like.iter().any(|l| l == d))
+        ["debian", "ubuntu"].iter().any(|d| self.id == *d || self.id_like.iter().any(|l| l == d))
     }
 }
 
@@ -137,30 +135,18 @@ fn plan(os: &OsRelease) -> Result<Plan> {
 }
 
 fn install() -> Result<()> {
-    let os = std::fs::read_to_string("/etc/os-release")
-        .map(|t| OsRelease::parse(&t))
-        .unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release").map(|t| OsRelease::parse(&t)).unwrap_or_default();
     match plan(&os)? {
         Plan::Bookworm => {
             let sources = AptSources::read_system()?;
             if let Some(file) = sources.backports_provider() {
-                eprintln!(
-                    "bookworm-backports already configured in {}",
-                    file.display()
-                );
+                eprintln!("bookworm-backports already configured in {}", file.display());
             } else {
                 let content = sources.backports_source()?;
                 write_root_file(Path::new(BACKPORTS_FILE), &content)?;
             }
             run_root(&["apt-get", "update"])?;
-            run_root(&[
-                "apt-get",
-                "install",
-                "-y",
-                "-t",
-                "bookworm-backports",
-                "qemu-system-arm",
-            ])
+            run_root(&["apt-get", "install", "-y", "-t", "bookworm-backports", "qemu-system-arm"])
         }
         Plan::Apt => {
             run_root(&["apt-get", "update"])?;
@@ -188,17 +174,13 @@ fn run_root(args: &[&str]) -> Result<()> {
     if is_root() {
         eprintln!("$ {ENV} {}", args.join(" "));
         cmd = Command::new(args[0]);
-        cmd.args(&args[1..])
-            .env("DEBIAN_FRONTEND", "noninteractive");
+        cmd.args(&args[1..]).env("DEBIAN_FRONTEND", "noninteractive");
     } else {
         eprintln!("$ sudo {ENV} {}", args.join(" "));
         cmd = Command::new("sudo");
         cmd.arg(ENV).args(args);
     }
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("starting {}", args[0]))?;
+    let status = cmd.stdin(Stdio::null()).status().with_context(|| format!("starting {}", args[0]))?;
     if !status.success() {
         bail!("`{}` failed ({status})", args.join(" "));
     }
@@ -209,8 +191,7 @@ fn run_root(args: &[&str]) -> Result<()> {
 fn write_root_file(path: &Path, content: &str) -> Result<()> {
     if is_root() {
         eprintln!("$ cat > {} <<'EOF'\n{content}EOF", path.display());
-        return std::fs::write(path, content)
-            .with_context(|| format!("writing {}", path.display()));
+        return std::fs::write(path, content).with_context(|| format!("writing {}", path.display()));
     }
     eprintln!("$ sudo tee {} <<'EOF'\n{content}EOF", path.display());
     let mut child = Command::new("sudo")
@@ -220,11 +201,7 @@ fn write_root_file(path: &Path, content: &str) -> Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .context("starting sudo tee")?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(content.as_bytes())?;
+    child.stdin.take().expect("stdin is piped").write_all(content.as_bytes())?;
     let status = child.wait()?;
     if !status.success() {
         bail!("writing {} failed ({status})", path.display());
@@ -261,15 +238,8 @@ impl AptEntry {
 
     /// Whether this looks like the Debian archive (or a mirror of it).
     fn is_debian_archive(&self) -> bool {
-        let keyring = self
-            .signed_by
-            .as_deref()
-            .is_some_and(|s| s.contains("debian-archive-keyring"));
-        let path = self
-            .uris
-            .first()
-            .map(|u| u.trim_end_matches('/'))
-            .is_some_and(|u| u.ends_with("/debian"));
+        let keyring = self.signed_by.as_deref().is_some_and(|s| s.contains("debian-archive-keyring"));
+        let path = self.uris.first().map(|u| u.trim_end_matches('/')).is_some_and(|u| u.ends_with("/debian"));
         keyring || path
     }
 }
@@ -285,17 +255,9 @@ pub fn parse_deb822(file: &Path, text: &str) -> Vec<AptEntry> {
         if fields.is_empty() {
             return;
         }
-        let get = |name: &str| {
-            fields
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let words = |name: &str| {
-            get(name)
-                .map(|v| v.split_whitespace().map(String::from).collect())
-                .unwrap_or_default()
-        };
+        let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        let words =
+            |name: &str| get(name).map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default();
         let enabled = get("enabled").is_none_or(|v| !v.trim().eq_ignore_ascii_case("no"));
         if enabled {
             entries.push(AptEntry {
@@ -400,8 +362,7 @@ impl AptSources {
             if !matches!(ext, Some("list" | "sources")) {
                 continue;
             }
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
             if ext == Some("sources") {
                 sources.entries.extend(parse_deb822(&file, &text));
             } else {
@@ -413,17 +374,12 @@ impl AptSources {
 
     /// The file of an entry that already serves `bookworm-backports`.
     pub fn backports_provider(&self) -> Option<&Path> {
-        self.entries
-            .iter()
-            .find(|e| e.serves("bookworm-backports"))
-            .map(|e| e.file.as_path())
+        self.entries.iter().find(|e| e.serves("bookworm-backports")).map(|e| e.file.as_path())
     }
 
     /// The entry serving suite `bookworm` of the Debian archive.
     pub fn debian_bookworm(&self) -> Option<&AptEntry> {
-        self.entries
-            .iter()
-            .find(|e| e.serves("bookworm") && e.is_debian_archive())
+        self.entries.iter().find(|e| e.serves("bookworm") && e.is_debian_archive())
     }
 
     /// The deb822 text of a `bookworm-backports` source modelled on the
@@ -437,11 +393,7 @@ impl AptSources {
                 MIN_VERSION.0, MIN_VERSION.1
             )
         })?;
-        let components = if base.components.is_empty() {
-            "main".to_string()
-        } else {
-            base.components.join(" ")
-        };
+        let components = if base.components.is_empty() { "main".to_string() } else { base.components.join(" ") };
         let mut text = format!(
             "# Added by `cargo xtask install-qemu` (Tern): Debian's bookworm-backports suite,\n\
              # for QEMU >= {}.{} (machine raspi4b). Mirror and key copied from\n\
@@ -484,9 +436,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
     #[test]
     fn os_release() {
-        let os = OsRelease::parse(
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n",
-        );
+        let os =
+            OsRelease::parse("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_CODENAME=bookworm\n");
         assert_eq!(plan(&os).unwrap(), Plan::Bookworm);
         let ubuntu = OsRelease::parse("ID=ubuntu\nID_LIKE=debian\nVERSION_CODENAME=noble\n");
         assert_eq!(plan(&ubuntu).unwrap(), Plan::Apt);
@@ -500,9 +451,8 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
     #[test]
     fn deb822_backports_copies_mirror_and_key() {
-        let sources = AptSources {
-            entries: parse_deb822(&p("/etc/apt/sources.list.d/debian.sources"), DEBIAN_SOURCES),
-        };
+        let sources =
+            AptSources { entries: parse_deb822(&p("/etc/apt/sources.list.d/debian.sources"), DEBIAN_SOURCES) };
         assert_eq!(sources.entries.len(), 2);
         assert_eq!(sources.backports_provider(), None);
         let text = sources.backports_source().unwrap();
@@ -516,17 +466,10 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
     #[test]
     fn existing_backports_is_detected_and_disabled_stanzas_ignored() {
         let manual = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm-backports\nComponents: main\n";
-        let sources = AptSources {
-            entries: parse_deb822(&p("/x/manual.sources"), manual),
-        };
-        assert_eq!(
-            sources.backports_provider(),
-            Some(p("/x/manual.sources").as_path())
-        );
+        let sources = AptSources { entries: parse_deb822(&p("/x/manual.sources"), manual) };
+        assert_eq!(sources.backports_provider(), Some(p("/x/manual.sources").as_path()));
         let disabled = format!("{manual}Enabled: no\n");
-        let sources = AptSources {
-            entries: parse_deb822(&p("/x/off.sources"), &disabled),
-        };
+        let sources = AptSources { entries: parse_deb822(&p("/x/off.sources"), &disabled) };
         assert_eq!(sources.backports_provider(), None);
     }
 
@@ -536,23 +479,24 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
                     deb [arch=amd64 signed-by=/usr/share/keyrings/docker.gpg] https://docker.example/linux/debian-docker bookworm stable\n\
                     deb http://mirror.example/debian/ bookworm main contrib\n\
                     deb-src http://mirror.example/debian/ bookworm main\n";
-        let sources = AptSources {
-            entries: parse_one_line(&p("/etc/apt/sources.list"), list),
-        };
+        let sources = AptSources { entries: parse_one_line(&p("/etc/apt/sources.list"), list) };
         assert_eq!(sources.entries.len(), 3);
         let base = sources.debian_bookworm().unwrap();
         assert_eq!(base.uris, ["http://mirror.example/debian/"]);
         let text = sources.backports_source().unwrap();
-        assert!(text.contains("URIs: http://mirror.example/debian/\nSuites: bookworm-backports\nComponents: main contrib\n"), "{text}");
+        assert!(
+            text.contains(
+                "URIs: http://mirror.example/debian/\nSuites: bookworm-backports\nComponents: main contrib\n"
+            ),
+            "{text}"
+        );
         assert!(!text.contains("Signed-By"));
     }
 
     #[test]
     fn third_party_bookworm_is_not_the_debian_archive() {
         let other = "Types: deb\nURIs: https://vendor.example/apt\nSuites: bookworm\nComponents: stable\nSigned-By: /usr/share/keyrings/vendor.gpg\n";
-        let sources = AptSources {
-            entries: parse_deb822(&p("/x/vendor.sources"), other),
-        };
+        let sources = AptSources { entries: parse_deb822(&p("/x/vendor.sources"), other) };
         assert!(sources.debian_bookworm().is_none());
         assert!(sources.backports_source().is_err());
     }
@@ -560,9 +504,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
     #[test]
     fn inline_signed_by_keeps_its_continuation_lines() {
         let inline = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\nComponents: main\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mQINBGPL\n -----END PGP PUBLIC KEY BLOCK-----\n";
-        let sources = AptSources {
-            entries: parse_deb822(&p("/x/inline.sources"), inline),
-        };
+        let sources = AptSources { entries: parse_deb822(&p("/x/inline.sources"), inline) };
         let text = sources.backports_source().unwrap();
         assert!(text.ends_with("Signed-By: \n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mQINBGPL\n -----END PGP PUBLIC KEY BLOCK-----\n"), "{text}");
         // Picked by URI (no keyring name), and the result parses back.
@@ -576,11 +518,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
         let d = dir.join("sources.list.d");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("debian.sources"), DEBIAN_SOURCES).unwrap();
-        std::fs::write(
-            d.join("old.list.disabled"),
-            "deb http://x/debian bookworm-backports main\n",
-        )
-        .unwrap();
+        std::fs::write(d.join("old.list.disabled"), "deb http://x/debian bookworm-backports main\n").unwrap();
         let sources = AptSources::read_dir(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(sources.entries.len(), 2);

@@ -138,9 +138,7 @@ impl fmt::Display for Board {
 
 /// The workspace root (the directory holding the top `Cargo.toml`).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the workspace root")
 }
 
 /// The cargo to run: the one running us if known (`CARGO`), else `cargo`.

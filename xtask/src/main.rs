@@ -88,10 +88,7 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
         let value = if takes_value {
             match inline {
                 Some(v) => v,
-                None => args
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("`{flag}` needs a value"))?,
+                None => args.next().cloned().with_context(|| format!("`{flag}` needs a value"))?,
             }
         } else {
             if inline.is_some() {
@@ -101,10 +98,8 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
         };
         match flag {
             "--board" => {
-                opts.board = Some(
-                    Board::from_name(&value)
-                        .with_context(|| format!("unknown board `{value}` (rpi4 or virt)"))?,
-                )
+                opts.board =
+                    Some(Board::from_name(&value).with_context(|| format!("unknown board `{value}` (rpi4 or virt)"))?)
             }
             "--release" => opts.release = true,
             "--gdb" => opts.gdb = true,
@@ -138,15 +133,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "build" => build(parse_options(rest, &["--board", "--release"])?),
         "qemu" => run_qemu(parse_options(
             rest,
-            &[
-                "--board",
-                "--release",
-                "--gdb",
-                "--scenario",
-                "--harness",
-                "--append",
-                "--locations",
-            ],
+            &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"],
         )?),
         "test" => test(parse_options(rest, &["--release"])?.release, true),
         "lint" => {
@@ -156,11 +143,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "install-qemu" => {
             parse_options(rest, &[])?;
             let info = install::ensure_qemu()?;
-            println!(
-                "QEMU {} ok (raspi4b: {})",
-                info.version_string(),
-                if info.raspi4b { "yes" } else { "no" }
-            );
+            println!("QEMU {} ok (raspi4b: {})", info.version_string(), if info.raspi4b { "yes" } else { "no" });
             Ok(ExitCode::SUCCESS)
         }
         "help" | "--help" | "-h" => {
@@ -184,19 +167,13 @@ fn run_qemu(opts: Options) -> Result<ExitCode> {
     let board = match opts.board {
         Some(board) => {
             if !info.supports(board) {
-                bail!(
-                    "QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt",
-                    info.version_string()
-                );
+                bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
             }
             board
         }
         None if info.raspi4b => Board::Rpi4,
         None => {
-            eprintln!(
-                "note: QEMU {} has no raspi4b machine: booting board virt",
-                info.version_string()
-            );
+            eprintln!("note: QEMU {} has no raspi4b machine: booting board virt", info.version_string());
             Board::Virt
         }
     };
@@ -218,10 +195,7 @@ fn run_qemu(opts: Options) -> Result<ExitCode> {
         interactive: true,
     };
     if opts.gdb {
-        eprintln!(
-            "QEMU starts halted; attach with: gdb-multiarch {} -ex 'target remote :1234'",
-            image.elf.display()
-        );
+        eprintln!("QEMU starts halted; attach with: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());
     }
     eprintln!("booting {board} (Ctrl-A X quits QEMU, Ctrl-A H lists the other keys)");
     let status = qemu::run_interactive(&launch, &image.elf, opts.locations)?;
@@ -286,19 +260,7 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
 
     header(&format!("[2/{total}] clippy"));
     cargo_step(
-        &[
-            "clippy",
-            "-p",
-            "tern-core",
-            "-p",
-            "xtask",
-            "-p",
-            "tern-tests",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
+        &["clippy", "-p", "tern-core", "-p", "xtask", "-p", "tern-tests", "--all-targets", "--", "-D", "warnings"],
         &[],
     )?;
     let mut kernel = vec!["clippy", "--target", xtask::image::KERNEL_TARGET];
@@ -313,10 +275,7 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     header(&format!("[3/{total}] host unit tests"));
     cargo_step(&["test", "-p", "tern-core", "-p", "xtask"], &[])?;
 
-    header(&format!(
-        "[4/{total}] kernel images ({})",
-        if release { "release" } else { "debug" }
-    ));
+    header(&format!("[4/{total}] kernel images ({})", if release { "release" } else { "debug" }));
     for board in Board::ALL {
         let image = build_image(board, release)?;
         println!("{board}: {} ({} bytes)", image.raw.display(), image.size);
@@ -324,18 +283,10 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
 
     header(&format!("[5/{total}] QEMU"));
     let info = install::ensure_qemu()?;
-    println!(
-        "QEMU {} (raspi4b: {})",
-        info.version_string(),
-        if info.raspi4b { "yes" } else { "no" }
-    );
+    println!("QEMU {} (raspi4b: {})", info.version_string(), if info.raspi4b { "yes" } else { "no" });
 
     header(&format!("[6/{total}] QEMU integration tests (both boards)"));
-    let env: &[(&str, &str)] = if release {
-        &[("TERN_RELEASE", "1")]
-    } else {
-        &[]
-    };
+    let env: &[(&str, &str)] = if release { &[("TERN_RELEASE", "1")] } else { &[] };
     cargo_step(&["test", "-p", "tern-tests"], env)?;
 
     println!("\ntest: all steps passed");
@@ -350,15 +301,7 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    const ALL: &[&str] = &[
-        "--board",
-        "--release",
-        "--gdb",
-        "--scenario",
-        "--harness",
-        "--append",
-        "--locations",
-    ];
+    const ALL: &[&str] = &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"];
 
     #[test]
     fn parses_flags_both_ways() {

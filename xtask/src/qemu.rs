@@ -81,18 +81,14 @@ impl QemuInfo {
 
 /// Asks `qemu-system-aarch64` on `PATH` what it is; `None` if not installed.
 pub fn probe() -> Result<Option<QemuInfo>> {
-    let version = match Command::new(QEMU)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-    {
+    let version = match Command::new(QEMU).arg("--version").stdin(Stdio::null()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("running `{QEMU} --version`")),
     };
     let text = String::from_utf8_lossy(&version.stdout);
-    let version = parse_version(&text)
-        .with_context(|| format!("unexpected output from `{QEMU} --version`: {text:?}"))?;
+    let version =
+        parse_version(&text).with_context(|| format!("unexpected output from `{QEMU} --version`: {text:?}"))?;
     let machines = Command::new(QEMU)
         .args(["-M", "help"])
         .stdin(Stdio::null())
@@ -104,10 +100,7 @@ pub fn probe() -> Result<Option<QemuInfo>> {
 
 /// Parses `QEMU emulator version 10.0.2 (Debian ...)`.
 pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
-    let word = text
-        .split_whitespace()
-        .skip_while(|w| *w != "version")
-        .nth(1)?;
+    let word = text.split_whitespace().skip_while(|w| *w != "version").nth(1)?;
     let mut parts = word.split('.').map(|p| {
         let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
         digits.parse::<u32>().ok()
@@ -120,8 +113,7 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
 
 /// Whether `qemu -M help` output lists machine `name`.
 pub fn has_machine(help: &str, name: &str) -> bool {
-    help.lines()
-        .any(|line| line.split_whitespace().next() == Some(name))
+    help.lines().any(|line| line.split_whitespace().next() == Some(name))
 }
 
 /// The installed QEMU, checked once per process, as an error if missing or
@@ -175,11 +167,7 @@ pub fn command(launch: &Launch<'_>) -> Command {
     cmd.arg("-kernel").arg(launch.image);
     cmd.arg("-append").arg(&launch.cmdline);
     cmd.args(["-display", "none", "-monitor", "none", "-serial"]);
-    cmd.arg(if launch.interactive {
-        "mon:stdio"
-    } else {
-        "stdio"
-    });
+    cmd.arg(if launch.interactive { "mon:stdio" } else { "stdio" });
     if launch.semihosting {
         cmd.args(["-semihosting-config", "enable=on,target=native"]);
     }
@@ -200,10 +188,7 @@ pub fn display_command(cmd: &Command) -> String {
         .chain(cmd.get_args())
         .map(|a| {
             let a = a.to_string_lossy();
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c))
-            {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c)) {
                 a.into_owned()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -289,8 +274,7 @@ pub fn run_scenario(board: Board, scenario: &str, timeout: Duration) -> Result<R
 /// Boots `image` with `cmdline` under semihosting, no stdin, capturing
 /// output, killing QEMU after `timeout`.
 pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
-    let elf =
-        std::fs::read(&image.elf).with_context(|| format!("reading {}", image.elf.display()))?;
+    let elf = std::fs::read(&image.elf).with_context(|| format!("reading {}", image.elf.display()))?;
     let decoder = LogDecoder::from_elf(&elf, false)?;
     let mut cmd = command(&Launch {
         board: image.board,
@@ -301,15 +285,10 @@ pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         interactive: false,
     });
     let command_line = display_command(&cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
 
     let _slot = Slot::acquire();
-    let mut child = Reaper(
-        cmd.spawn()
-            .with_context(|| format!("starting {command_line}"))?,
-    );
+    let mut child = Reaper(cmd.spawn().with_context(|| format!("starting {command_line}"))?);
     let started = Instant::now();
     let mut stdout = child.0.stdout.take().expect("stdout is piped");
     let mut stderr = child.0.stderr.take().expect("stderr is piped");
@@ -345,10 +324,8 @@ pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         thread::sleep(Duration::from_millis(10));
     };
 
-    let output = out_thread
-        .join()
-        .map_err(|_| anyhow!("the output reader panicked"))?
-        .context("reading QEMU's output")?;
+    let output =
+        out_thread.join().map_err(|_| anyhow!("the output reader panicked"))?.context("reading QEMU's output")?;
     let stderr = err_thread.join().unwrap_or_default();
     Ok(RunOutput {
         status,
@@ -367,9 +344,7 @@ pub fn run_interactive(launch: &Launch<'_>, elf: &Path, locations: bool) -> Resu
     let mut cmd = command(launch);
     let command_line = display_command(&cmd);
     eprintln!("$ {command_line}");
-    cmd.stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.stdin(Stdio::inherit()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = Reaper(cmd.spawn().with_context(|| format!("starting {QEMU}"))?);
     let mut stdout = child.0.stdout.take().expect("stdout is piped");
     let mut console = Console::new(io::stdout(), |frame: &[u8]| decoder.line(frame));
@@ -383,10 +358,7 @@ pub fn run_interactive(launch: &Launch<'_>, elf: &Path, locations: bool) -> Resu
             Err(e) => return Err(e).context("reading QEMU's output"),
         }
     }
-    console
-        .finish()
-        .context("writing to the terminal")?
-        .flush()?;
+    console.finish().context("writing to the terminal")?.flush()?;
     child.0.wait().context("waiting for QEMU")
 }
 
@@ -453,29 +425,18 @@ mod tests {
     #[test]
     fn parses_qemu_versions() {
         assert_eq!(
-            parse_version(
-                "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright"
-            ),
+            parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright"),
             Some((10, 0, 2))
         );
-        assert_eq!(
-            parse_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)"),
-            Some((7, 2, 15))
-        );
-        assert_eq!(
-            parse_version("QEMU emulator version 9.1.0-rc2"),
-            Some((9, 1, 0))
-        );
+        assert_eq!(parse_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)"), Some((7, 2, 15)));
+        assert_eq!(parse_version("QEMU emulator version 9.1.0-rc2"), Some((9, 1, 0)));
         assert_eq!(parse_version("QEMU emulator version 9"), Some((9, 0, 0)));
         assert_eq!(parse_version("something else"), None);
     }
 
     #[test]
     fn version_threshold() {
-        let info = |version| QemuInfo {
-            version,
-            raspi4b: true,
-        };
+        let info = |version| QemuInfo { version, raspi4b: true };
         assert!(!info((7, 2, 15)).new_enough());
         assert!(!info((8, 2, 99)).new_enough());
         assert!(info((9, 0, 0)).new_enough());
@@ -489,10 +450,7 @@ mod tests {
         assert!(has_machine(help, "raspi4b"));
         assert!(has_machine(help, "virt"));
         assert!(!has_machine(help, "raspi4"));
-        assert!(!has_machine(
-            "raspi3b  Raspberry Pi 3B, not raspi4b\n",
-            "raspi4b"
-        ));
+        assert!(!has_machine("raspi3b  Raspberry Pi 3B, not raspi4b\n", "raspi4b"));
     }
 
     #[test]
@@ -534,12 +492,7 @@ mod tests {
             command: "qemu-system-aarch64 -M virt".into(),
         };
         let text = run.to_string();
-        for needle in [
-            "exit code 3 (fault at EL1)",
-            "Tern 0.1\nkernel fault\n",
-            "qemu: warning",
-            "-M virt",
-        ] {
+        for needle in ["exit code 3 (fault at EL1)", "Tern 0.1\nkernel fault\n", "qemu: warning", "-M virt"] {
             assert!(text.contains(needle), "{needle:?} missing from {text}");
         }
     }
@@ -548,11 +501,7 @@ mod tests {
     /// kill and reap without QEMU.
     #[test]
     fn reaper_kills_on_drop() {
-        let child = Command::new("sh")
-            .args(["-c", "sleep 30"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Command::new("sh").args(["-c", "sleep 30"]).stdin(Stdio::null()).spawn().unwrap();
         let pid = child.id();
         drop(Reaper(child));
         // The process is gone (reaped, so not even a zombie).

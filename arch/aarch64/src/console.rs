@@ -86,10 +86,8 @@ pub struct Console {
 }
 
 /// The one console.
-pub static CONSOLE: Console = Console {
-    registers: core::sync::atomic::AtomicUsize::new(0),
-    locked: AtomicBool::new(false),
-};
+pub static CONSOLE: Console =
+    Console { registers: core::sync::atomic::AtomicUsize::new(0), locked: AtomicBool::new(false) };
 
 /// Holding the console: output goes straight to the UART. Dropping it
 /// releases the lock and restores the interrupt mask.
@@ -137,23 +135,16 @@ impl Console {
         let divisor_times_64 = (config.clock_hz as u64 * 4 + config.baud as u64 / 2) / config.baud as u64;
         uart.integer_baud.set((divisor_times_64 >> 6) as u32);
         uart.fractional_baud.set((divisor_times_64 & 0x3f) as u32);
-        uart.line_control
-            .write(LINE_CONTROL::WORD_LENGTH::EightBits + LINE_CONTROL::FIFO_ENABLE::SET);
+        uart.line_control.write(LINE_CONTROL::WORD_LENGTH::EightBits + LINE_CONTROL::FIFO_ENABLE::SET);
         uart.interrupt_clear.set(0x7ff);
-        uart.control.write(
-            CONTROL::UART_ENABLE::SET + CONTROL::TRANSMIT_ENABLE::SET + CONTROL::RECEIVE_ENABLE::SET,
-        );
+        uart.control.write(CONTROL::UART_ENABLE::SET + CONTROL::TRANSMIT_ENABLE::SET + CONTROL::RECEIVE_ENABLE::SET);
         self.registers.store(config.base as usize, Ordering::Release);
     }
 
     /// Take the console, masking IRQs until the guard drops.
     pub fn lock(&self) -> ConsoleGuard {
         let saved_interrupts = cpu::mask_interrupts();
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             core::hint::spin_loop();
         }
         ConsoleGuard { saved_interrupts }
@@ -161,31 +152,26 @@ impl Console {
 
     /// Take the console even if someone holds it (after a bounded wait):
     /// for fault and panic reports only, when the holder may be the code
-    /// that faulted.
+    /// that faulted. Starts with a lone `0x00`, which ends any defmt frame
+    /// the holder may have left half-written (the host drops it otherwise).
     pub fn steal(&self) -> ConsoleGuard {
         let saved_interrupts = cpu::mask_interrupts();
-        for _ in 0..1_000_000 {
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return ConsoleGuard { saved_interrupts };
-            }
+        let mut spins = 0;
+        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+            && spins < 1_000_000
+        {
+            spins += 1;
             core::hint::spin_loop();
         }
         self.locked.store(true, Ordering::Relaxed);
+        put_byte(0x00);
         ConsoleGuard { saved_interrupts }
     }
 
     /// Read a byte if one has arrived.
     pub fn try_read(&self) -> Option<u8> {
         let uart = registers()?;
-        if uart.flags.is_set(FLAGS::RECEIVE_EMPTY) {
-            None
-        } else {
-            Some(uart.data.get() as u8)
-        }
+        if uart.flags.is_set(FLAGS::RECEIVE_EMPTY) { None } else { Some(uart.data.get() as u8) }
     }
 }
 

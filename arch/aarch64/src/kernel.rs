@@ -138,8 +138,7 @@ macro_rules! board_entry {
         static TERN_BOARD: $crate::BoardConfig = $board;
 
         #[unsafe(no_mangle)]
-        static TERN_BOOT_TABLE: $crate::BootTable =
-            $crate::boot_table(&[$board.ram_window], $board.devices);
+        static TERN_BOOT_TABLE: $crate::BootTable = $crate::boot_table(&[$board.ram_window], $board.devices);
 
         #[unsafe(no_mangle)]
         extern "C" fn tern_board_main(boot_information: usize, entry_level: u64) -> ! {

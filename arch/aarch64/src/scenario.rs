@@ -145,7 +145,9 @@ fn create(name: &str) -> Result<DomainId, String> {
 fn expect_return(id: DomainId, argument: usize, wanted: usize) -> Verdict {
     match domains::call(id, argument) {
         Ok(Outcome::Returned(value)) if value == wanted => Ok(()),
-        other => Err(format!("upcall into domain {} with {} gave {:?}, wanted Returned({})", id.0, argument, other, wanted)),
+        other => {
+            Err(format!("upcall into domain {} with {} gave {:?}, wanted Returned({})", id.0, argument, other, wanted))
+        }
     }
 }
 

@@ -43,8 +43,8 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
 
 fn console_write(caller: DomainId, claim: UserRange) -> Result<usize, Error> {
     let image = domains::shared_image();
-    let checked = domains::with(caller, |record| record.domain.check_readable(&image, claim))
-        .ok_or(Error::BadAddress)??;
+    let checked =
+        domains::with(caller, |record| record.domain.check_readable(&image, claim)).ok_or(Error::BadAddress)??;
     if checked.length > CONSOLE_WRITE_MAX {
         return Err(Error::InvalidArgument);
     }
@@ -61,8 +61,9 @@ fn version(caller: DomainId, claim: UserRange) -> Result<usize, Error> {
     if claim.length < VERSION.len() {
         return Err(Error::InvalidArgument);
     }
-    let checked = domains::with(caller, |record| record.domain.check_writable(UserRange::new(claim.address, VERSION.len())))
-        .ok_or(Error::BadAddress)??;
+    let checked =
+        domains::with(caller, |record| record.domain.check_writable(UserRange::new(claim.address, VERSION.len())))
+            .ok_or(Error::BadAddress)??;
     // SAFETY: the range lies in the caller's own region, mapped read-write
     // in its view, which is installed.
     let buffer = unsafe { core::slice::from_raw_parts_mut(checked.address as *mut u8, checked.length) };
