@@ -394,7 +394,7 @@ mod tests {
         let (_, ram) = translate(&mut memory, root, 0x40_0000).unwrap();
         assert_eq!(ram & 3, 1);
         assert!(Access::of(translate(&mut memory, root, 0xfe20_1000).unwrap().1).device);
-        assert_eq!(translate(&mut memory, root, 0x300_0000), None, "domain hole stays unmapped");
+        assert_eq!(translate(&mut memory, root, 0x250_0000), None, "domain hole stays unmapped");
         assert_eq!(translate(&mut memory, root, 0x1_0000_0000), None);
         // root + L2 for GiB 0 + L3 for the image's 2 MiB + L2 for GiB 3.
         assert_eq!(memory.tables.len(), 4);
