@@ -273,6 +273,7 @@ pub mod checks {
     pub fn bad_pointer(t: &Transcript) {
         t.expect_boot();
         t.expect(0, "a line containing `BadAddress`", |l| l.contains("BadAddress"));
+        t.expect_none("a kernel call that was not refused as it should be", |l| l.contains("NOT REFUSED"));
         t.expect_none("fault report (`fault in domain`)", |l| l.contains("fault in domain"));
         t.expect_pass(0);
     }
