@@ -287,7 +287,9 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
 
     header(&format!("[6/{total}] QEMU integration tests (both boards)"));
     let env: &[(&str, &str)] = if release { &[("TERN_RELEASE", "1")] } else { &[] };
-    cargo_step(&["test", "-p", "tern-tests"], env)?;
+    // `--tests`: lib and integration tests, no doc-tests, so the last
+    // runner line is the boot tests' own count.
+    cargo_step(&["test", "-p", "tern-tests", "--tests"], env)?;
 
     println!("\ntest: all steps passed");
     Ok(ExitCode::SUCCESS)
