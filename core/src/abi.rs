@@ -30,6 +30,47 @@ pub enum Call {
     /// Copy the kernel's version string into the buffer `x0` of `x1` bytes;
     /// returns the length copied.
     Version = 3,
+    /// RPC: `x0` port name, `x1`/`x2` request address and length (header
+    /// included), `x3`/`x4` reply buffer address and capacity. Returns the
+    /// reply's length (header included) once the server has replied. The
+    /// kernel picks the path: a free activation of the port's pool
+    /// (migrating), a server thread (switching), or waiting for either.
+    Call = 4,
+    /// End of a migrating RPC, from the server activation: `x0`/`x1` reply
+    /// address and length. Never returns to the activation, which goes back
+    /// to its pool.
+    Return = 5,
+    /// Create a port; the caller gets the receive right (which also lets
+    /// it send). Returns the port's name in the caller's space.
+    PortCreate = 6,
+    /// Add `x1` unoccupied activations to the pool of port `x0` (receive
+    /// right needed), each with a stack of `x3` bytes carved from the
+    /// caller's region, entering at `x2`. Returns the pool's free count.
+    PoolAdd = 7,
+    /// Create a thread in the caller's domain entering at `x0` with
+    /// argument `x1` at priority `x2`; its first activation gets a stack of
+    /// `x3` bytes from the caller's region. Returns the thread's number.
+    ThreadCreate = 8,
+    /// Static-thread service: wait on port `x0` (receive right needed) for a
+    /// request, copied into `x1` of capacity `x2`. Returns its length.
+    Receive = 9,
+    /// Static-thread service: reply `x0`/`x1` to the request this thread
+    /// last received, then wait on port `x2` for the next one into `x3` of
+    /// capacity `x4`. Returns the next request's length.
+    ReplyReceive = 10,
+    /// Give the processor to another ready thread of the same or higher
+    /// priority.
+    Yield = 11,
+    /// Ask for a *sidetrack* upcall into `x1` whenever port `x0`'s pool is
+    /// about to run out (receive right needed): the handler runs on the
+    /// caller's thread, may add activations, and the RPC then proceeds.
+    SidetrackSet = 12,
+    /// Remember `x0` as the domain's context word (passed to every
+    /// dispatch upcall: servers keep a pointer to their state in it).
+    ContextSet = 13,
+    /// Wait until thread `x0` (created by the caller's domain) has ended;
+    /// returns its result.
+    ThreadJoin = 14,
 }
 
 impl Call {
@@ -40,6 +81,17 @@ impl Call {
             1 => Some(Call::ConsoleWrite),
             2 => Some(Call::WhoAmI),
             3 => Some(Call::Version),
+            4 => Some(Call::Call),
+            5 => Some(Call::Return),
+            6 => Some(Call::PortCreate),
+            7 => Some(Call::PoolAdd),
+            8 => Some(Call::ThreadCreate),
+            9 => Some(Call::Receive),
+            10 => Some(Call::ReplyReceive),
+            11 => Some(Call::Yield),
+            12 => Some(Call::SidetrackSet),
+            13 => Some(Call::ContextSet),
+            14 => Some(Call::ThreadJoin),
             _ => None,
         }
     }
@@ -58,6 +110,25 @@ pub enum Error {
     InvalidArgument = 3,
     /// The text given to the console is not UTF-8.
     NotUtf8 = 4,
+    /// The port name names nothing in the caller's space.
+    NoSuchPort = 5,
+    /// The caller holds no right that allows this (e.g. receive on a port
+    /// it may only send to, or transferring a right it does not hold).
+    NoRight = 6,
+    /// A message (request or reply) is longer than [`MESSAGE_MAX`], shorter
+    /// than its header, or its header disagrees with its length.
+    BadMessage = 7,
+    /// The reply does not fit the caller's reply buffer; nothing was
+    /// delivered.
+    ReplyTooLarge = 8,
+    /// No memory (activation stacks, kernel objects) for the request.
+    OutOfMemory = 9,
+    /// The port has neither activations nor server threads, and never
+    /// will (its receive right is gone).
+    PortDead = 10,
+    /// `Return` from something that is not a server activation, or
+    /// `ReplyReceive` with nothing to reply to.
+    NotInCall = 11,
 }
 
 impl Error {
@@ -68,6 +139,13 @@ impl Error {
             2 => Some(Error::BadAddress),
             3 => Some(Error::InvalidArgument),
             4 => Some(Error::NotUtf8),
+            5 => Some(Error::NoSuchPort),
+            6 => Some(Error::NoRight),
+            7 => Some(Error::BadMessage),
+            8 => Some(Error::ReplyTooLarge),
+            9 => Some(Error::OutOfMemory),
+            10 => Some(Error::PortDead),
+            11 => Some(Error::NotInCall),
             _ => None,
         }
     }
@@ -79,6 +157,13 @@ impl Error {
             Error::BadAddress => "BadAddress",
             Error::InvalidArgument => "InvalidArgument",
             Error::NotUtf8 => "NotUtf8",
+            Error::NoSuchPort => "NoSuchPort",
+            Error::NoRight => "NoRight",
+            Error::BadMessage => "BadMessage",
+            Error::ReplyTooLarge => "ReplyTooLarge",
+            Error::OutOfMemory => "OutOfMemory",
+            Error::PortDead => "PortDead",
+            Error::NotInCall => "NotInCall",
         }
     }
 }
@@ -91,6 +176,76 @@ impl core::fmt::Display for Error {
 
 /// The largest single console write, in bytes.
 pub const CONSOLE_WRITE_MAX: usize = 4096;
+
+/// A port's name in one domain's capability space.
+pub type PortName = u32;
+
+/// The name every domain's space gives the name service's port.
+pub const NAME_SERVICE: PortName = 0;
+
+/// "No right carried" in [`MessageHeader::right`].
+pub const NO_RIGHT: u32 = u32::MAX;
+
+/// The largest inline payload of one message, each way.
+pub const PAYLOAD_MAX: usize = 32 * 1024;
+
+/// The largest message: header plus payload.
+pub const MESSAGE_MAX: usize = MessageHeader::SIZE + PAYLOAD_MAX;
+
+/// Every message (request or reply) starts with this header.
+///
+/// - `label`: what the message means (an operation code, or a status in a
+///   reply) — the kernel does not look at it;
+/// - `right`: a port name in the *sender's* space whose send right travels
+///   with the message, or [`NO_RIGHT`]; the kernel rewrites it to the
+///   receiver's name for the same port;
+/// - `length`: payload bytes after the header; must equal the message
+///   length given to the kernel minus [`MessageHeader::SIZE`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct MessageHeader {
+    /// Operation or status; the kernel passes it through.
+    pub label: u32,
+    /// A port name carrying a send right, or [`NO_RIGHT`].
+    pub right: u32,
+    /// Payload length in bytes.
+    pub length: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+impl MessageHeader {
+    /// Bytes of the header.
+    pub const SIZE: usize = 16;
+
+    /// A header for `length` payload bytes, no right.
+    pub const fn new(label: u32, length: usize) -> Self {
+        MessageHeader { label, right: NO_RIGHT, length: length as u32, reserved: 0 }
+    }
+
+    /// Encode into the first 16 bytes of `out` (little-endian).
+    pub fn write_to(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.label.to_le_bytes());
+        out[4..8].copy_from_slice(&self.right.to_le_bytes());
+        out[8..12].copy_from_slice(&self.length.to_le_bytes());
+        out[12..16].copy_from_slice(&self.reserved.to_le_bytes());
+    }
+
+    /// Decode from the first 16 bytes of `bytes`; `None` if shorter.
+    pub fn read_from(bytes: &[u8]) -> Option<Self> {
+        let word = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+        Some(MessageHeader { label: word(0)?, right: word(4)?, length: word(8)?, reserved: word(12)? })
+    }
+
+    /// Check a header against the total message length the sender gave.
+    pub fn check(&self, total: usize) -> Result<(), Error> {
+        if total < Self::SIZE || total > MESSAGE_MAX || self.length as usize != total - Self::SIZE {
+            Err(Error::BadMessage)
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// Encode a call's outcome into the two return registers `(x0, x1)`.
 pub const fn encode_result(result: Result<usize, Error>) -> (usize, usize) {
@@ -120,9 +275,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for call in [Call::Exit, Call::ConsoleWrite, Call::WhoAmI, Call::Version] {
-            assert_eq!(Call::from_number(call as usize), Some(call));
+        for number in 0..=14 {
+            let call = Call::from_number(number).expect("numbers 0..=14 are calls");
+            assert_eq!(call as usize, number);
         }
+        assert_eq!(Call::from_number(15), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -133,5 +290,24 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
+        for code in 1..=11 {
+            let error = Error::from_code(code).expect("codes 1..=11 are errors");
+            assert_eq!(error as usize, code);
+            assert_eq!(decode_result(code, 0), Err(error));
+        }
+    }
+
+    #[test]
+    fn headers_round_trip_and_check_lengths() {
+        let header = MessageHeader { label: 7, right: 3, length: 32, reserved: 0 };
+        let mut bytes = [0u8; 48];
+        header.write_to(&mut bytes);
+        assert_eq!(MessageHeader::read_from(&bytes), Some(header));
+        assert_eq!(MessageHeader::read_from(&bytes[..15]), None);
+        assert_eq!(header.check(48), Ok(()));
+        assert_eq!(header.check(47), Err(Error::BadMessage));
+        assert_eq!(MessageHeader::new(0, 0).check(15), Err(Error::BadMessage));
+        assert_eq!(MessageHeader::new(0, PAYLOAD_MAX).check(MESSAGE_MAX), Ok(()));
+        assert_eq!(MessageHeader::new(0, PAYLOAD_MAX + 1).check(MESSAGE_MAX + 1), Err(Error::BadMessage));
     }
 }

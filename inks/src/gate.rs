@@ -12,12 +12,118 @@
 //! (`clobber_abi("C")`), so a kernel call costs the caller what a function
 //! call would, and the kernel need not preserve SIMD registers across it.
 
-use tern_core::abi::{Call, Error, decode_result};
+use tern_core::abi::{Call, Error, PortName, decode_result};
 
 /// Make kernel call `call` with up to three arguments.
 #[inline(always)]
 pub fn raw_call(call: Call, argument0: usize, argument1: usize, argument2: usize) -> Result<usize, Error> {
     raw_call_number(call as usize, argument0, argument1, argument2)
+}
+
+/// Make kernel call `call` with up to five arguments.
+#[inline(always)]
+pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let status: usize;
+        let value: usize;
+        // SAFETY: as in `raw_call_number`: the kernel reads x0-x4 and x8,
+        // writes x0/x1, restores the rest, and checks every pointer.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                inlateout("x0") arguments[0] => status,
+                inlateout("x1") arguments[1] => value,
+                in("x2") arguments[2],
+                in("x3") arguments[3],
+                in("x4") arguments[4],
+                in("x8") call as usize,
+                clobber_abi("C"),
+                options(nostack),
+            );
+        }
+        decode_result(status, value)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        let _ = (call, arguments);
+        Err(Error::NoSuchCall)
+    }
+}
+
+/// RPC on `port`: `request` is a whole message (header first, see
+/// [`tern_core::abi::MessageHeader`]); the reply lands in `reply`. Returns
+/// the reply's length. The same call reaches a server that serves with an
+/// activation pool (migrating) or with threads (switching).
+pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
+    raw_call5(
+        Call::Call,
+        [port as usize, request.as_ptr() as usize, request.len(), reply.as_mut_ptr() as usize, reply.len()],
+    )
+}
+
+/// [`call`] with unchecked buffer claims, for probing the kernel's checks.
+pub fn call_raw(port: usize, request: (usize, usize), reply: (usize, usize)) -> Result<usize, Error> {
+    raw_call5(Call::Call, [port, request.0, request.1, reply.0, reply.1])
+}
+
+/// End a migrating RPC with `reply` (a whole message). Never returns.
+pub fn return_from_call(reply: &[u8]) -> ! {
+    let _ = raw_call(Call::Return, reply.as_ptr() as usize, reply.len(), 0);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Create a port; returns its name (the caller holds the receive right).
+pub fn port_create() -> Result<PortName, Error> {
+    raw_call(Call::PortCreate, 0, 0, 0).map(|name| name as PortName)
+}
+
+/// Add `count` activations entering at `entry` (a migrating dispatch
+/// entry, see the `service` module) with `stack` bytes each to `port`'s pool.
+pub fn pool_add(port: PortName, count: usize, entry: usize, stack: usize) -> Result<usize, Error> {
+    raw_call5(Call::PoolAdd, [port as usize, count, entry, stack, 0])
+}
+
+/// Create a thread in this domain running `entry(argument)` at `priority`
+/// (0 lowest .. 31 highest) with a `stack`-byte stack. Returns its number.
+pub fn thread_create(entry: crate::registry::Entry, argument: usize, priority: u8, stack: usize) -> Result<usize, Error> {
+    raw_call5(Call::ThreadCreate, [entry as usize, argument, priority as usize, stack, 0])
+}
+
+/// Wait for thread `thread` (created by this domain) to end; its result.
+pub fn thread_join(thread: usize) -> Result<usize, Error> {
+    raw_call(Call::ThreadJoin, thread, 0, 0)
+}
+
+/// Wait on `port` for a request, copied into `buffer`; its length.
+pub fn receive(port: PortName, buffer: &mut [u8]) -> Result<usize, Error> {
+    raw_call(Call::Receive, port as usize, buffer.as_mut_ptr() as usize, buffer.len())
+}
+
+/// Reply `reply` to the last request received, then wait on `port` for the
+/// next one into `buffer`; its length.
+pub fn reply_receive(reply: &[u8], port: PortName, buffer: &mut [u8]) -> Result<usize, Error> {
+    raw_call5(
+        Call::ReplyReceive,
+        [reply.as_ptr() as usize, reply.len(), port as usize, buffer.as_mut_ptr() as usize, buffer.len()],
+    )
+}
+
+/// Let another ready thread of the same or higher priority run.
+pub fn yield_now() {
+    let _ = raw_call(Call::Yield, 0, 0, 0);
+}
+
+/// Ask for a sidetrack upcall into `entry` when `port`'s pool runs low.
+pub fn sidetrack_set(port: PortName, entry: usize, stack: usize) -> Result<usize, Error> {
+    raw_call(Call::SidetrackSet, port as usize, entry, stack)
+}
+
+/// Set this domain's context word (handed to every dispatch upcall).
+pub fn context_set(context: usize) -> Result<usize, Error> {
+    raw_call(Call::ContextSet, context, 0, 0)
 }
 
 /// Make the kernel call numbered `number` (which need not name a call: for

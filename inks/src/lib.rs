@@ -18,5 +18,6 @@
 
 pub mod gate;
 pub mod registry;
+pub mod service;
 
 pub use registry::DomainSpec;

@@ -34,6 +34,7 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
         Some(Call::ConsoleWrite) => console_write(caller, UserRange::new(arguments[0], arguments[1])),
         Some(Call::WhoAmI) => Ok(caller.0 as usize),
         Some(Call::Version) => version(caller, UserRange::new(arguments[0], arguments[1])),
+        Some(_) => Err(Error::NoSuchCall),
     };
     let (status, value) = encode_result(result);
     frame.x[0] = status as u64;
