@@ -13,7 +13,10 @@
 //! - [`esr`]: decoding an exception syndrome into words a person can read;
 //! - [`paging`]: building AArch64 translation tables (one layout, many views);
 //! - [`abi`]: the kernel-call interface shared by the kernel and its domains;
-//! - [`domain`]: protection domains, their memory, and user-pointer claims.
+//! - [`domain`]: protection domains, their memory, and user-pointer claims;
+//! - [`capability`]: capability spaces (port names and rights);
+//! - [`thread`]: threads, activations, ports — the migrating-thread objects;
+//! - [`schedule`]: the priority run queue.
 //!
 //! The arch crate (`tern-aarch64`) drives these from the boot code and the
 //! exception vectors; nothing here assumes it runs at EL1.
@@ -24,9 +27,12 @@ extern crate alloc;
 pub mod abi;
 pub mod board;
 pub mod bootinfo;
+pub mod capability;
 pub mod cmdline;
 pub mod domain;
 pub mod esr;
 pub mod frame;
 pub mod heap;
 pub mod paging;
+pub mod schedule;
+pub mod thread;
