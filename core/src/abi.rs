@@ -129,6 +129,8 @@ pub enum Error {
     /// `Return` from something that is not a server activation, or
     /// `ReplyReceive` with nothing to reply to.
     NotInCall = 11,
+    /// The server faulted (and was terminated) while handling the call.
+    CallAborted = 12,
 }
 
 impl Error {
@@ -146,6 +148,7 @@ impl Error {
             9 => Some(Error::OutOfMemory),
             10 => Some(Error::PortDead),
             11 => Some(Error::NotInCall),
+            12 => Some(Error::CallAborted),
             _ => None,
         }
     }
@@ -164,6 +167,7 @@ impl Error {
             Error::OutOfMemory => "OutOfMemory",
             Error::PortDead => "PortDead",
             Error::NotInCall => "NotInCall",
+            Error::CallAborted => "CallAborted",
         }
     }
 }
@@ -239,7 +243,7 @@ impl MessageHeader {
 
     /// Check a header against the total message length the sender gave.
     pub fn check(&self, total: usize) -> Result<(), Error> {
-        if total < Self::SIZE || total > MESSAGE_MAX || self.length as usize != total - Self::SIZE {
+        if !(Self::SIZE..=MESSAGE_MAX).contains(&total) || self.length as usize != total - Self::SIZE {
             Err(Error::BadMessage)
         } else {
             Ok(())
@@ -290,8 +294,8 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        for code in 1..=11 {
-            let error = Error::from_code(code).expect("codes 1..=11 are errors");
+        for code in 1..=12 {
+            let error = Error::from_code(code).expect("codes 1..=12 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

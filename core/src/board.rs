@@ -8,6 +8,16 @@
 
 use crate::frame::PhysRange;
 
+/// Bytes of one domain's region (and its alignment): 8 MiB, four level-2
+/// blocks.
+pub const DOMAIN_REGION: u64 = 8 << 20;
+
+/// Where the kernel sees the domain arena a second time: arena address +
+/// this offset, EL1 only, global. The kernel copies between two domains
+/// through it (a domain's own view maps its region at its identity
+/// address, and the kernel's view does not map the arena there at all).
+pub const ARENA_ALIAS_OFFSET: u64 = 0x40_0000_0000;
+
 /// A PL011 UART.
 #[derive(Clone, Copy, Debug)]
 pub struct UartConfig {
@@ -50,6 +60,11 @@ pub struct BoardConfig {
     /// Memory inside RAM the kernel must never hand out (firmware, spin
     /// tables).
     pub firmware_reserved: PhysRange,
+    /// The domain arena: where every protected domain's region lives
+    /// ([`DOMAIN_REGION`]-aligned slots). Fixed per board because code in
+    /// domains needs it too: the global allocator tells a domain's
+    /// allocation from the kernel's by whether the stack pointer lies in it.
+    pub domain_arena: PhysRange,
     /// Device windows (mapped Device-nGnRE, EL1 only).
     pub devices: &'static [PhysRange],
     /// The console UART.

@@ -125,6 +125,12 @@ pub struct Thread {
     pub serving: Option<ThreadId>,
     /// As a server thread in receive: where the next request goes.
     pub receive_buffer: Option<Destination>,
+    /// The port a server thread serves (counted once in the port's
+    /// `server_threads`).
+    pub serves: Option<PortId>,
+    /// Set after a sidetrack upcall for this port, so the retried call
+    /// does not sidetrack again.
+    pub sidetracked: Option<PortId>,
 }
 
 /// What an activation is doing.
@@ -241,6 +247,8 @@ impl Objects {
             pending: None,
             serving: None,
             receive_buffer: None,
+            serves: None,
+            sidetracked: None,
         }))
     }
 

@@ -88,7 +88,12 @@ pub fn pool_add(port: PortName, count: usize, entry: usize, stack: usize) -> Res
 
 /// Create a thread in this domain running `entry(argument)` at `priority`
 /// (0 lowest .. 31 highest) with a `stack`-byte stack. Returns its number.
-pub fn thread_create(entry: crate::registry::Entry, argument: usize, priority: u8, stack: usize) -> Result<usize, Error> {
+pub fn thread_create(
+    entry: crate::registry::Entry,
+    argument: usize,
+    priority: u8,
+    stack: usize,
+) -> Result<usize, Error> {
     raw_call5(Call::ThreadCreate, [entry as usize, argument, priority as usize, stack, 0])
 }
 

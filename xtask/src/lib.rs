@@ -20,7 +20,10 @@
 //!   frames and print the frames as log lines;
 //! * [`qemu`] finds QEMU, builds its command line and runs it, either
 //!   interactively or as a test run with a timeout; [`install`] gets a new
-//!   enough QEMU onto Debian-family machines.
+//!   enough QEMU onto Debian-family machines;
+//! * [`bench`] boots the kernel's benchmark scenario under `-icount
+//!   shift=0`, parses the figures it prints and renders them as the paper's
+//!   Table 3 (`cargo xtask bench`, described in `docs/bench.md`).
 //!
 //! ## Crates, and why
 //!
@@ -45,6 +48,7 @@
 //! `PATH`, QEMU installation outside Debian and Ubuntu, and Windows or
 //! macOS hosts (nothing deliberately excludes them, nothing tests them).
 
+pub mod bench;
 pub mod console;
 pub mod demux;
 pub mod elf;

@@ -5,6 +5,7 @@
 //! cargo xtask qemu   [--board rpi4|virt] [--release] [--gdb] [--scenario NAME]
 //!                    [--harness] [--append ARGS] [--locations]
 //! cargo xtask test   [--release]
+//! cargo xtask bench  [--board virt|rpi4] [--json PATH] [--repetitions N]
 //! cargo xtask lint
 //! cargo xtask install-qemu
 //! ```
@@ -19,7 +20,14 @@
 //! at the first failure; `lint` is its first two steps. `install-qemu`
 //! installs QEMU >= 9.0 if it is missing or too old (CI calls it).
 //!
-//! The arguments are parsed by hand: five subcommands and a few flags do not
+//! `bench` (virt by default) builds the release image, boots the kernel's
+//! `bench` scenario under `-icount shift=0` on one core, and prints its
+//! instruction counts as the paper's Table 3 with the targets beside them;
+//! `--json PATH` also writes them as JSON records, `--repetitions N` passes
+//! `tern.bench.repetitions=N` (otherwise the kernel chooses). It fails when
+//! the run fails, never because a target was missed (see `docs/bench.md`).
+//!
+//! The arguments are parsed by hand: six subcommands and a few flags do not
 //! justify clap's compile time on a two-core machine, and the parser below
 //! still gives `--flag value` and `--flag=value`, errors for unknown flags,
 //! and `help`.
@@ -29,6 +37,7 @@
 //! (default `info`), `TERN_RELEASE` (tests boot release images),
 //! `TERN_QEMU_JOBS` (parallel QEMUs in tests).
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
@@ -44,12 +53,16 @@ commands:
                                           [--scenario NAME] [--harness] [--append ARGS]
                                           [--locations]
   test          fmt, clippy, unit tests, images, QEMU tests   [--release]
+  bench         release image, QEMU -icount, instruction counts as a table
+                                          [--board virt|rpi4] [--json PATH]
+                                          [--repetitions N]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
 
 options:
-  --board B       rpi4 or virt (default: rpi4; for qemu, virt if QEMU lacks raspi4b)
+  --board B       rpi4 or virt (default: rpi4; for qemu, virt if QEMU lacks raspi4b;
+                  for bench, virt)
   --release       build with the release profile
   --gdb           start halted with a gdb stub on :1234
   --scenario N    add tern.scenario=N to the kernel command line
@@ -57,6 +70,8 @@ options:
                   with 0 pass, 1 fail, 2 panic, 3 EL1 fault
   --append ARGS   more kernel command-line arguments
   --locations     show the source location of each defmt log line
+  --json PATH     (bench) also write the figures as JSON records to PATH
+  --repetitions N (bench) add tern.bench.repetitions=N (default: the kernel's)
 ";
 
 /// Parsed options; which ones a command accepts is checked per command.
@@ -69,6 +84,8 @@ struct Options {
     harness: bool,
     append: Option<String>,
     locations: bool,
+    json: Option<PathBuf>,
+    repetitions: Option<u64>,
 }
 
 /// Parses the options after the subcommand; `allowed` lists the flags the
@@ -84,7 +101,7 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
         if !allowed.contains(&flag) {
             bail!("unexpected argument `{arg}` (see `cargo xtask help`)");
         }
-        let takes_value = matches!(flag, "--board" | "--scenario" | "--append");
+        let takes_value = matches!(flag, "--board" | "--scenario" | "--append" | "--json" | "--repetitions");
         let value = if takes_value {
             match inline {
                 Some(v) => v,
@@ -107,6 +124,15 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
             "--harness" => opts.harness = true,
             "--append" => opts.append = Some(value),
             "--locations" => opts.locations = true,
+            "--json" => opts.json = Some(PathBuf::from(value)),
+            "--repetitions" => {
+                let n = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("`--repetitions` needs a positive whole number, not `{value}`"))?;
+                opts.repetitions = Some(n);
+            }
             _ => unreachable!("flag {flag} is allowed but not handled"),
         }
     }
@@ -136,6 +162,11 @@ fn run(args: &[String]) -> Result<ExitCode> {
             &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"],
         )?),
         "test" => test(parse_options(rest, &["--release"])?.release, true),
+        "bench" => {
+            let opts = parse_options(rest, &["--board", "--json", "--repetitions"])?;
+            xtask::bench::run(opts.board.unwrap_or(Board::Virt), opts.json.as_deref(), opts.repetitions)?;
+            Ok(ExitCode::SUCCESS)
+        }
         "lint" => {
             parse_options(rest, &[])?;
             test(false, false)
@@ -331,5 +362,26 @@ mod tests {
         assert!(parse_options(&args("--gdb"), &["--board"]).is_err());
         assert!(parse_options(&args("--release=yes"), ALL).is_err());
         assert!(parse_options(&args("stray"), ALL).is_err());
+        assert!(parse_options(&args("--json out.json"), ALL).is_err());
+    }
+
+    #[test]
+    fn parses_bench_flags() {
+        const BENCH: &[&str] = &["--board", "--json", "--repetitions"];
+        let o = parse_options(&args("--board rpi4 --json out/b.json --repetitions=500"), BENCH).unwrap();
+        assert_eq!(
+            o,
+            Options {
+                board: Some(Board::Rpi4),
+                json: Some(PathBuf::from("out/b.json")),
+                repetitions: Some(500),
+                ..Options::default()
+            }
+        );
+        assert_eq!(parse_options(&[], BENCH).unwrap(), Options::default());
+        for bad in ["--repetitions 0", "--repetitions -3", "--repetitions many", "--repetitions", "--json", "--release"]
+        {
+            assert!(parse_options(&args(bad), BENCH).is_err(), "{bad}");
+        }
     }
 }

@@ -1,20 +1,36 @@
-//! The kernel's table of protection domains.
+//! Protection domains: creation, memory, and starting them.
 //!
-//! Creating a domain takes a slot from the domain arena (2 MiB, zeroed so
-//! nothing of a previous tenant leaks), derives its view from the kernel's
-//! table ([`tern_core::paging::derive_view`]) and gives it the next ASID.
-//! A domain that faults is marked terminated: no upcall enters it again.
-//! Its slot is not reused yet (a reused ASID would need a TLB flush by
-//! ASID first; nothing needs reuse so far).
+//! Creating a domain takes the next 8 MiB slot of the board's domain arena,
+//! zeroes it (nothing of an earlier tenant leaks), puts the domain's heap
+//! at its start, derives its view from the kernel's
+//! ([`tern_core::paging::derive_view`]) and gives it the next ASID and an
+//! empty capability space (plus the name service at name 0, once there is
+//! one). Stacks for the domain's activations are carved from the top of
+//! the region downwards, by the kernel, on request.
+//!
+//! A domain that faults is marked terminated: no upcall or call enters it
+//! again, and its ports die. Its slot is not reused yet (a reused ASID
+//! would need a TLB flush by ASID first; nothing needs reuse so far).
+//!
+//! Region layout: `[start, start + 4 MiB)` the domain's heap (its first
+//! bytes hold the heap's own bookkeeping, a `LockedHeap`), `[start + 4 MiB,
+//! end)` stacks.
 
 use crate::memory::{self, IdentityTables};
-use crate::upcall::{self, Outcome, UpcallTarget};
-use alloc::vec::Vec;
-use hashbrown::HashMap;
+use crate::state::{self, Kernel};
+use crate::upcall::Outcome;
+use tern_core::board::DOMAIN_REGION;
+use tern_core::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
 use tern_core::domain::{Domain, DomainId, SharedImage};
 use tern_core::frame::PhysRange;
-use tern_core::paging::{self, LEVEL2_BLOCK};
+use tern_core::heap::LockedHeap;
+use tern_core::paging;
 use tern_inks::DomainSpec;
+
+/// Bytes at the start of a region given to the domain's heap.
+pub const HEAP_BYTES: u64 = 4 << 20;
+/// The stack of a domain's main activation (upcalls from the kernel).
+pub const MAIN_STACK: u64 = 64 << 10;
 
 /// A domain and what the kernel knows about it.
 pub struct DomainRecord {
@@ -24,40 +40,14 @@ pub struct DomainRecord {
     pub spec: &'static DomainSpec,
     /// False once terminated.
     pub alive: bool,
-}
-
-/// Kernel-wide facts the domain code needs.
-struct Setup {
-    arena: PhysRange,
-    kernel_view: u64,
-    image: SharedImage,
-}
-
-static SETUP: spin::Once<Setup> = spin::Once::new();
-
-/// Every domain created so far: records indexed by `DomainId - 1`, and a
-/// name index (a domain's name is unique).
-pub struct DomainTable {
-    records: Vec<DomainRecord>,
-    by_name: HashMap<&'static str, DomainId>,
-}
-
-/// The kernel's domain table (present after [`init`]).
-pub static DOMAINS: spin::Mutex<Option<DomainTable>> = spin::Mutex::new(None);
-
-/// Record the arena, the kernel's view and the shared image (once, at boot).
-pub fn init(arena: PhysRange, kernel_view: u64, image: SharedImage) {
-    SETUP.call_once(|| Setup { arena, kernel_view, image });
-    *DOMAINS.lock() = Some(DomainTable { records: Vec::new(), by_name: HashMap::new() });
-}
-
-fn setup() -> &'static Setup {
-    SETUP.get().expect("domains used before init")
-}
-
-/// The memory every domain may read.
-pub fn shared_image() -> SharedImage {
-    setup().image
+    /// Its port names.
+    pub space: CapabilitySpace,
+    /// The word handed to its dispatch upcalls.
+    pub context: usize,
+    /// Stacks are carved below this address.
+    pub stack_floor: u64,
+    /// Its main stack's top (for upcalls from the kernel).
+    pub main_stack: u64,
 }
 
 /// Why a domain could not be created or entered.
@@ -65,7 +55,7 @@ pub fn shared_image() -> SharedImage {
 pub enum DomainError {
     /// All arena slots are taken.
     ArenaFull,
-    /// No frames for the domain's tables.
+    /// No frames for the domain's tables, or no room for a stack.
     OutOfMemory,
     /// No such domain.
     NoSuchDomain,
@@ -75,67 +65,109 @@ pub enum DomainError {
     NameTaken,
 }
 
-/// Create a protected domain for `spec`.
-pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
-    let setup = setup();
-    let mut guard = DOMAINS.lock();
-    let domains = guard.as_mut().ok_or(DomainError::NoSuchDomain)?;
-    if domains.by_name.contains_key(spec.name) {
-        return Err(DomainError::NameTaken);
-    }
-    let index = domains.records.len();
-    let start = setup.arena.start + index as u64 * LEVEL2_BLOCK;
-    if start + LEVEL2_BLOCK > setup.arena.end {
-        return Err(DomainError::ArenaFull);
-    }
-    let region = PhysRange::new(start, start + LEVEL2_BLOCK);
-    // The slot is part of the arena, which the frame allocator gave to the
-    // kernel at boot and which no view maps yet. The kernel's view never
-    // maps the arena, so the region is zeroed through the new domain's view.
-    let table = {
-        let mut frames = memory::FRAMES.lock();
-        let frames = frames.as_mut().ok_or(DomainError::OutOfMemory)?;
-        paging::derive_view(&mut IdentityTables(frames), setup.kernel_view, region)
-            .map_err(|_| DomainError::OutOfMemory)?
-    };
-    crate::cpu::publish_tables();
-    let id = DomainId(index as u16 + 1);
-    let domain = Domain { id, name: spec.name, region, table };
-    zero_region(&domain, setup.kernel_view);
-    domains.records.push(DomainRecord { domain, spec, alive: true });
-    domains.by_name.insert(spec.name, id);
-    Ok(id)
+/// The memory every domain may read.
+pub fn shared_image() -> SharedImage {
+    state::with(|kernel| kernel.image)
 }
 
-/// Zero a new domain's region through its own view (the kernel's view does
-/// not map the arena).
-fn zero_region(domain: &Domain, kernel_view: u64) {
-    crate::cpu::without_interrupts(|| {
-        crate::cpu::switch_view(domain.translation_base());
-        // SAFETY: the domain's view maps its region read-write for EL1 too;
-        // the region belongs to this new domain alone and nothing runs in it.
-        unsafe {
-            core::ptr::write_bytes(domain.region.start as *mut u8, 0, domain.region.len() as usize);
+/// Carve a stack of `bytes` (rounded up to 16) from `domain`'s region;
+/// its top address.
+pub fn carve_stack(kernel: &mut Kernel, domain: DomainId, bytes: u64) -> Option<u64> {
+    let bytes = bytes.checked_add(15)? & !15;
+    let record = kernel.domain_mut(domain)?;
+    let top = record.stack_floor;
+    let bottom = top.checked_sub(bytes)?;
+    if bottom < record.domain.region.start + HEAP_BYTES {
+        return None;
+    }
+    record.stack_floor = bottom;
+    Some(top)
+}
+
+/// Create a protected domain for `spec`.
+pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
+    state::with(|kernel| {
+        if kernel.domain_names.contains_key(spec.name) {
+            return Err(DomainError::NameTaken);
         }
-        crate::cpu::switch_view(kernel_view);
-    });
+        let index = kernel.domains.len();
+        let start = kernel.arena.start + index as u64 * DOMAIN_REGION;
+        if start + DOMAIN_REGION > kernel.arena.end {
+            return Err(DomainError::ArenaFull);
+        }
+        let region = PhysRange::new(start, start + DOMAIN_REGION);
+        let table = {
+            let mut frames = memory::FRAMES.lock();
+            let frames = frames.as_mut().ok_or(DomainError::OutOfMemory)?;
+            paging::derive_view(&mut IdentityTables(frames), kernel.kernel_view, region)
+                .map_err(|_| DomainError::OutOfMemory)?
+        };
+        crate::cpu::publish_tables();
+        let alias = memory::kernel_address(kernel.arena, start as usize);
+        let id = DomainId(index as u16 + 1);
+        let domain = Domain { id, name: spec.name, region, table };
+        // SAFETY: the slot belongs to the arena, which the kernel reserved
+        // at boot and maps (EL1 only) at its alias; no domain uses it yet.
+        unsafe { core::ptr::write_bytes(alias as *mut u8, 0, DOMAIN_REGION as usize) };
+        // The heap's bookkeeping holds the addresses the domain will use
+        // (its identity addresses), so it is built through the domain's own
+        // view, where those are mapped (read-write for EL1 as well).
+        crate::cpu::switch_view(domain.translation_base());
+        // SAFETY: the domain's view maps its whole region read-write; the
+        // region is zeroed and unused; interrupts are masked (we hold the
+        // kernel state), and the kernel's own mappings are in every view.
+        unsafe {
+            let heap = start as *mut LockedHeap;
+            heap.write(LockedHeap::empty());
+            let bookkeeping = core::mem::size_of::<LockedHeap>().next_multiple_of(64) as u64;
+            (*heap).add_region((start + bookkeeping) as usize, (HEAP_BYTES - bookkeeping) as usize);
+        }
+        crate::cpu::switch_view(kernel.current_view());
+        let mut space = CapabilitySpace::new();
+        if let Some(port) = kernel.name_service {
+            space.install(NAME_SERVICE_NAME, Capability { port, receive: false });
+        }
+        kernel.domains.push(DomainRecord {
+            domain,
+            spec,
+            alive: true,
+            space,
+            context: 0,
+            stack_floor: region.end,
+            main_stack: 0,
+        });
+        let main_stack = carve_stack(kernel, id, MAIN_STACK).ok_or(DomainError::OutOfMemory)?;
+        if let Some(record) = kernel.domain_mut(id) {
+            record.main_stack = main_stack;
+        }
+        kernel.domain_names.insert(spec.name, id);
+        Ok(id)
+    })
 }
 
 /// Run `body` on the domain's record.
 pub fn with<R>(id: DomainId, body: impl FnOnce(&mut DomainRecord) -> R) -> Option<R> {
-    let mut guard = DOMAINS.lock();
-    let index = (id.0 as usize).checked_sub(1)?;
-    guard.as_mut()?.records.get_mut(index).map(body)
+    state::with(|kernel| kernel.domain_mut(id).map(body))
 }
 
 /// The domain called `name`, if one has been created.
 pub fn find(name: &str) -> Option<DomainId> {
-    DOMAINS.lock().as_ref()?.by_name.get(name).copied()
+    state::with(|kernel| kernel.domain_names.get(name).copied())
 }
 
-/// Mark a domain terminated.
-pub fn terminate(id: DomainId) {
-    with(id, |record| record.alive = false);
+/// Mark a domain terminated and its ports dead.
+pub fn terminate(kernel: &mut Kernel, id: DomainId) {
+    if let Some(record) = kernel.domain_mut(id) {
+        record.alive = false;
+    }
+    let mut port = 0;
+    while let Some(entry) = kernel.objects.port_mut(tern_core::capability::PortId(port)) {
+        if entry.owner == id {
+            entry.alive = false;
+            entry.pool.clear();
+        }
+        port += 1;
+    }
 }
 
 /// The domain's region (for probes and reports).
@@ -143,21 +175,12 @@ pub fn region(id: DomainId) -> Option<PhysRange> {
     with(id, |record| record.domain.region)
 }
 
-/// Upcall into domain `id`'s entry with `argument`.
+/// Upcall into domain `id`'s entry with `argument`, on the current thread,
+/// in a fresh activation on the domain's main stack; how it ended.
 pub fn call(id: DomainId, argument: usize) -> Result<Outcome, DomainError> {
-    let target = with(id, |record| {
-        if !record.alive {
-            return Err(DomainError::Terminated);
-        }
-        Ok(UpcallTarget {
-            domain: id,
-            translation_base: record.domain.translation_base(),
-            entry: tern_inks::gate::upcall_trampoline as extern "C" fn(usize, tern_inks::registry::Entry) -> ! as usize
-                as u64,
-            stack: record.domain.stack_top(),
-            arguments: [argument as u64, record.spec.entry as usize as u64],
-        })
+    let entry = with(id, |record| {
+        if record.alive { Ok((record.spec.entry as usize, record.main_stack)) } else { Err(DomainError::Terminated) }
     })
     .ok_or(DomainError::NoSuchDomain)??;
-    Ok(upcall::upcall(target, setup().kernel_view))
+    Ok(crate::threads::upcall_in_new_activation(id, entry.1, argument, entry.0))
 }

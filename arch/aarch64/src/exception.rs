@@ -77,15 +77,16 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
     if syndrome.exception_class() == CLASS_SVC_FROM_AARCH64 {
         return crate::syscall::dispatch(frame);
     }
-    // SAFETY: we are the trap handler of the innermost upcall, with
-    // interrupts masked; nothing else holds the record.
-    let Some(record) = (unsafe { upcall::current() }) else {
-        // EL0 code running outside any upcall cannot happen; treat it as
-        // the kernel bug it would be.
-        report_kernel_fault("exception from EL0 outside an upcall", frame);
+    let (domain, name) = crate::state::with(|kernel| {
+        let domain = kernel.current_domain();
+        let name = domain.and_then(|domain| kernel.domain(domain)).map_or("?", |record| record.domain.name);
+        (domain, name)
+    });
+    let Some(domain) = domain else {
+        // EL0 code running outside any activation cannot happen; treat it
+        // as the kernel bug it would be.
+        report_kernel_fault("exception from EL0 outside an activation", frame);
     };
-    let domain = record.domain;
-    let name = domains::with(domain, |record| record.domain.name).unwrap_or("?");
     {
         let mut console = CONSOLE.steal();
         let _ = writeln!(console, "fault in domain '{}' (domain {}): {}", name, domain.0, syndrome);
@@ -93,8 +94,22 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
         let _ = writeln!(console, "domain '{}' terminated; the kernel carries on", name);
     }
     defmt::warn!("domain {=u16} terminated after a fault (ESR {=u64:#x})", domain.0, frame.esr);
-    domains::terminate(domain);
-    record.outcome = upcall::Outcome::Faulted;
+    // A server activation faulted: unwind to its caller, which gets
+    // CallAborted. A thread's own activation faulted: end its upcall.
+    let aborted = crate::state::with(|kernel| {
+        domains::terminate(kernel, domain);
+        let aborted = crate::rpc::abort_call(kernel, frame);
+        aborted.then(|| kernel.current_view())
+    });
+    if let Some(view) = aborted {
+        crate::cpu::switch_view(view);
+        return TrapAction::RESUME;
+    }
+    // SAFETY: we are the trap handler of the innermost upcall, with
+    // interrupts masked; nothing else holds the record.
+    if let Some(record) = unsafe { upcall::current() } {
+        record.outcome = upcall::Outcome::Faulted;
+    }
     TrapAction::end(0)
 }
 
@@ -132,13 +147,20 @@ pub fn stop(status: ExitStatus) -> ! {
     }
 }
 
-/// An IRQ, from EL0 or EL1.
+/// An IRQ, from EL0 or EL1. A timer tick that interrupted EL0 lets an
+/// equal or more urgent ready thread run (round robin).
 #[unsafe(no_mangle)]
-extern "C" fn tern_interrupt(_frame: &mut TrapFrame) {
+extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
+    let mut ticked = false;
     while let Some(raw) = gic::acknowledge() {
         if gic::interrupt_number(raw) == crate::kernel::timer_interrupt() {
             timer::on_interrupt();
+            ticked = true;
         }
         gic::end_of_interrupt(raw);
+    }
+    let from_el0 = frame.spsr & 0xf == 0;
+    if ticked && from_el0 {
+        crate::threads::preempt();
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::console::CONSOLE;
 use crate::semihosting::ExitStatus;
-use crate::{domains, exception, gic, kprintln, memory, scenario, semihosting, timer};
+use crate::{exception, gic, kprintln, memory, scenario, semihosting, timer};
 use core::sync::atomic::{AtomicU32, Ordering};
 use tern_core::board::BoardConfig;
 use tern_core::bootinfo::{self, BootFacts, BootSource};
@@ -112,11 +112,24 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
         image.whole().end,
         summary.kernel_table
     );
-    domains::init(
-        summary.arena,
-        summary.kernel_table,
-        SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
-    );
+    {
+        let mut kernel = crate::state::Kernel {
+            objects: tern_core::thread::Objects::new(),
+            run_queue: tern_core::schedule::RunQueue::new(),
+            current: tern_core::thread::ThreadId(0),
+            charged_at: timer::counter(),
+            domains: alloc::vec::Vec::new(),
+            domain_names: hashbrown::HashMap::new(),
+            threads: alloc::vec::Vec::new(),
+            name_service: None,
+            arena: summary.arena,
+            kernel_view: summary.kernel_table,
+            image: SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
+            payload_copies: 0,
+        };
+        crate::threads::adopt_boot_thread(&mut kernel);
+        *crate::state::KERNEL.lock() = Some(kernel);
+    }
 
     TIMER_INTERRUPT.store(board.timer_interrupt, Ordering::Relaxed);
     gic::init(&board.gic);
@@ -136,6 +149,9 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
 macro_rules! board_entry {
     ($board:path) => {
         static TERN_BOARD: $crate::BoardConfig = $board;
+
+        #[global_allocator]
+        static TERN_ALLOCATOR: $crate::memory::TernAllocator = $crate::memory::TernAllocator::new($board.domain_arena);
 
         #[unsafe(no_mangle)]
         static TERN_BOOT_TABLE: $crate::BootTable = $crate::boot_table(&[$board.ram_window], $board.devices);

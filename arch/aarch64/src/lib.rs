@@ -32,9 +32,12 @@ pub mod gic;
 pub mod kernel;
 pub mod memory;
 pub mod probes;
+pub mod rpc;
 pub mod scenario;
 pub mod semihosting;
+pub mod state;
 pub mod syscall;
+pub mod threads;
 pub mod timer;
 pub mod upcall;
 
@@ -79,6 +82,7 @@ core::arch::global_asm!(
 );
 
 core::arch::global_asm!(include_str!("upcall.s"));
+core::arch::global_asm!(include_str!("switch.s"));
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

@@ -6,29 +6,29 @@
 //!    board's default) and reserves the firmware's memory, the image and
 //!    the boot blob;
 //! 2. the heap takes a contiguous block of frames;
-//! 3. the **domain arena** takes a 2 MiB-aligned block carved into 2 MiB
-//!    slots, one per protected domain. The arena is left *out* of the
-//!    kernel's view: a domain's memory is mapped only in its own view
-//!    (tagged with its ASID), never as a global kernel mapping, so the TLB
-//!    can never hold a global and a per-ASID entry for the same address;
+//! 3. the **domain arena** (fixed per board) is reserved and carved into
+//!    8 MiB slots, one per protected domain. The arena is left *out* of the
+//!    kernel's view at its own address: a domain's memory is mapped there
+//!    only in its own view (tagged with its ASID), never as a global kernel
+//!    mapping, so the TLB can never hold a global and a per-ASID entry for
+//!    the same address. The kernel sees the whole arena a second time at
+//!    [`ARENA_ALIAS_OFFSET`] above it, to copy between domains;
 //! 4. the kernel's table maps the image section by section (code shared
 //!    and executable, read-only data shared, data EL1-only, the stack guard
 //!    page not at all), all other RAM as kernel data, and the devices.
 
 use crate::cpu;
-use tern_core::board::BoardConfig;
+use tern_core::board::{ARENA_ALIAS_OFFSET, BoardConfig, DOMAIN_REGION};
 use tern_core::bootinfo::BootFacts;
 use tern_core::frame::{FRAME_SIZE, FrameAllocator, PhysRange};
 use tern_core::heap::LockedHeap;
-use tern_core::paging::{self, Kind, LEVEL2_BLOCK, Table, TableMemory};
+use tern_core::paging::{self, Kind, Table, TableMemory};
 
 /// Largest RAM window any board may declare (the frame bitmap is sized
 /// for it): 3 GiB.
 pub const MAXIMUM_RAM_WINDOW: u64 = 3 << 30;
 /// Kernel heap size.
 pub const HEAP_BYTES: usize = 8 << 20;
-/// Protected-domain slots in the arena (2 MiB each).
-pub const DOMAIN_SLOTS: usize = 16;
 
 const BITMAP_WORDS: usize = FrameAllocator::bitmap_words(MAXIMUM_RAM_WINDOW);
 
@@ -40,12 +40,71 @@ static BITMAP: Bitmap = Bitmap(core::cell::UnsafeCell::new([0; BITMAP_WORDS]));
 /// The frame allocator, once [`init`] has run.
 pub static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
 
-#[global_allocator]
 static HEAP: LockedHeap = LockedHeap::empty();
 
-/// Bytes of heap in use and free.
+/// Bytes of kernel heap in use and free.
 pub fn heap_stats() -> (usize, usize) {
     HEAP.stats()
+}
+
+/// The image's one global allocator, for the kernel and every domain.
+///
+/// Code in a domain allocates from the domain's own heap, which lives in
+/// the first bytes of its region (a [`LockedHeap`] the kernel puts there
+/// when it makes the domain); the kernel allocates from the kernel heap.
+/// Which one is told by the stack pointer: domains run on stacks inside
+/// their region, in the board's domain arena; the kernel never does. The
+/// allocator itself is a `static` without interior mutability, so it sits
+/// in read-only data that domains can read; it never touches kernel data
+/// when called from a domain.
+pub struct TernAllocator {
+    arena_start: u64,
+    arena_end: u64,
+}
+
+impl TernAllocator {
+    /// The allocator for a board whose domain arena is `[start, end)`.
+    pub const fn new(arena: PhysRange) -> Self {
+        TernAllocator { arena_start: arena.start, arena_end: arena.end }
+    }
+
+    fn heap(&self) -> &LockedHeap {
+        let stack_pointer: u64;
+        // SAFETY: reading SP has no side effects.
+        unsafe { core::arch::asm!("mov {}, sp", out(reg) stack_pointer, options(nomem, nostack)) };
+        if stack_pointer >= self.arena_start && stack_pointer < self.arena_end {
+            let region = stack_pointer & !(DOMAIN_REGION - 1);
+            // SAFETY: every region of the arena begins with the domain's
+            // heap, written by `domains::create` before any code runs in
+            // the domain; the domain's view maps it read-write, and the
+            // domain is running (its stack is in the region).
+            unsafe { &*(region as *const LockedHeap) }
+        } else {
+            &HEAP
+        }
+    }
+}
+
+// SAFETY: each call is forwarded to a `LockedHeap`, whose own GlobalAlloc
+// implementation upholds the contract; a block is always freed to the heap
+// it came from because a domain only frees from code running on its own
+// stacks, and the kernel never frees a domain's blocks.
+unsafe impl core::alloc::GlobalAlloc for TernAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        unsafe { self.heap().alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: forwarded unchanged; see the impl's comment.
+        unsafe { self.heap().dealloc(pointer, layout) }
+    }
+}
+
+/// The kernel's address for byte `address` of the domain arena (its alias),
+/// or the address itself outside the arena (the shared image).
+pub fn kernel_address(arena: PhysRange, address: usize) -> usize {
+    if arena.contains(address as u64) { address + ARENA_ALIAS_OFFSET as usize } else { address }
 }
 
 unsafe extern "C" {
@@ -201,11 +260,14 @@ pub fn init(board: &BoardConfig, facts: &BootFacts<'_>, image: &ImageLayout) -> 
     // used by nothing else from now on.
     unsafe { HEAP.add_region(heap_start as usize, HEAP_BYTES) };
 
-    let arena_bytes = DOMAIN_SLOTS as u64 * LEVEL2_BLOCK;
-    let arena_start = frames
-        .alloc_contiguous((arena_bytes / FRAME_SIZE as u64) as usize, LEVEL2_BLOCK)
-        .ok_or("no room for the domain arena")?;
-    let arena = PhysRange::new(arena_start, arena_start + arena_bytes);
+    let arena = board.domain_arena;
+    if !arena.start.is_multiple_of(DOMAIN_REGION)
+        || !arena.end.is_multiple_of(DOMAIN_REGION)
+        || !ram.iter().any(|range| range.start <= arena.start && arena.end <= range.end)
+    {
+        return Err("the board's domain arena is not aligned RAM");
+    }
+    frames.reserve(arena);
 
     let kernel_table = {
         let mut tables = IdentityTables(&mut frames);
@@ -232,6 +294,8 @@ pub fn init(board: &BoardConfig, facts: &BootFacts<'_>, image: &ImageLayout) -> 
         for device in board.devices {
             map(*device, Kind::Device)?;
         }
+        paging::map(&mut tables, root, arena.start + ARENA_ALIAS_OFFSET, arena.start, arena.len(), Kind::KernelData)
+            .map_err(|_| "could not map the arena's alias")?;
         root
     };
     cpu::publish_tables();

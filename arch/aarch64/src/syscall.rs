@@ -1,45 +1,103 @@
 //! Kernel calls: decode the trap frame, check the caller's claims, act,
 //! and write the result back into the frame.
 //!
-//! One shape for every call (`tern_core::abi`): each handler is a safe
-//! function from the caller's domain and arguments to
-//! `Result<usize, Error>`; [`dispatch`] turns that into `x0`/`x1`. A pointer
-//! argument is a [`UserRange`] claim until the domain's record says the
-//! caller owns it; then, and only then, the kernel touches it — through the
-//! caller's own view, which is installed while the call runs.
+//! One shape for every call (`tern_core::abi`): each handler is a function
+//! from the caller (the current thread's top activation and its domain)
+//! and its arguments to `Result<usize, Error>`; [`dispatch`] turns that
+//! into `x0`/`x1`. A pointer argument is a [`UserRange`] claim until the
+//! domain's record says the caller owns it. The RPC calls live in
+//! [`crate::rpc`]; they may rewrite the frame (a migration) or block.
 
 use crate::exception::{TrapAction, TrapFrame};
-use crate::{domains, upcall};
+use crate::rpc::{self, Completion};
+use crate::state::{self, Kernel};
+use crate::{domains, threads, upcall};
 use tern_core::abi::{CONSOLE_WRITE_MAX, Call, Error, encode_result};
+use tern_core::capability::Capability;
 use tern_core::domain::{DomainId, UserRange};
+use tern_core::thread::ThreadId;
 
 /// The kernel's version, as handed to domains by [`Call::Version`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Handle the `svc` in `frame`.
 pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
-    // SAFETY: called from the trap handler of the innermost upcall with
-    // interrupts masked; no other reference to the record is live.
-    let Some(record) = (unsafe { upcall::current() }) else {
+    let caller = state::with(|kernel| {
+        let current = kernel.current;
+        if let Some(arch) = kernel.thread_arch(current) {
+            arch.frame = frame as *mut TrapFrame as usize;
+        }
+        kernel.current_domain()
+    });
+    let Some(caller) = caller else {
         return TrapAction::RESUME;
     };
-    let caller = record.domain;
-    let arguments = [frame.x[0] as usize, frame.x[1] as usize, frame.x[2] as usize];
-    let result = match Call::from_number(frame.x[8] as usize) {
-        None => Err(Error::NoSuchCall),
-        Some(Call::Exit) => {
-            record.outcome = upcall::Outcome::Returned(arguments[0]);
-            return TrapAction::end(arguments[0] as u64);
+    let arguments = [frame.x[0] as usize, frame.x[1] as usize, frame.x[2] as usize, frame.x[3] as usize];
+    let completion = match Call::from_number(frame.x[8] as usize) {
+        None => Completion::Reply(Err(Error::NoSuchCall)),
+        Some(Call::Exit) => return exit(frame, arguments[0]),
+        Some(Call::ConsoleWrite) => {
+            Completion::Reply(console_write(caller, UserRange::new(arguments[0], arguments[1])))
         }
-        Some(Call::ConsoleWrite) => console_write(caller, UserRange::new(arguments[0], arguments[1])),
-        Some(Call::WhoAmI) => Ok(caller.0 as usize),
-        Some(Call::Version) => version(caller, UserRange::new(arguments[0], arguments[1])),
-        Some(_) => Err(Error::NoSuchCall),
+        Some(Call::WhoAmI) => Completion::Reply(Ok(caller.0 as usize)),
+        Some(Call::Version) => Completion::Reply(version(caller, UserRange::new(arguments[0], arguments[1]))),
+        Some(Call::Call) => rpc::call(frame),
+        Some(Call::Return) => rpc::return_from_call(frame),
+        Some(Call::Receive) => rpc::receive(frame),
+        Some(Call::ReplyReceive) => rpc::reply_receive(frame),
+        Some(Call::PortCreate) => Completion::Reply(state::with(|kernel| port_create(kernel, caller))),
+        Some(Call::PoolAdd) => Completion::Reply(state::with(|kernel| {
+            pool_add(kernel, caller, arguments[0] as u32, arguments[1], arguments[2] as u64, arguments[3] as u64)
+        })),
+        Some(Call::SidetrackSet) => Completion::Reply(state::with(|kernel| {
+            sidetrack_set(kernel, caller, arguments[0] as u32, arguments[1] as u64, arguments[2] as u64)
+        })),
+        Some(Call::ContextSet) => Completion::Reply(
+            domains::with(caller, |record| {
+                record.context = arguments[0];
+                0
+            })
+            .ok_or(Error::BadAddress),
+        ),
+        Some(Call::ThreadCreate) => Completion::Reply(state::with(|kernel| {
+            thread_create(kernel, caller, arguments[0], arguments[1], arguments[2], arguments[3] as u64)
+        })),
+        Some(Call::ThreadJoin) => Completion::Reply(thread_join(caller, arguments[0])),
+        Some(Call::Yield) => {
+            threads::yield_now();
+            Completion::Reply(Ok(0))
+        }
     };
-    let (status, value) = encode_result(result);
-    frame.x[0] = status as u64;
-    frame.x[1] = value as u64;
+    if let Completion::Reply(result) = completion {
+        let (status, value) = encode_result(result);
+        frame.x[0] = status as u64;
+        frame.x[1] = value as u64;
+    }
     TrapAction::RESUME
+}
+
+/// `Exit`: ends the upcall that entered the caller's activation; only a
+/// thread's own activation (not a server activation) may do that.
+fn exit(frame: &mut TrapFrame, value: usize) -> TrapAction {
+    let is_base = state::with(|kernel| {
+        let current = kernel.current;
+        let top = kernel.objects.thread(current).and_then(|thread| thread.top);
+        top.and_then(|top| kernel.objects.activation(top)).is_some_and(|activation| activation.port.is_none())
+    });
+    // SAFETY: the trap handler of the innermost upcall of the current
+    // thread, with interrupts masked; nothing else holds the record.
+    match (is_base, unsafe { upcall::current() }) {
+        (true, Some(record)) => {
+            record.outcome = upcall::Outcome::Returned(value);
+            TrapAction::end(value as u64)
+        }
+        _ => {
+            let (status, value) = encode_result(Err(Error::NotInCall));
+            frame.x[0] = status as u64;
+            frame.x[1] = value as u64;
+            TrapAction::RESUME
+        }
+    }
 }
 
 fn console_write(caller: DomainId, claim: UserRange) -> Result<usize, Error> {
@@ -70,4 +128,109 @@ fn version(caller: DomainId, claim: UserRange) -> Result<usize, Error> {
     let buffer = unsafe { core::slice::from_raw_parts_mut(checked.address as *mut u8, checked.length) };
     buffer.copy_from_slice(VERSION.as_bytes());
     Ok(VERSION.len())
+}
+
+fn port_create(kernel: &mut Kernel, caller: DomainId) -> Result<usize, Error> {
+    let is_names = kernel.domain(caller).ok_or(Error::BadAddress)?.domain.name == "names";
+    let port = kernel.objects.new_port(caller);
+    let record = kernel.domain_mut(caller).ok_or(Error::BadAddress)?;
+    let name = record.space.insert(Capability { port, receive: true });
+    if is_names && kernel.name_service.is_none() {
+        // The first port of the `names` domain is the name service: every
+        // domain, now and later, gets a send right to it at name 0.
+        kernel.name_service = Some(port);
+        for record in kernel.domains.iter_mut() {
+            if record.domain.id != caller {
+                record.space.install(tern_core::capability::NAME_SERVICE_NAME, Capability { port, receive: false });
+            }
+        }
+    }
+    Ok(name as usize)
+}
+
+fn receive_right(kernel: &Kernel, caller: DomainId, name: u32) -> Result<tern_core::capability::PortId, Error> {
+    let capability = kernel.domain(caller).ok_or(Error::BadAddress)?.space.lookup(name).ok_or(Error::NoSuchPort)?;
+    if capability.receive { Ok(capability.port) } else { Err(Error::NoRight) }
+}
+
+/// Stack sizes a domain may ask for.
+const STACK_SIZES: core::ops::RangeInclusive<u64> = 4096..=(4 << 20);
+
+/// Largest pool growth in one call.
+const POOL_ADD_MAX: usize = 64;
+
+fn pool_add(
+    kernel: &mut Kernel,
+    caller: DomainId,
+    name: u32,
+    count: usize,
+    entry: u64,
+    stack: u64,
+) -> Result<usize, Error> {
+    let port = receive_right(kernel, caller, name)?;
+    if !(1..=POOL_ADD_MAX).contains(&count) || !STACK_SIZES.contains(&stack) {
+        return Err(Error::InvalidArgument);
+    }
+    let image = kernel.image;
+    if !image.read_only.contains(entry) {
+        return Err(Error::BadAddress);
+    }
+    for _ in 0..count {
+        let top = domains::carve_stack(kernel, caller, stack).ok_or(Error::OutOfMemory)?;
+        let activation = kernel.objects.new_activation(caller, Some(port), entry, top, stack);
+        kernel.objects.pool_add(port, activation);
+    }
+    while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.pool_waiters.pop_front()) {
+        threads::wake(kernel, waiter);
+    }
+    Ok(kernel.objects.port(port).map_or(0, |entry| entry.pool.len()))
+}
+
+fn sidetrack_set(kernel: &mut Kernel, caller: DomainId, name: u32, entry: u64, stack: u64) -> Result<usize, Error> {
+    let port = receive_right(kernel, caller, name)?;
+    if !STACK_SIZES.contains(&stack) {
+        return Err(Error::InvalidArgument);
+    }
+    if !kernel.image.read_only.contains(entry) {
+        return Err(Error::BadAddress);
+    }
+    let top = domains::carve_stack(kernel, caller, stack).ok_or(Error::OutOfMemory)?;
+    let activation = kernel.objects.new_activation(caller, Some(port), entry, top, stack);
+    if let Some(entry) = kernel.objects.activation_mut(activation) {
+        entry.sidetrack = true;
+    }
+    if let Some(entry) = kernel.objects.port_mut(port) {
+        entry.sidetrack = Some(activation);
+    }
+    Ok(0)
+}
+
+fn thread_create(
+    kernel: &mut Kernel,
+    caller: DomainId,
+    entry: usize,
+    argument: usize,
+    priority: usize,
+    stack: u64,
+) -> Result<usize, Error> {
+    if priority > 31 || !STACK_SIZES.contains(&stack) {
+        return Err(Error::InvalidArgument);
+    }
+    if !kernel.image.read_only.contains(entry as u64) {
+        return Err(Error::BadAddress);
+    }
+    threads::create(kernel, caller, entry, argument, priority as u8, stack)
+        .map(|thread| thread.0 as usize)
+        .ok_or(Error::OutOfMemory)
+}
+
+fn thread_join(caller: DomainId, thread: usize) -> Result<usize, Error> {
+    let thread = ThreadId(u32::try_from(thread).map_err(|_| Error::InvalidArgument)?);
+    let allowed = state::with(|kernel| {
+        kernel.current != thread && kernel.objects.thread(thread).is_some_and(|entry| entry.creator == caller)
+    });
+    if !allowed {
+        return Err(Error::InvalidArgument);
+    }
+    threads::join(thread).ok_or(Error::InvalidArgument)
 }

@@ -30,6 +30,7 @@ mod board {
         ram_window: PhysRange::new(0, 0xc000_0000),
         default_memory: PhysRange::new(0, 0x3b40_0000),
         firmware_reserved: PhysRange::new(0, 0x8_0000),
+        domain_arena: PhysRange::new(0x2000_0000, 0x2800_0000),
         devices: &[PhysRange::new(0xfe00_0000, 0x1_0000_0000)],
         uart: UartConfig { base: 0xfe20_1000, clock_hz: 48_000_000, baud: 115_200, bcm2711_gpio: Some(0xfe20_0000) },
         gic: GicConfig { distributor: 0xff84_1000, cpu_interface: 0xff84_2000 },

@@ -1,0 +1,554 @@
+//! RPC: the migrating path, the switching (static-thread) path, and the
+//! choice between them — all behind one client call.
+//!
+//! **Migrating** (Ford & Lepreau §6): the client's thread takes an
+//! unoccupied activation from the port's pool; the request is copied
+//! *once*, straight from the client's buffer onto that activation's stack;
+//! the activation is pushed on the thread's chain, the client's registers
+//! are saved in the client's activation, and the trap returns into the
+//! server's dispatch entry in the server's view — no scheduler, no thread
+//! switch, no reply port. The server ends with `Return`: the reply is
+//! copied once, straight into the client's buffer, the activation goes
+//! back to the pool, and the client's registers come back.
+//!
+//! **Switching** (the static-thread baseline): server threads wait in
+//! `Receive`; a call hands the request to a waiting server thread (copied
+//! straight into its receive buffer) and hands it the processor directly,
+//! the client blocking until `ReplyReceive` copies the reply into its
+//! buffer and hands the processor back. With no waiting server thread the
+//! client queues on the port. Two full thread switches per round trip.
+//!
+//! **Choice** ([`tern_core::thread::Objects::route`]): a free activation
+//! first; else a waiting server thread; else queue behind busy server
+//! threads; else (a pool exists but is empty) wait for an activation.
+//! Taking a pool's *last* activation first makes a *sidetrack* upcall into
+//! the server, when it asked for one, so it can add activations; the call
+//! is then retried (the client's `svc` is re-executed).
+//!
+//! Every check comes before any change (the seL4 fast-path shape): a bad
+//! port name, a missing right, a malformed or oversized message, or a
+//! buffer the caller does not own returns an error with nothing
+//! delivered. A reply too large for the client's buffer is an error to the
+//! client, and nothing of it is written.
+//!
+//! This is the general path, in Rust. It is correct first; the benchmark
+//! says how long it is.
+
+use crate::exception::TrapFrame;
+use crate::state::{self, Kernel};
+use crate::threads;
+use crate::{cpu, memory};
+use tern_core::abi::{Error, MessageHeader, NO_RIGHT, encode_result};
+use tern_core::capability::{Capability, PortId};
+use tern_core::domain::{DomainId, UserRange};
+use tern_core::thread::{ActivationId, Destination, PendingRequest, Route, ThreadId, ThreadState, UserContext};
+
+/// Room a server activation needs below a request on its stack.
+const STACK_MARGIN: u64 = 16 << 10;
+
+/// How a kernel call's results reach the caller.
+pub enum Completion {
+    /// Write this into x0/x1.
+    Reply(Result<usize, Error>),
+    /// The frame has been set already (rewritten for a migration, or
+    /// filled in by whoever woke the caller).
+    FrameSet,
+}
+
+/// Save a trap frame's user registers.
+pub fn save(frame: &TrapFrame) -> UserContext {
+    UserContext { x: frame.x, sp: frame.sp_el0, pc: frame.elr, pstate: frame.spsr }
+}
+
+/// Load user registers into a trap frame.
+pub fn load(frame: &mut TrapFrame, context: &UserContext) {
+    frame.x = context.x;
+    frame.sp_el0 = context.sp;
+    frame.elr = context.pc;
+    frame.spsr = context.pstate;
+}
+
+fn write_result(frame: &mut TrapFrame, result: Result<usize, Error>) {
+    let (status, value) = encode_result(result);
+    frame.x[0] = status as u64;
+    frame.x[1] = value as u64;
+}
+
+/// The frame of a thread blocked in a kernel call.
+fn blocked_frame(kernel: &mut Kernel, thread: ThreadId) -> Option<&'static mut TrapFrame> {
+    let address = kernel.thread_arch(thread)?.frame;
+    // SAFETY: `frame` is the trap frame on the thread's own kernel stack,
+    // recorded when it entered the kernel call it is blocked in; it stays
+    // there until the thread runs again, and nothing else refers to it.
+    (address != 0).then(|| unsafe { &mut *(address as *mut TrapFrame) })
+}
+
+/// Copy `length` bytes from `source` (readable by its domain: its region
+/// or the shared image) to `destination` (a domain's region), through the
+/// kernel's addresses for both.
+fn copy(kernel: &mut Kernel, source: usize, destination: usize, length: usize) {
+    if length == 0 {
+        return;
+    }
+    let from = memory::kernel_address(kernel.arena, source);
+    let to = memory::kernel_address(kernel.arena, destination);
+    // SAFETY: both ranges were checked against their domains' records
+    // (`check_readable`/`check_writable`) by the caller; the alias maps the
+    // whole arena for EL1 and the image is mapped everywhere; the ranges
+    // lie in different memory or are the same domain's distinct buffers.
+    unsafe { core::ptr::copy(from as *const u8, to as *mut u8, length) };
+    if length > MessageHeader::SIZE {
+        kernel.payload_copies += 1;
+    }
+}
+
+fn read_header(kernel: &Kernel, address: usize) -> MessageHeader {
+    let from = memory::kernel_address(kernel.arena, address);
+    // SAFETY: the caller checked that at least a header's worth of bytes
+    // at `address` is readable by the sending domain.
+    let bytes = unsafe { core::slice::from_raw_parts(from as *const u8, MessageHeader::SIZE) };
+    MessageHeader::read_from(bytes).unwrap_or_default()
+}
+
+/// Check a message claimed by `domain`: readable, long enough for its
+/// header, header consistent; the port its right names, if any.
+fn check_message(
+    kernel: &Kernel,
+    domain: DomainId,
+    claim: UserRange,
+) -> Result<(MessageHeader, Option<PortId>), Error> {
+    let record = kernel.domain(domain).ok_or(Error::BadAddress)?;
+    let checked = record.domain.check_readable(&kernel.image, claim)?;
+    if checked.length < MessageHeader::SIZE {
+        return Err(Error::BadMessage);
+    }
+    let header = read_header(kernel, checked.address);
+    header.check(checked.length)?;
+    let right = if header.right == NO_RIGHT {
+        None
+    } else {
+        Some(record.space.lookup(header.right).ok_or(Error::NoRight)?.port)
+    };
+    Ok((header, right))
+}
+
+/// Rewrite the `right` field of a delivered message at `address` (in a
+/// domain's region) to `receiver`'s name for `port`, granting it a send
+/// right.
+fn deliver_right(kernel: &mut Kernel, receiver: DomainId, address: usize, port: Option<PortId>) {
+    let name = match port {
+        Some(port) => match kernel.domain_mut(receiver) {
+            Some(record) => record.space.insert(Capability { port, receive: false }),
+            None => return,
+        },
+        None => NO_RIGHT,
+    };
+    let to = memory::kernel_address(kernel.arena, address + 4);
+    // SAFETY: `address` is the start of a message just copied into the
+    // receiver's region (checked writable), at least a header long.
+    unsafe { (to as *mut u32).write_unaligned(name) };
+}
+
+/// The current thread, its top activation and that activation's domain.
+fn caller(kernel: &Kernel) -> Result<(ThreadId, ActivationId, DomainId), Error> {
+    let thread = kernel.current;
+    let top = kernel.objects.thread(thread).and_then(|entry| entry.top).ok_or(Error::NotInCall)?;
+    let domain = kernel.objects.activation(top).ok_or(Error::NotInCall)?.domain;
+    Ok((thread, top, domain))
+}
+
+enum Step {
+    Migrated(u64),
+    HandOff(ThreadId),
+    Block,
+    WaitForActivation,
+}
+
+/// `Call`: x0 port name, x1/x2 request, x3/x4 reply buffer.
+pub fn call(frame: &mut TrapFrame) -> Completion {
+    let port_name = frame.x[0] as u32;
+    let request = UserRange::new(frame.x[1] as usize, frame.x[2] as usize);
+    let reply = UserRange::new(frame.x[3] as usize, frame.x[4] as usize);
+    loop {
+        let step = state::with(|kernel| call_step(kernel, frame, port_name, request, reply));
+        match step {
+            Err(error) => return Completion::Reply(Err(error)),
+            Ok(Step::Migrated(view)) => {
+                cpu::switch_view(view);
+                return Completion::FrameSet;
+            }
+            Ok(Step::HandOff(server)) => {
+                threads::hand_off(server);
+                return Completion::FrameSet;
+            }
+            Ok(Step::Block) => {
+                threads::block();
+                return Completion::FrameSet;
+            }
+            Ok(Step::WaitForActivation) => threads::block(),
+        }
+    }
+}
+
+fn call_step(
+    kernel: &mut Kernel,
+    frame: &mut TrapFrame,
+    port_name: u32,
+    request: UserRange,
+    reply: UserRange,
+) -> Result<Step, Error> {
+    let (thread, client_activation, client) = caller(kernel)?;
+    let record = kernel.domain(client).ok_or(Error::BadAddress)?;
+    let port = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?.port;
+    let reply = record.domain.check_writable(reply)?;
+    let (header, right) = check_message(kernel, client, request)?;
+    let reply_to = Destination { domain: client, address: reply.address, capacity: reply.length };
+    match kernel.objects.route(port) {
+        Route::Migrate(_) => {
+            let sidetrack = kernel.objects.port(port).and_then(|entry| {
+                let last = entry.pool.len() == 1;
+                let free = entry.sidetrack.filter(|&activation| {
+                    kernel.objects.activation(activation).is_some_and(|a| {
+                        a.caller.is_none() && a.state == tern_core::thread::ActivationState::Unoccupied
+                    })
+                });
+                if last { free } else { None }
+            });
+            let already = kernel.objects.thread(thread).and_then(|entry| entry.sidetracked) == Some(port);
+            if let (Some(sidetrack), false) = (sidetrack, already) {
+                return migrate_into(kernel, frame, thread, client_activation, sidetrack, None, reply_to, port);
+            }
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.sidetracked = None;
+            }
+            let activation = kernel.objects.pool_take(port).ok_or(Error::PortDead)?;
+            migrate_into(
+                kernel,
+                frame,
+                thread,
+                client_activation,
+                activation,
+                Some((request, header, right)),
+                reply_to,
+                port,
+            )
+        }
+        Route::HandOff(server) => {
+            let destination =
+                kernel.objects.thread(server).and_then(|entry| entry.receive_buffer).ok_or(Error::PortDead)?;
+            if request.length > destination.capacity {
+                return Err(Error::BadMessage);
+            }
+            if let Some(entry) = kernel.objects.port_mut(port) {
+                entry.receivers.pop_front();
+            }
+            copy(kernel, request.address, destination.address, request.length);
+            deliver_right(kernel, destination.domain, destination.address, right);
+            if let Some(server_frame) = blocked_frame(kernel, server) {
+                write_result(server_frame, Ok(request.length));
+            }
+            if let Some(entry) = kernel.objects.thread_mut(server) {
+                entry.serving = Some(thread);
+                entry.receive_buffer = None;
+            }
+            let pending =
+                PendingRequest { domain: client, address: request.address, length: request.length, reply: reply_to };
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.state = ThreadState::WaitingForReply;
+                entry.pending = Some(pending);
+            }
+            let _ = header;
+            Ok(Step::HandOff(server))
+        }
+        Route::QueueForThread => {
+            let pending =
+                PendingRequest { domain: client, address: request.address, length: request.length, reply: reply_to };
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.state = ThreadState::WaitingForReceiver(port);
+                entry.pending = Some(pending);
+            }
+            if let Some(entry) = kernel.objects.port_mut(port) {
+                entry.senders.push_back(thread);
+            }
+            Ok(Step::Block)
+        }
+        Route::WaitForActivation => {
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.state = ThreadState::WaitingForActivation(port);
+            }
+            if let Some(entry) = kernel.objects.port_mut(port) {
+                entry.pool_waiters.push_back(thread);
+            }
+            Ok(Step::WaitForActivation)
+        }
+        Route::Dead => Err(Error::PortDead),
+    }
+}
+
+/// The point of no return of a migrating call: everything has been
+/// checked. Copy the request onto the activation's stack, push it, save
+/// the client, and aim the trap frame at the server's entry.
+#[allow(clippy::too_many_arguments)]
+fn migrate_into(
+    kernel: &mut Kernel,
+    frame: &mut TrapFrame,
+    thread: ThreadId,
+    client_activation: ActivationId,
+    activation: ActivationId,
+    message: Option<(UserRange, MessageHeader, Option<PortId>)>,
+    reply_to: Destination,
+    port: PortId,
+) -> Result<Step, Error> {
+    let (server, entry, stack_top, stack_size) = {
+        let target = kernel.objects.activation(activation).ok_or(Error::PortDead)?;
+        (target.domain, target.entry, target.stack_top, target.stack_size)
+    };
+    let length = message.map_or(0, |(request, _, _)| request.length) as u64;
+    if length + STACK_MARGIN > stack_size {
+        return Err(Error::BadMessage);
+    }
+    let (view, context) = {
+        let record = kernel.domain(server).ok_or(Error::PortDead)?;
+        if !record.alive {
+            return Err(Error::PortDead);
+        }
+        (record.domain.translation_base(), record.context)
+    };
+    // Point of no return.
+    let message_address = (stack_top - length) & !15;
+    if let Some((request, _, right)) = message {
+        copy(kernel, request.address, message_address as usize, request.length);
+        deliver_right(kernel, server, message_address as usize, right);
+    }
+    if let Some(client) = kernel.objects.activation_mut(client_activation) {
+        client.saved = save(frame);
+    }
+    kernel.objects.push(thread, activation);
+    if let Some(target) = kernel.objects.activation_mut(activation) {
+        target.reply = Some(reply_to);
+    }
+    let mut entry_state = UserContext { sp: message_address, pc: entry, pstate: 0, ..UserContext::default() };
+    if message.is_some() {
+        entry_state.x[0] = message_address;
+        entry_state.x[1] = length;
+    } else {
+        // A sidetrack upcall: x0 = port (server's name for it is not
+        // needed: the handler serves one port), x1 = free activations.
+        entry_state.x[0] = port.0 as u64;
+        entry_state.x[1] = kernel.objects.port(port).map_or(0, |entry| entry.pool.len() as u64);
+    }
+    entry_state.x[2] = context as u64;
+    load(frame, &entry_state);
+    Ok(Step::Migrated(view))
+}
+
+/// `Return`: x0/x1 reply, from a server activation.
+pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
+    let reply = UserRange::new(frame.x[0] as usize, frame.x[1] as usize);
+    let outcome = state::with(|kernel| -> Result<u64, Error> {
+        let (thread, activation, server) = caller(kernel)?;
+        let (port, caller_activation, reply_to, sidetrack) = {
+            let entry = kernel.objects.activation(activation).ok_or(Error::NotInCall)?;
+            let port = entry.port.ok_or(Error::NotInCall)?;
+            (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply.ok_or(Error::NotInCall)?, entry.sidetrack)
+        };
+        let result = if sidetrack {
+            Ok(0)
+        } else {
+            match check_message(kernel, server, reply) {
+                Err(error) => Err(error),
+                Ok(_) if reply.length > reply_to.capacity => Err(Error::ReplyTooLarge),
+                Ok((_, right)) => {
+                    copy(kernel, reply.address, reply_to.address, reply.length);
+                    deliver_right(kernel, reply_to.domain, reply_to.address, right);
+                    Ok(reply.length)
+                }
+            }
+        };
+        kernel.objects.pop(thread);
+        if !sidetrack {
+            kernel.objects.pool_return(activation);
+        }
+        let waiter = kernel.objects.port_mut(port).and_then(|entry| entry.pool_waiters.pop_front());
+        if let Some(waiter) = waiter {
+            threads::wake(kernel, waiter);
+        }
+        let saved = kernel.objects.activation(caller_activation).map(|entry| entry.saved).unwrap_or_default();
+        load(frame, &saved);
+        if sidetrack {
+            // Re-execute the client's `svc`: the call proceeds now.
+            frame.elr -= 4;
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.sidetracked = Some(port);
+            }
+        } else {
+            write_result(frame, result);
+        }
+        Ok(kernel.current_view())
+    });
+    match outcome {
+        Ok(view) => {
+            cpu::switch_view(view);
+            Completion::FrameSet
+        }
+        Err(error) => Completion::Reply(Err(error)),
+    }
+}
+
+/// A fault in a server activation: the server domain has been terminated;
+/// unwind the thread to the caller, which gets `CallAborted`. Returns
+/// false if the top activation is not a server activation.
+pub fn abort_call(kernel: &mut Kernel, frame: &mut TrapFrame) -> bool {
+    let Ok((thread, activation, _)) = caller(kernel) else { return false };
+    let Some(caller_activation) = kernel.objects.activation(activation).and_then(|entry| entry.port.and(entry.caller))
+    else {
+        return false;
+    };
+    kernel.objects.pop(thread);
+    let saved = kernel.objects.activation(caller_activation).map(|entry| entry.saved).unwrap_or_default();
+    load(frame, &saved);
+    write_result(frame, Err(Error::CallAborted));
+    true
+}
+
+/// `Receive`: x0 port, x1/x2 buffer.
+pub fn receive(frame: &mut TrapFrame) -> Completion {
+    let port_name = frame.x[0] as u32;
+    let buffer = UserRange::new(frame.x[1] as usize, frame.x[2] as usize);
+    receive_next(port_name, buffer)
+}
+
+fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
+    let outcome = state::with(|kernel| -> Result<Option<usize>, Error> {
+        let (thread, _, server) = caller(kernel)?;
+        let record = kernel.domain(server).ok_or(Error::BadAddress)?;
+        let capability = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?;
+        if !capability.receive {
+            return Err(Error::NoRight);
+        }
+        let buffer = record.domain.check_writable(buffer)?;
+        let port = capability.port;
+        let first_time = kernel.objects.thread(thread).is_some_and(|entry| entry.serves != Some(port));
+        if first_time {
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.serves = Some(port);
+            }
+            if let Some(entry) = kernel.objects.port_mut(port) {
+                entry.server_threads += 1;
+            }
+        }
+        let destination = Destination { domain: server, address: buffer.address, capacity: buffer.length };
+        // A queued client first.
+        let queued = kernel.objects.port_mut(port).and_then(|entry| entry.senders.pop_front());
+        if let Some(client) = queued {
+            let pending = kernel.objects.thread(client).and_then(|entry| entry.pending).ok_or(Error::PortDead)?;
+            if pending.length > destination.capacity {
+                // Put it back: this buffer cannot take it.
+                if let Some(entry) = kernel.objects.port_mut(port) {
+                    entry.senders.push_front(client);
+                }
+                return Err(Error::BadMessage);
+            }
+            let right = {
+                let header = read_header(kernel, pending.address);
+                if header.right == NO_RIGHT {
+                    None
+                } else {
+                    kernel.domain(pending.domain).and_then(|record| record.space.lookup(header.right)).map(|c| c.port)
+                }
+            };
+            copy(kernel, pending.address, destination.address, pending.length);
+            deliver_right(kernel, server, destination.address, right);
+            if let Some(entry) = kernel.objects.thread_mut(client) {
+                entry.state = ThreadState::WaitingForReply;
+            }
+            if let Some(entry) = kernel.objects.thread_mut(thread) {
+                entry.serving = Some(client);
+            }
+            return Ok(Some(pending.length));
+        }
+        if let Some(entry) = kernel.objects.thread_mut(thread) {
+            entry.state = ThreadState::Receiving(port);
+            entry.receive_buffer = Some(destination);
+        }
+        if let Some(entry) = kernel.objects.port_mut(port) {
+            entry.receivers.push_back(thread);
+        }
+        Ok(None)
+    });
+    match outcome {
+        Err(error) => Completion::Reply(Err(error)),
+        Ok(Some(length)) => Completion::Reply(Ok(length)),
+        Ok(None) => {
+            threads::block();
+            Completion::FrameSet
+        }
+    }
+}
+
+/// `ReplyReceive`: x0/x1 reply, x2 port, x3/x4 buffer.
+pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
+    let reply = UserRange::new(frame.x[0] as usize, frame.x[1] as usize);
+    let port_name = frame.x[2] as u32;
+    let buffer = UserRange::new(frame.x[3] as usize, frame.x[4] as usize);
+    enum Next {
+        TakeQueued,
+        HandBack(ThreadId),
+    }
+    let outcome = state::with(|kernel| -> Result<Next, Error> {
+        let (thread, _, server) = caller(kernel)?;
+        // Checks first: the receive half's arguments, then the reply.
+        let record = kernel.domain(server).ok_or(Error::BadAddress)?;
+        let capability = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?;
+        if !capability.receive {
+            return Err(Error::NoRight);
+        }
+        let buffer = record.domain.check_writable(buffer)?;
+        let client = kernel.objects.thread(thread).and_then(|entry| entry.serving).ok_or(Error::NotInCall)?;
+        let pending = kernel.objects.thread(client).and_then(|entry| entry.pending).ok_or(Error::NotInCall)?;
+        let result = match check_message(kernel, server, reply) {
+            Err(error) => Err(error),
+            Ok(_) if reply.length > pending.reply.capacity => Err(Error::ReplyTooLarge),
+            Ok((_, right)) => {
+                copy(kernel, reply.address, pending.reply.address, reply.length);
+                deliver_right(kernel, pending.reply.domain, pending.reply.address, right);
+                Ok(reply.length)
+            }
+        };
+        if let Some(client_frame) = blocked_frame(kernel, client) {
+            write_result(client_frame, result);
+        }
+        if let Some(entry) = kernel.objects.thread_mut(thread) {
+            entry.serving = None;
+        }
+        if let Some(entry) = kernel.objects.thread_mut(client) {
+            entry.pending = None;
+        }
+        let port = capability.port;
+        if kernel.objects.port(port).is_some_and(|entry| !entry.senders.is_empty()) {
+            // Others wait for this server: the client queues, the server
+            // takes the next request.
+            threads::wake(kernel, client);
+            return Ok(Next::TakeQueued);
+        }
+        // Nobody waits: become a receiver and hand the processor straight
+        // back to the client.
+        if let Some(entry) = kernel.objects.thread_mut(thread) {
+            entry.state = ThreadState::Receiving(port);
+            entry.receive_buffer =
+                Some(Destination { domain: server, address: buffer.address, capacity: buffer.length });
+        }
+        if let Some(entry) = kernel.objects.port_mut(port) {
+            entry.receivers.push_back(thread);
+        }
+        Ok(Next::HandBack(client))
+    });
+    match outcome {
+        Err(error) => Completion::Reply(Err(error)),
+        Ok(Next::TakeQueued) => receive_next(port_name, buffer),
+        Ok(Next::HandBack(client)) => {
+            threads::hand_off(client);
+            Completion::FrameSet
+        }
+    }
+}

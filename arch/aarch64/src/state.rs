@@ -1,0 +1,116 @@
+//! The kernel's state: one structure, one lock.
+//!
+//! Threads, activations, ports (in [`Objects`]), the run queue, the domain
+//! table, and each thread's arch-side data (its kernel stack and saved
+//! kernel context). Kernel code runs with IRQs masked on one core, so the
+//! lock is never contended today; it is a lock anyway so that SMP can
+//! split it later (per port and per thread) without changing callers.
+//!
+//! Rule: never switch threads while holding the lock — take what the
+//! switch needs (two context pointers), drop the guard, then switch.
+
+use crate::domains::DomainRecord;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use hashbrown::HashMap;
+use tern_core::capability::PortId;
+use tern_core::domain::{DomainId, SharedImage};
+use tern_core::frame::PhysRange;
+use tern_core::schedule::RunQueue;
+use tern_core::thread::{Objects, ThreadId};
+
+/// What a thread's kernel side needs saved while another thread runs.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct KernelContext {
+    /// x19 to x30.
+    pub registers: [u64; 12],
+    /// The kernel stack pointer.
+    pub stack_pointer: u64,
+    /// d8 to d15.
+    pub floating: [u64; 8],
+    /// TPIDR_EL1: the thread's innermost upcall record.
+    pub thread_pointer: u64,
+}
+
+/// Arch-side data of a thread.
+#[derive(Debug)]
+pub struct ThreadArch {
+    /// Saved while not running (boxed: the switch keeps a raw pointer).
+    pub context: Box<KernelContext>,
+    /// Its kernel stack (`None` for the boot thread, which uses the boot stack).
+    pub kernel_stack: Option<PhysRange>,
+    /// The trap frame of the kernel call it is in, if any: a blocked
+    /// thread's results are written there by whoever wakes it.
+    pub frame: usize,
+}
+
+/// Everything.
+pub struct Kernel {
+    /// Threads, activations, ports.
+    pub objects: Objects,
+    /// Ready threads.
+    pub run_queue: RunQueue<ThreadId>,
+    /// The thread on the processor.
+    pub current: ThreadId,
+    /// Counter value when the current thread was last charged.
+    pub charged_at: u64,
+    /// Domains, indexed by `DomainId - 1`.
+    pub domains: Vec<DomainRecord>,
+    /// Domain names.
+    pub domain_names: HashMap<&'static str, DomainId>,
+    /// Arch data of each thread, indexed by `ThreadId`.
+    pub threads: Vec<Option<ThreadArch>>,
+    /// The name service's port, once the `names` domain made it.
+    pub name_service: Option<PortId>,
+    /// The domain arena.
+    pub arena: PhysRange,
+    /// The kernel's view (TTBR0 value, ASID 0).
+    pub kernel_view: u64,
+    /// What every domain may read.
+    pub image: SharedImage,
+    /// Payload copies made by RPC, for the benchmark's copy count.
+    pub payload_copies: u64,
+}
+
+/// The kernel state (present after boot).
+pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
+
+/// Run `body` on the kernel state.
+pub fn with<R>(body: impl FnOnce(&mut Kernel) -> R) -> R {
+    crate::cpu::without_interrupts(|| {
+        let mut guard = KERNEL.lock();
+        body(guard.as_mut().expect("kernel state used before boot"))
+    })
+}
+
+impl Kernel {
+    /// A domain's record.
+    pub fn domain(&self, id: DomainId) -> Option<&DomainRecord> {
+        self.domains.get((id.0 as usize).checked_sub(1)?)
+    }
+
+    /// A domain's record, to change.
+    pub fn domain_mut(&mut self, id: DomainId) -> Option<&mut DomainRecord> {
+        self.domains.get_mut((id.0 as usize).checked_sub(1)?)
+    }
+
+    /// A thread's arch data.
+    pub fn thread_arch(&mut self, id: ThreadId) -> Option<&mut ThreadArch> {
+        self.threads.get_mut(id.0 as usize)?.as_mut()
+    }
+
+    /// The domain the current thread runs in (its top activation's), or
+    /// `None` when it runs only in the kernel.
+    pub fn current_domain(&self) -> Option<DomainId> {
+        let top = self.objects.thread(self.current)?.top?;
+        Some(self.objects.activation(top)?.domain)
+    }
+
+    /// The TTBR0 value for the current thread's domain (or the kernel's).
+    pub fn current_view(&self) -> u64 {
+        self.current_domain()
+            .and_then(|domain| self.domain(domain))
+            .map_or(self.kernel_view, |record| record.domain.translation_base())
+    }
+}
