@@ -7,6 +7,7 @@
 //!
 //! - `tern.scenario=NAME` picks the boot scenario (see the arch crate's
 //!   `scenario` module); without it the kernel runs its interactive demo.
+//! - `tern.bench.repetitions=N` sets the benchmark's samples per figure.
 //! - `tern.harness=1` says a test harness runs the kernel under QEMU with
 //!   semihosting enabled: only then does the kernel end the run through a
 //!   semihosting exit (an `hlt` instruction, which would trap on a real Pi).
@@ -18,6 +19,8 @@ pub struct Options<'a> {
     pub scenario: Option<&'a str>,
     /// `tern.harness=1` (also accepted: `tern.harness`, `=true`, `=yes`).
     pub harness: bool,
+    /// `tern.bench.repetitions=N`: samples per benchmark figure.
+    pub bench_repetitions: Option<u32>,
 }
 
 /// Parse the options out of a command line. Unknown `tern.` words are
@@ -36,6 +39,9 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(&'a str)) -> Options<'a>
             ("scenario", Some(name)) if !name.is_empty() => options.scenario = Some(name),
             ("harness", None | Some("1" | "true" | "yes")) => options.harness = true,
             ("harness", Some("0" | "false" | "no")) => options.harness = false,
+            ("bench.repetitions", Some(number)) if number.parse::<u32>().is_ok_and(|n| n > 0) => {
+                options.bench_repetitions = number.parse().ok()
+            }
             _ => unknown(word),
         }
     }
@@ -55,6 +61,10 @@ mod tests {
         assert_eq!(options.scenario, Some("ticks"));
         assert!(options.harness);
         assert_eq!(unknown, ["tern.bogus"]);
+        assert_eq!(options.bench_repetitions, Some(50));
+        let mut rejected = alloc::vec::Vec::new();
+        parse("tern.bench.repetitions=0 tern.bench.repetitions=x", |word| rejected.push(word));
+        assert_eq!(rejected.len(), 2, "zero and non-numbers are refused");
     }
 
     #[test]

@@ -17,6 +17,12 @@ use tern_core::domain::SharedImage;
 use tern_core::frame::PhysRange;
 
 static TIMER_INTERRUPT: AtomicU32 = AtomicU32::new(u32::MAX);
+static BOARD: spin::Once<&'static BoardConfig> = spin::Once::new();
+
+/// The board's short name.
+pub fn board_name() -> &'static str {
+    BOARD.get().map_or("?", |board| board.name)
+}
 
 /// The board's timer interrupt number.
 pub fn timer_interrupt() -> u32 {
@@ -64,6 +70,7 @@ fn read_boot_information(board: &BoardConfig, pointer: usize) -> BootFacts<'stat
 
 /// The kernel proper, on the boot core. Never returns.
 pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u64) -> ! {
+    BOARD.call_once(|| board);
     CONSOLE.init(&board.uart);
     kprintln!();
     kprintln!("Tern {}: migrating threads on AArch64", crate::syscall::VERSION);
@@ -137,7 +144,7 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
     timer::start();
     defmt::info!("timer: {=u64} Hz counter, {=u32} Hz ticks", timer::frequency(), timer::TICK_HZ);
 
-    let status = scenario::run(options.scenario);
+    let status = scenario::run(options.scenario, &options);
     exception::stop(status)
 }
 

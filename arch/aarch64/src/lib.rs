@@ -24,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod bench;
 pub mod console;
 pub mod cpu;
 pub mod domains;
@@ -31,6 +32,7 @@ pub mod exception;
 pub mod gic;
 pub mod kernel;
 pub mod memory;
+pub mod pmu;
 pub mod probes;
 pub mod rpc;
 pub mod scenario;
@@ -79,6 +81,7 @@ core::arch::global_asm!(
     include_str!("vectors.s"),
     frame_size = const exception::FRAME_SIZE,
     irq_frame_size = const exception::INTERRUPT_FRAME_SIZE,
+    null_call = const tern_core::abi::Call::Null as usize,
 );
 
 core::arch::global_asm!(include_str!("upcall.s"));

@@ -36,8 +36,15 @@ const SCENARIOS: &[Scenario] = &[
     ("kernel-fault", kernel_fault),
 ];
 
+/// Samples per benchmark figure unless the command line says otherwise.
+const BENCH_REPETITIONS: usize = 1000;
+
 /// Run the named scenario (or the demo) and say how it went.
-pub fn run(name: Option<&str>) -> ExitStatus {
+pub fn run(name: Option<&str>, options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
+    if name == Some("bench") {
+        let repetitions = options.bench_repetitions.map_or(BENCH_REPETITIONS, |n| n as usize);
+        return finish("bench", crate::bench::run(repetitions));
+    }
     let Some(name) = name else {
         demo();
     };
@@ -47,7 +54,11 @@ pub fn run(name: Option<&str>) -> ExitStatus {
         return ExitStatus::Fail;
     };
     kprintln!("scenario {}: start", name);
-    match scenario() {
+    finish(name, scenario())
+}
+
+fn finish(name: &str, verdict: Verdict) -> ExitStatus {
+    match verdict {
         Ok(()) => {
             kprintln!("scenario {}: PASS", name);
             ExitStatus::Pass

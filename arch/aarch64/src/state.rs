@@ -107,6 +107,14 @@ impl Kernel {
         Some(self.objects.activation(top)?.domain)
     }
 
+    /// Give `to` a send right to the port `from` calls `name` (a kernel
+    /// bootstrap, for scenarios that wire domains together without the
+    /// name service); `to`'s name for it.
+    pub fn grant_send_right(&mut self, from: DomainId, name: u32, to: DomainId) -> Option<u32> {
+        let port = self.domain(from)?.space.lookup(name)?.port;
+        Some(self.domain_mut(to)?.space.insert(tern_core::capability::Capability { port, receive: false }))
+    }
+
     /// The TTBR0 value for the current thread's domain (or the kernel's).
     pub fn current_view(&self) -> u64 {
         self.current_domain()

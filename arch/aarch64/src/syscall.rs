@@ -63,6 +63,7 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
             thread_create(kernel, caller, arguments[0], arguments[1], arguments[2], arguments[3] as u64)
         })),
         Some(Call::ThreadJoin) => Completion::Reply(thread_join(caller, arguments[0])),
+        Some(Call::Null) => Completion::Reply(Ok(0)),
         Some(Call::Yield) => {
             threads::yield_now();
             Completion::Reply(Ok(0))

@@ -1,0 +1,140 @@
+//! # tern-echo: the server that does nothing, measurably
+//!
+//! `echo` answers every request with the request's own label and payload.
+//! It is the RPC benchmark's baseline: with no work in the server, the
+//! time of a round trip is the time of the RPC mechanism itself (plus one
+//! copy of the payload each way), so the migrating and switching paths can
+//! be compared directly (Ford & Lepreau's null RPC), and payload sizes
+//! from 0 to 32 KiB show what copying costs.
+//!
+//! It also serves as the plainest example of a server: a unit of state
+//! (here only the pool-growth policy), a `handle` that fills in the reply,
+//! and a main that creates a port, registers it as `echo` and serves it.
+//!
+//! Left out: the right a request may carry is not sent back (a right
+//! arriving here stays in this domain's space; the kernel has no call to
+//! drop it), and nothing is logged per request, which would dwarf what is
+//! being measured.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use tern_core::abi::{Error, PortName};
+use tern_inks::gate;
+use tern_inks::service::{self, PoolGrowth, Reply, Request, Service};
+
+tern_inks::domain!(ECHO, "echo", main);
+
+/// The name `echo` registers its port under.
+pub const NAME: &str = "echo";
+
+/// The echo server's state: only how far its pool may grow.
+#[derive(Debug)]
+pub struct Echo {
+    growth: PoolGrowth,
+}
+
+impl Echo {
+    /// A fresh server.
+    pub const fn new() -> Self {
+        Echo { growth: PoolGrowth::standard() }
+    }
+}
+
+impl Default for Echo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Service for Echo {
+    fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
+        reply.set_label(request.label());
+        if reply.set_payload(request.payload).is_err() {
+            // Only a reply buffer smaller than a message (in tests) gets here.
+            reply.set_label(service::LABEL_REPLY_TOO_LARGE);
+        }
+    }
+
+    fn pool_low(&self, _port: PortName, _free: usize) -> usize {
+        self.growth.grant()
+    }
+}
+
+/// The domain's main: create a port, register it as [`NAME`], serve it as
+/// `mode` says.
+fn main(mode: usize) -> usize {
+    match start(mode) {
+        Ok(()) => 0,
+        Err(error) => error as usize,
+    }
+}
+
+fn start(mode: usize) -> Result<(), Error> {
+    let port = gate::port_create()?;
+    service::register(NAME, port)?;
+    let echo: &'static Echo = Box::leak(Box::new(Echo::new()));
+    service::serve(echo, port, mode, service::DEFAULT_POOL, service::DEFAULT_THREADS, service::DEFAULT_STACK_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+    use tern_core::abi::PAYLOAD_MAX;
+    use tern_inks::service::{MessageBuffer, MessageView};
+
+    #[test]
+    fn replies_repeat_label_and_payload() {
+        let echo = Echo::new();
+        let mut storage = MessageBuffer::new().into_storage();
+        let payloads: [&[u8]; 3] = [b"", b"hello", &[0xa5; 1000]];
+        for (label, payload) in (0u32..).zip(payloads) {
+            let mut reply = MessageBuffer::from_storage(&mut storage[..]).unwrap();
+            echo.handle(&MessageView::new(label, payload), &mut reply);
+            assert_eq!(reply.label(), label);
+            assert_eq!(reply.payload(), payload);
+            assert_eq!(reply.right(), None);
+        }
+    }
+
+    #[test]
+    fn the_largest_payload_comes_back_whole() {
+        let payload: Vec<u8> = (0..PAYLOAD_MAX).map(|index| (index % 251) as u8).collect();
+        let mut storage = MessageBuffer::new().into_storage();
+        let mut reply = MessageBuffer::from_storage(&mut storage[..]).unwrap();
+        Echo::new().handle(&MessageView::new(u32::MAX - 100, &payload), &mut reply);
+        assert_eq!(reply.label(), u32::MAX - 100);
+        assert_eq!(reply.payload(), &payload[..]);
+        assert_eq!(reply.message().len(), 16 + PAYLOAD_MAX);
+    }
+
+    #[test]
+    fn rights_are_not_sent_back() {
+        let mut storage = [core::mem::MaybeUninit::uninit(); 64];
+        let mut reply = MessageBuffer::from_storage(&mut storage[..]).unwrap();
+        Echo::new().handle(&MessageView::new(1, b"x").with_right(3), &mut reply);
+        assert_eq!(reply.right(), None);
+    }
+
+    #[test]
+    fn a_reply_buffer_too_small_is_reported() {
+        let mut storage = [core::mem::MaybeUninit::uninit(); 20];
+        let mut reply = MessageBuffer::from_storage(&mut storage[..]).unwrap();
+        Echo::new().handle(&MessageView::new(1, b"too long"), &mut reply);
+        assert_eq!(reply.label(), service::LABEL_REPLY_TOO_LARGE);
+        assert!(reply.payload().is_empty());
+    }
+
+    /// On an x86 host the gate answers `NoSuchCall`; on an AArch64 host
+    /// its `svc` would reach the host's kernel, so this is not run there.
+    #[test]
+    #[cfg(not(target_arch = "aarch64"))]
+    fn starting_off_the_target_reports_the_gate_error() {
+        assert_eq!(main(service::MODE_BOTH), Error::NoSuchCall as usize);
+    }
+}
