@@ -55,9 +55,9 @@ mod tests {
     #[test]
     fn picks_tern_options_among_others() {
         let mut unknown = alloc::vec::Vec::new();
-        let options = parse("console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus", |word| {
-            unknown.push(word)
-        });
+        let line =
+            "console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus tern.bench.repetitions=50";
+        let options = parse(line, |word| unknown.push(word));
         assert_eq!(options.scenario, Some("ticks"));
         assert!(options.harness);
         assert_eq!(unknown, ["tern.bogus"]);

@@ -5,7 +5,7 @@
 //! is the single `svc` site; everything else here is a safe wrapper. The
 //! kernel checks every pointer it is given against the caller's memory, so
 //! passing a wild address is safe — it returns
-//! [`Error::BadAddress`](tern_core::abi::Error::BadAddress) — which is why
+//! [`Error::BadAddress`] — which is why
 //! even [`console_write_raw`] can be a safe function.
 //!
 //! The `asm!` declares the C ABI's caller-saved registers clobbered
@@ -23,7 +23,7 @@ pub fn raw_call(call: Call, argument0: usize, argument1: usize, argument2: usize
 /// Make kernel call `call` with up to five arguments.
 #[inline(always)]
 pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(target_os = "none")]
     {
         let status: usize;
         let value: usize;
@@ -44,7 +44,7 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
         }
         decode_result(status, value)
     }
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(not(target_os = "none"))]
     {
         let _ = (call, arguments);
         Err(Error::NoSuchCall)
@@ -127,7 +127,9 @@ pub fn sidetrack_set(port: PortName, entry: usize, stack: usize) -> Result<usize
 }
 
 /// Set this domain's context word (handed to every dispatch upcall).
-pub fn context_set(context: usize) -> Result<usize, Error> {
+/// Crate-private: the service runtime turns the word back into a
+/// reference, so only it may set it.
+pub(crate) fn context_set(context: usize) -> Result<usize, Error> {
     raw_call(Call::ContextSet, context, 0, 0)
 }
 
@@ -135,7 +137,7 @@ pub fn context_set(context: usize) -> Result<usize, Error> {
 /// probing the kernel's answer to unknown numbers).
 #[inline(always)]
 pub fn raw_call_number(number: usize, argument0: usize, argument1: usize, argument2: usize) -> Result<usize, Error> {
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(target_os = "none")]
     {
         let status: usize;
         let value: usize;
@@ -156,7 +158,7 @@ pub fn raw_call_number(number: usize, argument0: usize, argument1: usize, argume
         }
         decode_result(status, value)
     }
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(not(target_os = "none"))]
     {
         let _ = (number, argument0, argument1, argument2);
         Err(Error::NoSuchCall)

@@ -42,11 +42,11 @@
 //!   zeroed once, the first time, and reused.
 //! - *The context word names a record, not the service.* The kernel hands
 //!   every dispatch upcall one word per domain. `serve` stores there the
-//!   address of a small leaked record holding the service's address, its
-//!   type's `TypeId`, the port and the stack size. The entries check the
-//!   type tag before treating the address as `&S`, so a domain that calls
-//!   `serve` twice with different service types gets error replies
-//!   ([`LABEL_NO_SERVICE`]) instead of one type read as another; the
+//!   address of a small leaked record holding the service (as
+//!   `&dyn Any`), the port and the stack size. The entries downcast the
+//!   service to their own type, so a domain that calls `serve` twice with
+//!   different service types gets error replies ([`LABEL_NO_SERVICE`])
+//!   instead of one type read as another; the
 //!   sidetrack takes the port and stack size from the record (the kernel's
 //!   sidetrack upcall need not name the port in the server's space).
 //! - *Errors the runtime must answer for itself* — a request that is not a
@@ -61,10 +61,8 @@
 //!   per domain, so a second `serve` with a pool replaces the first's
 //!   context. Threads-only serving has no such limit (each thread gets its
 //!   record as its argument).
-//! - The context word is trusted once it is aligned and non-zero: the gate's
-//!   `context_set` is a safe function, so code in the domain could point it
-//!   at a wild but aligned address and the entry would read it. Making
-//!   `context_set` private to this runtime would close that.
+//! - The context word is trusted: only this runtime can set it (the gate's
+//!   `context_set` is crate-private), always to a leaked `Dispatch`.
 //! - No dropping of send rights (the kernel has no call for it yet), no
 //!   out-of-line payloads (messages are inline, at most [`PAYLOAD_MAX`]
 //!   bytes), no timeouts.
@@ -502,15 +500,18 @@ where
     }
 }
 
-/// The name service's wire protocol, shared by [`register`], [`lookup`]
-/// and the `names` server.
-///
-/// - [`REGISTER`]: payload = the name ([`NAME_MAX`] bytes at most, UTF-8,
-///   not empty); the request carries a send right to the port to register.
-///   Reply label [`OK`], [`TAKEN`] or [`BAD_REQUEST`].
-/// - [`LOOKUP`]: payload = the name. Reply label [`OK`] carrying a send
-///   right to the registered port, or [`NOT_FOUND`] (or [`BAD_REQUEST`]).
 pub mod naming {
+    //! The name service's wire protocol, shared by
+    //! [`register`](super::register), [`lookup`](super::lookup) and the
+    //! `names` server.
+    //!
+    //! - [`REGISTER`]: payload = the name ([`NAME_MAX`] bytes at most,
+    //!   UTF-8, not empty); the request carries a send right to the port to
+    //!   register. Reply label [`OK`], [`TAKEN`] or [`BAD_REQUEST`].
+    //! - [`LOOKUP`]: payload = the name. Reply label [`OK`] carrying a send
+    //!   right to the registered port, or [`NOT_FOUND`] (or
+    //!   [`BAD_REQUEST`]).
+
     use super::MessageView;
     use tern_core::abi::{Error, PortName};
 
@@ -699,7 +700,8 @@ impl Dispatch {
 
     /// The service, if this record was made for type `S`.
     fn service<S: Service>(&self) -> Option<&'static S> {
-        self.service.downcast_ref::<S>()
+        let service: &'static dyn Any = self.service;
+        service.downcast_ref::<S>()
     }
 }
 
@@ -710,10 +712,10 @@ fn dispatch_from_word(word: usize) -> Option<&'static Dispatch> {
     }
     // SAFETY: the context word and a server thread's argument are set only
     // by `serve`, to the address of a `Dispatch` it leaked (so it lives as
-    // long as the domain and is never written again). The context word can
-    // also be set through `gate::context_set` by other code in this domain;
-    // the checks above catch the null and misaligned words such code is
-    // likely to leave, and `Dispatch::service` checks the type.
+    // long as the domain and is never written again); `gate::context_set`
+    // is private to this crate, and the thread loop is private to this
+    // module, so no other code can hand us a word. `Dispatch::service`
+    // still checks the type.
     Some(unsafe { &*core::ptr::with_exposed_provenance::<Dispatch>(word) })
 }
 
@@ -782,9 +784,10 @@ extern "C" fn sidetrack_entry<S: Service>(_port: usize, free_activations: usize,
 /// next, until the kernel refuses to wait (the thread then ends with the
 /// error's code).
 fn thread_loop<S: Service>(argument: usize) -> usize {
-    let Some((dispatch, service)) =
-        dispatch_from_word(argument).and_then(|record| Some((record, record.service::<S>()?)))
-    else {
+    let Some(dispatch) = dispatch_from_word(argument) else {
+        return Error::InvalidArgument as usize;
+    };
+    let Some(service) = dispatch.service::<S>() else {
         return Error::InvalidArgument as usize;
     };
     let port = dispatch.port;
@@ -988,7 +991,7 @@ mod tests {
     /// x86 host. (On an AArch64 host the gate's `svc` would reach the host's
     /// kernel, so these are not run there.)
     #[test]
-    #[cfg(not(target_arch = "aarch64"))]
+    #[cfg(not(target_os = "none"))]
     fn valid_arguments_reach_the_gate() {
         static COUNTER: Counter = Counter;
         assert_eq!(serve(&COUNTER, 1, MODE_BOTH, 4, 2, 4096), Err(Error::NoSuchCall));

@@ -23,9 +23,9 @@
 //! the same code the server reads them with.
 //!
 //! The store is bounded ([`STORE_BYTES_MAX`] bytes of keys and values,
-//! [`ENTRIES_MAX`] entries): the domain's heap is a few hundred KiB of a
-//! 2 MiB region, and a client filling it must get [`FULL`], not bring the
-//! server down for everyone.
+//! [`ENTRIES_MAX`] entries): the domain's heap is fixed in size, and a
+//! client filling it must get [`FULL`], not bring the server down for
+//! everyone by exhausting it.
 //!
 //! Left out: persistence, iteration over keys, and atomic
 //! read-modify-write operations.
