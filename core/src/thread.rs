@@ -205,7 +205,8 @@ pub enum Route {
     HandOff(ThreadId),
     /// Queue behind busy server threads.
     QueueForThread,
-    /// Wait for an activation to come back to the pool.
+    /// Wait for a server: an activation coming back to the pool, or the
+    /// server's threads reaching `Receive`.
     WaitForActivation,
     /// Nobody will ever serve the port.
     Dead,
@@ -400,7 +401,7 @@ impl Objects {
             Route::HandOff(thread)
         } else if entry.server_threads > 0 {
             Route::QueueForThread
-        } else if entry.pool_size > 0 && entry.alive {
+        } else if entry.alive {
             Route::WaitForActivation
         } else {
             Route::Dead
@@ -461,7 +462,7 @@ mod tests {
         let mut objects = Objects::new();
         let server = DomainId(2);
         let port = objects.new_port(server);
-        assert_eq!(objects.route(port), Route::Dead, "no pool, no threads");
+        assert_eq!(objects.route(port), Route::WaitForActivation, "no pool, no threads yet: wait for a server");
         objects.port_mut(port).unwrap().server_threads = 1;
         assert_eq!(objects.route(port), Route::QueueForThread);
         let receiver = objects.new_thread(3, server);
@@ -471,6 +472,9 @@ mod tests {
         objects.pool_add(port, activation);
         assert_eq!(objects.route(port), Route::Migrate(activation), "the pool is preferred");
         assert_eq!(objects.route(PortId(99)), Route::Dead);
+        let dead = objects.new_port(server);
+        objects.port_mut(dead).unwrap().alive = false;
+        assert_eq!(objects.route(dead), Route::Dead, "a dead port is never waited for");
     }
 
     #[test]

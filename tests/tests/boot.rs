@@ -61,4 +61,48 @@ scenarios! {
     rpi4_contain_bad_pointer, virt_contain_bad_pointer: "contain-bad-pointer"
         => checks::bad_pointer;
     rpi4_kernel_fault, virt_kernel_fault: "kernel-fault" => checks::kernel_fault;
+    rpi4_rpc_payloads_migrating, virt_rpc_payloads_migrating: "rpc-payloads-migrating"
+        => |t| checks::rpc(t, &PAYLOAD_LINES);
+    rpi4_rpc_payloads_switching, virt_rpc_payloads_switching: "rpc-payloads-switching"
+        => |t| checks::rpc(t, &PAYLOAD_LINES);
+    rpi4_rpc_nested_migrating, virt_rpc_nested_migrating: "rpc-nested-migrating"
+        => |t| checks::rpc(t, &["relay -> echo answered intact", "longest chain 3"]);
+    rpi4_rpc_nested_switching, virt_rpc_nested_switching: "rpc-nested-switching"
+        => |t| checks::rpc(t, &["relay -> echo answered intact"]);
+    rpi4_rpc_empty_pool_fallback, virt_rpc_empty_pool_fallback: "rpc-empty-pool-fallback"
+        => |t| checks::rpc(t, &["three overlapping calls on slow: 0 failed"]);
+    rpi4_rpc_empty_pool_wait, virt_rpc_empty_pool_wait: "rpc-empty-pool-wait"
+        => |t| checks::rpc(t, &["three overlapping calls on slow: 0 failed"]);
+    rpi4_rpc_sidetrack, virt_rpc_sidetrack: "rpc-sidetrack"
+        => |t| checks::rpc(t, &["one call on slow: answered", "sidetracks 1"]);
+    rpi4_rpc_many_clients, virt_rpc_many_clients: "rpc-many-clients"
+        => |t| checks::rpc(t, &["four client threads, 20 puts and gets each on kv: 0 failed"]);
+    rpi4_rpc_bad_input_migrating, virt_rpc_bad_input_migrating: "rpc-bad-input-migrating"
+        => |t| checks::rpc(t, &BAD_INPUT_LINES);
+    rpi4_rpc_bad_input_switching, virt_rpc_bad_input_switching: "rpc-bad-input-switching"
+        => |t| checks::rpc(t, &BAD_INPUT_LINES);
 }
+
+/// What the payload test must print: each size verified both ways.
+const PAYLOAD_LINES: [&str; 4] = [
+    "payload 0 in, 8 back: checksums match both ways",
+    "payload 32 in, 32 back: checksums match both ways",
+    "payload 1024 in, 1024 back: checksums match both ways",
+    "payload 32768 in, 32768 back: checksums match both ways",
+];
+
+/// What the bad-input test must print: each case refused with its error,
+/// then a good call answered.
+const BAD_INPUT_LINES: [&str; 11] = [
+    "unknown port name: Err(NoSuchPort) (refused as expected)",
+    "carrying a right not held: Err(NoRight) (refused as expected)",
+    "payload over 32 KiB: Err(BadMessage) (refused as expected)",
+    "header disagrees with length: Err(BadMessage) (refused as expected)",
+    "shorter than a header: Err(BadMessage) (refused as expected)",
+    "request in memory not owned: Err(BadAddress) (refused as expected)",
+    "reply buffer not writable: Err(BadAddress) (refused as expected)",
+    "reply larger than the buffer: Err(ReplyTooLarge) (refused as expected)",
+    "receive with only a send right: Err(NoRight) (refused as expected)",
+    "return outside a call: Err(NotInCall) (refused as expected)",
+    "a good call afterwards: answered",
+];

@@ -155,18 +155,35 @@ pub fn find(name: &str) -> Option<DomainId> {
     state::with(|kernel| kernel.domain_names.get(name).copied())
 }
 
-/// Mark a domain terminated and its ports dead.
+/// Mark a domain terminated and its ports dead. Callers waiting on those
+/// ports are woken: those waiting for a server retry and find the port
+/// dead; those queued for a server thread get `PortDead`.
 pub fn terminate(kernel: &mut Kernel, id: DomainId) {
     if let Some(record) = kernel.domain_mut(id) {
         record.alive = false;
     }
     let mut port = 0;
+    let mut waiting = alloc::vec::Vec::new();
+    let mut queued = alloc::vec::Vec::new();
     while let Some(entry) = kernel.objects.port_mut(tern_core::capability::PortId(port)) {
         if entry.owner == id {
             entry.alive = false;
             entry.pool.clear();
+            entry.server_threads = 0;
+            entry.receivers.clear();
+            waiting.extend(entry.pool_waiters.drain(..));
+            queued.extend(entry.senders.drain(..));
         }
         port += 1;
+    }
+    for thread in queued {
+        if let Some(frame) = crate::rpc::blocked_frame(kernel, thread) {
+            crate::rpc::write_result(frame, Err(tern_core::abi::Error::PortDead));
+        }
+        crate::threads::wake(kernel, thread);
+    }
+    for thread in waiting {
+        crate::threads::wake(kernel, thread);
     }
 }
 

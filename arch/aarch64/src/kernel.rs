@@ -133,6 +133,7 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
             kernel_view: summary.kernel_table,
             image: SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
             payload_copies: 0,
+            statistics: crate::state::RpcStatistics::default(),
         };
         crate::threads::adopt_boot_thread(&mut kernel);
         *crate::state::KERNEL.lock() = Some(kernel);

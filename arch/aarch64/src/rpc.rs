@@ -68,14 +68,15 @@ pub fn load(frame: &mut TrapFrame, context: &UserContext) {
     frame.spsr = context.pstate;
 }
 
-fn write_result(frame: &mut TrapFrame, result: Result<usize, Error>) {
+/// Write a call's outcome into a frame's x0/x1.
+pub fn write_result(frame: &mut TrapFrame, result: Result<usize, Error>) {
     let (status, value) = encode_result(result);
     frame.x[0] = status as u64;
     frame.x[1] = value as u64;
 }
 
 /// The frame of a thread blocked in a kernel call.
-fn blocked_frame(kernel: &mut Kernel, thread: ThreadId) -> Option<&'static mut TrapFrame> {
+pub fn blocked_frame(kernel: &mut Kernel, thread: ThreadId) -> Option<&'static mut TrapFrame> {
     let address = kernel.thread_arch(thread)?.frame;
     // SAFETY: `frame` is the trap frame on the thread's own kernel stack,
     // recorded when it entered the kernel call it is blocked in; it stays
@@ -216,12 +217,14 @@ fn call_step(
             });
             let already = kernel.objects.thread(thread).and_then(|entry| entry.sidetracked) == Some(port);
             if let (Some(sidetrack), false) = (sidetrack, already) {
+                kernel.statistics.sidetracks += 1;
                 return migrate_into(kernel, frame, thread, client_activation, sidetrack, None, reply_to, port);
             }
             if let Some(entry) = kernel.objects.thread_mut(thread) {
                 entry.sidetracked = None;
             }
             let activation = kernel.objects.pool_take(port).ok_or(Error::PortDead)?;
+            kernel.statistics.migrated += 1;
             migrate_into(
                 kernel,
                 frame,
@@ -258,6 +261,7 @@ fn call_step(
                 entry.pending = Some(pending);
             }
             let _ = header;
+            kernel.statistics.handed_off += 1;
             Ok(Step::HandOff(server))
         }
         Route::QueueForThread => {
@@ -270,6 +274,7 @@ fn call_step(
             if let Some(entry) = kernel.objects.port_mut(port) {
                 entry.senders.push_back(thread);
             }
+            kernel.statistics.queued += 1;
             Ok(Step::Block)
         }
         Route::WaitForActivation => {
@@ -279,6 +284,7 @@ fn call_step(
             if let Some(entry) = kernel.objects.port_mut(port) {
                 entry.pool_waiters.push_back(thread);
             }
+            kernel.statistics.waited += 1;
             Ok(Step::WaitForActivation)
         }
         Route::Dead => Err(Error::PortDead),
@@ -327,6 +333,8 @@ fn migrate_into(
     if let Some(target) = kernel.objects.activation_mut(activation) {
         target.reply = Some(reply_to);
     }
+    let depth = kernel.objects.chain(thread).len();
+    kernel.statistics.longest_chain = kernel.statistics.longest_chain.max(depth);
     let mut entry_state = UserContext { sp: message_address, pc: entry, pstate: 0, ..UserContext::default() };
     if message.is_some() {
         entry_state.x[0] = message_address;
@@ -435,6 +443,10 @@ fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
             }
             if let Some(entry) = kernel.objects.port_mut(port) {
                 entry.server_threads += 1;
+            }
+            // Callers waiting for a server may now queue for this thread.
+            while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.pool_waiters.pop_front()) {
+                threads::wake(kernel, waiter);
             }
         }
         let destination = Destination { domain: server, address: buffer.address, capacity: buffer.length };

@@ -15,6 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use tern_core::domain::DomainId;
+use tern_rpctest::{slow_argument, test};
 
 type Verdict = Result<(), String>;
 
@@ -34,7 +35,68 @@ const SCENARIOS: &[Scenario] = &[
     ("contain-undefined", contain_undefined),
     ("contain-bad-pointer", contain_bad_pointer),
     ("kernel-fault", kernel_fault),
+    ("rpc-payloads-migrating", || {
+        rpc(&[("names", 1), ("checksum", 1)], test::PAYLOADS, |s| s.migrated >= 4, "migrated")
+    }),
+    ("rpc-payloads-switching", || {
+        rpc(&[("names", 1), ("checksum", 2)], test::PAYLOADS, |s| s.handed_off >= 4, "handed off")
+    }),
+    ("rpc-nested-migrating", || {
+        rpc(&[("names", 1), ("echo", 1), ("relay", 1)], test::NESTED, |s| s.longest_chain >= 3, "three-deep chain")
+    }),
+    ("rpc-nested-switching", || {
+        rpc(&[("names", 1), ("echo", 2), ("relay", 2)], test::NESTED, |s| s.handed_off >= 2, "handed off twice")
+    }),
+    ("rpc-empty-pool-fallback", || {
+        let slow = slow_argument(3, 1, 1, false);
+        rpc(&[("names", 1), ("slow", slow)], test::OVERLAP, |s| s.handed_off + s.queued >= 1, "fell back to a thread")
+    }),
+    ("rpc-empty-pool-wait", || {
+        let slow = slow_argument(1, 1, 0, false);
+        rpc(&[("names", 1), ("slow", slow)], test::OVERLAP, |s| s.waited >= 1, "waited for an activation")
+    }),
+    ("rpc-sidetrack", || {
+        let slow = slow_argument(1, 1, 0, true);
+        rpc(&[("names", 1), ("slow", slow)], test::SINGLE, |s| s.sidetracks >= 1 && s.waited == 0, "sidetracked")
+    }),
+    ("rpc-many-clients", || rpc(&[("names", 1), ("kv", 3)], test::MANY_CLIENTS, |_| true, "served")),
+    ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
+    ("rpc-bad-input-switching", || {
+        rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
+    }),
 ];
+
+/// Start `servers` (domain name, start argument) in order, run the
+/// `client` domain's `test`, and check the RPC paths' counters with
+/// `taken` (described by `what`).
+fn rpc(servers: &[(&str, usize)], test: usize, taken: fn(&crate::state::RpcStatistics) -> bool, what: &str) -> Verdict {
+    for &(name, argument) in servers {
+        let id = create(name)?;
+        match domains::call(id, argument) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("{name} did not start: {other:?}")),
+        }
+    }
+    // Let server threads (more urgent than this boot thread) reach Receive.
+    crate::threads::yield_now();
+    let client = create("client")?;
+    let outcome = domains::call(client, test);
+    let statistics = crate::state::with(|kernel| kernel.statistics);
+    kprintln!(
+        "rpc: migrated {}, handed off {}, queued {}, waited {}, sidetracks {}, longest chain {}",
+        statistics.migrated,
+        statistics.handed_off,
+        statistics.queued,
+        statistics.waited,
+        statistics.sidetracks,
+        statistics.longest_chain
+    );
+    match outcome {
+        Ok(Outcome::Returned(0)) => {}
+        other => return Err(format!("the client reported {other:?}")),
+    }
+    if taken(&statistics) { Ok(()) } else { Err(format!("expected the calls to have {what}")) }
+}
 
 /// Samples per benchmark figure unless the command line says otherwise.
 const BENCH_REPETITIONS: usize = 1000;

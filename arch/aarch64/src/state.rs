@@ -71,6 +71,25 @@ pub struct Kernel {
     pub image: SharedImage,
     /// Payload copies made by RPC, for the benchmark's copy count.
     pub payload_copies: u64,
+    /// What the RPC paths did, for scenarios to check.
+    pub statistics: RpcStatistics,
+}
+
+/// Counts of what the RPC paths did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RpcStatistics {
+    /// Calls that migrated into a pool activation.
+    pub migrated: u64,
+    /// Calls handed to a waiting server thread.
+    pub handed_off: u64,
+    /// Calls queued behind busy server threads.
+    pub queued: u64,
+    /// Times a caller waited for a server (empty pool, no thread ready).
+    pub waited: u64,
+    /// Sidetrack upcalls made.
+    pub sidetracks: u64,
+    /// The longest activation chain seen.
+    pub longest_chain: usize,
 }
 
 /// The kernel state (present after boot).

@@ -15,7 +15,12 @@ mod board {
     use tern_core::frame::PhysRange;
 
     // Link the domains this image carries.
+    use tern_checksum as _;
+    use tern_echo as _;
     use tern_hello as _;
+    use tern_kv as _;
+    use tern_names as _;
+    use tern_rpctest as _;
 
     /// QEMU `virt` as Tern uses it.
     pub const QEMU_VIRT: BoardConfig = BoardConfig {

@@ -1,0 +1,358 @@
+//! # tern-rpctest: domains that put the RPC paths through their paces
+//!
+//! Three domains, all safe Rust like any server, that the kernel's `rpc-*`
+//! boot scenarios start (see `docs/scenarios.md`):
+//!
+//! - `relay` forwards every request to the `echo` server and hands back its
+//!   reply, so a client's call makes a chain across three domains
+//!   (client → relay → echo) — on one thread's chain of activations when
+//!   both serve with pools, across three threads when both use threads;
+//! - `slow` spins for as many iterations as the request's label says, then
+//!   echoes: long enough for the timer to preempt it, so several client
+//!   threads overlap and a small pool runs dry. How it serves comes from
+//!   its start argument (mode, pool size, threads, and whether its
+//!   sidetrack handler grows the pool);
+//! - `client` runs one test, chosen by its start argument, prints what it
+//!   sees, and returns the number of things that went wrong (0 = pass).
+//!
+//! What it leaves out: timing (the benchmark's job) and faults (the
+//! containment probes').
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use tern_core::abi::{Call, Error, MESSAGE_MAX, MessageHeader, NO_RIGHT, PortName};
+use tern_inks::gate;
+use tern_inks::service::{self, MessageBuffer, Reply, Request, Service};
+
+tern_inks::domain!(RELAY, "relay", relay_main);
+tern_inks::domain!(SLOW, "slow", slow_main);
+tern_inks::domain!(CLIENT, "client", client_main);
+
+/// The client's tests (its start argument).
+pub mod test {
+    /// Payloads of 0, 32, 1 Ki and 32 Ki bytes to `checksum`, both ways.
+    pub const PAYLOADS: usize = 1;
+    /// A call through `relay` to `echo`.
+    pub const NESTED: usize = 2;
+    /// Three client threads at once on `slow`.
+    pub const OVERLAP: usize = 3;
+    /// One call on `slow` (whose pool has one activation).
+    pub const SINGLE: usize = 4;
+    /// Four client threads on `kv`, each with its own keys.
+    pub const MANY_CLIENTS: usize = 5;
+    /// Every kind of bad input, against `echo`.
+    pub const BAD_INPUT: usize = 6;
+}
+
+/// The `slow` server's start argument: how it serves.
+pub const fn slow_argument(mode: usize, pool: usize, threads: usize, grow: bool) -> usize {
+    mode | pool << 8 | threads << 16 | (grow as usize) << 24
+}
+
+/// Iterations `slow` spins for in the overlap test: several timer ticks'
+/// worth under QEMU.
+pub const SLOW_SPIN: u32 = 3_000_000;
+
+// ---------------------------------------------------------------------------
+// relay
+
+struct Relay {
+    next: PortName,
+}
+
+impl Service for Relay {
+    fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
+        let mut forward = MessageBuffer::with_payload_capacity(request.payload.len());
+        forward.set_label(request.label());
+        let mut answer = MessageBuffer::new();
+        let outcome = forward.set_payload(request.payload).and_then(|()| {
+            let view = service::call(self.next, &forward, &mut answer)?;
+            reply.set_label(view.label());
+            reply.set_payload(view.payload)
+        });
+        if let Err(error) = outcome {
+            reply.set_label(u32::MAX);
+            let _ = reply.set_payload(error.name().as_bytes());
+        }
+    }
+}
+
+fn relay_main(mode: usize) -> usize {
+    let started = (|| -> Result<(), Error> {
+        let next = service::lookup("echo")?;
+        let port = gate::port_create()?;
+        service::register("relay", port)?;
+        let relay: &'static Relay = Box::leak(Box::new(Relay { next }));
+        service::serve(relay, port, mode, 2, 2, service::DEFAULT_STACK_BYTES)
+    })();
+    started.map_or_else(|error| error as usize, |()| 0)
+}
+
+// ---------------------------------------------------------------------------
+// slow
+
+struct Slow {
+    grow: bool,
+    granted: spin::Mutex<usize>,
+}
+
+impl Service for Slow {
+    fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
+        let mut spin = 0u32;
+        for _ in 0..request.label() {
+            spin = core::hint::black_box(spin.wrapping_add(1));
+        }
+        reply.set_label(0);
+        let _ = reply.set_payload(request.payload);
+    }
+
+    fn pool_low(&self, _port: PortName, _free: usize) -> usize {
+        let mut granted = self.granted.lock();
+        if self.grow && *granted < 4 {
+            *granted += 2;
+            2
+        } else {
+            0
+        }
+    }
+}
+
+fn slow_main(argument: usize) -> usize {
+    let mode = argument & 0xff;
+    let pool = (argument >> 8) & 0xff;
+    let threads = (argument >> 16) & 0xff;
+    let grow = (argument >> 24) & 1 == 1;
+    let started = (|| -> Result<(), Error> {
+        let port = gate::port_create()?;
+        service::register("slow", port)?;
+        let slow: &'static Slow = Box::leak(Box::new(Slow { grow, granted: spin::Mutex::new(0) }));
+        service::serve(slow, port, mode, pool, threads, service::DEFAULT_STACK_BYTES)
+    })();
+    started.map_or_else(|error| error as usize, |()| 0)
+}
+
+// ---------------------------------------------------------------------------
+// client
+
+fn client_main(test: usize) -> usize {
+    let failures = match test {
+        test::PAYLOADS => payloads(),
+        test::NESTED => nested(),
+        test::OVERLAP => overlap(),
+        test::SINGLE => single(),
+        test::MANY_CLIENTS => many_clients(),
+        test::BAD_INPUT => bad_input(),
+        _ => 1,
+    };
+    tern_inks::println!("[client] test {test}: {failures} failure(s)");
+    failures
+}
+
+fn lookup(name: &str) -> Option<PortName> {
+    match service::lookup(name) {
+        Ok(port) => Some(port),
+        Err(error) => {
+            tern_inks::println!("[client] lookup({name}) failed: {error}");
+            None
+        }
+    }
+}
+
+fn payloads() -> usize {
+    let Some(port) = lookup("checksum") else { return 1 };
+    let mut failures = 0;
+    for size in [0usize, 32, 1024, 32 * 1024] {
+        let reply_size = size.max(tern_checksum::REPLY_SIZE_MIN);
+        let mut request = MessageBuffer::with_payload_capacity(size);
+        request.set_label(reply_size as u32);
+        let mut payload = vec![0u8; size];
+        for (index, byte) in payload.iter_mut().enumerate() {
+            *byte = (index * 7 + size) as u8;
+        }
+        let mut reply = MessageBuffer::new();
+        let verdict = request
+            .set_payload(&payload)
+            .and_then(|()| service::call(port, &request, &mut reply))
+            .map_err(|error| format!("{error}"))
+            .and_then(|view| {
+                tern_checksum::verify_reply(&payload, reply_size, view.payload)
+                    .map_err(|mismatch| format!("{mismatch:?}"))
+            });
+        match verdict {
+            Ok(()) => tern_inks::println!("[client] payload {size} in, {reply_size} back: checksums match both ways"),
+            Err(why) => {
+                failures += 1;
+                tern_inks::println!("[client] payload {size} in, {reply_size} back: MISMATCH {why}");
+            }
+        }
+    }
+    failures
+}
+
+fn echo_once(port: PortName, text: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut request = MessageBuffer::with_payload_capacity(text.len());
+    request.set_label(7);
+    request.set_payload(text)?;
+    let mut reply = MessageBuffer::new();
+    let view = service::call(port, &request, &mut reply)?;
+    Ok(view.payload.to_vec())
+}
+
+fn nested() -> usize {
+    let Some(port) = lookup("relay") else { return 1 };
+    match echo_once(port, b"through three domains") {
+        Ok(answer) if answer == b"through three domains" => {
+            tern_inks::println!("[client] relay -> echo answered intact");
+            0
+        }
+        other => {
+            tern_inks::println!("[client] relay -> echo answered {other:?}");
+            1
+        }
+    }
+}
+
+fn slow_call(port: usize) -> usize {
+    let mut request = MessageBuffer::with_payload_capacity(8);
+    request.set_label(SLOW_SPIN);
+    let token = (port as u64).to_le_bytes();
+    let mut reply = MessageBuffer::new();
+    let answer = request.set_payload(&token).and_then(|()| service::call(port as PortName, &request, &mut reply));
+    match answer {
+        Ok(view) if view.payload == token => 0,
+        other => {
+            tern_inks::println!("[client] slow call answered {other:?}");
+            1
+        }
+    }
+}
+
+fn run_threads(count: usize, entry: fn(usize) -> usize, argument: impl Fn(usize) -> usize) -> usize {
+    let mut threads = Vec::new();
+    for index in 0..count {
+        match gate::thread_create(entry, argument(index), 8, 64 * 1024) {
+            Ok(thread) => threads.push(thread),
+            Err(error) => {
+                tern_inks::println!("[client] thread_create failed: {error}");
+                return 1;
+            }
+        }
+    }
+    threads.into_iter().map(|thread| gate::thread_join(thread).unwrap_or(1)).sum()
+}
+
+fn overlap() -> usize {
+    let Some(port) = lookup("slow") else { return 1 };
+    let failures = run_threads(3, slow_call, |_| port as usize);
+    tern_inks::println!("[client] three overlapping calls on slow: {failures} failed");
+    failures
+}
+
+fn single() -> usize {
+    let Some(port) = lookup("slow") else { return 1 };
+    let mut request = MessageBuffer::with_payload_capacity(8);
+    request.set_label(10);
+    let mut reply = MessageBuffer::new();
+    let answer = request.set_payload(b"sidetrk!").and_then(|()| service::call(port, &request, &mut reply));
+    match answer {
+        Ok(view) if view.payload == b"sidetrk!" => {
+            tern_inks::println!("[client] one call on slow: answered");
+            0
+        }
+        other => {
+            tern_inks::println!("[client] one call on slow: {other:?}");
+            1
+        }
+    }
+}
+
+fn kv_worker(argument: usize) -> usize {
+    let port = (argument & 0xffff) as PortName;
+    let worker = argument >> 16;
+    let mut failures = 0;
+    for round in 0..20 {
+        let key = format!("worker{worker}-key{round}");
+        let value = format!("value {round} of worker {worker}");
+        let put = tern_kv::Operation::Put { key: key.as_bytes(), value: value.as_bytes() };
+        let get = tern_kv::Operation::Get { key: key.as_bytes() };
+        let mut request = MessageBuffer::new();
+        let mut reply = MessageBuffer::new();
+        let stored = put.write_request(&mut request).and_then(|()| service::call(port, &request, &mut reply));
+        if !matches!(stored, Ok(ref view) if view.label() == tern_kv::OK) {
+            failures += 1;
+            continue;
+        }
+        let fetched = get.write_request(&mut request).and_then(|()| service::call(port, &request, &mut reply));
+        if !matches!(fetched, Ok(ref view) if view.label() == tern_kv::OK && view.payload == value.as_bytes()) {
+            failures += 1;
+        }
+    }
+    failures
+}
+
+fn many_clients() -> usize {
+    let Some(port) = lookup("kv") else { return 1 };
+    let failures = run_threads(4, kv_worker, |index| port as usize | index << 16);
+    tern_inks::println!("[client] four client threads, 20 puts and gets each on kv: {failures} failed");
+    failures
+}
+
+fn header_message(label: u32, right: u32, length: u32, total: usize) -> Vec<u8> {
+    let mut message = vec![0u8; total];
+    MessageHeader { label, right, length, reserved: 0 }.write_to(&mut message);
+    message
+}
+
+fn bad_input() -> usize {
+    let Some(port) = lookup("echo") else { return 1 };
+    let mut failures = 0;
+    let mut expect = |what: &str, result: Result<usize, Error>, wanted: Error| {
+        let verdict = if result == Err(wanted) { "refused as expected" } else { "NOT REFUSED AS EXPECTED" };
+        failures += usize::from(result != Err(wanted));
+        tern_inks::println!("[client] {what}: {result:?} ({verdict})");
+    };
+    let good = header_message(1, NO_RIGHT, 4, MessageHeader::SIZE + 4);
+    let mut reply = vec![0u8; 256];
+    expect("unknown port name", gate::call(999, &good, &mut reply), Error::NoSuchPort);
+    let carrying = header_message(1, 77, 0, MessageHeader::SIZE);
+    expect("carrying a right not held", gate::call(port, &carrying, &mut reply), Error::NoRight);
+    let oversized = header_message(1, NO_RIGHT, (MESSAGE_MAX) as u32, MESSAGE_MAX + MessageHeader::SIZE);
+    expect("payload over 32 KiB", gate::call(port, &oversized, &mut reply), Error::BadMessage);
+    let lying = header_message(1, NO_RIGHT, 100, MessageHeader::SIZE + 4);
+    expect("header disagrees with length", gate::call(port, &lying, &mut reply), Error::BadMessage);
+    expect("shorter than a header", gate::call(port, &good[..8], &mut reply), Error::BadMessage);
+    let own_region = reply.as_ptr() as usize & !((8 << 20) - 1);
+    let elsewhere = own_region + (8 << 20);
+    expect(
+        "request in memory not owned",
+        gate::call_raw(port as usize, (elsewhere, 64), (reply.as_mut_ptr() as usize, reply.len())),
+        Error::BadAddress,
+    );
+    let read_only = "read-only text used as a reply buffer";
+    expect(
+        "reply buffer not writable",
+        gate::call_raw(port as usize, (good.as_ptr() as usize, good.len()), (read_only.as_ptr() as usize, 64)),
+        Error::BadAddress,
+    );
+    let big = header_message(1, NO_RIGHT, 1024, MessageHeader::SIZE + 1024);
+    let mut small = vec![0u8; 64];
+    expect("reply larger than the buffer", gate::call(port, &big, &mut small), Error::ReplyTooLarge);
+    let mut buffer = vec![0u8; 64];
+    expect("receive with only a send right", gate::receive(port, &mut buffer), Error::NoRight);
+    expect("return outside a call", gate::raw_call(Call::Return, 0, 0, 0), Error::NotInCall);
+    // Nothing was half-delivered: the next good call works.
+    match gate::call(port, &good, &mut reply) {
+        Ok(length) if length == good.len() => tern_inks::println!("[client] a good call afterwards: answered"),
+        other => {
+            failures += 1;
+            tern_inks::println!("[client] a good call afterwards: {other:?}");
+        }
+    }
+    failures
+}
