@@ -16,9 +16,26 @@
 
 use alloc::vec::Vec;
 
-/// A port, kernel-wide.
+/// A port, kernel-wide. Never zero, so `Option<PortId>` is one 32-bit
+/// word with 0 for "none" (the layout the RPC fast path reads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortId(pub u32);
+#[repr(transparent)]
+pub struct PortId(pub core::num::NonZeroU32);
+
+impl PortId {
+    /// The port numbered `number`, if it is not 0.
+    pub const fn new(number: u32) -> Option<PortId> {
+        match core::num::NonZeroU32::new(number) {
+            Some(number) => Some(PortId(number)),
+            None => None,
+        }
+    }
+
+    /// Its number.
+    pub const fn get(self) -> u32 {
+        self.0.get()
+    }
+}
 
 /// What a name in a capability space stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,10 +47,18 @@ pub struct Capability {
 }
 
 /// One domain's names.
+///
+/// Besides the slots, the space keeps `ports`: for each name, the port's
+/// number (0 for none) with [`RECEIVE_BIT`] set for a receive right — a
+/// plain array of words that the RPC fast path indexes by name.
 #[derive(Clone, Debug, Default)]
 pub struct CapabilitySpace {
     slots: Vec<Option<Capability>>,
+    ports: Vec<u32>,
 }
+
+/// In [`CapabilitySpace::port_words`]: the name is a receive right.
+pub const RECEIVE_BIT: u32 = 1 << 31;
 
 /// The name reserved for the name service in every space.
 pub const NAME_SERVICE_NAME: u32 = 0;
@@ -41,7 +66,21 @@ pub const NAME_SERVICE_NAME: u32 = 0;
 impl CapabilitySpace {
     /// An empty space (name 0 reserved).
     pub fn new() -> Self {
-        CapabilitySpace { slots: alloc::vec![None] }
+        CapabilitySpace { slots: alloc::vec![None], ports: alloc::vec![0] }
+    }
+
+    /// One word per name: the port's number (0 for none), with
+    /// [`RECEIVE_BIT`] for a receive right.
+    pub fn port_words(&self) -> &[u32] {
+        &self.ports
+    }
+
+    fn sync(&mut self, name: usize) {
+        if self.ports.len() < self.slots.len() {
+            self.ports.resize(self.slots.len(), 0);
+        }
+        self.ports[name] = self.slots[name]
+            .map_or(0, |capability| capability.port.get() | if capability.receive { RECEIVE_BIT } else { 0 });
     }
 
     /// What `name` stands for.
@@ -62,19 +101,22 @@ impl CapabilitySpace {
             if let Some(Some(existing)) = self.slots.get_mut(name as usize) {
                 existing.receive |= capability.receive;
             }
+            self.sync(name as usize);
             return name;
         }
         let free = self.slots.iter().skip(1).position(Option::is_none).map(|at| at + 1);
-        match free {
+        let at = match free {
             Some(at) => {
                 self.slots[at] = Some(capability);
-                at as u32
+                at
             }
             None => {
                 self.slots.push(Some(capability));
-                (self.slots.len() - 1) as u32
+                self.slots.len() - 1
             }
-        }
+        };
+        self.sync(at);
+        at as u32
     }
 
     /// Put `capability` at a fixed `name` (the name service at 0).
@@ -84,6 +126,7 @@ impl CapabilitySpace {
             self.slots.resize(at + 1, None);
         }
         self.slots[at] = Some(capability);
+        self.sync(at);
     }
 
     /// How many names are in use.
@@ -101,21 +144,27 @@ impl CapabilitySpace {
 mod tests {
     use super::*;
 
+    fn port(number: u32) -> PortId {
+        PortId::new(number).unwrap()
+    }
+
     #[test]
     fn names_are_small_reused_and_unique_per_port() {
         let mut space = CapabilitySpace::new();
         assert_eq!(space.lookup(0), None, "name 0 is reserved but empty until installed");
-        let first = space.insert(Capability { port: PortId(7), receive: false });
+        let first = space.insert(Capability { port: port(7), receive: false });
         assert_eq!(first, 1);
-        let second = space.insert(Capability { port: PortId(9), receive: true });
+        let second = space.insert(Capability { port: port(9), receive: true });
         assert_eq!(second, 2);
-        assert_eq!(space.insert(Capability { port: PortId(7), receive: false }), 1, "same port, same name");
-        assert_eq!(space.insert(Capability { port: PortId(7), receive: true }), 1);
-        assert_eq!(space.lookup(1), Some(Capability { port: PortId(7), receive: true }), "upgraded");
+        assert_eq!(space.insert(Capability { port: port(7), receive: false }), 1, "same port, same name");
+        assert_eq!(space.insert(Capability { port: port(7), receive: true }), 1);
+        assert_eq!(space.lookup(1), Some(Capability { port: port(7), receive: true }), "upgraded");
         assert_eq!(space.lookup(99), None);
-        space.install(0, Capability { port: PortId(1), receive: false });
-        assert_eq!(space.lookup(0).map(|capability| capability.port), Some(PortId(1)));
-        assert_eq!(space.name_of(PortId(9)), Some(2));
+        space.install(0, Capability { port: port(1), receive: false });
+        assert_eq!(space.lookup(0).map(|capability| capability.port), Some(port(1)));
+        assert_eq!(space.name_of(port(9)), Some(2));
         assert_eq!(space.len(), 3);
+        assert_eq!(space.port_words(), [1, 7 | RECEIVE_BIT, 9 | RECEIVE_BIT], "the fast path's words agree");
+        assert_eq!(PortId::new(0), None);
     }
 }

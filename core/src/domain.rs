@@ -21,6 +21,7 @@ use crate::frame::PhysRange;
 /// A domain's number: its index in the kernel's domain table, also used as
 /// its ASID (0 is the kernel's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(transparent)]
 pub struct DomainId(pub u16);
 
 /// A range of memory named by a domain in a kernel call: unchecked.

@@ -15,24 +15,56 @@
 //! - a **port** is the RPC endpoint: served by its pool (migrating), by
 //!   server threads waiting in receive (switching), or both.
 //!
-//! Everything links by number into [`Objects`], whose slabs never move an
-//! object once made, so the arch layer may keep numbers across blocking.
+//! Everything links by number into [`Objects`]. Its slabs hold boxed
+//! objects, never moved once made, and a slab's storage doubles as a table
+//! of pointers indexed by number (slot 0 unused: numbers start at 1, so
+//! "none" is 0). Threads, activations and ports are `#[repr(C)]`: the
+//! assembly fast path of the migrating RPC walks these same objects (the
+//! arch crate passes it the field offsets), so there is one copy of the
+//! state, not a shadow.
 //! The chain lives in the activations (not on a kernel stack), so it can
 //! later be broken at any point — termination splits a thread by cutting
 //! one link.
 
 use crate::capability::PortId;
 use crate::domain::DomainId;
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::num::NonZeroU32;
 
-/// A thread's number.
+/// A thread's number (never 0: `Option<ThreadId>` is one word, 0 = none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ThreadId(pub u32);
+#[repr(transparent)]
+pub struct ThreadId(pub NonZeroU32);
 
-/// An activation's number.
+/// An activation's number (never 0: `Option<ActivationId>` is one word,
+/// 0 = none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ActivationId(pub u32);
+#[repr(transparent)]
+pub struct ActivationId(pub NonZeroU32);
+
+impl ThreadId {
+    /// The thread numbered `number`, if it is not 0.
+    pub const fn new(number: u32) -> Option<ThreadId> {
+        match NonZeroU32::new(number) {
+            Some(number) => Some(ThreadId(number)),
+            None => None,
+        }
+    }
+
+    /// Its number.
+    pub const fn get(self) -> u32 {
+        self.0.get()
+    }
+}
+
+impl ActivationId {
+    /// Its number.
+    pub const fn get(self) -> u32 {
+        self.0.get()
+    }
+}
 
 /// A domain's user registers as saved in an activation: x0-x30, the stack
 /// pointer, the resume address and PSTATE.
@@ -104,7 +136,10 @@ pub struct PendingRequest {
 
 /// A thread.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Thread {
+    /// The top of its chain of activations (first: the fast path reads it).
+    pub top: Option<ActivationId>,
     /// Its number.
     pub id: ThreadId,
     /// 0 (lowest) to 31.
@@ -113,8 +148,6 @@ pub struct Thread {
     pub policy: Policy,
     /// What it is doing.
     pub state: ThreadState,
-    /// The top of its chain of activations.
-    pub top: Option<ActivationId>,
     /// The domain that created it (for joins).
     pub creator: DomainId,
     /// Counter ticks charged to it.
@@ -133,53 +166,79 @@ pub struct Thread {
     pub sidetracked: Option<PortId>,
 }
 
-/// What an activation is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ActivationState {
-    /// In a pool, waiting for a thread to migrate in.
-    Unoccupied,
-    /// A thread runs in it (or in something it called).
-    Occupied(ThreadId),
-}
-
 /// An activation.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Activation {
-    /// Its number.
-    pub id: ActivationId,
-    /// The domain it belongs to, for life.
-    pub domain: DomainId,
+    /// Its user registers while it waits for a call it made.
+    pub saved: UserContext,
+    /// The activation below it on the thread's chain.
+    pub caller: Option<ActivationId>,
+    /// The thread running in it (or in something it called); `None` while
+    /// it is unoccupied.
+    pub occupant: Option<ThreadId>,
+    /// The next free activation of its pool (while it is in the pool).
+    pub next_free: Option<ActivationId>,
     /// The port whose pool it belongs to (`None` for a thread's own first
     /// activation).
     pub port: Option<PortId>,
-    /// Occupied or not.
-    pub state: ActivationState,
-    /// The activation below it on the thread's chain.
-    pub caller: Option<ActivationId>,
+    /// The domain it belongs to, for life.
+    pub domain: DomainId,
+    /// A sidetrack activation (its upcall tells the server its pool is low).
+    pub sidetrack: bool,
+    /// Its number.
+    pub id: ActivationId,
     /// Where upcalls into it start.
     pub entry: u64,
     /// Top of its stack (exclusive, 16-byte aligned).
     pub stack_top: u64,
     /// Bytes of its stack.
     pub stack_size: u64,
-    /// Its user registers while it waits for a call it made.
-    pub saved: UserContext,
-    /// For a server activation: where its reply goes.
-    pub reply: Option<Destination>,
-    /// A sidetrack activation (its upcall tells the server its pool is low).
-    pub sidetrack: bool,
+    /// For a server activation in a call: where its reply goes (address,
+    /// capacity; checked writable by `reply_domain` when the call began).
+    pub reply_address: u64,
+    /// Bytes available at `reply_address`.
+    pub reply_capacity: u64,
+    /// The domain owning the reply buffer.
+    pub reply_domain: DomainId,
+}
+
+impl Activation {
+    /// Where its reply goes, while it serves a call.
+    pub fn reply(&self) -> Destination {
+        Destination {
+            domain: self.reply_domain,
+            address: self.reply_address as usize,
+            capacity: self.reply_capacity as usize,
+        }
+    }
+
+    /// Record where its reply goes.
+    pub fn set_reply(&mut self, destination: Destination) {
+        self.reply_domain = destination.domain;
+        self.reply_address = destination.address as u64;
+        self.reply_capacity = destination.capacity as u64;
+    }
 }
 
 /// A port.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Port {
+    /// The first free activation of its pool (a stack linked through
+    /// `next_free`: last freed, first reused — its stack is the warmest).
+    pub pool_head: Option<ActivationId>,
+    /// How many activations are free.
+    pub pool_free: u32,
+    /// How many threads wait for an activation (mirrors `pool_waiters`,
+    /// for the fast path, which leaves waking them to the general path).
+    pub waiting: u32,
+    /// The sidetrack activation, if the server asked for one.
+    pub sidetrack: Option<ActivationId>,
     /// Its number.
     pub id: PortId,
     /// The domain holding its receive right.
     pub owner: DomainId,
-    /// Unoccupied activations ready to take a call (a stack: last freed,
-    /// first reused — its stack is the warmest).
-    pub pool: Vec<ActivationId>,
     /// Activations of this port, free or not.
     pub pool_size: usize,
     /// Server threads of the owner that serve this port (waiting or busy).
@@ -189,11 +248,24 @@ pub struct Port {
     /// Clients waiting for a server thread.
     pub senders: VecDeque<ThreadId>,
     /// Clients waiting for a free activation.
-    pub pool_waiters: VecDeque<ThreadId>,
-    /// The sidetrack activation, if the server asked for one.
-    pub sidetrack: Option<ActivationId>,
+    pool_waiters: VecDeque<ThreadId>,
     /// False once the owner is gone.
     pub alive: bool,
+}
+
+impl Port {
+    /// Queue `thread` to wait for an activation.
+    pub fn wait_for_activation(&mut self, thread: ThreadId) {
+        self.pool_waiters.push_back(thread);
+        self.waiting = self.pool_waiters.len() as u32;
+    }
+
+    /// The next thread waiting for an activation.
+    pub fn next_waiter(&mut self) -> Option<ThreadId> {
+        let thread = self.pool_waiters.pop_front();
+        self.waiting = self.pool_waiters.len() as u32;
+        thread
+    }
 }
 
 /// How a call on a port should proceed, decided without changing anything.
@@ -215,18 +287,45 @@ pub enum Route {
 /// All threads, activations and ports.
 #[derive(Debug, Default)]
 pub struct Objects {
-    threads: Vec<Option<Thread>>,
-    activations: Vec<Option<Activation>>,
-    ports: Vec<Option<Port>>,
+    threads: Vec<Option<Box<Thread>>>,
+    activations: Vec<Option<Box<Activation>>>,
+    ports: Vec<Option<Box<Port>>>,
 }
 
-fn insert<T>(slab: &mut Vec<Option<T>>, make: impl FnOnce(u32) -> T) -> u32 {
-    let at = slab.iter().position(Option::is_none).unwrap_or_else(|| {
+fn insert<T>(slab: &mut Vec<Option<Box<T>>>, make: impl FnOnce(NonZeroU32) -> T) -> NonZeroU32 {
+    if slab.is_empty() {
+        slab.push(None); // slot 0: "none"
+    }
+    let at = slab.iter().skip(1).position(Option::is_none).map(|at| at + 1).unwrap_or_else(|| {
         slab.push(None);
         slab.len() - 1
     });
-    slab[at] = Some(make(at as u32));
-    at as u32
+    let number = NonZeroU32::new(at as u32).unwrap_or(NonZeroU32::MIN);
+    slab[at] = Some(Box::new(make(number)));
+    number
+}
+
+fn get<T>(slab: &[Option<Box<T>>], number: u32) -> Option<&T> {
+    slab.get(number as usize)?.as_deref()
+}
+
+fn get_mut<T>(slab: &mut [Option<Box<T>>], number: u32) -> Option<&mut T> {
+    slab.get_mut(number as usize)?.as_deref_mut()
+}
+
+/// A slab's storage seen as a table of object pointers (null = none),
+/// indexed by number, and its length: what the fast path reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointerTable {
+    /// The first entry.
+    pub base: usize,
+    /// Entries.
+    pub length: usize,
+}
+
+fn table<T>(slab: &[Option<Box<T>>]) -> PointerTable {
+    // `Option<Box<T>>` has the layout of a nullable pointer (guaranteed).
+    PointerTable { base: slab.as_ptr() as usize, length: slab.len() }
 }
 
 impl Objects {
@@ -238,11 +337,11 @@ impl Objects {
     /// Make a ready-to-run thread with no activations.
     pub fn new_thread(&mut self, priority: u8, creator: DomainId) -> ThreadId {
         ThreadId(insert(&mut self.threads, |id| Thread {
+            top: None,
             id: ThreadId(id),
             priority: priority.min(31),
             policy: Policy::RoundRobin,
             state: ThreadState::Ready,
-            top: None,
             creator,
             cpu_time: 0,
             pending: None,
@@ -263,74 +362,104 @@ impl Objects {
         stack_size: u64,
     ) -> ActivationId {
         ActivationId(insert(&mut self.activations, |id| Activation {
-            id: ActivationId(id),
-            domain,
-            port,
-            state: ActivationState::Unoccupied,
+            saved: UserContext::default(),
             caller: None,
+            occupant: None,
+            next_free: None,
+            port,
+            domain,
+            sidetrack: false,
+            id: ActivationId(id),
             entry,
             stack_top,
             stack_size,
-            saved: UserContext::default(),
-            reply: None,
-            sidetrack: false,
+            reply_address: 0,
+            reply_capacity: 0,
+            reply_domain: DomainId(0),
         }))
     }
 
     /// Make a port owned by `owner`.
     pub fn new_port(&mut self, owner: DomainId) -> PortId {
         PortId(insert(&mut self.ports, |id| Port {
+            pool_head: None,
+            pool_free: 0,
+            waiting: 0,
+            sidetrack: None,
             id: PortId(id),
             owner,
-            pool: Vec::new(),
             pool_size: 0,
             server_threads: 0,
             receivers: VecDeque::new(),
             senders: VecDeque::new(),
             pool_waiters: VecDeque::new(),
-            sidetrack: None,
             alive: true,
         }))
     }
 
     /// A thread.
     pub fn thread(&self, id: ThreadId) -> Option<&Thread> {
-        self.threads.get(id.0 as usize)?.as_ref()
+        get(&self.threads, id.get())
     }
 
     /// A thread, to change.
     pub fn thread_mut(&mut self, id: ThreadId) -> Option<&mut Thread> {
-        self.threads.get_mut(id.0 as usize)?.as_mut()
+        get_mut(&mut self.threads, id.get())
     }
 
     /// An activation.
     pub fn activation(&self, id: ActivationId) -> Option<&Activation> {
-        self.activations.get(id.0 as usize)?.as_ref()
+        get(&self.activations, id.get())
     }
 
     /// An activation, to change.
     pub fn activation_mut(&mut self, id: ActivationId) -> Option<&mut Activation> {
-        self.activations.get_mut(id.0 as usize)?.as_mut()
+        get_mut(&mut self.activations, id.get())
     }
 
     /// A port.
     pub fn port(&self, id: PortId) -> Option<&Port> {
-        self.ports.get(id.0 as usize)?.as_ref()
+        get(&self.ports, id.get())
     }
 
     /// A port, to change.
     pub fn port_mut(&mut self, id: PortId) -> Option<&mut Port> {
-        self.ports.get_mut(id.0 as usize)?.as_mut()
+        get_mut(&mut self.ports, id.get())
+    }
+
+    /// Every port's number.
+    pub fn port_ids(&self) -> impl Iterator<Item = PortId> + '_ {
+        self.ports.iter().flatten().map(|port| port.id)
+    }
+
+    /// Every thread's number.
+    pub fn thread_ids(&self) -> impl Iterator<Item = ThreadId> + '_ {
+        self.threads.iter().flatten().map(|thread| thread.id)
+    }
+
+    /// The thread table, for the fast path.
+    pub fn thread_table(&self) -> PointerTable {
+        table(&self.threads)
+    }
+
+    /// The activation table, for the fast path.
+    pub fn activation_table(&self) -> PointerTable {
+        table(&self.activations)
+    }
+
+    /// The port table, for the fast path.
+    pub fn port_table(&self) -> PointerTable {
+        table(&self.ports)
     }
 
     /// Forget an ended thread.
     pub fn remove_thread(&mut self, id: ThreadId) -> Option<Thread> {
-        self.threads.get_mut(id.0 as usize)?.take()
+        self.threads.get_mut(id.get() as usize)?.take().map(|thread| *thread)
     }
 
     /// Forget an activation that is on no chain and in no pool.
     pub fn remove_activation(&mut self, id: ActivationId) -> Option<Activation> {
-        self.activations.get_mut(id.0 as usize)?.take()
+        self.activations.get_mut(id.get() as usize)?.take().map(|activation| *activation)
     }
 
     /// Push `activation` on top of `thread`'s chain: the thread now runs
@@ -338,10 +467,10 @@ impl Objects {
     pub fn push(&mut self, thread: ThreadId, activation: ActivationId) -> bool {
         let Some(caller) = self.thread(thread).map(|thread| thread.top) else { return false };
         let Some(entry) = self.activation_mut(activation) else { return false };
-        if entry.state != ActivationState::Unoccupied {
+        if entry.occupant.is_some() {
             return false;
         }
-        entry.state = ActivationState::Occupied(thread);
+        entry.occupant = Some(thread);
         entry.caller = caller;
         if let Some(thread) = self.thread_mut(thread) {
             thread.top = Some(activation);
@@ -355,8 +484,8 @@ impl Objects {
         let top = self.thread(thread)?.top?;
         let entry = self.activation_mut(top)?;
         let caller = entry.caller.take();
-        entry.state = ActivationState::Unoccupied;
-        entry.reply = None;
+        entry.occupant = None;
+        entry.reply_capacity = 0;
         self.thread_mut(thread)?.top = caller;
         Some(top)
     }
@@ -374,28 +503,51 @@ impl Objects {
 
     /// Add a made activation to `port`'s pool.
     pub fn pool_add(&mut self, port: PortId, activation: ActivationId) -> bool {
-        let Some(entry) = self.port_mut(port) else { return false };
-        entry.pool.push(activation);
-        entry.pool_size += 1;
+        if !self.pool_return(activation) {
+            return false;
+        }
+        if let Some(entry) = self.port_mut(port) {
+            entry.pool_size += 1;
+        }
         true
     }
 
     /// Give a finished activation back to its port's pool.
     pub fn pool_return(&mut self, activation: ActivationId) -> bool {
         let Some(port) = self.activation(activation).and_then(|activation| activation.port) else { return false };
+        let Some(head) = self.port(port).map(|entry| entry.pool_head) else { return false };
+        if let Some(entry) = self.activation_mut(activation) {
+            entry.next_free = head;
+        }
         match self.port_mut(port) {
             Some(entry) => {
-                entry.pool.push(activation);
+                entry.pool_head = Some(activation);
+                entry.pool_free += 1;
                 true
             }
             None => false,
         }
     }
 
+    /// Take a free activation out of `port`'s pool.
+    pub fn pool_take(&mut self, port: PortId) -> Option<ActivationId> {
+        let head = self.port(port)?.pool_head?;
+        let next = self.activation_mut(head)?.next_free.take();
+        let entry = self.port_mut(port)?;
+        entry.pool_head = next;
+        entry.pool_free -= 1;
+        Some(head)
+    }
+
+    /// Empty `port`'s pool (its owner is gone).
+    pub fn pool_clear(&mut self, port: PortId) {
+        while self.pool_take(port).is_some() {}
+    }
+
     /// Decide how a call on `port` proceeds (changes nothing).
     pub fn route(&self, port: PortId) -> Route {
         let Some(entry) = self.port(port) else { return Route::Dead };
-        if let Some(&activation) = entry.pool.last() {
+        if let Some(activation) = entry.pool_head {
             Route::Migrate(activation)
         } else if let Some(&thread) = entry.receivers.front() {
             Route::HandOff(thread)
@@ -406,11 +558,6 @@ impl Objects {
         } else {
             Route::Dead
         }
-    }
-
-    /// Take a free activation out of `port`'s pool.
-    pub fn pool_take(&mut self, port: PortId) -> Option<ActivationId> {
-        self.port_mut(port)?.pool.pop()
     }
 
     /// Threads in use (for reports).
@@ -444,7 +591,7 @@ mod tests {
         assert!(objects.push(thread, in_c));
         assert_eq!(objects.chain(thread), [in_c, in_b, base]);
         assert!(!objects.push(thread, in_b), "an occupied activation cannot be pushed twice");
-        assert_eq!(objects.activation(in_c).unwrap().state, ActivationState::Occupied(thread));
+        assert_eq!(objects.activation(in_c).unwrap().occupant, Some(thread));
         assert_eq!(objects.route(port_c), Route::WaitForActivation, "C's only activation is busy");
         // C returns, then B.
         assert_eq!(objects.pop(thread), Some(in_c));
@@ -471,7 +618,7 @@ mod tests {
         let activation = objects.new_activation(server, Some(port), 0, 0, 0);
         objects.pool_add(port, activation);
         assert_eq!(objects.route(port), Route::Migrate(activation), "the pool is preferred");
-        assert_eq!(objects.route(PortId(99)), Route::Dead);
+        assert_eq!(objects.route(PortId::new(99).unwrap()), Route::Dead);
         let dead = objects.new_port(server);
         objects.port_mut(dead).unwrap().alive = false;
         assert_eq!(objects.route(dead), Route::Dead, "a dead port is never waited for");
@@ -483,9 +630,36 @@ mod tests {
         let first = objects.new_thread(1, DomainId(1));
         let second = objects.new_thread(1, DomainId(1));
         assert_ne!(first, second);
+        assert_eq!(first.get(), 1, "numbers start at 1: 0 means none");
         assert!(objects.remove_thread(first).is_some());
         assert_eq!(objects.new_thread(40, DomainId(1)), first);
         assert_eq!(objects.thread(first).unwrap().priority, 31, "priority clamped");
         assert_eq!(objects.thread_count(), 2);
+        let table = objects.thread_table();
+        assert_eq!(table.length, 3, "slot 0 plus two threads");
+    }
+
+    #[test]
+    fn pools_are_last_in_first_out_and_counted() {
+        let mut objects = Objects::new();
+        let server = DomainId(2);
+        let port = objects.new_port(server);
+        let first = objects.new_activation(server, Some(port), 0, 0, 0);
+        let second = objects.new_activation(server, Some(port), 0, 0, 0);
+        assert!(objects.pool_add(port, first));
+        assert!(objects.pool_add(port, second));
+        assert_eq!(objects.port(port).unwrap().pool_free, 2);
+        assert_eq!(objects.pool_take(port), Some(second));
+        assert_eq!(objects.pool_take(port), Some(first));
+        assert_eq!(objects.pool_take(port), None);
+        assert_eq!(objects.port(port).unwrap().pool_free, 0);
+        assert!(objects.pool_return(first));
+        objects.pool_clear(port);
+        assert_eq!(objects.route(port), Route::WaitForActivation);
+        let waiter = objects.new_thread(1, DomainId(1));
+        objects.port_mut(port).unwrap().wait_for_activation(waiter);
+        assert_eq!(objects.port(port).unwrap().waiting, 1);
+        assert_eq!(objects.port_mut(port).unwrap().next_waiter(), Some(waiter));
+        assert_eq!(objects.port(port).unwrap().waiting, 0);
     }
 }

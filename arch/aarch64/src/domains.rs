@@ -162,19 +162,21 @@ pub fn terminate(kernel: &mut Kernel, id: DomainId) {
     if let Some(record) = kernel.domain_mut(id) {
         record.alive = false;
     }
-    let mut port = 0;
     let mut waiting = alloc::vec::Vec::new();
     let mut queued = alloc::vec::Vec::new();
-    while let Some(entry) = kernel.objects.port_mut(tern_core::capability::PortId(port)) {
-        if entry.owner == id {
+    let owned: alloc::vec::Vec<_> =
+        kernel.objects.port_ids().filter(|&port| kernel.objects.port(port).is_some_and(|p| p.owner == id)).collect();
+    for port in owned {
+        kernel.objects.pool_clear(port);
+        if let Some(entry) = kernel.objects.port_mut(port) {
             entry.alive = false;
-            entry.pool.clear();
             entry.server_threads = 0;
             entry.receivers.clear();
-            waiting.extend(entry.pool_waiters.drain(..));
+            while let Some(thread) = entry.next_waiter() {
+                waiting.push(thread);
+            }
             queued.extend(entry.senders.drain(..));
         }
-        port += 1;
     }
     for thread in queued {
         if let Some(frame) = crate::rpc::blocked_frame(kernel, thread) {

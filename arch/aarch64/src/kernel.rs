@@ -123,7 +123,7 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
         let mut kernel = crate::state::Kernel {
             objects: tern_core::thread::Objects::new(),
             run_queue: tern_core::schedule::RunQueue::new(),
-            current: tern_core::thread::ThreadId(0),
+            current: tern_core::thread::ThreadId(core::num::NonZeroU32::MIN),
             charged_at: timer::counter(),
             domains: alloc::vec::Vec::new(),
             domain_names: hashbrown::HashMap::new(),

@@ -207,12 +207,10 @@ fn call_step(
     match kernel.objects.route(port) {
         Route::Migrate(_) => {
             let sidetrack = kernel.objects.port(port).and_then(|entry| {
-                let last = entry.pool.len() == 1;
-                let free = entry.sidetrack.filter(|&activation| {
-                    kernel.objects.activation(activation).is_some_and(|a| {
-                        a.caller.is_none() && a.state == tern_core::thread::ActivationState::Unoccupied
-                    })
-                });
+                let last = entry.pool_free == 1;
+                let free = entry
+                    .sidetrack
+                    .filter(|&activation| kernel.objects.activation(activation).is_some_and(|a| a.occupant.is_none()));
                 if last { free } else { None }
             });
             let already = kernel.objects.thread(thread).and_then(|entry| entry.sidetracked) == Some(port);
@@ -282,7 +280,7 @@ fn call_step(
                 entry.state = ThreadState::WaitingForActivation(port);
             }
             if let Some(entry) = kernel.objects.port_mut(port) {
-                entry.pool_waiters.push_back(thread);
+                entry.wait_for_activation(thread);
             }
             kernel.statistics.waited += 1;
             Ok(Step::WaitForActivation)
@@ -331,7 +329,7 @@ fn migrate_into(
     }
     kernel.objects.push(thread, activation);
     if let Some(target) = kernel.objects.activation_mut(activation) {
-        target.reply = Some(reply_to);
+        target.set_reply(reply_to);
     }
     let depth = kernel.objects.chain(thread).len();
     kernel.statistics.longest_chain = kernel.statistics.longest_chain.max(depth);
@@ -342,8 +340,8 @@ fn migrate_into(
     } else {
         // A sidetrack upcall: x0 = port (server's name for it is not
         // needed: the handler serves one port), x1 = free activations.
-        entry_state.x[0] = port.0 as u64;
-        entry_state.x[1] = kernel.objects.port(port).map_or(0, |entry| entry.pool.len() as u64);
+        entry_state.x[0] = port.get() as u64;
+        entry_state.x[1] = kernel.objects.port(port).map_or(0, |entry| entry.pool_free as u64);
     }
     entry_state.x[2] = context as u64;
     load(frame, &entry_state);
@@ -358,7 +356,7 @@ pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
         let (port, caller_activation, reply_to, sidetrack) = {
             let entry = kernel.objects.activation(activation).ok_or(Error::NotInCall)?;
             let port = entry.port.ok_or(Error::NotInCall)?;
-            (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply.ok_or(Error::NotInCall)?, entry.sidetrack)
+            (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply(), entry.sidetrack)
         };
         let result = if sidetrack {
             Ok(0)
@@ -377,7 +375,7 @@ pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
         if !sidetrack {
             kernel.objects.pool_return(activation);
         }
-        let waiter = kernel.objects.port_mut(port).and_then(|entry| entry.pool_waiters.pop_front());
+        let waiter = kernel.objects.port_mut(port).and_then(|entry| entry.next_waiter());
         if let Some(waiter) = waiter {
             threads::wake(kernel, waiter);
         }
@@ -445,7 +443,7 @@ fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
                 entry.server_threads += 1;
             }
             // Callers waiting for a server may now queue for this thread.
-            while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.pool_waiters.pop_front()) {
+            while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
                 threads::wake(kernel, waiter);
             }
         }

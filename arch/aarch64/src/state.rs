@@ -116,7 +116,7 @@ impl Kernel {
 
     /// A thread's arch data.
     pub fn thread_arch(&mut self, id: ThreadId) -> Option<&mut ThreadArch> {
-        self.threads.get_mut(id.0 as usize)?.as_mut()
+        self.threads.get_mut(id.get() as usize)?.as_mut()
     }
 
     /// The domain the current thread runs in (its top activation's), or

@@ -181,10 +181,10 @@ fn pool_add(
         let activation = kernel.objects.new_activation(caller, Some(port), entry, top, stack);
         kernel.objects.pool_add(port, activation);
     }
-    while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.pool_waiters.pop_front()) {
+    while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
         threads::wake(kernel, waiter);
     }
-    Ok(kernel.objects.port(port).map_or(0, |entry| entry.pool.len()))
+    Ok(kernel.objects.port(port).map_or(0, |entry| entry.pool_free as usize))
 }
 
 fn sidetrack_set(kernel: &mut Kernel, caller: DomainId, name: u32, entry: u64, stack: u64) -> Result<usize, Error> {
@@ -221,12 +221,12 @@ fn thread_create(
         return Err(Error::BadAddress);
     }
     threads::create(kernel, caller, entry, argument, priority as u8, stack)
-        .map(|thread| thread.0 as usize)
+        .map(|thread| thread.get() as usize)
         .ok_or(Error::OutOfMemory)
 }
 
 fn thread_join(caller: DomainId, thread: usize) -> Result<usize, Error> {
-    let thread = ThreadId(u32::try_from(thread).map_err(|_| Error::InvalidArgument)?);
+    let thread = u32::try_from(thread).ok().and_then(ThreadId::new).ok_or(Error::InvalidArgument)?;
     let allowed = state::with(|kernel| {
         kernel.current != thread && kernel.objects.thread(thread).is_some_and(|entry| entry.creator == caller)
     });

@@ -45,7 +45,7 @@ pub fn adopt_boot_thread(kernel: &mut Kernel) -> ThreadId {
 }
 
 fn set_arch(kernel: &mut Kernel, id: ThreadId, arch: ThreadArch) {
-    let at = id.0 as usize;
+    let at = id.get() as usize;
     if kernel.threads.len() <= at {
         kernel.threads.resize_with(at + 1, || None);
     }
@@ -224,8 +224,9 @@ fn end_current_thread(result: usize) -> ! {
         if let Some(thread) = kernel.objects.thread_mut(current) {
             thread.state = ThreadState::Ended(result);
         }
-        let joiners: alloc::vec::Vec<ThreadId> = (0..kernel.threads.len() as u32)
-            .map(ThreadId)
+        let joiners: alloc::vec::Vec<ThreadId> = kernel
+            .objects
+            .thread_ids()
             .filter(|&id| kernel.objects.thread(id).is_some_and(|thread| thread.state == ThreadState::Joining(current)))
             .collect();
         for joiner in joiners {
