@@ -170,8 +170,6 @@ pub struct Thread {
 #[derive(Clone, Debug)]
 #[repr(C)]
 pub struct Activation {
-    /// Its user registers while it waits for a call it made.
-    pub saved: UserContext,
     /// The activation below it on the thread's chain.
     pub caller: Option<ActivationId>,
     /// The thread running in it (or in something it called); `None` while
@@ -201,6 +199,9 @@ pub struct Activation {
     pub reply_capacity: u64,
     /// The domain owning the reply buffer.
     pub reply_domain: DomainId,
+    /// Its user registers while it waits for a call it made (last: the
+    /// fast path reaches the small fields above with short offsets).
+    pub saved: UserContext,
 }
 
 impl Activation {
@@ -362,7 +363,6 @@ impl Objects {
         stack_size: u64,
     ) -> ActivationId {
         ActivationId(insert(&mut self.activations, |id| Activation {
-            saved: UserContext::default(),
             caller: None,
             occupant: None,
             next_free: None,
@@ -376,6 +376,7 @@ impl Objects {
             reply_address: 0,
             reply_capacity: 0,
             reply_domain: DomainId(0),
+            saved: UserContext::default(),
         }))
     }
 

@@ -48,6 +48,8 @@ pub struct DomainRecord {
     pub stack_floor: u64,
     /// Its main stack's top (for upcalls from the kernel).
     pub main_stack: u64,
+    /// What the RPC fast path reads of it (kept current by the state lock).
+    pub fast: alloc::boxed::Box<crate::fastpath::DomainFast>,
 }
 
 /// Why a domain could not be created or entered.
@@ -135,7 +137,11 @@ pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
             context: 0,
             stack_floor: region.end,
             main_stack: 0,
+            fast: alloc::boxed::Box::default(),
         });
+        let fast = kernel.domains.last().map_or(0, |record| &*record.fast as *const _ as usize);
+        kernel.domain_table.push(fast);
+        kernel.domains_dirty = true;
         let main_stack = carve_stack(kernel, id, MAIN_STACK).ok_or(DomainError::OutOfMemory)?;
         if let Some(record) = kernel.domain_mut(id) {
             record.main_stack = main_stack;

@@ -38,8 +38,9 @@ pub struct TrapFrame {
 
 /// Bytes of a trap frame (`FRAME_SIZE` in `vectors.s`).
 pub const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-/// Bytes of an interrupt frame: the trap frame, 32 SIMD registers, FPCR, FPSR.
-pub const INTERRUPT_FRAME_SIZE: usize = FRAME_SIZE + 32 * 16 + 16;
+/// Bytes of an interrupt frame: the trap frame, 32 SIMD registers, FPCR,
+/// FPSR, CPACR_EL1 and padding.
+pub const INTERRUPT_FRAME_SIZE: usize = FRAME_SIZE + 32 * 16 + 32;
 const _: () = assert!(FRAME_SIZE == 288 && FRAME_SIZE.is_multiple_of(16) && INTERRUPT_FRAME_SIZE.is_multiple_of(16));
 
 /// The answer to `domain_trap` in `vectors.s` (returned in x0/x1).

@@ -134,6 +134,8 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
             image: SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
             payload_copies: 0,
             statistics: crate::state::RpcStatistics::default(),
+            domain_table: alloc::vec![0],
+            domains_dirty: true,
         };
         crate::threads::adopt_boot_thread(&mut kernel);
         *crate::state::KERNEL.lock() = Some(kernel);

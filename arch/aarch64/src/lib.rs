@@ -29,6 +29,7 @@ pub mod console;
 pub mod cpu;
 pub mod domains;
 pub mod exception;
+pub mod fastpath;
 pub mod gic;
 pub mod kernel;
 pub mod memory;
@@ -82,6 +83,83 @@ core::arch::global_asm!(
     frame_size = const exception::FRAME_SIZE,
     irq_frame_size = const exception::INTERRUPT_FRAME_SIZE,
     null_call = const tern_core::abi::Call::Null as usize,
+    call = const tern_core::abi::Call::Call as usize,
+    return_call = const tern_core::abi::Call::Return as usize,
+);
+
+/// A block of zeros the fast path loads registers from to clear them.
+#[unsafe(no_mangle)]
+pub static TERN_ZEROS: [u64; 2] = [0; 2];
+
+mod fast_offsets {
+    use core::mem::offset_of;
+    use tern_core::capability::PortId;
+    use tern_core::thread::{Activation, Port, Thread, UserContext};
+    pub const THREAD_TOP: usize = offset_of!(Thread, top);
+    pub const THREAD_ID: usize = offset_of!(Thread, id);
+    const SAVED: usize = offset_of!(Activation, saved);
+    pub const ACT_SAVED_X19: usize = SAVED + offset_of!(UserContext, x) + 19 * 8;
+    pub const ACT_SAVED_SP: usize = SAVED + offset_of!(UserContext, sp);
+    pub const ACT_SAVED_PSTATE: usize = SAVED + offset_of!(UserContext, pstate);
+    pub const ACT_CALLER: usize = offset_of!(Activation, caller);
+    pub const ACT_NEXT_FREE: usize = offset_of!(Activation, next_free);
+    pub const ACT_PORT: usize = offset_of!(Activation, port);
+    pub const ACT_DOMAIN: usize = offset_of!(Activation, domain);
+    pub const ACT_SIDETRACK: usize = offset_of!(Activation, sidetrack);
+    pub const ACT_ENTRY: usize = offset_of!(Activation, entry);
+    pub const ACT_STACK_TOP: usize = offset_of!(Activation, stack_top);
+    pub const ACT_REPLY_ADDRESS: usize = offset_of!(Activation, reply_address);
+    pub const ACT_REPLY_CAPACITY: usize = offset_of!(Activation, reply_capacity);
+    pub const ACT_REPLY_DOMAIN: usize = offset_of!(Activation, reply_domain);
+    pub const PORT_POOL_HEAD: usize = offset_of!(Port, pool_head);
+    pub const PORT_POOL_FREE: usize = offset_of!(Port, pool_free);
+    pub const PORT_WAITING: usize = offset_of!(Port, waiting);
+    pub const PORT_SIDETRACK: usize = offset_of!(Port, sidetrack);
+    // The assembly's paired loads and stores rely on these neighbours.
+    const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
+    const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
+    const _: () = assert!(offset_of!(UserContext, pc) == offset_of!(UserContext, sp) + 8);
+    const _: () = assert!(core::mem::size_of::<Option<PortId>>() == 4);
+    const _: () = assert!(core::mem::size_of::<Option<tern_core::thread::ActivationId>>() == 4);
+}
+
+core::arch::global_asm!(
+    include_str!("fastpath.s"),
+    fast_current = const core::mem::offset_of!(fastpath::FastPath, current),
+    fast_activations = const core::mem::offset_of!(fastpath::FastPath, activations),
+    fast_ports = const core::mem::offset_of!(fastpath::FastPath, ports),
+    fast_domains = const core::mem::offset_of!(fastpath::FastPath, domains),
+    fast_migrated = const core::mem::offset_of!(fastpath::FastPath, migrated),
+    fast_copies = const core::mem::offset_of!(fastpath::FastPath, copies),
+    dom_translation_base = const core::mem::offset_of!(fastpath::DomainFast, translation_base),
+    dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
+    dom_context = const core::mem::offset_of!(fastpath::DomainFast, context),
+    dom_port_words = const core::mem::offset_of!(fastpath::DomainFast, port_words),
+    thread_top = const fast_offsets::THREAD_TOP,
+    thread_id = const fast_offsets::THREAD_ID,
+    act_saved_x19 = const fast_offsets::ACT_SAVED_X19,
+    act_saved_sp = const fast_offsets::ACT_SAVED_SP,
+    act_saved_pstate = const fast_offsets::ACT_SAVED_PSTATE,
+    act_caller = const fast_offsets::ACT_CALLER,
+    act_next_free = const fast_offsets::ACT_NEXT_FREE,
+    act_port = const fast_offsets::ACT_PORT,
+    act_domain = const fast_offsets::ACT_DOMAIN,
+    act_sidetrack = const fast_offsets::ACT_SIDETRACK,
+    act_entry = const fast_offsets::ACT_ENTRY,
+    act_stack_top = const fast_offsets::ACT_STACK_TOP,
+    act_reply_address = const fast_offsets::ACT_REPLY_ADDRESS,
+    act_reply_capacity = const fast_offsets::ACT_REPLY_CAPACITY,
+    act_reply_domain = const fast_offsets::ACT_REPLY_DOMAIN,
+    port_pool_head = const fast_offsets::PORT_POOL_HEAD,
+    port_pool_free = const fast_offsets::PORT_POOL_FREE,
+    port_waiting = const fast_offsets::PORT_WAITING,
+    port_sidetrack = const fast_offsets::PORT_SIDETRACK,
+    header_size = const tern_core::abi::MessageHeader::SIZE,
+    fast_payload_max = const fastpath::FAST_PAYLOAD_MAX,
+    alias_offset = const tern_core::board::ARENA_ALIAS_OFFSET,
+    call = const tern_core::abi::Call::Call as usize,
+    return_call = const tern_core::abi::Call::Return as usize,
+    frame_size = const exception::FRAME_SIZE,
 );
 
 core::arch::global_asm!(include_str!("upcall.s"));

@@ -73,6 +73,12 @@ pub struct Kernel {
     pub payload_copies: u64,
     /// What the RPC paths did, for scenarios to check.
     pub statistics: RpcStatistics,
+    /// `*const DomainFast` of each domain by number (0 unused), for the
+    /// fast path.
+    pub domain_table: Vec<usize>,
+    /// A domain record may have changed since the fast path's blocks were
+    /// refreshed (set by every mutable access to a record).
+    pub domains_dirty: bool,
 }
 
 /// Counts of what the RPC paths did.
@@ -99,7 +105,10 @@ pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
 pub fn with<R>(body: impl FnOnce(&mut Kernel) -> R) -> R {
     crate::cpu::without_interrupts(|| {
         let mut guard = KERNEL.lock();
-        body(guard.as_mut().expect("kernel state used before boot"))
+        let kernel = guard.as_mut().expect("kernel state used before boot");
+        let result = body(kernel);
+        crate::fastpath::refresh(kernel);
+        result
     })
 }
 
@@ -111,6 +120,7 @@ impl Kernel {
 
     /// A domain's record, to change.
     pub fn domain_mut(&mut self, id: DomainId) -> Option<&mut DomainRecord> {
+        self.domains_dirty = true;
         self.domains.get_mut((id.0 as usize).checked_sub(1)?)
     }
 

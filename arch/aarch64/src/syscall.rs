@@ -140,6 +140,7 @@ fn port_create(kernel: &mut Kernel, caller: DomainId) -> Result<usize, Error> {
         // The first port of the `names` domain is the name service: every
         // domain, now and later, gets a send right to it at name 0.
         kernel.name_service = Some(port);
+        kernel.domains_dirty = true;
         for record in kernel.domains.iter_mut() {
             if record.domain.id != caller {
                 record.space.install(tern_core::capability::NAME_SERVICE_NAME, Capability { port, receive: false });

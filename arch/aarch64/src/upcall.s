@@ -107,6 +107,9 @@ tern_upcall:
     movi    v29.2d, #0
     movi    v30.2d, #0
     movi    v31.2d, #0
+    mov     x9, #(3 << 20)              // CPACR_EL1.FPEN: registers are clean,
+    msr     cpacr_el1, x9               // EL0 may use FP/SIMD
+    mov     x9, xzr
     isb
     eret
 

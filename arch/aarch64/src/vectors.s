@@ -3,7 +3,8 @@
 // Every entry saves a TrapFrame on the current kernel stack (SP_EL1):
 //   [0]   x0 .. x30        [248] SP_EL0     [256] ELR_EL1
 //   [264] SPSR_EL1         [272] ESR_EL1    [280] FAR_EL1       (288 bytes)
-// Interrupts also save all 32 SIMD registers, FPCR and FPSR after it,
+// Interrupts also save all 32 SIMD registers, FPCR, FPSR and CPACR_EL1
+// (whether EL0 may use FP/SIMD) after it,
 // because an interrupt may land anywhere, in code that uses them; kernel
 // calls and faults do not, because the service gate declares them clobbered.
 //
@@ -85,8 +86,26 @@ tern_vectors:
     VECTOR IRQ_FRAME_SIZE, interrupt, 5
     VECTOR FRAME_SIZE, kernel_trap, 6
     VECTOR FRAME_SIZE, kernel_trap, 7
-    // Lower EL, AArch64: domains.
-    VECTOR FRAME_SIZE, domain_trap, 8
+    // Lower EL, AArch64: domains. Only an `svc` (checked in ESR, never by
+// registers alone) may take the fast paths: Call, Return, Null. A trapped
+// FP/SIMD access has its own short answer. x0/x1 are saved first, as the
+// scratch for the check; the fast paths leave the frame space to free.
+.balign 0x80
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mrs     x0, esr_el1
+    ubfx    x0, x0, #26, #6
+    cmp     x0, #0x15                   // SVC from AArch64
+    b.ne    not_svc
+    ldp     x0, x1, [sp, #0]
+    cmp     x8, #{call}
+    b.eq    tern_fast_call
+    cmp     x8, #{return_call}
+    b.eq    tern_fast_return
+    cmp     x8, #{null_call}
+    b.eq    null_call
+    mov     x1, #8
+    b       domain_trap
     VECTOR IRQ_FRAME_SIZE, interrupt, 9
     VECTOR FRAME_SIZE, kernel_trap, 10
     VECTOR FRAME_SIZE, kernel_trap, 11
@@ -106,18 +125,22 @@ kernel_trap:
 
 // fn domain_trap(kind in x1)
 // A kernel call or a fault from EL0. Rust answers with TrapAction in
-// x0/x1: x0 = 0 resumes the domain from the (possibly updated) frame;
+// x0/x1: x0 = 0 resumes the domain from the (possibly updated) frame,
+// with EL0 FP/SIMD trapped (the SIMD registers may hold the kernel's or
+// another domain's values; the first use zeroes them, see not_svc);
 // otherwise the upcall that entered the domain ends with result x1.
+.global domain_trap
 domain_trap:
-    cmp     x8, #{null_call}            // the Null call: straight back
-    b.eq    null_call
     SAVE_REST
     mov     x0, sp
     bl      tern_domain_trap
     cbnz    x0, 1f
+    mov     x9, #(1 << 20)              // CPACR_EL1.FPEN: trap EL0 FP/SIMD
+    msr     cpacr_el1, x9
     RESTORE_AND_RETURN FRAME_SIZE
 1:  mov     x0, x1
     b       tern_upcall_finish
+
 
 // fn null_call()
 // Answers the Null kernel call (the floor of the benchmark): x0 = 0
@@ -126,6 +149,56 @@ null_call:
     add     sp, sp, #FRAME_SIZE
     mov     x0, xzr
     mov     x1, xzr
+    eret
+
+// fn not_svc()   (x0 = exception class; the original x0/x1 are in the frame)
+// EL0 touched FP/SIMD while trapped: zero the SIMD registers, let EL0 use
+// them, retry the instruction. Anything else: the general path.
+not_svc:
+    cmp     x0, #0x07                   // trapped FP/SIMD access
+    b.eq    simd_first_use
+    mov     x1, #8
+    b       domain_trap
+
+simd_first_use:
+    movi    v0.2d, #0
+    movi    v1.2d, #0
+    movi    v2.2d, #0
+    movi    v3.2d, #0
+    movi    v4.2d, #0
+    movi    v5.2d, #0
+    movi    v6.2d, #0
+    movi    v7.2d, #0
+    movi    v8.2d, #0
+    movi    v9.2d, #0
+    movi    v10.2d, #0
+    movi    v11.2d, #0
+    movi    v12.2d, #0
+    movi    v13.2d, #0
+    movi    v14.2d, #0
+    movi    v15.2d, #0
+    movi    v16.2d, #0
+    movi    v17.2d, #0
+    movi    v18.2d, #0
+    movi    v19.2d, #0
+    movi    v20.2d, #0
+    movi    v21.2d, #0
+    movi    v22.2d, #0
+    movi    v23.2d, #0
+    movi    v24.2d, #0
+    movi    v25.2d, #0
+    movi    v26.2d, #0
+    movi    v27.2d, #0
+    movi    v28.2d, #0
+    movi    v29.2d, #0
+    movi    v30.2d, #0
+    movi    v31.2d, #0
+    msr     fpsr, xzr
+    msr     fpcr, xzr
+    mov     x0, #(3 << 20)              // CPACR_EL1.FPEN: EL0 may use FP/SIMD
+    msr     cpacr_el1, x0
+    ldp     x0, x1, [sp, #0]
+    add     sp, sp, #FRAME_SIZE
     eret
 
 // fn interrupt(kind in x1)
@@ -152,6 +225,8 @@ interrupt:
     mrs     x4, fpsr
     str     x3, [x2, #512]
     str     x4, [x2, #520]
+    mrs     x3, cpacr_el1
+    str     x3, [x2, #528]
     mov     x0, sp
     bl      tern_interrupt
     add     x2, sp, #FRAME_SIZE
@@ -175,4 +250,6 @@ interrupt:
     ldr     x4, [x2, #520]
     msr     fpcr, x3
     msr     fpsr, x4
+    ldr     x3, [x2, #528]
+    msr     cpacr_el1, x3
     RESTORE_AND_RETURN IRQ_FRAME_SIZE

@@ -1,0 +1,131 @@
+//! The migrating RPC fast path's view of the kernel state.
+//!
+//! `fastpath.s` handles the common migrating call and return in a few
+//! dozen instructions, in the seL4 fast-path shape: read-only checks first,
+//! each falling back to the general path (`rpc.rs`) on any doubt; a point
+//! of no return; then the state changes. It works on the same objects as
+//! the general path (threads, activations and ports in `Objects`, whose
+//! slabs double as pointer tables), plus one [`DomainFast`] block per
+//! domain. [`FastPath`] holds where those tables are now; the general path
+//! refreshes it ([`refresh`]) every time it leaves the kernel state, so by
+//! the time any domain can make a call it is exact.
+//!
+//! What the fast path takes: a call from a thread's own activation (not a
+//! nested call from a server activation) on a port whose pool has a free
+//! activation and will not need a sidetrack, with a request of at most
+//! [`FAST_PAYLOAD_MAX`] payload bytes in the caller's own region, carrying
+//! no right, and a reply buffer in the caller's region; and the matching
+//! return, when nobody waits for an activation. Everything else — nested
+//! calls, rights, sidetracks, bigger payloads, the switching path, every
+//! error — takes the general path, which gives the same results.
+
+use crate::state::Kernel;
+use core::cell::UnsafeCell;
+
+/// Largest payload the fast path copies; longer messages take the general
+/// path (whose copy is the same single copy).
+pub const FAST_PAYLOAD_MAX: u64 = 1024;
+
+/// Where the fast path finds things.
+#[repr(C)]
+pub struct FastPath {
+    /// The running thread (`*const Thread`).
+    pub current: usize,
+    /// Activation pointer table and its length.
+    pub activations: usize,
+    /// Entries in `activations`.
+    pub activation_count: usize,
+    /// Port pointer table.
+    pub ports: usize,
+    /// Entries in `ports`.
+    pub port_count: usize,
+    /// Domain table: `*const DomainFast` by domain number (0 unused).
+    pub domains: usize,
+    /// Entries in `domains`.
+    pub domain_count: usize,
+    /// `&mut statistics.migrated`.
+    pub migrated: usize,
+    /// `&mut payload_copies`.
+    pub copies: usize,
+}
+
+/// One domain as the fast path needs it.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct DomainFast {
+    /// TTBR0 value of its view.
+    pub translation_base: u64,
+    /// Its region.
+    pub region_start: u64,
+    /// End of its region.
+    pub region_end: u64,
+    /// Its context word.
+    pub context: u64,
+    /// Its capability words (`CapabilitySpace::port_words`).
+    pub port_words: u64,
+    /// How many.
+    pub port_word_count: u64,
+}
+
+/// The one fast-path block (kernel data).
+pub struct FastCell(pub UnsafeCell<FastPath>);
+
+// SAFETY: written only by `refresh`, with the kernel state locked and
+// interrupts masked, and read only by the fast path, which runs with
+// interrupts masked on the same (single) core and never while the state is
+// locked.
+unsafe impl Sync for FastCell {}
+
+/// The block `fastpath.s` reads.
+#[unsafe(no_mangle)]
+pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
+    current: 0,
+    activations: 0,
+    activation_count: 0,
+    ports: 0,
+    port_count: 0,
+    domains: 0,
+    domain_count: 0,
+    migrated: 0,
+    copies: 0,
+}));
+
+/// Bring the fast path's block up to date with the kernel state. The
+/// domain blocks are rewritten only when a domain record may have changed
+/// (`domains_dirty`, set by every mutable access to one).
+pub fn refresh(kernel: &mut Kernel) {
+    if core::mem::take(&mut kernel.domains_dirty) {
+        refresh_domains(kernel);
+    }
+    refresh_tables(kernel);
+}
+
+fn refresh_domains(kernel: &mut Kernel) {
+    for record in kernel.domains.iter_mut() {
+        let words = record.space.port_words();
+        let fast = &mut *record.fast;
+        fast.translation_base = record.domain.translation_base();
+        fast.region_start = record.domain.region.start;
+        fast.region_end = record.domain.region.end;
+        fast.context = record.context as u64;
+        fast.port_words = words.as_ptr() as u64;
+        fast.port_word_count = words.len() as u64;
+    }
+}
+
+fn refresh_tables(kernel: &mut Kernel) {
+    let activations = kernel.objects.activation_table();
+    let ports = kernel.objects.port_table();
+    let current = kernel.objects.thread(kernel.current).map_or(0, |thread| thread as *const _ as usize);
+    // SAFETY: see `FastCell`: we hold the kernel state with interrupts masked.
+    let fast = unsafe { &mut *TERN_FAST.0.get() };
+    fast.current = current;
+    fast.activations = activations.base;
+    fast.activation_count = activations.length;
+    fast.ports = ports.base;
+    fast.port_count = ports.length;
+    fast.domains = kernel.domain_table.as_ptr() as usize;
+    fast.domain_count = kernel.domain_table.len();
+    fast.migrated = &mut kernel.statistics.migrated as *mut u64 as usize;
+    fast.copies = &mut kernel.payload_copies as *mut u64 as usize;
+}
