@@ -8,8 +8,9 @@
 //! EL0+EL1 (`whole`), at EL1 only (`kernel`), and the cycle counter
 //! (`cycles`). A pass reads one counter only, so nothing but the call lies
 //! between the two reads. Median and minimum over the repetitions, after a
-//! warm-up. Floors: a plain indirect Rust call, and the Null kernel call
-//! (exception entry and exit only). The lines printed are the protocol
+//! warm-up. Floors: a plain indirect Rust call, the Null kernel call
+//! (exception entry and exit only, answered in the vector), and a trivial
+//! call (`WhoAmI`) through the general kernel-call path in Rust. The lines printed are the protocol
 //! `cargo xtask bench` reads (see docs/bench.md); the figures are the
 //! counters' differences, unaltered.
 //!
@@ -179,6 +180,8 @@ fn client_main(argument: usize) -> usize {
         failures += usize::from(!report("floor-call", "null", counter, repetitions, figures));
         let figures = measure(counter, repetitions, || gate::raw_call(Call::Null, 0, 0, 0).is_ok());
         failures += usize::from(!report("floor-svc", "null", counter, repetitions, figures));
+        let figures = measure(counter, repetitions, || gate::raw_call(Call::WhoAmI, 0, 0, 0).is_ok());
+        failures += usize::from(!report("floor-general", "null", counter, repetitions, figures));
     }
     failures
 }

@@ -150,6 +150,15 @@ fn deliver_right(kernel: &mut Kernel, receiver: DomainId, address: usize, port: 
     unsafe { (to as *mut u32).write_unaligned(name) };
 }
 
+/// Remember where the current thread's trap frame is, so whoever wakes it
+/// can write its results there.
+pub fn register_frame(kernel: &mut Kernel, frame: &mut TrapFrame) {
+    let current = kernel.current;
+    if let Some(arch) = kernel.thread_arch(current) {
+        arch.frame = frame as *mut TrapFrame as usize;
+    }
+}
+
 /// The current thread, its top activation and that activation's domain.
 fn caller(kernel: &Kernel) -> Result<(ThreadId, ActivationId, DomainId), Error> {
     let thread = kernel.current;
@@ -160,7 +169,7 @@ fn caller(kernel: &Kernel) -> Result<(ThreadId, ActivationId, DomainId), Error> 
 
 enum Step {
     Migrated(u64),
-    HandOff(ThreadId),
+    HandOff(Option<threads::Switch>),
     Block,
     WaitForActivation,
 }
@@ -171,15 +180,18 @@ pub fn call(frame: &mut TrapFrame) -> Completion {
     let request = UserRange::new(frame.x[1] as usize, frame.x[2] as usize);
     let reply = UserRange::new(frame.x[3] as usize, frame.x[4] as usize);
     loop {
-        let step = state::with(|kernel| call_step(kernel, frame, port_name, request, reply));
+        let step = state::with(|kernel| {
+            register_frame(kernel, frame);
+            call_step(kernel, frame, port_name, request, reply)
+        });
         match step {
             Err(error) => return Completion::Reply(Err(error)),
             Ok(Step::Migrated(view)) => {
                 cpu::switch_view(view);
                 return Completion::FrameSet;
             }
-            Ok(Step::HandOff(server)) => {
-                threads::hand_off(server);
+            Ok(Step::HandOff(switch)) => {
+                threads::perform(switch);
                 return Completion::FrameSet;
             }
             Ok(Step::Block) => {
@@ -260,7 +272,7 @@ fn call_step(
             }
             let _ = header;
             kernel.statistics.handed_off += 1;
-            Ok(Step::HandOff(server))
+            Ok(Step::HandOff(threads::prepare_switch(kernel, server)))
         }
         Route::QueueForThread => {
             let pending =
@@ -503,9 +515,10 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
     let buffer = UserRange::new(frame.x[3] as usize, frame.x[4] as usize);
     enum Next {
         TakeQueued,
-        HandBack(ThreadId),
+        HandBack(Option<threads::Switch>),
     }
     let outcome = state::with(|kernel| -> Result<Next, Error> {
+        register_frame(kernel, frame);
         let (thread, _, server) = caller(kernel)?;
         // Checks first: the receive half's arguments, then the reply.
         let record = kernel.domain(server).ok_or(Error::BadAddress)?;
@@ -551,13 +564,13 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
         if let Some(entry) = kernel.objects.port_mut(port) {
             entry.receivers.push_back(thread);
         }
-        Ok(Next::HandBack(client))
+        Ok(Next::HandBack(threads::prepare_switch(kernel, client)))
     });
     match outcome {
         Err(error) => Completion::Reply(Err(error)),
         Ok(Next::TakeQueued) => receive_next(port_name, buffer),
-        Ok(Next::HandBack(client)) => {
-            threads::hand_off(client);
+        Ok(Next::HandBack(switch)) => {
+            threads::perform(switch);
             Completion::FrameSet
         }
     }

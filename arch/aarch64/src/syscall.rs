@@ -22,6 +22,20 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Handle the `svc` in `frame`.
 pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
+    // The RPC calls take the kernel state once, for everything.
+    let rpc = match Call::from_number(frame.x[8] as usize) {
+        Some(Call::Call) => Some(rpc::call(frame)),
+        Some(Call::ReplyReceive) => Some(rpc::reply_receive(frame)),
+        _ => None,
+    };
+    if let Some(completion) = rpc {
+        if let Completion::Reply(result) = completion {
+            let (status, value) = encode_result(result);
+            frame.x[0] = status as u64;
+            frame.x[1] = value as u64;
+        }
+        return TrapAction::RESUME;
+    }
     let caller = state::with(|kernel| {
         let current = kernel.current;
         if let Some(arch) = kernel.thread_arch(current) {

@@ -11,10 +11,13 @@
 //! sets the thread's state, and calls [`block`], which switches to the most
 //! urgent ready thread (or idles until one exists). Waking puts a thread
 //! on the run queue — or, on the RPC paths, hands it the processor
-//! directly ([`hand_off`]) without going through the queue.
+//! directly without going through the queue: the RPC code decides the
+//! switch inside its one critical section ([`prepare_switch`]) and carries
+//! it out after ([`perform`]).
 //!
-//! Switching never happens while the kernel state is locked; after a
-//! switch returns, the resumed thread reinstalls its own domain's view.
+//! Switching never happens while the kernel state is locked. Whoever
+//! switches installs the resumed thread's view first, so a thread resumes
+//! with nothing left to do.
 
 use crate::state::{self, Kernel, KernelContext, ThreadArch};
 use crate::upcall::{self, Outcome, UpcallTarget};
@@ -63,38 +66,56 @@ fn charge(kernel: &mut Kernel) {
     }
 }
 
-/// Switch from the current thread to `next` (already taken off the run
-/// queue, if it was on it). The caller has set the current thread's state.
-/// Returns when the current thread runs again.
-fn switch_to(next: ThreadId) {
-    let pointers = state::with(|kernel| {
-        let current = kernel.current;
-        if current == next {
-            if let Some(thread) = kernel.objects.thread_mut(next) {
-                thread.state = ThreadState::Running;
-            }
-            return None;
-        }
-        charge(kernel);
-        if let Some(thread) = kernel.objects.thread_mut(next) {
-            thread.state = ThreadState::Running;
-        }
-        kernel.current = next;
-        let from = kernel.thread_arch(current).map(|arch| &mut *arch.context as *mut KernelContext)?;
-        let to = kernel.thread_arch(next).map(|arch| &*arch.context as *const KernelContext)?;
-        Some((from, to))
-    });
-    if let Some((from, to)) = pointers {
+/// A thread switch decided under the state lock, to be carried out after
+/// it is dropped ([`perform`]).
+#[must_use]
+pub struct Switch {
+    from: *mut KernelContext,
+    to: *const KernelContext,
+    view: u64,
+}
+
+/// Decide a switch from the current thread to `next` (already off the run
+/// queue, if it was on it; the caller has set the current thread's state):
+/// charge the time, make `next` current and running, and note the view it
+/// resumes in. `None` if `next` is the current thread.
+pub fn prepare_switch(kernel: &mut Kernel, next: ThreadId) -> Option<Switch> {
+    let current = kernel.current;
+    if let Some(thread) = kernel.objects.thread_mut(next) {
+        thread.state = ThreadState::Running;
+    }
+    if current == next {
+        return None;
+    }
+    charge(kernel);
+    kernel.current = next;
+    let view = kernel.current_view();
+    let from = kernel.thread_arch(current).map(|arch| &mut *arch.context as *mut KernelContext)?;
+    let to = kernel.thread_arch(next).map(|arch| &*arch.context as *const KernelContext)?;
+    Some(Switch { from, to, view })
+}
+
+/// Carry out a switch: install the next thread's view and switch stacks.
+/// Returns when the current thread runs again — in the view its switcher
+/// installed for it, so nothing is left to do. Never call it holding the
+/// state lock.
+pub fn perform(switch: Option<Switch>) {
+    if let Some(switch) = switch {
         let saved = cpu::mask_interrupts();
+        cpu::switch_view(switch.view);
         // SAFETY: both contexts are boxed in the kernel state and live as
         // long as their threads; `from` is the running thread's, `to` a
         // parked or new thread's. The state lock is not held. Interrupts
         // are masked across the switch and restored by whoever resumes.
-        unsafe { tern_switch(from, to) };
+        unsafe { tern_switch(switch.from, switch.to) };
         cpu::restore_interrupts(saved);
     }
-    let view = state::with(|kernel| kernel.current_view());
-    cpu::switch_view(view);
+}
+
+/// Switch from the current thread to `next` (see [`prepare_switch`]).
+/// Returns when the current thread runs again.
+fn switch_to(next: ThreadId) {
+    perform(state::with(|kernel| prepare_switch(kernel, next)));
 }
 
 /// The current thread waits (its state says for what): run the most
@@ -127,14 +148,6 @@ pub fn wake(kernel: &mut Kernel, thread: ThreadId) {
     entry.state = ThreadState::Ready;
     let priority = entry.priority;
     kernel.run_queue.push(thread, priority);
-}
-
-/// Give the processor straight to `next` (which must be blocked, not
-/// queued), leaving the current thread in the state the caller set: the
-/// RPC handoff, no run queue involved. Returns when the current thread
-/// runs again.
-pub fn hand_off(next: ThreadId) {
-    switch_to(next);
 }
 
 /// Yield to an equal or more urgent ready thread, if there is one.
