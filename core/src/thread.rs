@@ -88,25 +88,28 @@ pub enum Policy {
     RoundRobin,
 }
 
-/// Why a thread is not running.
+/// Why a thread is not running. `repr(C, u32)`: a 32-bit tag (the
+/// discriminants below) then the payload at offset 8 — the switching fast
+/// path writes these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, u32)]
 pub enum ThreadState {
     /// On the run queue.
-    Ready,
+    Ready = 0,
     /// On a processor.
-    Running,
+    Running = 1,
     /// Waiting for a free activation of a port's pool.
-    WaitingForActivation(PortId),
+    WaitingForActivation(PortId) = 2,
     /// A client waiting for a server thread to take its request.
-    WaitingForReceiver(PortId),
+    WaitingForReceiver(PortId) = 3,
     /// A client whose request a server thread is handling.
-    WaitingForReply,
+    WaitingForReply = 4,
     /// A server thread waiting in receive.
-    Receiving(PortId),
+    Receiving(PortId) = 5,
     /// Waiting for another thread to end.
-    Joining(ThreadId),
+    Joining(ThreadId) = 6,
     /// Ended with a result.
-    Ended(usize),
+    Ended(usize) = 7,
 }
 
 /// Where a reply (or a received request) must be written: a range of a
@@ -130,8 +133,6 @@ pub struct PendingRequest {
     pub address: usize,
     /// Its length.
     pub length: usize,
-    /// Where the reply goes.
-    pub reply: Destination,
 }
 
 /// A thread.
@@ -142,28 +143,84 @@ pub struct Thread {
     pub top: Option<ActivationId>,
     /// Its number.
     pub id: ThreadId,
+    /// What it is doing.
+    pub state: ThreadState,
+    /// The arch layer's record of the kernel call it is in (its trap
+    /// frame), where whoever wakes it writes its results; 0 if none.
+    pub frame: u64,
+    /// Where the arch layer saves its kernel context while it is parked.
+    pub kernel_context: u64,
+    /// As a server thread: the client whose request it is handling.
+    pub serving: Option<ThreadId>,
+    /// The next thread in the queue it waits in (a port's receivers).
+    pub next_queued: Option<ThreadId>,
+    /// As a server thread in receive: where the next request goes
+    /// (`receive_domain` 0: not receiving).
+    pub receive_address: u64,
+    /// Bytes available at `receive_address`.
+    pub receive_capacity: u64,
+    /// As a client of a server thread: where the reply goes
+    /// (`reply_domain` 0: no reply expected).
+    pub reply_address: u64,
+    /// Bytes available at `reply_address`.
+    pub reply_capacity: u64,
+    /// The domain owning the receive buffer.
+    pub receive_domain: DomainId,
+    /// The domain owning the reply buffer.
+    pub reply_domain: DomainId,
+    /// The port a server thread serves (counted once in the port's
+    /// `server_threads`).
+    pub serves: Option<PortId>,
     /// 0 (lowest) to 31.
     pub priority: u8,
     /// Its policy.
     pub policy: Policy,
-    /// What it is doing.
-    pub state: ThreadState,
     /// The domain that created it (for joins).
     pub creator: DomainId,
     /// Counter ticks charged to it.
     pub cpu_time: u64,
-    /// As a switching client: the request it waits to hand over.
+    /// As a switching client queued on a port: the request it waits to
+    /// hand over.
     pub pending: Option<PendingRequest>,
-    /// As a server thread: the client whose request it is handling.
-    pub serving: Option<ThreadId>,
-    /// As a server thread in receive: where the next request goes.
-    pub receive_buffer: Option<Destination>,
-    /// The port a server thread serves (counted once in the port's
-    /// `server_threads`).
-    pub serves: Option<PortId>,
     /// Set after a sidetrack upcall for this port, so the retried call
     /// does not sidetrack again.
     pub sidetracked: Option<PortId>,
+}
+
+impl Thread {
+    /// Where its next request goes, while it waits in receive.
+    pub fn receive_buffer(&self) -> Option<Destination> {
+        (self.receive_domain.0 != 0).then_some(Destination {
+            domain: self.receive_domain,
+            address: self.receive_address as usize,
+            capacity: self.receive_capacity as usize,
+        })
+    }
+
+    /// Set (or clear) where its next request goes.
+    pub fn set_receive_buffer(&mut self, buffer: Option<Destination>) {
+        let buffer = buffer.unwrap_or(Destination { domain: DomainId(0), address: 0, capacity: 0 });
+        self.receive_domain = buffer.domain;
+        self.receive_address = buffer.address as u64;
+        self.receive_capacity = buffer.capacity as u64;
+    }
+
+    /// Where its reply goes, while it waits for a server thread.
+    pub fn reply_to(&self) -> Option<Destination> {
+        (self.reply_domain.0 != 0).then_some(Destination {
+            domain: self.reply_domain,
+            address: self.reply_address as usize,
+            capacity: self.reply_capacity as usize,
+        })
+    }
+
+    /// Set (or clear) where its reply goes.
+    pub fn set_reply_to(&mut self, reply: Option<Destination>) {
+        let reply = reply.unwrap_or(Destination { domain: DomainId(0), address: 0, capacity: 0 });
+        self.reply_domain = reply.domain;
+        self.reply_address = reply.address as u64;
+        self.reply_capacity = reply.capacity as u64;
+    }
 }
 
 /// An activation.
@@ -229,6 +286,14 @@ pub struct Port {
     /// The first free activation of its pool (a stack linked through
     /// `next_free`: last freed, first reused — its stack is the warmest).
     pub pool_head: Option<ActivationId>,
+    /// The first server thread waiting in receive (a FIFO linked through
+    /// the threads' `next_queued`).
+    pub receivers_head: Option<ThreadId>,
+    /// The last one.
+    pub receivers_tail: Option<ThreadId>,
+    /// How many clients are queued in `senders` (a mirror, for the fast
+    /// path).
+    pub queued: u32,
     /// How many activations are free.
     pub pool_free: u32,
     /// How many threads wait for an activation (mirrors `pool_waiters`,
@@ -244,10 +309,8 @@ pub struct Port {
     pub pool_size: usize,
     /// Server threads of the owner that serve this port (waiting or busy).
     pub server_threads: usize,
-    /// Server threads waiting in receive.
-    pub receivers: VecDeque<ThreadId>,
     /// Clients waiting for a server thread.
-    pub senders: VecDeque<ThreadId>,
+    senders: VecDeque<ThreadId>,
     /// Clients waiting for a free activation.
     pool_waiters: VecDeque<ThreadId>,
     /// False once the owner is gone.
@@ -265,6 +328,25 @@ impl Port {
     pub fn next_waiter(&mut self) -> Option<ThreadId> {
         let thread = self.pool_waiters.pop_front();
         self.waiting = self.pool_waiters.len() as u32;
+        thread
+    }
+
+    /// Queue a client for a server thread.
+    pub fn queue_sender(&mut self, thread: ThreadId) {
+        self.senders.push_back(thread);
+        self.queued = self.senders.len() as u32;
+    }
+
+    /// Put a client back at the front of the queue.
+    pub fn requeue_sender(&mut self, thread: ThreadId) {
+        self.senders.push_front(thread);
+        self.queued = self.senders.len() as u32;
+    }
+
+    /// The next queued client.
+    pub fn next_sender(&mut self) -> Option<ThreadId> {
+        let thread = self.senders.pop_front();
+        self.queued = self.senders.len() as u32;
         thread
     }
 }
@@ -340,15 +422,23 @@ impl Objects {
         ThreadId(insert(&mut self.threads, |id| Thread {
             top: None,
             id: ThreadId(id),
+            state: ThreadState::Ready,
+            frame: 0,
+            kernel_context: 0,
+            serving: None,
+            next_queued: None,
+            receive_address: 0,
+            receive_capacity: 0,
+            reply_address: 0,
+            reply_capacity: 0,
+            receive_domain: DomainId(0),
+            reply_domain: DomainId(0),
+            serves: None,
             priority: priority.min(31),
             policy: Policy::RoundRobin,
-            state: ThreadState::Ready,
             creator,
             cpu_time: 0,
             pending: None,
-            serving: None,
-            receive_buffer: None,
-            serves: None,
             sidetracked: None,
         }))
     }
@@ -384,6 +474,9 @@ impl Objects {
     pub fn new_port(&mut self, owner: DomainId) -> PortId {
         PortId(insert(&mut self.ports, |id| Port {
             pool_head: None,
+            receivers_head: None,
+            receivers_tail: None,
+            queued: 0,
             pool_free: 0,
             waiting: 0,
             sidetrack: None,
@@ -391,7 +484,6 @@ impl Objects {
             owner,
             pool_size: 0,
             server_threads: 0,
-            receivers: VecDeque::new(),
             senders: VecDeque::new(),
             pool_waiters: VecDeque::new(),
             alive: true,
@@ -540,6 +632,44 @@ impl Objects {
         Some(head)
     }
 
+    /// Queue `thread` as a receiver of `port` (at the back).
+    pub fn push_receiver(&mut self, port: PortId, thread: ThreadId) -> bool {
+        let Some(tail) = self.port(port).map(|entry| entry.receivers_tail) else { return false };
+        match self.thread_mut(thread) {
+            Some(entry) => entry.next_queued = None,
+            None => return false,
+        }
+        match tail.and_then(|tail| self.thread_mut(tail)) {
+            Some(last) => last.next_queued = Some(thread),
+            None => {
+                if let Some(entry) = self.port_mut(port) {
+                    entry.receivers_head = Some(thread);
+                }
+            }
+        }
+        if let Some(entry) = self.port_mut(port) {
+            entry.receivers_tail = Some(thread);
+        }
+        true
+    }
+
+    /// Take the first receiver of `port`.
+    pub fn pop_receiver(&mut self, port: PortId) -> Option<ThreadId> {
+        let head = self.port(port)?.receivers_head?;
+        let next = self.thread_mut(head)?.next_queued.take();
+        let entry = self.port_mut(port)?;
+        entry.receivers_head = next;
+        if next.is_none() {
+            entry.receivers_tail = None;
+        }
+        Some(head)
+    }
+
+    /// Forget every receiver of `port`.
+    pub fn clear_receivers(&mut self, port: PortId) {
+        while self.pop_receiver(port).is_some() {}
+    }
+
     /// Empty `port`'s pool (its owner is gone).
     pub fn pool_clear(&mut self, port: PortId) {
         while self.pool_take(port).is_some() {}
@@ -550,7 +680,7 @@ impl Objects {
         let Some(entry) = self.port(port) else { return Route::Dead };
         if let Some(activation) = entry.pool_head {
             Route::Migrate(activation)
-        } else if let Some(&thread) = entry.receivers.front() {
+        } else if let Some(thread) = entry.receivers_head {
             Route::HandOff(thread)
         } else if entry.server_threads > 0 {
             Route::QueueForThread
@@ -614,7 +744,15 @@ mod tests {
         objects.port_mut(port).unwrap().server_threads = 1;
         assert_eq!(objects.route(port), Route::QueueForThread);
         let receiver = objects.new_thread(3, server);
-        objects.port_mut(port).unwrap().receivers.push_back(receiver);
+        let second = objects.new_thread(3, server);
+        assert!(objects.push_receiver(port, receiver));
+        assert!(objects.push_receiver(port, second));
+        assert_eq!(objects.route(port), Route::HandOff(receiver), "first come, first served");
+        assert_eq!(objects.pop_receiver(port), Some(receiver));
+        assert_eq!(objects.route(port), Route::HandOff(second));
+        assert_eq!(objects.pop_receiver(port), Some(second));
+        assert_eq!(objects.pop_receiver(port), None);
+        assert!(objects.push_receiver(port, receiver));
         assert_eq!(objects.route(port), Route::HandOff(receiver));
         let activation = objects.new_activation(server, Some(port), 0, 0, 0);
         objects.pool_add(port, activation);

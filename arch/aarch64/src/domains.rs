@@ -177,12 +177,14 @@ pub fn terminate(kernel: &mut Kernel, id: DomainId) {
         if let Some(entry) = kernel.objects.port_mut(port) {
             entry.alive = false;
             entry.server_threads = 0;
-            entry.receivers.clear();
             while let Some(thread) = entry.next_waiter() {
                 waiting.push(thread);
             }
-            queued.extend(entry.senders.drain(..));
+            while let Some(thread) = entry.next_sender() {
+                queued.push(thread);
+            }
         }
+        kernel.objects.clear_receivers(port);
     }
     for thread in queued {
         if let Some(frame) = crate::rpc::blocked_frame(kernel, thread) {

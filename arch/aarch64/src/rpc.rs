@@ -77,7 +77,7 @@ pub fn write_result(frame: &mut TrapFrame, result: Result<usize, Error>) {
 
 /// The frame of a thread blocked in a kernel call.
 pub fn blocked_frame(kernel: &mut Kernel, thread: ThreadId) -> Option<&'static mut TrapFrame> {
-    let address = kernel.thread_arch(thread)?.frame;
+    let address = kernel.objects.thread(thread)?.frame as usize;
     // SAFETY: `frame` is the trap frame on the thread's own kernel stack,
     // recorded when it entered the kernel call it is blocked in; it stays
     // there until the thread runs again, and nothing else refers to it.
@@ -154,8 +154,8 @@ fn deliver_right(kernel: &mut Kernel, receiver: DomainId, address: usize, port: 
 /// can write its results there.
 pub fn register_frame(kernel: &mut Kernel, frame: &mut TrapFrame) {
     let current = kernel.current;
-    if let Some(arch) = kernel.thread_arch(current) {
-        arch.frame = frame as *mut TrapFrame as usize;
+    if let Some(thread) = kernel.objects.thread_mut(current) {
+        thread.frame = frame as *mut TrapFrame as u64;
     }
 }
 
@@ -248,13 +248,11 @@ fn call_step(
         }
         Route::HandOff(server) => {
             let destination =
-                kernel.objects.thread(server).and_then(|entry| entry.receive_buffer).ok_or(Error::PortDead)?;
+                kernel.objects.thread(server).and_then(|entry| entry.receive_buffer()).ok_or(Error::PortDead)?;
             if request.length > destination.capacity {
                 return Err(Error::BadMessage);
             }
-            if let Some(entry) = kernel.objects.port_mut(port) {
-                entry.receivers.pop_front();
-            }
+            kernel.objects.pop_receiver(port);
             copy(kernel, request.address, destination.address, request.length);
             deliver_right(kernel, destination.domain, destination.address, right);
             if let Some(server_frame) = blocked_frame(kernel, server) {
@@ -262,27 +260,25 @@ fn call_step(
             }
             if let Some(entry) = kernel.objects.thread_mut(server) {
                 entry.serving = Some(thread);
-                entry.receive_buffer = None;
+                entry.set_receive_buffer(None);
             }
-            let pending =
-                PendingRequest { domain: client, address: request.address, length: request.length, reply: reply_to };
             if let Some(entry) = kernel.objects.thread_mut(thread) {
                 entry.state = ThreadState::WaitingForReply;
-                entry.pending = Some(pending);
+                entry.set_reply_to(Some(reply_to));
             }
             let _ = header;
             kernel.statistics.handed_off += 1;
             Ok(Step::HandOff(threads::prepare_switch(kernel, server)))
         }
         Route::QueueForThread => {
-            let pending =
-                PendingRequest { domain: client, address: request.address, length: request.length, reply: reply_to };
+            let pending = PendingRequest { domain: client, address: request.address, length: request.length };
             if let Some(entry) = kernel.objects.thread_mut(thread) {
                 entry.state = ThreadState::WaitingForReceiver(port);
                 entry.pending = Some(pending);
+                entry.set_reply_to(Some(reply_to));
             }
             if let Some(entry) = kernel.objects.port_mut(port) {
-                entry.senders.push_back(thread);
+                entry.queue_sender(thread);
             }
             kernel.statistics.queued += 1;
             Ok(Step::Block)
@@ -461,13 +457,13 @@ fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
         }
         let destination = Destination { domain: server, address: buffer.address, capacity: buffer.length };
         // A queued client first.
-        let queued = kernel.objects.port_mut(port).and_then(|entry| entry.senders.pop_front());
+        let queued = kernel.objects.port_mut(port).and_then(|entry| entry.next_sender());
         if let Some(client) = queued {
             let pending = kernel.objects.thread(client).and_then(|entry| entry.pending).ok_or(Error::PortDead)?;
             if pending.length > destination.capacity {
                 // Put it back: this buffer cannot take it.
                 if let Some(entry) = kernel.objects.port_mut(port) {
-                    entry.senders.push_front(client);
+                    entry.requeue_sender(client);
                 }
                 return Err(Error::BadMessage);
             }
@@ -483,6 +479,7 @@ fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
             deliver_right(kernel, server, destination.address, right);
             if let Some(entry) = kernel.objects.thread_mut(client) {
                 entry.state = ThreadState::WaitingForReply;
+                entry.pending = None;
             }
             if let Some(entry) = kernel.objects.thread_mut(thread) {
                 entry.serving = Some(client);
@@ -491,11 +488,9 @@ fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
         }
         if let Some(entry) = kernel.objects.thread_mut(thread) {
             entry.state = ThreadState::Receiving(port);
-            entry.receive_buffer = Some(destination);
+            entry.set_receive_buffer(Some(destination));
         }
-        if let Some(entry) = kernel.objects.port_mut(port) {
-            entry.receivers.push_back(thread);
-        }
+        kernel.objects.push_receiver(port, thread);
         Ok(None)
     });
     match outcome {
@@ -528,13 +523,13 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
         }
         let buffer = record.domain.check_writable(buffer)?;
         let client = kernel.objects.thread(thread).and_then(|entry| entry.serving).ok_or(Error::NotInCall)?;
-        let pending = kernel.objects.thread(client).and_then(|entry| entry.pending).ok_or(Error::NotInCall)?;
+        let reply_to = kernel.objects.thread(client).and_then(|entry| entry.reply_to()).ok_or(Error::NotInCall)?;
         let result = match check_message(kernel, server, reply) {
             Err(error) => Err(error),
-            Ok(_) if reply.length > pending.reply.capacity => Err(Error::ReplyTooLarge),
+            Ok(_) if reply.length > reply_to.capacity => Err(Error::ReplyTooLarge),
             Ok((_, right)) => {
-                copy(kernel, reply.address, pending.reply.address, reply.length);
-                deliver_right(kernel, pending.reply.domain, pending.reply.address, right);
+                copy(kernel, reply.address, reply_to.address, reply.length);
+                deliver_right(kernel, reply_to.domain, reply_to.address, right);
                 Ok(reply.length)
             }
         };
@@ -545,10 +540,10 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
             entry.serving = None;
         }
         if let Some(entry) = kernel.objects.thread_mut(client) {
-            entry.pending = None;
+            entry.set_reply_to(None);
         }
         let port = capability.port;
-        if kernel.objects.port(port).is_some_and(|entry| !entry.senders.is_empty()) {
+        if kernel.objects.port(port).is_some_and(|entry| entry.queued > 0) {
             // Others wait for this server: the client queues, the server
             // takes the next request.
             threads::wake(kernel, client);
@@ -558,12 +553,13 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
         // back to the client.
         if let Some(entry) = kernel.objects.thread_mut(thread) {
             entry.state = ThreadState::Receiving(port);
-            entry.receive_buffer =
-                Some(Destination { domain: server, address: buffer.address, capacity: buffer.length });
+            entry.set_receive_buffer(Some(Destination {
+                domain: server,
+                address: buffer.address,
+                capacity: buffer.length,
+            }));
         }
-        if let Some(entry) = kernel.objects.port_mut(port) {
-            entry.receivers.push_back(thread);
-        }
+        kernel.objects.push_receiver(port, thread);
         Ok(Next::HandBack(threads::prepare_switch(kernel, client)))
     });
     match outcome {

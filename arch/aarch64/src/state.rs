@@ -33,16 +33,15 @@ pub struct KernelContext {
     pub thread_pointer: u64,
 }
 
-/// Arch-side data of a thread.
+/// Arch-side data of a thread (its trap frame's address lives in the
+/// thread itself, `Thread::frame`, where the fast path reaches it).
 #[derive(Debug)]
 pub struct ThreadArch {
-    /// Saved while not running (boxed: the switch keeps a raw pointer).
+    /// Saved while not running (boxed: the switch keeps a raw pointer,
+    /// also recorded in `Thread::kernel_context`).
     pub context: Box<KernelContext>,
     /// Its kernel stack (`None` for the boot thread, which uses the boot stack).
     pub kernel_stack: Option<PhysRange>,
-    /// The trap frame of the kernel call it is in, if any: a blocked
-    /// thread's results are written there by whoever wakes it.
-    pub frame: usize,
 }
 
 /// Everything.

@@ -37,10 +37,7 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
         return TrapAction::RESUME;
     }
     let caller = state::with(|kernel| {
-        let current = kernel.current;
-        if let Some(arch) = kernel.thread_arch(current) {
-            arch.frame = frame as *mut TrapFrame as usize;
-        }
+        rpc::register_frame(kernel, frame);
         kernel.current_domain()
     });
     let Some(caller) = caller else {

@@ -42,12 +42,15 @@ pub fn adopt_boot_thread(kernel: &mut Kernel) -> ThreadId {
     if let Some(thread) = kernel.objects.thread_mut(id) {
         thread.state = ThreadState::Running;
     }
-    set_arch(kernel, id, ThreadArch { context: Box::default(), kernel_stack: None, frame: 0 });
+    set_arch(kernel, id, ThreadArch { context: Box::default(), kernel_stack: None });
     kernel.current = id;
     id
 }
 
 fn set_arch(kernel: &mut Kernel, id: ThreadId, arch: ThreadArch) {
+    if let Some(thread) = kernel.objects.thread_mut(id) {
+        thread.kernel_context = &*arch.context as *const KernelContext as u64;
+    }
     let at = id.get() as usize;
     if kernel.threads.len() <= at {
         kernel.threads.resize_with(at + 1, || None);
@@ -198,7 +201,7 @@ pub fn create(
     let mut context = Box::<KernelContext>::default();
     context.stack_pointer = kernel_stack.end;
     context.registers[11] = tern_thread_start as *const () as u64; // x30: where `ret` lands
-    set_arch(kernel, thread, ThreadArch { context, kernel_stack: Some(kernel_stack), frame: 0 });
+    set_arch(kernel, thread, ThreadArch { context, kernel_stack: Some(kernel_stack) });
     wake(kernel, thread);
     Some(thread)
 }
