@@ -85,6 +85,7 @@ core::arch::global_asm!(
     null_call = const tern_core::abi::Call::Null as usize,
     call = const tern_core::abi::Call::Call as usize,
     return_call = const tern_core::abi::Call::Return as usize,
+    reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
 );
 
 /// A block of zeros the fast path loads registers from to clear them.
@@ -115,6 +116,28 @@ mod fast_offsets {
     pub const PORT_POOL_FREE: usize = offset_of!(Port, pool_free);
     pub const PORT_WAITING: usize = offset_of!(Port, waiting);
     pub const PORT_SIDETRACK: usize = offset_of!(Port, sidetrack);
+    pub const PORT_RECEIVERS_HEAD: usize = offset_of!(Port, receivers_head);
+    pub const PORT_RECEIVERS_TAIL: usize = offset_of!(Port, receivers_tail);
+    pub const PORT_QUEUED: usize = offset_of!(Port, queued);
+    pub const THREAD_STATE: usize = offset_of!(Thread, state);
+    /// The state's payload follows its 32-bit tag at offset 8 (`repr(C, u32)`).
+    pub const THREAD_STATE_PAYLOAD: usize = THREAD_STATE + 8;
+    pub const THREAD_FRAME: usize = offset_of!(Thread, frame);
+    pub const THREAD_KERNEL_CONTEXT: usize = offset_of!(Thread, kernel_context);
+    pub const THREAD_SERVING: usize = offset_of!(Thread, serving);
+    pub const THREAD_NEXT_QUEUED: usize = offset_of!(Thread, next_queued);
+    pub const THREAD_RECEIVE_ADDRESS: usize = offset_of!(Thread, receive_address);
+    pub const THREAD_RECEIVE_DOMAIN: usize = offset_of!(Thread, receive_domain);
+    pub const THREAD_REPLY_ADDRESS: usize = offset_of!(Thread, reply_address);
+    pub const THREAD_REPLY_DOMAIN: usize = offset_of!(Thread, reply_domain);
+    pub const THREAD_SERVES: usize = offset_of!(Thread, serves);
+    pub const THREAD_CPU_TIME: usize = offset_of!(Thread, cpu_time);
+    pub const STATE_RUNNING: u32 = 1;
+    pub const STATE_WAITING_FOR_REPLY: u32 = 4;
+    pub const STATE_RECEIVING: u32 = 5;
+    const _: () = assert!(offset_of!(Thread, receive_capacity) == THREAD_RECEIVE_ADDRESS + 8);
+    const _: () = assert!(offset_of!(Thread, reply_capacity) == THREAD_REPLY_ADDRESS + 8);
+    const _: () = assert!(core::mem::size_of::<tern_core::thread::ThreadState>() == 16);
     // The assembly's paired loads and stores rely on these neighbours.
     const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
     const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
@@ -160,6 +183,33 @@ core::arch::global_asm!(
     call = const tern_core::abi::Call::Call as usize,
     return_call = const tern_core::abi::Call::Return as usize,
     frame_size = const exception::FRAME_SIZE,
+    reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
+    fast_threads = const core::mem::offset_of!(fastpath::FastPath, threads),
+    fast_current_id = const core::mem::offset_of!(fastpath::FastPath, current_id),
+    fast_handed_off = const core::mem::offset_of!(fastpath::FastPath, handed_off),
+    fast_charged_at = const core::mem::offset_of!(fastpath::FastPath, charged_at),
+    port_receivers_head = const fast_offsets::PORT_RECEIVERS_HEAD,
+    port_receivers_tail = const fast_offsets::PORT_RECEIVERS_TAIL,
+    port_queued = const fast_offsets::PORT_QUEUED,
+    thread_state = const fast_offsets::THREAD_STATE,
+    thread_state_payload = const fast_offsets::THREAD_STATE_PAYLOAD,
+    thread_frame = const fast_offsets::THREAD_FRAME,
+    thread_kernel_context = const fast_offsets::THREAD_KERNEL_CONTEXT,
+    thread_serving = const fast_offsets::THREAD_SERVING,
+    thread_next_queued = const fast_offsets::THREAD_NEXT_QUEUED,
+    thread_receive_address = const fast_offsets::THREAD_RECEIVE_ADDRESS,
+    thread_receive_domain = const fast_offsets::THREAD_RECEIVE_DOMAIN,
+    thread_reply_address = const fast_offsets::THREAD_REPLY_ADDRESS,
+    thread_reply_domain = const fast_offsets::THREAD_REPLY_DOMAIN,
+    thread_serves = const fast_offsets::THREAD_SERVES,
+    thread_cpu_time = const fast_offsets::THREAD_CPU_TIME,
+    state_running = const fast_offsets::STATE_RUNNING,
+    state_waiting_for_reply = const fast_offsets::STATE_WAITING_FOR_REPLY,
+    state_receiving = const fast_offsets::STATE_RECEIVING,
+    context_sp = const core::mem::offset_of!(state::KernelContext, stack_pointer),
+    context_x30 = const core::mem::offset_of!(state::KernelContext, registers) + 11 * 8,
+    context_floating = const core::mem::offset_of!(state::KernelContext, floating),
+    context_thread_pointer = const core::mem::offset_of!(state::KernelContext, thread_pointer),
 );
 
 core::arch::global_asm!(include_str!("upcall.s"));

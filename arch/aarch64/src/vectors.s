@@ -102,6 +102,8 @@ tern_vectors:
     b.eq    tern_fast_call
     cmp     x8, #{return_call}
     b.eq    tern_fast_return
+    cmp     x8, #{reply_receive}
+    b.eq    tern_fast_reply_receive
     cmp     x8, #{null_call}
     b.eq    null_call
     mov     x1, #8
@@ -200,6 +202,15 @@ simd_first_use:
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #FRAME_SIZE
     eret
+
+// fn tern_resume_user()
+// Where a thread parked by a fast path resumes (its kernel context's x30):
+// its trap frame is at SP; go back to EL0 from it, FP/SIMD trapped.
+.global tern_resume_user
+tern_resume_user:
+    mov     x9, #(1 << 20)
+    msr     cpacr_el1, x9
+    RESTORE_AND_RETURN FRAME_SIZE
 
 // fn interrupt(kind in x1)
 interrupt:
