@@ -201,6 +201,56 @@ pub fn exit(result: usize) -> ! {
     }
 }
 
+/// A migrating dispatch handler: gets the request (address and length, on
+/// the activation's stack), the domain's context word and a reply buffer
+/// of [`tern_core::abi::MESSAGE_MAX`] bytes; returns the reply's length.
+pub type DispatchHandler = extern "C" fn(usize, usize, usize, *mut u8) -> usize;
+
+#[cfg(target_os = "none")]
+unsafe extern "C" {
+    fn tern_dispatch_trampoline();
+}
+
+/// The address of the dispatch trampoline (`pool_add`'s entry for pools
+/// served through [`DispatchHandler`]s): it makes room for the reply on
+/// the activation's stack, calls the handler whose address is the first
+/// word the context word points at, and ends the call with `Return`. The
+/// kernel call lives in the trampoline, not in the handler, so a handler
+/// that makes no kernel call of its own needs no FP/SIMD register saves in
+/// its prologue — and a migrating activation, which starts afresh on every
+/// call, does not pay the first-use trap that zeroes the SIMD registers.
+pub fn dispatch_trampoline() -> usize {
+    #[cfg(target_os = "none")]
+    {
+        tern_dispatch_trampoline as *const () as usize
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        0
+    }
+}
+
+// fn tern_dispatch_trampoline(request: x0, length: x1, context: x2) -> !
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".section .text.tern_dispatch_trampoline, \"ax\"",
+    ".global tern_dispatch_trampoline",
+    "tern_dispatch_trampoline:",
+    "    sub     sp, sp, #{reply_pages}, lsl #12",
+    "    sub     sp, sp, #{reply_rest}",
+    "    mov     x3, sp",
+    "    ldr     x9, [x2]",
+    "    blr     x9",
+    "    mov     x1, x0",
+    "    mov     x0, sp",
+    "    mov     x8, #{return_call}",
+    "    svc     #0",
+    "1:  b       1b",
+    reply_pages = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) >> 12,
+    reply_rest = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) & 0xfff,
+    return_call = const Call::Return as usize,
+);
+
 /// Where every upcall into a domain starts: runs the domain's entry with
 /// the kernel's argument and hands its result back through [`exit`]. The
 /// kernel enters here at EL0 with `x0` = argument and `x1` = entry.

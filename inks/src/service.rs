@@ -671,7 +671,7 @@ pub fn serve<S: Service>(
     let word = core::ptr::from_ref(dispatch).expose_provenance();
     if migrating {
         gate::context_set(word)?;
-        gate::pool_add(port, pool, migrating_entry_address::<S>(), stack)?;
+        gate::pool_add(port, pool, gate::dispatch_trampoline(), stack)?;
         gate::sidetrack_set(port, sidetrack_entry_address::<S>(), SIDETRACK_STACK_BYTES)?;
     }
     if switching {
@@ -684,7 +684,11 @@ pub fn serve<S: Service>(
 
 /// What the dispatch entries need to find: leaked by [`serve`], named by the
 /// context word (migrating) or the thread's argument (switching).
+#[repr(C)]
 struct Dispatch {
+    /// The migrating handler for the service's type (first: the gate's
+    /// dispatch trampoline calls the handler the context word points at).
+    handler: gate::DispatchHandler,
     /// The service `serve` was given; entries downcast it to their `S`.
     service: &'static (dyn Any + Sync),
     /// The port served, in this domain's space.
@@ -695,7 +699,7 @@ struct Dispatch {
 
 impl Dispatch {
     fn new<S: Service>(service: &'static S, port: PortName, stack: usize) -> Self {
-        Dispatch { service, port, stack }
+        Dispatch { handler: migrating_handler::<S>, service, port, stack }
     }
 
     /// The service, if this record was made for type `S`.
@@ -735,11 +739,6 @@ fn request_from_registers<'a>(address: usize, length: usize) -> Option<Request<'
     MessageView::parse(bytes).ok()
 }
 
-fn migrating_entry_address<S: Service>() -> usize {
-    let entry: extern "C" fn(usize, usize, usize) -> ! = migrating_entry::<S>;
-    entry as usize
-}
-
 fn sidetrack_entry_address<S: Service>() -> usize {
     let entry: extern "C" fn(usize, usize, usize) -> ! = sidetrack_entry::<S>;
     entry as usize
@@ -748,9 +747,17 @@ fn sidetrack_entry_address<S: Service>() -> usize {
 /// Where a migrating call enters a pool activation: x0/x1 the request (on
 /// this stack), x2 the context word. Builds the reply on this stack, then
 /// `Return`s.
-extern "C" fn migrating_entry<S: Service>(request_address: usize, request_length: usize, context: usize) -> ! {
-    let mut storage = [MaybeUninit::<u8>::uninit(); MESSAGE_MAX];
-    let mut reply = MessageBuffer::start(&mut storage[..]);
+extern "C" fn migrating_handler<S: Service>(
+    request_address: usize,
+    request_length: usize,
+    context: usize,
+    reply_area: *mut u8,
+) -> usize {
+    // SAFETY: the gate's dispatch trampoline passes the MESSAGE_MAX bytes
+    // it reserved on this activation's stack, below this frame, for the
+    // reply; nothing else uses them until this function returns.
+    let storage = unsafe { core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX) };
+    let mut reply = MessageBuffer::start(storage);
     match (
         dispatch_from_word(context).and_then(Dispatch::service::<S>),
         request_from_registers(request_address, request_length),
@@ -759,7 +766,7 @@ extern "C" fn migrating_entry<S: Service>(request_address: usize, request_length
         (Some(_), None) => reply.set_label(LABEL_MALFORMED_REQUEST),
         (Some(service), Some(request)) => service.handle(&request, &mut reply),
     }
-    gate::return_from_call(reply.message())
+    reply.message().len()
 }
 
 /// Where the sidetrack upcall enters, on the client's thread, when the
@@ -774,7 +781,7 @@ extern "C" fn sidetrack_entry<S: Service>(_port: usize, free_activations: usize,
         if count > 0 {
             // Out of memory or the like: the call goes on with the pool it
             // has, which is all a sidetrack can promise anyway.
-            let _ = gate::pool_add(dispatch.port, count, migrating_entry_address::<S>(), dispatch.stack);
+            let _ = gate::pool_add(dispatch.port, count, gate::dispatch_trampoline(), dispatch.stack);
         }
     }
     gate::return_from_call(&[])

@@ -2,7 +2,8 @@
 //!
 //! Two null servers — one serving its port with an activation pool only
 //! (migrating), one with a server thread only (switching) — and one client
-//! that calls both **with the same code** (`gate::call`), for Null, 32 In,
+//! that calls both **with the same code** (`gate::call`), both servers
+//! running the same null service through the same runtime, for Null, 32 In,
 //! 1K In and 32K In. The client reads the performance counters itself, at
 //! EL0, immediately around each call, in separate passes: INST_RETIRED at
 //! EL0+EL1 (`whole`), at EL1 only (`kernel`), and the cycle counter
@@ -19,11 +20,13 @@
 
 use crate::domains;
 use crate::state;
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use tern_core::abi::{Call, MESSAGE_MAX, MessageHeader, PortName};
+use tern_core::abi::{Call, MessageHeader, PortName};
 use tern_core::domain::DomainId;
 use tern_inks::gate;
+use tern_inks::service::{self, Reply, Request, Service};
 
 tern_inks::domain!(SERVER_POOL, "bench.pool", server_main);
 tern_inks::domain!(SERVER_THREADS, "bench.threads", server_main);
@@ -32,40 +35,25 @@ tern_inks::domain!(CLIENT, "bench.client", client_main);
 /// Server stack size: room for a 32 KiB request and frames.
 const SERVER_STACK: usize = 96 << 10;
 
-/// The server's reply: a bare header, no payload.
-fn null_reply() -> [u8; MessageHeader::SIZE] {
-    let mut reply = [0u8; MessageHeader::SIZE];
-    MessageHeader::new(0, 0).write_to(&mut reply);
-    reply
-}
+/// The null service: replies with a bare header (label 0, no payload).
+/// Both null servers run it through the same runtime (`tern_inks::service`):
+/// a pool of activations for one, a server thread for the other — the same
+/// server code on both paths, as the same client code calls both.
+struct Null;
 
-extern "C" fn null_dispatch(_request: usize, _length: usize, _context: usize) -> ! {
-    gate::return_from_call(&null_reply())
-}
-
-fn null_thread(port: usize) -> usize {
-    let mut buffer = vec![0u8; MESSAGE_MAX];
-    let reply = null_reply();
-    let mut received = gate::receive(port as PortName, &mut buffer);
-    loop {
-        match received {
-            Ok(_) => received = gate::reply_receive(&reply, port as PortName, &mut buffer),
-            Err(error) => return error as usize,
-        }
+impl Service for Null {
+    fn handle(&self, _request: &Request<'_>, reply: &mut Reply<'_>) {
+        reply.set_label(0);
     }
 }
 
 /// `mode` 1: serve with a pool; 2: with one thread. Returns the port name.
 fn server_main(mode: usize) -> usize {
     let Ok(port) = gate::port_create() else { return usize::MAX };
-    let dispatch = null_dispatch as extern "C" fn(usize, usize, usize) -> !;
-    if mode & 1 != 0 && gate::pool_add(port, 4, dispatch as usize, SERVER_STACK).is_err() {
-        return usize::MAX;
+    match service::serve(Box::leak(Box::new(Null)), port, mode, 4, 1, SERVER_STACK) {
+        Ok(()) => port as usize,
+        Err(_) => usize::MAX,
     }
-    if mode & 2 != 0 && gate::thread_create(null_thread, port as usize, 10, SERVER_STACK).is_err() {
-        return usize::MAX;
-    }
-    port as usize
 }
 
 #[derive(Clone, Copy)]

@@ -65,6 +65,11 @@ pub struct FastPath {
     pub handed_off: usize,
     /// `&mut kernel.charged_at` (CPU accounting).
     pub charged_at: usize,
+    /// The shared read-only image, `[start, end)`: every domain may send
+    /// messages from it (constant replies, for instance).
+    pub image_start: u64,
+    /// End of the shared read-only image.
+    pub image_end: u64,
 }
 
 /// One domain as the fast path needs it.
@@ -110,6 +115,8 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     current_id: 0,
     handed_off: 0,
     charged_at: 0,
+    image_start: 0,
+    image_end: 0,
 }));
 
 /// Bring the fast path's block up to date with the kernel state. The
@@ -154,4 +161,6 @@ fn refresh_tables(kernel: &mut Kernel) {
     fast.current_id = &mut kernel.current as *mut _ as usize;
     fast.handed_off = &mut kernel.statistics.handed_off as *mut u64 as usize;
     fast.charged_at = &mut kernel.charged_at as *mut u64 as usize;
+    fast.image_start = kernel.image.read_only.start;
+    fast.image_end = kernel.image.read_only.end;
 }

@@ -75,12 +75,16 @@ tern_fast_call:
     cmp     x5, #{fast_payload_max}
     b.hi    fast_call_slow                      // too short or too long
     ldp     x6, x7, [x15, #{dom_region_start}]  // the client's region
-    cmp     x1, x6
-    b.lo    fast_call_slow
     adds    x8, x1, x2
     b.cs    fast_call_slow
-    cmp     x8, x7
-    b.hi    fast_call_slow                      // request not the client's
+    cmp     x1, x6
+    ccmp    x8, x7, #2, hs                      // start >= region start and end <= region end?
+    b.ls    5f
+    ldp     x16, x18, [x9, #{fast_image}]       // or the shared read-only image
+    cmp     x1, x16
+    ccmp    x8, x18, #2, hs
+    b.hi    fast_call_slow                      // request not readable by the client
+5:
     ldp     w8, w16, [x1, #4]                   // header: right, length
     cmn     w8, #1
     b.ne    fast_call_slow                      // carries a right
@@ -266,12 +270,16 @@ tern_fast_reply_receive:
     cmp     x1, x7
     b.hi    fast_reply_receive_slow             // too large: the general path says so
     ldp     x6, x7, [x15, #{dom_region_start}]
-    cmp     x0, x6
-    b.lo    fast_reply_receive_slow
     adds    x8, x0, x1
     b.cs    fast_reply_receive_slow
-    cmp     x8, x7
-    b.hi    fast_reply_receive_slow             // reply not the server's
+    cmp     x0, x6
+    ccmp    x8, x7, #2, hs
+    b.ls    5f
+    ldp     x11, x15, [x9, #{fast_image}]       // or the shared read-only image
+    cmp     x0, x11
+    ccmp    x8, x15, #2, hs
+    b.hi    fast_reply_receive_slow             // reply not readable by the server
+5:
     ldp     w8, w11, [x0, #4]
     cmn     w8, #1
     b.ne    fast_reply_receive_slow             // carries a right
@@ -401,12 +409,16 @@ tern_fast_return:
     ldr     x18, [x9, #{fast_domains}]
     ldr     x18, [x18, x8, lsl #3]              // server domain
     ldp     x2, x3, [x18, #{dom_region_start}]
-    cmp     x0, x2
-    b.lo    fast_return_slow
     adds    x4, x0, x1
     b.cs    fast_return_slow
-    cmp     x4, x3
-    b.hi    fast_return_slow                    // reply not the server's
+    cmp     x0, x2
+    ccmp    x4, x3, #2, hs
+    b.ls    5f
+    ldp     x2, x3, [x9, #{fast_image}]         // or the shared read-only image
+    cmp     x0, x2
+    ccmp    x4, x3, #2, hs
+    b.hi    fast_return_slow                    // reply not readable by the server
+5:
     ldp     w2, w3, [x0, #4]
     cmn     w2, #1
     b.ne    fast_return_slow                    // carries a right

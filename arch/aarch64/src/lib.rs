@@ -138,6 +138,10 @@ mod fast_offsets {
     const _: () = assert!(offset_of!(Thread, receive_capacity) == THREAD_RECEIVE_ADDRESS + 8);
     const _: () = assert!(offset_of!(Thread, reply_capacity) == THREAD_REPLY_ADDRESS + 8);
     const _: () = assert!(core::mem::size_of::<tern_core::thread::ThreadState>() == 16);
+    const _: () = assert!(
+        core::mem::offset_of!(crate::fastpath::FastPath, image_end)
+            == core::mem::offset_of!(crate::fastpath::FastPath, image_start) + 8
+    );
     // The assembly's paired loads and stores rely on these neighbours.
     const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
     const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
@@ -188,6 +192,7 @@ core::arch::global_asm!(
     fast_current_id = const core::mem::offset_of!(fastpath::FastPath, current_id),
     fast_handed_off = const core::mem::offset_of!(fastpath::FastPath, handed_off),
     fast_charged_at = const core::mem::offset_of!(fastpath::FastPath, charged_at),
+    fast_image = const core::mem::offset_of!(fastpath::FastPath, image_start),
     port_receivers_head = const fast_offsets::PORT_RECEIVERS_HEAD,
     port_receivers_tail = const fast_offsets::PORT_RECEIVERS_TAIL,
     port_queued = const fast_offsets::PORT_QUEUED,
