@@ -12,7 +12,7 @@
 //! (`clobber_abi("C")`), so a kernel call costs the caller what a function
 //! call would, and the kernel need not preserve SIMD registers across it.
 
-use tern_core::abi::{Call, Error, PortName, decode_result};
+use tern_core::abi::{Call, Error, PortName};
 
 /// Make kernel call `call` with up to three arguments.
 #[inline(always)]
@@ -42,7 +42,7 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
                 options(nostack),
             );
         }
-        decode_result(status, value)
+        tern_core::abi::decode_result(status, value)
     }
     #[cfg(not(target_os = "none"))]
     {
@@ -156,7 +156,7 @@ pub fn raw_call_number(number: usize, argument0: usize, argument1: usize, argume
                 options(nostack),
             );
         }
-        decode_result(status, value)
+        tern_core::abi::decode_result(status, value)
     }
     #[cfg(not(target_os = "none"))]
     {

@@ -682,6 +682,23 @@ pub fn serve<S: Service>(
     Ok(())
 }
 
+/// Start a server the usual way, as a domain's main does: create a port,
+/// register it under `name` with the name service (`None` for the name
+/// service itself, whose first port everyone already has at name 0), and
+/// [`serve`] `service` as `mode` says with the default pool, threads and
+/// stacks. Returns what the main returns: 0, or the first error's code.
+pub fn start<S: Service>(name: Option<&str>, service: S, mode: usize) -> usize {
+    let started = (|| -> Result<(), Error> {
+        let port = gate::port_create()?;
+        if let Some(name) = name {
+            register(name, port)?;
+        }
+        let service: &'static S = Box::leak(Box::new(service));
+        serve(service, port, mode, DEFAULT_POOL, DEFAULT_THREADS, DEFAULT_STACK_BYTES)
+    })();
+    started.map_or_else(|error| error as usize, |()| 0)
+}
+
 /// What the dispatch entries need to find: leaked by [`serve`], named by the
 /// context word (migrating) or the thread's argument (switching).
 #[repr(C)]

@@ -281,6 +281,35 @@ const KERNEL_CRATES: &[&str] = &[
     "tern-hello",
     "-p",
     "tern-core",
+    "-p",
+    "tern-names",
+    "-p",
+    "tern-echo",
+    "-p",
+    "tern-checksum",
+    "-p",
+    "tern-kv",
+    "-p",
+    "tern-rpctest",
+];
+
+/// The crates with host unit tests (the portable kernel, the gate and
+/// runtime, the servers' protocols, the tools).
+const HOST_TESTED: &[&str] = &[
+    "-p",
+    "tern-core",
+    "-p",
+    "tern-inks",
+    "-p",
+    "tern-names",
+    "-p",
+    "tern-echo",
+    "-p",
+    "tern-checksum",
+    "-p",
+    "tern-kv",
+    "-p",
+    "xtask",
 ];
 
 /// `test` (everything) or `lint` (steps 1 and 2 only).
@@ -290,10 +319,10 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     cargo_step(&["fmt", "--all", "--", "--check"], &[])?;
 
     header(&format!("[2/{total}] clippy"));
-    cargo_step(
-        &["clippy", "-p", "tern-core", "-p", "xtask", "-p", "tern-tests", "--all-targets", "--", "-D", "warnings"],
-        &[],
-    )?;
+    let mut host = vec!["clippy"];
+    host.extend(HOST_TESTED);
+    host.extend(["-p", "tern-tests", "--all-targets", "--", "-D", "warnings"]);
+    cargo_step(&host, &[])?;
     let mut kernel = vec!["clippy", "--target", xtask::image::KERNEL_TARGET];
     kernel.extend(KERNEL_CRATES);
     kernel.extend(["--", "-D", "warnings"]);
@@ -304,7 +333,9 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     }
 
     header(&format!("[3/{total}] host unit tests"));
-    cargo_step(&["test", "-p", "tern-core", "-p", "xtask"], &[])?;
+    let mut unit = vec!["test"];
+    unit.extend(HOST_TESTED);
+    cargo_step(&unit, &[])?;
 
     header(&format!("[4/{total}] kernel images ({})", if release { "release" } else { "debug" }));
     for board in Board::ALL {

@@ -32,9 +32,7 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use tern_core::abi::{Error, PAYLOAD_MAX, PortName};
-use tern_inks::gate;
 use tern_inks::service::{self, PoolGrowth, Reply, Request, Service};
 
 tern_inks::domain!(CHECKSUM, "checksum", main);
@@ -185,17 +183,7 @@ impl Service for Checksum {
 /// The domain's main: create a port, register it as [`NAME`], serve it as
 /// `mode` says.
 fn main(mode: usize) -> usize {
-    match start(mode) {
-        Ok(()) => 0,
-        Err(error) => error as usize,
-    }
-}
-
-fn start(mode: usize) -> Result<(), Error> {
-    let port = gate::port_create()?;
-    service::register(NAME, port)?;
-    let checksum: &'static Checksum = Box::leak(Box::new(Checksum::new()));
-    service::serve(checksum, port, mode, service::DEFAULT_POOL, service::DEFAULT_THREADS, service::DEFAULT_STACK_BYTES)
+    service::start(Some(NAME), Checksum::new(), mode)
 }
 
 #[cfg(test)]

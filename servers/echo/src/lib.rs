@@ -20,9 +20,7 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
-use tern_core::abi::{Error, PortName};
-use tern_inks::gate;
+use tern_core::abi::PortName;
 use tern_inks::service::{self, PoolGrowth, Reply, Request, Service};
 
 tern_inks::domain!(ECHO, "echo", main);
@@ -66,21 +64,12 @@ impl Service for Echo {
 /// The domain's main: create a port, register it as [`NAME`], serve it as
 /// `mode` says.
 fn main(mode: usize) -> usize {
-    match start(mode) {
-        Ok(()) => 0,
-        Err(error) => error as usize,
-    }
-}
-
-fn start(mode: usize) -> Result<(), Error> {
-    let port = gate::port_create()?;
-    service::register(NAME, port)?;
-    let echo: &'static Echo = Box::leak(Box::new(Echo::new()));
-    service::serve(echo, port, mode, service::DEFAULT_POOL, service::DEFAULT_THREADS, service::DEFAULT_STACK_BYTES)
+    service::start(Some(NAME), Echo::new(), mode)
 }
 
 #[cfg(test)]
 mod tests {
+    use tern_core::abi::Error;
     extern crate std;
 
     use super::*;

@@ -34,12 +34,10 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use tern_core::abi::{Error, PAYLOAD_MAX, PortName};
-use tern_inks::gate;
 use tern_inks::service::{self, MessageBuffer, PoolGrowth, Reply, Request, Service};
 
 tern_inks::domain!(KV, "kv", main);
@@ -279,17 +277,7 @@ impl Service for Store {
 /// The domain's main: create a port, register it as [`NAME`], serve it as
 /// `mode` says.
 fn main(mode: usize) -> usize {
-    match start(mode) {
-        Ok(()) => 0,
-        Err(error) => error as usize,
-    }
-}
-
-fn start(mode: usize) -> Result<(), Error> {
-    let port = gate::port_create()?;
-    service::register(NAME, port)?;
-    let store: &'static Store = Box::leak(Box::new(Store::new()));
-    service::serve(store, port, mode, service::DEFAULT_POOL, service::DEFAULT_THREADS, service::DEFAULT_STACK_BYTES)
+    service::start(Some(NAME), Store::new(), mode)
 }
 
 #[cfg(test)]

@@ -28,11 +28,9 @@
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
-use tern_core::abi::{Error, PortName};
-use tern_inks::gate;
+use tern_core::abi::PortName;
 use tern_inks::service::{self, PoolGrowth, Reply, Request, Service, naming};
 
 tern_inks::domain!(NAMES, "names", main);
@@ -108,22 +106,14 @@ impl Service for Names {
 /// The domain's main: create the port (the kernel makes the first port of
 /// the domain named `names` everyone's name 0) and serve it as `mode` says.
 fn main(mode: usize) -> usize {
-    match start(mode) {
-        Ok(()) => 0,
-        Err(error) => error as usize,
-    }
-}
-
-fn start(mode: usize) -> Result<(), Error> {
-    let port = gate::port_create()?;
-    let names: &'static Names = Box::leak(Box::new(Names::new()));
-    service::serve(names, port, mode, service::DEFAULT_POOL, service::DEFAULT_THREADS, service::DEFAULT_STACK_BYTES)
+    service::start(None, Names::new(), mode)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::mem::MaybeUninit;
+    use tern_core::abi::Error;
     use tern_inks::service::{MessageBuffer, MessageView};
 
     /// Run one request through `handle`; the reply's label and right.
