@@ -88,9 +88,10 @@ core::arch::global_asm!(
     reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
 );
 
-/// A block of zeros the fast path loads registers from to clear them.
+/// A block of zeros the fast paths load registers from to clear them (two
+/// general registers, or four SIMD registers, a load).
 #[unsafe(no_mangle)]
-pub static TERN_ZEROS: [u64; 2] = [0; 2];
+pub static TERN_ZEROS: [u64; 8] = [0; 8];
 
 mod fast_offsets {
     use core::mem::offset_of;

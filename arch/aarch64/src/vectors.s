@@ -163,38 +163,16 @@ not_svc:
     b       domain_trap
 
 simd_first_use:
-    movi    v0.2d, #0
-    movi    v1.2d, #0
-    movi    v2.2d, #0
-    movi    v3.2d, #0
-    movi    v4.2d, #0
-    movi    v5.2d, #0
-    movi    v6.2d, #0
-    movi    v7.2d, #0
-    movi    v8.2d, #0
-    movi    v9.2d, #0
-    movi    v10.2d, #0
-    movi    v11.2d, #0
-    movi    v12.2d, #0
-    movi    v13.2d, #0
-    movi    v14.2d, #0
-    movi    v15.2d, #0
-    movi    v16.2d, #0
-    movi    v17.2d, #0
-    movi    v18.2d, #0
-    movi    v19.2d, #0
-    movi    v20.2d, #0
-    movi    v21.2d, #0
-    movi    v22.2d, #0
-    movi    v23.2d, #0
-    movi    v24.2d, #0
-    movi    v25.2d, #0
-    movi    v26.2d, #0
-    movi    v27.2d, #0
-    movi    v28.2d, #0
-    movi    v29.2d, #0
-    movi    v30.2d, #0
-    movi    v31.2d, #0
+    adrp    x0, TERN_ZEROS              // 64 zero bytes: four registers a load
+    add     x0, x0, :lo12:TERN_ZEROS
+    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x0]
+    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x0]
+    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x0]
+    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x0]
+    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x0]
+    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x0]
+    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x0]
+    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x0]
     msr     fpsr, xzr
     msr     fpcr, xzr
     mov     x0, #(3 << 20)              // CPACR_EL1.FPEN: EL0 may use FP/SIMD
