@@ -42,13 +42,15 @@
 //!   zeroed once, the first time, and reused.
 //! - *The context word names a record, not the service.* The kernel hands
 //!   every dispatch upcall one word per domain. `serve` stores there the
-//!   address of a small leaked record holding the service (as
-//!   `&dyn Any`), the port and the stack size. The entries downcast the
-//!   service to their own type, so a domain that calls `serve` twice with
-//!   different service types gets error replies ([`LABEL_NO_SERVICE`])
-//!   instead of one type read as another; the
-//!   sidetrack takes the port and stack size from the record (the kernel's
-//!   sidetrack upcall need not name the port in the server's space).
+//!   address of a small leaked record holding the migrating handler made
+//!   for the service's type, the service itself (type-erased), the port
+//!   and the stack size. The gate's dispatch trampoline calls the handler
+//!   *from the record*, so handler and service always come from the same
+//!   `serve::<S>` and agree on the type by construction — no per-call
+//!   downcast (a domain that calls `serve` twice simply serves the second
+//!   service from then on). The sidetrack takes the port and stack size
+//!   from the record (the kernel's sidetrack upcall need not name the port
+//!   in the server's space).
 //! - *Errors the runtime must answer for itself* — a request that is not a
 //!   well-formed message, a context word that names no service of this
 //!   type — get replies with labels from the top of the `u32` range
@@ -71,7 +73,6 @@ extern crate alloc;
 
 use crate::gate;
 use alloc::boxed::Box;
-use core::any::Any;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tern_core::abi::{Error, MESSAGE_MAX, MessageHeader, NAME_SERVICE, NO_RIGHT, PAYLOAD_MAX, PortName};
@@ -706,8 +707,9 @@ struct Dispatch {
     /// The migrating handler for the service's type (first: the gate's
     /// dispatch trampoline calls the handler the context word points at).
     handler: gate::DispatchHandler,
-    /// The service `serve` was given; entries downcast it to their `S`.
-    service: &'static (dyn Any + Sync),
+    /// The service `serve` was given (a `&'static S` for the `S` the
+    /// record was made for: see [`Dispatch::service`]).
+    service: *const (),
     /// The port served, in this domain's space.
     port: PortName,
     /// Stack bytes per activation.
@@ -716,13 +718,18 @@ struct Dispatch {
 
 impl Dispatch {
     fn new<S: Service>(service: &'static S, port: PortName, stack: usize) -> Self {
-        Dispatch { handler: migrating_handler::<S>, service, port, stack }
+        Dispatch { handler: migrating_handler::<S>, service: core::ptr::from_ref(service).cast(), port, stack }
     }
 
-    /// The service, if this record was made for type `S`.
+    /// The service, as the `S` this record was made for. Only the entries
+    /// made for that same `S` by the same `serve::<S>` call — the handler
+    /// stored in the record, the thread loop and sidetrack entry registered
+    /// beside it — ever receive this record, so the type always matches.
     fn service<S: Service>(&self) -> Option<&'static S> {
-        let service: &'static dyn Any = self.service;
-        service.downcast_ref::<S>()
+        // SAFETY: `service` was made from a `&'static S` (leaked, never
+        // freed, shared only immutably) in `Dispatch::new::<S>`, and by the
+        // construction above only code instantiated for that `S` reads it.
+        Some(unsafe { &*self.service.cast::<S>() })
     }
 }
 
@@ -982,14 +989,20 @@ mod tests {
     }
 
     #[test]
-    fn dispatch_records_resolve_only_to_their_own_type() {
+    fn dispatch_records_carry_their_service_and_its_handler() {
         static COUNTER: Counter = Counter;
+        static OTHER: Other = Other;
         let record: &'static Dispatch = Box::leak(Box::new(Dispatch::new(&COUNTER, 5, 4096)));
         let word = core::ptr::from_ref(record).expose_provenance();
         let found = dispatch_from_word(word).unwrap();
         assert_eq!((found.port, found.stack), (5, 4096));
         assert!(found.service::<Counter>().is_some_and(|service| core::ptr::eq(service, &COUNTER)));
-        assert!(found.service::<Other>().is_none());
+        let handler: gate::DispatchHandler = migrating_handler::<Counter>;
+        assert!(core::ptr::fn_addr_eq(found.handler, handler), "the record holds the handler for its own type");
+        let other = Dispatch::new(&OTHER, 6, 8192);
+        let other_handler: gate::DispatchHandler = migrating_handler::<Other>;
+        assert!(core::ptr::fn_addr_eq(other.handler, other_handler));
+        assert!(!core::ptr::fn_addr_eq(other.handler, handler), "another type, another handler");
         assert!(dispatch_from_word(0).is_none());
         assert!(dispatch_from_word(word + 1).is_none());
     }
