@@ -11,6 +11,11 @@
 //! The `asm!` declares the C ABI's caller-saved registers clobbered
 //! (`clobber_abi("C")`), so a kernel call costs the caller what a function
 //! call would, and the kernel need not preserve SIMD registers across it.
+//! On AArch64 that includes d8-d15, so a function containing a kernel call
+//! saves them in its prologue — a SIMD use, which after a kernel call costs
+//! the trap that zeroes the SIMD registers. The wrappers are therefore
+//! `#[inline(always)]`: the saves land in the caller's prologue, once,
+//! instead of in a separate function entered around every call.
 
 use tern_core::abi::{Call, Error, PortName};
 
@@ -55,6 +60,7 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
 /// [`tern_core::abi::MessageHeader`]); the reply lands in `reply`. Returns
 /// the reply's length. The same call reaches a server that serves with an
 /// activation pool (migrating) or with threads (switching).
+#[inline(always)]
 pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
     raw_call5(
         Call::Call,
@@ -63,11 +69,13 @@ pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, E
 }
 
 /// [`call`] with unchecked buffer claims, for probing the kernel's checks.
+#[inline(always)]
 pub fn call_raw(port: usize, request: (usize, usize), reply: (usize, usize)) -> Result<usize, Error> {
     raw_call5(Call::Call, [port, request.0, request.1, reply.0, reply.1])
 }
 
 /// End a migrating RPC with `reply` (a whole message). Never returns.
+#[inline(always)]
 pub fn return_from_call(reply: &[u8]) -> ! {
     let _ = raw_call(Call::Return, reply.as_ptr() as usize, reply.len(), 0);
     loop {
@@ -76,18 +84,21 @@ pub fn return_from_call(reply: &[u8]) -> ! {
 }
 
 /// Create a port; returns its name (the caller holds the receive right).
+#[inline(always)]
 pub fn port_create() -> Result<PortName, Error> {
     raw_call(Call::PortCreate, 0, 0, 0).map(|name| name as PortName)
 }
 
 /// Add `count` activations entering at `entry` (a migrating dispatch
 /// entry, see the `service` module) with `stack` bytes each to `port`'s pool.
+#[inline(always)]
 pub fn pool_add(port: PortName, count: usize, entry: usize, stack: usize) -> Result<usize, Error> {
     raw_call5(Call::PoolAdd, [port as usize, count, entry, stack, 0])
 }
 
 /// Create a thread in this domain running `entry(argument)` at `priority`
 /// (0 lowest .. 31 highest) with a `stack`-byte stack. Returns its number.
+#[inline(always)]
 pub fn thread_create(
     entry: crate::registry::Entry,
     argument: usize,
@@ -98,17 +109,20 @@ pub fn thread_create(
 }
 
 /// Wait for thread `thread` (created by this domain) to end; its result.
+#[inline(always)]
 pub fn thread_join(thread: usize) -> Result<usize, Error> {
     raw_call(Call::ThreadJoin, thread, 0, 0)
 }
 
 /// Wait on `port` for a request, copied into `buffer`; its length.
+#[inline(always)]
 pub fn receive(port: PortName, buffer: &mut [u8]) -> Result<usize, Error> {
     raw_call(Call::Receive, port as usize, buffer.as_mut_ptr() as usize, buffer.len())
 }
 
 /// Reply `reply` to the last request received, then wait on `port` for the
 /// next one into `buffer`; its length.
+#[inline(always)]
 pub fn reply_receive(reply: &[u8], port: PortName, buffer: &mut [u8]) -> Result<usize, Error> {
     raw_call5(
         Call::ReplyReceive,
@@ -117,11 +131,13 @@ pub fn reply_receive(reply: &[u8], port: PortName, buffer: &mut [u8]) -> Result<
 }
 
 /// Let another ready thread of the same or higher priority run.
+#[inline(always)]
 pub fn yield_now() {
     let _ = raw_call(Call::Yield, 0, 0, 0);
 }
 
 /// Ask for a sidetrack upcall into `entry` when `port`'s pool runs low.
+#[inline(always)]
 pub fn sidetrack_set(port: PortName, entry: usize, stack: usize) -> Result<usize, Error> {
     raw_call(Call::SidetrackSet, port as usize, entry, stack)
 }
@@ -129,6 +145,7 @@ pub fn sidetrack_set(port: PortName, entry: usize, stack: usize) -> Result<usize
 /// Set this domain's context word (handed to every dispatch upcall).
 /// Crate-private: the service runtime turns the word back into a
 /// reference, so only it may set it.
+#[inline(always)]
 pub(crate) fn context_set(context: usize) -> Result<usize, Error> {
     raw_call(Call::ContextSet, context, 0, 0)
 }
@@ -166,33 +183,39 @@ pub fn raw_call_number(number: usize, argument0: usize, argument1: usize, argume
 }
 
 /// Write text to the console.
+#[inline(always)]
 pub fn console_write(text: &str) -> Result<usize, Error> {
     console_write_raw(text.as_ptr() as usize, text.len())
 }
 
 /// Write `length` bytes at `address` to the console. The kernel checks that
 /// the caller may read them: for probing that check.
+#[inline(always)]
 pub fn console_write_raw(address: usize, length: usize) -> Result<usize, Error> {
     raw_call(Call::ConsoleWrite, address, length, 0)
 }
 
 /// The caller's domain number (which is also its ASID).
+#[inline(always)]
 pub fn who_am_i() -> usize {
     raw_call(Call::WhoAmI, 0, 0, 0).unwrap_or(0)
 }
 
 /// Copy the kernel's version string into `buffer`; returns the length.
+#[inline(always)]
 pub fn version(buffer: &mut [u8]) -> Result<usize, Error> {
     version_raw(buffer.as_mut_ptr() as usize, buffer.len())
 }
 
 /// [`version`] with an unchecked buffer claim, for probing the kernel's
 /// pointer checks.
+#[inline(always)]
 pub fn version_raw(address: usize, length: usize) -> Result<usize, Error> {
     raw_call(Call::Version, address, length, 0)
 }
 
 /// End this upcall with `result`. Never returns.
+#[inline(always)]
 pub fn exit(result: usize) -> ! {
     let _ = raw_call(Call::Exit, result, 0, 0);
     // The kernel never returns from Exit; if it somehow did, do not run on.

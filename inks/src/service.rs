@@ -324,9 +324,9 @@ where
     /// Start again: label 0, no right, empty payload. Keeps the storage
     /// (and what has been initialised of it).
     pub fn clear(&mut self) {
-        let mut header = [0u8; MessageHeader::SIZE];
-        MessageHeader::new(0, 0).write_to(&mut header);
-        self.put(0, &header);
+        let slots = &mut self.storage.as_mut()[..MessageHeader::SIZE];
+        store_pair(slots, EMPTY_HEADER_WORDS);
+        self.initialized = self.initialized.max(MessageHeader::SIZE);
     }
 
     /// Make the payload `bytes`. [`Error::BadMessage`] (and no change) if
@@ -748,6 +748,44 @@ fn dispatch_from_word(word: usize) -> Option<&'static Dispatch> {
 }
 
 /// The request the kernel put on this activation's stack, if it is one.
+/// `MessageHeader::new(0, 0)` (label 0, no right, no payload) as the two
+/// little-endian 64-bit words of its encoding: label | right << 32, then
+/// length | reserved << 32.
+const EMPTY_HEADER_WORDS: [u64; 2] = [(NO_RIGHT as u64) << 32, 0];
+
+/// Write 16 bytes as two 64-bit words with one `stp` of general registers.
+///
+/// Why not a plain copy: the compiler turns a 16-byte copy into one SIMD
+/// load and store, and the first SIMD use after a kernel call costs the
+/// trap that zeroes the SIMD registers (see the kernel's `vectors.s`). A
+/// migrating activation starts afresh on every call and clears its reply
+/// header every time, so that trap would be paid on every call.
+#[inline(always)]
+fn store_pair(slots: &mut [MaybeUninit<u8>], words: [u64; 2]) {
+    assert!(slots.len() >= 16);
+    #[cfg(target_os = "none")]
+    {
+        // SAFETY: `slots` is at least 16 writable bytes of our own storage
+        // (checked above); `stp` of general registers needs no alignment
+        // in Normal memory, and writes nothing else.
+        unsafe {
+            core::arch::asm!(
+                "stp {low}, {high}, [{to}]",
+                low = in(reg) words[0],
+                high = in(reg) words[1],
+                to = in(reg) slots.as_mut_ptr(),
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        for (slot, byte) in slots.iter_mut().zip(words[0].to_le_bytes().into_iter().chain(words[1].to_le_bytes())) {
+            slot.write(byte);
+        }
+    }
+}
+
 fn request_from_registers<'a>(address: usize, length: usize) -> Option<Request<'a>> {
     if address == 0 || !(MessageHeader::SIZE..=MESSAGE_MAX).contains(&length) || address.checked_add(length).is_none() {
         return None;
@@ -986,6 +1024,17 @@ mod tests {
     struct Other;
     impl Service for Other {
         fn handle(&self, _: &Request<'_>, _: &mut Reply<'_>) {}
+    }
+
+    #[test]
+    fn the_empty_header_words_encode_an_empty_header() {
+        let mut encoded = [0u8; MessageHeader::SIZE];
+        MessageHeader::new(0, 0).write_to(&mut encoded);
+        let mut slots = [MaybeUninit::<u8>::uninit(); MessageHeader::SIZE];
+        store_pair(&mut slots, EMPTY_HEADER_WORDS);
+        // SAFETY: `store_pair` wrote all 16 bytes.
+        let written: [u8; MessageHeader::SIZE] = unsafe { core::mem::transmute(slots) };
+        assert_eq!(written, encoded);
     }
 
     #[test]
