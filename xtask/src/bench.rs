@@ -67,16 +67,13 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt::{self, Write as _};
-use std::io::{self, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::console::{Console, LogDecoder};
 use crate::qemu::{self, Launch, RunOutput};
 use crate::{Board, Image, build_image, install};
 
@@ -743,24 +740,10 @@ pub fn bench_command(launch: &Launch<'_>) -> Command {
     cmd
 }
 
-/// Owns QEMU: kills and reaps it when dropped, whatever the way out.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if !matches!(self.0.try_wait(), Ok(Some(_))) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Boots `image` for the benchmark and captures its output (the loop of
 /// [`qemu::run_captured`], around [`bench_command`]).
 pub fn run_captured_icount(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
-    let elf = std::fs::read(&image.elf).with_context(|| format!("reading {}", image.elf.display()))?;
-    let decoder = LogDecoder::from_elf(&elf, false)?;
-    let mut cmd = bench_command(&Launch {
+    let cmd = bench_command(&Launch {
         board: image.board,
         image: &image.raw,
         cmdline: cmdline.to_string(),
@@ -768,55 +751,11 @@ pub fn run_captured_icount(image: &Image, cmdline: &str, timeout: Duration) -> R
         gdb: false,
         interactive: false,
     });
-    let command_line = qemu::display_command(&cmd);
-    eprintln!("$ {command_line}");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = KillOnDrop(cmd.spawn().with_context(|| format!("starting {command_line}"))?);
+    eprintln!("$ {}", qemu::display_command(&cmd));
     let started = Instant::now();
-    let mut stdout = child.0.stdout.take().expect("stdout is piped");
-    let mut stderr = child.0.stderr.take().expect("stderr is piped");
-    let out_thread = thread::spawn(move || -> io::Result<Vec<u8>> {
-        let mut console = Console::new(Vec::new(), |frame: &[u8]| decoder.line(frame));
-        let mut buf = [0u8; 4096];
-        loop {
-            match stdout.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => console.feed(&buf[..n])?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        console.finish()
-    });
-    let err_thread = thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text);
-        text
-    });
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().context("waiting for QEMU")? {
-            break status.code();
-        }
-        if started.elapsed() >= timeout {
-            timed_out = true;
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let output =
-        out_thread.join().map_err(|_| anyhow!("the output reader panicked"))?.context("reading QEMU's output")?;
-    let stderr = err_thread.join().unwrap_or_default();
+    let run = qemu::capture(cmd, &image.elf, timeout)?;
     eprintln!("QEMU ran for {:.1} s", started.elapsed().as_secs_f64());
-    Ok(RunOutput {
-        status,
-        output: String::from_utf8_lossy(&output).replace("\r\n", "\n"),
-        timed_out,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        command: command_line,
-    })
+    Ok(run)
 }
 
 /// Why a finished run is a failure, if it is one (besides parse problems).

@@ -274,9 +274,7 @@ pub fn run_scenario(board: Board, scenario: &str, timeout: Duration) -> Result<R
 /// Boots `image` with `cmdline` under semihosting, no stdin, capturing
 /// output, killing QEMU after `timeout`.
 pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
-    let elf = std::fs::read(&image.elf).with_context(|| format!("reading {}", image.elf.display()))?;
-    let decoder = LogDecoder::from_elf(&elf, false)?;
-    let mut cmd = command(&Launch {
+    let cmd = command(&Launch {
         board: image.board,
         image: &image.raw,
         cmdline: cmdline.to_string(),
@@ -284,6 +282,16 @@ pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
         gdb: false,
         interactive: false,
     });
+    capture(cmd, &image.elf, timeout)
+}
+
+/// Runs a prepared QEMU command with no stdin, capturing its output
+/// (console text and decoded defmt lines, with `elf`'s table), killing and
+/// reaping QEMU after `timeout`. Shared by the tests' runner and the
+/// benchmark (which adds its own QEMU arguments).
+pub fn capture(mut cmd: Command, elf: &Path, timeout: Duration) -> Result<RunOutput> {
+    let elf = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let decoder = LogDecoder::from_elf(&elf, false)?;
     let command_line = display_command(&cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
 
