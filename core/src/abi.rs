@@ -4,7 +4,7 @@
 //! in the `svc` handler) and by the service gate in `tern-inks` (which
 //! encodes it for domains):
 //!
-//! - `x8` holds the call number ([`Call`]), `x0`–`x5` the arguments;
+//! - `x8` holds the call number ([`Call`]), `x0`–`x4` the arguments;
 //! - on return `x0` is `0` for success or an [`Error`] code, and `x1` the
 //!   value of a successful call.
 //!

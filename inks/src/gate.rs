@@ -1,12 +1,12 @@
 //! The service gate: the only way a domain's code calls the kernel.
 //!
 //! Every kernel call has one shape (see `tern_core::abi`): number in `x8`,
-//! arguments in `x0`–`x5`, status in `x0` and value in `x1`. [`raw_call`]
-//! is the single `svc` site; everything else here is a safe wrapper. The
-//! kernel checks every pointer it is given against the caller's memory, so
-//! passing a wild address is safe — it returns
-//! [`Error::BadAddress`] — which is why
-//! even [`console_write_raw`] can be a safe function.
+//! arguments in `x0`–`x4`, status in `x0` and value in `x1`.
+//! [`raw_call_number`] is the single `svc` site; everything else here is a
+//! safe wrapper. The kernel checks every pointer it is given against the
+//! caller's memory, so passing a wild address is safe — it returns
+//! [`Error::BadAddress`] — which is why even [`console_write_raw`] can be a
+//! safe function.
 //!
 //! The `asm!` declares the C ABI's caller-saved registers clobbered
 //! (`clobber_abi("C")`), so a kernel call costs the caller what a function
@@ -22,18 +22,28 @@ use tern_core::abi::{Call, Error, PortName};
 /// Make kernel call `call` with up to three arguments.
 #[inline(always)]
 pub fn raw_call(call: Call, argument0: usize, argument1: usize, argument2: usize) -> Result<usize, Error> {
-    raw_call_number(call as usize, argument0, argument1, argument2)
+    raw_call_number(call as usize, [argument0, argument1, argument2, 0, 0])
 }
 
 /// Make kernel call `call` with up to five arguments.
 #[inline(always)]
 pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
+    raw_call_number(call as usize, arguments)
+}
+
+/// Make the kernel call numbered `number` with `arguments` in x0-x4: the
+/// one `svc` site of the gate (the number need not name a call: probes use
+/// that to check the kernel's answer to unknown numbers).
+#[inline(always)]
+pub fn raw_call_number(number: usize, arguments: [usize; 5]) -> Result<usize, Error> {
     #[cfg(target_os = "none")]
     {
         let status: usize;
         let value: usize;
-        // SAFETY: as in `raw_call_number`: the kernel reads x0-x4 and x8,
-        // writes x0/x1, restores the rest, and checks every pointer.
+        // SAFETY: `svc` enters the kernel, which reads only the registers
+        // named here, writes x0/x1, and restores every other register
+        // (caller-saved ones are declared clobbered anyway). It touches no
+        // memory of ours except through pointers it checks first.
         unsafe {
             core::arch::asm!(
                 "svc #0",
@@ -42,7 +52,7 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
                 in("x2") arguments[2],
                 in("x3") arguments[3],
                 in("x4") arguments[4],
-                in("x8") call as usize,
+                in("x8") number,
                 clobber_abi("C"),
                 options(nostack),
             );
@@ -51,7 +61,7 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
     }
     #[cfg(not(target_os = "none"))]
     {
-        let _ = (call, arguments);
+        let _ = (number, arguments);
         Err(Error::NoSuchCall)
     }
 }
@@ -148,38 +158,6 @@ pub fn sidetrack_set(port: PortName, entry: usize, stack: usize) -> Result<usize
 #[inline(always)]
 pub(crate) fn context_set(context: usize) -> Result<usize, Error> {
     raw_call(Call::ContextSet, context, 0, 0)
-}
-
-/// Make the kernel call numbered `number` (which need not name a call: for
-/// probing the kernel's answer to unknown numbers).
-#[inline(always)]
-pub fn raw_call_number(number: usize, argument0: usize, argument1: usize, argument2: usize) -> Result<usize, Error> {
-    #[cfg(target_os = "none")]
-    {
-        let status: usize;
-        let value: usize;
-        // SAFETY: `svc` enters the kernel, which reads only the registers
-        // named here, writes x0/x1, and restores every other register
-        // (caller-saved ones are declared clobbered anyway). It touches no
-        // memory of ours except through pointers it checks first.
-        unsafe {
-            core::arch::asm!(
-                "svc #0",
-                inlateout("x0") argument0 => status,
-                inlateout("x1") argument1 => value,
-                in("x2") argument2,
-                in("x8") number,
-                clobber_abi("C"),
-                options(nostack),
-            );
-        }
-        tern_core::abi::decode_result(status, value)
-    }
-    #[cfg(not(target_os = "none"))]
-    {
-        let _ = (number, argument0, argument1, argument2);
-        Err(Error::NoSuchCall)
-    }
 }
 
 /// Write text to the console.

@@ -743,14 +743,7 @@ pub fn bench_command(launch: &Launch<'_>) -> Command {
 /// Boots `image` for the benchmark and captures its output (the loop of
 /// [`qemu::run_captured`], around [`bench_command`]).
 pub fn run_captured_icount(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
-    let cmd = bench_command(&Launch {
-        board: image.board,
-        image: &image.raw,
-        cmdline: cmdline.to_string(),
-        semihosting: true,
-        gdb: false,
-        interactive: false,
-    });
+    let cmd = bench_command(&Launch::harness(image, cmdline));
     eprintln!("$ {}", qemu::display_command(&cmd));
     let started = Instant::now();
     let run = qemu::capture(cmd, &image.elf, timeout)?;

@@ -267,50 +267,26 @@ fn cargo_step(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
-/// The kernel crates, checked by clippy for the kernel target.
-const KERNEL_CRATES: &[&str] = &[
-    "-p",
-    "tern-board-rpi4",
-    "-p",
-    "tern-board-virt",
-    "-p",
-    "tern-aarch64",
-    "-p",
-    "tern-inks",
-    "-p",
-    "tern-hello",
-    "-p",
-    "tern-core",
-    "-p",
-    "tern-names",
-    "-p",
-    "tern-echo",
-    "-p",
-    "tern-checksum",
-    "-p",
-    "tern-kv",
-    "-p",
-    "tern-rpctest",
-];
+/// The server crates: built for the kernel target and tested on the host.
+const SERVER_CRATES: &[&str] = &["tern-names", "tern-echo", "tern-checksum", "tern-kv"];
 
-/// The crates with host unit tests (the portable kernel, the gate and
-/// runtime, the servers' protocols, the tools).
-const HOST_TESTED: &[&str] = &[
-    "-p",
-    "tern-core",
-    "-p",
-    "tern-inks",
-    "-p",
-    "tern-names",
-    "-p",
-    "tern-echo",
-    "-p",
-    "tern-checksum",
-    "-p",
-    "tern-kv",
-    "-p",
-    "xtask",
-];
+/// The kernel crates, checked by clippy for the kernel target (with the
+/// servers and `tern-rpctest`).
+const KERNEL_CRATES: &[&str] =
+    &["tern-board-rpi4", "tern-board-virt", "tern-aarch64", "tern-inks", "tern-hello", "tern-core", "tern-rpctest"];
+
+/// The crates with host unit tests besides the servers (the portable
+/// kernel, the gate and runtime, the tools).
+const HOST_TESTED: &[&str] = &["tern-core", "tern-inks", "xtask"];
+
+/// `-p NAME` for each of `lists`' crates, after `command`.
+fn packages<'a>(command: &[&'a str], lists: &[&[&'a str]]) -> Vec<&'a str> {
+    let mut arguments = command.to_vec();
+    for name in lists.iter().flat_map(|list| list.iter()) {
+        arguments.extend(["-p", name]);
+    }
+    arguments
+}
 
 /// `test` (everything) or `lint` (steps 1 and 2 only).
 fn test(release: bool, everything: bool) -> Result<ExitCode> {
@@ -319,12 +295,10 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     cargo_step(&["fmt", "--all", "--", "--check"], &[])?;
 
     header(&format!("[2/{total}] clippy"));
-    let mut host = vec!["clippy"];
-    host.extend(HOST_TESTED);
-    host.extend(["-p", "tern-tests", "--all-targets", "--", "-D", "warnings"]);
+    let mut host = packages(&["clippy"], &[HOST_TESTED, SERVER_CRATES, &["tern-tests"]]);
+    host.extend(["--all-targets", "--", "-D", "warnings"]);
     cargo_step(&host, &[])?;
-    let mut kernel = vec!["clippy", "--target", xtask::image::KERNEL_TARGET];
-    kernel.extend(KERNEL_CRATES);
+    let mut kernel = packages(&["clippy", "--target", xtask::image::KERNEL_TARGET], &[KERNEL_CRATES, SERVER_CRATES]);
     kernel.extend(["--", "-D", "warnings"]);
     cargo_step(&kernel, &[])?;
     if !everything {
@@ -333,9 +307,7 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     }
 
     header(&format!("[3/{total}] host unit tests"));
-    let mut unit = vec!["test"];
-    unit.extend(HOST_TESTED);
-    cargo_step(&unit, &[])?;
+    cargo_step(&packages(&["test"], &[HOST_TESTED, SERVER_CRATES]), &[])?;
 
     header(&format!("[4/{total}] kernel images ({})", if release { "release" } else { "debug" }));
     for board in Board::ALL {

@@ -157,6 +157,21 @@ pub struct Launch<'a> {
     pub interactive: bool,
 }
 
+impl<'a> Launch<'a> {
+    /// A run under the test harness: `image` with `cmdline`, semihosting
+    /// on, no gdb, not interactive.
+    pub fn harness(image: &'a Image, cmdline: &str) -> Self {
+        Launch {
+            board: image.board,
+            image: &image.raw,
+            cmdline: cmdline.to_string(),
+            semihosting: true,
+            gdb: false,
+            interactive: false,
+        }
+    }
+}
+
 /// The command line for `launch`.
 pub fn command(launch: &Launch<'_>) -> Command {
     let mut cmd = Command::new(QEMU);
@@ -274,15 +289,7 @@ pub fn run_scenario(board: Board, scenario: &str, timeout: Duration) -> Result<R
 /// Boots `image` with `cmdline` under semihosting, no stdin, capturing
 /// output, killing QEMU after `timeout`.
 pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
-    let cmd = command(&Launch {
-        board: image.board,
-        image: &image.raw,
-        cmdline: cmdline.to_string(),
-        semihosting: true,
-        gdb: false,
-        interactive: false,
-    });
-    capture(cmd, &image.elf, timeout)
+    capture(command(&Launch::harness(image, cmdline)), &image.elf, timeout)
 }
 
 /// Runs a prepared QEMU command with no stdin, capturing its output

@@ -41,18 +41,14 @@ pub const FAST_PAYLOAD_MAX: u64 = 1024;
 pub struct FastPath {
     /// The running thread (`*const Thread`).
     pub current: usize,
-    /// Activation pointer table and its length.
+    /// Activation pointer table (indexed by numbers the kernel keeps
+    /// valid: no length needed).
     pub activations: usize,
-    /// Entries in `activations`.
-    pub activation_count: usize,
-    /// Port pointer table.
+    /// Port pointer table (indexed by numbers from capability words the
+    /// kernel keeps valid).
     pub ports: usize,
-    /// Entries in `ports`.
-    pub port_count: usize,
     /// Domain table: `*const DomainFast` by domain number (0 unused).
     pub domains: usize,
-    /// Entries in `domains`.
-    pub domain_count: usize,
     /// `&mut statistics.migrated`.
     pub migrated: usize,
     /// `&mut payload_copies`.
@@ -104,11 +100,8 @@ unsafe impl Sync for FastCell {}
 pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     current: 0,
     activations: 0,
-    activation_count: 0,
     ports: 0,
-    port_count: 0,
     domains: 0,
-    domain_count: 0,
     migrated: 0,
     copies: 0,
     threads: 0,
@@ -150,11 +143,8 @@ fn refresh_tables(kernel: &mut Kernel) {
     let fast = unsafe { &mut *TERN_FAST.0.get() };
     fast.current = current;
     fast.activations = activations.base;
-    fast.activation_count = activations.length;
     fast.ports = ports.base;
-    fast.port_count = ports.length;
     fast.domains = kernel.domain_table.as_ptr() as usize;
-    fast.domain_count = kernel.domain_table.len();
     fast.migrated = &mut kernel.statistics.migrated as *mut u64 as usize;
     fast.copies = &mut kernel.payload_copies as *mut u64 as usize;
     fast.threads = kernel.objects.thread_table().base;

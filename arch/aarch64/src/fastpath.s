@@ -17,37 +17,18 @@
 // the kernel zeroes the SIMD registers (exception.rs).
 
 .equ CPACR_TRAP_EL0_SIMD, (1 << 20)
-.equ FAST_FRAME_SIZE, {frame_size}
 
 .section .text.fastpath, "ax"
 .global tern_fast_call
 .global tern_fast_return
 .global tern_fast_reply_receive
 
-// Save the caller's EL0 registers into the trap frame the vector reserved
-// at SP (x0/x1 are there already), as the general path's would be: a
-// thread parked by a fast path is resumed from it (tern_resume_user).
-// Clobbers x5, x6.
+// FAST_SAVE_USER: save the caller's EL0 registers into the trap frame the
+// vector reserved at SP (x0/x1 are there already), as the general path's
+// would be — a thread parked by a fast path is resumed from it
+// (tern_resume_user). Clobbers x5, x6. (SAVE_USER is vectors.s's.)
 .macro FAST_SAVE_USER
-    stp     x2, x3, [sp, #16]
-    stp     x4, x5, [sp, #32]
-    stp     x6, x7, [sp, #48]
-    stp     x8, x9, [sp, #64]
-    stp     x10, x11, [sp, #80]
-    stp     x12, x13, [sp, #96]
-    stp     x14, x15, [sp, #112]
-    stp     x16, x17, [sp, #128]
-    stp     x18, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    mrs     x5, sp_el0
-    stp     x30, x5, [sp, #240]
-    mrs     x5, elr_el1
-    mrs     x6, spsr_el1
-    stp     x5, x6, [sp, #256]
+    SAVE_USER x5, x6
 .endm
 
 // fn tern_fast_call()  (x0 port name, x1/x2 request, x3/x4 reply buffer)
@@ -178,7 +159,7 @@ tern_fast_call:
     ldp     x26, x27, [x9]
     ldp     x28, x29, [x9]
     ldp     x30, x9, [x9]
-    add     sp, sp, #FAST_FRAME_SIZE            // the frame the vector reserved
+    add     sp, sp, #FRAME_SIZE            // the frame the vector reserved
     eret
 
 // The switching handoff (the pool is empty): a server thread waiting in
@@ -473,7 +454,7 @@ tern_fast_return:
     ldp     x15, x16, [x9]
     ldp     x17, x18, [x9]
     ldr     x9, [x9]
-    add     sp, sp, #FAST_FRAME_SIZE
+    add     sp, sp, #FRAME_SIZE
     eret
 
 fast_return_slow:

@@ -78,15 +78,8 @@ core::arch::global_asm!(
     tcr = const TCR_EL1_BASE,
 );
 
-core::arch::global_asm!(
-    include_str!("vectors.s"),
-    frame_size = const exception::FRAME_SIZE,
-    irq_frame_size = const exception::INTERRUPT_FRAME_SIZE,
-    null_call = const tern_core::abi::Call::Null as usize,
-    call = const tern_core::abi::Call::Call as usize,
-    return_call = const tern_core::abi::Call::Return as usize,
-    reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
-);
+// vectors.s and fastpath.s are one assembly unit: the fast paths share
+// the vectors' macros and frame layout.
 
 /// A block of zeros the fast paths load registers from to clear them (two
 /// general registers, or four SIMD registers, a load).
@@ -152,7 +145,10 @@ mod fast_offsets {
 }
 
 core::arch::global_asm!(
+    include_str!("vectors.s"),
     include_str!("fastpath.s"),
+    irq_frame_size = const exception::INTERRUPT_FRAME_SIZE,
+    null_call = const tern_core::abi::Call::Null as usize,
     fast_current = const core::mem::offset_of!(fastpath::FastPath, current),
     fast_activations = const core::mem::offset_of!(fastpath::FastPath, activations),
     fast_ports = const core::mem::offset_of!(fastpath::FastPath, ports),

@@ -80,6 +80,6 @@ fn pass_bad_pointers(kernel_address: usize) -> usize {
     expect("version(into read-only text)", gate::version_raw(text.as_ptr() as usize, 64), Error::BadAddress);
     expect("version(into kernel data)", gate::version_raw(kernel_address, 64), Error::BadAddress);
     expect("console_write(64 KiB)", gate::console_write_raw(own_region, 0x10000), Error::InvalidArgument);
-    expect("unknown call", gate::raw_call_number(0xffff, 0, 0, 0), Error::NoSuchCall);
+    expect("unknown call", gate::raw_call_number(0xffff, [0; 5]), Error::NoSuchCall);
     refused
 }

@@ -435,13 +435,8 @@ pub fn receive(frame: &mut TrapFrame) -> Completion {
 fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
     let outcome = state::with(|kernel| -> Result<Option<usize>, Error> {
         let (thread, _, server) = caller(kernel)?;
-        let record = kernel.domain(server).ok_or(Error::BadAddress)?;
-        let capability = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?;
-        if !capability.receive {
-            return Err(Error::NoRight);
-        }
-        let buffer = record.domain.check_writable(buffer)?;
-        let port = capability.port;
+        let port = kernel.receive_right(server, port_name)?;
+        let buffer = kernel.domain(server).ok_or(Error::BadAddress)?.domain.check_writable(buffer)?;
         let first_time = kernel.objects.thread(thread).is_some_and(|entry| entry.serves != Some(port));
         if first_time {
             if let Some(entry) = kernel.objects.thread_mut(thread) {
@@ -516,12 +511,8 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
         register_frame(kernel, frame);
         let (thread, _, server) = caller(kernel)?;
         // Checks first: the receive half's arguments, then the reply.
-        let record = kernel.domain(server).ok_or(Error::BadAddress)?;
-        let capability = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?;
-        if !capability.receive {
-            return Err(Error::NoRight);
-        }
-        let buffer = record.domain.check_writable(buffer)?;
+        let port = kernel.receive_right(server, port_name)?;
+        let buffer = kernel.domain(server).ok_or(Error::BadAddress)?.domain.check_writable(buffer)?;
         let client = kernel.objects.thread(thread).and_then(|entry| entry.serving).ok_or(Error::NotInCall)?;
         let reply_to = kernel.objects.thread(client).and_then(|entry| entry.reply_to()).ok_or(Error::NotInCall)?;
         let result = match check_message(kernel, server, reply) {
@@ -542,7 +533,6 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
         if let Some(entry) = kernel.objects.thread_mut(client) {
             entry.set_reply_to(None);
         }
-        let port = capability.port;
         if kernel.objects.port(port).is_some_and(|entry| entry.queued > 0) {
             // Others wait for this server: the client queues, the server
             // takes the next request.

@@ -135,6 +135,15 @@ impl Kernel {
         Some(self.objects.activation(top)?.domain)
     }
 
+    /// The port `domain` holds a receive right to under `name`:
+    /// `NoSuchPort` for a name that names nothing, `NoRight` for a send
+    /// right.
+    pub fn receive_right(&self, domain: DomainId, name: u32) -> Result<PortId, tern_core::abi::Error> {
+        use tern_core::abi::Error;
+        let capability = self.domain(domain).ok_or(Error::BadAddress)?.space.lookup(name).ok_or(Error::NoSuchPort)?;
+        if capability.receive { Ok(capability.port) } else { Err(Error::NoRight) }
+    }
+
     /// Give `to` a send right to the port `from` calls `name` (a kernel
     /// bootstrap, for scenarios that wire domains together without the
     /// name service); `to`'s name for it.

@@ -161,11 +161,6 @@ fn port_create(kernel: &mut Kernel, caller: DomainId) -> Result<usize, Error> {
     Ok(name as usize)
 }
 
-fn receive_right(kernel: &Kernel, caller: DomainId, name: u32) -> Result<tern_core::capability::PortId, Error> {
-    let capability = kernel.domain(caller).ok_or(Error::BadAddress)?.space.lookup(name).ok_or(Error::NoSuchPort)?;
-    if capability.receive { Ok(capability.port) } else { Err(Error::NoRight) }
-}
-
 /// Stack sizes a domain may ask for.
 const STACK_SIZES: core::ops::RangeInclusive<u64> = 4096..=(4 << 20);
 
@@ -180,7 +175,7 @@ fn pool_add(
     entry: u64,
     stack: u64,
 ) -> Result<usize, Error> {
-    let port = receive_right(kernel, caller, name)?;
+    let port = kernel.receive_right(caller, name)?;
     if !(1..=POOL_ADD_MAX).contains(&count) || !STACK_SIZES.contains(&stack) {
         return Err(Error::InvalidArgument);
     }
@@ -200,7 +195,7 @@ fn pool_add(
 }
 
 fn sidetrack_set(kernel: &mut Kernel, caller: DomainId, name: u32, entry: u64, stack: u64) -> Result<usize, Error> {
-    let port = receive_right(kernel, caller, name)?;
+    let port = kernel.receive_right(caller, name)?;
     if !STACK_SIZES.contains(&stack) {
         return Err(Error::InvalidArgument);
     }

@@ -14,7 +14,10 @@
 .equ FRAME_SIZE, {frame_size}
 .equ IRQ_FRAME_SIZE, {irq_frame_size}
 
-.macro SAVE_REST
+// Save x2-x30, SP_EL0, ELR and SPSR into the frame at SP (x0/x1 are
+// there already), using \scratch1 and \scratch2 after they are saved.
+// Shared with the fast paths (fastpath.s, assembled with this file).
+.macro SAVE_USER scratch1, scratch2
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -29,11 +32,16 @@
     stp     x24, x25, [sp, #192]
     stp     x26, x27, [sp, #208]
     stp     x28, x29, [sp, #224]
-    mrs     x2, sp_el0
-    stp     x30, x2, [sp, #240]
-    mrs     x2, elr_el1
-    mrs     x3, spsr_el1
-    stp     x2, x3, [sp, #256]
+    mrs     \scratch1, sp_el0
+    stp     x30, \scratch1, [sp, #240]
+    mrs     \scratch1, elr_el1
+    mrs     \scratch2, spsr_el1
+    stp     \scratch1, \scratch2, [sp, #256]
+.endm
+
+// The whole trap frame: SAVE_USER, then ESR and FAR.
+.macro SAVE_REST
+    SAVE_USER x2, x3
     mrs     x2, esr_el1
     mrs     x3, far_el1
     stp     x2, x3, [sp, #272]
