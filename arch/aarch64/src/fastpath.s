@@ -31,6 +31,20 @@
     SAVE_USER x5, x6
 .endm
 
+// Branch to \fail unless [\address, \end) lies in [\start, \stop) (the
+// sender's region) or in the shared read-only image (from TERN_FAST in x9).
+// Uses \scratch1 and \scratch2.
+.macro CHECK_READABLE address, end, start, stop, scratch1, scratch2, fail
+    cmp     \address, \start
+    ccmp    \end, \stop, #2, hs
+    b.ls    90f
+    ldp     \scratch1, \scratch2, [x9, #{fast_image}]
+    cmp     \address, \scratch1
+    ccmp    \end, \scratch2, #2, hs
+    b.hi    \fail
+90:
+.endm
+
 // fn tern_fast_call()  (x0 port name, x1/x2 request, x3/x4 reply buffer)
 tern_fast_call:
     adrp    x9, TERN_FAST
@@ -58,14 +72,7 @@ tern_fast_call:
     ldp     x6, x7, [x15, #{dom_region_start}]  // the client's region
     adds    x8, x1, x2
     b.cs    fast_call_slow
-    cmp     x1, x6
-    ccmp    x8, x7, #2, hs                      // start >= region start and end <= region end?
-    b.ls    5f
-    ldp     x16, x18, [x9, #{fast_image}]       // or the shared read-only image
-    cmp     x1, x16
-    ccmp    x8, x18, #2, hs
-    b.hi    fast_call_slow                      // request not readable by the client
-5:
+    CHECK_READABLE x1, x8, x6, x7, x16, x18, fast_call_slow
     ldp     w8, w16, [x1, #4]                   // header: right, length
     cmn     w8, #1
     b.ne    fast_call_slow                      // carries a right
@@ -253,14 +260,7 @@ tern_fast_reply_receive:
     ldp     x6, x7, [x15, #{dom_region_start}]
     adds    x8, x0, x1
     b.cs    fast_reply_receive_slow
-    cmp     x0, x6
-    ccmp    x8, x7, #2, hs
-    b.ls    5f
-    ldp     x11, x15, [x9, #{fast_image}]       // or the shared read-only image
-    cmp     x0, x11
-    ccmp    x8, x15, #2, hs
-    b.hi    fast_reply_receive_slow             // reply not readable by the server
-5:
+    CHECK_READABLE x0, x8, x6, x7, x11, x15, fast_reply_receive_slow
     ldp     w8, w11, [x0, #4]
     cmn     w8, #1
     b.ne    fast_reply_receive_slow             // carries a right
@@ -392,14 +392,7 @@ tern_fast_return:
     ldp     x2, x3, [x18, #{dom_region_start}]
     adds    x4, x0, x1
     b.cs    fast_return_slow
-    cmp     x0, x2
-    ccmp    x4, x3, #2, hs
-    b.ls    5f
-    ldp     x2, x3, [x9, #{fast_image}]         // or the shared read-only image
-    cmp     x0, x2
-    ccmp    x4, x3, #2, hs
-    b.hi    fast_return_slow                    // reply not readable by the server
-5:
+    CHECK_READABLE x0, x4, x2, x3, x2, x3, fast_return_slow
     ldp     w2, w3, [x0, #4]
     cmn     w2, #1
     b.ne    fast_return_slow                    // carries a right

@@ -159,6 +159,24 @@ pub fn register_frame(kernel: &mut Kernel, frame: &mut TrapFrame) {
     }
 }
 
+/// Check `server`'s reply and, if it is good and fits, copy it into
+/// `reply_to` (granting any right it carries): the reply's length, or the
+/// error for the client, with nothing written.
+fn deliver_reply(
+    kernel: &mut Kernel,
+    server: DomainId,
+    reply: UserRange,
+    reply_to: Destination,
+) -> Result<usize, Error> {
+    let (_, right) = check_message(kernel, server, reply)?;
+    if reply.length > reply_to.capacity {
+        return Err(Error::ReplyTooLarge);
+    }
+    copy(kernel, reply.address, reply_to.address, reply.length);
+    deliver_right(kernel, reply_to.domain, reply_to.address, right);
+    Ok(reply.length)
+}
+
 /// The current thread, its top activation and that activation's domain.
 fn caller(kernel: &Kernel) -> Result<(ThreadId, ActivationId, DomainId), Error> {
     let thread = kernel.current;
@@ -366,19 +384,7 @@ pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
             let port = entry.port.ok_or(Error::NotInCall)?;
             (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply(), entry.sidetrack)
         };
-        let result = if sidetrack {
-            Ok(0)
-        } else {
-            match check_message(kernel, server, reply) {
-                Err(error) => Err(error),
-                Ok(_) if reply.length > reply_to.capacity => Err(Error::ReplyTooLarge),
-                Ok((_, right)) => {
-                    copy(kernel, reply.address, reply_to.address, reply.length);
-                    deliver_right(kernel, reply_to.domain, reply_to.address, right);
-                    Ok(reply.length)
-                }
-            }
-        };
+        let result = if sidetrack { Ok(0) } else { deliver_reply(kernel, server, reply, reply_to) };
         kernel.objects.pop(thread);
         if !sidetrack {
             kernel.objects.pool_return(activation);
@@ -515,15 +521,7 @@ pub fn reply_receive(frame: &mut TrapFrame) -> Completion {
         let buffer = kernel.domain(server).ok_or(Error::BadAddress)?.domain.check_writable(buffer)?;
         let client = kernel.objects.thread(thread).and_then(|entry| entry.serving).ok_or(Error::NotInCall)?;
         let reply_to = kernel.objects.thread(client).and_then(|entry| entry.reply_to()).ok_or(Error::NotInCall)?;
-        let result = match check_message(kernel, server, reply) {
-            Err(error) => Err(error),
-            Ok(_) if reply.length > reply_to.capacity => Err(Error::ReplyTooLarge),
-            Ok((_, right)) => {
-                copy(kernel, reply.address, reply_to.address, reply.length);
-                deliver_right(kernel, reply_to.domain, reply_to.address, right);
-                Ok(reply.length)
-            }
-        };
+        let result = deliver_reply(kernel, server, reply, reply_to);
         if let Some(client_frame) = blocked_frame(kernel, client) {
             write_result(client_frame, result);
         }
