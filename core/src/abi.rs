@@ -20,9 +20,11 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Call {
-    /// End the current upcall: the activation's work is done; `x0` is its
-    /// result, handed to whoever made the upcall.
-    Exit = 0,
+    /// End of a migrating RPC, from the server activation: `x0`/`x1` reply
+    /// address and length. Never returns to the activation, which goes back
+    /// to its pool. (Number 0: the exception vector tells it with one
+    /// `cbz`, the shortest dispatch, as it ends every migrating call.)
+    Return = 0,
     /// Write `x1` bytes at address `x0` (UTF-8 text) to the console.
     ConsoleWrite = 1,
     /// Return the caller's domain identifier.
@@ -36,10 +38,9 @@ pub enum Call {
     /// kernel picks the path: a free activation of the port's pool
     /// (migrating), a server thread (switching), or waiting for either.
     Call = 4,
-    /// End of a migrating RPC, from the server activation: `x0`/`x1` reply
-    /// address and length. Never returns to the activation, which goes back
-    /// to its pool.
-    Return = 5,
+    /// End the current upcall: the activation's work is done; `x0` is its
+    /// result, handed to whoever made the upcall.
+    Exit = 5,
     /// Create a port; the caller gets the receive right (which also lets
     /// it send). Returns the port's name in the caller's space.
     PortCreate = 6,
@@ -80,12 +81,12 @@ impl Call {
     /// Decode a call number; `None` for numbers that name no call.
     pub const fn from_number(number: usize) -> Option<Call> {
         match number {
-            0 => Some(Call::Exit),
+            0 => Some(Call::Return),
             1 => Some(Call::ConsoleWrite),
             2 => Some(Call::WhoAmI),
             3 => Some(Call::Version),
             4 => Some(Call::Call),
-            5 => Some(Call::Return),
+            5 => Some(Call::Exit),
             6 => Some(Call::PortCreate),
             7 => Some(Call::PoolAdd),
             8 => Some(Call::ThreadCreate),

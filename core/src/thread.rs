@@ -294,8 +294,6 @@ pub struct Port {
     /// How many clients are queued in `senders` (a mirror, for the fast
     /// path).
     pub queued: u32,
-    /// How many activations are free.
-    pub pool_free: u32,
     /// How many threads wait for an activation (mirrors `pool_waiters`,
     /// for the fast path, which leaves waking them to the general path).
     pub waiting: u32,
@@ -477,7 +475,6 @@ impl Objects {
             receivers_head: None,
             receivers_tail: None,
             queued: 0,
-            pool_free: 0,
             waiting: 0,
             sidetrack: None,
             id: PortId(id),
@@ -615,7 +612,6 @@ impl Objects {
         match self.port_mut(port) {
             Some(entry) => {
                 entry.pool_head = Some(activation);
-                entry.pool_free += 1;
                 true
             }
             None => false,
@@ -628,8 +624,20 @@ impl Objects {
         let next = self.activation_mut(head)?.next_free.take();
         let entry = self.port_mut(port)?;
         entry.pool_head = next;
-        entry.pool_free -= 1;
         Some(head)
+    }
+
+    /// How many activations of `port`'s pool are free. Counted along the
+    /// free list rather than kept in the port: the fast paths pop and push
+    /// without a count to maintain, and only the general path asks.
+    pub fn pool_free(&self, port: PortId) -> usize {
+        let mut free = 0;
+        let mut next = self.port(port).and_then(|entry| entry.pool_head);
+        while let Some(activation) = next {
+            free += 1;
+            next = self.activation(activation).and_then(|entry| entry.next_free);
+        }
+        free
     }
 
     /// Queue `thread` as a receiver of `port` (at the back).
@@ -787,11 +795,11 @@ mod tests {
         let second = objects.new_activation(server, Some(port), 0, 0, 0);
         assert!(objects.pool_add(port, first));
         assert!(objects.pool_add(port, second));
-        assert_eq!(objects.port(port).unwrap().pool_free, 2);
+        assert_eq!(objects.pool_free(port), 2);
         assert_eq!(objects.pool_take(port), Some(second));
         assert_eq!(objects.pool_take(port), Some(first));
         assert_eq!(objects.pool_take(port), None);
-        assert_eq!(objects.port(port).unwrap().pool_free, 0);
+        assert_eq!(objects.pool_free(port), 0);
         assert!(objects.pool_return(first));
         objects.pool_clear(port);
         assert_eq!(objects.route(port), Route::WaitForActivation);

@@ -36,36 +36,36 @@ use core::cell::UnsafeCell;
 /// path (whose copy is the same single copy).
 pub const FAST_PAYLOAD_MAX: u64 = 1024;
 
-/// Where the fast path finds things.
-#[repr(C)]
+/// Where the fast paths find things, and the counters they keep. Fields
+/// the assembly loads together with one `ldp` are neighbours (checked in
+/// `lib.rs`). Page-aligned, so that one `adrp` gives its address.
+#[repr(C, align(4096))]
 pub struct FastPath {
     /// The running thread (`*const Thread`).
     pub current: usize,
     /// Activation pointer table (indexed by numbers the kernel keeps
     /// valid: no length needed).
     pub activations: usize,
+    /// Domain table: `*const DomainFast` by domain number (0 unused).
+    pub domains: usize,
     /// Port pointer table (indexed by numbers from capability words the
     /// kernel keeps valid).
     pub ports: usize,
-    /// Domain table: `*const DomainFast` by domain number (0 unused).
-    pub domains: usize,
-    /// `&mut statistics.migrated`.
-    pub migrated: usize,
-    /// `&mut payload_copies`.
-    pub copies: usize,
     /// Thread pointer table.
     pub threads: usize,
     /// `&mut kernel.current` (the running thread's number).
     pub current_id: usize,
-    /// `&mut statistics.handed_off`.
-    pub handed_off: usize,
     /// `&mut kernel.charged_at` (CPU accounting).
     pub charged_at: usize,
-    /// The shared read-only image, `[start, end)`: every domain may send
-    /// messages from it (constant replies, for instance).
-    pub image_start: u64,
-    /// End of the shared read-only image.
-    pub image_end: u64,
+    /// Calls the migrating fast path made (the general path counts its own
+    /// in `RpcStatistics`; `Kernel::rpc_statistics` adds the two).
+    pub migrated: u64,
+    /// Calls the switching fast path handed to a server thread.
+    pub handed_off: u64,
+    /// Payload copies the fast paths made.
+    pub copies: u64,
+    /// Two zero words: the fast paths clear two registers a load from them.
+    pub zeros: [u64; 2],
 }
 
 /// One domain as the fast path needs it.
@@ -100,17 +100,25 @@ unsafe impl Sync for FastCell {}
 pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     current: 0,
     activations: 0,
-    ports: 0,
     domains: 0,
-    migrated: 0,
-    copies: 0,
+    ports: 0,
     threads: 0,
     current_id: 0,
-    handed_off: 0,
     charged_at: 0,
-    image_start: 0,
-    image_end: 0,
+    migrated: 0,
+    handed_off: 0,
+    copies: 0,
+    zeros: [0; 2],
 }));
+
+/// What the fast paths have counted: (migrated calls, handed-off calls,
+/// payload copies).
+pub fn counts() -> (u64, u64, u64) {
+    // SAFETY: see `FastCell`; a plain read of three words the fast paths
+    // only change with interrupts masked on this same core.
+    let fast = unsafe { &*TERN_FAST.0.get() };
+    (fast.migrated, fast.handed_off, fast.copies)
+}
 
 /// Bring the fast path's block up to date with the kernel state. The
 /// domain blocks are rewritten only when a domain record may have changed
@@ -145,12 +153,7 @@ fn refresh_tables(kernel: &mut Kernel) {
     fast.activations = activations.base;
     fast.ports = ports.base;
     fast.domains = kernel.domain_table.as_ptr() as usize;
-    fast.migrated = &mut kernel.statistics.migrated as *mut u64 as usize;
-    fast.copies = &mut kernel.payload_copies as *mut u64 as usize;
     fast.threads = kernel.objects.thread_table().base;
     fast.current_id = &mut kernel.current as *mut _ as usize;
-    fast.handed_off = &mut kernel.statistics.handed_off as *mut u64 as usize;
     fast.charged_at = &mut kernel.charged_at as *mut u64 as usize;
-    fast.image_start = kernel.image.read_only.start;
-    fast.image_end = kernel.image.read_only.end;
 }

@@ -107,7 +107,6 @@ mod fast_offsets {
     pub const ACT_REPLY_CAPACITY: usize = offset_of!(Activation, reply_capacity);
     pub const ACT_REPLY_DOMAIN: usize = offset_of!(Activation, reply_domain);
     pub const PORT_POOL_HEAD: usize = offset_of!(Port, pool_head);
-    pub const PORT_POOL_FREE: usize = offset_of!(Port, pool_free);
     pub const PORT_WAITING: usize = offset_of!(Port, waiting);
     pub const PORT_SIDETRACK: usize = offset_of!(Port, sidetrack);
     pub const PORT_RECEIVERS_HEAD: usize = offset_of!(Port, receivers_head);
@@ -132,10 +131,15 @@ mod fast_offsets {
     const _: () = assert!(offset_of!(Thread, receive_capacity) == THREAD_RECEIVE_ADDRESS + 8);
     const _: () = assert!(offset_of!(Thread, reply_capacity) == THREAD_REPLY_ADDRESS + 8);
     const _: () = assert!(core::mem::size_of::<tern_core::thread::ThreadState>() == 16);
-    const _: () = assert!(
-        core::mem::offset_of!(crate::fastpath::FastPath, image_end)
-            == core::mem::offset_of!(crate::fastpath::FastPath, image_start) + 8
-    );
+    // Neighbours the fast paths load with one `ldp`.
+    use crate::fastpath::FastPath;
+    const _: () = assert!(offset_of!(FastPath, activations) == offset_of!(FastPath, current) + 8);
+    const _: () = assert!(offset_of!(FastPath, ports) == offset_of!(FastPath, domains) + 8);
+    const _: () = assert!(THREAD_ID == THREAD_TOP + 4);
+    // `adrp` alone gives the block's address.
+    const _: () = assert!(core::mem::align_of::<FastPath>() == 4096);
+    // `orr` with the alias offset adds it: one bit above every arena.
+    const _: () = assert!(tern_core::board::ARENA_ALIAS_OFFSET.is_power_of_two());
     // The assembly's paired loads and stores rely on these neighbours.
     const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
     const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
@@ -151,7 +155,6 @@ core::arch::global_asm!(
     null_call = const tern_core::abi::Call::Null as usize,
     fast_current = const core::mem::offset_of!(fastpath::FastPath, current),
     fast_activations = const core::mem::offset_of!(fastpath::FastPath, activations),
-    fast_ports = const core::mem::offset_of!(fastpath::FastPath, ports),
     fast_domains = const core::mem::offset_of!(fastpath::FastPath, domains),
     fast_migrated = const core::mem::offset_of!(fastpath::FastPath, migrated),
     fast_copies = const core::mem::offset_of!(fastpath::FastPath, copies),
@@ -172,10 +175,8 @@ core::arch::global_asm!(
     act_entry = const fast_offsets::ACT_ENTRY,
     act_stack_top = const fast_offsets::ACT_STACK_TOP,
     act_reply_address = const fast_offsets::ACT_REPLY_ADDRESS,
-    act_reply_capacity = const fast_offsets::ACT_REPLY_CAPACITY,
     act_reply_domain = const fast_offsets::ACT_REPLY_DOMAIN,
     port_pool_head = const fast_offsets::PORT_POOL_HEAD,
-    port_pool_free = const fast_offsets::PORT_POOL_FREE,
     port_waiting = const fast_offsets::PORT_WAITING,
     port_sidetrack = const fast_offsets::PORT_SIDETRACK,
     header_size = const tern_core::abi::MessageHeader::SIZE,
@@ -189,7 +190,7 @@ core::arch::global_asm!(
     fast_current_id = const core::mem::offset_of!(fastpath::FastPath, current_id),
     fast_handed_off = const core::mem::offset_of!(fastpath::FastPath, handed_off),
     fast_charged_at = const core::mem::offset_of!(fastpath::FastPath, charged_at),
-    fast_image = const core::mem::offset_of!(fastpath::FastPath, image_start),
+    fast_zeros = const core::mem::offset_of!(fastpath::FastPath, zeros),
     port_receivers_head = const fast_offsets::PORT_RECEIVERS_HEAD,
     port_receivers_tail = const fast_offsets::PORT_RECEIVERS_TAIL,
     port_queued = const fast_offsets::PORT_QUEUED,

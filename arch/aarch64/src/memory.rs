@@ -267,6 +267,11 @@ pub fn init(board: &BoardConfig, facts: &BootFacts<'_>, image: &ImageLayout) -> 
     {
         return Err("the board's domain arena is not aligned RAM");
     }
+    if arena.end > tern_core::board::ARENA_ALIAS_OFFSET {
+        // The fast paths reach the arena's alias with an `orr` of the
+        // offset, which is an addition only below it.
+        return Err("the board's domain arena reaches the alias offset");
+    }
     frames.reserve(arena);
 
     let kernel_table = {

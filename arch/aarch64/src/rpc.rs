@@ -236,8 +236,8 @@ fn call_step(
     let reply_to = Destination { domain: client, address: reply.address, capacity: reply.length };
     match kernel.objects.route(port) {
         Route::Migrate(_) => {
+            let last = kernel.objects.pool_free(port) == 1;
             let sidetrack = kernel.objects.port(port).and_then(|entry| {
-                let last = entry.pool_free == 1;
                 let free = entry
                     .sidetrack
                     .filter(|&activation| kernel.objects.activation(activation).is_some_and(|a| a.occupant.is_none()));
@@ -367,7 +367,7 @@ fn migrate_into(
         // A sidetrack upcall: x0 = port (server's name for it is not
         // needed: the handler serves one port), x1 = free activations.
         entry_state.x[0] = port.get() as u64;
-        entry_state.x[1] = kernel.objects.port(port).map_or(0, |entry| entry.pool_free as u64);
+        entry_state.x[1] = kernel.objects.pool_free(port) as u64;
     }
     entry_state.x[2] = context as u64;
     load(frame, &entry_state);

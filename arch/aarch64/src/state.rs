@@ -112,6 +112,22 @@ pub fn with<R>(body: impl FnOnce(&mut Kernel) -> R) -> R {
 }
 
 impl Kernel {
+    /// The RPC statistics of both paths: the general path's own counts plus
+    /// what the fast paths counted in their block.
+    pub fn rpc_statistics(&self) -> RpcStatistics {
+        let (migrated, handed_off, _) = crate::fastpath::counts();
+        RpcStatistics {
+            migrated: self.statistics.migrated + migrated,
+            handed_off: self.statistics.handed_off + handed_off,
+            ..self.statistics
+        }
+    }
+
+    /// Payload copies made so far, by either path.
+    pub fn payload_copies(&self) -> u64 {
+        self.payload_copies + crate::fastpath::counts().2
+    }
+
     /// A domain's record.
     pub fn domain(&self, id: DomainId) -> Option<&DomainRecord> {
         self.domains.get((id.0 as usize).checked_sub(1)?)

@@ -191,7 +191,7 @@ fn pool_add(
     while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
         threads::wake(kernel, waiter);
     }
-    Ok(kernel.objects.port(port).map_or(0, |entry| entry.pool_free as usize))
+    Ok(kernel.objects.pool_free(port))
 }
 
 fn sidetrack_set(kernel: &mut Kernel, caller: DomainId, name: u32, entry: u64, stack: u64) -> Result<usize, Error> {

@@ -95,27 +95,25 @@ tern_vectors:
     VECTOR FRAME_SIZE, kernel_trap, 6
     VECTOR FRAME_SIZE, kernel_trap, 7
     // Lower EL, AArch64: domains. Only an `svc` (checked in ESR, never by
-// registers alone) may take the fast paths: Call, Return, Null. A trapped
-// FP/SIMD access has its own short answer. x0/x1 are saved first, as the
-// scratch for the check; the fast paths leave the frame space to free.
+    // registers alone) may take the fast paths: Return, Call, ReplyReceive,
+    // Null. x9 is parked in its slot of the frame-to-be (below SP, which
+    // is not moved: a fast path that needs no frame never makes one) and
+    // becomes the scratch for the check; every other path starts at
+    // user_general, which makes the frame and puts x9 back.
 .balign 0x80
-    sub     sp, sp, #FRAME_SIZE
-    stp     x0, x1, [sp, #0]
-    mrs     x0, esr_el1
-    ubfx    x0, x0, #26, #6
-    cmp     x0, #0x15                   // SVC from AArch64
+    stur    x9, [sp, #(72 - FRAME_SIZE)]
+    mrs     x9, esr_el1
+    lsr     w9, w9, #26
+    cmp     w9, #0x15                   // SVC from AArch64
     b.ne    not_svc
-    ldp     x0, x1, [sp, #0]
+    cbz     x8, tern_fast_return        // Return is call 0
     cmp     x8, #{call}
     b.eq    tern_fast_call
-    cmp     x8, #{return_call}
-    b.eq    tern_fast_return
     cmp     x8, #{reply_receive}
     b.eq    tern_fast_reply_receive
     cmp     x8, #{null_call}
     b.eq    null_call
-    mov     x1, #8
-    b       domain_trap
+    b       user_general
     VECTOR IRQ_FRAME_SIZE, interrupt, 9
     VECTOR FRAME_SIZE, kernel_trap, 10
     VECTOR FRAME_SIZE, kernel_trap, 11
@@ -152,41 +150,49 @@ domain_trap:
     b       tern_upcall_finish
 
 
+// fn user_general()   (x9 parked in the frame slot the vector chose)
+// Anything from EL0 that no fast path answers: make the frame, put x9
+// back, and take the general path. Fast paths that give up before their
+// point of no return come here too, with the caller's x0-x4 and x8 as
+// they were.
+.global user_general
+user_general:
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    ldr     x9, [sp, #72]
+    mov     x1, #8
+    b       domain_trap
+
 // fn null_call()
 // Answers the Null kernel call (the floor of the benchmark): x0 = 0
 // (success), x1 = 0, every other register as it was.
 null_call:
-    add     sp, sp, #FRAME_SIZE
     mov     x0, xzr
     mov     x1, xzr
+    ldur    x9, [sp, #(72 - FRAME_SIZE)]
     eret
 
-// fn not_svc()   (x0 = exception class; the original x0/x1 are in the frame)
+// fn not_svc()   (w9 = exception class; the caller's x9 in its slot)
 // EL0 touched FP/SIMD while trapped: zero the SIMD registers, let EL0 use
 // them, retry the instruction. Anything else: the general path.
 not_svc:
-    cmp     x0, #0x07                   // trapped FP/SIMD access
-    b.eq    simd_first_use
-    mov     x1, #8
-    b       domain_trap
-
-simd_first_use:
-    adrp    x0, TERN_ZEROS              // 64 zero bytes: four registers a load
-    add     x0, x0, :lo12:TERN_ZEROS
-    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x0]
-    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x0]
-    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x0]
-    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x0]
-    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x0]
-    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x0]
-    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x0]
-    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x0]
+    cmp     w9, #0x07                   // trapped FP/SIMD access
+    b.ne    user_general
+    adrp    x9, TERN_ZEROS              // 64 zero bytes: four registers a load
+    add     x9, x9, :lo12:TERN_ZEROS
+    ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x9]
+    ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x9]
+    ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x9]
+    ld1     {{v12.2d, v13.2d, v14.2d, v15.2d}}, [x9]
+    ld1     {{v16.2d, v17.2d, v18.2d, v19.2d}}, [x9]
+    ld1     {{v20.2d, v21.2d, v22.2d, v23.2d}}, [x9]
+    ld1     {{v24.2d, v25.2d, v26.2d, v27.2d}}, [x9]
+    ld1     {{v28.2d, v29.2d, v30.2d, v31.2d}}, [x9]
     msr     fpsr, xzr
     msr     fpcr, xzr
-    mov     x0, #(3 << 20)              // CPACR_EL1.FPEN: EL0 may use FP/SIMD
-    msr     cpacr_el1, x0
-    ldp     x0, x1, [sp, #0]
-    add     sp, sp, #FRAME_SIZE
+    mov     x9, #(3 << 20)              // CPACR_EL1.FPEN: EL0 may use FP/SIMD
+    msr     cpacr_el1, x9
+    ldur    x9, [sp, #(72 - FRAME_SIZE)]
     eret
 
 // fn tern_resume_user()

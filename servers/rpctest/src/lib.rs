@@ -104,6 +104,11 @@ struct Slow {
 
 impl Service for Slow {
     fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
+        // Give the processor away once while this call holds its
+        // activation (or server thread), so that other clients' calls find
+        // the server busy whatever the host's speed: the overlap tests must
+        // not depend on a timer tick landing inside the spin below.
+        gate::yield_now();
         let mut spin = 0u32;
         for _ in 0..request.label() {
             spin = core::hint::black_box(spin.wrapping_add(1));
