@@ -6,13 +6,15 @@
 //! of no return; then the state changes. It works on the same objects as
 //! the general path (threads, activations and ports in `Objects`, whose
 //! slabs double as pointer tables), plus one [`DomainFast`] block per
-//! domain. [`FastPath`] holds where those tables are now; the general path
+//! domain. [`FastPath`] holds where those tables are now, the counters the
+//! fast paths keep and the zero pair they clear registers from; the general path
 //! refreshes it ([`refresh`]) every time it leaves the kernel state, so by
 //! the time any domain can make a call it is exact.
 //!
 //! What the fast paths take — a call from a thread's own activation (not
 //! a nested call from a server activation), with a request of at most
-//! [`FAST_PAYLOAD_MAX`] payload bytes in the caller's own region, carrying
+//! [`FAST_PAYLOAD_MAX`] payload bytes in the caller's own region (a message
+//! sent from the shared read-only image takes the general path), carrying
 //! no right, and a reply buffer in the caller's region — and then:
 //!
 //! - **migrating**: the port's pool has a free activation and will not
