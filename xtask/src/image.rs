@@ -72,8 +72,37 @@ fn build_uncached(board: Board, release: bool) -> Result<Image> {
     Ok(Image { board, release, elf: elf_path, raw, size: raw_bytes.len() as u64 })
 }
 
+/// Make sure the toolchain can build for [`KERNEL_TARGET`]: when rustup
+/// manages it and the target's standard library is missing, add it (once
+/// per run). `rust-toolchain.toml` lists the target, but rustup installs
+/// listed targets only when it installs the toolchain itself, so a machine
+/// that already had `stable` lacks it. Without rustup, the toolchain is the
+/// user's to set up, and cargo's own error says what is missing.
+pub fn ensure_kernel_target() -> Result<()> {
+    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| add_kernel_target().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!("{e}"))
+}
+
+fn add_kernel_target() -> Result<()> {
+    let rustup =
+        |args: &[&str]| Command::new("rustup").current_dir(workspace_root()).args(args).stdin(Stdio::null()).output();
+    let Ok(installed) = rustup(&["target", "list", "--installed"]) else { return Ok(()) };
+    if !installed.status.success()
+        || String::from_utf8_lossy(&installed.stdout).lines().any(|t| t.trim() == KERNEL_TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("xtask: adding the {KERNEL_TARGET} target to the toolchain (rustup target add)");
+    let added = rustup(&["target", "add", KERNEL_TARGET]).context("running rustup")?;
+    if !added.status.success() {
+        bail!("`rustup target add {KERNEL_TARGET}` failed: {}", String::from_utf8_lossy(&added.stderr).trim());
+    }
+    Ok(())
+}
+
 /// Runs cargo and returns the path of the kernel ELF it reports.
 fn cargo_build(board: Board, release: bool) -> Result<PathBuf> {
+    ensure_kernel_target()?;
     let mut cmd = Command::new(cargo());
     cmd.current_dir(workspace_root())
         .args(["build", "--package", board.package(), "--bin", board.binary()])

@@ -298,6 +298,7 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     let mut host = packages(&["clippy"], &[HOST_TESTED, SERVER_CRATES, &["tern-tests"]]);
     host.extend(["--all-targets", "--", "-D", "warnings"]);
     cargo_step(&host, &[])?;
+    xtask::image::ensure_kernel_target()?;
     let mut kernel = packages(&["clippy", "--target", xtask::image::KERNEL_TARGET], &[KERNEL_CRATES, SERVER_CRATES]);
     kernel.extend(["--", "-D", "warnings"]);
     cargo_step(&kernel, &[])?;
