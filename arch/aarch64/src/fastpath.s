@@ -48,16 +48,7 @@
     stp     xzr, xzr, [sp, #112]
     stp     xzr, xzr, [sp, #128]
     stp     xzr, x19, [sp, #144]
-    stp     x20, x21, [sp, #160]
-    stp     x22, x23, [sp, #176]
-    stp     x24, x25, [sp, #192]
-    stp     x26, x27, [sp, #208]
-    stp     x28, x29, [sp, #224]
-    mrs     \scratch1, sp_el0
-    stp     x30, \scratch1, [sp, #240]
-    mrs     \scratch1, elr_el1
-    mrs     \scratch2, spsr_el1
-    stp     \scratch1, \scratch2, [sp, #256]
+    SAVE_UPPER \scratch1, \scratch2
 .endm
 
 // COPY_PAYLOAD: copy \bytes from \source to \destination, 16 bytes a

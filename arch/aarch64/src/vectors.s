@@ -16,7 +16,6 @@
 
 // Save x2-x30, SP_EL0, ELR and SPSR into the frame at SP (x0/x1 are
 // there already), using \scratch1 and \scratch2 after they are saved.
-// Shared with the fast paths (fastpath.s, assembled with this file).
 .macro SAVE_USER scratch1, scratch2
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
@@ -27,6 +26,14 @@
     stp     x14, x15, [sp, #112]
     stp     x16, x17, [sp, #128]
     stp     x18, x19, [sp, #144]
+    SAVE_UPPER \scratch1, \scratch2
+.endm
+
+// Save x20-x30, SP_EL0, ELR and SPSR into the frame at SP, using
+// \scratch1 and \scratch2: the part of a frame that always holds the
+// caller's own values. Shared with the fast paths' PARK_USER (fastpath.s,
+// assembled with this file).
+.macro SAVE_UPPER scratch1, scratch2
     stp     x20, x21, [sp, #160]
     stp     x22, x23, [sp, #176]
     stp     x24, x25, [sp, #192]
