@@ -221,12 +221,12 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     // Count the payload copies of one 32 KiB call on each path (the reply
     // carries no payload, so every copy counted is of the request).
     for (path, only) in [("migrating", pool_name as usize), ("switching", (thread_name as usize) << 16)] {
-        let before = state::with(|kernel| kernel.payload_copies());
+        let before = state::with(|kernel| kernel.statistics().payload_copies);
         match domains::call(client, only) {
             Ok(crate::upcall::Outcome::Returned(0)) => {}
             other => return Err(alloc::format!("the copy-count call ({path}) failed: {other:?}")),
         }
-        let after = state::with(|kernel| kernel.payload_copies());
+        let after = state::with(|kernel| kernel.statistics().payload_copies);
         crate::kprintln!("BENCH-COPIES path={path} test=32kin copies={}", after - before);
     }
     crate::kprintln!(

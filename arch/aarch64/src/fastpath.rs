@@ -31,14 +31,15 @@
 //! same results. Both kinds get the same treatment, so the benchmark
 //! compares two fast paths, not a fast path with a slow one.
 
-use crate::state::Kernel;
+use crate::state::{Kernel, RpcStatistics};
 use core::cell::UnsafeCell;
 
 /// Largest payload the fast path copies; longer messages take the general
 /// path (whose copy is the same single copy).
 pub const FAST_PAYLOAD_MAX: u64 = 1024;
 
-/// Where the fast paths find things, and the counters they keep. Fields
+/// Where the fast paths find things, the statistics of both RPC paths, and
+/// a block of zeros. Fields
 /// the assembly loads together with one `ldp` are neighbours (checked in
 /// `lib.rs`). Page-aligned, so that one `adrp` gives its address.
 #[repr(C, align(4096))]
@@ -59,15 +60,12 @@ pub struct FastPath {
     pub current_id: usize,
     /// `&mut kernel.charged_at` (CPU accounting).
     pub charged_at: usize,
-    /// Calls the migrating fast path made (the general path counts its own
-    /// in `RpcStatistics`; `Kernel::rpc_statistics` adds the two).
-    pub migrated: u64,
-    /// Calls the switching fast path handed to a server thread.
-    pub handed_off: u64,
-    /// Payload copies the fast paths made.
-    pub copies: u64,
-    /// Two zero words: the fast paths clear two registers a load from them.
-    pub zeros: [u64; 2],
+    /// What the RPC paths did: the fast paths count here in assembly, the
+    /// general path through [`statistics`].
+    pub statistics: RpcStatistics,
+    /// 64 zero bytes: the fast paths clear two general registers a load
+    /// from them, and the SIMD first-use trap four vector registers.
+    pub zeros: [u64; 8],
 }
 
 /// One domain as the fast path needs it.
@@ -107,19 +105,25 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     threads: 0,
     current_id: 0,
     charged_at: 0,
-    migrated: 0,
-    handed_off: 0,
-    copies: 0,
-    zeros: [0; 2],
+    statistics: RpcStatistics {
+        migrated: 0,
+        handed_off: 0,
+        queued: 0,
+        waited: 0,
+        sidetracks: 0,
+        longest_chain: 0,
+        payload_copies: 0,
+    },
+    zeros: [0; 8],
 }));
 
-/// What the fast paths have counted: (migrated calls, handed-off calls,
-/// payload copies).
-pub fn counts() -> (u64, u64, u64) {
-    // SAFETY: see `FastCell`; a plain read of three words the fast paths
-    // only change with interrupts masked on this same core.
-    let fast = unsafe { &*TERN_FAST.0.get() };
-    (fast.migrated, fast.handed_off, fast.copies)
+/// The RPC statistics, to read or count into. Taking the kernel state
+/// proves it is locked.
+pub fn statistics(_kernel: &mut Kernel) -> &mut RpcStatistics {
+    // SAFETY: see `FastCell`: the kernel state is locked with interrupts
+    // masked, so no fast path runs while this borrow lives, and the borrow
+    // of `_kernel` keeps a second one from being made meanwhile.
+    unsafe { &mut (*TERN_FAST.0.get()).statistics }
 }
 
 /// Bring the fast path's block up to date with the kernel state. The

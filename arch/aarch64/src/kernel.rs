@@ -132,8 +132,6 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
             arena: summary.arena,
             kernel_view: summary.kernel_table,
             image: SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
-            payload_copies: 0,
-            statistics: crate::state::RpcStatistics::default(),
             domain_table: alloc::vec![0],
             domains_dirty: true,
         };

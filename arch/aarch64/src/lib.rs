@@ -81,11 +81,6 @@ core::arch::global_asm!(
 // vectors.s and fastpath.s are one assembly unit: the fast paths share
 // the vectors' macros and frame layout.
 
-/// A block of zeros the fast paths load registers from to clear them (two
-/// general registers, or four SIMD registers, a load).
-#[unsafe(no_mangle)]
-pub static TERN_ZEROS: [u64; 8] = [0; 8];
-
 mod fast_offsets {
     use core::mem::offset_of;
     use tern_core::capability::PortId;
@@ -156,8 +151,10 @@ core::arch::global_asm!(
     fast_current = const core::mem::offset_of!(fastpath::FastPath, current),
     fast_activations = const core::mem::offset_of!(fastpath::FastPath, activations),
     fast_domains = const core::mem::offset_of!(fastpath::FastPath, domains),
-    fast_migrated = const core::mem::offset_of!(fastpath::FastPath, migrated),
-    fast_copies = const core::mem::offset_of!(fastpath::FastPath, copies),
+    fast_migrated = const core::mem::offset_of!(fastpath::FastPath, statistics)
+        + core::mem::offset_of!(state::RpcStatistics, migrated),
+    fast_copies = const core::mem::offset_of!(fastpath::FastPath, statistics)
+        + core::mem::offset_of!(state::RpcStatistics, payload_copies),
     dom_translation_base = const core::mem::offset_of!(fastpath::DomainFast, translation_base),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
     dom_context = const core::mem::offset_of!(fastpath::DomainFast, context),
@@ -188,7 +185,8 @@ core::arch::global_asm!(
     reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
     fast_threads = const core::mem::offset_of!(fastpath::FastPath, threads),
     fast_current_id = const core::mem::offset_of!(fastpath::FastPath, current_id),
-    fast_handed_off = const core::mem::offset_of!(fastpath::FastPath, handed_off),
+    fast_handed_off = const core::mem::offset_of!(fastpath::FastPath, statistics)
+        + core::mem::offset_of!(state::RpcStatistics, handed_off),
     fast_charged_at = const core::mem::offset_of!(fastpath::FastPath, charged_at),
     fast_zeros = const core::mem::offset_of!(fastpath::FastPath, zeros),
     port_receivers_head = const fast_offsets::PORT_RECEIVERS_HEAD,

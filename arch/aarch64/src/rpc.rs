@@ -99,7 +99,7 @@ fn copy(kernel: &mut Kernel, source: usize, destination: usize, length: usize) {
     // lie in different memory or are the same domain's distinct buffers.
     unsafe { core::ptr::copy(from as *const u8, to as *mut u8, length) };
     if length > MessageHeader::SIZE {
-        kernel.payload_copies += 1;
+        kernel.statistics().payload_copies += 1;
     }
 }
 
@@ -245,14 +245,14 @@ fn call_step(
             });
             let already = kernel.objects.thread(thread).and_then(|entry| entry.sidetracked) == Some(port);
             if let (Some(sidetrack), false) = (sidetrack, already) {
-                kernel.statistics.sidetracks += 1;
+                kernel.statistics().sidetracks += 1;
                 return migrate_into(kernel, frame, thread, client_activation, sidetrack, None, reply_to, port);
             }
             if let Some(entry) = kernel.objects.thread_mut(thread) {
                 entry.sidetracked = None;
             }
             let activation = kernel.objects.pool_take(port).ok_or(Error::PortDead)?;
-            kernel.statistics.migrated += 1;
+            kernel.statistics().migrated += 1;
             migrate_into(
                 kernel,
                 frame,
@@ -285,7 +285,7 @@ fn call_step(
                 entry.set_reply_to(Some(reply_to));
             }
             let _ = header;
-            kernel.statistics.handed_off += 1;
+            kernel.statistics().handed_off += 1;
             Ok(Step::HandOff(threads::prepare_switch(kernel, server)))
         }
         Route::QueueForThread => {
@@ -298,7 +298,7 @@ fn call_step(
             if let Some(entry) = kernel.objects.port_mut(port) {
                 entry.queue_sender(thread);
             }
-            kernel.statistics.queued += 1;
+            kernel.statistics().queued += 1;
             Ok(Step::Block)
         }
         Route::WaitForActivation => {
@@ -308,7 +308,7 @@ fn call_step(
             if let Some(entry) = kernel.objects.port_mut(port) {
                 entry.wait_for_activation(thread);
             }
-            kernel.statistics.waited += 1;
+            kernel.statistics().waited += 1;
             Ok(Step::WaitForActivation)
         }
         Route::Dead => Err(Error::PortDead),
@@ -358,7 +358,7 @@ fn migrate_into(
         target.set_reply(reply_to);
     }
     let depth = kernel.objects.chain(thread).len();
-    kernel.statistics.longest_chain = kernel.statistics.longest_chain.max(depth);
+    kernel.statistics().longest_chain = kernel.statistics().longest_chain.max(depth);
     let mut entry_state = UserContext { sp: message_address, pc: entry, pstate: 0, ..UserContext::default() };
     if message.is_some() {
         entry_state.x[0] = message_address;

@@ -81,7 +81,7 @@ fn rpc(servers: &[(&str, usize)], test: usize, taken: fn(&crate::state::RpcStati
     crate::threads::yield_now();
     let client = create("client")?;
     let outcome = domains::call(client, test);
-    let statistics = crate::state::with(|kernel| kernel.rpc_statistics());
+    let statistics = crate::state::with(|kernel| *kernel.statistics());
     kprintln!(
         "rpc: migrated {}, handed off {}, queued {}, waited {}, sidetracks {}, longest chain {}",
         statistics.migrated,

@@ -68,10 +68,6 @@ pub struct Kernel {
     pub kernel_view: u64,
     /// What every domain may read.
     pub image: SharedImage,
-    /// Payload copies made by RPC, for the benchmark's copy count.
-    pub payload_copies: u64,
-    /// What the RPC paths did, for scenarios to check.
-    pub statistics: RpcStatistics,
     /// `*const DomainFast` of each domain by number (0 unused), for the
     /// fast path.
     pub domain_table: Vec<usize>,
@@ -80,7 +76,10 @@ pub struct Kernel {
     pub domains_dirty: bool,
 }
 
-/// Counts of what the RPC paths did.
+/// Counts of what the RPC paths did, for scenarios and the benchmark. One
+/// copy, in the fast paths' block (`repr(C)`: the assembly counts into it
+/// too); the general path reaches it through [`Kernel::statistics`].
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RpcStatistics {
     /// Calls that migrated into a pool activation.
@@ -95,6 +94,9 @@ pub struct RpcStatistics {
     pub sidetracks: u64,
     /// The longest activation chain seen.
     pub longest_chain: usize,
+    /// Copies of a message with a payload (a header alone is not counted):
+    /// the benchmark's copy count.
+    pub payload_copies: u64,
 }
 
 /// The kernel state (present after boot).
@@ -112,20 +114,9 @@ pub fn with<R>(body: impl FnOnce(&mut Kernel) -> R) -> R {
 }
 
 impl Kernel {
-    /// The RPC statistics of both paths: the general path's own counts plus
-    /// what the fast paths counted in their block.
-    pub fn rpc_statistics(&self) -> RpcStatistics {
-        let (migrated, handed_off, _) = crate::fastpath::counts();
-        RpcStatistics {
-            migrated: self.statistics.migrated + migrated,
-            handed_off: self.statistics.handed_off + handed_off,
-            ..self.statistics
-        }
-    }
-
-    /// Payload copies made so far, by either path.
-    pub fn payload_copies(&self) -> u64 {
-        self.payload_copies + crate::fastpath::counts().2
+    /// What the RPC paths did, both the fast paths and the general path.
+    pub fn statistics(&mut self) -> &mut RpcStatistics {
+        crate::fastpath::statistics(self)
     }
 
     /// A domain's record.

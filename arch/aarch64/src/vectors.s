@@ -185,8 +185,8 @@ null_call:
 not_svc:
     cmp     w9, #0x07                   // trapped FP/SIMD access
     b.ne    user_general
-    adrp    x9, TERN_ZEROS              // 64 zero bytes: four registers a load
-    add     x9, x9, :lo12:TERN_ZEROS
+    adrp    x9, TERN_FAST               // page-aligned: its address
+    add     x9, x9, #{fast_zeros}       // 64 zero bytes: four registers a load
     ld1     {{v0.2d, v1.2d, v2.2d, v3.2d}}, [x9]
     ld1     {{v4.2d, v5.2d, v6.2d, v7.2d}}, [x9]
     ld1     {{v8.2d, v9.2d, v10.2d, v11.2d}}, [x9]
