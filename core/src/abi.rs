@@ -120,8 +120,8 @@ pub enum Error {
     /// The caller holds no right that allows this (e.g. receive on a port
     /// it may only send to, or transferring a right it does not hold).
     NoRight = 6,
-    /// A message (request or reply) is longer than [`MESSAGE_MAX`], shorter
-    /// than its header, or its header disagrees with its length.
+    /// A message (request or reply) is longer than [`MESSAGE_MAX`] or
+    /// shorter than its header.
     BadMessage = 7,
     /// The reply does not fit the caller's reply buffer; nothing was
     /// delivered.
@@ -192,8 +192,10 @@ pub type PortName = u32;
 /// The name every domain's space gives the name service's port.
 pub const NAME_SERVICE: PortName = 0;
 
-/// "No right carried" in [`MessageHeader::right`].
-pub const NO_RIGHT: u32 = u32::MAX;
+/// "No right carried" in [`MessageHeader::right`]. Name 0 is the name
+/// service's in every space, so it never needs to travel; the fast paths
+/// test "no right" as "the header's upper half is zero".
+pub const NO_RIGHT: u32 = 0;
 
 /// The largest inline payload of one message, each way.
 pub const PAYLOAD_MAX: usize = 32 * 1024;
@@ -208,8 +210,11 @@ pub const MESSAGE_MAX: usize = MessageHeader::SIZE + PAYLOAD_MAX;
 /// - `right`: a port name in the *sender's* space whose send right travels
 ///   with the message, or [`NO_RIGHT`]; the kernel rewrites it to the
 ///   receiver's name for the same port;
-/// - `length`: payload bytes after the header; must equal the message
-///   length given to the kernel minus [`MessageHeader::SIZE`].
+/// - `length` and `reserved`: written by the kernel on delivery — the
+///   payload bytes after the header (the message length given to the
+///   kernel minus [`MessageHeader::SIZE`]) and zero — so a receiver can
+///   trust them; what the sender left there is not looked at. The length
+///   travels once, in the call's registers, and is never checked twice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct MessageHeader {
@@ -217,9 +222,9 @@ pub struct MessageHeader {
     pub label: u32,
     /// A port name carrying a send right, or [`NO_RIGHT`].
     pub right: u32,
-    /// Payload length in bytes.
+    /// Payload length in bytes (written by the kernel on delivery).
     pub length: u32,
-    /// Reserved, zero.
+    /// Reserved, zero (written by the kernel on delivery).
     pub reserved: u32,
 }
 
@@ -246,13 +251,16 @@ impl MessageHeader {
         Some(MessageHeader { label: word(0)?, right: word(4)?, length: word(8)?, reserved: word(12)? })
     }
 
-    /// Check a header against the total message length the sender gave.
-    pub fn check(&self, total: usize) -> Result<(), Error> {
-        if !(Self::SIZE..=MESSAGE_MAX).contains(&total) || self.length as usize != total - Self::SIZE {
-            Err(Error::BadMessage)
-        } else {
-            Ok(())
-        }
+    /// Whether `total` bytes is a message length the kernel carries: at
+    /// least a header, at most [`MESSAGE_MAX`].
+    pub fn check_length(total: usize) -> Result<(), Error> {
+        if (Self::SIZE..=MESSAGE_MAX).contains(&total) { Ok(()) } else { Err(Error::BadMessage) }
+    }
+
+    /// Whether this header, as delivered, agrees with the `total` length
+    /// delivered (the kernel's stamp; a receiver's check on what it got).
+    pub fn agrees_with(&self, total: usize) -> bool {
+        Self::check_length(total).is_ok() && self.length as usize == total - Self::SIZE && self.reserved == 0
     }
 }
 
@@ -313,10 +321,13 @@ mod tests {
         header.write_to(&mut bytes);
         assert_eq!(MessageHeader::read_from(&bytes), Some(header));
         assert_eq!(MessageHeader::read_from(&bytes[..15]), None);
-        assert_eq!(header.check(48), Ok(()));
-        assert_eq!(header.check(47), Err(Error::BadMessage));
-        assert_eq!(MessageHeader::new(0, 0).check(15), Err(Error::BadMessage));
-        assert_eq!(MessageHeader::new(0, PAYLOAD_MAX).check(MESSAGE_MAX), Ok(()));
-        assert_eq!(MessageHeader::new(0, PAYLOAD_MAX + 1).check(MESSAGE_MAX + 1), Err(Error::BadMessage));
+        assert!(header.agrees_with(48));
+        assert!(!header.agrees_with(47));
+        assert!(!MessageHeader { reserved: 1, ..header }.agrees_with(48));
+        assert_eq!(MessageHeader::check_length(15), Err(Error::BadMessage));
+        assert_eq!(MessageHeader::check_length(16), Ok(()));
+        assert_eq!(MessageHeader::check_length(MESSAGE_MAX), Ok(()));
+        assert_eq!(MessageHeader::check_length(MESSAGE_MAX + 1), Err(Error::BadMessage));
+        assert!(MessageHeader::new(0, PAYLOAD_MAX).agrees_with(MESSAGE_MAX));
     }
 }

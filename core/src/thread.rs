@@ -247,6 +247,10 @@ pub struct Activation {
     pub entry: u64,
     /// Top of its stack (exclusive, 16-byte aligned).
     pub stack_top: u64,
+    /// The translation-table base (with ASID) its domain runs in, fixed for
+    /// the domain's life: kept here so that returning into it or
+    /// switching to a thread in it reads one word.
+    pub view: u64,
     /// Bytes of its stack.
     pub stack_size: u64,
     /// For a server activation in a call: where its reply goes (address,
@@ -441,7 +445,8 @@ impl Objects {
         }))
     }
 
-    /// Make an activation (unoccupied, on no chain).
+    /// Make an activation (unoccupied, on no chain) of `domain`, which runs
+    /// in `view`.
     pub fn new_activation(
         &mut self,
         domain: DomainId,
@@ -449,6 +454,7 @@ impl Objects {
         entry: u64,
         stack_top: u64,
         stack_size: u64,
+        view: u64,
     ) -> ActivationId {
         ActivationId(insert(&mut self.activations, |id| Activation {
             caller: None,
@@ -460,6 +466,7 @@ impl Objects {
             id: ActivationId(id),
             entry,
             stack_top,
+            view,
             stack_size,
             reply_address: 0,
             reply_capacity: 0,
@@ -714,13 +721,13 @@ mod tests {
         let mut objects = Objects::new();
         let client = DomainId(1);
         let thread = objects.new_thread(5, client);
-        let base = objects.new_activation(client, None, 0x1000, 0x9000, 0x1000);
+        let base = objects.new_activation(client, None, 0x1000, 0x9000, 0x1000, 0);
         assert!(objects.push(thread, base));
         let port_b = objects.new_port(DomainId(2));
         let port_c = objects.new_port(DomainId(3));
         for port in [port_b, port_c] {
             let owner = objects.port(port).unwrap().owner;
-            let activation = objects.new_activation(owner, Some(port), 0x2000, 0xa000, 0x1000);
+            let activation = objects.new_activation(owner, Some(port), 0x2000, 0xa000, 0x1000, 0);
             assert!(objects.pool_add(port, activation));
         }
         // A -> B -> C.
@@ -762,7 +769,7 @@ mod tests {
         assert_eq!(objects.pop_receiver(port), None);
         assert!(objects.push_receiver(port, receiver));
         assert_eq!(objects.route(port), Route::HandOff(receiver));
-        let activation = objects.new_activation(server, Some(port), 0, 0, 0);
+        let activation = objects.new_activation(server, Some(port), 0, 0, 0, 0);
         objects.pool_add(port, activation);
         assert_eq!(objects.route(port), Route::Migrate(activation), "the pool is preferred");
         assert_eq!(objects.route(PortId::new(99).unwrap()), Route::Dead);
@@ -791,8 +798,8 @@ mod tests {
         let mut objects = Objects::new();
         let server = DomainId(2);
         let port = objects.new_port(server);
-        let first = objects.new_activation(server, Some(port), 0, 0, 0);
-        let second = objects.new_activation(server, Some(port), 0, 0, 0);
+        let first = objects.new_activation(server, Some(port), 0, 0, 0, 0);
+        let second = objects.new_activation(server, Some(port), 0, 0, 0, 0);
         assert!(objects.pool_add(port, first));
         assert!(objects.pool_add(port, second));
         assert_eq!(objects.pool_free(port), 2);

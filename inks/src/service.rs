@@ -171,10 +171,13 @@ impl<'a> MessageView<'a> {
 
     /// Decode a whole message (header first). [`Error::BadMessage`] if it
     /// is shorter than a header, longer than [`MESSAGE_MAX`], or its header's
-    /// length disagrees with its size.
+    /// length disagrees with its size (never so for what the kernel
+    /// delivered: it writes that field).
     pub fn parse(message: &'a [u8]) -> Result<Self, Error> {
         let header = MessageHeader::read_from(message).ok_or(Error::BadMessage)?;
-        header.check(message.len())?;
+        if !header.agrees_with(message.len()) {
+            return Err(Error::BadMessage);
+        }
         let payload = message.get(MessageHeader::SIZE..).ok_or(Error::BadMessage)?;
         Ok(MessageView { header, payload })
     }

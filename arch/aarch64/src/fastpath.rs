@@ -74,12 +74,12 @@ pub struct FastPath {
 pub struct DomainFast {
     /// TTBR0 value of its view.
     pub translation_base: u64,
+    /// Its context word (next to the view: an upcall loads both at once).
+    pub context: u64,
     /// Its region.
     pub region_start: u64,
     /// End of its region.
     pub region_end: u64,
-    /// Its context word.
-    pub context: u64,
     /// Its capability words (`CapabilitySpace::port_words`).
     pub port_words: u64,
     /// How many.

@@ -82,7 +82,8 @@
 // Registers, once loaded: x9 TERN_FAST, x10 the thread, w11 its top (the
 // client) activation's number, x12 the activation table, x13 the client
 // activation, w14 the client's domain number, x15 the domain table,
-// x17 the port, x18 the payload length, x5/x6 the request's header.
+// x17 the port, x18 the payload length, x5 the header's first word
+// (label | right << 32; the kernel writes the second: length, reserved).
 tern_fast_call:
     adrp    x9, TERN_FAST                       // page-aligned: its address
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
@@ -114,12 +115,9 @@ tern_fast_call:
     cmp     x3, x5
     ccmp    x16, x6, #2, hs
     b.hi    fast_call_slow                      // reply buffer not the client's
-    ldp     x5, x6, [x1]                        // header: label | right << 32, length | reserved << 32
-    asr     x16, x5, #32
-    cmn     x16, #1
+    ldr     x5, [x1]                            // header: label | right << 32
+    tst     x5, #{no_right_mask}
     b.ne    fast_call_slow                      // carries a right
-    cmp     w6, w18
-    b.ne    fast_call_slow                      // header disagrees
     ldr     w16, [x17, #{port_pool_head}]
     cbz     w16, fast_handoff                   // no free activation: a server thread?
     ldr     x8, [x12, x16, lsl #3]              // the server activation
@@ -145,11 +143,11 @@ tern_fast_call:
     stp     x29, x30, [x13, #({act_saved_x19} + 80)]
     stp     x3, x4, [x13, #{act_saved_sp}]
     str     x7, [x13, #{act_saved_pstate}]
-    ldr     x3, [x8, #{act_stack_top}]          // the request's place on the server's stack
+    ldp     x7, x3, [x8, #{act_entry}]          // its entry; the request's place on its stack
     sub     x3, x3, x2
     and     x3, x3, #0xfffffffffffffff0
     orr     x4, x3, #{alias_offset}             // ... as the kernel sees it
-    stp     x5, x6, [x4], #16                   // the one copy: the header,
+    stp     x5, x18, [x4], #16                  // the one copy: the header (length stamped),
     cbz     x18, 2f
     add     x1, x1, #{header_size}
     COPY_PAYLOAD x1, x4, x18, 5, 6            // then the payload
@@ -158,17 +156,15 @@ tern_fast_call:
     str     x5, [x9, #{fast_migrated}]
     ldrh    w5, [x8, #{act_domain}]             // into the server
     ldr     x6, [x15, x5, lsl #3]
-    ldr     x5, [x6, #{dom_translation_base}]
+    mov     x1, x2                              // x0: request, x1: length, x2: context
+    ldp     x5, x2, [x6, #{dom_translation_base}]
     msr     ttbr0_el1, x5
-    ldr     x5, [x8, #{act_entry}]
-    msr     elr_el1, x5
+    msr     elr_el1, x7
     msr     sp_el0, x3
     msr     spsr_el1, xzr
     mov     x5, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x5
-    mov     x0, x3                              // x0: request, x1: length, x2: context
-    mov     x1, x2
-    ldr     x2, [x6, #{dom_context}]
+    mov     x0, x3
     ldp     x3, x4, [x9, #{fast_zeros}]
     ldp     x5, x6, [x9, #{fast_zeros}]
     ldp     x7, x8, [x9, #{fast_zeros}]
@@ -199,7 +195,7 @@ fast_handoff:
 
     // Point of no return.
     sub     sp, sp, #FRAME_SIZE
-    PARK_USER x5, x6
+    PARK_USER x6, x8                            // (x5 is still the header)
     ldr     w6, [x12, #{thread_next_queued}]    // out of the receivers
     str     w6, [x17, #{port_receivers_head}]
     cbnz    w6, 1f
@@ -207,9 +203,9 @@ fast_handoff:
 1:  str     wzr, [x12, #{thread_next_queued}]
     ldr     x16, [x12, #{thread_receive_address}]
     orr     x16, x16, #{alias_offset}
-    ldp     x5, x6, [x1], #16                   // the one copy, into its buffer: the header,
-    stp     x5, x6, [x16], #16
+    stp     x5, x18, [x16], #16                 // the one copy, into its buffer: the header (length stamped),
     cbz     x18, 2f
+    add     x1, x1, #{header_size}
     COPY_PAYLOAD x1, x16, x18, 5, 6           // then the payload
 2:  ldr     x6, [x12, #{thread_frame}]          // its results: x0 = 0, x1 = length
     stp     xzr, x2, [x6]
@@ -286,18 +282,15 @@ tern_fast_reply_receive:
     cmp     x3, x6
     ccmp    x8, x7, #2, hs
     b.hi    fast_reply_receive_slow             // receive buffer not the server's
-    ldp     x6, x7, [x0]                        // the reply's header
-    asr     x8, x6, #32
-    cmn     x8, #1
+    ldr     x6, [x0]                            // the reply's header: label | right << 32
+    tst     x6, #{no_right_mask}
     b.ne    fast_reply_receive_slow             // carries a right
-    cmp     w7, w18
-    b.ne    fast_reply_receive_slow             // header disagrees
 
     // Point of no return.
     sub     sp, sp, #FRAME_SIZE
     PARK_USER x8, x11
     orr     x16, x16, #{alias_offset}
-    stp     x6, x7, [x16], #16                  // the one copy, into the client's buffer: the header,
+    stp     x6, x18, [x16], #16                 // the one copy, into the client's buffer: the header (length stamped),
     cbz     x18, 1f
     add     x0, x0, #{header_size}
     COPY_PAYLOAD x0, x16, x18, 6, 7           // then the payload
@@ -351,10 +344,7 @@ fast_switch:
     ldr     w6, [x12, #{thread_top}]
     ldr     x7, [x9, #{fast_activations}]
     ldr     x6, [x7, x6, lsl #3]
-    ldrh    w6, [x6, #{act_domain}]
-    ldr     x7, [x9, #{fast_domains}]
-    ldr     x7, [x7, x6, lsl #3]
-    ldr     x7, [x7, #{dom_translation_base}]
+    ldr     x7, [x6, #{act_view}]
     msr     ttbr0_el1, x7
     isb
     ldr     x6, [x10, #{thread_kernel_context}]
@@ -386,8 +376,9 @@ fast_switch:
 //
 // Registers, once loaded: x9 TERN_FAST, x10 the thread, w11 its top (the
 // server) activation's number, x12 the activation table, x14 the server
-// activation, w16 the client activation's number, x15 the domain table,
-// x17 the port, x2 the client's buffer, x5 the payload length.
+// activation, x13 its port | domain << 32 | sidetrack << 48, w16 the
+// client activation's number, x15 the domain table, x17 the port, x2 the
+// client's buffer, x5 the payload length.
 tern_fast_return:
     adrp    x9, TERN_FAST                       // page-aligned: its address
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
@@ -395,12 +386,11 @@ tern_fast_return:
     ldr     x14, [x12, x11, lsl #3]             // the server activation
     ldr     w16, [x14, #{act_caller}]
     cbz     w16, fast_return_slow               // not in a call
-    ldrb    w17, [x14, #{act_sidetrack}]
-    cbnz    w17, fast_return_slow               // a sidetrack's end
-    ldr     w13, [x14, #{act_port}]
+    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | sidetrack << 48
     cbz     w13, fast_return_slow               // not a pool's
+    tbnz    x13, #{sidetrack_bit}, fast_return_slow // a sidetrack's end
     ldp     x15, x17, [x9, #{fast_domains}]     // the domain table, the port table
-    ldr     x17, [x17, x13, lsl #3]             // its port
+    ldr     x17, [x17, w13, uxtw #3]            // its port
     ldr     w5, [x17, #{port_waiting}]
     cbnz    w5, fast_return_slow                // someone waits for an activation
     sub     x5, x1, #{header_size}
@@ -409,7 +399,7 @@ tern_fast_return:
     ldp     x2, x3, [x14, #{act_reply_address}] // the client's buffer
     cmp     x1, x3
     b.hi    fast_return_slow                    // too large: the general path says so
-    ldrh    w4, [x14, #{act_domain}]
+    ubfx    x4, x13, #32, #16
     ldr     x4, [x15, x4, lsl #3]               // the server's domain
     ldp     x3, x4, [x4, #{dom_region_start}]
     adds    x6, x0, x1
@@ -417,16 +407,13 @@ tern_fast_return:
     cmp     x0, x3
     ccmp    x6, x4, #2, hs
     b.hi    fast_return_slow                    // reply not the server's
-    ldp     x3, x4, [x0]                        // the reply's header
-    asr     x6, x3, #32
-    cmn     x6, #1
+    ldr     x3, [x0]                            // the reply's header: label | right << 32
+    tst     x3, #{no_right_mask}
     b.ne    fast_return_slow                    // carries a right
-    cmp     w4, w5
-    b.ne    fast_return_slow                    // header disagrees
 
     // Point of no return.
     orr     x2, x2, #{alias_offset}
-    stp     x3, x4, [x2], #16                   // the one copy, into the client's buffer: the header,
+    stp     x3, x5, [x2], #16                   // the one copy, into the client's buffer: the header (length stamped),
     cbz     x5, 1f
     add     x0, x0, #{header_size}
     COPY_PAYLOAD x0, x2, x5, 3, 4             // then the payload
@@ -436,9 +423,7 @@ tern_fast_return:
     str     w3, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
     ldr     x13, [x12, x16, lsl #3]             // the client, again
-    ldrh    w3, [x13, #{act_domain}]
-    ldr     x3, [x15, x3, lsl #3]
-    ldr     x3, [x3, #{dom_translation_base}]
+    ldr     x3, [x13, #{act_view}]
     msr     ttbr0_el1, x3
     ldp     x19, x20, [x13, #{act_saved_x19}]
     ldp     x21, x22, [x13, #({act_saved_x19} + 16)]
@@ -453,16 +438,15 @@ tern_fast_return:
     msr     spsr_el1, x5
     mov     x3, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x3
-    mov     x0, xzr                             // success; x1 = reply length
-    ldp     x2, x3, [x9, #{fast_zeros}]
-    ldp     x4, x5, [x9, #{fast_zeros}]
-    ldp     x6, x7, [x9, #{fast_zeros}]
-    ldp     x8, x10, [x9, #{fast_zeros}]
-    ldp     x11, x12, [x9, #{fast_zeros}]
-    ldp     x13, x14, [x9, #{fast_zeros}]
-    ldp     x15, x16, [x9, #{fast_zeros}]
-    ldp     x17, x18, [x9, #{fast_zeros}]
-    ldr     x9, [x9, #{fast_zeros}]
+    ldp     x0, x2, [x9, #{fast_zeros}]         // x0 = 0: success; x1 = reply length
+    ldp     x3, x4, [x9, #{fast_zeros}]
+    ldp     x5, x6, [x9, #{fast_zeros}]
+    ldp     x7, x8, [x9, #{fast_zeros}]
+    ldp     x10, x11, [x9, #{fast_zeros}]
+    ldp     x12, x13, [x9, #{fast_zeros}]
+    ldp     x14, x15, [x9, #{fast_zeros}]
+    ldp     x16, x17, [x9, #{fast_zeros}]
+    ldp     x18, x9, [x9, #{fast_zeros}]
     eret
 
 fast_return_slow:

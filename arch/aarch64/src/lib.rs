@@ -98,6 +98,7 @@ mod fast_offsets {
     pub const ACT_SIDETRACK: usize = offset_of!(Activation, sidetrack);
     pub const ACT_ENTRY: usize = offset_of!(Activation, entry);
     pub const ACT_STACK_TOP: usize = offset_of!(Activation, stack_top);
+    pub const ACT_VIEW: usize = offset_of!(Activation, view);
     pub const ACT_REPLY_ADDRESS: usize = offset_of!(Activation, reply_address);
     pub const ACT_REPLY_CAPACITY: usize = offset_of!(Activation, reply_capacity);
     pub const ACT_REPLY_DOMAIN: usize = offset_of!(Activation, reply_domain);
@@ -138,6 +139,17 @@ mod fast_offsets {
     // The assembly's paired loads and stores rely on these neighbours.
     const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
     const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
+    const _: () = assert!(ACT_STACK_TOP == ACT_ENTRY + 8);
+    // One 64-bit load at ACT_PORT gives the port (bits 0-31), the domain
+    // (bits 32-47) and the sidetrack flag (bit 48).
+    const _: () = assert!(ACT_DOMAIN == ACT_PORT + 4 && ACT_SIDETRACK == ACT_PORT + 6);
+    const _: () = assert!(core::mem::size_of::<tern_core::domain::DomainId>() == 2);
+    // "Carries no right" is "the header's upper 32 bits are zero".
+    const _: () = assert!(tern_core::abi::NO_RIGHT == 0);
+    use crate::fastpath::DomainFast;
+    const _: () = assert!(offset_of!(DomainFast, context) == offset_of!(DomainFast, translation_base) + 8);
+    const _: () = assert!(offset_of!(DomainFast, region_end) == offset_of!(DomainFast, region_start) + 8);
+    const _: () = assert!(offset_of!(DomainFast, port_word_count) == offset_of!(DomainFast, port_words) + 8);
     const _: () = assert!(offset_of!(UserContext, pc) == offset_of!(UserContext, sp) + 8);
     const _: () = assert!(core::mem::size_of::<Option<PortId>>() == 4);
     const _: () = assert!(core::mem::size_of::<Option<tern_core::thread::ActivationId>>() == 4);
@@ -157,7 +169,6 @@ core::arch::global_asm!(
         + core::mem::offset_of!(state::RpcStatistics, payload_copies),
     dom_translation_base = const core::mem::offset_of!(fastpath::DomainFast, translation_base),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
-    dom_context = const core::mem::offset_of!(fastpath::DomainFast, context),
     dom_port_words = const core::mem::offset_of!(fastpath::DomainFast, port_words),
     thread_top = const fast_offsets::THREAD_TOP,
     thread_id = const fast_offsets::THREAD_ID,
@@ -168,9 +179,10 @@ core::arch::global_asm!(
     act_next_free = const fast_offsets::ACT_NEXT_FREE,
     act_port = const fast_offsets::ACT_PORT,
     act_domain = const fast_offsets::ACT_DOMAIN,
-    act_sidetrack = const fast_offsets::ACT_SIDETRACK,
+    no_right_mask = const 0xffff_ffff_0000_0000u64,
+    sidetrack_bit = const (fast_offsets::ACT_SIDETRACK - fast_offsets::ACT_PORT) * 8,
     act_entry = const fast_offsets::ACT_ENTRY,
-    act_stack_top = const fast_offsets::ACT_STACK_TOP,
+    act_view = const fast_offsets::ACT_VIEW,
     act_reply_address = const fast_offsets::ACT_REPLY_ADDRESS,
     act_reply_domain = const fast_offsets::ACT_REPLY_DOMAIN,
     port_pool_head = const fast_offsets::PORT_POOL_HEAD,

@@ -111,8 +111,8 @@ fn read_header(kernel: &Kernel, address: usize) -> MessageHeader {
     MessageHeader::read_from(bytes).unwrap_or_default()
 }
 
-/// Check a message claimed by `domain`: readable, long enough for its
-/// header, header consistent; the port its right names, if any.
+/// Check a message claimed by `domain`: readable, at least a header and
+/// at most `MESSAGE_MAX` long; the port its right names, if any.
 fn check_message(
     kernel: &Kernel,
     domain: DomainId,
@@ -120,11 +120,8 @@ fn check_message(
 ) -> Result<(MessageHeader, Option<PortId>), Error> {
     let record = kernel.domain(domain).ok_or(Error::BadAddress)?;
     let checked = record.domain.check_readable(&kernel.image, claim)?;
-    if checked.length < MessageHeader::SIZE {
-        return Err(Error::BadMessage);
-    }
+    MessageHeader::check_length(checked.length)?;
     let header = read_header(kernel, checked.address);
-    header.check(checked.length)?;
     let right = if header.right == NO_RIGHT {
         None
     } else {
@@ -133,10 +130,11 @@ fn check_message(
     Ok((header, right))
 }
 
-/// Rewrite the `right` field of a delivered message at `address` (in a
-/// domain's region) to `receiver`'s name for `port`, granting it a send
-/// right.
-fn deliver_right(kernel: &mut Kernel, receiver: DomainId, address: usize, port: Option<PortId>) {
+/// Stamp the header of a message of `length` bytes just delivered at
+/// `address` (in `receiver`'s region): its `right` becomes `receiver`'s
+/// name for `port` (granting it a send right), its `length` the payload's
+/// true length and `reserved` zero, whatever the sender wrote there.
+fn deliver_header(kernel: &mut Kernel, receiver: DomainId, address: usize, length: usize, port: Option<PortId>) {
     let name = match port {
         Some(port) => match kernel.domain_mut(receiver) {
             Some(record) => record.space.insert(Capability { port, receive: false }),
@@ -145,9 +143,14 @@ fn deliver_right(kernel: &mut Kernel, receiver: DomainId, address: usize, port: 
         None => NO_RIGHT,
     };
     let to = memory::kernel_address(kernel.arena, address + 4);
+    let payload = (length - MessageHeader::SIZE) as u32;
     // SAFETY: `address` is the start of a message just copied into the
-    // receiver's region (checked writable), at least a header long.
-    unsafe { (to as *mut u32).write_unaligned(name) };
+    // receiver's region (checked writable), at least a header long, so
+    // bytes 4..16 of it are the receiver's.
+    unsafe {
+        (to as *mut u32).write_unaligned(name);
+        ((to + 4) as *mut u64).write_unaligned(u64::from(payload));
+    }
 }
 
 /// Remember where the current thread's trap frame is, so whoever wakes it
@@ -173,7 +176,7 @@ fn deliver_reply(
         return Err(Error::ReplyTooLarge);
     }
     copy(kernel, reply.address, reply_to.address, reply.length);
-    deliver_right(kernel, reply_to.domain, reply_to.address, right);
+    deliver_header(kernel, reply_to.domain, reply_to.address, reply.length, right);
     Ok(reply.length)
 }
 
@@ -272,7 +275,7 @@ fn call_step(
             }
             kernel.objects.pop_receiver(port);
             copy(kernel, request.address, destination.address, request.length);
-            deliver_right(kernel, destination.domain, destination.address, right);
+            deliver_header(kernel, destination.domain, destination.address, request.length, right);
             if let Some(server_frame) = blocked_frame(kernel, server) {
                 write_result(server_frame, Ok(request.length));
             }
@@ -348,7 +351,7 @@ fn migrate_into(
     let message_address = (stack_top - length) & !15;
     if let Some((request, _, right)) = message {
         copy(kernel, request.address, message_address as usize, request.length);
-        deliver_right(kernel, server, message_address as usize, right);
+        deliver_header(kernel, server, message_address as usize, request.length, right);
     }
     if let Some(client) = kernel.objects.activation_mut(client_activation) {
         client.saved = save(frame);
@@ -477,7 +480,7 @@ fn receive_next(port_name: u32, buffer: UserRange) -> Completion {
                 }
             };
             copy(kernel, pending.address, destination.address, pending.length);
-            deliver_right(kernel, server, destination.address, right);
+            deliver_header(kernel, server, destination.address, pending.length, right);
             if let Some(entry) = kernel.objects.thread_mut(client) {
                 entry.state = ThreadState::WaitingForReply;
                 entry.pending = None;

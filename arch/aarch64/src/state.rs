@@ -17,7 +17,7 @@ use tern_core::capability::PortId;
 use tern_core::domain::{DomainId, SharedImage};
 use tern_core::frame::PhysRange;
 use tern_core::schedule::RunQueue;
-use tern_core::thread::{Objects, ThreadId};
+use tern_core::thread::{ActivationId, Objects, ThreadId};
 
 /// What a thread's kernel side needs saved while another thread runs.
 #[repr(C)]
@@ -159,10 +159,27 @@ impl Kernel {
         Some(self.domain_mut(to)?.space.insert(tern_core::capability::Capability { port, receive: false }))
     }
 
+    /// The view `domain` runs in (the kernel's for none).
+    pub fn view_of(&self, domain: DomainId) -> u64 {
+        self.domain(domain).map_or(self.kernel_view, |record| record.domain.translation_base())
+    }
+
+    /// Make an activation of `domain` (see `Objects::new_activation`),
+    /// recording the view it runs in.
+    pub fn new_activation(
+        &mut self,
+        domain: DomainId,
+        port: Option<PortId>,
+        entry: u64,
+        stack_top: u64,
+        stack_size: u64,
+    ) -> ActivationId {
+        let view = self.view_of(domain);
+        self.objects.new_activation(domain, port, entry, stack_top, stack_size, view)
+    }
+
     /// The TTBR0 value for the current thread's domain (or the kernel's).
     pub fn current_view(&self) -> u64 {
-        self.current_domain()
-            .and_then(|domain| self.domain(domain))
-            .map_or(self.kernel_view, |record| record.domain.translation_base())
+        self.current_domain().map_or(self.kernel_view, |domain| self.view_of(domain))
     }
 }

@@ -185,7 +185,7 @@ fn pool_add(
     }
     for _ in 0..count {
         let top = domains::carve_stack(kernel, caller, stack).ok_or(Error::OutOfMemory)?;
-        let activation = kernel.objects.new_activation(caller, Some(port), entry, top, stack);
+        let activation = kernel.new_activation(caller, Some(port), entry, top, stack);
         kernel.objects.pool_add(port, activation);
     }
     while let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
@@ -203,7 +203,7 @@ fn sidetrack_set(kernel: &mut Kernel, caller: DomainId, name: u32, entry: u64, s
         return Err(Error::BadAddress);
     }
     let top = domains::carve_stack(kernel, caller, stack).ok_or(Error::OutOfMemory)?;
-    let activation = kernel.objects.new_activation(caller, Some(port), entry, top, stack);
+    let activation = kernel.new_activation(caller, Some(port), entry, top, stack);
     if let Some(entry) = kernel.objects.activation_mut(activation) {
         entry.sidetrack = true;
     }

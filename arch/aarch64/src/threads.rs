@@ -191,7 +191,7 @@ pub fn create(
     let creator = kernel.current_domain().unwrap_or(DomainId(0));
     let thread = kernel.objects.new_thread(priority, creator);
     let trampoline = tern_inks::gate::upcall_trampoline as extern "C" fn(usize, tern_inks::registry::Entry) -> !;
-    let activation = kernel.objects.new_activation(domain, None, trampoline as usize as u64, user_stack, stack_bytes);
+    let activation = kernel.new_activation(domain, None, trampoline as usize as u64, user_stack, stack_bytes);
     kernel.objects.push(thread, activation);
     if let Some(entry_activation) = kernel.objects.activation_mut(activation) {
         // The first upcall's registers: x0 = argument, x1 = entry.
@@ -280,7 +280,7 @@ pub fn join(thread: ThreadId) -> Option<usize> {
 pub fn upcall_in_new_activation(domain: DomainId, stack: u64, argument: usize, entry: usize) -> Outcome {
     let prepared = state::with(|kernel| {
         let trampoline = tern_inks::gate::upcall_trampoline as extern "C" fn(usize, tern_inks::registry::Entry) -> !;
-        let activation = kernel.objects.new_activation(domain, None, trampoline as usize as u64, stack, 0);
+        let activation = kernel.new_activation(domain, None, trampoline as usize as u64, stack, 0);
         let current = kernel.current;
         kernel.objects.push(current, activation);
         let view = kernel.domain(domain)?.domain.translation_base();
