@@ -75,6 +75,11 @@ pub enum Call {
     /// Do nothing: the floor of a kernel call (entry and exit only),
     /// answered in the exception vector itself.
     Null = 15,
+    /// Set domain `x0`'s mode: `x1` = 0 protected, 1 merged into the
+    /// kernel domain. Only the kernel domain may (a merged domain is part
+    /// of it); a protected caller gets [`Error::NoRight`]. [`Error::Busy`]
+    /// while any activation of that domain is occupied.
+    DomainMode = 16,
 }
 
 impl Call {
@@ -97,6 +102,7 @@ impl Call {
             13 => Some(Call::ContextSet),
             14 => Some(Call::ThreadJoin),
             15 => Some(Call::Null),
+            16 => Some(Call::DomainMode),
             _ => None,
         }
     }
@@ -136,6 +142,9 @@ pub enum Error {
     NotInCall = 11,
     /// The server faulted (and was terminated) while handling the call.
     CallAborted = 12,
+    /// The object is in use in a way that forbids the change (a domain
+    /// with an occupied activation cannot change mode); nothing changed.
+    Busy = 13,
 }
 
 impl Error {
@@ -154,6 +163,7 @@ impl Error {
             10 => Some(Error::PortDead),
             11 => Some(Error::NotInCall),
             12 => Some(Error::CallAborted),
+            13 => Some(Error::Busy),
             _ => None,
         }
     }
@@ -173,6 +183,7 @@ impl Error {
             Error::PortDead => "PortDead",
             Error::NotInCall => "NotInCall",
             Error::CallAborted => "CallAborted",
+            Error::Busy => "Busy",
         }
     }
 }
@@ -292,11 +303,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=15 {
-            let call = Call::from_number(number).expect("numbers 0..=15 are calls");
+        for number in 0..=16 {
+            let call = Call::from_number(number).expect("numbers 0..=16 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(16), None);
+        assert_eq!(Call::from_number(17), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -307,8 +318,8 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        for code in 1..=12 {
-            let error = Error::from_code(code).expect("codes 1..=12 are errors");
+        for code in 1..=13 {
+            let error = Error::from_code(code).expect("codes 1..=13 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

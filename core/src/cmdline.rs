@@ -8,6 +8,9 @@
 //! - `tern.scenario=NAME` picks the boot scenario (see the arch crate's
 //!   `scenario` module); without it the kernel runs its interactive demo.
 //! - `tern.bench.repetitions=N` sets the benchmark's samples per figure.
+//! - `tern.merge=NAME,NAME,...` merges the named server domains into the
+//!   kernel domain as soon as each has started (see `docs/design.md`, "In-kernel
+//!   servers"); the mode can change again at run time.
 //! - `tern.harness=1` says a test harness runs the kernel under QEMU with
 //!   semihosting enabled: only then does the kernel end the run through a
 //!   semihosting exit (an `hlt` instruction, which would trap on a real Pi).
@@ -21,6 +24,15 @@ pub struct Options<'a> {
     pub harness: bool,
     /// `tern.bench.repetitions=N`: samples per benchmark figure.
     pub bench_repetitions: Option<u32>,
+    /// `tern.merge=NAME,...`: domains to merge once started.
+    pub merge: Option<&'a str>,
+}
+
+impl Options<'_> {
+    /// Whether `tern.merge` names the domain `name`.
+    pub fn merges(&self, name: &str) -> bool {
+        self.merge.is_some_and(|list| list.split(',').any(|listed| listed == name))
+    }
 }
 
 /// Parse the options out of a command line. Unknown `tern.` words are
@@ -39,6 +51,7 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(&'a str)) -> Options<'a>
             ("scenario", Some(name)) if !name.is_empty() => options.scenario = Some(name),
             ("harness", None | Some("1" | "true" | "yes")) => options.harness = true,
             ("harness", Some("0" | "false" | "no")) => options.harness = false,
+            ("merge", Some(list)) if !list.is_empty() => options.merge = Some(list),
             ("bench.repetitions", Some(number)) if number.parse::<u32>().is_ok_and(|n| n > 0) => {
                 options.bench_repetitions = number.parse().ok()
             }
@@ -65,6 +78,17 @@ mod tests {
         let mut rejected = alloc::vec::Vec::new();
         parse("tern.bench.repetitions=0 tern.bench.repetitions=x", |word| rejected.push(word));
         assert_eq!(rejected.len(), 2, "zero and non-numbers are refused");
+    }
+
+    #[test]
+    fn merge_lists_domains() {
+        let options = parse("tern.merge=kv,echo", |_| panic!("known"));
+        assert!(options.merges("kv") && options.merges("echo"));
+        assert!(!options.merges("names") && !options.merges("k") && !options.merges(""));
+        assert!(!parse("", |_| {}).merges("kv"));
+        let mut unknown = alloc::vec::Vec::new();
+        parse("tern.merge=", |word| unknown.push(word));
+        assert_eq!(unknown, ["tern.merge="]);
     }
 
     #[test]

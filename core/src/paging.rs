@@ -86,6 +86,9 @@ pub enum Kind {
     /// A protected domain's own memory: EL0 and EL1 read-write, never
     /// executable (data is data), not global (tagged with the view's ASID).
     DomainData,
+    /// A merged domain's memory: part of the kernel domain — EL1 read-write,
+    /// never executable, global (the same entry in every view).
+    MergedData,
 }
 
 impl Kind {
@@ -102,6 +105,7 @@ impl Kind {
             Kind::DomainData => {
                 (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | AP_EL0 | NOT_GLOBAL | PXN | UXN
             }
+            Kind::MergedData => (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | PXN | UXN,
         }
     }
 }
@@ -307,6 +311,52 @@ pub fn derive_view(
     Ok(root)
 }
 
+/// Rewrite how the tree rooted at `root` maps `region` (identity, 2 MiB
+/// aligned, inside one gigabyte): with `Some(kind)` every 2 MiB block of it
+/// becomes a block of that kind, whatever was there; with `None` it is
+/// unmapped. The level-2 table covering it is created if missing (only
+/// when mapping). Used to move a domain's memory between views when it is
+/// merged or unmerged; the caller does the TLB maintenance (and, when an
+/// entry changes from one valid mapping to another, unmaps first:
+/// break-before-make).
+pub fn remap(memory: &mut impl TableMemory, root: u64, region: PhysRange, kind: Option<Kind>) -> Result<(), MapError> {
+    let start = region.start;
+    let size = region.end.saturating_sub(start);
+    if size == 0 || !start.is_multiple_of(LEVEL2_BLOCK) || !size.is_multiple_of(LEVEL2_BLOCK) {
+        return Err(MapError::Misaligned);
+    }
+    if region.end > VIRTUAL_SPAN || start / LEVEL1_BLOCK != (region.end - 1) / LEVEL1_BLOCK {
+        return Err(MapError::OutOfRange);
+    }
+    let slot = index(start, 1);
+    let entry = memory.table(root).0[slot];
+    let level2 = if entry & VALID == 0 {
+        if kind.is_none() {
+            return Ok(());
+        }
+        let fresh = memory.allocate_table().ok_or(MapError::OutOfTables)?;
+        memory.table(root).0[slot] = fresh | VALID | TABLE_OR_PAGE;
+        fresh
+    } else if entry & TABLE_OR_PAGE == 0 {
+        return Err(MapError::AlreadyMapped);
+    } else {
+        entry & ADDRESS_MASK
+    };
+    let table = memory.table(level2);
+    // Refuse before changing anything: a block split into pages here is
+    // not a domain region.
+    let first = index(start, 2);
+    let count = (size / LEVEL2_BLOCK) as usize;
+    if table.0[first..first + count].iter().any(|&entry| entry & VALID != 0 && entry & TABLE_OR_PAGE != 0) {
+        return Err(MapError::AlreadyMapped);
+    }
+    for (at, entry) in table.0[first..first + count].iter_mut().enumerate() {
+        let block = start + at as u64 * LEVEL2_BLOCK;
+        *entry = kind.map_or(0, |kind| block | kind.attributes() | VALID);
+    }
+    Ok(())
+}
+
 /// The boot-time level-1 table for an identity map of whole gigabytes:
 /// `normal` ranges as kernel memory (Normal, EL1 read-write, executable at
 /// EL1 so the kernel can run from it), `device` ranges as Device memory.
@@ -455,6 +505,50 @@ mod tests {
             Err(MapError::AlreadyMapped),
             "a region the kernel maps cannot become private"
         );
+    }
+
+    #[test]
+    fn merging_moves_a_region_between_views() {
+        let mut memory = HostTables::new();
+        let kernel = kernel_tree(&mut memory);
+        let region_a = PhysRange::new(0x200_0000, 0x240_0000);
+        let region_b = PhysRange::new(0x240_0000, 0x280_0000);
+        let view_a = derive_view(&mut memory, kernel, region_a).unwrap();
+        let view_b = derive_view(&mut memory, kernel, region_b).unwrap();
+        // Merge a: EL1-only and global in a's own view, b's and the kernel's.
+        for root in [view_a, view_b, kernel] {
+            remap(&mut memory, root, region_a, Some(Kind::MergedData)).unwrap();
+            let merged = Access::of(translate(&mut memory, root, 0x230_0008).unwrap().1);
+            assert!(!merged.user_read && merged.kernel_write && merged.global && !merged.kernel_execute);
+        }
+        assert_eq!(translate(&mut memory, view_b, 0x220_0000).unwrap().0, 0x220_0000, "same address everywhere");
+        assert!(Access::of(translate(&mut memory, view_b, 0x240_0000).unwrap().1).user_write, "b keeps its own");
+        // Unmerge a: its own view gets its EL0 mapping back, the others lose it.
+        remap(&mut memory, view_a, region_a, Some(Kind::DomainData)).unwrap();
+        for root in [view_b, kernel] {
+            remap(&mut memory, root, region_a, None).unwrap();
+            assert_eq!(translate(&mut memory, root, 0x200_0000), None);
+        }
+        let own = Access::of(translate(&mut memory, view_a, 0x23f_fff8).unwrap().1);
+        assert!(own.user_write && !own.global);
+        // The rest of the kernel's gigabyte is untouched throughout.
+        assert_eq!(translate(&mut memory, view_a, 0x40_0000), translate(&mut memory, kernel, 0x40_0000));
+        assert!(translate(&mut memory, view_b, 0x280_0000).is_some());
+        // Bad regions.
+        assert_eq!(remap(&mut memory, kernel, PhysRange::new(0x201_0000, 0x221_0000), None), Err(MapError::Misaligned));
+        assert_eq!(
+            remap(&mut memory, kernel, PhysRange::new(0x3fe0_0000, 0x4020_0000), None),
+            Err(MapError::OutOfRange),
+            "a region across gigabytes"
+        );
+        // Pages inside (the image's level-3 table) are not a region to move.
+        assert_eq!(
+            remap(&mut memory, kernel, PhysRange::new(0, 0x20_0000), Some(Kind::MergedData)),
+            Err(MapError::AlreadyMapped)
+        );
+        // Mapping into a gigabyte the tree does not cover yet makes its table.
+        remap(&mut memory, kernel, PhysRange::new(0x4000_0000, 0x4020_0000), Some(Kind::MergedData)).unwrap();
+        assert!(translate(&mut memory, kernel, 0x4000_0000).is_some());
     }
 
     #[test]

@@ -245,12 +245,20 @@ pub struct Activation {
     pub id: ActivationId,
     /// Where upcalls into it start.
     pub entry: u64,
+    /// The PSTATE upcalls into it start with (EL0t for a protected domain,
+    /// EL1t for a merged one): its domain's mode, kept here by the kernel
+    /// (a mode changes only while none of the domain's activations is
+    /// occupied).
+    pub entry_pstate: u64,
     /// Top of its stack (exclusive, 16-byte aligned).
     pub stack_top: u64,
     /// The translation-table base (with ASID) its domain runs in, fixed for
     /// the domain's life: kept here so that returning into it or
     /// switching to a thread in it reads one word.
     pub view: u64,
+    /// Its domain's context word, passed to upcalls into it (a copy the
+    /// kernel keeps current, like `entry_pstate`).
+    pub context: u64,
     /// Bytes of its stack.
     pub stack_size: u64,
     /// For a server activation in a call: where its reply goes (address,
@@ -445,8 +453,9 @@ impl Objects {
         }))
     }
 
-    /// Make an activation (unoccupied, on no chain) of `domain`, which runs
-    /// in `view`.
+    /// Make an activation (unoccupied, on no chain) of `domain`; its
+    /// `view`, `entry_pstate` and `context` start at 0 (the kernel sets
+    /// them from the domain's record).
     pub fn new_activation(
         &mut self,
         domain: DomainId,
@@ -454,7 +463,6 @@ impl Objects {
         entry: u64,
         stack_top: u64,
         stack_size: u64,
-        view: u64,
     ) -> ActivationId {
         ActivationId(insert(&mut self.activations, |id| Activation {
             caller: None,
@@ -465,8 +473,10 @@ impl Objects {
             sidetrack: false,
             id: ActivationId(id),
             entry,
+            entry_pstate: 0,
             stack_top,
-            view,
+            view: 0,
+            context: 0,
             stack_size,
             reply_address: 0,
             reply_capacity: 0,
@@ -527,6 +537,18 @@ impl Objects {
     /// Every port's number.
     pub fn port_ids(&self) -> impl Iterator<Item = PortId> + '_ {
         self.ports.iter().flatten().map(|port| port.id)
+    }
+
+    /// Every activation of `domain`, to update what the kernel keeps in
+    /// them of their domain.
+    pub fn activations_of(&mut self, domain: DomainId) -> impl Iterator<Item = &mut Activation> + '_ {
+        self.activations.iter_mut().flatten().map(|entry| &mut **entry).filter(move |entry| entry.domain == domain)
+    }
+
+    /// Whether any activation of `domain` is occupied: a thread runs in it,
+    /// is parked in it, or is in a call it made.
+    pub fn domain_occupied(&self, domain: DomainId) -> bool {
+        self.activations.iter().flatten().any(|entry| entry.domain == domain && entry.occupant.is_some())
     }
 
     /// Every thread's number.
@@ -721,13 +743,13 @@ mod tests {
         let mut objects = Objects::new();
         let client = DomainId(1);
         let thread = objects.new_thread(5, client);
-        let base = objects.new_activation(client, None, 0x1000, 0x9000, 0x1000, 0);
+        let base = objects.new_activation(client, None, 0x1000, 0x9000, 0x1000);
         assert!(objects.push(thread, base));
         let port_b = objects.new_port(DomainId(2));
         let port_c = objects.new_port(DomainId(3));
         for port in [port_b, port_c] {
             let owner = objects.port(port).unwrap().owner;
-            let activation = objects.new_activation(owner, Some(port), 0x2000, 0xa000, 0x1000, 0);
+            let activation = objects.new_activation(owner, Some(port), 0x2000, 0xa000, 0x1000);
             assert!(objects.pool_add(port, activation));
         }
         // A -> B -> C.
@@ -736,12 +758,17 @@ mod tests {
         let in_c = objects.pool_take(port_c).unwrap();
         assert!(objects.push(thread, in_c));
         assert_eq!(objects.chain(thread), [in_c, in_b, base]);
+        let domain_c = objects.activation(in_c).unwrap().domain;
+        assert!(objects.domain_occupied(domain_c), "a call in flight occupies C");
+        assert_eq!(objects.activations_of(domain_c).count(), 1);
         assert!(!objects.push(thread, in_b), "an occupied activation cannot be pushed twice");
         assert_eq!(objects.activation(in_c).unwrap().occupant, Some(thread));
         assert_eq!(objects.route(port_c), Route::WaitForActivation, "C's only activation is busy");
         // C returns, then B.
         assert_eq!(objects.pop(thread), Some(in_c));
         assert!(objects.pool_return(in_c));
+        assert!(!objects.domain_occupied(domain_c), "back in its pool: C is idle");
+        assert!(objects.domain_occupied(client), "the thread still runs in A");
         assert_eq!(objects.route(port_c), Route::Migrate(in_c));
         assert_eq!(objects.pop(thread), Some(in_b));
         assert!(objects.pool_return(in_b));
@@ -769,7 +796,7 @@ mod tests {
         assert_eq!(objects.pop_receiver(port), None);
         assert!(objects.push_receiver(port, receiver));
         assert_eq!(objects.route(port), Route::HandOff(receiver));
-        let activation = objects.new_activation(server, Some(port), 0, 0, 0, 0);
+        let activation = objects.new_activation(server, Some(port), 0, 0, 0);
         objects.pool_add(port, activation);
         assert_eq!(objects.route(port), Route::Migrate(activation), "the pool is preferred");
         assert_eq!(objects.route(PortId::new(99).unwrap()), Route::Dead);
@@ -798,8 +825,8 @@ mod tests {
         let mut objects = Objects::new();
         let server = DomainId(2);
         let port = objects.new_port(server);
-        let first = objects.new_activation(server, Some(port), 0, 0, 0, 0);
-        let second = objects.new_activation(server, Some(port), 0, 0, 0, 0);
+        let first = objects.new_activation(server, Some(port), 0, 0, 0);
+        let second = objects.new_activation(server, Some(port), 0, 0, 0);
         assert!(objects.pool_add(port, first));
         assert!(objects.pool_add(port, second));
         assert_eq!(objects.pool_free(port), 2);

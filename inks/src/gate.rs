@@ -93,6 +93,13 @@ pub fn return_from_call(reply: &[u8]) -> ! {
     }
 }
 
+/// Set domain `domain`'s mode (kernel domain only; `Busy` while one of its
+/// activations is occupied).
+#[inline(always)]
+pub fn domain_mode(domain: usize, mode: crate::mode::DomainMode) -> Result<usize, Error> {
+    raw_call(Call::DomainMode, domain, mode as usize, 0)
+}
+
 /// Create a port; returns its name (the caller holds the receive right).
 #[inline(always)]
 pub fn port_create() -> Result<PortName, Error> {

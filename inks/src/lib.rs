@@ -8,15 +8,15 @@
 //!   point) so that linking the crate into the image is all it takes, with
 //!   no central list to edit;
 //! - [`gate`]: the *service gate*, the one place a domain's code reaches the
-//!   kernel. Today every domain is protected and the gate is an `svc`; when
-//!   merging arrives it becomes a direct call for merged domains, and server
-//!   code does not change.
+//!   kernel, the same in both modes;
+//! - [`mode`]: a domain's mode, protected or merged into the kernel domain.
 //!
 //! Server crates (`servers/*`) are `#![forbid(unsafe_code)]`; the `svc`
 //! instruction they need lives here, behind a safe interface.
 #![no_std]
 
 pub mod gate;
+pub mod mode;
 pub mod registry;
 pub mod service;
 

@@ -81,7 +81,22 @@ scenarios! {
         => |t| checks::rpc(t, &BAD_INPUT_LINES);
     rpi4_rpc_bad_input_switching, virt_rpc_bad_input_switching: "rpc-bad-input-switching"
         => |t| checks::rpc(t, &BAD_INPUT_LINES);
+    rpi4_merge_echo, virt_merge_echo: "merge-echo" => |t| checks::rpc(t, &MERGE_LINES);
 }
+
+/// What the merge test must print: echo answers every size intact in each
+/// mode, its memory is where each mode puts it, a busy domain is refused
+/// and a protected domain may not ask.
+const MERGE_LINES: [&str; 8] = [
+    "[client] echo round: 4 of 4 sizes answered intact",
+    "[client] a protected domain asking to merge: Err(NoRight)",
+    "merge-echo: round with echo protected: Ok(Returned(0)), 5 calls migrated",
+    "echo's memory in echo's / the client's / the kernel's view: EL1 only, global / EL1 only, global / EL1 only, global",
+    "merge-echo: round with echo merged: Ok(Returned(0)), 5 calls migrated",
+    "echo's memory in echo's / the client's / the kernel's view: EL0 read-write, this ASID / unmapped / unmapped",
+    "merge-echo: round with echo protected again: Ok(Returned(0)), 5 calls migrated",
+    "checksum (server threads parked in receive) -> Merged: Err(Busy)",
+];
 
 /// What the payload test must print: each size verified both ways.
 const PAYLOAD_LINES: [&str; 4] = [

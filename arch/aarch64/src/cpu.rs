@@ -52,6 +52,18 @@ pub fn install_kernel_table(root: u64) {
     barrier::isb(barrier::SY);
 }
 
+/// After translation tables changed: make the writes visible to the table
+/// walker, then drop every TLB entry of every ASID (a mode change is rare;
+/// one full invalidation is simpler than a walk by address and ASID).
+pub fn flush_translations() {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLB invalidation has no effect on memory contents; it only
+    // forces later walks to read the current tables.
+    unsafe { core::arch::asm!("tlbi vmalle1", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
 /// Switch TTBR0 to another view (table + ASID in the top bits). No TLB
 /// maintenance: views are tagged by ASID and share only global entries.
 pub fn switch_view(translation_base: u64) {

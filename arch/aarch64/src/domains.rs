@@ -19,6 +19,7 @@
 use crate::memory::{self, IdentityTables};
 use crate::state::{self, Kernel};
 use crate::upcall::Outcome;
+use tern_core::abi::Error;
 use tern_core::board::DOMAIN_REGION;
 use tern_core::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
 use tern_core::domain::{Domain, DomainId, SharedImage};
@@ -26,11 +27,14 @@ use tern_core::frame::PhysRange;
 use tern_core::heap::LockedHeap;
 use tern_core::paging;
 use tern_inks::DomainSpec;
+use tern_inks::mode::DomainMode;
 
 /// Bytes at the start of a region given to the domain's heap.
 pub const HEAP_BYTES: u64 = 4 << 20;
 /// The stack of a domain's main activation (upcalls from the kernel).
 pub const MAIN_STACK: u64 = 64 << 10;
+/// The table address in a TTBR0 value (the ASID is in bits 48-63).
+const ADDRESS_BITS: u64 = (1 << 48) - 1;
 
 /// A domain and what the kernel knows about it.
 pub struct DomainRecord {
@@ -42,8 +46,11 @@ pub struct DomainRecord {
     pub alive: bool,
     /// Its port names.
     pub space: CapabilitySpace,
-    /// The word handed to its dispatch upcalls.
+    /// The word handed to its dispatch upcalls (copied into each of its
+    /// activations).
     pub context: usize,
+    /// Protected or merged into the kernel domain.
+    pub mode: DomainMode,
     /// Stacks are carved below this address.
     pub stack_floor: u64,
     /// Its main stack's top (for upcalls from the kernel).
@@ -135,6 +142,7 @@ pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
             alive: true,
             space,
             context: 0,
+            mode: DomainMode::Protected,
             stack_floor: region.end,
             main_stack: 0,
             fast: alloc::boxed::Box::default(),
@@ -197,6 +205,71 @@ pub fn terminate(kernel: &mut Kernel, id: DomainId) {
     }
 }
 
+/// Move domain `id` into `mode`.
+///
+/// Merging makes its region EL1-only and global and puts it into every
+/// view — the kernel's and every other domain's — at the same addresses,
+/// so every pointer its code holds stays valid; from then on upcalls into
+/// it enter at EL1t. Unmerging takes the region out of the other views and
+/// gives the domain its EL0 mapping back. Own view first unmapped, TLBs
+/// flushed, then remapped (break-before-make: its entries change from
+/// non-global to global or back).
+///
+/// `Busy` (nothing changed) while any of its activations is occupied: a
+/// thread running or parked in it, or in a call it made. A call into it
+/// that starts after the change sees the new mode.
+pub fn set_mode(kernel: &mut Kernel, id: DomainId, mode: DomainMode) -> Result<(), Error> {
+    let record = kernel.domain(id).filter(|record| record.alive).ok_or(Error::InvalidArgument)?;
+    if record.mode == mode {
+        return Ok(());
+    }
+    if kernel.objects.domain_occupied(id) {
+        return Err(Error::Busy);
+    }
+    let (own, region) = (record.domain.table, record.domain.region);
+    let others: alloc::vec::Vec<u64> = core::iter::once(kernel.kernel_view & ADDRESS_BITS)
+        .chain(kernel.domains.iter().filter(|other| other.domain.id != id).map(|other| other.domain.table))
+        .collect();
+    {
+        let mut frames = memory::FRAMES.lock();
+        let frames = frames.as_mut().ok_or(Error::OutOfMemory)?;
+        let mut tables = IdentityTables(frames);
+        let (own_kind, others_kind) = match mode {
+            DomainMode::Merged => (paging::Kind::MergedData, Some(paging::Kind::MergedData)),
+            DomainMode::Protected => (paging::Kind::DomainData, None),
+        };
+        // The region is a 2 MiB-aligned slot of the arena, inside one
+        // gigabyte, mapped by blocks: `remap` accepts it in every view; a
+        // refusal would be a kernel bug, reported rather than half-done.
+        paging::remap(&mut tables, own, region, None).map_err(|_| Error::OutOfMemory)?;
+        crate::cpu::flush_translations();
+        for &root in &others {
+            paging::remap(&mut tables, root, region, others_kind).map_err(|_| Error::OutOfMemory)?;
+        }
+        paging::remap(&mut tables, own, region, Some(own_kind)).map_err(|_| Error::OutOfMemory)?;
+    }
+    crate::cpu::flush_translations();
+    for activation in kernel.objects.activations_of(id) {
+        activation.entry_pstate = mode.entry_pstate();
+    }
+    if let Some(record) = kernel.domain_mut(id) {
+        record.mode = mode;
+    }
+    Ok(())
+}
+
+/// How domain `viewer`'s view (the kernel's for `None`) maps `address`:
+/// the access its leaf entry grants, or `None` if it is not mapped.
+pub fn access_in_view(kernel: &Kernel, viewer: Option<DomainId>, address: u64) -> Option<paging::Access> {
+    let root = match viewer {
+        Some(id) => kernel.domain(id)?.domain.table,
+        None => kernel.kernel_view & ADDRESS_BITS,
+    };
+    let mut frames = memory::FRAMES.lock();
+    let frames = frames.as_mut()?;
+    paging::translate(&mut IdentityTables(frames), root, address).map(|(_, descriptor)| paging::Access::of(descriptor))
+}
+
 /// The domain's region (for probes and reports).
 pub fn region(id: DomainId) -> Option<PhysRange> {
     with(id, |record| record.domain.region)
@@ -209,5 +282,25 @@ pub fn call(id: DomainId, argument: usize) -> Result<Outcome, DomainError> {
         if record.alive { Ok((record.spec.entry as usize, record.main_stack)) } else { Err(DomainError::Terminated) }
     })
     .ok_or(DomainError::NoSuchDomain)??;
-    Ok(crate::threads::upcall_in_new_activation(id, entry.1, argument, entry.0))
+    let outcome = crate::threads::upcall_in_new_activation(id, entry.1, argument, entry.0);
+    merge_if_asked(id);
+    Ok(outcome)
+}
+
+/// After a domain's start: merge it if `tern.merge` names it (and say so,
+/// or why not).
+fn merge_if_asked(id: DomainId) {
+    let verdict = state::with(|kernel| {
+        let record = kernel.domain(id)?;
+        let name = record.spec.name;
+        if record.mode == DomainMode::Merged || !kernel.merge_at_start.iter().any(|listed| listed == name) {
+            return None;
+        }
+        Some((name, set_mode(kernel, id, DomainMode::Merged)))
+    });
+    match verdict {
+        Some((name, Ok(()))) => crate::kprintln!("domain '{}' merged into the kernel domain (tern.merge)", name),
+        Some((name, Err(error))) => crate::kprintln!("domain '{}' not merged (tern.merge): {}", name, error.name()),
+        None => {}
+    }
 }

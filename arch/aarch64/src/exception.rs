@@ -71,7 +71,7 @@ fn write_registers(out: &mut impl Write, frame: &TrapFrame) {
     );
 }
 
-/// A synchronous exception from EL0.
+/// A synchronous exception from a domain's code (EL0, or EL1t when merged).
 #[unsafe(no_mangle)]
 extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
     let syndrome = Syndrome(frame.esr);
@@ -118,7 +118,7 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
 #[unsafe(no_mangle)]
 extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64) -> ! {
     let what = match kind {
-        0..=3 => "exception taken with SP_EL0 at EL1",
+        2 | 3 => "FIQ or SError from a merged domain",
         4 => "synchronous exception at EL1",
         6 | 10 => "FIQ",
         7 | 11 => "SError",
@@ -148,8 +148,9 @@ pub fn stop(status: ExitStatus) -> ! {
     }
 }
 
-/// An IRQ, from EL0 or EL1. A timer tick that interrupted EL0 lets an
-/// equal or more urgent ready thread run (round robin).
+/// An IRQ, from a domain or the kernel. A timer tick that interrupted a
+/// domain's code lets an equal or more urgent ready thread run (round
+/// robin).
 #[unsafe(no_mangle)]
 extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
     let mut ticked = false;
@@ -160,8 +161,10 @@ extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
         }
         gic::end_of_interrupt(raw);
     }
-    let from_el0 = frame.spsr & 0xf == 0;
-    if ticked && from_el0 {
+    // A domain's code: EL0t (protected) or EL1t (merged); the kernel
+    // itself runs at EL1h and is not preempted.
+    let from_domain = matches!(frame.spsr & 0xf, 0b0000 | 0b0100);
+    if ticked && from_domain {
         crate::threads::preempt();
     }
 }

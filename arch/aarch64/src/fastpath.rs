@@ -72,10 +72,6 @@ pub struct FastPath {
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct DomainFast {
-    /// TTBR0 value of its view.
-    pub translation_base: u64,
-    /// Its context word (next to the view: an upcall loads both at once).
-    pub context: u64,
     /// Its region.
     pub region_start: u64,
     /// End of its region.
@@ -140,10 +136,8 @@ fn refresh_domains(kernel: &mut Kernel) {
     for record in kernel.domains.iter_mut() {
         let words = record.space.port_words();
         let fast = &mut *record.fast;
-        fast.translation_base = record.domain.translation_base();
         fast.region_start = record.domain.region.start;
         fast.region_end = record.domain.region.end;
-        fast.context = record.context as u64;
         fast.port_words = words.as_ptr() as u64;
         fast.port_word_count = words.len() as u64;
     }

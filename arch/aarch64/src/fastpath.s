@@ -143,7 +143,7 @@ tern_fast_call:
     stp     x29, x30, [x13, #({act_saved_x19} + 80)]
     stp     x3, x4, [x13, #{act_saved_sp}]
     str     x7, [x13, #{act_saved_pstate}]
-    ldp     x7, x3, [x8, #{act_entry}]          // its entry; the request's place on its stack
+    ldp     x3, x16, [x8, #{act_stack_top}]     // the request's place on its stack; its view
     sub     x3, x3, x2
     and     x3, x3, #0xfffffffffffffff0
     orr     x4, x3, #{alias_offset}             // ... as the kernel sees it
@@ -154,14 +154,13 @@ tern_fast_call:
 2:  ldr     x5, [x9, #{fast_migrated}]
     add     x5, x5, #1
     str     x5, [x9, #{fast_migrated}]
-    ldrh    w5, [x8, #{act_domain}]             // into the server
-    ldr     x6, [x15, x5, lsl #3]
+    ldp     x5, x6, [x8, #{act_entry}]          // into the server: its entry, its mode's PSTATE
     mov     x1, x2                              // x0: request, x1: length, x2: context
-    ldp     x5, x2, [x6, #{dom_translation_base}]
-    msr     ttbr0_el1, x5
-    msr     elr_el1, x7
+    ldr     x2, [x8, #{act_context}]
+    msr     ttbr0_el1, x16
+    msr     elr_el1, x5
     msr     sp_el0, x3
-    msr     spsr_el1, xzr
+    msr     spsr_el1, x6                        // EL0t, or EL1t for a merged domain
     mov     x5, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x5
     mov     x0, x3

@@ -134,6 +134,9 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
             image: SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
             domain_table: alloc::vec![0],
             domains_dirty: true,
+            merge_at_start: options.merge.map_or_else(alloc::vec::Vec::new, |list| {
+                list.split(',').filter(|name| !name.is_empty()).map(alloc::string::String::from).collect()
+            }),
         };
         crate::threads::adopt_boot_thread(&mut kernel);
         *crate::state::KERNEL.lock() = Some(kernel);

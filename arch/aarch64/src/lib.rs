@@ -99,6 +99,7 @@ mod fast_offsets {
     pub const ACT_ENTRY: usize = offset_of!(Activation, entry);
     pub const ACT_STACK_TOP: usize = offset_of!(Activation, stack_top);
     pub const ACT_VIEW: usize = offset_of!(Activation, view);
+    pub const ACT_CONTEXT: usize = offset_of!(Activation, context);
     pub const ACT_REPLY_ADDRESS: usize = offset_of!(Activation, reply_address);
     pub const ACT_REPLY_CAPACITY: usize = offset_of!(Activation, reply_capacity);
     pub const ACT_REPLY_DOMAIN: usize = offset_of!(Activation, reply_domain);
@@ -139,7 +140,9 @@ mod fast_offsets {
     // The assembly's paired loads and stores rely on these neighbours.
     const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
     const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
-    const _: () = assert!(ACT_STACK_TOP == ACT_ENTRY + 8);
+    // An upcall loads (entry, PSTATE) and (stack top, view) as pairs.
+    const _: () = assert!(offset_of!(Activation, entry_pstate) == ACT_ENTRY + 8);
+    const _: () = assert!(ACT_VIEW == ACT_STACK_TOP + 8);
     // One 64-bit load at ACT_PORT gives the port (bits 0-31), the domain
     // (bits 32-47) and the sidetrack flag (bit 48).
     const _: () = assert!(ACT_DOMAIN == ACT_PORT + 4 && ACT_SIDETRACK == ACT_PORT + 6);
@@ -147,7 +150,6 @@ mod fast_offsets {
     // "Carries no right" is "the header's upper 32 bits are zero".
     const _: () = assert!(tern_core::abi::NO_RIGHT == 0);
     use crate::fastpath::DomainFast;
-    const _: () = assert!(offset_of!(DomainFast, context) == offset_of!(DomainFast, translation_base) + 8);
     const _: () = assert!(offset_of!(DomainFast, region_end) == offset_of!(DomainFast, region_start) + 8);
     const _: () = assert!(offset_of!(DomainFast, port_word_count) == offset_of!(DomainFast, port_words) + 8);
     const _: () = assert!(offset_of!(UserContext, pc) == offset_of!(UserContext, sp) + 8);
@@ -167,7 +169,6 @@ core::arch::global_asm!(
         + core::mem::offset_of!(state::RpcStatistics, migrated),
     fast_copies = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(state::RpcStatistics, payload_copies),
-    dom_translation_base = const core::mem::offset_of!(fastpath::DomainFast, translation_base),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
     dom_port_words = const core::mem::offset_of!(fastpath::DomainFast, port_words),
     thread_top = const fast_offsets::THREAD_TOP,
@@ -183,6 +184,8 @@ core::arch::global_asm!(
     sidetrack_bit = const (fast_offsets::ACT_SIDETRACK - fast_offsets::ACT_PORT) * 8,
     act_entry = const fast_offsets::ACT_ENTRY,
     act_view = const fast_offsets::ACT_VIEW,
+    act_stack_top = const fast_offsets::ACT_STACK_TOP,
+    act_context = const fast_offsets::ACT_CONTEXT,
     act_reply_address = const fast_offsets::ACT_REPLY_ADDRESS,
     act_reply_domain = const fast_offsets::ACT_REPLY_DOMAIN,
     port_pool_head = const fast_offsets::PORT_POOL_HEAD,

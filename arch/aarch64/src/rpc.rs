@@ -340,12 +340,12 @@ fn migrate_into(
     if length + STACK_MARGIN > stack_size {
         return Err(Error::BadMessage);
     }
-    let (view, context) = {
+    let (view, context, pstate) = {
         let record = kernel.domain(server).ok_or(Error::PortDead)?;
         if !record.alive {
             return Err(Error::PortDead);
         }
-        (record.domain.translation_base(), record.context)
+        (record.domain.translation_base(), record.context, record.mode.entry_pstate())
     };
     // Point of no return.
     let message_address = (stack_top - length) & !15;
@@ -362,7 +362,7 @@ fn migrate_into(
     }
     let depth = kernel.objects.chain(thread).len();
     kernel.statistics().longest_chain = kernel.statistics().longest_chain.max(depth);
-    let mut entry_state = UserContext { sp: message_address, pc: entry, pstate: 0, ..UserContext::default() };
+    let mut entry_state = UserContext { sp: message_address, pc: entry, pstate, ..UserContext::default() };
     if message.is_some() {
         entry_state.x[0] = message_address;
         entry_state.x[1] = length;

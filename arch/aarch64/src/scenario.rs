@@ -15,6 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use tern_core::domain::DomainId;
+use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
 
 type Verdict = Result<(), String>;
@@ -61,10 +62,75 @@ const SCENARIOS: &[Scenario] = &[
     }),
     ("rpc-many-clients", || rpc(&[("names", 1), ("kv", 3)], test::MANY_CLIENTS, |_| true, "served")),
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
+    ("merge-echo", merge_echo),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
 ];
+
+/// Flip `echo` between modes with a client calling it before and after
+/// each change: the same answers every time; a domain with threads parked
+/// in it is `Busy`; a protected domain may not ask.
+fn merge_echo() -> Verdict {
+    for (name, argument) in [("names", 1), ("echo", 1), ("checksum", 2)] {
+        let id = create(name)?;
+        match domains::call(id, argument) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("{name} did not start: {other:?}")),
+        }
+    }
+    crate::threads::yield_now();
+    let echo = domains::find("echo").ok_or("no echo")?;
+    let client = create("client")?;
+    let round = |label: &str| -> Verdict {
+        let before = crate::state::with(|kernel| kernel.statistics().migrated);
+        let outcome = domains::call(client, test::ECHO_ROUND);
+        let after = crate::state::with(|kernel| kernel.statistics().migrated);
+        kprintln!("merge-echo: round with echo {label}: {outcome:?}, {} calls migrated", after - before);
+        match outcome {
+            Ok(Outcome::Returned(0)) if after - before >= 4 => Ok(()),
+            other => Err(format!("round with echo {label}: {other:?}")),
+        }
+    };
+    round("protected")?;
+    let inside = domains::region(echo).ok_or("no region")?.start + 0x1000;
+    for (mode, label) in [(DomainMode::Merged, "merged"), (DomainMode::Protected, "protected again")] {
+        let changed = crate::state::with(|kernel| domains::set_mode(kernel, echo, mode));
+        kprintln!("merge-echo: echo -> {mode:?}: {changed:?}");
+        changed.map_err(|error| format!("echo -> {mode:?}: {error}"))?;
+        // Echo's memory as its own view, the client's and the kernel's map
+        // it now. Merged, it is EL1-only there, so a round that works
+        // proves echo's code ran at EL1 (at EL0 its first stack access
+        // would fault and abort the call).
+        let (own, client_view, kernel_view) = crate::state::with(|kernel| {
+            let access = |viewer| domains::access_in_view(kernel, viewer, inside);
+            (access(Some(echo)), access(Some(client)), access(None))
+        });
+        let described = |access: Option<tern_core::paging::Access>| match access {
+            None => "unmapped",
+            Some(access) if access.user_write && !access.global => "EL0 read-write, this ASID",
+            Some(access) if !access.user_read && access.kernel_write && access.global => "EL1 only, global",
+            Some(_) => "something else",
+        };
+        let seen = [described(own), described(client_view), described(kernel_view)];
+        kprintln!("merge-echo: echo's memory in echo's / the client's / the kernel's view: {}", seen.join(" / "));
+        let wanted = match mode {
+            DomainMode::Merged => ["EL1 only, global"; 3],
+            DomainMode::Protected => ["EL0 read-write, this ASID", "unmapped", "unmapped"],
+        };
+        if seen != wanted {
+            return Err(format!("echo {label}: its memory is mapped {seen:?}, not {wanted:?}"));
+        }
+        round(label)?;
+    }
+    let checksum = domains::find("checksum").ok_or("no checksum")?;
+    let busy = crate::state::with(|kernel| domains::set_mode(kernel, checksum, DomainMode::Merged));
+    kprintln!("merge-echo: checksum (server threads parked in receive) -> Merged: {busy:?}");
+    if busy != Err(tern_core::abi::Error::Busy) {
+        return Err(format!("checksum with threads in it: {busy:?}, not Busy"));
+    }
+    Ok(())
+}
 
 /// Start `servers` (domain name, start argument) in order, run the
 /// `client` domain's `test`, and check the RPC paths' counters with

@@ -74,6 +74,8 @@ pub struct Kernel {
     /// A domain record may have changed since the fast path's blocks were
     /// refreshed (set by every mutable access to a record).
     pub domains_dirty: bool,
+    /// Domains `tern.merge` asks to merge once started.
+    pub merge_at_start: Vec<alloc::string::String>,
 }
 
 /// Counts of what the RPC paths did, for scenarios and the benchmark. One
@@ -165,7 +167,8 @@ impl Kernel {
     }
 
     /// Make an activation of `domain` (see `Objects::new_activation`),
-    /// recording the view it runs in.
+    /// recording what upcalls into it need of its domain: the view it runs
+    /// in, the PSTATE its mode enters with, the context word.
     pub fn new_activation(
         &mut self,
         domain: DomainId,
@@ -175,7 +178,15 @@ impl Kernel {
         stack_size: u64,
     ) -> ActivationId {
         let view = self.view_of(domain);
-        self.objects.new_activation(domain, port, entry, stack_top, stack_size, view)
+        let (pstate, context) =
+            self.domain(domain).map_or((0, 0), |record| (record.mode.entry_pstate(), record.context as u64));
+        let activation = self.objects.new_activation(domain, port, entry, stack_top, stack_size);
+        if let Some(entry) = self.objects.activation_mut(activation) {
+            entry.view = view;
+            entry.entry_pstate = pstate;
+            entry.context = context;
+        }
+        activation
     }
 
     /// The TTBR0 value for the current thread's domain (or the kernel's).

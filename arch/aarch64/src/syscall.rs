@@ -16,6 +16,7 @@ use tern_core::abi::{CONSOLE_WRITE_MAX, Call, Error, encode_result};
 use tern_core::capability::Capability;
 use tern_core::domain::{DomainId, UserRange};
 use tern_core::thread::ThreadId;
+use tern_inks::mode::DomainMode;
 
 /// The kernel's version, as handed to domains by [`Call::Version`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -63,13 +64,15 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
         Some(Call::SidetrackSet) => Completion::Reply(state::with(|kernel| {
             sidetrack_set(kernel, caller, arguments[0] as u32, arguments[1] as u64, arguments[2] as u64)
         })),
-        Some(Call::ContextSet) => Completion::Reply(
-            domains::with(caller, |record| {
-                record.context = arguments[0];
-                0
-            })
-            .ok_or(Error::BadAddress),
-        ),
+        Some(Call::DomainMode) => Completion::Reply(state::with(|kernel| domain_mode(kernel, caller, &arguments))),
+        Some(Call::ContextSet) => Completion::Reply(state::with(|kernel| {
+            let record = kernel.domain_mut(caller).ok_or(Error::BadAddress)?;
+            record.context = arguments[0];
+            for activation in kernel.objects.activations_of(caller) {
+                activation.context = arguments[0] as u64;
+            }
+            Ok(0)
+        })),
         Some(Call::ThreadCreate) => Completion::Reply(state::with(|kernel| {
             thread_create(kernel, caller, arguments[0], arguments[1], arguments[2], arguments[3] as u64)
         })),
@@ -241,4 +244,15 @@ fn thread_join(caller: DomainId, thread: usize) -> Result<usize, Error> {
         return Err(Error::InvalidArgument);
     }
     threads::join(thread).ok_or(Error::InvalidArgument)
+}
+
+/// `DomainMode`: only the kernel domain (a merged caller) may move a domain
+/// between modes.
+fn domain_mode(kernel: &mut Kernel, caller: DomainId, arguments: &[usize; 4]) -> Result<usize, Error> {
+    if kernel.domain(caller).is_none_or(|record| record.mode != DomainMode::Merged) {
+        return Err(Error::NoRight);
+    }
+    let mode = DomainMode::from_code(arguments[1]).ok_or(Error::InvalidArgument)?;
+    let target = u16::try_from(arguments[0]).map(DomainId).map_err(|_| Error::InvalidArgument)?;
+    domains::set_mode(kernel, target, mode).map(|()| 0)
 }

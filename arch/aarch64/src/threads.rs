@@ -221,6 +221,7 @@ extern "C" fn tern_thread_main() -> ! {
             entry: activation.entry,
             stack: activation.stack_top,
             arguments: [activation.saved.x[0], activation.saved.x[1]],
+            pstate: activation.entry_pstate,
         })
     });
     let result = match target.map(|target| upcall::upcall(target, state::with(|kernel| kernel.kernel_view))) {
@@ -292,6 +293,7 @@ pub fn upcall_in_new_activation(domain: DomainId, stack: u64, argument: usize, e
                 entry: trampoline as usize as u64,
                 stack,
                 arguments: [argument as u64, entry as u64],
+                pstate: kernel.domain(domain)?.mode.entry_pstate(),
             },
             kernel.kernel_view,
         ))

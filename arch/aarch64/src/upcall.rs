@@ -30,6 +30,7 @@ struct GlueState {
     argument1: u64,
     translation_base: u64,
     previous: u64,
+    pstate: u64,
 }
 
 /// The upcall record: the glue's state first (TPIDR_EL1 points at both),
@@ -60,6 +61,8 @@ pub struct UpcallTarget {
     pub stack: u64,
     /// `x0` and `x1` on entry.
     pub arguments: [u64; 2],
+    /// PSTATE on entry: the domain's mode's (EL0t, or EL1t when merged).
+    pub pstate: u64,
 }
 
 /// Make an upcall and wait for it to end. On return the kernel's own view
@@ -74,6 +77,7 @@ pub fn upcall(target: UpcallTarget, kernel_view: u64) -> Outcome {
             argument1: target.arguments[1],
             translation_base: target.translation_base,
             previous: 0,
+            pstate: target.pstate,
         },
         domain: target.domain,
         outcome: Outcome::Running,

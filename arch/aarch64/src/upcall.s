@@ -12,7 +12,8 @@
 // chained through `previous`, so upcalls may nest.
 //
 // UpcallRecord layout (see upcall.rs): [0] saved kernel SP, [8] entry PC,
-// [16] user SP, [24] x0, [32] x1, [40] TTBR0, [48] previous record.
+// [16] user SP, [24] x0, [32] x1, [40] TTBR0, [48] previous record,
+// [56] PSTATE to enter with (EL0t, or EL1t for a merged domain).
 
 .section .text.upcall, "ax"
 .global tern_upcall
@@ -43,7 +44,8 @@ tern_upcall:
     msr     ttbr0_el1, x14
     msr     elr_el1, x10
     msr     sp_el0, x11
-    msr     spsr_el1, xzr               // EL0t, interrupts unmasked
+    ldr     x14, [x0, #56]
+    msr     spsr_el1, x14               // EL0t or EL1t, interrupts unmasked
     mov     x0, x12
     mov     x1, x13
     mov     x2, xzr

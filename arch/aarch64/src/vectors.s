@@ -87,27 +87,14 @@
     b       \target
 .endm
 
-.section .text.vectors, "ax"
-.balign 0x800
-.global tern_vectors
-tern_vectors:
-    // Current EL with SP_EL0: never used by Tern.
-    VECTOR FRAME_SIZE, kernel_trap, 0
-    VECTOR FRAME_SIZE, kernel_trap, 1
-    VECTOR FRAME_SIZE, kernel_trap, 2
-    VECTOR FRAME_SIZE, kernel_trap, 3
-    // Current EL with SP_EL1: the kernel itself.
-    VECTOR FRAME_SIZE, kernel_trap, 4
-    VECTOR IRQ_FRAME_SIZE, interrupt, 5
-    VECTOR FRAME_SIZE, kernel_trap, 6
-    VECTOR FRAME_SIZE, kernel_trap, 7
-    // Lower EL, AArch64: domains. Only an `svc` (checked in ESR, never by
-    // registers alone) may take the fast paths: Return, Call, ReplyReceive,
-    // Null. x9 is parked in its slot of the frame-to-be (below SP, which
-    // is not moved: a fast path that needs no frame never makes one) and
-    // becomes the scratch for the check; every other path starts at
-    // user_general, which makes the frame and puts x9 back.
-.balign 0x80
+// DOMAIN_SYNC: a synchronous exception from a domain's code. Only an
+// `svc` (checked in ESR, never by registers alone) may take the fast
+// paths: Return, Call, ReplyReceive, Null. x9 is parked in its slot of the
+// frame-to-be (below SP, which is not moved: a fast path that needs no
+// frame never makes one) and becomes the scratch for the check; every
+// other path starts at user_general, which makes the frame and puts x9
+// back.
+.macro DOMAIN_SYNC
     stur    x9, [sp, #(72 - FRAME_SIZE)]
     mrs     x9, esr_el1
     lsr     w9, w9, #26
@@ -121,6 +108,29 @@ tern_vectors:
     cmp     x8, #{null_call}
     b.eq    null_call
     b       user_general
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+.global tern_vectors
+tern_vectors:
+    // Current EL with SP_EL0: merged domains, whose code runs at EL1t on
+    // its own stacks (the kernel itself always runs with SP_EL1). Their
+    // exceptions arrive on the thread's kernel stack exactly as a protected
+    // domain's do, and are handled the same way.
+.balign 0x80
+    DOMAIN_SYNC
+    VECTOR IRQ_FRAME_SIZE, interrupt, 1
+    VECTOR FRAME_SIZE, kernel_trap, 2
+    VECTOR FRAME_SIZE, kernel_trap, 3
+    // Current EL with SP_EL1: the kernel itself.
+    VECTOR FRAME_SIZE, kernel_trap, 4
+    VECTOR IRQ_FRAME_SIZE, interrupt, 5
+    VECTOR FRAME_SIZE, kernel_trap, 6
+    VECTOR FRAME_SIZE, kernel_trap, 7
+    // Lower EL, AArch64: protected domains (DOMAIN_SYNC, above).
+.balign 0x80
+    DOMAIN_SYNC
     VECTOR IRQ_FRAME_SIZE, interrupt, 9
     VECTOR FRAME_SIZE, kernel_trap, 10
     VECTOR FRAME_SIZE, kernel_trap, 11

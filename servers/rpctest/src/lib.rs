@@ -48,6 +48,9 @@ pub mod test {
     pub const MANY_CLIENTS: usize = 5;
     /// Every kind of bad input, against `echo`.
     pub const BAD_INPUT: usize = 6;
+    /// Payloads of 0, 32, 1 Ki and 32 Ki bytes through `echo`, whatever
+    /// its mode; and a mode change asked by a protected domain.
+    pub const ECHO_ROUND: usize = 7;
 }
 
 /// The `slow` server's start argument: how it serves.
@@ -153,6 +156,7 @@ fn client_main(test: usize) -> usize {
         test::SINGLE => single(),
         test::MANY_CLIENTS => many_clients(),
         test::BAD_INPUT => bad_input(),
+        test::ECHO_ROUND => echo_round(),
         _ => 1,
     };
     tern_inks::println!("[client] test {test}: {failures} failure(s)");
@@ -207,6 +211,27 @@ fn echo_once(port: PortName, text: &[u8]) -> Result<Vec<u8>, Error> {
     let mut reply = MessageBuffer::new();
     let view = service::call(port, &request, &mut reply)?;
     Ok(view.payload.to_vec())
+}
+
+fn echo_round() -> usize {
+    let Some(port) = lookup("echo") else { return 1 };
+    let mut failures = 0;
+    for size in [0usize, 32, 1024, 32 * 1024] {
+        let payload: Vec<u8> = (0..size).map(|index| (index * 13 + size) as u8).collect();
+        match echo_once(port, &payload) {
+            Ok(answer) if answer == payload => {}
+            other => {
+                failures += 1;
+                tern_inks::println!("[client] echo of {size} bytes answered {:?}", other.map(|answer| answer.len()));
+            }
+        }
+    }
+    tern_inks::println!("[client] echo round: {} of 4 sizes answered intact", 4 - failures);
+    // Only the kernel domain may move domains between modes.
+    let me = gate::raw_call(Call::WhoAmI, 0, 0, 0).unwrap_or(0);
+    let refused = gate::domain_mode(me, tern_inks::mode::DomainMode::Merged);
+    tern_inks::println!("[client] a protected domain asking to merge: {refused:?}");
+    failures + usize::from(refused != Err(Error::NoRight))
 }
 
 fn nested() -> usize {
