@@ -332,21 +332,18 @@ fn migrate_into(
     reply_to: Destination,
     port: PortId,
 ) -> Result<Step, Error> {
-    let (server, entry, stack_top, stack_size) = {
-        let target = kernel.objects.activation(activation).ok_or(Error::PortDead)?;
-        (target.domain, target.entry, target.stack_top, target.stack_size)
-    };
+    // What an upcall needs of the server's domain (view, PSTATE, context)
+    // is in the activation, where the fast path reads it too.
+    let target = kernel.objects.activation(activation).ok_or(Error::PortDead)?;
+    let (server, entry, stack_top, stack_size) = (target.domain, target.entry, target.stack_top, target.stack_size);
+    let (view, pstate, context) = (target.view, target.entry_pstate, target.context);
     let length = message.map_or(0, |(request, _, _)| request.length) as u64;
     if length + STACK_MARGIN > stack_size {
         return Err(Error::BadMessage);
     }
-    let (view, context, pstate) = {
-        let record = kernel.domain(server).ok_or(Error::PortDead)?;
-        if !record.alive {
-            return Err(Error::PortDead);
-        }
-        (record.domain.translation_base(), record.context, record.mode.entry_pstate())
-    };
+    if !kernel.domain(server).is_some_and(|record| record.alive) {
+        return Err(Error::PortDead);
+    }
     // Point of no return.
     let message_address = (stack_top - length) & !15;
     if let Some((request, _, right)) = message {
@@ -372,7 +369,7 @@ fn migrate_into(
         entry_state.x[0] = port.get() as u64;
         entry_state.x[1] = kernel.objects.pool_free(port) as u64;
     }
-    entry_state.x[2] = context as u64;
+    entry_state.x[2] = context;
     load(frame, &entry_state);
     Ok(Step::Migrated(view))
 }

@@ -214,10 +214,9 @@ extern "C" fn tern_thread_main() -> ! {
         let current = kernel.current;
         let top = kernel.objects.thread(current)?.top?;
         let activation = kernel.objects.activation(top)?;
-        let view = kernel.domain(activation.domain)?.domain.translation_base();
         Some(UpcallTarget {
             domain: activation.domain,
-            translation_base: view,
+            translation_base: activation.view,
             entry: activation.entry,
             stack: activation.stack_top,
             arguments: [activation.saved.x[0], activation.saved.x[1]],
@@ -281,19 +280,20 @@ pub fn join(thread: ThreadId) -> Option<usize> {
 pub fn upcall_in_new_activation(domain: DomainId, stack: u64, argument: usize, entry: usize) -> Outcome {
     let prepared = state::with(|kernel| {
         let trampoline = tern_inks::gate::upcall_trampoline as extern "C" fn(usize, tern_inks::registry::Entry) -> !;
+        kernel.domain(domain)?;
         let activation = kernel.new_activation(domain, None, trampoline as usize as u64, stack, 0);
         let current = kernel.current;
         kernel.objects.push(current, activation);
-        let view = kernel.domain(domain)?.domain.translation_base();
+        let entered = kernel.objects.activation(activation)?;
         Some((
             activation,
             UpcallTarget {
                 domain,
-                translation_base: view,
+                translation_base: entered.view,
                 entry: trampoline as usize as u64,
                 stack,
                 arguments: [argument as u64, entry as u64],
-                pstate: kernel.domain(domain)?.mode.entry_pstate(),
+                pstate: entered.entry_pstate,
             },
             kernel.kernel_view,
         ))
