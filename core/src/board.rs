@@ -12,6 +12,19 @@ use crate::frame::PhysRange;
 /// blocks.
 pub const DOMAIN_REGION: u64 = 8 << 20;
 
+/// Where in a region (from its start) the kernel keeps the domain's **mode
+/// word**: 0 while the domain is protected, 1 while it is merged. The
+/// service gate reads it (at `SP & !(DOMAIN_REGION - 1)`) to choose between
+/// trapping and calling the kernel directly, because EL0 cannot read
+/// `CurrentEL`. The domain can write the word too; a protected domain that
+/// sets it only makes its own gate fault (the direct entry's first
+/// instruction is privileged), a merged one that clears it only traps.
+pub const REGION_MODE_OFFSET: u64 = 0;
+
+/// Where in a region (from its start) the domain's heap record begins:
+/// after the mode word, on its own cache line.
+pub const REGION_HEAP_OFFSET: u64 = 64;
+
 /// Where the kernel sees the domain arena a second time: arena address +
 /// this offset, EL1 only, global. The kernel copies between two domains
 /// through it (a domain's own view maps its region at its identity

@@ -32,21 +32,45 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
 }
 
 /// Make the kernel call numbered `number` with `arguments` in x0-x4: the
-/// one `svc` site of the gate (the number need not name a call: probes use
-/// that to check the kernel's answer to unknown numbers).
+/// one kernel-entry site of the gate (the number need not name a call:
+/// probes use that to check the kernel's answer to unknown numbers).
+///
+/// How it enters depends on the domain's mode, which the kernel keeps in
+/// the mode word at the start of the domain's region (found from the
+/// stack pointer: every stack a domain runs on lies in its region):
+/// protected, `svc` (a trap from EL0); merged, a direct branch to the
+/// kernel's `tern_kernel_entry` (the code already runs at EL1). Either
+/// way the kernel sees the same registers and answers the same way.
 #[inline(always)]
 pub fn raw_call_number(number: usize, arguments: [usize; 5]) -> Result<usize, Error> {
     #[cfg(target_os = "none")]
     {
         let status: usize;
         let value: usize;
-        // SAFETY: `svc` enters the kernel, which reads only the registers
-        // named here, writes x0/x1, and restores every other register
-        // (caller-saved ones are declared clobbered anyway). It touches no
-        // memory of ours except through pointers it checks first.
+        // SAFETY: the load reads the mode word of the region our stack is
+        // in (mapped for us in either mode). `svc` enters the kernel from
+        // EL0; `bl tern_kernel_entry` enters it from EL1 (merged), and the
+        // kernel returns to the instruction after the `bl` as an exception
+        // return would. Either way the kernel reads only the registers
+        // named here, writes x0/x1, and keeps x19-x29 and SP (every
+        // caller-saved register, x30 included, is declared clobbered). It
+        // touches no memory of ours except through pointers it checks
+        // first. Were the word to lie (the domain can write it), a
+        // protected domain's direct entry would fault on its first,
+        // privileged instruction, and a merged domain's `svc` still works.
         unsafe {
             core::arch::asm!(
-                "svc #0",
+                "mov     x9, sp",
+                "and     x9, x9, #{region_mask}",
+                "ldr     x9, [x9, #{mode_offset}]",
+                "cbz     x9, 1f",
+                "bl      tern_kernel_entry",
+                "b       2f",
+                "1:",
+                "svc     #0",
+                "2:",
+                region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+                mode_offset = const tern_core::board::REGION_MODE_OFFSET,
                 inlateout("x0") arguments[0] => status,
                 inlateout("x1") arguments[1] => value,
                 in("x2") arguments[2],
@@ -90,6 +114,34 @@ pub fn return_from_call(reply: &[u8]) -> ! {
     let _ = raw_call(Call::Return, reply.as_ptr() as usize, reply.len(), 0);
     loop {
         core::hint::spin_loop();
+    }
+}
+
+/// This domain's mode, as the kernel last wrote it in the mode word the
+/// gate reads (see [`raw_call_number`]).
+#[inline(always)]
+pub fn current_mode() -> crate::mode::DomainMode {
+    #[cfg(target_os = "none")]
+    {
+        let word: usize;
+        // SAFETY: reads the mode word at the start of the region our
+        // stack lies in, which is mapped for us in either mode.
+        unsafe {
+            core::arch::asm!(
+                "mov     {word}, sp",
+                "and     {word}, {word}, #{region_mask}",
+                "ldr     {word}, [{word}, #{mode_offset}]",
+                word = out(reg) word,
+                region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+                mode_offset = const tern_core::board::REGION_MODE_OFFSET,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        crate::mode::DomainMode::from_code(word).unwrap_or_default()
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        crate::mode::DomainMode::Protected
     }
 }
 
@@ -217,6 +269,7 @@ pub type DispatchHandler = extern "C" fn(usize, usize, usize, *mut u8) -> usize;
 #[cfg(target_os = "none")]
 unsafe extern "C" {
     fn tern_dispatch_trampoline();
+    fn tern_dispatch_trampoline_merged();
 }
 
 /// The address of the dispatch trampoline (`pool_add`'s entry for pools
@@ -238,12 +291,27 @@ pub fn dispatch_trampoline() -> usize {
     }
 }
 
+/// The merged form of [`dispatch_trampoline`]: the same, but it ends the
+/// call by entering the kernel directly (its code runs at EL1) rather
+/// than with `svc`. The kernel gives a merged domain's pool activations
+/// this entry in place of the other, and the other back when it is
+/// unmerged, so neither form tests the mode on every call.
+pub fn dispatch_trampoline_merged() -> usize {
+    #[cfg(target_os = "none")]
+    {
+        tern_dispatch_trampoline_merged as *const () as usize
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        1
+    }
+}
+
 // fn tern_dispatch_trampoline(request: x0, length: x1, context: x2) -> !
+// fn tern_dispatch_trampoline_merged(request: x0, length: x1, context: x2) -> !
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
-    ".section .text.tern_dispatch_trampoline, \"ax\"",
-    ".global tern_dispatch_trampoline",
-    "tern_dispatch_trampoline:",
+    ".macro TERN_DISPATCH",
     "    sub     sp, sp, #{reply_pages}, lsl #12",
     "    sub     sp, sp, #{reply_rest}",
     "    mov     x3, sp",
@@ -252,7 +320,17 @@ core::arch::global_asm!(
     "    mov     x1, x0",
     "    mov     x0, sp",
     "    mov     x8, #{return_call}",
+    ".endm",
+    ".section .text.tern_dispatch_trampoline, \"ax\"",
+    ".global tern_dispatch_trampoline",
+    "tern_dispatch_trampoline:",
+    "    TERN_DISPATCH",
     "    svc     #0",
+    "1:  b       1b",
+    ".global tern_dispatch_trampoline_merged",
+    "tern_dispatch_trampoline_merged:",
+    "    TERN_DISPATCH",
+    "    bl      tern_kernel_entry",
     "1:  b       1b",
     reply_pages = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) >> 12,
     reply_rest = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) & 0xfff,

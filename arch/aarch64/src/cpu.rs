@@ -66,6 +66,12 @@ pub fn flush_translations() {
 
 /// Switch TTBR0 to another view (table + ASID in the top bits). No TLB
 /// maintenance: views are tagged by ASID and share only global entries.
+/// The view (TTBR0_EL1: table and ASID) the CPU is in now.
+pub fn translation() -> u64 {
+    TTBR0_EL1.get()
+}
+
+/// Install a view (table and ASID) in TTBR0_EL1.
 pub fn switch_view(translation_base: u64) {
     TTBR0_EL1.set(translation_base);
     barrier::isb(barrier::SY);

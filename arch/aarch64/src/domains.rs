@@ -12,15 +12,16 @@
 //! again, and its ports die. Its slot is not reused yet (a reused ASID
 //! would need a TLB flush by ASID first; nothing needs reuse so far).
 //!
-//! Region layout: `[start, start + 4 MiB)` the domain's heap (its first
-//! bytes hold the heap's own bookkeeping, a `LockedHeap`), `[start + 4 MiB,
-//! end)` stacks.
+//! Region layout: the first word is the domain's mode word (written by the
+//! kernel, read by the service gate: `REGION_MODE_OFFSET`); `[start + 64,
+//! start + 4 MiB)` the domain's heap (its first bytes hold the heap's own
+//! bookkeeping, a `LockedHeap`); `[start + 4 MiB, end)` stacks.
 
 use crate::memory::{self, IdentityTables};
 use crate::state::{self, Kernel};
 use crate::upcall::Outcome;
 use tern_core::abi::Error;
-use tern_core::board::DOMAIN_REGION;
+use tern_core::board::{DOMAIN_REGION, REGION_HEAP_OFFSET, REGION_MODE_OFFSET};
 use tern_core::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
 use tern_core::domain::{Domain, DomainId, SharedImage};
 use tern_core::frame::PhysRange;
@@ -126,9 +127,9 @@ pub fn create(spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
         // region is zeroed and unused; interrupts are masked (we hold the
         // kernel state), and the kernel's own mappings are in every view.
         unsafe {
-            let heap = start as *mut LockedHeap;
+            let heap = (start + REGION_HEAP_OFFSET) as *mut LockedHeap;
             heap.write(LockedHeap::empty());
-            let bookkeeping = core::mem::size_of::<LockedHeap>().next_multiple_of(64) as u64;
+            let bookkeeping = REGION_HEAP_OFFSET + core::mem::size_of::<LockedHeap>().next_multiple_of(64) as u64;
             (*heap).add_region((start + bookkeeping) as usize, (HEAP_BYTES - bookkeeping) as usize);
         }
         crate::cpu::switch_view(kernel.current_view());
@@ -249,13 +250,37 @@ pub fn set_mode(kernel: &mut Kernel, id: DomainId, mode: DomainMode) -> Result<(
         paging::remap(&mut tables, own, region, Some(own_kind)).map_err(|_| Error::OutOfMemory)?;
     }
     crate::cpu::flush_translations();
+    let own_view = kernel.view_of(id);
     for activation in kernel.objects.activations_of(id) {
         activation.entry_pstate = mode.entry_pstate();
+        activation.entry = entry_for_mode(activation.entry, mode);
+        // A merged activation runs in whichever view its caller ran in
+        // (each call records it); back in protected mode, its own.
+        activation.view = own_view;
     }
+    let mode_word = memory::kernel_address(kernel.arena, (region.start + REGION_MODE_OFFSET) as usize);
+    // SAFETY: the mode word is the first word of the domain's region, in
+    // the arena the kernel reserved at boot and maps (EL1 only) at its
+    // alias; an aligned word store, which the domain reads as a whole.
+    unsafe { (mode_word as *mut u64).write_volatile(mode as u64) };
     if let Some(record) = kernel.domain_mut(id) {
         record.mode = mode;
     }
     Ok(())
+}
+
+/// The entry an activation of a domain in `mode` should have, given its
+/// current one: the gate's dispatch trampoline has one form per mode (the
+/// merged one ends the call with a direct kernel entry instead of `svc`);
+/// any other entry stays as it is.
+pub fn entry_for_mode(entry: u64, mode: DomainMode) -> u64 {
+    let (protected, merged) =
+        (tern_inks::gate::dispatch_trampoline() as u64, tern_inks::gate::dispatch_trampoline_merged() as u64);
+    match mode {
+        DomainMode::Merged if entry == protected => merged,
+        DomainMode::Protected if entry == merged => protected,
+        _ => entry,
+    }
 }
 
 /// How domain `viewer`'s view (the kernel's for `None`) maps `address`:

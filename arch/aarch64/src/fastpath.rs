@@ -103,6 +103,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     charged_at: 0,
     statistics: RpcStatistics {
         migrated: 0,
+        direct: 0,
         handed_off: 0,
         queued: 0,
         waited: 0,

@@ -157,6 +157,7 @@ tern_fast_call:
     ldp     x5, x6, [x8, #{act_entry}]          // into the server: its entry, its mode's PSTATE
     mov     x1, x2                              // x0: request, x1: length, x2: context
     ldr     x2, [x8, #{act_context}]
+    tbnz    x6, #2, fast_call_merged            // EL1t: a merged server
     msr     ttbr0_el1, x16
     msr     elr_el1, x5
     msr     sp_el0, x3
@@ -178,6 +179,19 @@ tern_fast_call:
     ldp     x26, x27, [x9, #{fast_zeros}]
     ldp     x28, x29, [x9, #{fast_zeros}]
     ldp     x30, x9, [x9, #{fast_zeros}]
+    eret
+
+// Into a merged server: it is part of the kernel domain, mapped (EL1,
+// global) in every view, so it runs in the caller's view (recorded in its
+// activation, for a return to it from a call it makes) with no TTBR0
+// write, and nothing of the caller's needs hiding from it: no clearing.
+fast_call_merged:
+    mrs     x16, ttbr0_el1
+    str     x16, [x8, #{act_view}]
+    msr     elr_el1, x5
+    msr     sp_el0, x3
+    msr     spsr_el1, x6
+    mov     x0, x3
     eret
 
 // The switching handoff (the pool is empty): a server thread waiting in
@@ -451,3 +465,187 @@ tern_fast_return:
 fast_return_slow:
     mov     x8, #{return_call}
     b       user_general
+
+// fn tern_kernel_entry()   (EL1t: merged code; x8 the call, x0-x4 its
+// arguments, x30 where to return)
+//
+// A merged domain's service gate branches here instead of `svc`. A Call
+// first tries the merged path below (no trap at all); everything else —
+// and a Call that path does not take — enters the kernel exactly as an
+// `svc` from EL1t would: interrupts masked, ELR = the return address,
+// SPSR = EL1t with interrupts unmasked, ESR = an SVC syndrome (which is
+// what tells the kernel this is a call and not a fault), onto the
+// thread's kernel stack (SP_EL1), and into the vector for "current EL
+// with SP_EL0". From there every path is the one an `svc` takes, and its
+// `eret` returns to x30.
+.global tern_kernel_entry
+tern_kernel_entry:
+    cmp     x8, #{call}
+    b.eq    tern_merged_call
+kernel_entry_trap:
+    msr     daifset, #3
+    msr     elr_el1, x30
+    mov     x9, #{pstate_el1t}
+    msr     spsr_el1, x9
+    mov     x9, #{svc_syndrome}
+    msr     esr_el1, x9
+    msr     spsel, #1
+    b       tern_vectors
+
+// fn tern_merged_call()   (EL1t: x0 port name, x1/x2 request, x3/x4
+// reply buffer, x30 where to return; SP the caller's stack)
+//
+// A merged (or kernel) client calling a merged server: no trap, no view
+// change, no register clearing. The same checks as the trapping fast
+// path, then: pop an activation from the pool and push it on the thread's
+// chain, save the client (SP, return address, PSTATE and x19-x30, so that
+// a fault in the server unwinds to it as to any client), copy the request
+// onto the activation's stack, and call the service's handler there as a
+// procedure, interrupts enabled. Its return: the reply is copied straight
+// into the client's buffer, the activation goes back to the pool, and
+// this returns to the client. Only pools entered through the merged
+// dispatch trampoline are called this way (the handler is the first word
+// of their context record); anything else, and anything in doubt, takes
+// the kernel entry above.
+//
+// Registers, once loaded: x9 TERN_FAST, x10 the thread, w11 its top (the
+// client) activation's number, w7 the thread's number, x12 the activation
+// table, x13 the client activation, w14 its domain, x17 the port, x8 the
+// server activation, w16 its number, x18 the payload length.
+tern_merged_call:
+    msr     daifset, #3
+    adrp    x9, TERN_FAST
+    ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
+    ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
+    ldr     x13, [x12, x11, lsl #3]             // the client activation
+    ldrh    w14, [x13, #{act_domain}]
+    ldp     x15, x16, [x9, #{fast_domains}]     // the domain table, the port table
+    ldr     x15, [x15, x14, lsl #3]             // the client's domain
+    ldp     x5, x6, [x15, #{dom_port_words}]
+    cmp     x0, x6
+    b.hs    merged_call_trap                    // no such name
+    ldr     w5, [x5, x0, lsl #2]
+    and     w5, w5, #0x7fffffff
+    ldr     x17, [x16, x5, lsl #3]              // the port
+    cbz     x17, merged_call_trap
+    ldr     w16, [x17, #{port_pool_head}]
+    cbz     w16, merged_call_trap               // no free activation
+    ldr     x8, [x12, x16, lsl #3]              // the server activation
+    ldr     x5, [x8, #{act_entry}]
+    adrp    x6, tern_dispatch_trampoline_merged
+    add     x6, x6, :lo12:tern_dispatch_trampoline_merged
+    cmp     x5, x6
+    b.ne    merged_call_trap                    // not a merged dispatch pool
+    sub     x18, x2, #{header_size}
+    cmp     x18, #{message_payload_max}
+    b.hi    merged_call_trap                    // too short or too long
+    ldp     x5, x6, [x15, #{dom_region_start}]  // the client's region
+    adds    x15, x1, x2
+    b.cs    merged_call_trap
+    cmp     x1, x5
+    ccmp    x15, x6, #2, hs
+    b.hi    merged_call_trap                    // request not the client's
+    adds    x15, x3, x4
+    b.cs    merged_call_trap
+    cmp     x3, x5
+    ccmp    x15, x6, #2, hs
+    b.hi    merged_call_trap                    // reply buffer not the client's
+    ldr     x5, [x1]                            // header: label | right << 32
+    tst     x5, #{no_right_mask}
+    b.ne    merged_call_trap                    // carries a right
+    ldr     w15, [x8, #{act_next_free}]
+    cbnz    w15, 1f
+    ldr     w15, [x17, #{port_sidetrack}]
+    cbnz    w15, merged_call_trap               // the last one, and a sidetrack is due
+
+    // Point of no return.
+1:  str     w15, [x17, #{port_pool_head}]       // pop the pool
+    stp     w11, w7, [x8, #{act_caller}]        // push on the chain
+    str     w16, [x10, #{thread_top}]
+    stp     x3, x4, [x8, #{act_reply_address}]
+    strh    w14, [x8, #{act_reply_domain}]
+    mov     x6, sp                              // save the client
+    stp     x6, x30, [x13, #{act_saved_sp}]
+    mov     x6, #{pstate_el1t}
+    str     x6, [x13, #{act_saved_pstate}]
+    stp     x19, x20, [x13, #{act_saved_x19}]
+    stp     x21, x22, [x13, #({act_saved_x19} + 16)]
+    stp     x23, x24, [x13, #({act_saved_x19} + 32)]
+    stp     x25, x26, [x13, #({act_saved_x19} + 48)]
+    stp     x27, x28, [x13, #({act_saved_x19} + 64)]
+    stp     x29, x30, [x13, #({act_saved_x19} + 80)]
+    mrs     x6, ttbr0_el1                       // it runs in the caller's view
+    str     x6, [x8, #{act_view}]
+    ldr     x6, [x8, #{act_stack_top}]          // the request's place on its stack
+    sub     x6, x6, x2
+    and     x6, x6, #0xfffffffffffffff0
+    mov     x7, x6
+    stp     x5, x18, [x7], #16                  // the one copy: the header (length stamped),
+    cbz     x18, 2f
+    add     x1, x1, #{header_size}
+    COPY_PAYLOAD x1, x7, x18, 5, 15           // then the payload
+2:  ldr     x5, [x9, #{fast_direct}]
+    add     x5, x5, #1
+    str     x5, [x9, #{fast_direct}]
+    sub     x3, x6, #{reply_pages}, lsl #12     // the reply area, below the request
+    sub     x3, x3, #{reply_rest}
+    mov     sp, x3
+    mov     x0, x6                              // handler(request, length, context, reply area)
+    mov     x1, x2
+    ldr     x2, [x8, #{act_context}]
+    ldr     x9, [x2]
+    msr     daifclr, #3
+    blr     x9
+
+    // Back from the handler: x0 = the reply's length, the reply at SP.
+    msr     daifset, #3
+    adrp    x9, TERN_FAST
+    ldp     x10, x12, [x9, #{fast_current}]
+    ldr     w11, [x10, #{thread_top}]
+    ldr     x14, [x12, x11, lsl #3]             // the server activation
+    ldr     w16, [x14, #{act_caller}]
+    ldr     w13, [x14, #{act_port}]
+    ldp     x15, x17, [x9, #{fast_domains}]
+    ldr     x17, [x17, x13, lsl #3]             // its port
+    ldr     w5, [x17, #{port_waiting}]
+    cbnz    w5, merged_return_trap              // someone waits for an activation
+    ldp     x2, x3, [x14, #{act_reply_address}] // the client's buffer
+    cmp     x0, x3
+    b.hi    merged_return_trap                  // too large: the general path says so
+    subs    x5, x0, #{header_size}
+    b.lo    merged_return_trap                  // not a message
+    ldr     x3, [sp]                            // the reply's header
+    tst     x3, #{no_right_mask}
+    b.ne    merged_return_trap                  // carries a right
+    mov     x4, sp
+    stp     x3, x5, [x2], #16                   // the one copy: the header (length stamped),
+    cbz     x5, 3f
+    add     x4, x4, #{header_size}
+    COPY_PAYLOAD x4, x2, x5, 3, 6             // then the payload
+3:  str     w16, [x10, #{thread_top}]           // pop
+    stp     wzr, wzr, [x14, #{act_caller}]
+    ldr     w3, [x17, #{port_pool_head}]        // back to the pool
+    str     w3, [x14, #{act_next_free}]
+    str     w11, [x17, #{port_pool_head}]
+    ldr     x13, [x12, x16, lsl #3]             // the client, again
+    ldp     x3, x30, [x13, #{act_saved_sp}]
+    mov     sp, x3
+    mov     x1, x0                              // x0 = 0: success; x1 = reply length
+    mov     x0, xzr
+    msr     daifclr, #3
+    ret
+
+merged_call_trap:
+    mov     x8, #{call}
+    b       kernel_entry_trap
+
+// The reply needs the general Return: hand it over as the merged dispatch
+// trampoline would (x0 the reply, x1 its length), from a place that spins
+// if the Return is refused, as the trampoline does.
+merged_return_trap:
+    mov     x1, x0
+    mov     x0, sp
+    mov     x8, #{return_call}
+    adr     x30, 4f
+    b       kernel_entry_trap
+4:  b       4b

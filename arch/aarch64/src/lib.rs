@@ -167,6 +167,8 @@ core::arch::global_asm!(
     fast_domains = const core::mem::offset_of!(fastpath::FastPath, domains),
     fast_migrated = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(state::RpcStatistics, migrated),
+    fast_direct = const core::mem::offset_of!(fastpath::FastPath, statistics)
+        + core::mem::offset_of!(state::RpcStatistics, direct),
     fast_copies = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(state::RpcStatistics, payload_copies),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
@@ -226,6 +228,11 @@ core::arch::global_asm!(
     context_x30 = const core::mem::offset_of!(state::KernelContext, registers) + 11 * 8,
     context_floating = const core::mem::offset_of!(state::KernelContext, floating),
     context_thread_pointer = const core::mem::offset_of!(state::KernelContext, thread_pointer),
+    pstate_el1t = const tern_inks::mode::DomainMode::Merged.entry_pstate(),
+    svc_syndrome = const (0x15u64 << 26) | (1 << 25),
+    message_payload_max = const tern_core::abi::MESSAGE_MAX - tern_core::abi::MessageHeader::SIZE,
+    reply_pages = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) >> 12,
+    reply_rest = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) & 0xfff,
 );
 
 core::arch::global_asm!(include_str!("upcall.s"));

@@ -18,7 +18,7 @@
 //!    page not at all), all other RAM as kernel data, and the devices.
 
 use crate::cpu;
-use tern_core::board::{ARENA_ALIAS_OFFSET, BoardConfig, DOMAIN_REGION};
+use tern_core::board::{ARENA_ALIAS_OFFSET, BoardConfig, DOMAIN_REGION, REGION_HEAP_OFFSET};
 use tern_core::bootinfo::BootFacts;
 use tern_core::frame::{FRAME_SIZE, FrameAllocator, PhysRange};
 use tern_core::heap::LockedHeap;
@@ -73,9 +73,9 @@ impl TernAllocator {
         // SAFETY: reading SP has no side effects.
         unsafe { core::arch::asm!("mov {}, sp", out(reg) stack_pointer, options(nomem, nostack)) };
         if stack_pointer >= self.arena_start && stack_pointer < self.arena_end {
-            let region = stack_pointer & !(DOMAIN_REGION - 1);
-            // SAFETY: every region of the arena begins with the domain's
-            // heap, written by `domains::create` before any code runs in
+            let region = (stack_pointer & !(DOMAIN_REGION - 1)) + REGION_HEAP_OFFSET;
+            // SAFETY: every region of the arena holds the domain's heap
+            // record at REGION_HEAP_OFFSET, written by `domains::create` before any code runs in
             // the domain; the domain's view maps it read-write, and the
             // domain is running (its stack is in the region).
             unsafe { &*(region as *const LockedHeap) }

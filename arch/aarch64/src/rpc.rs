@@ -42,6 +42,7 @@ use tern_core::abi::{Error, MessageHeader, NO_RIGHT, encode_result};
 use tern_core::capability::{Capability, PortId};
 use tern_core::domain::{DomainId, UserRange};
 use tern_core::thread::{ActivationId, Destination, PendingRequest, Route, ThreadId, ThreadState, UserContext};
+use tern_inks::mode::DomainMode;
 
 /// Room a server activation needs below a request on its stack.
 const STACK_MARGIN: u64 = 16 << 10;
@@ -336,7 +337,10 @@ fn migrate_into(
     // is in the activation, where the fast path reads it too.
     let target = kernel.objects.activation(activation).ok_or(Error::PortDead)?;
     let (server, entry, stack_top, stack_size) = (target.domain, target.entry, target.stack_top, target.stack_size);
-    let (view, pstate, context) = (target.view, target.entry_pstate, target.context);
+    let (own_view, pstate, context) = (target.view, target.entry_pstate, target.context);
+    // A merged server runs in the caller's view (it is mapped in all of
+    // them), recorded for returns into it; a protected one in its own.
+    let view = if pstate == DomainMode::Merged.entry_pstate() { cpu::translation() } else { own_view };
     let length = message.map_or(0, |(request, _, _)| request.length) as u64;
     if length + STACK_MARGIN > stack_size {
         return Err(Error::BadMessage);
@@ -356,6 +360,7 @@ fn migrate_into(
     kernel.objects.push(thread, activation);
     if let Some(target) = kernel.objects.activation_mut(activation) {
         target.set_reply(reply_to);
+        target.view = view;
     }
     let depth = kernel.objects.chain(thread).len();
     kernel.statistics().longest_chain = kernel.statistics().longest_chain.max(depth);

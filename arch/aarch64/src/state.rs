@@ -18,6 +18,7 @@ use tern_core::domain::{DomainId, SharedImage};
 use tern_core::frame::PhysRange;
 use tern_core::schedule::RunQueue;
 use tern_core::thread::{ActivationId, Objects, ThreadId};
+use tern_inks::mode::DomainMode;
 
 /// What a thread's kernel side needs saved while another thread runs.
 #[repr(C)]
@@ -84,8 +85,11 @@ pub struct Kernel {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RpcStatistics {
-    /// Calls that migrated into a pool activation.
+    /// Calls that migrated into a pool activation, through a trap.
     pub migrated: u64,
+    /// Calls that migrated into a merged pool activation from merged code
+    /// without a trap (`tern_merged_call`).
+    pub direct: u64,
     /// Calls handed to a waiting server thread.
     pub handed_off: u64,
     /// Calls queued behind busy server threads.
@@ -178,12 +182,13 @@ impl Kernel {
         stack_size: u64,
     ) -> ActivationId {
         let view = self.view_of(domain);
-        let (pstate, context) =
-            self.domain(domain).map_or((0, 0), |record| (record.mode.entry_pstate(), record.context as u64));
+        let (mode, context) =
+            self.domain(domain).map_or((DomainMode::Protected, 0), |record| (record.mode, record.context as u64));
+        let entry = crate::domains::entry_for_mode(entry, mode);
         let activation = self.objects.new_activation(domain, port, entry, stack_top, stack_size);
         if let Some(entry) = self.objects.activation_mut(activation) {
             entry.view = view;
-            entry.entry_pstate = pstate;
+            entry.entry_pstate = mode.entry_pstate();
             entry.context = context;
         }
         activation
@@ -191,6 +196,9 @@ impl Kernel {
 
     /// The TTBR0 value for the current thread's domain (or the kernel's).
     pub fn current_view(&self) -> u64 {
-        self.current_domain().map_or(self.kernel_view, |domain| self.view_of(domain))
+        // The top activation's view: its domain's, or for a merged
+        // domain's activation the view of the call that entered it.
+        let top = self.objects.thread(self.current).and_then(|thread| thread.top);
+        top.and_then(|top| self.objects.activation(top)).map_or(self.kernel_view, |activation| activation.view)
     }
 }
