@@ -80,7 +80,23 @@ pub enum Call {
     /// of it); a protected caller gets [`Error::NoRight`]. [`Error::Busy`]
     /// while any activation of that domain is occupied.
     DomainMode = 16,
+    /// [`Call::Call`] that also **lends** the server a region of the
+    /// caller's memory for the duration of the call: `x5` its address, `x6`
+    /// its length, with [`LEND_WRITABLE`] or'd in to let the server write
+    /// it. The server sees the same address (one address space); a
+    /// protected server gets the pages covering it mapped into its view
+    /// for the call only, a merged one needs no mapping. Served by pool
+    /// activations only ([`Error::CannotLend`] for a port served by
+    /// threads, or from a merged caller to a protected server).
+    CallLending = 17,
 }
+
+/// Or'd into a lent region's length ([`Call::CallLending`], `x6`): the
+/// server may write the region, not only read it.
+pub const LEND_WRITABLE: usize = 1 << 63;
+
+/// The largest region one call may lend: 2 MiB.
+pub const LEND_MAX: usize = 2 << 20;
 
 impl Call {
     /// Decode a call number; `None` for numbers that name no call.
@@ -103,6 +119,7 @@ impl Call {
             14 => Some(Call::ThreadJoin),
             15 => Some(Call::Null),
             16 => Some(Call::DomainMode),
+            17 => Some(Call::CallLending),
             _ => None,
         }
     }
@@ -145,6 +162,9 @@ pub enum Error {
     /// The object is in use in a way that forbids the change (a domain
     /// with an occupied activation cannot change mode); nothing changed.
     Busy = 13,
+    /// The region cannot be lent to that server (it is served by threads,
+    /// or the caller is merged and the server protected).
+    CannotLend = 14,
 }
 
 impl Error {
@@ -164,6 +184,7 @@ impl Error {
             11 => Some(Error::NotInCall),
             12 => Some(Error::CallAborted),
             13 => Some(Error::Busy),
+            14 => Some(Error::CannotLend),
             _ => None,
         }
     }
@@ -184,6 +205,7 @@ impl Error {
             Error::NotInCall => "NotInCall",
             Error::CallAborted => "CallAborted",
             Error::Busy => "Busy",
+            Error::CannotLend => "CannotLend",
         }
     }
 }
@@ -303,11 +325,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=16 {
-            let call = Call::from_number(number).expect("numbers 0..=16 are calls");
+        for number in 0..=17 {
+            let call = Call::from_number(number).expect("numbers 0..=17 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(17), None);
+        assert_eq!(Call::from_number(18), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -318,8 +340,8 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        for code in 1..=13 {
-            let error = Error::from_code(code).expect("codes 1..=13 are errors");
+        for code in 1..=14 {
+            let error = Error::from_code(code).expect("codes 1..=14 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

@@ -89,6 +89,12 @@ pub enum Kind {
     /// A merged domain's memory: part of the kernel domain — EL1 read-write,
     /// never executable, global (the same entry in every view).
     MergedData,
+    /// Pages lent to a protected server for one call, read-only: EL0 and
+    /// EL1 may read, never executable, not global.
+    LentReadOnly,
+    /// Pages lent to a protected server for one call, read-write: EL0 and
+    /// EL1 may read and write, never executable, not global.
+    LentReadWrite,
 }
 
 impl Kind {
@@ -106,6 +112,17 @@ impl Kind {
                 (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | AP_EL0 | NOT_GLOBAL | PXN | UXN
             }
             Kind::MergedData => (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | PXN | UXN,
+            Kind::LentReadOnly => {
+                (MAIR_NORMAL << ATTR_SHIFT)
+                    | SHARE_INNER
+                    | ACCESS_FLAG
+                    | AP_EL0
+                    | AP_READ_ONLY
+                    | NOT_GLOBAL
+                    | PXN
+                    | UXN
+            }
+            Kind::LentReadWrite => Kind::DomainData.attributes(),
         }
     }
 }
@@ -342,19 +359,74 @@ pub fn remap(memory: &mut impl TableMemory, root: u64, region: PhysRange, kind: 
     } else {
         entry & ADDRESS_MASK
     };
-    let table = memory.table(level2);
     // Refuse before changing anything: a block split into pages here is
-    // not a domain region.
+    // not a domain region — unless no page of it is mapped (a level-3
+    // table left empty by lent pages coming back, see `unmap_pages`),
+    // which is replaced (its frame stays allocated).
     let first = index(start, 2);
     let count = (size / LEVEL2_BLOCK) as usize;
-    if table.0[first..first + count].iter().any(|&entry| entry & VALID != 0 && entry & TABLE_OR_PAGE != 0) {
-        return Err(MapError::AlreadyMapped);
+    let entries = memory.table(level2).0;
+    for &entry in &entries[first..first + count] {
+        if entry & VALID != 0
+            && entry & TABLE_OR_PAGE != 0
+            && memory.table(entry & ADDRESS_MASK).0.iter().any(|&page| page & VALID != 0)
+        {
+            return Err(MapError::AlreadyMapped);
+        }
     }
+    let table = memory.table(level2);
     for (at, entry) in table.0[first..first + count].iter_mut().enumerate() {
         let block = start + at as u64 * LEVEL2_BLOCK;
         *entry = kind.map_or(0, |kind| block | kind.attributes() | VALID);
     }
     Ok(())
+}
+
+/// Map each page of `range` (identity, page aligned) into the tree at
+/// `root` as a level-3 page of `kind`, making level-2 and level-3 tables
+/// where there are none. Refuses — before changing anything — a page that
+/// is mapped already (by a page or a block), so it never replaces a
+/// mapping. Used to lend a client's pages to a protected server for one
+/// call; [`unmap_pages`] undoes it.
+pub fn map_pages(memory: &mut impl TableMemory, root: u64, range: PhysRange, kind: Kind) -> Result<(), MapError> {
+    let (start, end) = (range.start, range.end);
+    if end <= start || !(start | end).is_multiple_of(PAGE) {
+        return Err(MapError::Misaligned);
+    }
+    if end > VIRTUAL_SPAN {
+        return Err(MapError::OutOfRange);
+    }
+    if (start..end).step_by(PAGE as usize).any(|page| translate(memory, root, page).is_some()) {
+        return Err(MapError::AlreadyMapped);
+    }
+    for page in (start..end).step_by(PAGE as usize) {
+        if let Err(error) = map_one(memory, root, page, page, 3, kind) {
+            unmap_pages(memory, root, PhysRange::new(start, page));
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Unmap the level-3 pages of `range` (identity, page aligned) in the tree
+/// at `root`; blocks and tables are left alone (an emptied level-3 table
+/// stays, for the next lend). The caller does the TLB maintenance.
+pub fn unmap_pages(memory: &mut impl TableMemory, root: u64, range: PhysRange) {
+    for page in (range.start..range.end).step_by(PAGE as usize) {
+        let mut table = root;
+        for level in 1..=3 {
+            let slot = index(page, level);
+            let entry = memory.table(table).0[slot];
+            if entry & VALID == 0 || (level < 3 && entry & TABLE_OR_PAGE == 0) {
+                break;
+            }
+            if level == 3 {
+                memory.table(table).0[slot] = 0;
+            } else {
+                table = entry & ADDRESS_MASK;
+            }
+        }
+    }
 }
 
 /// The boot-time level-1 table for an identity map of whole gigabytes:
@@ -549,6 +621,45 @@ mod tests {
         // Mapping into a gigabyte the tree does not cover yet makes its table.
         remap(&mut memory, kernel, PhysRange::new(0x4000_0000, 0x4020_0000), Some(Kind::MergedData)).unwrap();
         assert!(translate(&mut memory, kernel, 0x4000_0000).is_some());
+    }
+
+    #[test]
+    fn lent_pages_come_and_go_without_touching_the_rest() {
+        let mut memory = HostTables::new();
+        let kernel = kernel_tree(&mut memory);
+        let server_region = PhysRange::new(0x6000_0000, 0x6080_0000);
+        let client_region = PhysRange::new(0x6080_0000, 0x6100_0000);
+        let server = derive_view(&mut memory, kernel, server_region).unwrap();
+        let lent = PhysRange::new(0x6090_1000, 0x6090_9000);
+        assert_eq!(translate(&mut memory, server, lent.start), None, "the client's memory is not in the server's view");
+        map_pages(&mut memory, server, lent, Kind::LentReadOnly).unwrap();
+        for page in (lent.start..lent.end).step_by(PAGE as usize) {
+            let (physical, descriptor) = translate(&mut memory, server, page + 8).expect("lent page mapped");
+            assert_eq!(physical, page + 8);
+            let access = Access::of(descriptor);
+            assert!(access.user_read && !access.user_write && !access.global);
+        }
+        assert_eq!(translate(&mut memory, server, lent.start - PAGE), None, "only the lent pages");
+        assert_eq!(translate(&mut memory, server, lent.end), None, "only the lent pages");
+        assert_eq!(map_pages(&mut memory, server, lent, Kind::LentReadWrite), Err(MapError::AlreadyMapped));
+        assert_eq!(
+            map_pages(&mut memory, server, PhysRange::new(0x6000_0000, 0x6000_1000), Kind::LentReadOnly),
+            Err(MapError::AlreadyMapped),
+            "the server's own block is never replaced"
+        );
+        unmap_pages(&mut memory, server, lent);
+        assert_eq!(translate(&mut memory, server, lent.start), None);
+        assert!(translate(&mut memory, server, server_region.start).is_some(), "its own region untouched");
+        map_pages(&mut memory, server, lent, Kind::LentReadWrite).unwrap();
+        assert!(Access::of(translate(&mut memory, server, lent.start).unwrap().1).user_write);
+        assert_eq!(
+            remap(&mut memory, server, client_region, Some(Kind::MergedData)),
+            Err(MapError::AlreadyMapped),
+            "a client with pages lent cannot be merged over them"
+        );
+        unmap_pages(&mut memory, server, lent);
+        remap(&mut memory, server, client_region, Some(Kind::MergedData)).expect("an emptied lend table is replaced");
+        assert!(!Access::of(translate(&mut memory, server, lent.start).unwrap().1).user_read);
     }
 
     #[test]

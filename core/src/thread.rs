@@ -239,8 +239,10 @@ pub struct Activation {
     pub port: Option<PortId>,
     /// The domain it belongs to, for life.
     pub domain: DomainId,
-    /// A sidetrack activation (its upcall tells the server its pool is low).
-    pub sidetrack: bool,
+    /// [`Activation::GENERAL_RETURN`], [`Activation::SIDETRACK`],
+    /// [`Activation::LENT`]: one byte, so that the fast return tests the
+    /// one bit that sends it to the general path.
+    pub flags: u8,
     /// Its number.
     pub id: ActivationId,
     /// Where upcalls into it start.
@@ -268,12 +270,52 @@ pub struct Activation {
     pub reply_capacity: u64,
     /// The domain owning the reply buffer.
     pub reply_domain: DomainId,
+    /// While it serves a call that lent it a region mapped into its view
+    /// (flag [`Activation::LENT`]): the region's address ...
+    pub lent_address: u64,
+    /// ... and length (the pages covering them are mapped).
+    pub lent_length: u64,
     /// Its user registers while it waits for a call it made (last: the
     /// fast path reaches the small fields above with short offsets).
     pub saved: UserContext,
 }
 
 impl Activation {
+    /// Flag: its `Return` must take the general path (a sidetrack's end,
+    /// or a lent region to unmap). Bit 0: the fast path tests this bit.
+    pub const GENERAL_RETURN: u8 = 1;
+    /// Flag: a sidetrack activation (its upcall tells the server its pool
+    /// is low).
+    pub const SIDETRACK: u8 = 2;
+    /// Flag: it serves a call whose lent region is mapped into its view
+    /// (`lent_address`, `lent_length`), to unmap when the call ends.
+    pub const LENT: u8 = 4;
+
+    /// A sidetrack activation?
+    pub fn is_sidetrack(&self) -> bool {
+        self.flags & Self::SIDETRACK != 0
+    }
+
+    /// Record a lent region mapped for the call it serves (`None`: the
+    /// call ended, nothing is lent). Keeps the general-return flag in step.
+    pub fn set_lent(&mut self, region: Option<(u64, u64)>) {
+        let (address, length) = region.unwrap_or((0, 0));
+        self.lent_address = address;
+        self.lent_length = length;
+        self.flags &= !(Self::LENT | Self::GENERAL_RETURN);
+        if region.is_some() {
+            self.flags |= Self::LENT;
+        }
+        if self.flags & (Self::LENT | Self::SIDETRACK) != 0 {
+            self.flags |= Self::GENERAL_RETURN;
+        }
+    }
+
+    /// The lent region mapped for the call it serves, if any.
+    pub fn lent(&self) -> Option<(u64, u64)> {
+        (self.flags & Self::LENT != 0).then_some((self.lent_address, self.lent_length))
+    }
+
     /// Where its reply goes, while it serves a call.
     pub fn reply(&self) -> Destination {
         Destination {
@@ -470,7 +512,7 @@ impl Objects {
             next_free: None,
             port,
             domain,
-            sidetrack: false,
+            flags: 0,
             id: ActivationId(id),
             entry,
             entry_pstate: 0,
@@ -481,6 +523,8 @@ impl Objects {
             reply_address: 0,
             reply_capacity: 0,
             reply_domain: DomainId(0),
+            lent_address: 0,
+            lent_length: 0,
             saved: UserContext::default(),
         }))
     }

@@ -102,6 +102,73 @@ pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, E
     )
 }
 
+/// [`call`], lending the server `lent` for the duration of the call,
+/// read-only: the server sees it at the same address (mapped into its view
+/// for the call if it is protected; a merged server sees it already), with
+/// no copy. Served by pool activations only (`CannotLend` otherwise).
+#[inline(always)]
+pub fn call_lending(port: PortName, request: &[u8], reply: &mut [u8], lent: &[u8]) -> Result<usize, Error> {
+    call_lending_raw(port, (request.as_ptr() as usize, request.len()), reply, (lent.as_ptr() as usize, lent.len()))
+}
+
+/// [`call_lending`], read-write: the server may write `lent`.
+#[inline(always)]
+pub fn call_lending_mut(port: PortName, request: &[u8], reply: &mut [u8], lent: &mut [u8]) -> Result<usize, Error> {
+    let lent = (lent.as_mut_ptr() as usize, lent.len() | tern_core::abi::LEND_WRITABLE);
+    call_lending_raw(port, (request.as_ptr() as usize, request.len()), reply, lent)
+}
+
+/// [`call_lending`] with an unchecked lend claim (address, length |
+/// `LEND_WRITABLE`), for probing the kernel's checks.
+#[inline(always)]
+pub fn call_lending_raw(
+    port: PortName,
+    request: (usize, usize),
+    reply: &mut [u8],
+    lent: (usize, usize),
+) -> Result<usize, Error> {
+    #[cfg(target_os = "none")]
+    {
+        let status: usize;
+        let value: usize;
+        // SAFETY: as in `raw_call_number`, with x5/x6 carrying the lent
+        // region (which the kernel checks against our memory). The region
+        // stays borrowed by the caller of the safe wrappers until the call
+        // returns, so the server's access to it races with nothing of ours.
+        unsafe {
+            core::arch::asm!(
+                "mov     x9, sp",
+                "and     x9, x9, #{region_mask}",
+                "ldr     x9, [x9, #{mode_offset}]",
+                "cbz     x9, 1f",
+                "bl      tern_kernel_entry",
+                "b       2f",
+                "1:",
+                "svc     #0",
+                "2:",
+                region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+                mode_offset = const tern_core::board::REGION_MODE_OFFSET,
+                inlateout("x0") port as usize => status,
+                inlateout("x1") request.0 => value,
+                in("x2") request.1,
+                in("x3") reply.as_mut_ptr() as usize,
+                in("x4") reply.len(),
+                in("x5") lent.0,
+                in("x6") lent.1,
+                in("x8") Call::CallLending as usize,
+                clobber_abi("C"),
+                options(nostack),
+            );
+        }
+        tern_core::abi::decode_result(status, value)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = (port, request, reply, lent);
+        Err(Error::NoSuchCall)
+    }
+}
+
 /// [`call`] with unchecked buffer claims, for probing the kernel's checks.
 #[inline(always)]
 pub fn call_raw(port: usize, request: (usize, usize), reply: (usize, usize)) -> Result<usize, Error> {
@@ -262,9 +329,11 @@ pub fn exit(result: usize) -> ! {
 }
 
 /// A migrating dispatch handler: gets the request (address and length, on
-/// the activation's stack), the domain's context word and a reply buffer
-/// of [`tern_core::abi::MESSAGE_MAX`] bytes; returns the reply's length.
-pub type DispatchHandler = extern "C" fn(usize, usize, usize, *mut u8) -> usize;
+/// the activation's stack), the domain's context word, a reply buffer of
+/// [`tern_core::abi::MESSAGE_MAX`] bytes, and the region the client lent
+/// (address and length | `LEND_WRITABLE`; 0 and 0 for none); returns the
+/// reply's length.
+pub type DispatchHandler = extern "C" fn(usize, usize, usize, *mut u8, usize, usize) -> usize;
 
 #[cfg(target_os = "none")]
 unsafe extern "C" {

@@ -126,6 +126,15 @@ pub trait Service: Sync + 'static {
     /// no right and an empty payload.
     fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>);
 
+    /// Answer a request that came with a region the client lent for this
+    /// call ([`gate::call_lending`]): the same address the client used, no
+    /// copy, valid only until this returns (the lifetime says so). The
+    /// default ignores the region and answers with [`Service::handle`].
+    fn handle_lent(&self, request: &Request<'_>, lent: Lent<'_>, reply: &mut Reply<'_>) {
+        let _ = lent;
+        self.handle(request, reply);
+    }
+
     /// The kernel is about to hand out the last free activation of `port`'s
     /// pool (`free` are left): return how many activations to add. Runs in
     /// the sidetrack upcall, on the client's thread, before the call goes
@@ -133,6 +142,27 @@ pub trait Service: Sync + 'static {
     fn pool_low(&self, port: PortName, free: usize) -> usize {
         let _ = (port, free);
         0
+    }
+}
+
+/// A region of the client's memory lent to a migrating call, as the
+/// server sees it: read-only or read-write, for the call only.
+#[derive(Debug)]
+pub enum Lent<'a> {
+    /// The client lent it read-only.
+    ReadOnly(&'a [u8]),
+    /// The client lent it read-write: what the server writes, the client
+    /// sees when the call returns.
+    ReadWrite(&'a mut [u8]),
+}
+
+impl Lent<'_> {
+    /// The bytes, whichever way they were lent.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Lent::ReadOnly(bytes) => bytes,
+            Lent::ReadWrite(bytes) => bytes,
+        }
     }
 }
 
@@ -817,10 +847,13 @@ extern "C" fn migrating_handler<S: Service>(
     request_length: usize,
     context: usize,
     reply_area: *mut u8,
+    lent_address: usize,
+    lent_word: usize,
 ) -> usize {
-    // SAFETY: the gate's dispatch trampoline passes the MESSAGE_MAX bytes
-    // it reserved on this activation's stack, below this frame, for the
-    // reply; nothing else uses them until this function returns.
+    // SAFETY: the gate's dispatch trampoline (or the kernel's merged call
+    // path) passes the MESSAGE_MAX bytes it reserved on this activation's
+    // stack, below this frame, for the reply; nothing else uses them until
+    // this function returns.
     let storage = unsafe { core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX) };
     let mut reply = MessageBuffer::start(storage);
     match (
@@ -829,9 +862,39 @@ extern "C" fn migrating_handler<S: Service>(
     ) {
         (None, _) => reply.set_label(LABEL_NO_SERVICE),
         (Some(_), None) => reply.set_label(LABEL_MALFORMED_REQUEST),
-        (Some(service), Some(request)) => service.handle(&request, &mut reply),
+        (Some(service), Some(request)) => match lent_from_registers(lent_address, lent_word) {
+            Some(lent) => service.handle_lent(&request, lent, &mut reply),
+            None => service.handle(&request, &mut reply),
+        },
     }
     reply.message().len()
+}
+
+/// The lent region the kernel handed this call, if any (address 0 or
+/// length 0: none).
+fn lent_from_registers<'a>(address: usize, word: usize) -> Option<Lent<'a>> {
+    let writable = word & tern_core::abi::LEND_WRITABLE != 0;
+    let length = word & !tern_core::abi::LEND_WRITABLE;
+    if address == 0 || length == 0 || length > tern_core::abi::LEND_MAX || address.checked_add(length).is_none() {
+        return None;
+    }
+    let pointer = core::ptr::with_exposed_provenance_mut::<u8>(address);
+    // SAFETY: the kernel passes a lent region only with the call that lent
+    // it: it checked the range against the client's memory and mapped the
+    // pages covering it into this domain's view (read-write only when the
+    // client lent it so), or, for a merged domain, the range is already
+    // reachable. It stays so until this activation's `Return`, which comes
+    // after the handler this reference is given to has returned (the
+    // lifetime cannot outlive the handler's call). The client borrowed it
+    // (shared or exclusively) for the whole call, so nothing of the
+    // client's writes it meanwhile.
+    Some(unsafe {
+        if writable {
+            Lent::ReadWrite(core::slice::from_raw_parts_mut(pointer, length))
+        } else {
+            Lent::ReadOnly(core::slice::from_raw_parts(pointer, length))
+        }
+    })
 }
 
 /// Where the sidetrack upcall enters, on the client's thread, when the

@@ -85,20 +85,22 @@ scenarios! {
 }
 
 /// What the merge test must print: echo answers every size intact in each
-/// mode (a merged client reaching merged echo without a trap), its memory
+/// mode (a merged client reaching merged echo without a trap), and what is
+/// lent to it (read-only and read-write), its memory
 /// is where each mode puts it, a busy domain is refused, a protected
 /// domain may not ask and a merged one may.
-const MERGE_LINES: [&str; 12] = [
+const MERGE_LINES: [&str; 13] = [
     "[client] echo round: 4 of 4 sizes answered intact",
+    "[client] lent 4096 bytes read-only: echoed intact; lent 1000 bytes read-write: reversed in place",
     "[client] asking to be merged, while Protected: Err(NoRight)",
     "[client] asking to be merged, while Merged: Ok(0)",
-    "merge-echo: round with echo protected: Ok(Returned(0)), 5 calls migrated by trap, 0 without",
+    "merge-echo: round with echo protected: Ok(Returned(0)), 7 calls migrated by trap, 0 without",
     "echo's memory in echo's / the client's / the kernel's view: EL1 only, global / EL1 only, global / EL1 only, global",
-    "merge-echo: round with echo merged: Ok(Returned(0)), 5 calls migrated by trap, 0 without",
-    "merge-echo: round with echo and client merged: Ok(Returned(0)), 1 calls migrated by trap, 4 without",
-    "merge-echo: round with echo merged, client protected again: Ok(Returned(0)), 5 calls migrated by trap, 0 without",
+    "merge-echo: round with echo merged: Ok(Returned(0)), 7 calls migrated by trap, 0 without",
+    "merge-echo: round with echo and client merged: Ok(Returned(0)), 1 calls migrated by trap, 6 without",
+    "merge-echo: round with echo merged, client protected again: Ok(Returned(0)), 7 calls migrated by trap, 0 without",
     "echo's memory in echo's / the client's / the kernel's view: EL0 read-write, this ASID / unmapped / unmapped",
-    "merge-echo: round with echo protected again: Ok(Returned(0)), 5 calls migrated by trap, 0 without",
+    "merge-echo: round with echo protected again: Ok(Returned(0)), 7 calls migrated by trap, 0 without",
     "checksum (server threads parked in receive) -> Merged: Err(Busy)",
     "merge-echo: client -> Protected: Ok(())",
 ];

@@ -66,6 +66,19 @@ pub fn flush_translations() {
 
 /// Switch TTBR0 to another view (table + ASID in the top bits). No TLB
 /// maintenance: views are tagged by ASID and share only global entries.
+/// After entries tagged with `asid` were removed from its tables: make the
+/// writes visible, then drop that ASID's TLB entries (global ones stay).
+pub fn flush_asid(asid: u16) {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLB invalidation has no effect on memory contents; it only
+    // forces later walks (for that ASID) to read the current tables.
+    unsafe {
+        core::arch::asm!("tlbi aside1, {}", in(reg) u64::from(asid) << 48, options(nostack, preserves_flags));
+    }
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
 /// The view (TTBR0_EL1: table and ASID) the CPU is in now.
 pub fn translation() -> u64 {
     TTBR0_EL1.get()

@@ -283,6 +283,44 @@ pub fn entry_for_mode(entry: u64, mode: DomainMode) -> u64 {
     }
 }
 
+/// Map the pages covering `region` (lent by a client for one call) into
+/// protected domain `server`'s view: read-only, or read-write when
+/// `writable`. `Busy` if a page of it is mapped there already (another
+/// call lending the same pages to the same server at the same time).
+pub fn lend_map(kernel: &Kernel, server: DomainId, region: PhysRange, writable: bool) -> Result<(), Error> {
+    let root = kernel.domain(server).ok_or(Error::PortDead)?.domain.table;
+    let pages = pages_covering(region);
+    let kind = if writable { paging::Kind::LentReadWrite } else { paging::Kind::LentReadOnly };
+    let mut frames = memory::FRAMES.lock();
+    let frames = frames.as_mut().ok_or(Error::OutOfMemory)?;
+    paging::map_pages(&mut IdentityTables(frames), root, pages, kind).map_err(|error| match error {
+        paging::MapError::AlreadyMapped => Error::Busy,
+        _ => Error::OutOfMemory,
+    })?;
+    crate::cpu::publish_tables();
+    Ok(())
+}
+
+/// Take a lent region back out of `server`'s view (the call ended, or was
+/// aborted), and drop what the TLB holds of it.
+pub fn lend_unmap(kernel: &Kernel, server: DomainId, region: PhysRange) {
+    let Some(record) = kernel.domain(server) else { return };
+    let (root, asid) = (record.domain.table, record.domain.id.0);
+    {
+        let mut frames = memory::FRAMES.lock();
+        if let Some(frames) = frames.as_mut() {
+            paging::unmap_pages(&mut IdentityTables(frames), root, pages_covering(region));
+        }
+    }
+    crate::cpu::flush_asid(asid);
+}
+
+/// The whole pages covering `region`.
+fn pages_covering(region: PhysRange) -> PhysRange {
+    let page = paging::PAGE;
+    PhysRange::new(region.start & !(page - 1), region.end.next_multiple_of(page))
+}
+
 /// How domain `viewer`'s view (the kernel's for `None`) maps `address`:
 /// the access its leaf entry grants, or `None` if it is not mapped.
 pub fn access_in_view(kernel: &Kernel, viewer: Option<DomainId>, address: u64) -> Option<paging::Access> {

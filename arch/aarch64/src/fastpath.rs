@@ -66,6 +66,9 @@ pub struct FastPath {
     /// 64 zero bytes: the fast paths clear two general registers a load
     /// from them, and the SIMD first-use trap four vector registers.
     pub zeros: [u64; 8],
+    /// Where the merged call path keeps a lent region's two words while
+    /// it needs every register (interrupts masked, one core).
+    pub lent: [u64; 2],
 }
 
 /// One domain as the fast path needs it.
@@ -112,6 +115,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
         payload_copies: 0,
     },
     zeros: [0; 8],
+    lent: [0; 2],
 }));
 
 /// The RPC statistics, to read or count into. Taking the kernel state

@@ -192,6 +192,7 @@ fast_call_merged:
     msr     sp_el0, x3
     msr     spsr_el1, x6
     mov     x0, x3
+    ldp     x4, x5, [x9, #{fast_zeros}]         // nothing lent
     eret
 
 // The switching handoff (the pool is empty): a server thread waiting in
@@ -482,6 +483,8 @@ fast_return_slow:
 tern_kernel_entry:
     cmp     x8, #{call}
     b.eq    tern_merged_call
+    cmp     x8, #{call_lending}
+    b.eq    tern_merged_call_lending
 kernel_entry_trap:
     msr     daifset, #3
     msr     elr_el1, x30
@@ -512,9 +515,12 @@ kernel_entry_trap:
 // client) activation's number, w7 the thread's number, x12 the activation
 // table, x13 the client activation, w14 its domain, x17 the port, x8 the
 // server activation, w16 its number, x18 the payload length.
-tern_merged_call:
+.macro MERGED_CALL lending, trap
     msr     daifset, #3
     adrp    x9, TERN_FAST
+.if \lending
+    stp     x5, x6, [x9, #{fast_lent}]          // the lent region, until the handler's call
+.endif
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
@@ -523,43 +529,43 @@ tern_merged_call:
     ldr     x15, [x15, x14, lsl #3]             // the client's domain
     ldp     x5, x6, [x15, #{dom_port_words}]
     cmp     x0, x6
-    b.hs    merged_call_trap                    // no such name
+    b.hs    \trap                    // no such name
     ldr     w5, [x5, x0, lsl #2]
     and     w5, w5, #0x7fffffff
     ldr     x17, [x16, x5, lsl #3]              // the port
-    cbz     x17, merged_call_trap
+    cbz     x17, \trap
     ldr     w16, [x17, #{port_pool_head}]
-    cbz     w16, merged_call_trap               // no free activation
+    cbz     w16, \trap               // no free activation
     ldr     x8, [x12, x16, lsl #3]              // the server activation
     ldr     x5, [x8, #{act_entry}]
     adrp    x6, tern_dispatch_trampoline_merged
     add     x6, x6, :lo12:tern_dispatch_trampoline_merged
     cmp     x5, x6
-    b.ne    merged_call_trap                    // not a merged dispatch pool
+    b.ne    \trap                    // not a merged dispatch pool
     sub     x18, x2, #{header_size}
     cmp     x18, #{message_payload_max}
-    b.hi    merged_call_trap                    // too short or too long
+    b.hi    \trap                    // too short or too long
     ldp     x5, x6, [x15, #{dom_region_start}]  // the client's region
     adds    x15, x1, x2
-    b.cs    merged_call_trap
+    b.cs    \trap
     cmp     x1, x5
     ccmp    x15, x6, #2, hs
-    b.hi    merged_call_trap                    // request not the client's
+    b.hi    \trap                    // request not the client's
     adds    x15, x3, x4
-    b.cs    merged_call_trap
+    b.cs    \trap
     cmp     x3, x5
     ccmp    x15, x6, #2, hs
-    b.hi    merged_call_trap                    // reply buffer not the client's
+    b.hi    \trap                    // reply buffer not the client's
     ldr     x5, [x1]                            // header: label | right << 32
     tst     x5, #{no_right_mask}
-    b.ne    merged_call_trap                    // carries a right
+    b.ne    \trap                    // carries a right
     ldr     w15, [x8, #{act_next_free}]
-    cbnz    w15, 1f
+    cbnz    w15, 1\@f
     ldr     w15, [x17, #{port_sidetrack}]
-    cbnz    w15, merged_call_trap               // the last one, and a sidetrack is due
+    cbnz    w15, \trap               // the last one, and a sidetrack is due
 
     // Point of no return.
-1:  str     w15, [x17, #{port_pool_head}]       // pop the pool
+1\@:  str     w15, [x17, #{port_pool_head}]       // pop the pool
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain
     str     w16, [x10, #{thread_top}]
     stp     x3, x4, [x8, #{act_reply_address}]
@@ -581,10 +587,10 @@ tern_merged_call:
     and     x6, x6, #0xfffffffffffffff0
     mov     x7, x6
     stp     x5, x18, [x7], #16                  // the one copy: the header (length stamped),
-    cbz     x18, 2f
+    cbz     x18, 2\@f
     add     x1, x1, #{header_size}
     COPY_PAYLOAD x1, x7, x18, 5, 15           // then the payload
-2:  ldr     x5, [x9, #{fast_direct}]
+2\@:  ldr     x5, [x9, #{fast_direct}]
     add     x5, x5, #1
     str     x5, [x9, #{fast_direct}]
     sub     x3, x6, #{reply_pages}, lsl #12     // the reply area, below the request
@@ -593,10 +599,25 @@ tern_merged_call:
     mov     x0, x6                              // handler(request, length, context, reply area)
     mov     x1, x2
     ldr     x2, [x8, #{act_context}]
+.if \lending
+    ldp     x4, x5, [x9, #{fast_lent}]          // what was lent: the same address, no mapping
+.else
+    ldp     x4, x5, [x9, #{fast_zeros}]         // nothing lent
+.endif
     ldr     x9, [x2]
     msr     daifclr, #3
     blr     x9
 
+.endm
+
+tern_merged_call_lending:
+    MERGED_CALL 1, merged_lending_trap
+    b       merged_call_back
+
+tern_merged_call:
+    MERGED_CALL 0, merged_call_trap
+
+merged_call_back:
     // Back from the handler: x0 = the reply's length, the reply at SP.
     msr     daifset, #3
     adrp    x9, TERN_FAST
@@ -637,6 +658,11 @@ tern_merged_call:
 
 merged_call_trap:
     mov     x8, #{call}
+    b       kernel_entry_trap
+
+merged_lending_trap:
+    ldp     x5, x6, [x9, #{fast_lent}]
+    mov     x8, #{call_lending}
     b       kernel_entry_trap
 
 // The reply needs the general Return: hand it over as the merged dispatch

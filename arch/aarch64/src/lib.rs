@@ -95,7 +95,7 @@ mod fast_offsets {
     pub const ACT_NEXT_FREE: usize = offset_of!(Activation, next_free);
     pub const ACT_PORT: usize = offset_of!(Activation, port);
     pub const ACT_DOMAIN: usize = offset_of!(Activation, domain);
-    pub const ACT_SIDETRACK: usize = offset_of!(Activation, sidetrack);
+    pub const ACT_SIDETRACK: usize = offset_of!(Activation, flags);
     pub const ACT_ENTRY: usize = offset_of!(Activation, entry);
     pub const ACT_STACK_TOP: usize = offset_of!(Activation, stack_top);
     pub const ACT_VIEW: usize = offset_of!(Activation, view);
@@ -169,6 +169,8 @@ core::arch::global_asm!(
         + core::mem::offset_of!(state::RpcStatistics, migrated),
     fast_direct = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(state::RpcStatistics, direct),
+    fast_lent = const core::mem::offset_of!(fastpath::FastPath, lent),
+    call_lending = const tern_core::abi::Call::CallLending as usize,
     fast_copies = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(state::RpcStatistics, payload_copies),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
@@ -183,7 +185,8 @@ core::arch::global_asm!(
     act_port = const fast_offsets::ACT_PORT,
     act_domain = const fast_offsets::ACT_DOMAIN,
     no_right_mask = const 0xffff_ffff_0000_0000u64,
-    sidetrack_bit = const (fast_offsets::ACT_SIDETRACK - fast_offsets::ACT_PORT) * 8,
+    sidetrack_bit = const (fast_offsets::ACT_SIDETRACK - fast_offsets::ACT_PORT) * 8
+        + tern_core::thread::Activation::GENERAL_RETURN.trailing_zeros() as usize,
     act_entry = const fast_offsets::ACT_ENTRY,
     act_view = const fast_offsets::ACT_VIEW,
     act_stack_top = const fast_offsets::ACT_STACK_TOP,

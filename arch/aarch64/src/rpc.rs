@@ -38,7 +38,8 @@ use crate::exception::TrapFrame;
 use crate::state::{self, Kernel};
 use crate::threads;
 use crate::{cpu, memory};
-use tern_core::abi::{Error, MessageHeader, NO_RIGHT, encode_result};
+use tern_core::abi::{Call, Error, LEND_MAX, LEND_WRITABLE, MessageHeader, NO_RIGHT, encode_result};
+use tern_core::frame::PhysRange;
 use tern_core::capability::{Capability, PortId};
 use tern_core::domain::{DomainId, UserRange};
 use tern_core::thread::{ActivationId, Destination, PendingRequest, Route, ThreadId, ThreadState, UserContext};
@@ -196,15 +197,80 @@ enum Step {
     WaitForActivation,
 }
 
-/// `Call`: x0 port name, x1/x2 request, x3/x4 reply buffer.
+/// A region of the client's memory lent to the server for one call
+/// ([`tern_core::abi::Call::CallLending`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Lend {
+    /// Where it starts.
+    pub address: u64,
+    /// Its length in bytes.
+    pub length: u64,
+    /// Whether the server may write it.
+    pub writable: bool,
+}
+
+impl Lend {
+    /// The lend a `CallLending` frame describes (`x5` address, `x6`
+    /// length | `LEND_WRITABLE`); `None` for a plain `Call`.
+    fn from_frame(frame: &TrapFrame) -> Option<Lend> {
+        (frame.x[8] == Call::CallLending as u64).then(|| Lend {
+            address: frame.x[5],
+            length: frame.x[6] & !(LEND_WRITABLE as u64),
+            writable: frame.x[6] & LEND_WRITABLE as u64 != 0,
+        })
+    }
+
+    /// The registers the server's entry gets it in (`x4`, `x5`).
+    fn registers(self) -> (u64, u64) {
+        (self.address, self.length | if self.writable { LEND_WRITABLE as u64 } else { 0 })
+    }
+
+    fn region(self) -> PhysRange {
+        PhysRange::new(self.address, self.address + self.length)
+    }
+}
+
+/// Check a lend by `client`: 1 byte to [`LEND_MAX`], and — from a
+/// protected client — inside its own region (a merged client is part of
+/// the kernel domain: its pointers are trusted, as the kernel's are).
+fn check_lend(kernel: &Kernel, client: DomainId, lend: Lend) -> Result<(), Error> {
+    if lend.length == 0 || lend.length > LEND_MAX as u64 {
+        return Err(Error::InvalidArgument);
+    }
+    let record = kernel.domain(client).ok_or(Error::BadAddress)?;
+    if record.mode == DomainMode::Protected {
+        record.domain.check_writable(UserRange::new(lend.address as usize, lend.length as usize))?;
+    }
+    Ok(())
+}
+
+/// What a lend needs of server activation `activation`: `Ok(true)` to map
+/// it into the server's view (protected server, another domain's pages),
+/// `Ok(false)` for nothing (a merged server, which sees the caller's
+/// memory already, or a server lending to itself), `CannotLend` from a
+/// merged client to a protected server (its memory is EL1-only).
+fn lend_needs_mapping(kernel: &Kernel, client: DomainId, activation: ActivationId) -> Result<bool, Error> {
+    let server = kernel.objects.activation(activation).ok_or(Error::PortDead)?;
+    if server.entry_pstate == DomainMode::Merged.entry_pstate() || server.domain == client {
+        return Ok(false);
+    }
+    match kernel.domain(client).map(|record| record.mode) {
+        Some(DomainMode::Protected) => Ok(true),
+        _ => Err(Error::CannotLend),
+    }
+}
+
+/// `Call`: x0 port name, x1/x2 request, x3/x4 reply buffer; and
+/// `CallLending`: the same, plus x5/x6 the lent region.
 pub fn call(frame: &mut TrapFrame) -> Completion {
     let port_name = frame.x[0] as u32;
     let request = UserRange::new(frame.x[1] as usize, frame.x[2] as usize);
     let reply = UserRange::new(frame.x[3] as usize, frame.x[4] as usize);
+    let lend = Lend::from_frame(frame);
     loop {
         let step = state::with(|kernel| {
             register_frame(kernel, frame);
-            call_step(kernel, frame, port_name, request, reply)
+            call_step(kernel, frame, port_name, request, reply, lend)
         });
         match step {
             Err(error) => return Completion::Reply(Err(error)),
@@ -231,14 +297,22 @@ fn call_step(
     port_name: u32,
     request: UserRange,
     reply: UserRange,
+    lend: Option<Lend>,
 ) -> Result<Step, Error> {
     let (thread, client_activation, client) = caller(kernel)?;
     let record = kernel.domain(client).ok_or(Error::BadAddress)?;
     let port = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?.port;
     let reply = record.domain.check_writable(reply)?;
     let (header, right) = check_message(kernel, client, request)?;
+    if let Some(lend) = lend {
+        check_lend(kernel, client, lend)?;
+    }
     let reply_to = Destination { domain: client, address: reply.address, capacity: reply.length };
-    match kernel.objects.route(port) {
+    let route = kernel.objects.route(port);
+    if lend.is_some() && matches!(route, Route::HandOff(_) | Route::QueueForThread) {
+        return Err(Error::CannotLend);
+    }
+    match route {
         Route::Migrate(_) => {
             let last = kernel.objects.pool_free(port) == 1;
             let sidetrack = kernel.objects.port(port).and_then(|entry| {
@@ -250,14 +324,26 @@ fn call_step(
             let already = kernel.objects.thread(thread).and_then(|entry| entry.sidetracked) == Some(port);
             if let (Some(sidetrack), false) = (sidetrack, already) {
                 kernel.statistics().sidetracks += 1;
-                return migrate_into(kernel, frame, thread, client_activation, sidetrack, None, reply_to, port);
+                return migrate_into(kernel, frame, thread, client_activation, sidetrack, None, reply_to, port, None);
             }
             if let Some(entry) = kernel.objects.thread_mut(thread) {
                 entry.sidetracked = None;
             }
+            let next = kernel.objects.port(port).and_then(|entry| entry.pool_head).ok_or(Error::PortDead)?;
+            let mapped = match lend {
+                Some(lend) if lend_needs_mapping(kernel, client, next)? => {
+                    let server = kernel.objects.activation(next).ok_or(Error::PortDead)?.domain;
+                    crate::domains::lend_map(kernel, server, lend.region(), lend.writable)?;
+                    Some(lend)
+                }
+                _ => None,
+            };
             let activation = kernel.objects.pool_take(port).ok_or(Error::PortDead)?;
             kernel.statistics().migrated += 1;
-            migrate_into(
+            if let Some(entry) = kernel.objects.activation_mut(activation) {
+                entry.set_lent(mapped.map(|lend| (lend.address, lend.length)));
+            }
+            let step = migrate_into(
                 kernel,
                 frame,
                 thread,
@@ -266,7 +352,17 @@ fn call_step(
                 Some((request, header, right)),
                 reply_to,
                 port,
-            )
+                lend,
+            );
+            if step.is_err() {
+                // Refused after all (a request too big for its stack, a
+                // server gone): nothing may stay lent or taken.
+                if let Some(server) = kernel.objects.activation(activation).map(|entry| entry.domain) {
+                    end_lend(kernel, activation, server);
+                }
+                kernel.objects.pool_return(activation);
+            }
+            step
         }
         Route::HandOff(server) => {
             let destination =
@@ -332,6 +428,7 @@ fn migrate_into(
     message: Option<(UserRange, MessageHeader, Option<PortId>)>,
     reply_to: Destination,
     port: PortId,
+    lend: Option<Lend>,
 ) -> Result<Step, Error> {
     // What an upcall needs of the server's domain (view, PSTATE, context)
     // is in the activation, where the fast path reads it too.
@@ -368,6 +465,7 @@ fn migrate_into(
     if message.is_some() {
         entry_state.x[0] = message_address;
         entry_state.x[1] = length;
+        (entry_state.x[4], entry_state.x[5]) = lend.map_or((0, 0), Lend::registers);
     } else {
         // A sidetrack upcall: x0 = port (server's name for it is not
         // needed: the handler serves one port), x1 = free activations.
@@ -387,9 +485,10 @@ pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
         let (port, caller_activation, reply_to, sidetrack) = {
             let entry = kernel.objects.activation(activation).ok_or(Error::NotInCall)?;
             let port = entry.port.ok_or(Error::NotInCall)?;
-            (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply(), entry.sidetrack)
+            (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply(), entry.is_sidetrack())
         };
         let result = if sidetrack { Ok(0) } else { deliver_reply(kernel, server, reply, reply_to) };
+        end_lend(kernel, activation, server);
         kernel.objects.pop(thread);
         if !sidetrack {
             kernel.objects.pool_return(activation);
@@ -429,11 +528,26 @@ pub fn abort_call(kernel: &mut Kernel, frame: &mut TrapFrame) -> bool {
     else {
         return false;
     };
+    if let Some(server) = kernel.objects.activation(activation).map(|entry| entry.domain) {
+        end_lend(kernel, activation, server);
+    }
     kernel.objects.pop(thread);
     let saved = kernel.objects.activation(caller_activation).map(|entry| entry.saved).unwrap_or_default();
     load(frame, &saved);
     write_result(frame, Err(Error::CallAborted));
     true
+}
+
+/// The call `activation` (of `server`) served has ended: take back what
+/// was lent to it, if anything was mapped.
+fn end_lend(kernel: &mut Kernel, activation: ActivationId, server: DomainId) {
+    let lent = kernel.objects.activation(activation).and_then(|entry| entry.lent());
+    if let Some((address, length)) = lent {
+        crate::domains::lend_unmap(kernel, server, PhysRange::new(address, address + length));
+        if let Some(entry) = kernel.objects.activation_mut(activation) {
+            entry.set_lent(None);
+        }
+    }
 }
 
 /// `Receive`: x0 port, x1/x2 buffer.

@@ -15,7 +15,7 @@ use crate::{domains, threads, upcall};
 use tern_core::abi::{CONSOLE_WRITE_MAX, Call, Error, encode_result};
 use tern_core::capability::Capability;
 use tern_core::domain::{DomainId, UserRange};
-use tern_core::thread::ThreadId;
+use tern_core::thread::{Activation, ThreadId};
 use tern_inks::mode::DomainMode;
 
 /// The kernel's version, as handed to domains by [`Call::Version`].
@@ -25,7 +25,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
     // The RPC calls take the kernel state once, for everything.
     let rpc = match Call::from_number(frame.x[8] as usize) {
-        Some(Call::Call) => Some(rpc::call(frame)),
+        Some(Call::Call | Call::CallLending) => Some(rpc::call(frame)),
         Some(Call::ReplyReceive) => Some(rpc::reply_receive(frame)),
         _ => None,
     };
@@ -53,7 +53,7 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
         }
         Some(Call::WhoAmI) => Completion::Reply(Ok(caller.0 as usize)),
         Some(Call::Version) => Completion::Reply(version(caller, UserRange::new(arguments[0], arguments[1]))),
-        Some(Call::Call) => rpc::call(frame),
+        Some(Call::Call | Call::CallLending) => rpc::call(frame),
         Some(Call::Return) => rpc::return_from_call(frame),
         Some(Call::Receive) => rpc::receive(frame),
         Some(Call::ReplyReceive) => rpc::reply_receive(frame),
@@ -208,7 +208,7 @@ fn sidetrack_set(kernel: &mut Kernel, caller: DomainId, name: u32, entry: u64, s
     let top = domains::carve_stack(kernel, caller, stack).ok_or(Error::OutOfMemory)?;
     let activation = kernel.new_activation(caller, Some(port), entry, top, stack);
     if let Some(entry) = kernel.objects.activation_mut(activation) {
-        entry.sidetrack = true;
+        entry.flags |= Activation::SIDETRACK | Activation::GENERAL_RETURN;
     }
     if let Some(entry) = kernel.objects.port_mut(port) {
         entry.sidetrack = Some(activation);

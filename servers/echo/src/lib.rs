@@ -21,7 +21,7 @@
 extern crate alloc;
 
 use tern_core::abi::PortName;
-use tern_inks::service::{self, PoolGrowth, Reply, Request, Service};
+use tern_inks::service::{self, Lent, PoolGrowth, Reply, Request, Service};
 
 tern_inks::domain!(ECHO, "echo", main);
 
@@ -52,6 +52,22 @@ impl Service for Echo {
         reply.set_label(request.label());
         if reply.set_payload(request.payload).is_err() {
             // Only a reply buffer smaller than a message (in tests) gets here.
+            reply.set_label(service::LABEL_REPLY_TOO_LARGE);
+        }
+    }
+
+    /// A lent region: read-only, echoed back as the reply's payload;
+    /// read-write, reversed in place (the reply carries no payload).
+    fn handle_lent(&self, request: &Request<'_>, lent: Lent<'_>, reply: &mut Reply<'_>) {
+        reply.set_label(request.label());
+        let answered = match lent {
+            Lent::ReadOnly(bytes) => reply.set_payload(bytes),
+            Lent::ReadWrite(bytes) => {
+                bytes.reverse();
+                Ok(())
+            }
+        };
+        if answered.is_err() {
             reply.set_label(service::LABEL_REPLY_TOO_LARGE);
         }
     }

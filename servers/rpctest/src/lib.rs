@@ -24,6 +24,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 use tern_core::abi::{Call, Error, MESSAGE_MAX, MessageHeader, NO_RIGHT, PortName};
@@ -227,6 +228,7 @@ fn echo_round() -> usize {
         }
     }
     tern_inks::println!("[client] echo round: {} of 4 sizes answered intact", 4 - failures);
+    failures += echo_lent(port);
     // Only the kernel domain (merged domains included) may move domains
     // between modes; asking for the mode it has is a no-op.
     let me = gate::raw_call(Call::WhoAmI, 0, 0, 0).unwrap_or(0);
@@ -238,6 +240,28 @@ fn echo_round() -> usize {
     };
     tern_inks::println!("[client] asking to be merged, while {mode:?}: {answer:?}");
     failures + usize::from(answer != expected)
+}
+
+/// Lend echo 4 KiB read-only (it answers with them) and 1000 bytes
+/// read-write (it reverses them in place); the failures.
+fn echo_lent(port: PortName) -> usize {
+    let mut request = [0u8; MessageHeader::SIZE];
+    MessageHeader::new(7, 0).write_to(&mut request);
+    let mut reply = vec![0u8; MESSAGE_MAX];
+    let lent: Vec<u8> = (0..4096).map(|index| (index * 31 + 5) as u8).collect();
+    let read_only = match gate::call_lending(port, &request, &mut reply, &lent) {
+        Ok(length) if reply.get(MessageHeader::SIZE..length) == Some(&lent[..]) => "echoed intact".to_string(),
+        other => format!("answered {other:?}"),
+    };
+    let mut buffer: Vec<u8> = (0..1000).map(|index| index as u8).collect();
+    let answer = gate::call_lending_mut(port, &request, &mut reply, &mut buffer);
+    let reversed = buffer.iter().copied().eq((0..1000).rev().map(|index| index as u8));
+    let read_write = match answer {
+        Ok(length) if length == MessageHeader::SIZE && reversed => "reversed in place".to_string(),
+        other => format!("answered {other:?}, reversed: {reversed}"),
+    };
+    tern_inks::println!("[client] lent 4096 bytes read-only: {read_only}; lent 1000 bytes read-write: {read_write}");
+    usize::from(read_only != "echoed intact") + usize::from(read_write != "reversed in place")
 }
 
 fn nested() -> usize {
