@@ -113,14 +113,7 @@ impl Kind {
             }
             Kind::MergedData => (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | PXN | UXN,
             Kind::LentReadOnly => {
-                (MAIR_NORMAL << ATTR_SHIFT)
-                    | SHARE_INNER
-                    | ACCESS_FLAG
-                    | AP_EL0
-                    | AP_READ_ONLY
-                    | NOT_GLOBAL
-                    | PXN
-                    | UXN
+                (MAIR_NORMAL << ATTR_SHIFT) | SHARE_INNER | ACCESS_FLAG | AP_EL0 | AP_READ_ONLY | NOT_GLOBAL | PXN | UXN
             }
             Kind::LentReadWrite => Kind::DomainData.attributes(),
         }

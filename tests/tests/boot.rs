@@ -86,10 +86,11 @@ scenarios! {
 
 /// What the merge test must print: echo answers every size intact in each
 /// mode (a merged client reaching merged echo without a trap), and what is
-/// lent to it (read-only and read-write), its memory
+/// lent to it (read-only and read-write; mapped into echo's view when it
+/// is protected, and unreachable from it once the calls have returned), its memory
 /// is where each mode puts it, a busy domain is refused, a protected
 /// domain may not ask and a merged one may.
-const MERGE_LINES: [&str; 13] = [
+const MERGE_LINES: [&str; 15] = [
     "[client] echo round: 4 of 4 sizes answered intact",
     "[client] lent 4096 bytes read-only: echoed intact; lent 1000 bytes read-write: reversed in place",
     "[client] asking to be merged, while Protected: Err(NoRight)",
@@ -103,6 +104,8 @@ const MERGE_LINES: [&str; 13] = [
     "merge-echo: round with echo protected again: Ok(Returned(0)), 7 calls migrated by trap, 0 without",
     "checksum (server threads parked in receive) -> Merged: Err(Busy)",
     "merge-echo: client -> Protected: Ok(())",
+    "merge-echo: 2 lends mapped into echo's view so far; client pages echo can reach after the round: 0",
+    "merge-echo: 4 lends mapped into echo's view so far; client pages echo can reach after the round: 0",
 ];
 
 /// What the payload test must print: each size verified both ways.

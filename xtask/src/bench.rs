@@ -1,13 +1,16 @@
 //! `cargo xtask bench`: boot the kernel's benchmark, read its figures, print
-//! them as the paper's Table 3.
+//! them as the paper's Tables 1 and 3.
 //!
 //! The measuring happens inside the kernel: scenario `bench` times each
-//! invocation path (switching threads, migrating threads, and two floors, a
-//! plain indirect call and a null `svc`) with the PMU's INST_RETIRED event
-//! read at EL0 around every call, once counting EL0 and EL1 ("whole call")
-//! and once EL1 only ("kernel"), and prints the median and minimum over its
-//! repetitions as plain console lines. This module is the host side of that
-//! arrangement, in three parts.
+//! invocation path (switching threads, migrating threads between protected
+//! domains, migrating threads into merged domains, and the floors: a plain
+//! indirect call, a null `svc`, the general exception path and the merged
+//! gate's direct kernel entry) with the PMU's INST_RETIRED event read at EL0
+//! around every call, once counting EL0 and EL1 ("whole call") and once EL1
+//! only ("kernel"), and prints the median and minimum over its repetitions
+//! as plain console lines. Between rounds it flips domains between protected
+//! and merged, so every mode is measured in the same boot. This module is
+//! the host side of that arrangement, in three parts.
 //!
 //! **Running.** [`run`] builds the release image, then boots it in QEMU with
 //! two changes to the usual command line: `-icount shift=0`, without which
@@ -26,43 +29,62 @@
 //! **Parsing.** [`parse`] is a pure function from the captured text to a
 //! [`Report`]. A line belongs to the protocol when its first word is `BENCH`
 //! or starts with `BENCH-`; everything else (the banner, log lines, the
-//! verdict) is ignored. The known lines are `BENCH-BEGIN`, `BENCH`,
-//! `BENCH-COPIES`, `BENCH-MEMORY` and `BENCH-END`; their fields are
-//! `key=value` words, all required, none unknown, none twice. Paths are
-//! open-ended (a path this module has never heard of gets its own rows);
-//! tests, scopes, units and counters are closed sets. A figure whose minimum
-//! exceeds its median, a record measured twice, a record before
-//! `BENCH-BEGIN` or after `BENCH-END`, a missing `BENCH-BEGIN` or
-//! `BENCH-END`: each is a problem, and [`parse`] returns all of them, each
-//! with its line number, rather than stopping at the first. A line tagged
-//! `BENCH-<something else>` is not an error (the kernel may learn to say more
-//! before this module does) but it is shown verbatim under the tables.
+//! verdict) is ignored. The known lines are:
 //!
-//! **Rendering.** [`render`] prints, for the tests Null, 32 In, 1K In and
-//! 32K In, the switching and migrating figures side by side per scope with
-//! their ratio (switching ÷ migrating, two decimals, `n/a` when either side
-//! is missing or migrating is zero): one table of medians, one of minima,
-//! then the floors and any other paths, the copy counts, the memory line,
-//! and what the figures are (instructions retired under `-icount shift=0`,
-//! not cycles: QEMU charges nothing for taking or returning from an
-//! exception, so they are path lengths). A `cycles` scope, when the kernel
-//! reports one, gets its own column group with its unit. The targets set for
-//! the benchmark follow, each with ✓, ✗ or `?` (not reported) computed from
-//! the parsed integers; a ratio target is checked exactly, by cross
-//! multiplication, not on the rounded ratio shown. Figures are printed as
-//! the kernel wrote them, never rounded, scaled or adjusted.
+//! ```text
+//! BENCH-BEGIN boot_id=HEX board=NAME counter=instructions|cycles repetitions=N warmup=N
+//! BENCH-FLIP domain=NAME mode=protected|merged
+//! BENCH path=P mode=M test=T scope=S unit=U median=N min=N samples=N
+//! BENCH-COPIES path=P mode=M test=T copies=N
+//! BENCH-STAGE path=P mode=M test=null side=call|return stage=NAME instructions=N
+//! BENCH-MEMORY thread=N activation=N kernel_stack=N
+//! BENCH-END
+//! ```
+//!
+//! Their fields are `key=value` words, all required, none unknown, none
+//! twice. Paths are open-ended (a path this module has never heard of gets
+//! its own rows); modes ([`MODES`]), tests ([`TESTS`], including the 32 KiB
+//! lend, `32kin-lent`), scopes, units, counters, sides and stage names
+//! ([`STAGES`]) are closed sets. A figure is identified by (path, mode, test,
+//! scope), a copy count by (path, mode, test), a stage by (path, mode, side,
+//! stage); the same identity twice is a problem, as is a figure whose
+//! minimum exceeds its median, a record before `BENCH-BEGIN` or after
+//! `BENCH-END`, a missing `BENCH-BEGIN` or `BENCH-END`. [`parse`] returns
+//! all of them, each with its line number, rather than stopping at the
+//! first. `BENCH-FLIP` lines are informational: they record, in order, each
+//! domain's change of mode between rounds. A line tagged `BENCH-<something
+//! else>` is not an error (the kernel may learn to say more before this
+//! module does) but it is shown verbatim under the tables.
+//!
+//! **Rendering.** [`render`] prints, for the five tests, the figures of the
+//! four compared series ([`COLUMNS`]: switching, and migrating protected →
+//! protected, protected → merged, merged → merged) side by side with three
+//! ratios ([`RATIOS`], two decimals, `n/a` when either side is missing or
+//! the divisor is zero): one table of medians, one of minima, each with a
+//! block per scope (kernel, whole call, and cycles when reported). Then the
+//! floors and any other (path, mode) pairs, the per-stage breakdown of the
+//! null migrating call (the paper's Table 1) for every (path, mode) with
+//! `BENCH-STAGE` lines, checked against the PMU's kernel-only median for
+//! the same (path, mode) but never adjusted to it, the copy counts, the
+//! memory line, the mode changes, and what the figures are (instructions
+//! retired under `-icount shift=0`, not cycles: QEMU charges nothing for
+//! taking or returning from an exception, so they are path lengths). The
+//! targets set for the benchmark follow, each with ✓, ✗ or `?` (not
+//! reported) computed from the parsed integers; a ratio target is checked
+//! exactly, by cross multiplication, not on the rounded ratio shown. Figures
+//! are printed as the kernel wrote them, never rounded, scaled or adjusted.
 //!
 //! The command fails (non-zero exit, the whole run printed) when QEMU exits
 //! with anything but 0, times out, or the transcript does not parse. Missed
 //! targets do not fail it: they are reported, not enforced. `--json PATH`
-//! writes one record per (path, test, scope) for tools that track figures
-//! over time.
+//! writes one record per (path, mode, test, scope) for tools that track
+//! figures over time; `--svg PATH` writes the whole-call medians as a bar
+//! chart ([`crate::svg`]).
 //!
 //! What it leaves out: running on a real Raspberry Pi (there the cycle
 //! counts would mean something; under QEMU, with `-icount shift=0`, a cycle
-//! is an instruction), comparing against earlier runs, statistics beyond the
-//! kernel's own median and minimum, and the per-stage breakdown of the null
-//! path (the paper's Table 1), which has no protocol line yet.
+//! is an instruction), comparing against earlier runs, and statistics beyond
+//! the kernel's own median and minimum.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -83,18 +105,78 @@ pub const SCENARIO: &str = "bench";
 pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The tests, in table order: (protocol name, label as in the paper).
-pub const TESTS: [(&str, &str); 4] = [("null", "Null"), ("32in", "32 In"), ("1kin", "1K In"), ("32kin", "32K In")];
-/// The scopes, in column order: (protocol name, column heading).
+pub const TESTS: [(&str, &str); 5] =
+    [("null", "Null"), ("32in", "32 In"), ("1kin", "1K In"), ("32kin", "32K In"), ("32kin-lent", "32K Lent")];
+/// The scopes, in table order: (protocol name, heading).
 pub const SCOPES: [(&str, &str); 3] =
     [("kernel", "kernel only (EL1)"), ("whole", "whole call (EL0+EL1)"), ("cycles", "cycles (PMCCNTR_EL0)")];
 /// The units a figure may be in.
 pub const UNITS: [&str; 2] = ["instructions", "cycles"];
-/// The two paths the main tables compare.
+
+/// Client and server both protected.
+pub const PROTECTED: &str = "protected";
+/// A protected client calling a merged server.
+pub const SERVER_MERGED: &str = "server-merged";
+/// A merged client calling a merged server.
+pub const BOTH_MERGED: &str = "both-merged";
+/// The modes a figure may be measured in: (protocol name, description).
+pub const MODES: [(&str, &str); 3] = [
+    (PROTECTED, "protected client → protected server"),
+    (SERVER_MERGED, "protected client → merged server"),
+    (BOTH_MERGED, "merged client → merged server"),
+];
+/// The modes a `BENCH-FLIP` may put a domain in.
+pub const FLIP_MODES: [&str; 2] = ["protected", "merged"];
+
+/// Switching threads (measured in mode [`PROTECTED`]).
 pub const SWITCHING: &str = "switching";
-/// See [`SWITCHING`].
-pub const MIGRATING: &str = "migrating";
-/// The paths shown as floors rather than in the main tables.
-pub const FLOORS: [&str; 2] = ["floor-call", "floor-svc"];
+/// Migrating threads between protected domains.
+pub const MIGRATING_PROTECTED: &str = "migrating-protected";
+/// Migrating threads into a merged server (modes [`SERVER_MERGED`] and
+/// [`BOTH_MERGED`]).
+pub const MIGRATING_MERGED: &str = "migrating-merged";
+/// The paths shown as floors rather than in the main tables, in order.
+pub const FLOORS: [&str; 4] = ["floor-call", "floor-svc", "floor-general", "floor-entry"];
+
+/// The series compared in the main tables: (path, mode, column heading).
+pub const COLUMNS: [(&str, &str, &str); 4] = [
+    (SWITCHING, PROTECTED, "switching"),
+    (MIGRATING_PROTECTED, PROTECTED, "protected"),
+    (MIGRATING_MERGED, SERVER_MERGED, "p→merged"),
+    (MIGRATING_MERGED, BOTH_MERGED, "m→merged"),
+];
+/// The ratio columns of the main tables: (heading, dividend, divisor), the
+/// last two indices into [`COLUMNS`].
+pub const RATIOS: [(&str, usize, usize); 3] = [("sw÷mig", 0, 1), ("prot÷p→m", 1, 2), ("prot÷m→m", 1, 3)];
+
+/// The sides of a call a stage may belong to: the client's Call trap until
+/// the server runs, and the server's Return until the client runs.
+pub const SIDES: [&str; 2] = ["call", "return"];
+/// The stage names a `BENCH-STAGE` line may carry.
+pub const STAGES: [&str; 9] =
+    ["client-entry", "client-exit", "server-entry", "server-exit", "translate", "checks", "switch", "copy", "stats"];
+/// The rows of the per-stage table: (label, the stages summed into it).
+/// Every name in [`STAGES`] belongs to exactly one row.
+pub const STAGE_ROWS: [(&str, &[&str]); 7] = [
+    ("kernel entry/exit, client side", &["client-entry", "client-exit"]),
+    ("kernel entry/exit, server side", &["server-entry", "server-exit"]),
+    ("port translation", &["translate"]),
+    ("argument checks", &["checks"]),
+    ("activation switch", &["switch"]),
+    ("message copy", &["copy"]),
+    ("statistics", &["stats"]),
+];
+
+/// The first elements of a table of pairs.
+fn names(table: &[(&'static str, &'static str)]) -> Vec<&'static str> {
+    table.iter().map(|pair| pair.0).collect()
+}
+
+/// The description of a mode (`server-merged` → `protected client → merged
+/// server`), or the mode itself if unknown.
+pub fn mode_text(mode: &str) -> &str {
+    MODES.iter().find(|m| m.0 == mode).map_or(mode, |m| m.1)
+}
 
 // ---------------------------------------------------------------------------
 // The protocol
@@ -114,12 +196,23 @@ pub struct Begin {
     pub warmup: u64,
 }
 
+/// `BENCH-FLIP`: the kernel changed a domain's mode between rounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flip {
+    /// The domain, as the kernel names it.
+    pub domain: String,
+    /// Its new mode: `protected` or `merged`.
+    pub mode: String,
+}
+
 /// `BENCH`: one figure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measurement {
-    /// The invocation path (`switching`, `migrating`, `floor-call`, ...).
+    /// The invocation path (`switching`, `migrating-protected`, `floor-call`, ...).
     pub path: String,
-    /// The test (`null`, `32in`, `1kin`, `32kin`).
+    /// The mode (`protected`, `server-merged`, `both-merged`).
+    pub mode: String,
+    /// The test (`null`, `32in`, `1kin`, `32kin`, `32kin-lent`).
     pub test: String,
     /// `whole`, `kernel` or `cycles`.
     pub scope: String,
@@ -138,10 +231,28 @@ pub struct Measurement {
 pub struct Copies {
     /// The invocation path.
     pub path: String,
+    /// The mode.
+    pub mode: String,
     /// The test.
     pub test: String,
     /// Copies, counted by the kernel.
     pub copies: u64,
+}
+
+/// `BENCH-STAGE`: the instructions of one stage of the null call on one
+/// side, counted by the kernel between labels in its fast path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// The invocation path.
+    pub path: String,
+    /// The mode.
+    pub mode: String,
+    /// `call` or `return`.
+    pub side: String,
+    /// One of [`STAGES`].
+    pub stage: String,
+    /// Instructions in the stage.
+    pub instructions: u64,
 }
 
 /// `BENCH-MEMORY`: kernel memory per thread and per activation.
@@ -160,36 +271,59 @@ pub struct Memory {
 pub struct Report {
     /// The `BENCH-BEGIN` line.
     pub begin: Begin,
+    /// The mode changes, in order.
+    pub flips: Vec<Flip>,
     /// The figures, in the order the kernel printed them.
     pub measurements: Vec<Measurement>,
     /// The copy counts, in order.
     pub copies: Vec<Copies>,
+    /// The stage counts, in order.
+    pub stages: Vec<Stage>,
     /// The memory line, if printed.
     pub memory: Option<Memory>,
     /// `BENCH-*` lines of a kind this module does not know, verbatim.
     pub unrecognised: Vec<String>,
 }
 
-impl Report {
-    /// The figure for (path, test, scope), if reported.
-    pub fn get(&self, path: &str, test: &str, scope: &str) -> Option<&Measurement> {
-        self.measurements.iter().find(|m| m.path == path && m.test == test && m.scope == scope)
-    }
-
-    /// The copy count for (path, test), if reported.
-    pub fn copies_of(&self, path: &str, test: &str) -> Option<u64> {
-        self.copies.iter().find(|c| c.path == path && c.test == test).map(|c| c.copies)
-    }
-
-    /// The paths reported, in order of first appearance.
-    pub fn paths(&self) -> Vec<&str> {
-        let mut paths: Vec<&str> = Vec::new();
-        for m in &self.measurements {
-            if !paths.contains(&m.path.as_str()) {
-                paths.push(&m.path);
-            }
+/// The distinct pairs of `pairs`, in order of first appearance.
+fn first_appearances<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for pair in pairs {
+        if !seen.contains(&pair) {
+            seen.push(pair);
         }
-        paths
+    }
+    seen
+}
+
+impl Report {
+    /// The figure for (path, mode, test, scope), if reported.
+    pub fn get(&self, path: &str, mode: &str, test: &str, scope: &str) -> Option<&Measurement> {
+        self.measurements.iter().find(|m| m.path == path && m.mode == mode && m.test == test && m.scope == scope)
+    }
+
+    /// The copy count for (path, mode, test), if reported.
+    pub fn copies_of(&self, path: &str, mode: &str, test: &str) -> Option<u64> {
+        self.copies.iter().find(|c| c.path == path && c.mode == mode && c.test == test).map(|c| c.copies)
+    }
+
+    /// The instructions of (path, mode, side, stage), if reported.
+    pub fn stage(&self, path: &str, mode: &str, side: &str, stage: &str) -> Option<u64> {
+        self.stages
+            .iter()
+            .find(|s| s.path == path && s.mode == mode && s.side == side && s.stage == stage)
+            .map(|s| s.instructions)
+    }
+
+    /// The (path, mode) pairs with figures, in order of first appearance.
+    pub fn series(&self) -> Vec<(&str, &str)> {
+        first_appearances(self.measurements.iter().map(|m| (m.path.as_str(), m.mode.as_str())))
+    }
+
+    /// The (path, mode) pairs with stage counts, in order of first
+    /// appearance.
+    pub fn stage_series(&self) -> Vec<(&str, &str)> {
+        first_appearances(self.stages.iter().map(|s| (s.path.as_str(), s.mode.as_str())))
     }
 }
 
@@ -214,10 +348,14 @@ impl std::error::Error for ParseErrors {}
 pub enum Line {
     /// `BENCH-BEGIN ...`
     Begin(Begin),
+    /// `BENCH-FLIP ...`
+    Flip(Flip),
     /// `BENCH ...`
     Measurement(Measurement),
     /// `BENCH-COPIES ...`
     Copies(Copies),
+    /// `BENCH-STAGE ...`
+    Stage(Stage),
     /// `BENCH-MEMORY ...`
     Memory(Memory),
     /// `BENCH-END`
@@ -281,6 +419,58 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The fields of `BENCH-BEGIN`.
+fn begin_line(f: &mut Fields<'_>) -> Result<Line, String> {
+    let boot_id = f.text("boot_id")?;
+    let hex = boot_id.strip_prefix("0x").unwrap_or(boot_id);
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`boot_id={boot_id}` is not hexadecimal"));
+    }
+    Ok(Line::Begin(Begin {
+        boot_id: boot_id.to_string(),
+        board: f.text("board")?.to_string(),
+        counter: f.one_of("counter", &UNITS)?,
+        repetitions: f.number("repetitions")?,
+        warmup: f.number("warmup")?,
+    }))
+}
+
+/// The fields of `BENCH`.
+fn measurement_line(f: &mut Fields<'_>) -> Result<Line, String> {
+    let m = Measurement {
+        path: f.text("path")?.to_string(),
+        mode: f.one_of("mode", &names(&MODES))?,
+        test: f.one_of("test", &names(&TESTS))?,
+        scope: f.one_of("scope", &names(&SCOPES))?,
+        unit: f.one_of("unit", &UNITS)?,
+        median: f.number("median")?,
+        min: f.number("min")?,
+        samples: f.number("samples")?,
+    };
+    if m.samples == 0 {
+        return Err("`samples=0`: a figure needs at least one sample".to_string());
+    }
+    if m.min > m.median {
+        return Err(format!("min {} is above median {}", m.min, m.median));
+    }
+    Ok(Line::Measurement(m))
+}
+
+/// The fields of `BENCH-STAGE`: stages are counted on the null call only,
+/// so its test must be `null` (and is not kept).
+fn stage_line(f: &mut Fields<'_>) -> Result<Line, String> {
+    let path = f.text("path")?.to_string();
+    let mode = f.one_of("mode", &names(&MODES))?;
+    f.one_of("test", &["null"])?;
+    Ok(Line::Stage(Stage {
+        path,
+        mode,
+        side: f.one_of("side", &SIDES)?,
+        stage: f.one_of("stage", &STAGES)?,
+        instructions: f.number("instructions")?,
+    }))
+}
+
 /// Parses one line of console output: `Ok(None)` if it is not a benchmark
 /// line, an error message if it is one but malformed.
 pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
@@ -290,54 +480,24 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
     if (tag != "BENCH" && !tag.starts_with("BENCH-")) || line.starts_with(char::is_whitespace) {
         return Ok(None);
     }
-    let known = ["BENCH", "BENCH-BEGIN", "BENCH-COPIES", "BENCH-MEMORY", "BENCH-END"];
+    let known = ["BENCH", "BENCH-BEGIN", "BENCH-FLIP", "BENCH-COPIES", "BENCH-STAGE", "BENCH-MEMORY", "BENCH-END"];
     if !known.contains(&tag) {
         return Ok(Some(Line::Unrecognised(line.to_string())));
     }
     let mut f = Fields::new(words)?;
     let parsed = match tag {
-        "BENCH-BEGIN" => {
-            let boot_id = f.text("boot_id")?;
-            let hex = boot_id.strip_prefix("0x").unwrap_or(boot_id);
-            if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("`boot_id={boot_id}` is not hexadecimal"));
-            }
-            Line::Begin(Begin {
-                boot_id: boot_id.to_string(),
-                board: f.text("board")?.to_string(),
-                counter: f.one_of("counter", &UNITS)?,
-                repetitions: f.number("repetitions")?,
-                warmup: f.number("warmup")?,
-            })
+        "BENCH-BEGIN" => begin_line(&mut f)?,
+        "BENCH-FLIP" => {
+            Line::Flip(Flip { domain: f.text("domain")?.to_string(), mode: f.one_of("mode", &FLIP_MODES)? })
         }
-        "BENCH" => {
-            let tests: Vec<&str> = TESTS.iter().map(|t| t.0).collect();
-            let scopes: Vec<&str> = SCOPES.iter().map(|s| s.0).collect();
-            let m = Measurement {
-                path: f.text("path")?.to_string(),
-                test: f.one_of("test", &tests)?,
-                scope: f.one_of("scope", &scopes)?,
-                unit: f.one_of("unit", &UNITS)?,
-                median: f.number("median")?,
-                min: f.number("min")?,
-                samples: f.number("samples")?,
-            };
-            if m.samples == 0 {
-                return Err("`samples=0`: a figure needs at least one sample".to_string());
-            }
-            if m.min > m.median {
-                return Err(format!("min {} is above median {}", m.min, m.median));
-            }
-            Line::Measurement(m)
-        }
-        "BENCH-COPIES" => {
-            let tests: Vec<&str> = TESTS.iter().map(|t| t.0).collect();
-            Line::Copies(Copies {
-                path: f.text("path")?.to_string(),
-                test: f.one_of("test", &tests)?,
-                copies: f.number("copies")?,
-            })
-        }
+        "BENCH" => measurement_line(&mut f)?,
+        "BENCH-COPIES" => Line::Copies(Copies {
+            path: f.text("path")?.to_string(),
+            mode: f.one_of("mode", &names(&MODES))?,
+            test: f.one_of("test", &names(&TESTS))?,
+            copies: f.number("copies")?,
+        }),
+        "BENCH-STAGE" => stage_line(&mut f)?,
         "BENCH-MEMORY" => Line::Memory(Memory {
             thread: f.number("thread")?,
             activation: f.number("activation")?,
@@ -350,15 +510,65 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
     Ok(Some(parsed))
 }
 
+/// The records of a transcript as they are collected, before the checks
+/// that need the whole of it.
+#[derive(Default)]
+struct Collected {
+    flips: Vec<Flip>,
+    measurements: Vec<Measurement>,
+    copies: Vec<Copies>,
+    stages: Vec<Stage>,
+    memory: Option<Memory>,
+    unrecognised: Vec<String>,
+}
+
+impl Collected {
+    /// Adds a record line (anything but `BENCH-BEGIN` and `BENCH-END`), or
+    /// says why it cannot be added.
+    fn add(&mut self, line: Line) -> Result<(), &'static str> {
+        match line {
+            Line::Flip(f) => self.flips.push(f),
+            Line::Measurement(m) => {
+                if self
+                    .measurements
+                    .iter()
+                    .any(|o| o.path == m.path && o.mode == m.mode && o.test == m.test && o.scope == m.scope)
+                {
+                    return Err("this path, mode, test and scope were already reported");
+                }
+                self.measurements.push(m);
+            }
+            Line::Copies(c) => {
+                if self.copies.iter().any(|o| o.path == c.path && o.mode == c.mode && o.test == c.test) {
+                    return Err("copies for this path, mode and test were already reported");
+                }
+                self.copies.push(c);
+            }
+            Line::Stage(s) => {
+                if self
+                    .stages
+                    .iter()
+                    .any(|o| o.path == s.path && o.mode == s.mode && o.side == s.side && o.stage == s.stage)
+                {
+                    return Err("this stage and side were already reported for this path and mode");
+                }
+                self.stages.push(s);
+            }
+            Line::Memory(_) if self.memory.is_some() => return Err("a second BENCH-MEMORY"),
+            Line::Memory(m) => self.memory = Some(m),
+            Line::Unrecognised(text) => self.unrecognised.push(text),
+            Line::Begin(_) | Line::End => unreachable!("BENCH-BEGIN and BENCH-END are not records"),
+        }
+        Ok(())
+    }
+}
+
 /// Parses a whole run's output into a [`Report`], or lists every problem.
 pub fn parse(output: &str) -> Result<Report, ParseErrors> {
     let mut problems = Vec::new();
     let mut begin: Option<Begin> = None;
     let mut ended = false;
-    let mut measurements: Vec<Measurement> = Vec::new();
-    let mut copies: Vec<Copies> = Vec::new();
-    let mut memory = None;
-    let mut unrecognised = Vec::new();
+    let mut collected = Collected::default();
     for (index, text) in output.lines().enumerate() {
         let number = index + 1;
         let line = match parse_line(text) {
@@ -369,33 +579,22 @@ pub fn parse(output: &str) -> Result<Report, ParseErrors> {
                 continue;
             }
         };
-        let mut problem = |why: &str| problems.push(format!("line {number}: {why}: `{}`", text.trim_end()));
-        if ended {
-            problem("after BENCH-END");
-            continue;
-        }
-        match line {
-            Line::Begin(b) if begin.is_none() => begin = Some(b),
-            Line::Begin(_) => problem("a second BENCH-BEGIN"),
-            _ if begin.is_none() => problem("before BENCH-BEGIN"),
-            Line::Measurement(m) => {
-                if measurements.iter().any(|o| o.path == m.path && o.test == m.test && o.scope == m.scope) {
-                    problem("this path, test and scope were already reported");
-                } else {
-                    measurements.push(m);
-                }
+        let why = match line {
+            _ if ended => Err("after BENCH-END"),
+            Line::Begin(b) if begin.is_none() => {
+                begin = Some(b);
+                Ok(())
             }
-            Line::Copies(c) => {
-                if copies.iter().any(|o| o.path == c.path && o.test == c.test) {
-                    problem("copies for this path and test were already reported");
-                } else {
-                    copies.push(c);
-                }
+            Line::Begin(_) => Err("a second BENCH-BEGIN"),
+            _ if begin.is_none() => Err("before BENCH-BEGIN"),
+            Line::End => {
+                ended = true;
+                Ok(())
             }
-            Line::Memory(m) if memory.is_none() => memory = Some(m),
-            Line::Memory(_) => problem("a second BENCH-MEMORY"),
-            Line::End => ended = true,
-            Line::Unrecognised(text) => unrecognised.push(text),
+            record => collected.add(record),
+        };
+        if let Err(why) = why {
+            problems.push(format!("line {number}: {why}: `{}`", text.trim_end()));
         }
     }
     if begin.is_none() {
@@ -404,7 +603,10 @@ pub fn parse(output: &str) -> Result<Report, ParseErrors> {
         problems.push("no BENCH-END line: the benchmark did not finish".to_string());
     }
     match begin {
-        Some(begin) if problems.is_empty() => Ok(Report { begin, measurements, copies, memory, unrecognised }),
+        Some(begin) if problems.is_empty() => {
+            let Collected { flips, measurements, copies, stages, memory, unrecognised } = collected;
+            Ok(Report { begin, flips, measurements, copies, stages, memory, unrecognised })
+        }
         _ => Err(ParseErrors(problems)),
     }
 }
@@ -412,11 +614,10 @@ pub fn parse(output: &str) -> Result<Report, ParseErrors> {
 // ---------------------------------------------------------------------------
 // Rendering
 
-/// switching ÷ migrating, two decimals; `n/a` if either is missing or the
-/// divisor is zero.
-pub fn ratio(switching: Option<u64>, migrating: Option<u64>) -> String {
-    match (switching, migrating) {
-        (Some(s), Some(m)) if m != 0 => format!("{:.2}", s as f64 / m as f64),
+/// `a ÷ b`, two decimals; `n/a` if either is missing or the divisor is zero.
+pub fn ratio(a: Option<u64>, b: Option<u64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0 => format!("{:.2}", a as f64 / b as f64),
         _ => "n/a".to_string(),
     }
 }
@@ -458,43 +659,94 @@ pub struct Target {
     pub verdict: Verdict,
 }
 
-/// The median of (path, null, scope) if reported in instructions.
-fn null_instructions(report: &Report, path: &str, scope: &str) -> Option<u64> {
-    report.get(path, "null", scope).filter(|m| m.unit == "instructions").map(|m| m.median)
+/// The median of (path, mode, test, scope) if reported in instructions.
+fn instructions(report: &Report, path: &str, mode: &str, test: &str, scope: &str) -> Option<u64> {
+    report.get(path, mode, test, scope).filter(|m| m.unit == "instructions").map(|m| m.median)
+}
+
+/// A target on one figure: at most `limit`.
+fn at_most(goal: &'static str, value: Option<u64>, limit: u64) -> Target {
+    Target {
+        goal,
+        actual: value.map_or_else(|| "not reported".to_string(), |v| v.to_string()),
+        verdict: value.map_or(Verdict::Unknown, |v| Verdict::from_bool(v <= limit)),
+    }
+}
+
+/// Which side of its limit a ratio target wants the ratio on.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    AtLeast,
+    AtMost,
+}
+
+/// A target on `a ÷ b` against `numerator ÷ denominator`, checked exactly
+/// by cross multiplication; unknown if either is missing or `b` is zero.
+fn ratio_target(goal: &'static str, a: Option<u64>, b: Option<u64>, limit: (u64, u64), bound: Bound) -> Target {
+    let (numerator, denominator) = limit;
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0 => {
+            let left = u128::from(a) * u128::from(denominator);
+            let right = u128::from(b) * u128::from(numerator);
+            let met = match bound {
+                Bound::AtLeast => left >= right,
+                Bound::AtMost => left <= right,
+            };
+            Target { goal, actual: ratio(Some(a), Some(b)), verdict: Verdict::from_bool(met) }
+        }
+        _ => Target { goal, actual: "n/a".to_string(), verdict: Verdict::Unknown },
+    }
 }
 
 /// The benchmark's targets, checked against the report's medians.
 pub fn targets(report: &Report) -> Vec<Target> {
-    let at_most = |goal, value: Option<u64>, limit: u64| Target {
-        goal,
-        actual: value.map_or_else(|| "not reported".to_string(), |v| v.to_string()),
-        verdict: value.map_or(Verdict::Unknown, |v| Verdict::from_bool(v <= limit)),
-    };
-    let switching_whole = null_instructions(report, SWITCHING, "whole");
-    let migrating_whole = null_instructions(report, MIGRATING, "whole");
-    let ratio_target = match (switching_whole, migrating_whole) {
-        // s / m >= 3, exactly: s >= 3 m.
-        (Some(s), Some(m)) if m != 0 => Target {
-            goal: "switching ÷ migrating, Null whole call ≥ 3.0",
-            actual: ratio(Some(s), Some(m)),
-            verdict: Verdict::from_bool(u128::from(s) >= 3 * u128::from(m)),
-        },
-        _ => Target {
-            goal: "switching ÷ migrating, Null whole call ≥ 3.0",
-            actual: "n/a".to_string(),
-            verdict: Verdict::Unknown,
-        },
-    };
-    let copies = report.copies_of(MIGRATING, "32kin");
+    let whole = |path, mode, test| instructions(report, path, mode, test, "whole");
+    let switching = whole(SWITCHING, PROTECTED, "null");
+    let migrating = whole(MIGRATING_PROTECTED, PROTECTED, "null");
+    let to_merged = whole(MIGRATING_MERGED, SERVER_MERGED, "null");
+    let both_merged = whole(MIGRATING_MERGED, BOTH_MERGED, "null");
+    let copies = report.copies_of(MIGRATING_PROTECTED, PROTECTED, "32kin");
+    let flips = report.flips.len();
     vec![
-        at_most("migrating Null, whole call ≤ 200 instructions", migrating_whole, 200),
-        at_most("migrating Null, kernel only ≤ 120 instructions", null_instructions(report, MIGRATING, "kernel"), 120),
-        at_most("switching Null, whole call ≤ 620 instructions", switching_whole, 620),
-        ratio_target,
+        at_most("migrating Null, whole call ≤ 200 instructions", migrating, 200),
+        at_most(
+            "migrating Null, kernel only ≤ 120 instructions",
+            instructions(report, MIGRATING_PROTECTED, PROTECTED, "null", "kernel"),
+            120,
+        ),
+        at_most("switching Null, whole call ≤ 620 instructions", switching, 620),
+        ratio_target("switching ÷ migrating, Null whole call ≥ 3.0", switching, migrating, (3, 1), Bound::AtLeast),
         Target {
             goal: "migrating 32K In copies the payload once",
             actual: copies.map_or_else(|| "not reported".to_string(), |c| format!("copies={c}")),
             verdict: copies.map_or(Verdict::Unknown, |c| Verdict::from_bool(c == 1)),
+        },
+        at_most("merged null call (merged client → merged server), whole ≤ 30 instructions", both_merged, 30),
+        ratio_target(
+            "protected→merged ÷ protected→protected, Null whole ≤ 0.4",
+            to_merged,
+            migrating,
+            (4, 10),
+            Bound::AtMost,
+        ),
+        ratio_target(
+            "32K lent to a merged server within 1.2× of Null (protected client)",
+            whole(MIGRATING_MERGED, SERVER_MERGED, "32kin-lent"),
+            to_merged,
+            (6, 5),
+            Bound::AtMost,
+        ),
+        ratio_target(
+            "32K lent to a merged server within 1.2× of Null (merged client)",
+            whole(MIGRATING_MERGED, BOTH_MERGED, "32kin-lent"),
+            both_merged,
+            (6, 5),
+            Bound::AtMost,
+        ),
+        Target {
+            goal: "one boot: every figure after one BENCH-BEGIN, with a mode change",
+            actual: format!("{flips} mode change{}", if flips == 1 { "" } else { "s" }),
+            verdict: Verdict::from_bool(flips > 0),
         },
     ]
 }
@@ -504,8 +756,8 @@ fn test_label(test: &str) -> &str {
     TESTS.iter().find(|t| t.0 == test).map_or(test, |t| t.1)
 }
 
-/// The scopes to show as column groups: kernel and whole always, cycles if
-/// any figure has that scope.
+/// The scopes to show: kernel and whole always, cycles if any figure has
+/// that scope.
 fn shown_scopes(report: &Report) -> Vec<(&'static str, &'static str)> {
     SCOPES
         .iter()
@@ -514,10 +766,12 @@ fn shown_scopes(report: &Report) -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// The units of the figures in a scope, for a column group's heading.
-fn scope_units(report: &Report, scope: &str, paths: &[&str]) -> String {
+/// The units of the figures of `series` in a scope, for a heading.
+fn scope_units(report: &Report, scope: &str, series: &[(&str, &str)]) -> String {
     let mut units: Vec<&str> = Vec::new();
-    for m in report.measurements.iter().filter(|m| m.scope == scope && paths.contains(&m.path.as_str())) {
+    for m in
+        report.measurements.iter().filter(|m| m.scope == scope && series.contains(&(m.path.as_str(), m.mode.as_str())))
+    {
         if !units.contains(&m.unit.as_str()) {
             units.push(&m.unit);
         }
@@ -531,76 +785,207 @@ fn figure(value: Option<u64>) -> String {
 
 const TEST_W: usize = 8;
 const NUM_W: usize = 10;
-const RATIO_W: usize = 7;
+const RATIO_W: usize = 9;
 const GAP: &str = "    ";
-/// switching, migrating, ratio.
-const GROUP_W: usize = NUM_W + 1 + NUM_W + 1 + RATIO_W;
+const INDENT: &str = "  ";
 
-/// The switching/migrating table for one statistic (`median` or `min`).
+/// The (path, mode) pairs of [`COLUMNS`].
+fn compared_series() -> Vec<(&'static str, &'static str)> {
+    COLUMNS.iter().map(|c| (c.0, c.1)).collect()
+}
+
+/// What the columns of the comparison tables are.
+fn column_key(out: &mut String) {
+    let _ =
+        writeln!(out, "Columns: {} = switching threads, {}; migrating threads:", COLUMNS[0].2, mode_text(COLUMNS[0].1));
+    let migrating: Vec<String> =
+        COLUMNS[1..].iter().map(|(path, mode, heading)| format!("{heading} = {path}, {}", mode_text(mode))).collect();
+    let _ = writeln!(out, "{INDENT}{}.", migrating.join(&format!(";\n{INDENT}")));
+    let ratios: Vec<String> =
+        RATIOS.iter().map(|(h, a, b)| format!("{h} = {} ÷ {}", COLUMNS[*a].2, COLUMNS[*b].2)).collect();
+    let _ = writeln!(out, "Ratios: {}.\n", ratios.join(", "));
+}
+
+/// The comparison table for one statistic (`median` or `min`): a block
+/// per scope, a row per test.
 fn comparison_table(out: &mut String, report: &Report, title: &str, pick: fn(&Measurement) -> u64) {
-    let scopes = shown_scopes(report);
     let _ = writeln!(out, "{title}");
-    let mut heading = format!("{:TEST_W$}", "");
-    let mut units = format!("{:TEST_W$}", "");
-    let mut columns = format!("{:TEST_W$}", "test");
-    for (scope, label) in &scopes {
-        let _ = write!(heading, "{GAP}{label:<GROUP_W$}");
-        let _ = write!(units, "{GAP}{:<GROUP_W$}", scope_units(report, scope, &[SWITCHING, MIGRATING]));
-        let _ = write!(columns, "{GAP}{:>NUM_W$} {:>NUM_W$} {:>RATIO_W$}", SWITCHING, MIGRATING, "ratio");
-    }
-    for line in [heading, units, columns] {
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
-    for (test, label) in TESTS {
-        let mut row = format!("{label:TEST_W$}");
-        for (scope, _) in &scopes {
-            let s = report.get(SWITCHING, test, scope).map(pick);
-            let m = report.get(MIGRATING, test, scope).map(pick);
-            let _ = write!(row, "{GAP}{:>NUM_W$} {:>NUM_W$} {:>RATIO_W$}", figure(s), figure(m), ratio(s, m));
+    for (index, (scope, label)) in shown_scopes(report).into_iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
         }
-        let _ = writeln!(out, "{row}");
+        let _ = writeln!(out, "{INDENT}{label}, {}", scope_units(report, scope, &compared_series()));
+        let mut columns = format!("{INDENT}{:TEST_W$}", "test");
+        for (_, _, heading) in COLUMNS {
+            let _ = write!(columns, " {heading:>NUM_W$}");
+        }
+        for (heading, _, _) in RATIOS {
+            let _ = write!(columns, " {heading:>RATIO_W$}");
+        }
+        let _ = writeln!(out, "{columns}");
+        for (test, label) in TESTS {
+            let values: Vec<Option<u64>> =
+                COLUMNS.iter().map(|(path, mode, _)| report.get(path, mode, test, scope).map(pick)).collect();
+            let mut row = format!("{INDENT}{label:TEST_W$}");
+            for value in &values {
+                let _ = write!(row, " {:>NUM_W$}", figure(*value));
+            }
+            for (_, a, b) in RATIOS {
+                let _ = write!(row, " {:>RATIO_W$}", ratio(values[a], values[b]));
+            }
+            let _ = writeln!(out, "{row}");
+        }
     }
 }
 
-/// Rows of median and minimum for paths outside the comparison (floors,
-/// paths this module does not know).
-fn path_table(out: &mut String, report: &Report, title: &str, paths: &[&str]) {
+/// Rows of median and minimum for (path, mode) pairs outside the
+/// comparison (floors, pairs this module does not compare).
+fn path_table(out: &mut String, report: &Report, title: &str, series: &[(&str, &str)]) {
     let scopes: Vec<_> = shown_scopes(report)
         .into_iter()
-        .filter(|(s, _)| report.measurements.iter().any(|m| m.scope == *s && paths.contains(&m.path.as_str())))
+        .filter(|(s, _)| {
+            report.measurements.iter().any(|m| m.scope == *s && series.contains(&(m.path.as_str(), m.mode.as_str())))
+        })
         .collect();
-    let path_w = paths.iter().map(|p| p.len()).max().unwrap_or(0).max(4);
+    let path_w = series.iter().map(|s| s.0.chars().count()).max().unwrap_or(0).max(4);
+    let mode_w = series.iter().map(|s| s.1.chars().count()).max().unwrap_or(0).max(4);
     let group_w = NUM_W * 2 + 1;
     let _ = writeln!(out, "{title}");
-    let mut heading = format!("{:path_w$}  {:TEST_W$}", "", "");
+    let mut heading = format!("{:path_w$}  {:mode_w$}  {:TEST_W$}", "", "", "");
     let mut units = heading.clone();
-    let mut columns = format!("{:path_w$}  {:TEST_W$}", "path", "test");
+    let mut columns = format!("{:path_w$}  {:mode_w$}  {:TEST_W$}", "path", "mode", "test");
     for (scope, label) in &scopes {
         let _ = write!(heading, "{GAP}{label:<group_w$}");
-        let _ = write!(units, "{GAP}{:<group_w$}", scope_units(report, scope, paths));
+        let _ = write!(units, "{GAP}{:<group_w$}", scope_units(report, scope, series));
         let _ = write!(columns, "{GAP}{:>NUM_W$} {:>NUM_W$}", "median", "min");
     }
     for line in [heading, units, columns] {
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    for path in paths {
+    for (path, mode) in series {
         let mut tests: Vec<&str> = Vec::new();
-        for m in report.measurements.iter().filter(|m| m.path == *path) {
+        for m in report.measurements.iter().filter(|m| m.path == *path && m.mode == *mode) {
             if !tests.contains(&m.test.as_str()) {
                 tests.push(&m.test);
             }
         }
         tests.sort_by_key(|t| TESTS.iter().position(|k| k.0 == *t));
         for test in tests {
-            let mut row = format!("{path:path_w$}  {:TEST_W$}", test_label(test));
+            let mut row = format!("{path:path_w$}  {mode:mode_w$}  {:TEST_W$}", test_label(test));
             for (scope, _) in &scopes {
-                let m = report.get(path, test, scope);
+                let m = report.get(path, mode, test, scope);
                 let _ =
                     write!(row, "{GAP}{:>NUM_W$} {:>NUM_W$}", figure(m.map(|m| m.median)), figure(m.map(|m| m.min)));
             }
             let _ = writeln!(out, "{row}");
         }
     }
+}
+
+/// One row of a per-stage table: the instructions of its stages on each
+/// side, `None` where none of them was reported on that side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageRow {
+    /// The row's label (from [`STAGE_ROWS`]).
+    pub label: &'static str,
+    /// On the call side.
+    pub call: Option<u128>,
+    /// On the return side.
+    pub ret: Option<u128>,
+}
+
+impl StageRow {
+    /// Both sides together, `None` if neither was reported.
+    pub fn total(&self) -> Option<u128> {
+        match (self.call, self.ret) {
+            (None, None) => None,
+            (call, ret) => Some(call.unwrap_or(0) + ret.unwrap_or(0)),
+        }
+    }
+}
+
+/// The sum of `stages` on one side of (path, mode), `None` if none was
+/// reported.
+fn side_sum(report: &Report, path: &str, mode: &str, side: &str, stages: &[&str]) -> Option<u128> {
+    stages
+        .iter()
+        .filter_map(|stage| report.stage(path, mode, side, stage))
+        .map(u128::from)
+        .fold(None, |sum, n| Some(sum.unwrap_or(0) + n))
+}
+
+/// The per-stage table of (path, mode): one row per [`STAGE_ROWS`] entry,
+/// then the `sum` row over every stage reported.
+pub fn stage_rows(report: &Report, path: &str, mode: &str) -> Vec<StageRow> {
+    let mut rows: Vec<StageRow> = STAGE_ROWS
+        .iter()
+        .map(|(label, stages)| StageRow {
+            label,
+            call: side_sum(report, path, mode, "call", stages),
+            ret: side_sum(report, path, mode, "return", stages),
+        })
+        .collect();
+    rows.push(StageRow {
+        label: "sum",
+        call: side_sum(report, path, mode, "call", &STAGES),
+        ret: side_sum(report, path, mode, "return", &STAGES),
+    });
+    rows
+}
+
+/// How the stages of (path, mode) add up against the PMU's kernel-only
+/// Null median of the same (path, mode). Neither figure is adjusted.
+pub fn stage_check(report: &Report, path: &str, mode: &str) -> String {
+    let sum = side_sum(report, path, mode, "call", &STAGES).unwrap_or(0)
+        + side_sum(report, path, mode, "return", &STAGES).unwrap_or(0);
+    match instructions(report, path, mode, "null", "kernel") {
+        None => format!("stages sum to {sum}; no kernel-only Null figure in instructions to compare with"),
+        Some(pmu) if sum == u128::from(pmu) => format!("stages sum to {sum}: matches the PMU's kernel count ({pmu})"),
+        Some(pmu) => {
+            let pmu_wide = u128::from(pmu);
+            let (by, which) = if sum > pmu_wide { (sum - pmu_wide, "more") } else { (pmu_wide - sum, "fewer") };
+            format!("stages sum to {sum}: differs from the PMU's kernel count ({pmu}) by {by} ({which} in the stages)")
+        }
+    }
+}
+
+fn wide_figure(value: Option<u128>) -> String {
+    value.map_or_else(|| "—".to_string(), |v| v.to_string())
+}
+
+/// The per-stage tables, one per (path, mode) with `BENCH-STAGE` lines.
+fn stage_tables(out: &mut String, report: &Report) {
+    let series = report.stage_series();
+    if series.is_empty() {
+        return;
+    }
+    let label_w = STAGE_ROWS.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let _ = writeln!(out, "\nNull migrating call by stage (the paper's Table 1), instructions");
+    for (path, mode) in series {
+        let _ = writeln!(out, "{INDENT}{path}, {}", mode_text(mode));
+        let _ =
+            writeln!(out, "{INDENT}{:label_w$} {:>NUM_W$} {:>NUM_W$} {:>NUM_W$}", "stage", "call", "return", "total");
+        for row in stage_rows(report, path, mode) {
+            let _ = writeln!(
+                out,
+                "{INDENT}{:label_w$} {:>NUM_W$} {:>NUM_W$} {:>NUM_W$}",
+                row.label,
+                wide_figure(row.call),
+                wide_figure(row.ret),
+                wide_figure(row.total())
+            );
+        }
+        let _ = writeln!(out, "{INDENT}{}", stage_check(report, path, mode));
+    }
+}
+
+/// The mode changes, in order, on one line.
+pub fn flips_text(report: &Report) -> String {
+    if report.flips.is_empty() {
+        return "mode changes in this boot: none reported".to_string();
+    }
+    let flips: Vec<String> = report.flips.iter().map(|f| format!("{}→{}", f.domain, f.mode)).collect();
+    format!("mode changes in this boot: {}", flips.join(", "))
 }
 
 /// A human description of the sample counts.
@@ -612,6 +997,65 @@ fn samples_text(report: &Report) -> String {
         (Some(a), Some(b)) => format!("{a} to {b} samples per figure"),
         _ => "no figures".to_string(),
     }
+}
+
+/// The floors and the other (path, mode) pairs, each as a table if any.
+fn other_tables(out: &mut String, report: &Report) {
+    let series = report.series();
+    let mut floors: Vec<(&str, &str)> = series.iter().copied().filter(|s| FLOORS.contains(&s.0)).collect();
+    floors.sort_by_key(|s| FLOORS.iter().position(|f| *f == s.0));
+    if !floors.is_empty() {
+        out.push('\n');
+        path_table(out, report, "Floors", &floors);
+    }
+    let compared = compared_series();
+    let others: Vec<(&str, &str)> =
+        series.iter().copied().filter(|s| !compared.contains(s) && !FLOORS.contains(&s.0)).collect();
+    if !others.is_empty() {
+        out.push('\n');
+        path_table(out, report, "Other paths", &others);
+    }
+}
+
+/// Copies, memory, mode changes and unrecognised lines.
+fn facts(out: &mut String, report: &Report) {
+    for c in &report.copies {
+        let _ = writeln!(out, "copies: {} ({}) {}: {}", c.path, c.mode, test_label(&c.test), c.copies);
+    }
+    match report.memory {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "memory: {} bytes per thread, {} bytes per activation (stacks excluded); kernel stack {} bytes",
+                m.thread, m.activation, m.kernel_stack
+            );
+        }
+        None => out.push_str("memory: not reported\n"),
+    }
+    let _ = writeln!(out, "{}", flips_text(report));
+    for line in &report.unrecognised {
+        let _ = writeln!(out, "not understood by this xtask, shown as printed: {line}");
+    }
+}
+
+/// What the figures are.
+fn notes(out: &mut String, report: &Report) {
+    out.push_str(
+        "\nFigures are instructions retired (PMU event 0x08, INST_RETIRED) under QEMU -icount shift=0, \
+         not cycles.\nQEMU charges nothing for exception entry or return (an svc/eret round trip reads \
+         3 instructions),\nso these are path lengths. Kernel only = EL1 filter; whole call = EL0+EL1, \
+         as the client sees it.\n",
+    );
+    if report.measurements.iter().any(|m| m.unit == "cycles") {
+        out.push_str(
+            "Figures in cycles are PMCCNTR_EL0 as reported; under QEMU -icount shift=0 one cycle is \
+             one instruction,\nso cycles mean something only on a real Raspberry Pi.\n",
+        );
+    }
+    out.push_str(
+        "Reference, same ruler: seL4 Call 191 + ReplyRecv 215, round trip 411 instructions \
+         (1249 with the fastpath off).\n",
+    );
 }
 
 /// The whole printed report for a run on `board`.
@@ -629,57 +1073,15 @@ pub fn render(report: &Report, board: Board) -> String {
         b.warmup,
         samples_text(report)
     );
-    comparison_table(&mut out, report, "Median (ratio = switching ÷ migrating)", |m| m.median);
+    column_key(&mut out);
+    comparison_table(&mut out, report, "Median", |m| m.median);
     out.push('\n');
-    comparison_table(&mut out, report, "Minimum (ratio = switching ÷ migrating)", |m| m.min);
-
-    let paths = report.paths();
-    let floors: Vec<&str> = FLOORS.iter().copied().filter(|f| paths.contains(f)).collect();
-    if !floors.is_empty() {
-        out.push('\n');
-        path_table(&mut out, report, "Floors", &floors);
-    }
-    let others: Vec<&str> =
-        paths.iter().copied().filter(|p| ![SWITCHING, MIGRATING].contains(p) && !FLOORS.contains(p)).collect();
-    if !others.is_empty() {
-        out.push('\n');
-        path_table(&mut out, report, "Other paths", &others);
-    }
-
+    comparison_table(&mut out, report, "Minimum", |m| m.min);
+    other_tables(&mut out, report);
+    stage_tables(&mut out, report);
     out.push('\n');
-    for c in &report.copies {
-        let _ = writeln!(out, "copies: {} {}: {}", c.path, test_label(&c.test), c.copies);
-    }
-    match report.memory {
-        Some(m) => {
-            let _ = writeln!(
-                out,
-                "memory: {} bytes per thread, {} bytes per activation (stacks excluded); kernel stack {} bytes",
-                m.thread, m.activation, m.kernel_stack
-            );
-        }
-        None => out.push_str("memory: not reported\n"),
-    }
-    for line in &report.unrecognised {
-        let _ = writeln!(out, "not understood by this xtask, shown as printed: {line}");
-    }
-
-    out.push_str(
-        "\nFigures are instructions retired (PMU event 0x08, INST_RETIRED) under QEMU -icount shift=0, \
-         not cycles.\nQEMU charges nothing for exception entry or return (an svc/eret round trip reads \
-         3 instructions),\nso these are path lengths. Kernel only = EL1 filter; whole call = EL0+EL1, \
-         as the client sees it.\n",
-    );
-    if report.measurements.iter().any(|m| m.unit == "cycles") {
-        out.push_str(
-            "Figures in cycles are PMCCNTR_EL0 as reported; under QEMU -icount shift=0 one cycle is \
-             one instruction,\nso cycles mean something only on a real Raspberry Pi.\n",
-        );
-    }
-    out.push_str(
-        "Reference, same ruler: seL4 Call 191 + ReplyRecv 215, round trip 411 instructions \
-         (1249 with the fastpath off).\n",
-    );
+    facts(&mut out, report);
+    notes(&mut out, report);
 
     out.push_str("\nTargets (reported, not enforced; medians)\n");
     let targets = targets(report);
@@ -691,7 +1093,7 @@ pub fn render(report: &Report, board: Board) -> String {
     out
 }
 
-/// One JSON record per (path, test, scope), in the kernel's order.
+/// One JSON record per (path, mode, test, scope), in the kernel's order.
 pub fn json_records(report: &Report, board: Board) -> serde_json::Value {
     report
         .measurements
@@ -699,6 +1101,7 @@ pub fn json_records(report: &Report, board: Board) -> serde_json::Value {
         .map(|m| {
             json!({
                 "path": m.path,
+                "mode": m.mode,
                 "test": m.test,
                 "scope": m.scope,
                 "median": m.median,
@@ -761,9 +1164,19 @@ fn run_failure(run: &RunOutput) -> Option<String> {
     }
 }
 
-/// `cargo xtask bench`: build, boot, parse, print, optionally write JSON.
-/// An error means the run failed (the run's output has been printed).
-pub fn run(board: Board, json_path: Option<&Path>, repetitions: Option<u64>) -> Result<()> {
+/// Where `cargo xtask bench` writes its figures besides the terminal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outputs<'a> {
+    /// `--json PATH`: the figures as JSON records.
+    pub json: Option<&'a Path>,
+    /// `--svg PATH`: the whole-call medians as a bar chart.
+    pub svg: Option<&'a Path>,
+}
+
+/// `cargo xtask bench`: build, boot, parse, print, optionally write JSON and
+/// an SVG chart. An error means the run failed (the run's output has been
+/// printed).
+pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>) -> Result<()> {
     let info = install::ensure_qemu()?;
     if !info.supports(board) {
         bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
@@ -782,42 +1195,71 @@ pub fn run(board: Board, json_path: Option<&Path>, repetitions: Option<u64>) -> 
     }
     let report = parsed.expect("no problems means it parsed");
     print!("{}", render(&report, board));
-    if let Some(path) = json_path {
+    if let Some(path) = outputs.json {
         let text = serde_json::to_string_pretty(&json_records(&report, board))?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         println!("\nwrote {} records to {}", report.measurements.len(), path.display());
+    }
+    if let Some(path) = outputs.svg {
+        std::fs::write(path, crate::svg::bench_chart(&report, board))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote chart to {}", path.display());
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A complete, well-formed transcript, with the noise a real boot has
     /// around the protocol lines.
-    const GOOD: &str = "\
+    pub(crate) const GOOD: &str = "\
 Tern 0.1.0 on qemu-virt
 INFO  memory: 1024 MiB
 scenario bench: start
 BENCH-BEGIN boot_id=1f2e3d4c board=qemu-virt counter=instructions repetitions=1000 warmup=100
-BENCH path=switching test=null scope=kernel unit=instructions median=480 min=470 samples=1000
-BENCH path=switching test=null scope=whole unit=instructions median=600 min=590 samples=1000
-BENCH path=migrating test=null scope=kernel unit=instructions median=110 min=108 samples=1000
-BENCH path=migrating test=null scope=whole unit=instructions median=180 min=179 samples=1000
-BENCH path=switching test=32in scope=whole unit=instructions median=650 min=640 samples=1000
-BENCH path=migrating test=32in scope=whole unit=instructions median=0 min=0 samples=1000
-BENCH path=floor-call test=null scope=whole unit=instructions median=12 min=12 samples=1000
-BENCH path=floor-svc test=null scope=whole unit=instructions median=9 min=9 samples=1000
-BENCH path=floor-svc test=null scope=kernel unit=instructions median=3 min=3 samples=1000
-BENCH path=migrating-merged test=null scope=whole unit=instructions median=40 min=40 samples=1000
-BENCH-COPIES path=migrating test=32kin copies=1
+BENCH path=switching mode=protected test=null scope=kernel unit=instructions median=480 min=470 samples=1000
+BENCH path=switching mode=protected test=null scope=whole unit=instructions median=600 min=590 samples=1000
+BENCH path=migrating-protected mode=protected test=null scope=kernel unit=instructions median=110 min=108 samples=1000
+BENCH path=migrating-protected mode=protected test=null scope=whole unit=instructions median=180 min=179 samples=1000
+BENCH path=switching mode=protected test=32in scope=whole unit=instructions median=650 min=640 samples=1000
+BENCH path=migrating-protected mode=protected test=32in scope=whole unit=instructions median=0 min=0 samples=1000
+BENCH path=floor-call mode=protected test=null scope=whole unit=instructions median=12 min=12 samples=1000
+BENCH path=floor-svc mode=protected test=null scope=whole unit=instructions median=9 min=9 samples=1000
+BENCH path=floor-svc mode=protected test=null scope=kernel unit=instructions median=3 min=3 samples=1000
+BENCH-FLIP domain=bench.pool mode=merged
+BENCH path=migrating-merged mode=server-merged test=null scope=kernel unit=instructions median=40 min=40 samples=1000
+BENCH path=migrating-merged mode=server-merged test=null scope=whole unit=instructions median=72 min=70 samples=1000
+BENCH path=migrating-merged mode=server-merged test=32kin-lent scope=whole unit=instructions median=86 min=85 samples=1000
+BENCH path=floor-entry mode=server-merged test=null scope=kernel unit=instructions median=5 min=5 samples=1000
+BENCH-FLIP domain=bench.client mode=merged
+BENCH path=migrating-merged mode=both-merged test=null scope=whole unit=instructions median=24 min=24 samples=1000
+BENCH path=migrating-merged mode=both-merged test=32kin-lent scope=whole unit=instructions median=28 min=28 samples=1000
+BENCH path=migrating-odd mode=protected test=null scope=whole unit=instructions median=40 min=40 samples=1000
+BENCH-COPIES path=migrating-protected mode=protected test=32kin copies=1
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=client-entry instructions=14
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=translate instructions=9
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=checks instructions=6
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=switch instructions=20
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=copy instructions=2
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=stats instructions=4
+BENCH-STAGE path=migrating-protected mode=protected test=null side=call stage=server-exit instructions=8
+BENCH-STAGE path=migrating-protected mode=protected test=null side=return stage=server-entry instructions=12
+BENCH-STAGE path=migrating-protected mode=protected test=null side=return stage=translate instructions=5
+BENCH-STAGE path=migrating-protected mode=protected test=null side=return stage=switch instructions=18
+BENCH-STAGE path=migrating-protected mode=protected test=null side=return stage=stats instructions=3
+BENCH-STAGE path=migrating-protected mode=protected test=null side=return stage=client-exit instructions=9
+BENCH-STAGE path=migrating-merged mode=server-merged test=null side=call stage=client-entry instructions=10
+BENCH-STAGE path=migrating-merged mode=server-merged test=null side=call stage=translate instructions=9
+BENCH-STAGE path=migrating-merged mode=server-merged test=null side=call stage=switch instructions=12
+BENCH-STAGE path=migrating-merged mode=server-merged test=null side=return stage=client-exit instructions=6
 BENCH-MEMORY thread=512 activation=96 kernel_stack=16384
 BENCH-END
 scenario bench: PASS
 ";
 
-    fn good() -> Report {
+    pub(crate) fn good() -> Report {
         parse(GOOD).unwrap()
     }
 
@@ -826,6 +1268,19 @@ scenario bench: PASS
     }
 
     const BEGIN: &str = "BENCH-BEGIN boot_id=ab board=rpi4 counter=cycles repetitions=5 warmup=1\n";
+
+    /// A `BENCH` line in instructions with min = median and one sample.
+    fn figure_line(path: &str, mode: &str, test: &str, scope: &str, median: u64) -> String {
+        format!(
+            "BENCH path={path} mode={mode} test={test} scope={scope} unit=instructions median={median} min={median} \
+             samples=1\n"
+        )
+    }
+
+    /// A transcript of `BEGIN`, `lines` and `BENCH-END`.
+    fn transcript(lines: &[String]) -> String {
+        format!("{BEGIN}{}BENCH-END\n", lines.concat())
+    }
 
     #[test]
     fn parses_a_good_transcript() {
@@ -840,11 +1295,12 @@ scenario bench: PASS
                 warmup: 100
             }
         );
-        assert_eq!(r.measurements.len(), 10);
+        assert_eq!(r.measurements.len(), 16);
         assert_eq!(
-            r.get("migrating", "null", "whole"),
+            r.get(MIGRATING_PROTECTED, PROTECTED, "null", "whole"),
             Some(&Measurement {
-                path: "migrating".into(),
+                path: "migrating-protected".into(),
+                mode: "protected".into(),
                 test: "null".into(),
                 scope: "whole".into(),
                 unit: "instructions".into(),
@@ -853,9 +1309,36 @@ scenario bench: PASS
                 samples: 1000
             })
         );
-        assert_eq!(r.copies_of("migrating", "32kin"), Some(1));
+        assert_eq!(r.get(MIGRATING_MERGED, SERVER_MERGED, "null", "whole").map(|m| m.median), Some(72));
+        assert_eq!(r.get(MIGRATING_MERGED, BOTH_MERGED, "null", "whole").map(|m| m.median), Some(24));
+        assert_eq!(r.get(MIGRATING_PROTECTED, SERVER_MERGED, "null", "whole"), None);
+        assert_eq!(r.copies_of(MIGRATING_PROTECTED, PROTECTED, "32kin"), Some(1));
+        assert_eq!(r.copies_of(MIGRATING_PROTECTED, BOTH_MERGED, "32kin"), None);
         assert_eq!(r.memory, Some(Memory { thread: 512, activation: 96, kernel_stack: 16384 }));
-        assert_eq!(r.paths(), ["switching", "migrating", "floor-call", "floor-svc", "migrating-merged"]);
+        assert_eq!(
+            r.series(),
+            [
+                ("switching", "protected"),
+                ("migrating-protected", "protected"),
+                ("floor-call", "protected"),
+                ("floor-svc", "protected"),
+                ("migrating-merged", "server-merged"),
+                ("floor-entry", "server-merged"),
+                ("migrating-merged", "both-merged"),
+                ("migrating-odd", "protected"),
+            ]
+        );
+        assert_eq!(
+            r.flips,
+            [
+                Flip { domain: "bench.pool".into(), mode: "merged".into() },
+                Flip { domain: "bench.client".into(), mode: "merged".into() }
+            ]
+        );
+        assert_eq!(r.stages.len(), 16);
+        assert_eq!(r.stage(MIGRATING_PROTECTED, PROTECTED, "return", "switch"), Some(18));
+        assert_eq!(r.stage(MIGRATING_PROTECTED, PROTECTED, "return", "copy"), None);
+        assert_eq!(r.stage_series(), [("migrating-protected", "protected"), ("migrating-merged", "server-merged")]);
         assert!(r.unrecognised.is_empty());
     }
 
@@ -866,13 +1349,13 @@ scenario bench: PASS
              BENCH-END\r\n"
         );
         let r = parse(&text).unwrap();
-        assert!(r.measurements.is_empty());
+        assert!(r.measurements.is_empty() && r.flips.is_empty() && r.stages.is_empty());
     }
 
     #[test]
     fn keeps_unknown_kinds_verbatim() {
-        let text = format!("{BEGIN}BENCH-STAGE name=port-translation median=12\nBENCH-END\n");
-        assert_eq!(parse(&text).unwrap().unrecognised, ["BENCH-STAGE name=port-translation median=12"]);
+        let text = format!("{BEGIN}BENCH-TRACE name=port-translation median=12\nBENCH-END\n");
+        assert_eq!(parse(&text).unwrap().unrecognised, ["BENCH-TRACE name=port-translation median=12"]);
     }
 
     #[test]
@@ -885,35 +1368,41 @@ scenario bench: PASS
         let p = problems("Tern 0.1.0\nscenario bench: FAIL (no such scenario; known: banner)\n");
         assert_eq!(p, ["no BENCH-BEGIN line: the benchmark did not start"]);
 
-        let p = problems("BENCH path=switching test=null scope=whole unit=instructions median=1 min=1 samples=1\n");
+        let p = problems(&figure_line("switching", "protected", "null", "whole", 1));
         assert!(p[0].starts_with("line 1: before BENCH-BEGIN"), "{p:?}");
         assert!(p[1].contains("no BENCH-BEGIN"), "{p:?}");
+
+        let p = problems("BENCH-FLIP domain=a mode=merged\n");
+        assert!(p[0].starts_with("line 1: before BENCH-BEGIN"), "{p:?}");
     }
 
     #[test]
     fn malformed_lines_are_errors_with_line_numbers() {
+        let m = "BENCH path=switching mode=protected";
         let bad = [
-            ("BENCH path=switching test=null scope=whole unit=instructions median=1 min=1", "`samples` is missing"),
-            ("BENCH path=switching test=64in scope=whole unit=instructions median=1 min=1 samples=1", "test=64in"),
-            ("BENCH path=switching test=null scope=user unit=instructions median=1 min=1 samples=1", "scope=user"),
-            ("BENCH path=switching test=null scope=whole unit=ns median=1 min=1 samples=1", "unit=ns"),
-            ("BENCH path=switching test=null scope=whole unit=instructions median=1.5 min=1 samples=1", "decimal"),
-            ("BENCH path=switching test=null scope=whole unit=instructions median=+1 min=1 samples=1", "decimal"),
-            ("BENCH path=switching test=null scope=whole unit=instructions median=-1 min=1 samples=1", "decimal"),
+            (format!("{m} test=null scope=whole unit=instructions median=1 min=1"), "`samples` is missing"),
+            (format!("{m} test=64in scope=whole unit=instructions median=1 min=1 samples=1"), "test=64in"),
+            (format!("{m} test=null scope=user unit=instructions median=1 min=1 samples=1"), "scope=user"),
+            (format!("{m} test=null scope=whole unit=ns median=1 min=1 samples=1"), "unit=ns"),
+            (format!("{m} test=null scope=whole unit=instructions median=1.5 min=1 samples=1"), "decimal"),
+            (format!("{m} test=null scope=whole unit=instructions median=+1 min=1 samples=1"), "decimal"),
+            (format!("{m} test=null scope=whole unit=instructions median=-1 min=1 samples=1"), "decimal"),
             (
-                "BENCH path=switching test=null scope=whole unit=instructions median=99999999999999999999 min=1 \
-                 samples=1",
+                format!("{m} test=null scope=whole unit=instructions median=99999999999999999999 min=1 samples=1"),
                 "out of range",
             ),
-            ("BENCH path=switching test=null scope=whole unit=instructions median=5 min=6 samples=1", "above median"),
-            ("BENCH path=switching test=null scope=whole unit=instructions median=5 min=5 samples=0", "samples=0"),
-            ("BENCH path=switching test=null scope=whole unit=instructions median=5 min=5 samples=1 p90=7", "p90"),
-            ("BENCH path=switching path=x test=null scope=whole", "twice"),
-            ("BENCH path=switching test=null scope=whole oops", "not key=value"),
-            ("BENCH path= test=null", "empty"),
-            ("BENCH-COPIES path=migrating test=32kin copies=one", "decimal"),
-            ("BENCH-MEMORY thread=1 activation=2", "kernel_stack"),
-            ("BENCH-END now", "not key=value"),
+            (format!("{m} test=null scope=whole unit=instructions median=5 min=6 samples=1"), "above median"),
+            (format!("{m} test=null scope=whole unit=instructions median=5 min=5 samples=0"), "samples=0"),
+            (format!("{m} test=null scope=whole unit=instructions median=5 min=5 samples=1 p90=7"), "p90"),
+            ("BENCH path=switching path=x test=null scope=whole".into(), "twice"),
+            (format!("{m} test=null scope=whole oops"), "not key=value"),
+            ("BENCH path= test=null".into(), "empty"),
+            ("BENCH-COPIES path=migrating mode=protected test=32kin copies=one".into(), "decimal"),
+            ("BENCH-MEMORY thread=1 activation=2".into(), "kernel_stack"),
+            ("BENCH-END now".into(), "not key=value"),
+            ("BENCH-FLIP domain=bench.pool mode=fused".into(), "`mode=fused`: expected one of protected, merged"),
+            ("BENCH-FLIP mode=merged".into(), "`domain` is missing"),
+            ("BENCH-FLIP domain=a mode=merged when=3".into(), "unknown field(s) when"),
         ];
         for (line, needle) in bad {
             let p = problems(&format!("{BEGIN}{line}\nBENCH-END\n"));
@@ -927,20 +1416,122 @@ scenario bench: PASS
     }
 
     #[test]
+    fn mode_is_required_and_validated() {
+        let bad = [
+            (
+                "BENCH path=switching test=null scope=whole unit=instructions median=1 min=1 samples=1",
+                "`mode` is missing",
+            ),
+            (
+                "BENCH path=switching mode=merged test=null scope=whole unit=instructions median=1 min=1 samples=1",
+                "`mode=merged`: expected one of protected, server-merged, both-merged",
+            ),
+            ("BENCH-COPIES path=migrating-protected test=32kin copies=1", "`mode` is missing"),
+            ("BENCH-COPIES path=migrating-protected mode=fast test=32kin copies=1", "mode=fast"),
+            ("BENCH-STAGE path=p test=null side=call stage=copy instructions=1", "`mode` is missing"),
+            ("BENCH-STAGE path=p mode=Protected test=null side=call stage=copy instructions=1", "mode=Protected"),
+        ];
+        for (line, needle) in bad {
+            let p = problems(&format!("{BEGIN}{line}\nBENCH-END\n"));
+            assert_eq!(p.len(), 1, "{line}: {p:?}");
+            assert!(p[0].starts_with("line 2: ") && p[0].contains(needle), "{line}: {p:?}");
+        }
+        for mode in ["protected", "server-merged", "both-merged"] {
+            let r = parse(&transcript(&[figure_line("x", mode, "null", "whole", 7)])).unwrap();
+            assert_eq!(r.measurements[0].mode, mode);
+        }
+    }
+
+    #[test]
+    fn accepts_the_lent_test() {
+        let line = "BENCH path=migrating-merged mode=both-merged test=32kin-lent scope=whole unit=instructions \
+                    median=28 min=27 samples=3";
+        let Ok(Some(Line::Measurement(m))) = parse_line(line) else { panic!("{line} did not parse") };
+        assert_eq!((m.test.as_str(), m.median, m.min), ("32kin-lent", 28, 27));
+        assert_eq!(test_label("32kin-lent"), "32K Lent");
+        let copies = parse_line("BENCH-COPIES path=migrating-merged mode=both-merged test=32kin-lent copies=0");
+        assert!(matches!(copies, Ok(Some(Line::Copies(Copies { copies: 0, .. })))), "{copies:?}");
+        assert!(
+            parse_line(
+                "BENCH path=a mode=protected test=32kin-lend scope=whole unit=instructions median=1 \
+                            min=1 samples=1"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn parses_stage_lines() {
+        let line = "BENCH-STAGE path=migrating-merged mode=both-merged test=null side=return stage=client-exit \
+                    instructions=7";
+        assert_eq!(
+            parse_line(line),
+            Ok(Some(Line::Stage(Stage {
+                path: "migrating-merged".into(),
+                mode: "both-merged".into(),
+                side: "return".into(),
+                stage: "client-exit".into(),
+                instructions: 7
+            })))
+        );
+        let s = "BENCH-STAGE path=p mode=protected";
+        let bad = [
+            (format!("{s} test=32in side=call stage=copy instructions=1"), "`test=32in`: expected one of null"),
+            (format!("{s} test=null side=reply stage=copy instructions=1"), "side=reply"),
+            (format!("{s} test=null side=call stage=lookup instructions=1"), "stage=lookup"),
+            (format!("{s} test=null side=call stage=copy instructions=x"), "decimal"),
+            (format!("{s} test=null side=call stage=copy"), "`instructions` is missing"),
+            (format!("{s} side=call stage=copy instructions=1"), "`test` is missing"),
+            (format!("{s} test=null side=call stage=copy instructions=1 median=1"), "unknown field(s) median"),
+        ];
+        for (line, needle) in bad {
+            let p = problems(&format!("{BEGIN}{line}\nBENCH-END\n"));
+            assert_eq!(p.len(), 1, "{line}: {p:?}");
+            assert!(p[0].starts_with("line 2: ") && p[0].contains(needle), "{line}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_stages_are_errors() {
+        let stage = |mode: &str, side: &str, name: &str, n: u64| {
+            format!(
+                "BENCH-STAGE path=migrating-merged mode={mode} test=null side={side} stage={name} instructions={n}\n"
+            )
+        };
+        // The same (side, stage) in another mode or on the other side is new.
+        let fine = [
+            stage("server-merged", "call", "copy", 1),
+            stage("both-merged", "call", "copy", 1),
+            stage("server-merged", "return", "copy", 1),
+            stage("server-merged", "call", "stats", 1),
+        ];
+        assert_eq!(parse(&transcript(&fine)).unwrap().stages.len(), 4);
+        // Twice in the same (path, mode): a problem, even with another count.
+        let mut twice = fine.to_vec();
+        twice.push(stage("server-merged", "call", "copy", 2));
+        let p = problems(&transcript(&twice));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("line 6: this stage and side were already reported"), "{p:?}");
+    }
+
+    #[test]
     fn sequence_errors_are_all_reported() {
-        let m = "BENCH path=migrating test=null scope=whole unit=instructions median=5 min=5 samples=1\n";
+        let m = figure_line("migrating-protected", "protected", "null", "whole", 5);
+        let other_mode = figure_line("migrating-protected", "server-merged", "null", "whole", 5);
         let text = format!(
             "{BEGIN}{m}{m}{BEGIN}BENCH-MEMORY thread=1 activation=1 kernel_stack=1\n\
-             BENCH-MEMORY thread=1 activation=1 kernel_stack=1\nBENCH-COPIES path=a test=null copies=1\n\
-             BENCH-COPIES path=a test=null copies=2\nBENCH-END\n{m}"
+             BENCH-MEMORY thread=1 activation=1 kernel_stack=1\nBENCH-COPIES path=a mode=protected test=null copies=1\n\
+             BENCH-COPIES path=a mode=protected test=null copies=2\n{other_mode}\
+             BENCH-COPIES path=a mode=both-merged test=null copies=2\nBENCH-END\n{m}BENCH-FLIP domain=a mode=merged\n"
         );
         let p = problems(&text);
         let expect = [
-            "line 3: this path, test and scope",
+            "line 3: this path, mode, test and scope",
             "line 4: a second BENCH-BEGIN",
             "line 6: a second BENCH-MEMORY",
-            "line 8: copies for this path and test",
-            "line 10: after BENCH-END",
+            "line 8: copies for this path, mode and test",
+            "line 12: after BENCH-END",
+            "line 13: after BENCH-END",
         ];
         assert_eq!(p.len(), expect.len(), "{p:?}");
         for (got, want) in p.iter().zip(expect) {
@@ -961,98 +1552,277 @@ scenario bench: PASS
         assert_eq!(ratio(Some(u64::MAX), Some(u64::MAX)), "1.00");
     }
 
-    /// The row of `label` in the first table titled `title`.
-    fn row<'a>(text: &'a str, title: &str, label: &str) -> Vec<&'a str> {
-        let table = text.split(title).nth(1).unwrap();
-        let line = table.lines().find(|l| l.starts_with(label)).unwrap();
+    /// The figures of the first row starting with `label` after each of
+    /// `markers` in turn.
+    fn row<'a>(text: &'a str, markers: &[&str], label: &str) -> Vec<&'a str> {
+        let mut rest = text;
+        for marker in markers {
+            let at = rest.find(marker).unwrap_or_else(|| panic!("{marker:?} missing from\n{text}"));
+            rest = &rest[at + marker.len()..];
+        }
+        let line = rest.lines().map(str::trim_start).find(|l| l.starts_with(label)).unwrap();
         line[label.len()..].split_whitespace().collect()
     }
 
     #[test]
     fn renders_medians_minima_and_ratios() {
         let text = render(&good(), Board::Virt);
-        // kernel: switching, migrating, ratio; whole: the same.
-        assert_eq!(row(&text, "Median", "Null "), ["480", "110", "4.36", "600", "180", "3.33"]);
-        assert_eq!(row(&text, "Minimum", "Null "), ["470", "108", "4.35", "590", "179", "3.30"]);
-        // Missing kernel figures; a zero migrating median.
-        assert_eq!(row(&text, "Median", "32 In"), ["—", "—", "n/a", "650", "0", "n/a"]);
-        assert_eq!(row(&text, "Median", "32K In"), ["—", "—", "n/a", "—", "—", "n/a"]);
-        // No cycles scope: no cycles columns.
+        let heading = row(&text, &["Median", "kernel only (EL1), instructions"], "test");
+        assert_eq!(heading, ["switching", "protected", "p→merged", "m→merged", "sw÷mig", "prot÷p→m", "prot÷m→m"]);
+        // switching, protected, p→merged, m→merged, then the three ratios.
+        let median_kernel = ["Median", "kernel only (EL1)"];
+        let median_whole = ["Median", "whole call (EL0+EL1)"];
+        assert_eq!(row(&text, &median_kernel, "Null"), ["480", "110", "40", "—", "4.36", "2.75", "n/a"]);
+        assert_eq!(row(&text, &median_whole, "Null"), ["600", "180", "72", "24", "3.33", "2.50", "7.50"]);
+        assert_eq!(row(&text, &["Minimum", "whole call"], "Null"), ["590", "179", "70", "24", "3.30", "2.56", "7.46"]);
+        // Missing figures; a zero migrating median; the lent test's row.
+        assert_eq!(row(&text, &median_kernel, "32 In"), ["—", "—", "—", "—", "n/a", "n/a", "n/a"]);
+        assert_eq!(row(&text, &median_whole, "32 In"), ["650", "0", "—", "—", "n/a", "n/a", "n/a"]);
+        assert_eq!(row(&text, &median_whole, "32K In"), ["—", "—", "—", "—", "n/a", "n/a", "n/a"]);
+        assert_eq!(row(&text, &median_whole, "32K Lent"), ["—", "—", "86", "28", "n/a", "n/a", "n/a"]);
+        // No cycles scope: no cycles block.
         assert!(!text.contains("PMCCNTR_EL0)"), "{text}");
-        // Floors and the unknown path get rows of their own.
-        assert_eq!(row(&text, "Floors", "floor-svc"), ["Null", "3", "3", "9", "9"]);
-        assert_eq!(row(&text, "Floors", "floor-call"), ["Null", "—", "—", "12", "12"]);
-        assert_eq!(row(&text, "Other paths", "migrating-merged"), ["Null", "40", "40"]);
+        // Floors, with their mode, in the floors' order; the unknown path.
+        assert_eq!(row(&text, &["Floors"], "floor-call"), ["protected", "Null", "—", "—", "12", "12"]);
+        assert_eq!(row(&text, &["Floors"], "floor-svc"), ["protected", "Null", "3", "3", "9", "9"]);
+        assert_eq!(row(&text, &["Floors"], "floor-entry"), ["server-merged", "Null", "5", "5", "—", "—"]);
+        let floors = &text[text.find("Floors").unwrap()..];
+        assert!(floors.find("floor-svc").unwrap() < floors.find("floor-entry").unwrap(), "{text}");
+        assert_eq!(row(&text, &["Other paths"], "migrating-odd"), ["protected", "Null", "40", "40"]);
         for needle in [
             "board virt (kernel says qemu-virt), boot 1f2e3d4c",
             "1000 repetitions after 100 warm-up; 1000 samples per figure",
-            "copies: migrating 32K In: 1",
+            "p→merged = migrating-merged, protected client → merged server",
+            "m→merged = migrating-merged, merged client → merged server",
+            "prot÷p→m = protected ÷ p→merged",
+            "copies: migrating-protected (protected) 32K In: 1",
             "memory: 512 bytes per thread, 96 bytes per activation (stacks excluded); kernel stack 16384 bytes",
+            "mode changes in this boot: bench.pool→merged, bench.client→merged\n",
             "instructions retired",
             "-icount shift=0, not cycles",
             "charges nothing for exception entry or return",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
+        assert_eq!(text.matches("mode changes in this boot").count(), 1, "{text}");
     }
 
     #[test]
     fn renders_cycles_when_reported() {
         let text = format!(
-            "{BEGIN}BENCH path=switching test=null scope=cycles unit=cycles median=900 min=850 samples=5\n\
-             BENCH path=migrating test=null scope=cycles unit=cycles median=300 min=290 samples=5\nBENCH-END\n"
+            "{BEGIN}BENCH path=switching mode=protected test=null scope=cycles unit=cycles median=900 min=850 \
+             samples=5\nBENCH path=migrating-protected mode=protected test=null scope=cycles unit=cycles median=300 \
+             min=290 samples=5\nBENCH-END\n"
         );
         let text = render(&parse(&text).unwrap(), Board::Rpi4);
-        assert!(text.contains("cycles (PMCCNTR_EL0)"), "{text}");
-        assert_eq!(row(&text, "Median", "Null "), ["—", "—", "n/a", "—", "—", "n/a", "900", "300", "3.00"]);
+        assert_eq!(
+            row(&text, &["Median", "cycles (PMCCNTR_EL0), cycles"], "Null"),
+            ["900", "300", "—", "—", "3.00", "n/a", "n/a"]
+        );
+        assert_eq!(row(&text, &["Median", "whole call"], "Null"), ["—", "—", "—", "—", "n/a", "n/a", "n/a"]);
         assert!(text.contains("cycles mean something only on a real Raspberry Pi"), "{text}");
         assert!(text.contains("memory: not reported"), "{text}");
+        assert!(text.contains("mode changes in this boot: none reported"), "{text}");
+        assert!(!text.contains("by stage"), "{text}");
+    }
+
+    #[test]
+    fn every_stage_has_exactly_one_row() {
+        for stage in STAGES {
+            let rows = STAGE_ROWS.iter().filter(|(_, stages)| stages.contains(&stage)).count();
+            assert_eq!(rows, 1, "{stage}");
+        }
+        let named: usize = STAGE_ROWS.iter().map(|(_, stages)| stages.len()).sum();
+        assert_eq!(named, STAGES.len());
+    }
+
+    #[test]
+    fn stage_table_sums_and_cross_check() {
+        let r = good();
+        let rows = stage_rows(&r, MIGRATING_PROTECTED, PROTECTED);
+        let cells: Vec<_> = rows.iter().map(|r| (r.label, r.call, r.ret, r.total())).collect();
+        assert_eq!(
+            cells,
+            [
+                ("kernel entry/exit, client side", Some(14), Some(9), Some(23)),
+                ("kernel entry/exit, server side", Some(8), Some(12), Some(20)),
+                ("port translation", Some(9), Some(5), Some(14)),
+                ("argument checks", Some(6), None, Some(6)),
+                ("activation switch", Some(20), Some(18), Some(38)),
+                ("message copy", Some(2), None, Some(2)),
+                ("statistics", Some(4), Some(3), Some(7)),
+                ("sum", Some(63), Some(47), Some(110)),
+            ]
+        );
+        assert_eq!(
+            stage_check(&r, MIGRATING_PROTECTED, PROTECTED),
+            "stages sum to 110: matches the PMU's kernel count (110)"
+        );
+        assert_eq!(
+            stage_check(&r, MIGRATING_MERGED, SERVER_MERGED),
+            "stages sum to 37: differs from the PMU's kernel count (40) by 3 (fewer in the stages)"
+        );
+        // Nothing to compare with: said so, not guessed.
+        assert_eq!(
+            stage_check(&r, MIGRATING_MERGED, BOTH_MERGED),
+            "stages sum to 0; no kernel-only Null figure in instructions to compare with"
+        );
+
+        let text = render(&r, Board::Virt);
+        let protected = ["by stage", "migrating-protected, protected client → protected server"];
+        assert_eq!(row(&text, &protected, "stage"), ["call", "return", "total"]);
+        assert_eq!(row(&text, &protected, "kernel entry/exit, client side"), ["14", "9", "23"]);
+        assert_eq!(row(&text, &protected, "message copy"), ["2", "—", "2"]);
+        assert_eq!(row(&text, &protected, "sum"), ["63", "47", "110"]);
+        let merged = ["by stage", "migrating-merged, protected client → merged server"];
+        assert_eq!(row(&text, &merged, "kernel entry/exit, server side"), ["—", "—", "—"]);
+        assert_eq!(row(&text, &merged, "sum"), ["31", "6", "37"]);
+        assert!(text.contains("Null migrating call by stage (the paper's Table 1)"), "{text}");
+        assert!(text.contains("stages sum to 110: matches the PMU's kernel count (110)"), "{text}");
+        assert!(text.contains("differs from the PMU's kernel count (40) by 3"), "{text}");
+    }
+
+    #[test]
+    fn stage_check_counts_more_in_the_stages() {
+        let text = transcript(&[
+            figure_line("m", "protected", "null", "kernel", 10),
+            "BENCH-STAGE path=m mode=protected test=null side=call stage=copy instructions=12\n".to_string(),
+        ]);
+        assert_eq!(
+            stage_check(&parse(&text).unwrap(), "m", "protected"),
+            "stages sum to 12: differs from the PMU's kernel count (10) by 2 (more in the stages)"
+        );
+    }
+
+    /// A transcript with every figure the targets read.
+    #[allow(clippy::too_many_arguments)]
+    fn for_targets(
+        s_whole: u64,
+        m_whole: u64,
+        m_kernel: u64,
+        copies: u64,
+        to_merged: u64,
+        to_merged_lent: u64,
+        both: u64,
+        both_lent: u64,
+        flip: bool,
+    ) -> String {
+        let mut lines = vec![
+            figure_line(SWITCHING, PROTECTED, "null", "whole", s_whole),
+            figure_line(MIGRATING_PROTECTED, PROTECTED, "null", "whole", m_whole),
+            figure_line(MIGRATING_PROTECTED, PROTECTED, "null", "kernel", m_kernel),
+            format!("BENCH-COPIES path=migrating-protected mode=protected test=32kin copies={copies}\n"),
+            figure_line(MIGRATING_MERGED, SERVER_MERGED, "null", "whole", to_merged),
+            figure_line(MIGRATING_MERGED, SERVER_MERGED, "32kin-lent", "whole", to_merged_lent),
+            figure_line(MIGRATING_MERGED, BOTH_MERGED, "null", "whole", both),
+            figure_line(MIGRATING_MERGED, BOTH_MERGED, "32kin-lent", "whole", both_lent),
+        ];
+        if flip {
+            lines.insert(4, "BENCH-FLIP domain=bench.pool mode=merged\n".to_string());
+        }
+        transcript(&lines)
+    }
+
+    fn verdicts(text: &str) -> Vec<Verdict> {
+        targets(&parse(text).unwrap()).iter().map(|t| t.verdict).collect()
     }
 
     #[test]
     fn targets_are_computed_from_the_figures() {
-        let t = targets(&good());
-        let verdicts: Vec<Verdict> = t.iter().map(|t| t.verdict).collect();
         use Verdict::*;
-        assert_eq!(verdicts, [Met, Met, Met, Met, Met]);
-        assert_eq!(t[3].actual, "3.33");
+        let t = targets(&good());
+        assert_eq!(t.iter().map(|t| t.verdict).collect::<Vec<_>>(), [Met; 10]);
+        let actual: Vec<&str> = t.iter().map(|t| t.actual.as_str()).collect();
+        assert_eq!(actual, ["180", "110", "600", "3.33", "copies=1", "24", "0.40", "1.19", "1.17", "2 mode changes"]);
 
         // Exactly on the limits is met; one over is missed.
-        let with = |s_whole: u64, m_whole: u64, m_kernel: u64, copies: u64| {
-            format!(
-                "{BEGIN}BENCH path=switching test=null scope=whole unit=instructions median={s_whole} min=1 samples=1\n\
-                 BENCH path=migrating test=null scope=whole unit=instructions median={m_whole} min=1 samples=1\n\
-                 BENCH path=migrating test=null scope=kernel unit=instructions median={m_kernel} min=1 samples=1\n\
-                 BENCH-COPIES path=migrating test=32kin copies={copies}\nBENCH-END\n"
-            )
-        };
-        let v = |text: String| targets(&parse(&text).unwrap()).iter().map(|t| t.verdict).collect::<Vec<_>>();
-        assert_eq!(v(with(600, 200, 120, 1)), [Met, Met, Met, Met, Met]);
-        assert_eq!(v(with(621, 201, 121, 2)), [Missed, Missed, Missed, Met, Missed]);
-        // 2999 / 1000 = 2.999 prints as "3.00" but is below 3.0: missed.
-        let t = targets(&parse(&with(2999, 1000, 100, 1)).unwrap());
-        assert_eq!((t[3].actual.as_str(), t[3].verdict), ("3.00", Missed));
-
-        // Nothing reported: unknown, never met.
-        let t = targets(&parse(&format!("{BEGIN}BENCH-END\n")).unwrap());
-        assert!(t.iter().all(|t| t.verdict == Unknown), "{t:?}");
-        // Cycles are not instructions: the instruction targets do not apply.
-        let text = format!(
-            "{BEGIN}BENCH path=migrating test=null scope=whole unit=cycles median=10 min=10 samples=1\nBENCH-END\n"
+        assert_eq!(verdicts(&for_targets(600, 200, 120, 1, 80, 96, 30, 36, true)), [Met; 10]);
+        assert_eq!(
+            verdicts(&for_targets(621, 201, 121, 2, 81, 98, 31, 38, false)),
+            [Missed, Missed, Missed, Met, Missed, Missed, Missed, Missed, Missed, Missed]
         );
-        assert_eq!(targets(&parse(&text).unwrap())[0].verdict, Unknown);
+        // 2999 / 1000 = 2.999 prints as "3.00" but is below 3.0: missed.
+        let t = targets(&parse(&for_targets(2999, 1000, 100, 1, 80, 96, 30, 36, true)).unwrap());
+        assert_eq!((t[3].actual.as_str(), t[3].verdict), ("3.00", Missed));
+        // 401 / 1000 prints as "0.40" but is above 0.4: missed.
+        let t = targets(&parse(&for_targets(3000, 1000, 100, 1, 401, 481, 30, 36, true)).unwrap());
+        assert_eq!((t[6].actual.as_str(), t[6].verdict), ("0.40", Missed));
+        assert_eq!(t[7].verdict, Met);
+
+        // Nothing reported: unknown, never met; no flip is a miss.
+        let t = targets(&parse(&transcript(&[])).unwrap());
+        let mut expect = [Unknown; 10];
+        expect[9] = Missed;
+        assert_eq!(t.iter().map(|t| t.verdict).collect::<Vec<_>>(), expect, "{t:?}");
+        assert_eq!(t[9].actual, "0 mode changes");
+        // A zero divisor cannot be judged.
+        let v = verdicts(&for_targets(600, 0, 100, 1, 0, 0, 0, 0, true));
+        assert_eq!((v[3], v[6], v[7], v[8]), (Unknown, Unknown, Unknown, Unknown));
+        // Partial figures: only what is there is judged.
+        let text = transcript(&[
+            figure_line(MIGRATING_MERGED, BOTH_MERGED, "null", "whole", 20),
+            figure_line(MIGRATING_MERGED, SERVER_MERGED, "32kin-lent", "whole", 20),
+        ]);
+        let v = verdicts(&text);
+        assert_eq!((v[5], v[6], v[7], v[8]), (Met, Unknown, Unknown, Unknown));
+        // Cycles are not instructions: the instruction targets do not apply.
+        let text = transcript(&[
+            "BENCH path=migrating-protected mode=protected test=null scope=whole unit=cycles median=10 min=10 \
+             samples=1\n"
+                .to_string(),
+        ]);
+        assert_eq!(verdicts(&text)[0], Unknown);
+        // Mode matters: a protected figure under another mode is not read.
+        let text = transcript(&[figure_line(MIGRATING_PROTECTED, SERVER_MERGED, "null", "whole", 10)]);
+        assert_eq!(verdicts(&text)[0], Unknown);
+    }
+
+    #[test]
+    fn renders_targets() {
+        let text = render(&parse(&for_targets(621, 201, 121, 2, 81, 98, 31, 38, false)).unwrap(), Board::Virt);
+        for needle in [
+            "✗ merged null call (merged client → merged server), whole ≤ 30 instructions",
+            "✗ protected→merged ÷ protected→protected, Null whole ≤ 0.4",
+            "✗ 32K lent to a merged server within 1.2× of Null (protected client)",
+            "✗ 32K lent to a merged server within 1.2× of Null (merged client)",
+            "✗ one boot: every figure after one BENCH-BEGIN, with a mode change",
+            "✓ switching ÷ migrating, Null whole call ≥ 3.0",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn lists_mode_changes_in_order() {
+        let text = transcript(&[
+            "BENCH-FLIP domain=bench.client mode=merged\n".to_string(),
+            "BENCH-FLIP domain=bench.pool mode=merged\n".to_string(),
+            "BENCH-FLIP domain=bench.client mode=protected\n".to_string(),
+        ]);
+        let r = parse(&text).unwrap();
+        assert_eq!(
+            flips_text(&r),
+            "mode changes in this boot: bench.client→merged, bench.pool→merged, bench.client→protected"
+        );
+        assert_eq!(flips_text(&parse(&transcript(&[])).unwrap()), "mode changes in this boot: none reported");
     }
 
     #[test]
     fn json_has_one_record_per_figure() {
         let records = json_records(&good(), Board::Virt);
         let records = records.as_array().unwrap();
-        assert_eq!(records.len(), 10);
+        assert_eq!(records.len(), 16);
         assert_eq!(
             records[3],
-            json!({"path": "migrating", "test": "null", "scope": "whole", "median": 180, "min": 179,
-                   "unit": "instructions", "samples": 1000, "board": "virt", "boot_id": "1f2e3d4c"})
+            json!({"path": "migrating-protected", "mode": "protected", "test": "null", "scope": "whole",
+                   "median": 180, "min": 179, "unit": "instructions", "samples": 1000, "board": "virt",
+                   "boot_id": "1f2e3d4c"})
         );
+        assert_eq!(records[14]["mode"], "both-merged");
+        assert_eq!(records[14]["test"], "32kin-lent");
+        assert!(records.iter().all(|r| r["boot_id"] == "1f2e3d4c" && r["board"] == "virt"));
+        let modes: Vec<&str> = records.iter().filter_map(|r| r["mode"].as_str()).collect();
+        assert_eq!(modes.len(), 16);
     }
 
     #[test]

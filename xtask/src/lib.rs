@@ -23,7 +23,8 @@
 //!   enough QEMU onto Debian-family machines;
 //! * [`bench`] boots the kernel's benchmark scenario under `-icount
 //!   shift=0`, parses the figures it prints and renders them as the paper's
-//!   Table 3 (`cargo xtask bench`, described in `docs/bench.md`).
+//!   Tables 1 and 3 (`cargo xtask bench`, described in `docs/bench.md`);
+//!   [`svg`] draws its whole-call figures as a bar chart.
 //!
 //! ## Crates, and why
 //!
@@ -55,6 +56,7 @@ pub mod elf;
 pub mod image;
 pub mod install;
 pub mod qemu;
+pub mod svg;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -5,7 +5,7 @@
 //! cargo xtask qemu   [--board rpi4|virt] [--release] [--gdb] [--scenario NAME]
 //!                    [--harness] [--append ARGS] [--locations]
 //! cargo xtask test   [--release]
-//! cargo xtask bench  [--board virt|rpi4] [--json PATH] [--repetitions N]
+//! cargo xtask bench  [--board virt|rpi4] [--json PATH] [--svg PATH] [--repetitions N]
 //! cargo xtask lint
 //! cargo xtask install-qemu
 //! ```
@@ -22,9 +22,10 @@
 //!
 //! `bench` (virt by default) builds the release image, boots the kernel's
 //! `bench` scenario under `-icount shift=0` on one core, and prints its
-//! instruction counts as the paper's Table 3 with the targets beside them;
-//! `--json PATH` also writes them as JSON records, `--repetitions N` passes
-//! `tern.bench.repetitions=N` (otherwise the kernel chooses). It fails when
+//! instruction counts as the paper's Tables 1 and 3 with the targets beside
+//! them; `--json PATH` also writes them as JSON records, `--svg PATH` as a
+//! bar chart of the whole-call medians (either or both), `--repetitions N`
+//! passes `tern.bench.repetitions=N` (otherwise the kernel chooses). It fails when
 //! the run fails, never because a target was missed (see `docs/bench.md`).
 //!
 //! The arguments are parsed by hand: six subcommands and a few flags do not
@@ -55,7 +56,7 @@ commands:
   test          fmt, clippy, unit tests, images, QEMU tests   [--release]
   bench         release image, QEMU -icount, instruction counts as a table
                                           [--board virt|rpi4] [--json PATH]
-                                          [--repetitions N]
+                                          [--svg PATH] [--repetitions N]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
@@ -71,6 +72,7 @@ options:
   --append ARGS   more kernel command-line arguments
   --locations     show the source location of each defmt log line
   --json PATH     (bench) also write the figures as JSON records to PATH
+  --svg PATH      (bench) also write the whole-call medians as an SVG bar chart to PATH
   --repetitions N (bench) add tern.bench.repetitions=N (default: the kernel's)
 ";
 
@@ -85,6 +87,7 @@ struct Options {
     append: Option<String>,
     locations: bool,
     json: Option<PathBuf>,
+    svg: Option<PathBuf>,
     repetitions: Option<u64>,
 }
 
@@ -101,7 +104,7 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
         if !allowed.contains(&flag) {
             bail!("unexpected argument `{arg}` (see `cargo xtask help`)");
         }
-        let takes_value = matches!(flag, "--board" | "--scenario" | "--append" | "--json" | "--repetitions");
+        let takes_value = matches!(flag, "--board" | "--scenario" | "--append" | "--json" | "--svg" | "--repetitions");
         let value = if takes_value {
             match inline {
                 Some(v) => v,
@@ -125,6 +128,7 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
             "--append" => opts.append = Some(value),
             "--locations" => opts.locations = true,
             "--json" => opts.json = Some(PathBuf::from(value)),
+            "--svg" => opts.svg = Some(PathBuf::from(value)),
             "--repetitions" => {
                 let n = value
                     .parse::<u64>()
@@ -163,8 +167,9 @@ fn run(args: &[String]) -> Result<ExitCode> {
         )?),
         "test" => test(parse_options(rest, &["--release"])?.release, true),
         "bench" => {
-            let opts = parse_options(rest, &["--board", "--json", "--repetitions"])?;
-            xtask::bench::run(opts.board.unwrap_or(Board::Virt), opts.json.as_deref(), opts.repetitions)?;
+            let opts = parse_options(rest, &["--board", "--json", "--svg", "--repetitions"])?;
+            let outputs = xtask::bench::Outputs { json: opts.json.as_deref(), svg: opts.svg.as_deref() };
+            xtask::bench::run(opts.board.unwrap_or(Board::Virt), outputs, opts.repetitions)?;
             Ok(ExitCode::SUCCESS)
         }
         "lint" => {
@@ -367,24 +372,36 @@ mod tests {
         assert!(parse_options(&args("--release=yes"), ALL).is_err());
         assert!(parse_options(&args("stray"), ALL).is_err());
         assert!(parse_options(&args("--json out.json"), ALL).is_err());
+        assert!(parse_options(&args("--svg out.svg"), ALL).is_err());
     }
 
     #[test]
     fn parses_bench_flags() {
-        const BENCH: &[&str] = &["--board", "--json", "--repetitions"];
-        let o = parse_options(&args("--board rpi4 --json out/b.json --repetitions=500"), BENCH).unwrap();
+        const BENCH: &[&str] = &["--board", "--json", "--svg", "--repetitions"];
+        let o =
+            parse_options(&args("--board rpi4 --json out/b.json --svg=out/b.svg --repetitions=500"), BENCH).unwrap();
         assert_eq!(
             o,
             Options {
                 board: Some(Board::Rpi4),
                 json: Some(PathBuf::from("out/b.json")),
+                svg: Some(PathBuf::from("out/b.svg")),
                 repetitions: Some(500),
                 ..Options::default()
             }
         );
+        let o = parse_options(&args("--svg chart.svg"), BENCH).unwrap();
+        assert_eq!(o, Options { svg: Some(PathBuf::from("chart.svg")), ..Options::default() });
         assert_eq!(parse_options(&[], BENCH).unwrap(), Options::default());
-        for bad in ["--repetitions 0", "--repetitions -3", "--repetitions many", "--repetitions", "--json", "--release"]
-        {
+        for bad in [
+            "--repetitions 0",
+            "--repetitions -3",
+            "--repetitions many",
+            "--repetitions",
+            "--json",
+            "--svg",
+            "--release",
+        ] {
             assert!(parse_options(&args(bad), BENCH).is_err(), "{bad}");
         }
     }

@@ -26,6 +26,7 @@ use alloc::vec::Vec;
 use tern_core::abi::{Call, MessageHeader, PortName};
 use tern_core::domain::DomainId;
 use tern_inks::gate;
+use tern_inks::mode::DomainMode;
 use tern_inks::service::{self, Reply, Request, Service};
 
 tern_inks::domain!(SERVER_POOL, "bench.pool", server_main);
@@ -110,17 +111,24 @@ fn measure(counter: Counter, repetitions: usize, mut operation: impl FnMut() -> 
     Some((samples[samples.len() / 2], samples[0]))
 }
 
-fn report(path: &str, test: &str, counter: Counter, repetitions: usize, figures: Option<(u64, u64)>) -> bool {
+fn report(
+    path: &str,
+    mode: &str,
+    test: &str,
+    counter: Counter,
+    repetitions: usize,
+    figures: Option<(u64, u64)>,
+) -> bool {
     let (scope, unit) = counter.scope();
     match figures {
         Some((median, minimum)) => {
             tern_inks::println!(
-                "BENCH path={path} test={test} scope={scope} unit={unit} median={median} min={minimum} samples={repetitions}"
+                "BENCH path={path} mode={mode} test={test} scope={scope} unit={unit} median={median} min={minimum} samples={repetitions}"
             );
             true
         }
         None => {
-            tern_inks::println!("bench: {path} {test} {scope}: a call failed");
+            tern_inks::println!("bench: {path} ({mode}) {test} {scope}: a call failed");
             false
         }
     }
@@ -128,6 +136,19 @@ fn report(path: &str, test: &str, counter: Counter, repetitions: usize, figures:
 
 const TESTS: [(&str, usize); 4] = [("null", 0), ("32in", 32), ("1kin", 1024), ("32kin", 32 * 1024)];
 const COUNTERS: [Counter; 3] = [Counter::Whole, Counter::Kernel, Counter::Cycles];
+
+/// The rounds of one boot, in order, and the mode each names (the kernel
+/// changes the domains' modes between them).
+pub mod round {
+    /// Client and both servers protected.
+    pub const PROTECTED: usize = 0;
+    /// `bench.pool` merged, the client protected.
+    pub const SERVER_MERGED: usize = 1;
+    /// `bench.pool` and the client merged.
+    pub const BOTH_MERGED: usize = 2;
+    /// The `mode=` word of each round.
+    pub const MODES: [&str; 3] = ["protected", "server-merged", "both-merged"];
+}
 
 fn request(payload: usize) -> Vec<u8> {
     let mut message = vec![0u8; MessageHeader::SIZE + payload];
@@ -138,38 +159,63 @@ fn request(payload: usize) -> Vec<u8> {
     message
 }
 
-/// `argument`: pool port (bits 0-15), thread port (16-31), repetitions
-/// (32-63); repetitions 0 means "one 32 KiB call on each path" (the
-/// kernel counts the copies around it).
+/// The client's start argument: pool port (bits 0-15), thread port
+/// (16-31), round (32-35), repetitions (36-63); repetitions 0 means "one
+/// 32 KiB call on each port given" (the kernel counts the copies).
+pub const fn client_argument(pool: usize, threads: usize, round: usize, repetitions: usize) -> usize {
+    pool | threads << 16 | round << 32 | repetitions << 36
+}
+
 fn client_main(argument: usize) -> usize {
-    let ports = [("switching", (argument >> 16) as u16 as PortName), ("migrating", argument as u16 as PortName)];
-    let repetitions = argument >> 32;
+    let (pool, threads) = (argument as u16 as PortName, (argument >> 16) as u16 as PortName);
+    let round = (argument >> 32) & 0xf;
+    let repetitions = argument >> 36;
     let mut reply = [0u8; 64];
     if repetitions == 0 {
         // Copy-count mode: one 32 KiB call on each port given (name 0 is
         // never a bench port: it is the name service's).
         let message = request(32 * 1024);
-        let given = ports.iter().filter(|(_, port)| *port != 0);
-        return given.filter(|(_, port)| gate::call(*port, &message, &mut reply).is_err()).count();
+        let given = [pool, threads].into_iter().filter(|port| *port != 0);
+        return given.filter(|port| gate::call(*port, &message, &mut reply).is_err()).count();
     }
+    let Some(mode) = round::MODES.get(round) else { return 1 };
+    let paths: &[(&str, PortName)] = match round {
+        round::PROTECTED => &[("switching", threads), ("migrating-protected", pool)],
+        _ => &[("migrating-merged", pool)],
+    };
     let mut failures = 0;
-    for (path, port) in ports {
+    for &(path, port) in paths {
         for (test, payload) in TESTS {
             let message = request(payload);
             for counter in COUNTERS {
                 let figures = measure(counter, repetitions, || gate::call(port, &message, &mut reply).is_ok());
-                failures += usize::from(!report(path, test, counter, repetitions, figures));
+                failures += usize::from(!report(path, mode, test, counter, repetitions, figures));
             }
+        }
+        if path == "switching" {
+            continue; // lending needs a pool (a server thread cannot take a lend)
+        }
+        let header = request(0);
+        let lent = vec![7u8; 32 * 1024];
+        for counter in COUNTERS {
+            let figures =
+                measure(counter, repetitions, || gate::call_lending(port, &header, &mut reply, &lent).is_ok());
+            failures += usize::from(!report(path, mode, "32kin-lent", counter, repetitions, figures));
         }
     }
     let target = core::hint::black_box(floor_target as fn(usize) -> usize);
     for counter in COUNTERS {
         let figures = measure(counter, repetitions, || core::hint::black_box(target(1)) == 2);
-        failures += usize::from(!report("floor-call", "null", counter, repetitions, figures));
+        failures += usize::from(!report("floor-call", mode, "null", counter, repetitions, figures));
+        // The Null kernel call: `svc` while protected, the gate's direct
+        // entry while merged.
+        let floor = if round == round::BOTH_MERGED { "floor-entry" } else { "floor-svc" };
         let figures = measure(counter, repetitions, || gate::raw_call(Call::Null, 0, 0, 0).is_ok());
-        failures += usize::from(!report("floor-svc", "null", counter, repetitions, figures));
-        let figures = measure(counter, repetitions, || gate::raw_call(Call::WhoAmI, 0, 0, 0).is_ok());
-        failures += usize::from(!report("floor-general", "null", counter, repetitions, figures));
+        failures += usize::from(!report(floor, mode, "null", counter, repetitions, figures));
+        if round == round::PROTECTED {
+            let figures = measure(counter, repetitions, || gate::raw_call(Call::WhoAmI, 0, 0, 0).is_ok());
+            failures += usize::from(!report("floor-general", mode, "null", counter, repetitions, figures));
+        }
     }
     failures
 }
@@ -207,28 +253,41 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     let (Some(pool_name), Some(thread_name)) = (pool_name, thread_name) else {
         return Err("could not give the client its rights".into());
     };
-    let ports = pool_name as usize | (thread_name as usize) << 16;
     let boot_id = crate::timer::counter();
     crate::kprintln!(
         "BENCH-BEGIN boot_id={boot_id:x} board={} counter=instructions repetitions={repetitions} warmup={}",
         crate::kernel::board_name(),
         repetitions / 10 + 10
     );
-    match domains::call(client, ports | repetitions << 32) {
-        Ok(crate::upcall::Outcome::Returned(0)) => {}
-        other => return Err(alloc::format!("the client failed: {other:?}")),
+    let (pool, threads) = (pool_name as usize, thread_name as usize);
+    // One boot, three rounds: the modes change between them.
+    let flips: [&[(DomainId, &str, DomainMode)]; 3] =
+        [&[], &[(pool_domain, "bench.pool", DomainMode::Merged)], &[(client, "bench.client", DomainMode::Merged)]];
+    for (round, flip) in flips.iter().enumerate() {
+        for &(domain, name, mode) in *flip {
+            flip_mode(domain, name, mode)?;
+        }
+        match domains::call(client, client_argument(pool, threads, round, repetitions)) {
+            Ok(crate::upcall::Outcome::Returned(0)) => {}
+            other => return Err(alloc::format!("the client failed in round {}: {other:?}", round::MODES[round])),
+        }
     }
+    flip_mode(client, "bench.client", DomainMode::Protected)?;
+    flip_mode(pool_domain, "bench.pool", DomainMode::Protected)?;
     // Count the payload copies of one 32 KiB call on each path (the reply
     // carries no payload, so every copy counted is of the request).
-    for (path, only) in [("migrating", pool_name as usize), ("switching", (thread_name as usize) << 16)] {
+    for (path, only) in
+        [("migrating-protected", client_argument(pool, 0, 0, 0)), ("switching", client_argument(0, threads, 0, 0))]
+    {
         let before = state::with(|kernel| kernel.statistics().payload_copies);
         match domains::call(client, only) {
             Ok(crate::upcall::Outcome::Returned(0)) => {}
             other => return Err(alloc::format!("the copy-count call ({path}) failed: {other:?}")),
         }
         let after = state::with(|kernel| kernel.statistics().payload_copies);
-        crate::kprintln!("BENCH-COPIES path={path} test=32kin copies={}", after - before);
+        crate::kprintln!("BENCH-COPIES path={path} mode=protected test=32kin copies={}", after - before);
     }
+    stages();
     crate::kprintln!(
         "BENCH-MEMORY thread={} activation={} kernel_stack={}",
         core::mem::size_of::<tern_core::thread::Thread>()
@@ -239,4 +298,73 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     );
     crate::kprintln!("BENCH-END");
     Ok(())
+}
+
+/// Change a domain's mode between rounds, and say so.
+fn flip_mode(domain: DomainId, name: &str, mode: DomainMode) -> Result<(), alloc::string::String> {
+    state::with(|kernel| domains::set_mode(kernel, domain, mode))
+        .map_err(|error| alloc::format!("{name} -> {mode:?}: {error}"))?;
+    let word = match mode {
+        DomainMode::Protected => "protected",
+        DomainMode::Merged => "merged",
+    };
+    crate::kprintln!("BENCH-FLIP domain={name} mode={word}");
+    Ok(())
+}
+
+// Stage labels in vectors.s and fastpath.s, in code order.
+unsafe extern "C" {
+    static tern_stage_entry: u8;
+    static tern_stage_entry_return_end: u8;
+    static tern_stage_entry_call_end: u8;
+    static tern_stage_call_translate: u8;
+    static tern_stage_call_checks: u8;
+    static tern_stage_call_checks_end: u8;
+    static tern_stage_call_switch: u8;
+    static tern_stage_call_copy: u8;
+    static tern_stage_call_copy_end: u8;
+    static tern_stage_call_stats: u8;
+    static tern_stage_call_server_exit: u8;
+    static tern_stage_call_end: u8;
+    static tern_stage_return_translate: u8;
+    static tern_stage_return_checks: u8;
+    static tern_stage_return_copy: u8;
+    static tern_stage_return_copy_end: u8;
+    static tern_stage_return_switch: u8;
+    static tern_stage_return_client_exit: u8;
+    static tern_stage_return_end: u8;
+}
+
+/// Print the null migrating call's path by stage (the paper's Table 1):
+/// instructions between the stage labels of the code a null call runs
+/// (straight-line between them: a null request skips the payload copy,
+/// and a pool with more than one free activation skips the sidetrack
+/// check, which are the `_end` labels). `cargo xtask bench` compares the
+/// sum with the PMU's kernel-only count of the same call.
+fn stages() {
+    let at = |label: &u8| label as *const u8 as usize;
+    let count = |from: &u8, to: &u8| (at(to) - at(from)) / 4;
+    // SAFETY: only the labels' addresses are taken; nothing is read.
+    let lines = unsafe {
+        [
+            ("call", "client-entry", count(&tern_stage_entry, &tern_stage_entry_call_end)),
+            ("call", "translate", count(&tern_stage_call_translate, &tern_stage_call_checks)),
+            ("call", "checks", count(&tern_stage_call_checks, &tern_stage_call_checks_end)),
+            ("call", "switch", count(&tern_stage_call_switch, &tern_stage_call_copy)),
+            ("call", "copy", count(&tern_stage_call_copy, &tern_stage_call_copy_end)),
+            ("call", "stats", count(&tern_stage_call_stats, &tern_stage_call_server_exit)),
+            ("call", "server-exit", count(&tern_stage_call_server_exit, &tern_stage_call_end)),
+            ("return", "server-entry", count(&tern_stage_entry, &tern_stage_entry_return_end)),
+            ("return", "translate", count(&tern_stage_return_translate, &tern_stage_return_checks)),
+            ("return", "checks", count(&tern_stage_return_checks, &tern_stage_return_copy)),
+            ("return", "copy", count(&tern_stage_return_copy, &tern_stage_return_copy_end)),
+            ("return", "switch", count(&tern_stage_return_switch, &tern_stage_return_client_exit)),
+            ("return", "client-exit", count(&tern_stage_return_client_exit, &tern_stage_return_end)),
+        ]
+    };
+    for (side, stage, instructions) in lines {
+        crate::kprintln!(
+            "BENCH-STAGE path=migrating-protected mode=protected test=null side={side} stage={stage} instructions={instructions}"
+        );
+    }
 }

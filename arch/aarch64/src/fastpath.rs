@@ -113,6 +113,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
         sidetracks: 0,
         longest_chain: 0,
         payload_copies: 0,
+        lends_mapped: 0,
     },
     zeros: [0; 8],
     lent: [0; 2],

@@ -31,6 +31,23 @@
 .global tern_fast_call
 .global tern_fast_return
 .global tern_fast_reply_receive
+// Stage labels: the benchmark counts the instructions between them (bench.rs).
+.global tern_stage_call_translate
+.global tern_stage_call_checks
+.global tern_stage_call_checks_end
+.global tern_stage_call_switch
+.global tern_stage_call_copy
+.global tern_stage_call_copy_end
+.global tern_stage_call_stats
+.global tern_stage_call_server_exit
+.global tern_stage_call_end
+.global tern_stage_return_translate
+.global tern_stage_return_checks
+.global tern_stage_return_copy
+.global tern_stage_return_copy_end
+.global tern_stage_return_switch
+.global tern_stage_return_client_exit
+.global tern_stage_return_end
 
 // PARK_USER: make the trap frame a parked thread resumes from
 // (tern_resume_user) at SP: x0-x4 and x19-x30 as the caller left them,
@@ -85,6 +102,7 @@
 // x17 the port, x18 the payload length, x5 the header's first word
 // (label | right << 32; the kernel writes the second: length, reserved).
 tern_fast_call:
+tern_stage_call_translate:
     adrp    x9, TERN_FAST                       // page-aligned: its address
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
@@ -101,6 +119,7 @@ tern_fast_call:
     and     w5, w5, #0x7fffffff                 // port number (0: none)
     ldr     x17, [x16, x5, lsl #3]              // the port (table[0] is null)
     cbz     x17, fast_call_slow
+tern_stage_call_checks:
     sub     x18, x2, #{header_size}             // payload length
     cmp     x18, #{fast_payload_max}
     b.hi    fast_call_slow                      // too short or too long
@@ -123,11 +142,14 @@ tern_fast_call:
     ldr     x8, [x12, x16, lsl #3]              // the server activation
     ldr     w12, [x8, #{act_next_free}]
     cbnz    w12, 1f
+tern_stage_call_checks_end:                     // (not on the path when the pool has more)
     ldr     w12, [x17, #{port_sidetrack}]
     cbnz    w12, fast_call_slow                 // the last one, and a sidetrack is due
 
     // Point of no return.
-1:  str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
+1:
+tern_stage_call_switch:
+    str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain: caller, occupant
     str     w16, [x10, #{thread_top}]
     stp     x3, x4, [x8, #{act_reply_address}]  // where the reply goes
@@ -147,13 +169,18 @@ tern_fast_call:
     sub     x3, x3, x2
     and     x3, x3, #0xfffffffffffffff0
     orr     x4, x3, #{alias_offset}             // ... as the kernel sees it
+tern_stage_call_copy:
     stp     x5, x18, [x4], #16                  // the one copy: the header (length stamped),
     cbz     x18, 2f
+tern_stage_call_copy_end:                       // (not on the path without a payload)
     add     x1, x1, #{header_size}
     COPY_PAYLOAD x1, x4, x18, 5, 6            // then the payload
-2:  ldr     x5, [x9, #{fast_migrated}]
+2:
+tern_stage_call_stats:
+    ldr     x5, [x9, #{fast_migrated}]
     add     x5, x5, #1
     str     x5, [x9, #{fast_migrated}]
+tern_stage_call_server_exit:
     ldp     x5, x6, [x8, #{act_entry}]          // into the server: its entry, its mode's PSTATE
     mov     x1, x2                              // x0: request, x1: length, x2: context
     ldr     x2, [x8, #{act_context}]
@@ -180,6 +207,7 @@ tern_fast_call:
     ldp     x28, x29, [x9, #{fast_zeros}]
     ldp     x30, x9, [x9, #{fast_zeros}]
     eret
+tern_stage_call_end:
 
 // Into a merged server: it is part of the kernel domain, mapped (EL1,
 // global) in every view, so it runs in the caller's view (recorded in its
@@ -394,6 +422,7 @@ fast_switch:
 // client activation's number, x15 the domain table, x17 the port, x2 the
 // client's buffer, x5 the payload length.
 tern_fast_return:
+tern_stage_return_translate:
     adrp    x9, TERN_FAST                       // page-aligned: its address
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldr     w11, [x10, #{thread_top}]
@@ -405,6 +434,7 @@ tern_fast_return:
     tbnz    x13, #{sidetrack_bit}, fast_return_slow // a sidetrack's end
     ldp     x15, x17, [x9, #{fast_domains}]     // the domain table, the port table
     ldr     x17, [x17, w13, uxtw #3]            // its port
+tern_stage_return_checks:
     ldr     w5, [x17, #{port_waiting}]
     cbnz    w5, fast_return_slow                // someone waits for an activation
     sub     x5, x1, #{header_size}
@@ -426,16 +456,21 @@ tern_fast_return:
     b.ne    fast_return_slow                    // carries a right
 
     // Point of no return.
+tern_stage_return_copy:
     orr     x2, x2, #{alias_offset}
     stp     x3, x5, [x2], #16                   // the one copy, into the client's buffer: the header (length stamped),
     cbz     x5, 1f
+tern_stage_return_copy_end:                     // (not on the path without a payload)
     add     x0, x0, #{header_size}
     COPY_PAYLOAD x0, x2, x5, 3, 4             // then the payload
-1:  str     w16, [x10, #{thread_top}]           // pop
+1:
+tern_stage_return_switch:
+    str     w16, [x10, #{thread_top}]           // pop
     stp     wzr, wzr, [x14, #{act_caller}]
     ldr     w3, [x17, #{port_pool_head}]        // back to the pool
     str     w3, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
+tern_stage_return_client_exit:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldr     x3, [x13, #{act_view}]
     msr     ttbr0_el1, x3
@@ -462,6 +497,7 @@ tern_fast_return:
     ldp     x16, x17, [x9, #{fast_zeros}]
     ldp     x18, x9, [x9, #{fast_zeros}]
     eret
+tern_stage_return_end:
 
 fast_return_slow:
     mov     x8, #{return_call}

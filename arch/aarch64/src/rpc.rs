@@ -39,9 +39,9 @@ use crate::state::{self, Kernel};
 use crate::threads;
 use crate::{cpu, memory};
 use tern_core::abi::{Call, Error, LEND_MAX, LEND_WRITABLE, MessageHeader, NO_RIGHT, encode_result};
-use tern_core::frame::PhysRange;
 use tern_core::capability::{Capability, PortId};
 use tern_core::domain::{DomainId, UserRange};
+use tern_core::frame::PhysRange;
 use tern_core::thread::{ActivationId, Destination, PendingRequest, Route, ThreadId, ThreadState, UserContext};
 use tern_inks::mode::DomainMode;
 
@@ -334,6 +334,7 @@ fn call_step(
                 Some(lend) if lend_needs_mapping(kernel, client, next)? => {
                     let server = kernel.objects.activation(next).ok_or(Error::PortDead)?.domain;
                     crate::domains::lend_map(kernel, server, lend.region(), lend.writable)?;
+                    kernel.statistics().lends_mapped += 1;
                     Some(lend)
                 }
                 _ => None,

@@ -91,6 +91,27 @@ fn merge_echo() -> Verdict {
         kprintln!(
             "merge-echo: round with echo {label}: {outcome:?}, {trapped} calls migrated by trap, {direct} without"
         );
+        // What was lent to echo is gone from its view once the calls have
+        // returned: no page of the client's region is mapped there (unless
+        // the client is merged, when all of it is, EL1 only).
+        let (lends, visible, client_merged) = crate::state::with(|kernel| {
+            let region = kernel.domain(client).map(|record| record.domain.region);
+            let visible = region.map_or(0, |region| {
+                (region.start..region.end)
+                    .step_by(tern_core::paging::PAGE as usize)
+                    .filter(|&page| domains::access_in_view(kernel, Some(echo), page).is_some_and(|a| a.user_read))
+                    .count()
+            });
+            let merged = kernel.domain(client).is_some_and(|record| record.mode == DomainMode::Merged);
+            (kernel.statistics().lends_mapped, visible, merged)
+        });
+        kprintln!(
+            "merge-echo: {} lends mapped into echo's view so far; client pages echo can reach after the round: {visible}",
+            lends
+        );
+        if visible != 0 && !client_merged {
+            return Err(format!("{visible} pages of the client still reachable from echo after the round"));
+        }
         match outcome {
             Ok(Outcome::Returned(0)) if trapped + direct >= 4 => Ok(()),
             other => Err(format!("round with echo {label}: {other:?}")),

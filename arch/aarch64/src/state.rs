@@ -103,6 +103,9 @@ pub struct RpcStatistics {
     /// Copies of a message with a payload (a header alone is not counted):
     /// the benchmark's copy count.
     pub payload_copies: u64,
+    /// Lent regions mapped into a protected server's view (each taken
+    /// out again when its call ends).
+    pub lends_mapped: u64,
 }
 
 /// The kernel state (present after boot).

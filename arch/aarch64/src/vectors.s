@@ -94,15 +94,27 @@
 // frame never makes one) and becomes the scratch for the check; every
 // other path starts at user_general, which makes the frame and puts x9
 // back.
-.macro DOMAIN_SYNC
+.macro DOMAIN_SYNC marks=0
+.if \marks
+.global tern_stage_entry
+.global tern_stage_entry_return_end
+.global tern_stage_entry_call_end
+tern_stage_entry:
+.endif
     stur    x9, [sp, #(72 - FRAME_SIZE)]
     mrs     x9, esr_el1
     lsr     w9, w9, #26
     cmp     w9, #0x15                   // SVC from AArch64
     b.ne    not_svc
     cbz     x8, tern_fast_return        // Return is call 0
+.if \marks
+tern_stage_entry_return_end:
+.endif
     cmp     x8, #{call}
     b.eq    tern_fast_call
+.if \marks
+tern_stage_entry_call_end:
+.endif
     cmp     x8, #{reply_receive}
     b.eq    tern_fast_reply_receive
     cmp     x8, #{null_call}
@@ -128,9 +140,10 @@ tern_vectors:
     VECTOR IRQ_FRAME_SIZE, interrupt, 5
     VECTOR FRAME_SIZE, kernel_trap, 6
     VECTOR FRAME_SIZE, kernel_trap, 7
-    // Lower EL, AArch64: protected domains (DOMAIN_SYNC, above).
+    // Lower EL, AArch64: protected domains (DOMAIN_SYNC, above; its
+    // labels mark the benchmark's stages, see bench.rs).
 .balign 0x80
-    DOMAIN_SYNC
+    DOMAIN_SYNC 1
     VECTOR IRQ_FRAME_SIZE, interrupt, 9
     VECTOR FRAME_SIZE, kernel_trap, 10
     VECTOR FRAME_SIZE, kernel_trap, 11
