@@ -68,6 +68,17 @@
     SAVE_UPPER \scratch1, \scratch2
 .endm
 
+// SAVE_CALLEE_SAVED: store x19-x30 in the saved state of the activation
+// at \act (a client making a call: what its return gives back).
+.macro SAVE_CALLEE_SAVED act
+    stp     x19, x20, [\act, #{act_saved_x19}]
+    stp     x21, x22, [\act, #({act_saved_x19} + 16)]
+    stp     x23, x24, [\act, #({act_saved_x19} + 32)]
+    stp     x25, x26, [\act, #({act_saved_x19} + 48)]
+    stp     x27, x28, [\act, #({act_saved_x19} + 64)]
+    stp     x29, x30, [\act, #({act_saved_x19} + 80)]
+.endm
+
 // COPY_PAYLOAD: copy \bytes from \source to \destination, 16 bytes a
 // step, then the tail byte by byte: exactly the bytes claimed, never
 // more. Advances both pointers and counts \bytes down; uses registers
@@ -157,12 +168,7 @@ tern_stage_call_switch:
     mrs     x3, sp_el0                          // save the client
     mrs     x4, elr_el1
     mrs     x7, spsr_el1
-    stp     x19, x20, [x13, #{act_saved_x19}]
-    stp     x21, x22, [x13, #({act_saved_x19} + 16)]
-    stp     x23, x24, [x13, #({act_saved_x19} + 32)]
-    stp     x25, x26, [x13, #({act_saved_x19} + 48)]
-    stp     x27, x28, [x13, #({act_saved_x19} + 64)]
-    stp     x29, x30, [x13, #({act_saved_x19} + 80)]
+    SAVE_CALLEE_SAVED x13
     stp     x3, x4, [x13, #{act_saved_sp}]
     str     x7, [x13, #{act_saved_pstate}]
     ldp     x3, x16, [x8, #{act_stack_top}]     // the request's place on its stack; its view
@@ -610,12 +616,7 @@ kernel_entry_trap:
     stp     x6, x30, [x13, #{act_saved_sp}]
     mov     x6, #{pstate_el1t}
     str     x6, [x13, #{act_saved_pstate}]
-    stp     x19, x20, [x13, #{act_saved_x19}]
-    stp     x21, x22, [x13, #({act_saved_x19} + 16)]
-    stp     x23, x24, [x13, #({act_saved_x19} + 32)]
-    stp     x25, x26, [x13, #({act_saved_x19} + 48)]
-    stp     x27, x28, [x13, #({act_saved_x19} + 64)]
-    stp     x29, x30, [x13, #({act_saved_x19} + 80)]
+    SAVE_CALLEE_SAVED x13
     mrs     x6, ttbr0_el1                       // it runs in the caller's view
     str     x6, [x8, #{act_view}]
     ldr     x6, [x8, #{act_stack_top}]          // the request's place on its stack
