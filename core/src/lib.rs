@@ -12,6 +12,7 @@
 //! - [`cmdline`]: the kernel command line's `tern.*` options;
 //! - [`esr`]: decoding an exception syndrome into words a person can read;
 //! - [`paging`]: building AArch64 translation tables (one layout, many views);
+//! - [`lend`]: counting the client pages lent into protected servers' views;
 //! - [`abi`]: the kernel-call interface shared by the kernel and its domains;
 //! - [`domain`]: protection domains, their memory, and user-pointer claims;
 //! - [`capability`]: capability spaces (port names and rights);
@@ -33,6 +34,7 @@ pub mod domain;
 pub mod esr;
 pub mod frame;
 pub mod heap;
+pub mod lend;
 pub mod paging;
 pub mod schedule;
 pub mod thread;

@@ -273,7 +273,8 @@ pub struct Activation {
     /// While it serves a call that lent it a region mapped into its view
     /// (flag [`Activation::LENT`]): the region's address ...
     pub lent_address: u64,
-    /// ... and length (the pages covering them are mapped).
+    /// ... and length, with [`crate::abi::LEND_WRITABLE`] set when the
+    /// server may write it (the pages covering it are mapped).
     pub lent_length: u64,
     /// Its user registers while it waits for a call it made (last: the
     /// fast path reaches the small fields above with short offsets).

@@ -28,6 +28,11 @@ impl DomainMode {
         }
     }
 
+    /// Whether this is [`DomainMode::Merged`].
+    pub const fn is_merged(self) -> bool {
+        matches!(self, DomainMode::Merged)
+    }
+
     /// The PSTATE an upcall into a domain of this mode starts with: EL0t,
     /// or EL1t (EL1 on the domain's own stack, SP_EL0, so that an exception
     /// from it arrives on the thread's kernel stack like one from EL0).

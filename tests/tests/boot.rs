@@ -82,7 +82,22 @@ scenarios! {
     rpi4_rpc_bad_input_switching, virt_rpc_bad_input_switching: "rpc-bad-input-switching"
         => |t| checks::rpc(t, &BAD_INPUT_LINES);
     rpi4_merge_echo, virt_merge_echo: "merge-echo" => |t| checks::rpc(t, &MERGE_LINES);
+    rpi4_merge_flip, virt_merge_flip: "merge-flip" => |t| checks::lines(t, &FLIP_LINES);
 }
+
+/// What the flip test must print: every call of three client threads
+/// answered intact while `slow` was flipped between modes under them (the
+/// scenario itself fails unless both flips and `Busy` refusals happened),
+/// with a protected and with a merged client, and nothing lent left
+/// reachable.
+const FLIP_LINES: [&str; 6] = [
+    "[client] flip worker 0: 40 calls, 0 failed",
+    "[client] flip worker 1: 40 calls, 0 failed",
+    "[client] flip worker 2: 40 calls, 0 failed",
+    "merge-flip: client Protected: 3 threads, 120 calls, 0 failed",
+    "merge-flip: client Merged: 3 threads, 120 calls, 0 failed",
+    "client pages slow can reach now: 0",
+];
 
 /// What the merge test must print: echo answers every size intact in each
 /// mode (a merged client reaching merged echo without a trap), and what is

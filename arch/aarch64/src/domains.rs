@@ -26,6 +26,7 @@ use tern_core::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
 use tern_core::domain::{Domain, DomainId, SharedImage};
 use tern_core::frame::PhysRange;
 use tern_core::heap::LockedHeap;
+use tern_core::lend::{LentAccess, PageChange};
 use tern_core::paging;
 use tern_inks::DomainSpec;
 use tern_inks::mode::DomainMode;
@@ -283,42 +284,77 @@ pub fn entry_for_mode(entry: u64, mode: DomainMode) -> u64 {
     }
 }
 
-/// Map the pages covering `region` (lent by a client for one call) into
-/// protected domain `server`'s view: read-only, or read-write when
-/// `writable`. `Busy` if a page of it is mapped there already (another
-/// call lending the same pages to the same server at the same time).
-pub fn lend_map(kernel: &Kernel, server: DomainId, region: PhysRange, writable: bool) -> Result<(), Error> {
-    let root = kernel.domain(server).ok_or(Error::PortDead)?.domain.table;
-    let pages = pages_covering(region);
-    let kind = if writable { paging::Kind::LentReadWrite } else { paging::Kind::LentReadOnly };
-    let mut frames = memory::FRAMES.lock();
-    let frames = frames.as_mut().ok_or(Error::OutOfMemory)?;
-    paging::map_pages(&mut IdentityTables(frames), root, pages, kind).map_err(|error| match error {
-        paging::MapError::AlreadyMapped => Error::Busy,
-        _ => Error::OutOfMemory,
-    })?;
-    crate::cpu::publish_tables();
+/// A call lends `region` to protected domain `server`: map the pages
+/// covering it into the server's view, read-only or read-write when
+/// `writable`. Pages another call in flight lends it already are shared
+/// (counted in the kernel's [`tern_core::lend::Ledger`]; a read-only one
+/// becomes writable while a writable lend covers it). `OutOfMemory`, with
+/// nothing changed, if a table for a page could not be made.
+pub fn lend_map(kernel: &mut Kernel, server: DomainId, region: PhysRange, writable: bool) -> Result<(), Error> {
+    kernel.domain(server).ok_or(Error::PortDead)?;
+    let changes = kernel.lends.start(server, region, writable);
+    if let Err(error) = apply_lend_changes(kernel, server, &changes) {
+        let undo = kernel.lends.end(server, region, writable);
+        let _ = apply_lend_changes(kernel, server, &undo);
+        return Err(error);
+    }
     Ok(())
 }
 
-/// Take a lent region back out of `server`'s view (the call ended, or was
-/// aborted), and drop what the TLB holds of it.
-pub fn lend_unmap(kernel: &Kernel, server: DomainId, region: PhysRange) {
-    let Some(record) = kernel.domain(server) else { return };
-    let (root, asid) = (record.domain.table, record.domain.id.0);
-    {
-        let mut frames = memory::FRAMES.lock();
-        if let Some(frames) = frames.as_mut() {
-            paging::unmap_pages(&mut IdentityTables(frames), root, pages_covering(region));
-        }
-    }
-    crate::cpu::flush_asid(asid);
+/// The call that lent `region` to `server` (as [`lend_map`] was told) has
+/// ended or was aborted: uncount it, unmapping the pages no other lend in
+/// flight covers (and making read-only again those only read-only lends
+/// still cover).
+pub fn lend_unmap(kernel: &mut Kernel, server: DomainId, region: PhysRange, writable: bool) {
+    let changes = kernel.lends.end(server, region, writable);
+    // Unmapping and downgrading make no tables, so they cannot fail.
+    let _ = apply_lend_changes(kernel, server, &changes);
 }
 
-/// The whole pages covering `region`.
-fn pages_covering(region: PhysRange) -> PhysRange {
-    let page = paging::PAGE;
-    PhysRange::new(region.start & !(page - 1), region.end.next_multiple_of(page))
+/// Carry out what the ledger says a lend changes in `server`'s view, with
+/// the TLB maintenance: break before make for a changed page, and a flush
+/// of the server's ASID once anything was unmapped or changed (a new
+/// mapping needs only to be visible to the table walk).
+fn apply_lend_changes(kernel: &Kernel, server: DomainId, changes: &[PageChange]) -> Result<(), Error> {
+    let Some(record) = kernel.domain(server) else { return Ok(()) };
+    let (root, asid) = (record.domain.table, record.domain.id.0);
+    let kind = |access| match access {
+        LentAccess::ReadOnly => paging::Kind::LentReadOnly,
+        LentAccess::ReadWrite => paging::Kind::LentReadWrite,
+    };
+    let page = |address: u64| PhysRange::new(address, address + paging::PAGE);
+    let mut outcome = Ok(());
+    let mut flush = false;
+    {
+        let mut frames = memory::FRAMES.lock();
+        let frames = frames.as_mut().ok_or(Error::OutOfMemory)?;
+        let mut tables = IdentityTables(frames);
+        for &change in changes {
+            let mapped = match change {
+                PageChange::Map(address, access) => paging::map_pages(&mut tables, root, page(address), kind(access)),
+                PageChange::Unmap(address) => {
+                    paging::unmap_pages(&mut tables, root, page(address));
+                    flush = true;
+                    Ok(())
+                }
+                PageChange::Remap(address, access) => {
+                    paging::unmap_pages(&mut tables, root, page(address));
+                    crate::cpu::flush_asid(asid);
+                    paging::map_pages(&mut tables, root, page(address), kind(access))
+                }
+            };
+            // A refusal other than for memory would mean the ledger and the
+            // table disagree: report it as the call's failure, not a panic.
+            if let Err(error) = mapped {
+                outcome = Err(if error == paging::MapError::AlreadyMapped { Error::Busy } else { Error::OutOfMemory });
+            }
+        }
+    }
+    crate::cpu::publish_tables();
+    if flush {
+        crate::cpu::flush_asid(asid);
+    }
+    outcome
 }
 
 /// How domain `viewer`'s view (the kernel's for `None`) maps `address`:

@@ -137,6 +137,7 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
             merge_at_start: options.merge.map_or_else(alloc::vec::Vec::new, |list| {
                 list.split(',').filter(|name| !name.is_empty()).map(alloc::string::String::from).collect()
             }),
+            lends: tern_core::lend::Ledger::new(),
         };
         crate::threads::adopt_boot_thread(&mut kernel);
         *crate::state::KERNEL.lock() = Some(kernel);

@@ -342,7 +342,7 @@ fn call_step(
             let activation = kernel.objects.pool_take(port).ok_or(Error::PortDead)?;
             kernel.statistics().migrated += 1;
             if let Some(entry) = kernel.objects.activation_mut(activation) {
-                entry.set_lent(mapped.map(|lend| (lend.address, lend.length)));
+                entry.set_lent(mapped.map(|lend| lend.registers()));
             }
             let step = migrate_into(
                 kernel,
@@ -543,8 +543,9 @@ pub fn abort_call(kernel: &mut Kernel, frame: &mut TrapFrame) -> bool {
 /// was lent to it, if anything was mapped.
 fn end_lend(kernel: &mut Kernel, activation: ActivationId, server: DomainId) {
     let lent = kernel.objects.activation(activation).and_then(|entry| entry.lent());
-    if let Some((address, length)) = lent {
-        crate::domains::lend_unmap(kernel, server, PhysRange::new(address, address + length));
+    if let Some((address, word)) = lent {
+        let (length, writable) = (word & !(LEND_WRITABLE as u64), word & LEND_WRITABLE as u64 != 0);
+        crate::domains::lend_unmap(kernel, server, PhysRange::new(address, address + length), writable);
         if let Some(entry) = kernel.objects.activation_mut(activation) {
             entry.set_lent(None);
         }

@@ -63,6 +63,7 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-many-clients", || rpc(&[("names", 1), ("kv", 3)], test::MANY_CLIENTS, |_| true, "served")),
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
+    ("merge-flip", merge_flip),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
@@ -95,15 +96,11 @@ fn merge_echo() -> Verdict {
         // returned: no page of the client's region is mapped there (unless
         // the client is merged, when all of it is, EL1 only).
         let (lends, visible, client_merged) = crate::state::with(|kernel| {
-            let region = kernel.domain(client).map(|record| record.domain.region);
-            let visible = region.map_or(0, |region| {
-                (region.start..region.end)
-                    .step_by(tern_core::paging::PAGE as usize)
-                    .filter(|&page| domains::access_in_view(kernel, Some(echo), page).is_some_and(|a| a.user_read))
-                    .count()
-            });
-            let merged = kernel.domain(client).is_some_and(|record| record.mode == DomainMode::Merged);
-            (kernel.statistics().lends_mapped, visible, merged)
+            (
+                kernel.statistics().lends_mapped,
+                pages_reachable(kernel, client, echo),
+                mode_of(kernel, client).is_merged(),
+            )
         });
         kprintln!(
             "merge-echo: {} lends mapped into echo's view so far; client pages echo can reach after the round: {visible}",
@@ -160,6 +157,124 @@ fn merge_echo() -> Verdict {
     kprintln!("merge-echo: checksum (server threads parked in receive) -> Merged: {busy:?}");
     if busy != Err(tern_core::abi::Error::Busy) {
         return Err(format!("checksum with threads in it: {busy:?}, not Busy"));
+    }
+    Ok(())
+}
+
+/// How many pages of `owner`'s region `viewer` can read at EL0 (its code's
+/// level when protected): after a call that lent `viewer` part of
+/// `owner`'s memory has returned, none.
+fn pages_reachable(kernel: &crate::state::Kernel, owner: DomainId, viewer: DomainId) -> usize {
+    kernel.domain(owner).map_or(0, |record| {
+        let region = record.domain.region;
+        (region.start..region.end)
+            .step_by(tern_core::paging::PAGE as usize)
+            .filter(|&page| domains::access_in_view(kernel, Some(viewer), page).is_some_and(|a| a.user_read))
+            .count()
+    })
+}
+
+/// A domain's mode (protected if there is no such domain).
+fn mode_of(kernel: &crate::state::Kernel, id: DomainId) -> DomainMode {
+    kernel.domain(id).map_or(DomainMode::Protected, |record| record.mode)
+}
+
+/// Client threads in the client's domain call `slow` (a pool of two for
+/// three threads; every call yields while it holds an activation) while
+/// this boot thread flips `slow` between protected and merged after every
+/// yield: a flip while any call is in `slow` is refused `Busy` and nothing
+/// changes, one between calls takes effect for the next call. Every call
+/// must come back right (no call lost or corrupted), both flips and `Busy`
+/// must have happened, and nothing lent stays reachable. Two rounds: a
+/// protected client, then a merged one (whose calls into merged `slow`
+/// take the direct path).
+fn merge_flip() -> Verdict {
+    const WORKERS: usize = 3;
+    const CALLS: usize = 40;
+    let slow_start = tern_rpctest::slow_argument(1, 2, 0, false);
+    for (name, argument) in [("names", 1), ("slow", slow_start)] {
+        let id = create(name)?;
+        match domains::call(id, argument) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("{name} did not start: {other:?}")),
+        }
+    }
+    crate::threads::yield_now();
+    let slow = domains::find("slow").ok_or("no slow")?;
+    let client = create("client")?;
+    for client_mode in [DomainMode::Protected, DomainMode::Merged] {
+        crate::state::with(|kernel| domains::set_mode(kernel, client, client_mode))
+            .map_err(|error| format!("client -> {client_mode:?}: {error}"))?;
+        let before = crate::state::with(|kernel| *kernel.statistics());
+        let threads = crate::state::with(|kernel| {
+            let priority = kernel.objects.thread(kernel.current).map_or(0, |thread| thread.priority);
+            (0..WORKERS)
+                .map(|worker| {
+                    let argument = tern_rpctest::flip_argument(worker, CALLS);
+                    let entry = tern_rpctest::flip_worker as fn(usize) -> usize as usize;
+                    crate::threads::create(kernel, client, entry, argument, priority, 64 << 10)
+                })
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or("could not start the client threads")?;
+        // (to merged, to protected, refused Busy)
+        let mut flips = [0usize; 3];
+        let mut turns = 0usize;
+        while crate::state::with(|kernel| {
+            threads.iter().any(|&thread| {
+                kernel
+                    .objects
+                    .thread(thread)
+                    .is_some_and(|t| !matches!(t.state, tern_core::thread::ThreadState::Ended(_)))
+            })
+        }) {
+            turns += 1;
+            if turns > 1_000_000 {
+                return Err("the client threads did not finish".into());
+            }
+            let (wanted, changed) = crate::state::with(|kernel| {
+                let wanted = if mode_of(kernel, slow).is_merged() { DomainMode::Protected } else { DomainMode::Merged };
+                (wanted, domains::set_mode(kernel, slow, wanted))
+            });
+            match (changed, wanted) {
+                (Ok(()), DomainMode::Merged) => flips[0] += 1,
+                (Ok(()), DomainMode::Protected) => flips[1] += 1,
+                (Err(tern_core::abi::Error::Busy), _) => flips[2] += 1,
+                (Err(error), _) => return Err(format!("slow -> {wanted:?}: {error}")),
+            }
+            crate::threads::yield_now();
+        }
+        let failures: usize = threads.iter().map(|&thread| crate::threads::join(thread).unwrap_or(1)).sum();
+        let (after, reachable) =
+            crate::state::with(|kernel| (*kernel.statistics(), pages_reachable(kernel, client, slow)));
+        let (trapped, direct) = (after.migrated - before.migrated, after.direct - before.direct);
+        let waited = after.waited - before.waited;
+        kprintln!(
+            "merge-flip: client {client_mode:?}: {WORKERS} threads, {} calls, {failures} failed; slow merged {} times and protected {} times under them, {} flips refused Busy",
+            WORKERS * CALLS,
+            flips[0],
+            flips[1],
+            flips[2]
+        );
+        kprintln!(
+            "merge-flip: client {client_mode:?}: {trapped} calls migrated by trap, {direct} without, {waited} waited for an activation; client pages slow can reach now: {reachable}"
+        );
+        if failures != 0 {
+            return Err(format!("{failures} calls lost or corrupted with a {client_mode:?} client"));
+        }
+        if flips.contains(&0) {
+            return Err(format!("flips (merged, protected, Busy) {flips:?}: each kind must have happened"));
+        }
+        if client_mode == DomainMode::Protected && reachable != 0 {
+            return Err(format!("{reachable} client pages reachable from slow after the calls"));
+        }
+        if client_mode.is_merged() && direct == 0 {
+            return Err("a merged client never called merged slow directly".into());
+        }
+    }
+    for (domain, name) in [(slow, "slow"), (client, "client")] {
+        crate::state::with(|kernel| domains::set_mode(kernel, domain, DomainMode::Protected))
+            .map_err(|error| format!("{name} back to protected: {error}"))?;
     }
     Ok(())
 }

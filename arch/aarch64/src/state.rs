@@ -77,6 +77,9 @@ pub struct Kernel {
     pub domains_dirty: bool,
     /// Domains `tern.merge` asks to merge once started.
     pub merge_at_start: Vec<alloc::string::String>,
+    /// The client pages lent into protected servers' views by calls in
+    /// flight.
+    pub lends: tern_core::lend::Ledger,
 }
 
 /// Counts of what the RPC paths did, for scenarios and the benchmark. One

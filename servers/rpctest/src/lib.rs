@@ -13,7 +13,9 @@
 //!   its start argument (mode, pool size, threads, and whether its
 //!   sidetrack handler grows the pool);
 //! - `client` runs one test, chosen by its start argument, prints what it
-//!   sees, and returns the number of things that went wrong (0 = pass).
+//!   sees, and returns the number of things that went wrong (0 = pass);
+//!   its [`flip_worker`] is the body of the threads the kernel starts in
+//!   it while it flips `slow` between modes (`merge-flip`).
 //!
 //! What it leaves out: timing (the benchmark's job) and faults (the
 //! containment probes').
@@ -29,7 +31,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use tern_core::abi::{Call, Error, MESSAGE_MAX, MessageHeader, NO_RIGHT, PortName};
 use tern_inks::gate;
-use tern_inks::service::{self, MessageBuffer, Reply, Request, Service};
+use tern_inks::mode::DomainMode;
+use tern_inks::service::{self, Lent, MessageBuffer, Reply, Request, Service};
 
 tern_inks::domain!(RELAY, "relay", relay_main);
 tern_inks::domain!(SLOW, "slow", slow_main);
@@ -119,6 +122,17 @@ impl Service for Slow {
         }
         reply.set_label(0);
         let _ = reply.set_payload(request.payload);
+    }
+
+    /// A lent region, after the same yield and spin: answered as `echo`
+    /// answers it (read-only echoed back, read-write reversed in place).
+    fn handle_lent(&self, request: &Request<'_>, lent: Lent<'_>, reply: &mut Reply<'_>) {
+        gate::yield_now();
+        let mut spin = 0u32;
+        for _ in 0..request.label() {
+            spin = core::hint::black_box(spin.wrapping_add(1));
+        }
+        tern_echo::Echo::new().handle_lent(request, lent, reply);
     }
 
     fn pool_low(&self, _port: PortName, _free: usize) -> usize {
@@ -262,6 +276,71 @@ fn echo_lent(port: PortName) -> usize {
     };
     tern_inks::println!("[client] lent 4096 bytes read-only: {read_only}; lent 1000 bytes read-write: {read_write}");
     usize::from(read_only != "echoed intact") + usize::from(read_write != "reversed in place")
+}
+
+/// The argument of [`flip_worker`]: which worker it is and how many
+/// calls it makes.
+pub const fn flip_argument(worker: usize, calls: usize) -> usize {
+    worker | calls << 8
+}
+
+/// One of the client threads the kernel's `merge-flip` scenario starts
+/// while it flips `slow` between modes: `calls` calls on `slow` (copied
+/// payloads of four sizes, 4 KiB lent read-only, 1000 bytes lent
+/// read-write), each answer checked byte for byte, yielding after every
+/// call (`slow` yields inside each) so the flipper finds `slow` both idle
+/// and in use. A lend from a
+/// merged client to a protected server is refused with `CannotLend` (the
+/// documented rule) and counted apart; anything else that is not the
+/// right answer is a failure. Returns the failures.
+pub fn flip_worker(argument: usize) -> usize {
+    let (worker, calls) = (argument & 0xff, argument >> 8);
+    let Some(port) = lookup("slow") else { return 1 };
+    let (mut failures, mut refused) = (0, 0);
+    let mut request = [0u8; MessageHeader::SIZE];
+    MessageHeader::new(50, 0).write_to(&mut request);
+    let mut reply = vec![0u8; MESSAGE_MAX];
+    for call in 0..calls {
+        let seed = worker * 7919 + call * 31;
+        let answer = match call % 4 {
+            kind @ (0 | 3) => {
+                let size = if kind == 3 { 100 } else { [0usize, 32, 1024, 32 * 1024][(call / 4) % 4] };
+                let payload: Vec<u8> = (0..size).map(|index| (index + seed) as u8).collect();
+                let mut message = MessageBuffer::with_payload_capacity(size);
+                message.set_label(50);
+                let mut answer = MessageBuffer::new();
+                message
+                    .set_payload(&payload)
+                    .and_then(|()| service::call(port, &message, &mut answer))
+                    .map(|view| view.payload == &payload[..])
+            }
+            1 => {
+                let lent: Vec<u8> = (0..4096).map(|index| (index * 3 + seed) as u8).collect();
+                gate::call_lending(port, &request, &mut reply, &lent)
+                    .map(|length| reply.get(MessageHeader::SIZE..length) == Some(&lent[..]))
+            }
+            _ => {
+                let mut lent: Vec<u8> = (0..1000).map(|index| (index + seed) as u8).collect();
+                gate::call_lending_mut(port, &request, &mut reply, &mut lent)
+                    .map(|_| lent.iter().copied().eq((0..1000).rev().map(|index| (index + seed) as u8)))
+            }
+        };
+        match answer {
+            Ok(true) => {}
+            Err(Error::CannotLend) if gate::current_mode() == DomainMode::Merged => refused += 1,
+            other => {
+                failures += 1;
+                tern_inks::println!("[client] flip worker {worker}, call {call}: {other:?}");
+            }
+        }
+        // One to three yields, varying per call, so the workers drift out
+        // of step and the flipper finds `slow` idle now and then.
+        for _ in 0..=(call + worker) % 3 {
+            gate::yield_now();
+        }
+    }
+    tern_inks::println!("[client] flip worker {worker}: {calls} calls, {failures} failed ({refused} lends refused)");
+    failures
 }
 
 fn nested() -> usize {
