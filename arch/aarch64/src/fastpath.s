@@ -105,60 +105,86 @@
     str     x\s1, [x9, #{fast_copies}]
 .endm
 
-// fn tern_fast_call()  (x0 port name, x1/x2 request, x3/x4 reply buffer)
-//
-// Registers, once loaded: x9 TERN_FAST, x10 the thread, w11 its top (the
-// client) activation's number, x12 the activation table, x13 the client
-// activation, w14 the client's domain number, x15 the domain table,
-// x17 the port, x18 the payload length, x5 the header's first word
-// (label | right << 32; the kernel writes the second: length, reserved).
-tern_fast_call:
-tern_stage_call_translate:
-    adrp    x9, TERN_FAST                       // page-aligned: its address
+// CALL_CHECKS: everything a call is checked for before its point of no
+// return, shared by the trapping fast call and the merged call. x9 holds
+// TERN_FAST; x0-x4 are the call. Any doubt branches to \slow, an empty
+// pool to \empty. \nested sends a call from an activation that is itself
+// serving a call to \slow; \merged_only sends a pool not entered through
+// the merged dispatch trampoline to \slow; \stages emits the benchmark's
+// stage labels inside it (once: they are global). Falls through with x10 the
+// thread, w11 its top (the client) activation's number, w7 the thread's
+// number, x13 the client activation, w14 its domain number, x17 the port,
+// x8 the server activation, w16 its number, w12 the next free one (or 0),
+// x18 the payload length and x5 the header's first word (label | right
+// << 32). x6, x15 and x16 are clobbered.
+.macro CALL_CHECKS nested, payload_max, slow, empty, merged_only, stages
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
+.if \nested
     ldr     w14, [x13, #{act_port}]
-    cbnz    w14, fast_call_slow                 // a nested call: the general path
+    cbnz    w14, \slow                          // a nested call: the general path
+.endif
     ldrh    w14, [x13, #{act_domain}]
     ldp     x15, x16, [x9, #{fast_domains}]     // the domain table, the port table
     ldr     x8, [x15, x14, lsl #3]              // the client's domain
     ldp     x5, x6, [x8, #{dom_port_words}]
     cmp     x0, x6
-    b.hs    fast_call_slow                      // no such name
+    b.hs    \slow                               // no such name
     ldr     w5, [x5, x0, lsl #2]
     and     w5, w5, #0x7fffffff                 // port number (0: none)
     ldr     x17, [x16, x5, lsl #3]              // the port (table[0] is null)
-    cbz     x17, fast_call_slow
+    cbz     x17, \slow
+.if \stages
 tern_stage_call_checks:
+.endif
     sub     x18, x2, #{header_size}             // payload length
-    cmp     x18, #{fast_payload_max}
-    b.hi    fast_call_slow                      // too short or too long
+    cmp     x18, #\payload_max
+    b.hi    \slow                               // too short or too long
     ldp     x5, x6, [x8, #{dom_region_start}]   // the client's region
     adds    x16, x1, x2
-    b.cs    fast_call_slow
+    b.cs    \slow
     cmp     x1, x5
     ccmp    x16, x6, #2, hs
-    b.hi    fast_call_slow                      // request not the client's
+    b.hi    \slow                               // request not the client's
     adds    x16, x3, x4
-    b.cs    fast_call_slow
+    b.cs    \slow
     cmp     x3, x5
     ccmp    x16, x6, #2, hs
-    b.hi    fast_call_slow                      // reply buffer not the client's
+    b.hi    \slow                               // reply buffer not the client's
     ldr     x5, [x1]                            // header: label | right << 32
     tst     x5, #{no_right_mask}
-    b.ne    fast_call_slow                      // carries a right
+    b.ne    \slow                               // carries a right
     ldr     w16, [x17, #{port_pool_head}]
-    cbz     w16, fast_handoff                   // no free activation: a server thread?
+    cbz     w16, \empty                         // no free activation
     ldr     x8, [x12, x16, lsl #3]              // the server activation
+.if \merged_only
+    ldr     x6, [x8, #{act_entry}]
+    adrp    x15, tern_dispatch_trampoline_merged
+    add     x15, x15, :lo12:tern_dispatch_trampoline_merged
+    cmp     x6, x15
+    b.ne    \slow                               // not a merged dispatch pool
+.endif
     ldr     w12, [x8, #{act_next_free}]
-    cbnz    w12, 1f
+    cbnz    w12, .Lchecked\@
+.if \stages
 tern_stage_call_checks_end:                     // (not on the path when the pool has more)
+.endif
     ldr     w12, [x17, #{port_sidetrack}]
-    cbnz    w12, fast_call_slow                 // the last one, and a sidetrack is due
+    cbnz    w12, \slow                          // the last one, and a sidetrack is due
+.Lchecked\@:
+.endm
+
+// fn tern_fast_call()  (x0 port name, x1/x2 request, x3/x4 reply buffer)
+//
+// Registers: x9 TERN_FAST, then those CALL_CHECKS leaves (the header's
+// second word, length and reserved, is the kernel's to write).
+tern_fast_call:
+tern_stage_call_translate:
+    adrp    x9, TERN_FAST                       // page-aligned: its address
+    CALL_CHECKS 1, {fast_payload_max}, fast_call_slow, fast_handoff, 0, 1
 
     // Point of no return.
-1:
 tern_stage_call_switch:
     str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain: caller, occupant
@@ -553,61 +579,20 @@ kernel_entry_trap:
 // of their context record); anything else, and anything in doubt, takes
 // the kernel entry above.
 //
-// Registers, once loaded: x9 TERN_FAST, x10 the thread, w11 its top (the
-// client) activation's number, w7 the thread's number, x12 the activation
-// table, x13 the client activation, w14 its domain, x17 the port, x8 the
-// server activation, w16 its number, x18 the payload length.
+// Registers: x9 TERN_FAST, then those CALL_CHECKS leaves (the same
+// checks as the trapping fast call, with a merged server's payload limit
+// and no nested-call test: a merged server calling on is a procedure
+// call like any other).
 .macro MERGED_CALL lending, trap
     msr     daifset, #3
     adrp    x9, TERN_FAST
 .if \lending
     stp     x5, x6, [x9, #{fast_lent}]          // the lent region, until the handler's call
 .endif
-    ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
-    ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
-    ldr     x13, [x12, x11, lsl #3]             // the client activation
-    ldrh    w14, [x13, #{act_domain}]
-    ldp     x15, x16, [x9, #{fast_domains}]     // the domain table, the port table
-    ldr     x15, [x15, x14, lsl #3]             // the client's domain
-    ldp     x5, x6, [x15, #{dom_port_words}]
-    cmp     x0, x6
-    b.hs    \trap                    // no such name
-    ldr     w5, [x5, x0, lsl #2]
-    and     w5, w5, #0x7fffffff
-    ldr     x17, [x16, x5, lsl #3]              // the port
-    cbz     x17, \trap
-    ldr     w16, [x17, #{port_pool_head}]
-    cbz     w16, \trap               // no free activation
-    ldr     x8, [x12, x16, lsl #3]              // the server activation
-    ldr     x5, [x8, #{act_entry}]
-    adrp    x6, tern_dispatch_trampoline_merged
-    add     x6, x6, :lo12:tern_dispatch_trampoline_merged
-    cmp     x5, x6
-    b.ne    \trap                    // not a merged dispatch pool
-    sub     x18, x2, #{header_size}
-    cmp     x18, #{message_payload_max}
-    b.hi    \trap                    // too short or too long
-    ldp     x5, x6, [x15, #{dom_region_start}]  // the client's region
-    adds    x15, x1, x2
-    b.cs    \trap
-    cmp     x1, x5
-    ccmp    x15, x6, #2, hs
-    b.hi    \trap                    // request not the client's
-    adds    x15, x3, x4
-    b.cs    \trap
-    cmp     x3, x5
-    ccmp    x15, x6, #2, hs
-    b.hi    \trap                    // reply buffer not the client's
-    ldr     x5, [x1]                            // header: label | right << 32
-    tst     x5, #{no_right_mask}
-    b.ne    \trap                    // carries a right
-    ldr     w15, [x8, #{act_next_free}]
-    cbnz    w15, 1\@f
-    ldr     w15, [x17, #{port_sidetrack}]
-    cbnz    w15, \trap               // the last one, and a sidetrack is due
+    CALL_CHECKS 0, {message_payload_max}, \trap, \trap, 1, 0
 
     // Point of no return.
-1\@:  str     w15, [x17, #{port_pool_head}]       // pop the pool
+    str     w12, [x17, #{port_pool_head}]       // pop the pool
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain
     str     w16, [x10, #{thread_top}]
     stp     x3, x4, [x8, #{act_reply_address}]
