@@ -291,70 +291,83 @@ pub fn entry_for_mode(entry: u64, mode: DomainMode) -> u64 {
 /// becomes writable while a writable lend covers it). `OutOfMemory`, with
 /// nothing changed, if a table for a page could not be made.
 pub fn lend_map(kernel: &mut Kernel, server: DomainId, region: PhysRange, writable: bool) -> Result<(), Error> {
-    kernel.domain(server).ok_or(Error::PortDead)?;
-    let changes = kernel.lends.start(server, region, writable);
-    if let Err(error) = apply_lend_changes(kernel, server, &changes) {
-        let undo = kernel.lends.end(server, region, writable);
-        let _ = apply_lend_changes(kernel, server, &undo);
-        return Err(error);
+    let mut view = LendView::of(kernel, server).ok_or(Error::PortDead)?;
+    kernel.lends.start(server, region, writable, |change| view.apply(change));
+    let outcome = view.finish();
+    if outcome.is_err() {
+        let mut view = LendView::of(kernel, server).ok_or(Error::PortDead)?;
+        kernel.lends.end(server, region, writable, |change| view.apply(change));
+        let _ = view.finish();
     }
-    Ok(())
+    outcome
 }
 
 /// The call that lent `region` to `server` (as [`lend_map`] was told) has
-/// ended or was aborted: uncount it, unmapping the pages no other lend in
+/// ended or was aborted: forget it, unmapping the pages no other lend in
 /// flight covers (and making read-only again those only read-only lends
 /// still cover).
 pub fn lend_unmap(kernel: &mut Kernel, server: DomainId, region: PhysRange, writable: bool) {
-    let changes = kernel.lends.end(server, region, writable);
+    let Some(mut view) = LendView::of(kernel, server) else { return };
+    kernel.lends.end(server, region, writable, |change| view.apply(change));
     // Unmapping and downgrading make no tables, so they cannot fail.
-    let _ = apply_lend_changes(kernel, server, &changes);
+    let _ = view.finish();
 }
 
-/// Carry out what the ledger says a lend changes in `server`'s view, with
-/// the TLB maintenance: break before make for a changed page, and a flush
-/// of the server's ASID once anything was unmapped or changed (a new
+/// A protected server's view, while the changes a lend makes to it are
+/// carried out: break before make for a page whose access changes, and a
+/// flush of the server's ASID at the end once anything was unmapped (a new
 /// mapping needs only to be visible to the table walk).
-fn apply_lend_changes(kernel: &Kernel, server: DomainId, changes: &[PageChange]) -> Result<(), Error> {
-    let Some(record) = kernel.domain(server) else { return Ok(()) };
-    let (root, asid) = (record.domain.table, record.domain.id.0);
-    let kind = |access| match access {
-        LentAccess::ReadOnly => paging::Kind::LentReadOnly,
-        LentAccess::ReadWrite => paging::Kind::LentReadWrite,
-    };
-    let page = |address: u64| PhysRange::new(address, address + paging::PAGE);
-    let mut outcome = Ok(());
-    let mut flush = false;
-    {
+struct LendView {
+    root: u64,
+    asid: u16,
+    flush: bool,
+    outcome: Result<(), Error>,
+}
+
+impl LendView {
+    fn of(kernel: &Kernel, server: DomainId) -> Option<LendView> {
+        let record = kernel.domain(server)?;
+        Some(LendView { root: record.domain.table, asid: record.domain.id.0, flush: false, outcome: Ok(()) })
+    }
+
+    fn apply(&mut self, change: PageChange) {
+        let kind = |access| match access {
+            LentAccess::ReadOnly => paging::Kind::LentReadOnly,
+            LentAccess::ReadWrite => paging::Kind::LentReadWrite,
+        };
         let mut frames = memory::FRAMES.lock();
-        let frames = frames.as_mut().ok_or(Error::OutOfMemory)?;
+        let Some(frames) = frames.as_mut() else {
+            self.outcome = Err(Error::OutOfMemory);
+            return;
+        };
         let mut tables = IdentityTables(frames);
-        for &change in changes {
-            let mapped = match change {
-                PageChange::Map(address, access) => paging::map_pages(&mut tables, root, page(address), kind(access)),
-                PageChange::Unmap(address) => {
-                    paging::unmap_pages(&mut tables, root, page(address));
-                    flush = true;
-                    Ok(())
-                }
-                PageChange::Remap(address, access) => {
-                    paging::unmap_pages(&mut tables, root, page(address));
-                    crate::cpu::flush_asid(asid);
-                    paging::map_pages(&mut tables, root, page(address), kind(access))
-                }
-            };
-            // A refusal other than for memory would mean the ledger and the
-            // table disagree: report it as the call's failure, not a panic.
-            if let Err(error) = mapped {
-                outcome = Err(if error == paging::MapError::AlreadyMapped { Error::Busy } else { Error::OutOfMemory });
+        let mapped = match change {
+            PageChange::Map(pages, access) => paging::map_pages(&mut tables, self.root, pages, kind(access)),
+            PageChange::Unmap(pages) => {
+                paging::unmap_pages(&mut tables, self.root, pages);
+                self.flush = true;
+                Ok(())
             }
+            PageChange::Remap(pages, access) => {
+                paging::unmap_pages(&mut tables, self.root, pages);
+                crate::cpu::flush_asid(self.asid);
+                paging::map_pages(&mut tables, self.root, pages, kind(access))
+            }
+        };
+        // A refusal other than for memory would mean the ledger and the
+        // table disagree: the call's failure, not a panic.
+        if let Err(error) = mapped {
+            self.outcome = Err(if error == paging::MapError::AlreadyMapped { Error::Busy } else { Error::OutOfMemory });
         }
     }
-    crate::cpu::publish_tables();
-    if flush {
-        crate::cpu::flush_asid(asid);
+
+    fn finish(self) -> Result<(), Error> {
+        crate::cpu::publish_tables();
+        if self.flush {
+            crate::cpu::flush_asid(self.asid);
+        }
+        self.outcome
     }
-    outcome
 }
 
 /// How domain `viewer`'s view (the kernel's for `None`) maps `address`:
