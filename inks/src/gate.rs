@@ -31,6 +31,33 @@ pub fn raw_call5(call: Call, arguments: [usize; 5]) -> Result<usize, Error> {
     raw_call_number(call as usize, arguments)
 }
 
+/// The gate's way into the kernel, one sequence for every kernel call:
+/// read the domain's mode word (at the base of the region the stack lies
+/// in), then `svc` when it is 0 (protected) or branch to the kernel's
+/// direct entry when it is not (merged). Takes the call's register
+/// operands; declares every caller-saved register clobbered.
+#[cfg(target_os = "none")]
+macro_rules! enter_kernel {
+    ($($operands:tt)*) => {
+        core::arch::asm!(
+            "mov     x9, sp",
+            "and     x9, x9, #{region_mask}",
+            "ldr     x9, [x9, #{mode_offset}]",
+            "cbz     x9, 1f",
+            "bl      tern_kernel_entry",
+            "b       2f",
+            "1:",
+            "svc     #0",
+            "2:",
+            region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+            mode_offset = const tern_core::board::REGION_MODE_OFFSET,
+            $($operands)*
+            clobber_abi("C"),
+            options(nostack),
+        )
+    };
+}
+
 /// Make the kernel call numbered `number` with `arguments` in x0-x4: the
 /// one kernel-entry site of the gate (the number need not name a call:
 /// probes use that to check the kernel's answer to unknown numbers).
@@ -59,26 +86,13 @@ pub fn raw_call_number(number: usize, arguments: [usize; 5]) -> Result<usize, Er
         // protected domain's direct entry would fault on its first,
         // privileged instruction, and a merged domain's `svc` still works.
         unsafe {
-            core::arch::asm!(
-                "mov     x9, sp",
-                "and     x9, x9, #{region_mask}",
-                "ldr     x9, [x9, #{mode_offset}]",
-                "cbz     x9, 1f",
-                "bl      tern_kernel_entry",
-                "b       2f",
-                "1:",
-                "svc     #0",
-                "2:",
-                region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
-                mode_offset = const tern_core::board::REGION_MODE_OFFSET,
+            enter_kernel!(
                 inlateout("x0") arguments[0] => status,
                 inlateout("x1") arguments[1] => value,
                 in("x2") arguments[2],
                 in("x3") arguments[3],
                 in("x4") arguments[4],
                 in("x8") number,
-                clobber_abi("C"),
-                options(nostack),
             );
         }
         tern_core::abi::decode_result(status, value)
@@ -136,18 +150,7 @@ pub fn call_lending_raw(
         // stays borrowed by the caller of the safe wrappers until the call
         // returns, so the server's access to it races with nothing of ours.
         unsafe {
-            core::arch::asm!(
-                "mov     x9, sp",
-                "and     x9, x9, #{region_mask}",
-                "ldr     x9, [x9, #{mode_offset}]",
-                "cbz     x9, 1f",
-                "bl      tern_kernel_entry",
-                "b       2f",
-                "1:",
-                "svc     #0",
-                "2:",
-                region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
-                mode_offset = const tern_core::board::REGION_MODE_OFFSET,
+            enter_kernel!(
                 inlateout("x0") port as usize => status,
                 inlateout("x1") request.0 => value,
                 in("x2") request.1,
@@ -156,8 +159,6 @@ pub fn call_lending_raw(
                 in("x5") lent.0,
                 in("x6") lent.1,
                 in("x8") Call::CallLending as usize,
-                clobber_abi("C"),
-                options(nostack),
             );
         }
         tern_core::abi::decode_result(status, value)
