@@ -105,8 +105,9 @@ const FLIP_LINES: [&str; 6] = [
 /// is protected, and unreachable from it once the calls have returned), its memory
 /// is where each mode puts it, a busy domain is refused, a protected
 /// domain may not ask and a merged one may.
-const MERGE_LINES: [&str; 15] = [
+const MERGE_LINES: [&str; 16] = [
     "[client] echo round: 4 of 4 sizes answered intact",
+    "[client] bad lends: 0 not refused as expected",
     "[client] lent 4096 bytes read-only: echoed intact; lent 1000 bytes read-write: reversed in place",
     "[client] asking to be merged, while Protected: Err(NoRight)",
     "[client] asking to be merged, while Merged: Ok(0)",

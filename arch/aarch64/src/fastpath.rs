@@ -26,6 +26,11 @@
 //!   else is queued for the server: the reply goes straight into the
 //!   client's buffer and the client gets the processor back.
 //!
+//! A `CallLending` takes the migrating fast path too when the server is
+//! merged (nothing to map: the lend is checked against the caller's region
+//! and handed over as it is); a lend to a protected server needs its
+//! pages mapped and takes the general path.
+//!
 //! Everything else — nested calls, rights, sidetracks, bigger payloads,
 //! queued clients, every error — takes the general path, which gives the
 //! same results. Both kinds get the same treatment, so the benchmark
@@ -66,8 +71,11 @@ pub struct FastPath {
     /// 64 zero bytes: the fast paths clear two general registers a load
     /// from them, and the SIMD first-use trap four vector registers.
     pub zeros: [u64; 8],
-    /// Where the merged call path keeps a lent region's two words while
-    /// it needs every register (interrupts masked, one core).
+    /// Where the lending paths (the merged call, and the fast call into a
+    /// merged server) keep a lent region's two words while they need every
+    /// register (interrupts masked, one core). Zero at every other time:
+    /// the fast call into a merged server hands these words over as the
+    /// lend, so each path that fills them clears them again.
     pub lent: [u64; 2],
 }
 

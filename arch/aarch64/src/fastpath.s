@@ -185,6 +185,7 @@ tern_stage_call_translate:
     CALL_CHECKS 1, {fast_payload_max}, fast_call_slow, fast_handoff, 0, 1
 
     // Point of no return.
+fast_call_commit:
 tern_stage_call_switch:
     str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain: caller, occupant
@@ -252,8 +253,50 @@ fast_call_merged:
     msr     sp_el0, x3
     msr     spsr_el1, x6
     mov     x0, x3
-    ldp     x4, x5, [x9, #{fast_zeros}]         // nothing lent
+    ldp     x4, x5, [x9, #{fast_lent}]          // what is lent (zeros unless a lending call stashed it)
+    stp     xzr, xzr, [x9, #{fast_lent}]
     eret
+
+// fn tern_fast_call_lending()  (as tern_fast_call; x5/x6 the lent region,
+// address and length | LEND_WRITABLE)
+//
+// Only into a merged server's dispatch pool: it runs in the caller's view,
+// so nothing is mapped; the lend is checked (1 byte to LEND_MAX, inside
+// the client's region) and handed to the server as it is, in x4/x5. A lend
+// to a protected server (its pages must be mapped) and anything in doubt
+// take the general path. The lend waits in TERN_FAST's `lent` pair, which
+// is zero except between such a stash and its use (fast_call_merged, the
+// merged call, or the way out to the general path all clear it).
+.global tern_fast_call_lending
+tern_fast_call_lending:
+    adrp    x9, TERN_FAST
+    stp     x5, x6, [x9, #{fast_lent}]
+    CALL_CHECKS 1, {fast_payload_max}, fast_lending_slow, fast_lending_slow, 1, 0
+    // x0-x4 stay the call's (the general path may need them); x5 is
+    // borrowed and the header reloaded into it.
+    ldr     x15, [x9, #{fast_domains}]
+    ldr     x15, [x15, x14, lsl #3]             // the client's domain
+    ldr     x6, [x9, #{fast_lent}]              // the lent address ...
+    ldr     x5, [x15, #{dom_region_start}]
+    cmp     x6, x5
+    b.lo    fast_lending_slow                   // ... below the client's region
+    ldr     x5, [x9, #({fast_lent} + 8)]
+    and     x5, x5, #{lend_length_mask}         // its length
+    cbz     x5, fast_lending_slow
+    cmp     x5, #{lend_max}
+    b.hi    fast_lending_slow
+    add     x6, x6, x5                          // (no overflow: an address plus 2 MiB at most)
+    ldr     x5, [x15, #({dom_region_start} + 8)]
+    cmp     x6, x5
+    b.hi    fast_lending_slow                   // ... past the client's region
+    ldr     x5, [x1]                            // the header again
+    b       fast_call_commit
+
+fast_lending_slow:
+    ldp     x5, x6, [x9, #{fast_lent}]
+    stp     xzr, xzr, [x9, #{fast_lent}]
+    mov     x8, #{call_lending}
+    b       user_general
 
 // The switching handoff (the pool is empty): a server thread waiting in
 // receive takes the request and the processor; the client waits. w7 is
@@ -588,6 +631,10 @@ kernel_entry_trap:
     adrp    x9, TERN_FAST
 .if \lending
     stp     x5, x6, [x9, #{fast_lent}]          // the lent region, until the handler's call
+    and     x6, x6, #{lend_length_mask}         // 1 byte to LEND_MAX (the client's pointer
+    cbz     x6, \trap                           // is trusted: it is part of the kernel domain)
+    cmp     x6, #{lend_max}
+    b.hi    \trap
 .endif
     CALL_CHECKS 0, {message_payload_max}, \trap, \trap, 1, 0
 
@@ -623,6 +670,7 @@ kernel_entry_trap:
     ldr     x2, [x8, #{act_context}]
 .if \lending
     ldp     x4, x5, [x9, #{fast_lent}]          // what was lent: the same address, no mapping
+    stp     xzr, xzr, [x9, #{fast_lent}]
 .else
     ldp     x4, x5, [x9, #{fast_zeros}]         // nothing lent
 .endif
@@ -684,6 +732,7 @@ merged_call_trap:
 
 merged_lending_trap:
     ldp     x5, x6, [x9, #{fast_lent}]
+    stp     xzr, xzr, [x9, #{fast_lent}]
     mov     x8, #{call_lending}
     b       kernel_entry_trap
 

@@ -171,6 +171,8 @@ core::arch::global_asm!(
         + core::mem::offset_of!(state::RpcStatistics, direct),
     fast_lent = const core::mem::offset_of!(fastpath::FastPath, lent),
     call_lending = const tern_core::abi::Call::CallLending as usize,
+    lend_max = const tern_core::abi::LEND_MAX,
+    lend_length_mask = const !tern_core::abi::LEND_WRITABLE,
     fast_copies = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(state::RpcStatistics, payload_copies),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),

@@ -119,6 +119,8 @@ tern_stage_entry_call_end:
     b.eq    tern_fast_reply_receive
     cmp     x8, #{null_call}
     b.eq    null_call
+    cmp     x8, #{call_lending}
+    b.eq    tern_fast_call_lending
     b       user_general
 .endm
 

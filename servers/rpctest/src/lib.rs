@@ -275,7 +275,35 @@ fn echo_lent(port: PortName) -> usize {
         other => format!("answered {other:?}, reversed: {reversed}"),
     };
     tern_inks::println!("[client] lent 4096 bytes read-only: {read_only}; lent 1000 bytes read-write: {read_write}");
-    usize::from(read_only != "echoed intact") + usize::from(read_write != "reversed in place")
+    let good = usize::from(read_only != "echoed intact") + usize::from(read_write != "reversed in place");
+    good + bad_lends(port, &request, &mut reply)
+}
+
+/// Lends the kernel must refuse, whichever path (fast or general) and
+/// whatever the modes: empty, over `LEND_MAX`, and — from a protected
+/// client, whose pointers the kernel checks — memory not its own. The
+/// failures.
+fn bad_lends(port: PortName, request: &[u8], reply: &mut [u8]) -> usize {
+    let request = (request.as_ptr() as usize, request.len());
+    let own_region = reply.as_ptr() as usize & !((8 << 20) - 1);
+    let mut cases = vec![
+        ("empty", (own_region + 0x1000, 0), Error::InvalidArgument),
+        ("over 2 MiB", (own_region, tern_core::abi::LEND_MAX + 1), Error::InvalidArgument),
+    ];
+    if gate::current_mode() == DomainMode::Protected {
+        cases.push(("not the client's", (own_region + (8 << 20), 64), Error::BadAddress));
+        cases.push(("running past the client's region", (own_region + (8 << 20) - 32, 64), Error::BadAddress));
+    }
+    let mut failures = 0;
+    for (what, lent, wanted) in cases {
+        let answer = gate::call_lending_raw(port, request, reply, lent);
+        if answer != Err(wanted) {
+            failures += 1;
+            tern_inks::println!("[client] lend {what}: {answer:?}, NOT REFUSED AS EXPECTED ({wanted:?})");
+        }
+    }
+    tern_inks::println!("[client] bad lends: {failures} not refused as expected");
+    failures
 }
 
 /// The argument of [`flip_worker`]: which worker it is and how many
