@@ -249,6 +249,10 @@ tern_stage_call_end:
 fast_call_merged:
     mrs     x16, ttbr0_el1
     str     x16, [x8, #{act_view}]
+    adrp    x7, tern_dispatch_trampoline_merged
+    add     x7, x7, :lo12:tern_dispatch_trampoline_merged
+    cmp     x5, x7
+    b.eq    fast_call_handler
     msr     elr_el1, x5
     msr     sp_el0, x3
     msr     spsr_el1, x6
@@ -256,6 +260,26 @@ fast_call_merged:
     ldp     x4, x5, [x9, #{fast_lent}]          // what is lent (zeros unless a lending call stashed it)
     stp     xzr, xzr, [x9, #{fast_lent}]
     eret
+
+// A merged dispatch pool: rather than enter its trampoline (which would
+// call the handler and come back with a second kernel entry for Return),
+// call the handler from here, as the merged call does: at EL1t (SP_EL0,
+// the activation's stack, reply area below the request), interrupts
+// enabled; MERGED_BACK 1 takes the reply and returns to the client. A
+// fault in the handler unwinds to the client like any fault in a server.
+fast_call_handler:
+    msr     spsel, #0
+    sub     x7, x3, #{reply_pages}, lsl #12     // the reply area, below the request
+    sub     x7, x7, #{reply_rest}
+    mov     sp, x7
+    mov     x0, x3                              // handler(request, length, context, reply area, lent)
+    mov     x3, x7
+    ldp     x4, x5, [x9, #{fast_lent}]
+    stp     xzr, xzr, [x9, #{fast_lent}]
+    ldr     x9, [x2]
+    msr     daifclr, #3
+    blr     x9
+    b       merged_called_back
 
 // fn tern_fast_call_lending()  (as tern_fast_call; x5/x6 the lent region,
 // address and length | LEND_WRITABLE)
@@ -546,6 +570,7 @@ tern_stage_return_switch:
     str     w3, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
 tern_stage_return_client_exit:
+fast_return_client_exit:                        // (also the end of a call into a merged handler)
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldr     x3, [x13, #{act_view}]
     msr     ttbr0_el1, x3
@@ -687,8 +712,14 @@ tern_merged_call_lending:
 tern_merged_call:
     MERGED_CALL 0, merged_call_trap
 
-merged_call_back:
-    // Back from the handler: x0 = the reply's length, the reply at SP.
+// MERGED_BACK: back from a merged server's handler, called as a procedure
+// at EL1t on its activation's stack (x0 = the reply's length, the reply
+// at SP): the reply checked and copied into the client's buffer, the
+// activation popped and pooled, and the client resumed — by `ret` for a
+// merged client (\trapped = 0), by the fast return's client exit (`eret`,
+// registers cleared) for one that trapped in (\trapped = 1), whose buffer
+// the kernel reaches through its alias.
+.macro MERGED_BACK trapped
     msr     daifset, #3
     adrp    x9, TERN_FAST
     ldp     x10, x12, [x9, #{fast_current}]
@@ -709,22 +740,38 @@ merged_call_back:
     tst     x3, #{no_right_mask}
     b.ne    merged_return_trap                  // carries a right
     mov     x4, sp
+.if \trapped
+    orr     x2, x2, #{alias_offset}
+.endif
     stp     x3, x5, [x2], #16                   // the one copy: the header (length stamped),
-    cbz     x5, 3f
+    cbz     x5, 3\@f
     add     x4, x4, #{header_size}
     COPY_PAYLOAD x4, x2, x5, 3, 6             // then the payload
-3:  str     w16, [x10, #{thread_top}]           // pop
+3\@:
+    str     w16, [x10, #{thread_top}]           // pop
     stp     wzr, wzr, [x14, #{act_caller}]
     ldr     w3, [x17, #{port_pool_head}]        // back to the pool
     str     w3, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
+    mov     x1, x0                              // x1 = reply length
+.if \trapped
+    msr     spsel, #1                           // back on the kernel stack
+    b       fast_return_client_exit
+.else
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldp     x3, x30, [x13, #{act_saved_sp}]
     mov     sp, x3
-    mov     x1, x0                              // x0 = 0: success; x1 = reply length
-    mov     x0, xzr
+    mov     x0, xzr                             // x0 = 0: success
     msr     daifclr, #3
     ret
+.endif
+.endm
+
+merged_call_back:
+    MERGED_BACK 0
+
+merged_called_back:
+    MERGED_BACK 1
 
 merged_call_trap:
     mov     x8, #{call}
