@@ -296,6 +296,21 @@ pub mod checks {
         t.expect_pass(0);
     }
 
+    /// A server that faults inside a call: every expected line present
+    /// (the fault report among them), the client reported no failure, and
+    /// PASS: the kernel carried on.
+    pub fn server_fault(t: &Transcript, expected: &[&str]) {
+        t.expect_boot();
+        for line in expected {
+            t.expect(0, &format!("a line containing `{line}`"), |l| l.contains(line));
+        }
+        t.expect_none("a kernel panic", |l| l.contains("kernel panic"));
+        t.expect(0, "the client reporting 0 failures", |l| {
+            l.starts_with("[client] test ") && l.ends_with(": 0 failure(s)")
+        });
+        t.expect_pass(0);
+    }
+
     fn expected_lines(t: &Transcript, expected: &[&str]) {
         t.expect_boot();
         for line in expected {

@@ -83,7 +83,22 @@ scenarios! {
         => |t| checks::rpc(t, &BAD_INPUT_LINES);
     rpi4_merge_echo, virt_merge_echo: "merge-echo" => |t| checks::rpc(t, &MERGE_LINES);
     rpi4_merge_flip, virt_merge_flip: "merge-flip" => |t| checks::lines(t, &FLIP_LINES);
+    rpi4_server_panic_protected, virt_server_panic_protected: "server-panic-protected"
+        => |t| checks::server_fault(t, &PANIC_LINES);
+    rpi4_server_panic_merged, virt_server_panic_merged: "server-panic-merged"
+        => |t| checks::server_fault(t, &PANIC_LINES);
 }
+
+/// What a server panicking in a call must print, protected or merged: the
+/// panic and the fault it becomes, reported as the domain's; the client's
+/// call aborted and the next one refused; and the kernel carrying on.
+const PANIC_LINES: [&str; 5] = [
+    "panic in domain code: slow was asked to panic",
+    "fault in domain 'slow'",
+    "[client] a call that makes slow panic: Err(CallAborted)",
+    "[client] a call to slow afterwards: Err(PortDead)",
+    "alive after its panic: false",
+];
 
 /// What the flip test must print: every call of three client threads
 /// answered intact while `slow` was flipped between modes under them (the

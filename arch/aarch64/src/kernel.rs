@@ -168,6 +168,11 @@ macro_rules! board_entry {
         #[unsafe(no_mangle)]
         static TERN_BOOT_TABLE: $crate::BootTable = $crate::boot_table(&[$board.ram_window], $board.devices);
 
+        #[panic_handler]
+        fn tern_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+            $crate::panic(&TERN_ALLOCATOR, info)
+        }
+
         #[unsafe(no_mangle)]
         extern "C" fn tern_board_main(boot_information: usize, entry_level: u64) -> ! {
             $crate::kernel::main(&TERN_BOARD, boot_information, entry_level)

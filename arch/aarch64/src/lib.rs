@@ -243,8 +243,28 @@ core::arch::global_asm!(
 core::arch::global_asm!(include_str!("upcall.s"));
 core::arch::global_asm!(include_str!("switch.s"));
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+/// The image's panic handler (installed by [`board_entry!`], which knows
+/// the board's domain arena through `allocator`).
+///
+/// One image holds the kernel and every domain, so a server's safe Rust
+/// can panic too (an index out of bounds, say). A panic in a domain's code
+/// — protected at EL0 or merged at EL1t, told apart from the kernel by the
+/// stack pointer lying in the arena, as the allocator tells heaps apart —
+/// is that domain's fault, not the kernel's: it reports the panic through
+/// the gate and raises an undefined-instruction exception, which the
+/// kernel contains like any fault of a domain (the domain is terminated;
+/// a call it was serving returns `CallAborted` to its client). Only a
+/// panic in the kernel stops the machine.
+pub fn panic(allocator: &memory::TernAllocator, info: &core::panic::PanicInfo<'_>) -> ! {
+    if allocator.in_domain() {
+        tern_inks::println!("panic in domain code: {}", info.message());
+        loop {
+            // SAFETY: `udf` only raises an undefined-instruction exception
+            // in the domain's own code, which the kernel's domain fault
+            // path contains; nothing here returns.
+            unsafe { core::arch::asm!("udf #0", options(nomem, nostack)) };
+        }
+    }
     {
         let mut console = console::CONSOLE.steal();
         let _ = core::fmt::Write::write_fmt(&mut console, format_args!("kernel panic: {info}\nkernel stopped\n"));

@@ -68,11 +68,22 @@ impl TernAllocator {
         TernAllocator { arena_start: arena.start, arena_end: arena.end }
     }
 
-    fn heap(&self) -> &LockedHeap {
+    fn stack_pointer() -> u64 {
         let stack_pointer: u64;
         // SAFETY: reading SP has no side effects.
         unsafe { core::arch::asm!("mov {}, sp", out(reg) stack_pointer, options(nomem, nostack)) };
-        if stack_pointer >= self.arena_start && stack_pointer < self.arena_end {
+        stack_pointer
+    }
+
+    /// Whether the code running now is a domain's (its stack lies in the
+    /// arena) rather than the kernel's.
+    pub fn in_domain(&self) -> bool {
+        (self.arena_start..self.arena_end).contains(&Self::stack_pointer())
+    }
+
+    fn heap(&self) -> &LockedHeap {
+        let stack_pointer = Self::stack_pointer();
+        if self.in_domain() {
             let region = (stack_pointer & !(DOMAIN_REGION - 1)) + REGION_HEAP_OFFSET;
             // SAFETY: every region of the arena holds the domain's heap
             // record at REGION_HEAP_OFFSET, written by `domains::create` before any code runs in

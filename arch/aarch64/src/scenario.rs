@@ -64,6 +64,8 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
     ("merge-flip", merge_flip),
+    ("server-panic-protected", || server_panic(DomainMode::Protected)),
+    ("server-panic-merged", || server_panic(DomainMode::Merged)),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
@@ -159,6 +161,31 @@ fn merge_echo() -> Verdict {
         return Err(format!("checksum with threads in it: {busy:?}, not Busy"));
     }
     Ok(())
+}
+
+/// A server (`slow`, in `mode`) panics in the middle of a call: the
+/// panic is the domain's fault, contained like any other (reported,
+/// domain terminated), the client gets `CallAborted`, and the kernel
+/// carries on.
+fn server_panic(mode: DomainMode) -> Verdict {
+    for (name, argument) in [("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))] {
+        let id = create(name)?;
+        match domains::call(id, argument) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("{name} did not start: {other:?}")),
+        }
+    }
+    crate::threads::yield_now();
+    let slow = domains::find("slow").ok_or("no slow")?;
+    crate::state::with(|kernel| domains::set_mode(kernel, slow, mode)).map_err(|error| format!("slow: {error}"))?;
+    let client = create("client")?;
+    match domains::call(client, tern_rpctest::test::SERVER_PANIC) {
+        Ok(Outcome::Returned(0)) => {}
+        other => return Err(format!("the client reported {other:?}")),
+    }
+    let alive = crate::state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
+    kprintln!("server-panic: slow ({mode:?}) alive after its panic: {alive}");
+    if alive { Err("slow survived its panic".into()) } else { Ok(()) }
 }
 
 /// How many pages of `owner`'s region `viewer` can read at EL0 (its code's

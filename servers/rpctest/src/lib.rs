@@ -55,7 +55,14 @@ pub mod test {
     /// Payloads of 0, 32, 1 Ki and 32 Ki bytes through `echo`, whatever
     /// its mode; and a mode change asked by a protected domain.
     pub const ECHO_ROUND: usize = 7;
+    /// A call that makes `slow` panic: the client gets `CallAborted`, and
+    /// `slow` (terminated) answers no more.
+    pub const SERVER_PANIC: usize = 8;
 }
+
+/// The label that makes `slow` panic (a bug in a server's safe Rust, as
+/// far as the kernel can tell).
+pub const PANIC_LABEL: u32 = 0xdead;
 
 /// The `slow` server's start argument: how it serves.
 pub const fn slow_argument(mode: usize, pool: usize, threads: usize, grow: bool) -> usize {
@@ -111,6 +118,9 @@ struct Slow {
 
 impl Service for Slow {
     fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
+        if request.label() == PANIC_LABEL {
+            panic!("slow was asked to panic");
+        }
         // Give the processor away once while this call holds its
         // activation (or server thread), so that other clients' calls find
         // the server busy whatever the host's speed: the overlap tests must
@@ -172,6 +182,7 @@ fn client_main(test: usize) -> usize {
         test::MANY_CLIENTS => many_clients(),
         test::BAD_INPUT => bad_input(),
         test::ECHO_ROUND => echo_round(),
+        test::SERVER_PANIC => server_panic(),
         _ => 1,
     };
     tern_inks::println!("[client] test {test}: {failures} failure(s)");
@@ -304,6 +315,21 @@ fn bad_lends(port: PortName, request: &[u8], reply: &mut [u8]) -> usize {
     }
     tern_inks::println!("[client] bad lends: {failures} not refused as expected");
     failures
+}
+
+fn server_panic() -> usize {
+    let Some(port) = lookup("slow") else { return 1 };
+    let call = |label: u32| {
+        let mut request = MessageBuffer::new();
+        request.set_label(label);
+        let mut reply = MessageBuffer::new();
+        service::call(port, &request, &mut reply).map(|view| view.label())
+    };
+    let panicked = call(PANIC_LABEL);
+    tern_inks::println!("[client] a call that makes slow panic: {panicked:?}");
+    let after = call(10);
+    tern_inks::println!("[client] a call to slow afterwards: {after:?}");
+    usize::from(panicked != Err(Error::CallAborted)) + usize::from(after.is_ok())
 }
 
 /// The argument of [`flip_worker`]: which worker it is and how many
