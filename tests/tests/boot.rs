@@ -87,6 +87,8 @@ scenarios! {
         => |t| checks::server_fault(t, &PANIC_LINES);
     rpi4_server_panic_merged, virt_server_panic_merged: "server-panic-merged"
         => |t| checks::server_fault(t, &PANIC_LINES);
+    rpi4_server_panic_both_merged, virt_server_panic_both_merged: "server-panic-both-merged"
+        => |t| checks::server_fault(t, &PANIC_LINES);
 }
 
 /// What a server panicking in a call must print, protected or merged: the

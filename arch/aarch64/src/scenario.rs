@@ -64,8 +64,9 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
     ("merge-flip", merge_flip),
-    ("server-panic-protected", || server_panic(DomainMode::Protected)),
-    ("server-panic-merged", || server_panic(DomainMode::Merged)),
+    ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
+    ("server-panic-merged", || server_panic(DomainMode::Merged, DomainMode::Protected)),
+    ("server-panic-both-merged", || server_panic(DomainMode::Merged, DomainMode::Merged)),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
@@ -163,11 +164,11 @@ fn merge_echo() -> Verdict {
     Ok(())
 }
 
-/// A server (`slow`, in `mode`) panics in the middle of a call: the
-/// panic is the domain's fault, contained like any other (reported,
-/// domain terminated), the client gets `CallAborted`, and the kernel
-/// carries on.
-fn server_panic(mode: DomainMode) -> Verdict {
+/// A server (`slow`, in `mode`) panics in the middle of a call from a
+/// client in `client_mode`: the panic is the domain's fault, contained
+/// like any other (reported, domain terminated), the client gets
+/// `CallAborted`, and the kernel carries on.
+fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
     for (name, argument) in [("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))] {
         let id = create(name)?;
         match domains::call(id, argument) {
@@ -179,6 +180,8 @@ fn server_panic(mode: DomainMode) -> Verdict {
     let slow = domains::find("slow").ok_or("no slow")?;
     crate::state::with(|kernel| domains::set_mode(kernel, slow, mode)).map_err(|error| format!("slow: {error}"))?;
     let client = create("client")?;
+    crate::state::with(|kernel| domains::set_mode(kernel, client, client_mode))
+        .map_err(|error| format!("client: {error}"))?;
     match domains::call(client, tern_rpctest::test::SERVER_PANIC) {
         Ok(Outcome::Returned(0)) => {}
         other => return Err(format!("the client reported {other:?}")),
