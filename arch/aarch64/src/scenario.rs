@@ -76,14 +76,7 @@ const SCENARIOS: &[Scenario] = &[
 /// each change: the same answers every time; a domain with threads parked
 /// in it is `Busy`; a protected domain may not ask.
 fn merge_echo() -> Verdict {
-    for (name, argument) in [("names", 1), ("echo", 1), ("checksum", 2)] {
-        let id = create(name)?;
-        match domains::call(id, argument) {
-            Ok(Outcome::Returned(0)) => {}
-            other => return Err(format!("{name} did not start: {other:?}")),
-        }
-    }
-    crate::threads::yield_now();
+    start_servers(&[("names", 1), ("echo", 1), ("checksum", 2)])?;
     let echo = domains::find("echo").ok_or("no echo")?;
     let client = create("client")?;
     let round = |label: &str| -> Verdict {
@@ -169,14 +162,7 @@ fn merge_echo() -> Verdict {
 /// like any other (reported, domain terminated), the client gets
 /// `CallAborted`, and the kernel carries on.
 fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
-    for (name, argument) in [("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))] {
-        let id = create(name)?;
-        match domains::call(id, argument) {
-            Ok(Outcome::Returned(0)) => {}
-            other => return Err(format!("{name} did not start: {other:?}")),
-        }
-    }
-    crate::threads::yield_now();
+    start_servers(&[("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))])?;
     let slow = domains::find("slow").ok_or("no slow")?;
     crate::state::with(|kernel| domains::set_mode(kernel, slow, mode)).map_err(|error| format!("slow: {error}"))?;
     let client = create("client")?;
@@ -189,6 +175,20 @@ fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
     let alive = crate::state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
     kprintln!("server-panic: slow ({mode:?}) alive after its panic: {alive}");
     if alive { Err("slow survived its panic".into()) } else { Ok(()) }
+}
+
+/// Create and start `servers` (domain name, start argument) in order, then
+/// let their threads (more urgent than this boot thread) reach `Receive`.
+fn start_servers(servers: &[(&str, usize)]) -> Verdict {
+    for &(name, argument) in servers {
+        let id = create(name)?;
+        match domains::call(id, argument) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("{name} did not start: {other:?}")),
+        }
+    }
+    crate::threads::yield_now();
+    Ok(())
 }
 
 /// How many pages of `owner`'s region `viewer` can read at EL0 (its code's
@@ -222,14 +222,7 @@ fn merge_flip() -> Verdict {
     const WORKERS: usize = 3;
     const CALLS: usize = 40;
     let slow_start = tern_rpctest::slow_argument(1, 2, 0, false);
-    for (name, argument) in [("names", 1), ("slow", slow_start)] {
-        let id = create(name)?;
-        match domains::call(id, argument) {
-            Ok(Outcome::Returned(0)) => {}
-            other => return Err(format!("{name} did not start: {other:?}")),
-        }
-    }
-    crate::threads::yield_now();
+    start_servers(&[("names", 1), ("slow", slow_start)])?;
     let slow = domains::find("slow").ok_or("no slow")?;
     let client = create("client")?;
     for client_mode in [DomainMode::Protected, DomainMode::Merged] {
@@ -313,15 +306,7 @@ fn merge_flip() -> Verdict {
 /// `client` domain's `test`, and check the RPC paths' counters with
 /// `taken` (described by `what`).
 fn rpc(servers: &[(&str, usize)], test: usize, taken: fn(&crate::state::RpcStatistics) -> bool, what: &str) -> Verdict {
-    for &(name, argument) in servers {
-        let id = create(name)?;
-        match domains::call(id, argument) {
-            Ok(Outcome::Returned(0)) => {}
-            other => return Err(format!("{name} did not start: {other:?}")),
-        }
-    }
-    // Let server threads (more urgent than this boot thread) reach Receive.
-    crate::threads::yield_now();
+    start_servers(servers)?;
     let client = create("client")?;
     let outcome = domains::call(client, test);
     let statistics = crate::state::with(|kernel| *kernel.statistics());
