@@ -99,7 +99,8 @@ impl Ledger {
     }
 
     /// How many pages are lent to `server` now.
-    pub fn pages_lent_to(&self, server: DomainId) -> usize {
+    #[cfg(test)]
+    fn pages_lent_to(&self, server: DomainId) -> usize {
         let mut pages: Vec<u64> = self
             .lends
             .iter()

@@ -570,10 +570,10 @@ tern_stage_return_switch:
     str     w3, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
 tern_stage_return_client_exit:
-fast_return_client_exit:                        // (also the end of a call into a merged handler)
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldr     x3, [x13, #{act_view}]
     msr     ttbr0_el1, x3
+fast_return_restore:                            // (also the end of a call into a merged handler, x13 the client)
     ldp     x19, x20, [x13, #{act_saved_x19}]
     ldp     x21, x22, [x13, #({act_saved_x19} + 16)]
     ldp     x23, x24, [x13, #({act_saved_x19} + 32)]
@@ -717,8 +717,9 @@ tern_merged_call:
 // at SP): the reply checked and copied into the client's buffer, the
 // activation popped and pooled, and the client resumed — by `ret` for a
 // merged client (\trapped = 0), by the fast return's client exit (`eret`,
-// registers cleared) for one that trapped in (\trapped = 1), whose buffer
-// the kernel reaches through its alias.
+// registers cleared; no view switch: the handler ran in the client's
+// view) for one that trapped in (\trapped = 1), whose buffer the kernel
+// reaches through its alias.
 .macro MERGED_BACK trapped
     msr     daifset, #3
     adrp    x9, TERN_FAST
@@ -754,11 +755,11 @@ tern_merged_call:
     str     w3, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
     mov     x1, x0                              // x1 = reply length
+    ldr     x13, [x12, x16, lsl #3]             // the client, again
 .if \trapped
     msr     spsel, #1                           // back on the kernel stack
-    b       fast_return_client_exit
+    b       fast_return_restore                 // (its view is the one the handler ran in)
 .else
-    ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldp     x3, x30, [x13, #{act_saved_sp}]
     mov     sp, x3
     mov     x0, xzr                             // x0 = 0: success
