@@ -30,6 +30,7 @@ pub mod board;
 pub mod bootinfo;
 pub mod capability;
 pub mod cmdline;
+pub mod control;
 pub mod domain;
 pub mod esr;
 pub mod frame;

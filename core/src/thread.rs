@@ -110,6 +110,31 @@ pub enum ThreadState {
     Joining(ThreadId) = 6,
     /// Ended with a result.
     Ended(usize) = 7,
+    /// Stopped on its way back into a suspended (or held) activation: it
+    /// runs again once that activation is resumed.
+    Suspended(ActivationId) = 8,
+    /// Waiting for another thread to stop in this activation, to read or
+    /// write its registers.
+    WaitingForState(ActivationId) = 9,
+    /// Sleeping until the counter passes this value.
+    Sleeping(u64) = 10,
+}
+
+impl ThreadState {
+    /// Whether an alert may end the wait with `Interrupted` (a blocking
+    /// kernel call the thread is in; not a reply a server is working on,
+    /// which the alert reaches through the chain instead).
+    pub fn interruptible(&self) -> bool {
+        matches!(
+            self,
+            ThreadState::WaitingForActivation(_)
+                | ThreadState::WaitingForReceiver(_)
+                | ThreadState::Receiving(_)
+                | ThreadState::Joining(_)
+                | ThreadState::WaitingForState(_)
+                | ThreadState::Sleeping(_)
+        )
+    }
 }
 
 /// Where a reply (or a received request) must be written: a range of a
@@ -185,6 +210,32 @@ pub struct Thread {
     /// Set after a sidetrack upcall for this port, so the retried call
     /// does not sidetrack again.
     pub sidetracked: Option<PortId>,
+    /// An alert ended the blocking kernel call it was in: the call returns
+    /// `Interrupted` (taken by the call when it runs again).
+    pub interrupted: bool,
+    /// Parked at a user boundary: its trap frame (`frame`) holds its top
+    /// activation's complete user registers, and nothing in the kernel will
+    /// change them before it runs again (preempted, or stopped by an APC).
+    pub at_boundary: bool,
+    /// After a split: the thread now carrying this one's base activation
+    /// (the one a join waits for).
+    pub base_moved_to: Option<ThreadId>,
+    /// Where its CPU time went: counter ticks by the domain of the top
+    /// activation when they were charged.
+    pub by_domain: Vec<(DomainId, u64)>,
+}
+
+impl Thread {
+    /// Charge `ticks` to it, spent in `domain` (`None`: in the kernel with
+    /// no activation).
+    pub fn charge(&mut self, ticks: u64, domain: Option<DomainId>) {
+        self.cpu_time += ticks;
+        let domain = domain.unwrap_or(DomainId(0));
+        match self.by_domain.iter_mut().find(|(entry, _)| *entry == domain) {
+            Some((_, spent)) => *spent += ticks,
+            None => self.by_domain.push((domain, ticks)),
+        }
+    }
 }
 
 impl Thread {
@@ -276,9 +327,55 @@ pub struct Activation {
     /// ... and length, with [`crate::abi::LEND_WRITABLE`] set when the
     /// server may write it (the pages covering it are mapped).
     pub lent_length: u64,
-    /// Its user registers while it waits for a call it made (last: the
-    /// fast path reaches the small fields above with short offsets).
+    /// Its user registers while it waits for a call it made (the fast path
+    /// reaches the small fields above with short offsets).
     pub saved: UserContext,
+    /// Alerts, suspension and the other controls (general path only).
+    pub control: Control,
+}
+
+/// An activation's control state (Ford & Lepreau §5.1). Only the general
+/// path reads it: whenever it differs from what a fresh activation of the
+/// same kind starts with, the activation (or the one above a suspended one)
+/// carries [`Activation::WATCHED`], so its return takes the general path,
+/// which acts on it and resets it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// An alert reached it and has not been taken.
+    pub alert_pending: bool,
+    /// Alerts stop here (pending) instead of being seen and passed up.
+    pub alerts_blocked: bool,
+    /// Suspended: the thread must not run its code (an APC stops it on its
+    /// way back in).
+    pub suspended: bool,
+    /// Held for a `get_state`/`set_state`: stop the thread on its way back
+    /// in, like a suspension, until the waiter is done.
+    pub held: bool,
+    /// Activations above it may not change the thread's scheduling state.
+    pub forbid_above: bool,
+    /// Spliced out: when the thread comes back into it, it is popped at
+    /// once and its caller gets `Terminated`.
+    pub spliced: bool,
+}
+
+impl Control {
+    /// What an activation starts with: a server (pool) activation with
+    /// alerts blocked, a thread's own activation with them open.
+    pub const fn fresh(server: bool) -> Control {
+        Control {
+            alert_pending: false,
+            alerts_blocked: server,
+            suspended: false,
+            held: false,
+            forbid_above: false,
+            spliced: false,
+        }
+    }
+
+    /// Whether the thread must stop before running this activation's code.
+    pub fn stops(&self) -> bool {
+        self.suspended || self.held
+    }
 }
 
 impl Activation {
@@ -291,6 +388,14 @@ impl Activation {
     /// Flag: it serves a call whose lent region is mapped into its view
     /// (`lent_address`, `lent_length`), to unmap when the call ends.
     pub const LENT: u8 = 4;
+    /// Flag: its control state (or that of the activation below it, which
+    /// its return goes back into) needs the general path.
+    pub const WATCHED: u8 = 8;
+
+    /// Mark it for the general path on return (see [`Control`]).
+    pub fn watch(&mut self) {
+        self.flags |= Self::WATCHED | Self::GENERAL_RETURN;
+    }
 
     /// A sidetrack activation?
     pub fn is_sidetrack(&self) -> bool {
@@ -307,7 +412,7 @@ impl Activation {
         if region.is_some() {
             self.flags |= Self::LENT;
         }
-        if self.flags & (Self::LENT | Self::SIDETRACK) != 0 {
+        if self.flags & (Self::LENT | Self::SIDETRACK | Self::WATCHED) != 0 {
             self.flags |= Self::GENERAL_RETURN;
         }
     }
@@ -493,6 +598,10 @@ impl Objects {
             cpu_time: 0,
             pending: None,
             sidetracked: None,
+            interrupted: false,
+            at_boundary: false,
+            base_moved_to: None,
+            by_domain: Vec::new(),
         }))
     }
 
@@ -527,6 +636,7 @@ impl Objects {
             lent_address: 0,
             lent_length: 0,
             saved: UserContext::default(),
+            control: Control::fresh(port.is_some()),
         }))
     }
 
@@ -596,6 +706,11 @@ impl Objects {
         self.activations.iter().flatten().any(|entry| entry.domain == domain && entry.occupant.is_some())
     }
 
+    /// Every activation's number.
+    pub fn activation_ids(&self) -> impl Iterator<Item = ActivationId> + '_ {
+        self.activations.iter().flatten().map(|activation| activation.id)
+    }
+
     /// Every thread's number.
     pub fn thread_ids(&self) -> impl Iterator<Item = ThreadId> + '_ {
         self.threads.iter().flatten().map(|thread| thread.id)
@@ -650,6 +765,9 @@ impl Objects {
         let caller = entry.caller.take();
         entry.occupant = None;
         entry.reply_capacity = 0;
+        entry.control = Control::fresh(entry.port.is_some());
+        entry.flags &= !Activation::WATCHED;
+        entry.set_lent(entry.lent());
         self.thread_mut(thread)?.top = caller;
         Some(top)
     }
