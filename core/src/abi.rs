@@ -89,7 +89,76 @@ pub enum Call {
     /// activations only ([`Error::CannotLend`] for a port served by
     /// threads, or from a merged caller to a protected server).
     CallLending = 17,
+    /// The caller's own activation: the number that names it in the
+    /// activation calls below (its *activation control port*, held by its
+    /// domain).
+    ActivationSelf = 18,
+    /// Alert activation `x0` (of the caller's domain): the alert goes up
+    /// its thread's chain from it, stopping at the first activation that
+    /// blocks alerts; a blocking kernel call made by an activation that
+    /// sees it ends [`Error::Interrupted`]. Returns how many activations it
+    /// reached.
+    Alert = 19,
+    /// Alert activation `x0`, then break its thread's chain just above it:
+    /// it gets control back at once, its call ending [`Error::Interrupted`],
+    /// while the part above carries on as a thread of its own.
+    AlertBreak = 20,
+    /// Block (`x0` = 1) or open (`x0` = 0) alerts at the caller's own
+    /// activation; opening passes a waiting alert on up. Returns 1 if they
+    /// were blocked.
+    AlertsBlock = 21,
+    /// Returns 1 (and takes it) if an alert reached the caller's
+    /// activation and it has alerts open; else 0.
+    TestAlert = 22,
+    /// Suspend activation `x0`: its thread stops when it would next run
+    /// that activation's code (at once if it is there; work further up
+    /// its chain goes on). Never waits.
+    Suspend = 23,
+    /// Undo [`Call::Suspend`] on activation `x0`.
+    Resume = 24,
+    /// Terminate activation `x0`: its thread splits. The part above it
+    /// goes on (alerted), its caller gets control back at once with
+    /// [`Error::Terminated`]; if the thread is in the kernel on its behalf,
+    /// that part finishes and then ends. Never waits.
+    Terminate = 25,
+    /// Splice activation `x0` out: its caller gets [`Error::Terminated`],
+    /// but only once everything above it has returned (the synchronous
+    /// alternative to [`Call::Terminate`]).
+    SpliceOut = 26,
+    /// Copy activation `x0`'s user registers into `x1` (capacity `x2`,
+    /// [`STATE_BYTES`] needed: x0-x30, SP, PC, PSTATE as 34 words). Waits
+    /// until its thread is in that activation.
+    GetState = 27,
+    /// Set activation `x0`'s user registers from `x1` (length `x2`), the
+    /// layout of [`Call::GetState`]; of PSTATE only the condition flags are
+    /// taken. Waits until its thread is in that activation.
+    SetState = 28,
+    /// Set the priority (0-31) of the thread activation `x0` is on to `x1`;
+    /// returns the old one. [`Error::Forbidden`] if an activation below it
+    /// forbade it.
+    SetPriority = 29,
+    /// Write the accounting of the thread activation `x0` is on into `x1`
+    /// (capacity `x2`) as words: priority, CPU ticks, then (domain, ticks)
+    /// pairs for each domain it ran in; returns the words written.
+    ThreadInfo = 30,
+    /// Forbid the activations above activation `x0` from changing its
+    /// thread's scheduling state.
+    ForbidAbove = 31,
+    /// Act on every occupied activation of domain `x0`: `x1` = 0 suspend,
+    /// 1 resume, 2 terminate (the domain ends too). The kernel domain
+    /// only. Returns how many activations it acted on.
+    DomainControl = 32,
+    /// Write the numbers of domain `x0`'s occupied activations into `x1`
+    /// (capacity `x2` bytes, 4 bytes each); returns how many there are.
+    /// The domain itself or the kernel domain.
+    Activations = 33,
+    /// Sleep for `x0` counter ticks; [`Error::Interrupted`] if an alert
+    /// ends it early.
+    Sleep = 34,
 }
+
+/// Bytes of an activation's state as [`Call::GetState`] writes it.
+pub const STATE_BYTES: usize = 34 * 8;
 
 /// Or'd into a lent region's length ([`Call::CallLending`], `x6`): the
 /// server may write the region, not only read it.
@@ -120,6 +189,23 @@ impl Call {
             15 => Some(Call::Null),
             16 => Some(Call::DomainMode),
             17 => Some(Call::CallLending),
+            18 => Some(Call::ActivationSelf),
+            19 => Some(Call::Alert),
+            20 => Some(Call::AlertBreak),
+            21 => Some(Call::AlertsBlock),
+            22 => Some(Call::TestAlert),
+            23 => Some(Call::Suspend),
+            24 => Some(Call::Resume),
+            25 => Some(Call::Terminate),
+            26 => Some(Call::SpliceOut),
+            27 => Some(Call::GetState),
+            28 => Some(Call::SetState),
+            29 => Some(Call::SetPriority),
+            30 => Some(Call::ThreadInfo),
+            31 => Some(Call::ForbidAbove),
+            32 => Some(Call::DomainControl),
+            33 => Some(Call::Activations),
+            34 => Some(Call::Sleep),
             _ => None,
         }
     }
@@ -165,6 +251,14 @@ pub enum Error {
     /// The region cannot be lent to that server (it is served by threads,
     /// or the caller is merged and the server protected).
     CannotLend = 14,
+    /// An alert ended the blocking call (or broke the chain above it).
+    Interrupted = 15,
+    /// The activation the call went to was terminated (or spliced out).
+    Terminated = 16,
+    /// The number names no activation, or one that is not occupied.
+    NoSuchActivation = 17,
+    /// An activation below the caller forbade the change.
+    Forbidden = 18,
 }
 
 impl Error {
@@ -185,6 +279,10 @@ impl Error {
             12 => Some(Error::CallAborted),
             13 => Some(Error::Busy),
             14 => Some(Error::CannotLend),
+            15 => Some(Error::Interrupted),
+            16 => Some(Error::Terminated),
+            17 => Some(Error::NoSuchActivation),
+            18 => Some(Error::Forbidden),
             _ => None,
         }
     }
@@ -206,6 +304,10 @@ impl Error {
             Error::CallAborted => "CallAborted",
             Error::Busy => "Busy",
             Error::CannotLend => "CannotLend",
+            Error::Interrupted => "Interrupted",
+            Error::Terminated => "Terminated",
+            Error::NoSuchActivation => "NoSuchActivation",
+            Error::Forbidden => "Forbidden",
         }
     }
 }
@@ -325,11 +427,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=17 {
-            let call = Call::from_number(number).expect("numbers 0..=17 are calls");
+        for number in 0..=34 {
+            let call = Call::from_number(number).expect("numbers 0..=34 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(18), None);
+        assert_eq!(Call::from_number(35), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -340,8 +442,8 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        for code in 1..=14 {
-            let error = Error::from_code(code).expect("codes 1..=14 are errors");
+        for code in 1..=18 {
+            let error = Error::from_code(code).expect("codes 1..=18 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

@@ -69,12 +69,13 @@ impl Objects {
     }
 
     /// Change `activation`'s control state, keeping the general-return
-    /// mark in step: a server activation whose state is no longer fresh is
-    /// watched, so its return resets it.
+    /// mark in step: an activation whose state is no longer what it started
+    /// with is watched, so the kernel's fast ways back into it (and a
+    /// server activation's return, which resets it) take the general path.
     fn control_mut(&mut self, activation: ActivationId, change: impl FnOnce(&mut Control)) {
         if let Some(entry) = self.activation_mut(activation) {
             change(&mut entry.control);
-            if entry.port.is_some() && entry.control != Control::fresh(true) {
+            if entry.control != Control::fresh(entry.port.is_some()) {
                 entry.watch();
             }
         }
@@ -102,10 +103,12 @@ impl Objects {
         let Some(entry) = self.activation(activation) else { return false };
         let (was, pending) = (entry.control.alerts_blocked, entry.control.alert_pending);
         self.control_mut(activation, |control| control.alerts_blocked = blocked);
-        if was && !blocked && pending {
-            if let Some(callee) = self.callee(activation) {
-                self.alert(callee);
-            }
+        if was
+            && !blocked
+            && pending
+            && let Some(callee) = self.callee(activation)
+        {
+            self.alert(callee);
         }
         was
     }

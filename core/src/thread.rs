@@ -223,6 +223,9 @@ pub struct Thread {
     /// Where its CPU time went: counter ticks by the domain of the top
     /// activation when they were charged.
     pub by_domain: Vec<(DomainId, u64)>,
+    /// A split-off thread's first run: resume its top activation's saved
+    /// registers with this error code in x0 (0: a fresh upcall instead).
+    pub resume_with: usize,
 }
 
 impl Thread {
@@ -501,6 +504,17 @@ impl Port {
         self.queued = self.senders.len() as u32;
     }
 
+    /// Take `thread` out of the queues of those waiting for an activation
+    /// or a server thread (an alert ended its wait); true if it was in one.
+    pub fn forget_waiter(&mut self, thread: ThreadId) -> bool {
+        let before = self.pool_waiters.len() + self.senders.len();
+        self.pool_waiters.retain(|&waiting| waiting != thread);
+        self.senders.retain(|&waiting| waiting != thread);
+        self.waiting = self.pool_waiters.len() as u32;
+        self.queued = self.senders.len() as u32;
+        before != self.pool_waiters.len() + self.senders.len()
+    }
+
     /// The next queued client.
     pub fn next_sender(&mut self) -> Option<ThreadId> {
         let thread = self.senders.pop_front();
@@ -602,6 +616,7 @@ impl Objects {
             at_boundary: false,
             base_moved_to: None,
             by_domain: Vec::new(),
+            resume_with: 0,
         }))
     }
 
@@ -863,6 +878,23 @@ impl Objects {
             entry.receivers_tail = None;
         }
         Some(head)
+    }
+
+    /// Take `thread` out of `port`'s receivers; true if it was there.
+    pub fn remove_receiver(&mut self, port: PortId, thread: ThreadId) -> bool {
+        let mut kept = Vec::new();
+        let mut found = false;
+        while let Some(receiver) = self.pop_receiver(port) {
+            if receiver == thread {
+                found = true;
+            } else {
+                kept.push(receiver);
+            }
+        }
+        for receiver in kept {
+            self.push_receiver(port, receiver);
+        }
+        found
     }
 
     /// Forget every receiver of `port`.

@@ -319,6 +319,125 @@ pub fn version_raw(address: usize, length: usize) -> Result<usize, Error> {
     raw_call(Call::Version, address, length, 0)
 }
 
+/// The caller's own activation: the number naming it in the activation
+/// calls (its domain holds the right to control it).
+#[inline(always)]
+pub fn activation_self() -> Result<usize, Error> {
+    raw_call(Call::ActivationSelf, 0, 0, 0)
+}
+
+/// Alert `activation` (of this domain): the alert goes up its thread's
+/// chain from it. Returns how many activations it reached.
+#[inline(always)]
+pub fn alert(activation: usize) -> Result<usize, Error> {
+    raw_call(Call::Alert, activation, 0, 0)
+}
+
+/// Alert `activation`, then break its chain above it: its call returns
+/// `Interrupted` at once, the part above carries on as another thread.
+#[inline(always)]
+pub fn alert_break(activation: usize) -> Result<usize, Error> {
+    raw_call(Call::AlertBreak, activation, 0, 0)
+}
+
+/// Block (`true`) or open alerts at the caller's activation; whether they
+/// were blocked. A server activation starts with them blocked.
+#[inline(always)]
+pub fn alerts_block(blocked: bool) -> Result<bool, Error> {
+    raw_call(Call::AlertsBlock, blocked as usize, 0, 0).map(|was| was != 0)
+}
+
+/// Whether an alert has reached the caller's activation (and alerts are
+/// open there); taking it.
+#[inline(always)]
+pub fn test_alert() -> bool {
+    raw_call(Call::TestAlert, 0, 0, 0) == Ok(1)
+}
+
+/// Suspend `activation`: its thread stops when it would run its code.
+/// Whether it was suspended already.
+#[inline(always)]
+pub fn suspend(activation: usize) -> Result<bool, Error> {
+    raw_call(Call::Suspend, activation, 0, 0).map(|was| was != 0)
+}
+
+/// Resume `activation`; whether it was suspended.
+#[inline(always)]
+pub fn resume(activation: usize) -> Result<bool, Error> {
+    raw_call(Call::Resume, activation, 0, 0).map(|was| was != 0)
+}
+
+/// Terminate `activation`: its thread splits; its caller's call returns
+/// `Terminated` at once; the part above goes on, alerted.
+#[inline(always)]
+pub fn terminate(activation: usize) -> Result<usize, Error> {
+    raw_call(Call::Terminate, activation, 0, 0)
+}
+
+/// Splice `activation` out: its caller's call returns `Terminated` once
+/// everything above it has returned.
+#[inline(always)]
+pub fn splice_out(activation: usize) -> Result<usize, Error> {
+    raw_call(Call::SpliceOut, activation, 0, 0)
+}
+
+/// An activation's user registers: x0-x30, SP, PC, PSTATE.
+pub type CpuState = [u64; tern_core::abi::STATE_BYTES / 8];
+
+/// Read `activation`'s registers, waiting until its thread is in it.
+#[inline(always)]
+pub fn get_state(activation: usize, state: &mut CpuState) -> Result<usize, Error> {
+    raw_call(Call::GetState, activation, state.as_mut_ptr() as usize, core::mem::size_of::<CpuState>())
+}
+
+/// Set `activation`'s registers (of PSTATE, the condition flags only),
+/// waiting until its thread is in it.
+#[inline(always)]
+pub fn set_state(activation: usize, state: &CpuState) -> Result<usize, Error> {
+    raw_call(Call::SetState, activation, state.as_ptr() as usize, core::mem::size_of::<CpuState>())
+}
+
+/// Set the priority of the thread `activation` is on; the old one.
+/// `Forbidden` if an activation below forbade it.
+#[inline(always)]
+pub fn set_priority(activation: usize, priority: u8) -> Result<usize, Error> {
+    raw_call(Call::SetPriority, activation, priority as usize, 0)
+}
+
+/// The accounting of the thread `activation` is on, into `words`:
+/// priority, CPU ticks, then (domain, ticks) pairs. Words written.
+#[inline(always)]
+pub fn thread_info(activation: usize, words: &mut [u64]) -> Result<usize, Error> {
+    raw_call(Call::ThreadInfo, activation, words.as_mut_ptr() as usize, words.len() * 8)
+}
+
+/// Forbid the activations above `activation` from changing its thread's
+/// scheduling state.
+#[inline(always)]
+pub fn forbid_above(activation: usize) -> Result<usize, Error> {
+    raw_call(Call::ForbidAbove, activation, 0, 0)
+}
+
+/// Suspend (0), resume (1) or terminate (2) every occupied activation of
+/// `domain` (kernel domain only); how many.
+#[inline(always)]
+pub fn domain_control(domain: usize, action: usize) -> Result<usize, Error> {
+    raw_call(Call::DomainControl, domain, action, 0)
+}
+
+/// The occupied activations of `domain` (this one, or any for the kernel
+/// domain), into `out`; how many there are.
+#[inline(always)]
+pub fn activations(domain: usize, out: &mut [u32]) -> Result<usize, Error> {
+    raw_call(Call::Activations, domain, out.as_mut_ptr() as usize, out.len() * 4)
+}
+
+/// Sleep for `ticks` of the counter; `Interrupted` if an alert ends it.
+#[inline(always)]
+pub fn sleep(ticks: usize) -> Result<usize, Error> {
+    raw_call(Call::Sleep, ticks, 0, 0)
+}
+
 /// End this upcall with `result`. Never returns.
 #[inline(always)]
 pub fn exit(result: usize) -> ! {

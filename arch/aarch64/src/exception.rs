@@ -76,7 +76,11 @@ fn write_registers(out: &mut impl Write, frame: &TrapFrame) {
 extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
     let syndrome = Syndrome(frame.esr);
     if syndrome.exception_class() == CLASS_SVC_FROM_AARCH64 {
-        return crate::syscall::dispatch(frame);
+        let action = crate::syscall::dispatch(frame);
+        if action.end_upcall == 0 {
+            crate::control::before_user(frame);
+        }
+        return action;
     }
     let (domain, name) = crate::state::with(|kernel| {
         let domain = kernel.current_domain();
@@ -104,6 +108,7 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
     });
     if let Some(view) = aborted {
         crate::cpu::switch_view(view);
+        crate::control::before_user(frame);
         return TrapAction::RESUME;
     }
     // SAFETY: we are the trap handler of the innermost upcall, with
@@ -164,7 +169,27 @@ extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
     // A domain's code: EL0t (protected) or EL1t (merged); the kernel
     // itself runs at EL1h and is not preempted.
     let from_domain = matches!(frame.spsr & 0xf, 0b0000 | 0b0100);
+    if ticked {
+        crate::state::with(|kernel| {
+            crate::threads::charge(kernel);
+            crate::control::wake_sleepers(kernel);
+        });
+    }
     if ticked && from_domain {
+        // Parked here, the thread's registers are all in `frame`: a state
+        // operation may read or write them.
+        let boundary = |at: bool, frame: &mut TrapFrame| {
+            crate::state::with(|kernel| {
+                let current = kernel.current;
+                if let Some(thread) = kernel.objects.thread_mut(current) {
+                    thread.at_boundary = at;
+                    thread.frame = frame as *mut TrapFrame as u64;
+                }
+            })
+        };
+        boundary(true, frame);
         crate::threads::preempt();
+        boundary(false, frame);
+        crate::control::before_user(frame);
     }
 }

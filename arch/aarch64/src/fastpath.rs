@@ -122,6 +122,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
         longest_chain: 0,
         payload_copies: 0,
         lends_mapped: 0,
+        splits: 0,
     },
     zeros: [0; 8],
     lent: [0; 2],

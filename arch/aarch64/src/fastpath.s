@@ -727,9 +727,10 @@ tern_merged_call:
     ldr     w11, [x10, #{thread_top}]
     ldr     x14, [x12, x11, lsl #3]             // the server activation
     ldr     w16, [x14, #{act_caller}]
-    ldr     w13, [x14, #{act_port}]
+    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
+    tbnz    x13, #{sidetrack_bit}, merged_return_trap // the general return is due
     ldp     x15, x17, [x9, #{fast_domains}]
-    ldr     x17, [x17, x13, lsl #3]             // its port
+    ldr     x17, [x17, w13, uxtw #3]            // its port
     ldr     w5, [x17, #{port_waiting}]
     cbnz    w5, merged_return_trap              // someone waits for an activation
     ldp     x2, x3, [x14, #{act_reply_address}] // the client's buffer

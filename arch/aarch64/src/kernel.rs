@@ -138,6 +138,7 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
                 list.split(',').filter(|name| !name.is_empty()).map(alloc::string::String::from).collect()
             }),
             lends: tern_core::lend::Ledger::new(),
+            spare_stacks: alloc::vec::Vec::new(),
         };
         crate::threads::adopt_boot_thread(&mut kernel);
         *crate::state::KERNEL.lock() = Some(kernel);

@@ -26,6 +26,7 @@ extern crate alloc;
 
 pub mod bench;
 pub mod console;
+pub mod control;
 pub mod cpu;
 pub mod domains;
 pub mod exception;
@@ -189,6 +190,8 @@ core::arch::global_asm!(
     no_right_mask = const 0xffff_ffff_0000_0000u64,
     sidetrack_bit = const (fast_offsets::ACT_SIDETRACK - fast_offsets::ACT_PORT) * 8
         + tern_core::thread::Activation::GENERAL_RETURN.trailing_zeros() as usize,
+    act_flags = const fast_offsets::ACT_SIDETRACK,
+    watched_bit = const tern_core::thread::Activation::WATCHED.trailing_zeros() as usize,
     act_entry = const fast_offsets::ACT_ENTRY,
     act_view = const fast_offsets::ACT_VIEW,
     act_stack_top = const fast_offsets::ACT_STACK_TOP,

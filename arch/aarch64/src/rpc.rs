@@ -286,7 +286,12 @@ pub fn call(frame: &mut TrapFrame) -> Completion {
                 threads::block();
                 return Completion::FrameSet;
             }
-            Ok(Step::WaitForActivation) => threads::block(),
+            Ok(Step::WaitForActivation) => {
+                threads::block();
+                if threads::take_interrupted() {
+                    return Completion::Reply(Err(Error::Interrupted));
+                }
+            }
         }
     }
 }
@@ -452,13 +457,21 @@ fn migrate_into(
         copy(kernel, request.address, message_address as usize, request.length);
         deliver_header(kernel, server, message_address as usize, request.length, right);
     }
-    if let Some(client) = kernel.objects.activation_mut(client_activation) {
-        client.saved = save(frame);
-    }
+    let client_watched = match kernel.objects.activation_mut(client_activation) {
+        Some(client) => {
+            client.saved = save(frame);
+            client.control.stops() || client.control.spliced
+        }
+        None => false,
+    };
     kernel.objects.push(thread, activation);
     if let Some(target) = kernel.objects.activation_mut(activation) {
         target.set_reply(reply_to);
         target.view = view;
+        if client_watched {
+            // The way back must stop (or unwind) there: not the fast one.
+            target.watch();
+        }
     }
     let depth = kernel.objects.chain(thread).len();
     kernel.statistics().longest_chain = kernel.statistics().longest_chain.max(depth);
@@ -481,12 +494,24 @@ fn migrate_into(
 /// `Return`: x0/x1 reply, from a server activation.
 pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
     let reply = UserRange::new(frame.x[0] as usize, frame.x[1] as usize);
-    let outcome = state::with(|kernel| -> Result<u64, Error> {
+    let outcome = state::with(|kernel| -> Result<Option<u64>, Error> {
         let (thread, activation, server) = caller(kernel)?;
         let (port, caller_activation, reply_to, sidetrack) = {
             let entry = kernel.objects.activation(activation).ok_or(Error::NotInCall)?;
             let port = entry.port.ok_or(Error::NotInCall)?;
-            (port, entry.caller.ok_or(Error::NotInCall)?, entry.reply(), entry.is_sidetrack())
+            (port, entry.caller, entry.reply(), entry.is_sidetrack())
+        };
+        let Some(caller_activation) = caller_activation else {
+            // The bottom of a segment split off below a terminated
+            // activation: nobody waits for this reply. The activation goes
+            // back to its pool and the segment's thread ends.
+            end_lend(kernel, activation, server);
+            kernel.objects.pop(thread);
+            kernel.objects.pool_return(activation);
+            if let Some(waiter) = kernel.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
+                threads::wake(kernel, waiter);
+            }
+            return Ok(None);
         };
         let result = if sidetrack { Ok(0) } else { deliver_reply(kernel, server, reply, reply_to) };
         end_lend(kernel, activation, server);
@@ -509,13 +534,14 @@ pub fn return_from_call(frame: &mut TrapFrame) -> Completion {
         } else {
             write_result(frame, result);
         }
-        Ok(kernel.current_view())
+        Ok(Some(kernel.current_view()))
     });
     match outcome {
-        Ok(view) => {
+        Ok(Some(view)) => {
             cpu::switch_view(view);
             Completion::FrameSet
         }
+        Ok(None) => threads::end_current_thread(0),
         Err(error) => Completion::Reply(Err(error)),
     }
 }
@@ -541,7 +567,7 @@ pub fn abort_call(kernel: &mut Kernel, frame: &mut TrapFrame) -> bool {
 
 /// The call `activation` (of `server`) served has ended: take back what
 /// was lent to it, if anything was mapped.
-fn end_lend(kernel: &mut Kernel, activation: ActivationId, server: DomainId) {
+pub fn end_lend(kernel: &mut Kernel, activation: ActivationId, server: DomainId) {
     let lent = kernel.objects.activation(activation).and_then(|entry| entry.lent());
     if let Some((address, word)) = lent {
         let (length, writable) = (word & !(LEND_WRITABLE as u64), word & LEND_WRITABLE as u64 != 0);

@@ -80,6 +80,8 @@ pub struct Kernel {
     /// The client pages lent into protected servers' views by calls in
     /// flight.
     pub lends: tern_core::lend::Ledger,
+    /// Kernel stacks of ended threads, for the next threads made.
+    pub spare_stacks: Vec<PhysRange>,
 }
 
 /// Counts of what the RPC paths did, for scenarios and the benchmark. One
@@ -109,6 +111,8 @@ pub struct RpcStatistics {
     /// Lent regions mapped into a protected server's view (each taken
     /// out again when its call ends).
     pub lends_mapped: u64,
+    /// Threads split in two by a termination or an alert-and-break.
+    pub splits: u64,
 }
 
 /// The kernel state (present after boot).

@@ -11,7 +11,7 @@
 use crate::exception::{TrapAction, TrapFrame};
 use crate::rpc::{self, Completion};
 use crate::state::{self, Kernel};
-use crate::{domains, threads, upcall};
+use crate::{control, domains, threads, upcall};
 use tern_core::abi::{CONSOLE_WRITE_MAX, Call, Error, encode_result};
 use tern_core::capability::Capability;
 use tern_core::domain::{DomainId, UserRange};
@@ -78,6 +78,46 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
         })),
         Some(Call::ThreadJoin) => Completion::Reply(thread_join(caller, arguments[0])),
         Some(Call::Null) => Completion::Reply(Ok(0)),
+        Some(call @ (Call::GetState | Call::SetState)) => Completion::Reply(control::state(
+            caller,
+            arguments[0],
+            UserRange::new(arguments[1], arguments[2]),
+            call == Call::SetState,
+        )),
+        Some(Call::Sleep) => Completion::Reply(control::sleep(arguments[0])),
+        Some(call @ (Call::ActivationSelf | Call::Alert | Call::AlertBreak | Call::AlertsBlock | Call::TestAlert)) => {
+            Completion::Reply(state::with(|kernel| match call {
+                Call::ActivationSelf => control::activation_self(kernel),
+                Call::Alert => control::alert(kernel, caller, arguments[0]),
+                Call::AlertBreak => control::alert_break(kernel, caller, arguments[0]),
+                Call::AlertsBlock => control::alerts_block(kernel, arguments[0]),
+                _ => control::test_alert(kernel),
+            }))
+        }
+        Some(
+            call @ (Call::Suspend
+            | Call::Resume
+            | Call::Terminate
+            | Call::SpliceOut
+            | Call::SetPriority
+            | Call::ThreadInfo
+            | Call::ForbidAbove
+            | Call::DomainControl
+            | Call::Activations),
+        ) => Completion::Reply(state::with(|kernel| {
+            let [first, second, third, _] = arguments;
+            match call {
+                Call::Suspend => control::suspend(kernel, caller, first, true),
+                Call::Resume => control::suspend(kernel, caller, first, false),
+                Call::Terminate => control::terminate(kernel, caller, first),
+                Call::SpliceOut => control::splice_out(kernel, caller, first),
+                Call::SetPriority => control::set_priority(kernel, caller, first, second),
+                Call::ThreadInfo => control::thread_info(kernel, caller, first, UserRange::new(second, third)),
+                Call::ForbidAbove => control::forbid_above(kernel, caller, first),
+                Call::DomainControl => control::domain_control_call(kernel, caller, first, second),
+                _ => control::activations(kernel, caller, first, UserRange::new(second, third)),
+            }
+        })),
         Some(Call::Yield) => {
             threads::yield_now();
             Completion::Reply(Ok(0))
@@ -243,7 +283,7 @@ fn thread_join(caller: DomainId, thread: usize) -> Result<usize, Error> {
     if !allowed {
         return Err(Error::InvalidArgument);
     }
-    threads::join(thread).ok_or(Error::InvalidArgument)
+    threads::join(thread)
 }
 
 /// `DomainMode`: only the kernel domain (a merged caller) may move a domain

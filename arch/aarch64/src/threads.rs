@@ -58,14 +58,19 @@ fn set_arch(kernel: &mut Kernel, id: ThreadId, arch: ThreadArch) {
     kernel.threads[at] = Some(arch);
 }
 
-/// Charge the counter ticks since the last charge to the current thread.
-fn charge(kernel: &mut Kernel) {
+/// Charge the counter ticks since the last charge to the current thread,
+/// as spent in the domain of its top activation. Called at every switch
+/// and every timer tick, so the per-domain split is exact to a tick (a
+/// migrating call crosses domains without the kernel's general path, so
+/// the crossings themselves are not charged points).
+pub fn charge(kernel: &mut Kernel) {
     let now = timer::counter();
     let elapsed = now.wrapping_sub(kernel.charged_at);
     kernel.charged_at = now;
     let current = kernel.current;
+    let domain = kernel.current_domain();
     if let Some(thread) = kernel.objects.thread_mut(current) {
-        thread.cpu_time += elapsed;
+        thread.charge(elapsed, domain);
     }
 }
 
@@ -124,6 +129,12 @@ fn switch_to(next: ThreadId) {
 /// The current thread waits (its state says for what): run the most
 /// urgent ready thread, idling until there is one. Returns when woken.
 pub fn block() {
+    state::with(|kernel| {
+        let current = kernel.current;
+        if let Some(thread) = kernel.objects.thread_mut(current) {
+            thread.interrupted = false;
+        }
+    });
     loop {
         let next = state::with(|kernel| kernel.run_queue.pop().map(|(thread, _)| thread));
         match next {
@@ -143,6 +154,15 @@ pub fn block() {
             }
         }
     }
+}
+
+/// Whether an alert ended the current thread's last wait (taking the
+/// news).
+pub fn take_interrupted() -> bool {
+    state::with(|kernel| {
+        let current = kernel.current;
+        kernel.objects.thread_mut(current).is_some_and(|thread| core::mem::take(&mut thread.interrupted))
+    })
 }
 
 /// Make `thread` ready.
@@ -182,12 +202,7 @@ pub fn create(
     stack_bytes: u64,
 ) -> Option<ThreadId> {
     let user_stack = crate::domains::carve_stack(kernel, domain, stack_bytes)?;
-    let kernel_stack = {
-        let mut frames = memory::FRAMES.lock();
-        let frames = frames.as_mut()?;
-        let start = frames.alloc_contiguous(KERNEL_STACK / FRAME_SIZE, FRAME_SIZE as u64)?;
-        PhysRange::new(start, start + KERNEL_STACK as u64)
-    };
+    let kernel_stack = new_kernel_stack(kernel)?;
     let creator = kernel.current_domain().unwrap_or(DomainId(0));
     let thread = kernel.objects.new_thread(priority, creator);
     let trampoline = tern_inks::gate::upcall_trampoline as extern "C" fn(usize, tern_inks::registry::Entry) -> !;
@@ -198,32 +213,84 @@ pub fn create(
         entry_activation.saved.x[0] = argument as u64;
         entry_activation.saved.x[1] = entry as u64;
     }
+    start_on(kernel, thread, kernel_stack);
+    Some(thread)
+}
+
+/// A kernel stack for a new thread: one left by an ended thread, or fresh
+/// frames.
+fn new_kernel_stack(kernel: &mut Kernel) -> Option<PhysRange> {
+    if let Some(stack) = kernel.spare_stacks.pop() {
+        return Some(stack);
+    }
+    let mut frames = memory::FRAMES.lock();
+    let frames = frames.as_mut()?;
+    let start = frames.alloc_contiguous(KERNEL_STACK / FRAME_SIZE, FRAME_SIZE as u64)?;
+    Some(PhysRange::new(start, start + KERNEL_STACK as u64))
+}
+
+/// Give `thread` its kernel side on `kernel_stack`, starting in
+/// [`tern_thread_main`], and make it ready.
+fn start_on(kernel: &mut Kernel, thread: ThreadId, kernel_stack: PhysRange) {
     let mut context = Box::<KernelContext>::default();
     context.stack_pointer = kernel_stack.end;
     context.registers[11] = tern_thread_start as *const () as u64; // x30: where `ret` lands
     set_arch(kernel, thread, ThreadArch { context, kernel_stack: Some(kernel_stack) });
     wake(kernel, thread);
-    Some(thread)
 }
 
-/// A new thread's first code: upcall into its first activation; when that
-/// ends, end the thread.
+/// Start `lower`, a thread split off below a terminated (or broken-off)
+/// activation (`tern_core::control`): on a kernel stack of its own, it
+/// resumes its top activation's saved registers with `error` as the
+/// result of the call that activation made.
+pub fn start_split(kernel: &mut Kernel, lower: ThreadId, error: tern_core::abi::Error) -> Option<()> {
+    let kernel_stack = new_kernel_stack(kernel)?;
+    kernel.objects.thread_mut(lower)?.resume_with = error as usize;
+    start_on(kernel, lower, kernel_stack);
+    Some(())
+}
+
+/// A new thread's first code: upcall into its first activation (or, split
+/// off below a terminated activation, resume its top one with the error);
+/// when that ends, end the thread.
 #[unsafe(no_mangle)]
 extern "C" fn tern_thread_main() -> ! {
     let target = state::with(|kernel| {
         let current = kernel.current;
-        let top = kernel.objects.thread(current)?.top?;
-        let activation = kernel.objects.activation(top)?;
-        Some(UpcallTarget {
-            domain: activation.domain,
-            translation_base: activation.view,
-            entry: activation.entry,
-            stack: activation.stack_top,
-            arguments: [activation.saved.x[0], activation.saved.x[1]],
-            pstate: activation.entry_pstate,
-        })
+        let thread = kernel.objects.thread(current)?;
+        let resume_with = thread.resume_with;
+        let activation = kernel.objects.activation(thread.top?)?;
+        let mut registers = activation.saved;
+        let target = if resume_with == 0 {
+            UpcallTarget {
+                domain: activation.domain,
+                translation_base: activation.view,
+                entry: activation.entry,
+                stack: activation.stack_top,
+                arguments: [activation.saved.x[0], activation.saved.x[1]],
+                pstate: activation.entry_pstate,
+            }
+        } else {
+            registers.x[0] = resume_with as u64;
+            registers.x[1] = 0;
+            UpcallTarget {
+                domain: activation.domain,
+                translation_base: activation.view,
+                entry: registers.pc,
+                stack: registers.sp,
+                arguments: [0, 0],
+                pstate: if registers.pstate == 0 { activation.entry_pstate } else { registers.pstate },
+            }
+        };
+        Some((target, resume_with != 0, registers))
     });
-    let result = match target.map(|target| upcall::upcall(target, state::with(|kernel| kernel.kernel_view))) {
+    let kernel_view = state::with(|kernel| kernel.kernel_view);
+    let outcome = match &target {
+        Some((target, false, _)) => Some(upcall::upcall(*target, kernel_view)),
+        Some((target, true, registers)) => Some(upcall::resume(*target, registers, kernel_view)),
+        None => None,
+    };
+    let result = match outcome {
         Some(Outcome::Returned(value)) => value,
         _ => usize::MAX,
     };
@@ -231,12 +298,23 @@ extern "C" fn tern_thread_main() -> ! {
 }
 
 /// End the current thread with `result`: wake its joiners and never run
-/// again. (Its kernel stack stays allocated: reclaiming the stack one runs
-/// on needs another thread to do it, which waits for thread reaping.)
-fn end_current_thread(result: usize) -> ! {
+/// again. Its kernel stack goes on the spare list: the next thread made
+/// takes it, which can only happen once this one has switched away for
+/// good (one core; a thread is made by a running thread).
+pub fn end_current_thread(result: usize) -> ! {
     state::with(|kernel| {
         let current = kernel.current;
-        kernel.objects.pop(current);
+        while let Some(activation) = kernel.objects.pop(current) {
+            // (a thread ends with its own activation on top; a segment
+            // split off a thread may end above a cut, its activations
+            // going back to their pools)
+            if kernel.objects.activation(activation).is_some_and(|entry| entry.port.is_some()) {
+                kernel.objects.pool_return(activation);
+            }
+        }
+        if let Some(stack) = kernel.thread_arch(current).and_then(|arch| arch.kernel_stack) {
+            kernel.spare_stacks.push(stack);
+        }
         if let Some(thread) = kernel.objects.thread_mut(current) {
             thread.state = ThreadState::Ended(result);
         }
@@ -253,24 +331,34 @@ fn end_current_thread(result: usize) -> ! {
     unreachable!("an ended thread was scheduled again");
 }
 
-/// Wait for `thread` to end; its result (or `None` if there is no such
-/// thread). The current thread must not be `thread`.
-pub fn join(thread: ThreadId) -> Option<usize> {
+/// Wait for `thread` to end; its result. The current thread must not be
+/// `thread`. A thread split since carries its base activation on as
+/// another thread: the join follows it there. `InvalidArgument` if there
+/// is no such thread, `Interrupted` if an alert ends the wait.
+pub fn join(thread: ThreadId) -> Result<usize, tern_core::abi::Error> {
     loop {
         let state = state::with(|kernel| {
-            let state = kernel.objects.thread(thread)?.state;
+            let mut target = thread;
+            while let Some(next) = kernel.objects.thread(target)?.base_moved_to {
+                target = next;
+            }
+            let state = kernel.objects.thread(target)?.state;
             if !matches!(state, ThreadState::Ended(_)) {
                 let current = kernel.current;
                 if let Some(entry) = kernel.objects.thread_mut(current) {
-                    entry.state = ThreadState::Joining(thread);
+                    entry.state = ThreadState::Joining(target);
                 }
             }
             Some(state)
-        })?;
+        })
+        .ok_or(tern_core::abi::Error::InvalidArgument)?;
         if let ThreadState::Ended(result) = state {
-            return Some(result);
+            return Ok(result);
         }
         block();
+        if take_interrupted() {
+            return Err(tern_core::abi::Error::Interrupted);
+        }
     }
 }
 

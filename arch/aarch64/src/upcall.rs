@@ -31,6 +31,7 @@ struct GlueState {
     translation_base: u64,
     previous: u64,
     pstate: u64,
+    resume: u64,
 }
 
 /// The upcall record: the glue's state first (TPIDR_EL1 points at both),
@@ -68,6 +69,18 @@ pub struct UpcallTarget {
 /// Make an upcall and wait for it to end. On return the kernel's own view
 /// is back in TTBR0.
 pub fn upcall(target: UpcallTarget, kernel_view: u64) -> Outcome {
+    upcall_with(target, None, kernel_view)
+}
+
+/// [`upcall`] that resumes saved registers instead of entering fresh:
+/// `registers` supplies x0-x30 (the target's entry, stack and PSTATE are
+/// the saved PC, SP and PSTATE). A thread split off below a terminated
+/// activation goes back to its top activation this way.
+pub fn resume(target: UpcallTarget, registers: &tern_core::thread::UserContext, kernel_view: u64) -> Outcome {
+    upcall_with(target, Some(registers), kernel_view)
+}
+
+fn upcall_with(target: UpcallTarget, registers: Option<&tern_core::thread::UserContext>, kernel_view: u64) -> Outcome {
     let mut record = UpcallRecord {
         glue: GlueState {
             kernel_stack: 0,
@@ -78,6 +91,7 @@ pub fn upcall(target: UpcallTarget, kernel_view: u64) -> Outcome {
             translation_base: target.translation_base,
             previous: 0,
             pstate: target.pstate,
+            resume: registers.map_or(0, |registers| registers as *const _ as u64),
         },
         domain: target.domain,
         outcome: Outcome::Running,

@@ -13,7 +13,9 @@
 //
 // UpcallRecord layout (see upcall.rs): [0] saved kernel SP, [8] entry PC,
 // [16] user SP, [24] x0, [32] x1, [40] TTBR0, [48] previous record,
-// [56] PSTATE to enter with (EL0t, or EL1t for a merged domain).
+// [56] PSTATE to enter with (EL0t, or EL1t for a merged domain), [64] 0, or
+// the x0-x30 to resume with (a split-off segment going back to its top
+// activation; the record's entry, stack and PSTATE are then the saved ones).
 
 .section .text.upcall, "ax"
 .global tern_upcall
@@ -46,37 +48,6 @@ tern_upcall:
     msr     sp_el0, x11
     ldr     x14, [x0, #56]
     msr     spsr_el1, x14               // EL0t or EL1t, interrupts unmasked
-    mov     x0, x12
-    mov     x1, x13
-    mov     x2, xzr
-    mov     x3, xzr
-    mov     x4, xzr
-    mov     x5, xzr
-    mov     x6, xzr
-    mov     x7, xzr
-    mov     x8, xzr
-    mov     x9, xzr
-    mov     x10, xzr
-    mov     x11, xzr
-    mov     x12, xzr
-    mov     x13, xzr
-    mov     x14, xzr
-    mov     x15, xzr
-    mov     x16, xzr
-    mov     x17, xzr
-    mov     x18, xzr
-    mov     x19, xzr
-    mov     x20, xzr
-    mov     x21, xzr
-    mov     x22, xzr
-    mov     x23, xzr
-    mov     x24, xzr
-    mov     x25, xzr
-    mov     x26, xzr
-    mov     x27, xzr
-    mov     x28, xzr
-    mov     x29, xzr
-    mov     x30, xzr
     movi    v0.2d, #0
     movi    v1.2d, #0
     movi    v2.2d, #0
@@ -111,7 +82,59 @@ tern_upcall:
     movi    v31.2d, #0
     mov     x9, #(3 << 20)              // CPACR_EL1.FPEN: registers are clean,
     msr     cpacr_el1, x9               // EL0 may use FP/SIMD
+    ldr     x30, [x0, #64]
+    cbnz    x30, 1f                     // resuming saved registers
+    mov     x0, x12
+    mov     x1, x13
+    mov     x2, xzr
+    mov     x3, xzr
+    mov     x4, xzr
+    mov     x5, xzr
+    mov     x6, xzr
+    mov     x7, xzr
+    mov     x8, xzr
     mov     x9, xzr
+    mov     x10, xzr
+    mov     x11, xzr
+    mov     x12, xzr
+    mov     x13, xzr
+    mov     x14, xzr
+    mov     x15, xzr
+    mov     x16, xzr
+    mov     x17, xzr
+    mov     x18, xzr
+    mov     x19, xzr
+    mov     x20, xzr
+    mov     x21, xzr
+    mov     x22, xzr
+    mov     x23, xzr
+    mov     x24, xzr
+    mov     x25, xzr
+    mov     x26, xzr
+    mov     x27, xzr
+    mov     x28, xzr
+    mov     x29, xzr
+    mov     x30, xzr
+    isb
+    eret
+    // A split-off segment resumes its top activation: x0-x30 from the
+    // saved registers at x30 (its SP, PC and PSTATE are in the record).
+1:  ldp     x0, x1, [x30, #0]
+    ldp     x2, x3, [x30, #16]
+    ldp     x4, x5, [x30, #32]
+    ldp     x6, x7, [x30, #48]
+    ldp     x8, x9, [x30, #64]
+    ldp     x10, x11, [x30, #80]
+    ldp     x12, x13, [x30, #96]
+    ldp     x14, x15, [x30, #112]
+    ldp     x16, x17, [x30, #128]
+    ldp     x18, x19, [x30, #144]
+    ldp     x20, x21, [x30, #160]
+    ldp     x22, x23, [x30, #176]
+    ldp     x24, x25, [x30, #192]
+    ldp     x26, x27, [x30, #208]
+    ldp     x28, x29, [x30, #224]
+    ldr     x30, [x30, #240]
     isb
     eret
 

@@ -229,10 +229,23 @@ not_svc:
 
 // fn tern_resume_user()
 // Where a thread parked by a fast path resumes (its kernel context's x30):
-// its trap frame is at SP; go back to EL0 from it, FP/SIMD trapped.
+// its trap frame is at SP; go back to EL0 from it, FP/SIMD trapped. If its
+// top activation is watched (suspended, held for a state operation,
+// spliced out) or gone (terminated), Rust's check on the way back to a
+// domain decides first (`tern_resume_check`), as every general-path
+// return does.
 .global tern_resume_user
 tern_resume_user:
-    mov     x9, #(1 << 20)
+    adrp    x9, TERN_FAST
+    ldp     x10, x12, [x9, #{fast_current}]
+    ldr     w11, [x10, #{thread_top}]
+    cbz     w11, 1f                     // no activation left: it ends
+    ldr     x11, [x12, x11, lsl #3]
+    ldrb    w11, [x11, #{act_flags}]
+    tbz     w11, #{watched_bit}, 2f
+1:  mov     x0, sp
+    bl      tern_resume_check
+2:  mov     x9, #(1 << 20)
     msr     cpacr_el1, x9
     RESTORE_AND_RETURN FRAME_SIZE
 
