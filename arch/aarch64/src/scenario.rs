@@ -15,6 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use tern_core::domain::DomainId;
+use tern_ctltest::test as ctltest;
 use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
 
@@ -67,6 +68,16 @@ const SCENARIOS: &[Scenario] = &[
     ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
     ("server-panic-merged", || server_panic(DomainMode::Merged, DomainMode::Protected)),
     ("server-panic-both-merged", || server_panic(DomainMode::Merged, DomainMode::Merged)),
+    ("ctl-alerts", || ctl(ctltest::ALERTS)),
+    ("ctl-interrupted", || ctl(ctltest::INTERRUPTED)),
+    ("ctl-alert-break", || ctl(ctltest::ALERT_BREAK)),
+    ("ctl-terminate", || ctl(ctltest::TERMINATE)),
+    ("ctl-terminate-in-kernel", || ctl(ctltest::TERMINATE_IN_KERNEL)),
+    ("ctl-splice", || ctl(ctltest::SPLICE)),
+    ("ctl-suspend", || ctl(ctltest::SUSPEND)),
+    ("ctl-state", || ctl(ctltest::STATE)),
+    ("ctl-scheduling", || ctl(ctltest::SCHEDULING)),
+    ("ctl-bad-input", || ctl(ctltest::BAD_INPUT)),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
@@ -175,6 +186,30 @@ fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
     let alive = crate::state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
     kprintln!("server-panic: slow ({mode:?}) alive after its panic: {alive}");
     if alive { Err("slow survived its panic".into()) } else { Ok(()) }
+}
+
+/// An activation-control test of `ctl.client` (see `tern_ctltest`), in two
+/// rounds: the two servers protected, then both merged into the kernel
+/// domain (the client stays protected). The same outcome both times.
+fn ctl(test: usize) -> Verdict {
+    start_servers(&[("names", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
+    let servers = [domains::find("ctl.top").ok_or("no ctl.top")?, domains::find("ctl.mid").ok_or("no ctl.mid")?];
+    let client = create("ctl.client")?;
+    for mode in [DomainMode::Protected, DomainMode::Merged] {
+        for server in servers {
+            crate::state::with(|kernel| domains::set_mode(kernel, server, mode))
+                .map_err(|error| format!("{mode:?}: {error}"))?;
+        }
+        let splits = || crate::state::with(|kernel| kernel.statistics().splits);
+        let before = splits();
+        kprintln!("ctl: round with the servers {}", if mode.is_merged() { "merged" } else { "protected" });
+        match domains::call(client, test) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("the client reported {other:?} with the servers {mode:?}")),
+        }
+        kprintln!("ctl: threads split in this round: {}", splits() - before);
+    }
+    Ok(())
 }
 
 /// Create and start `servers` (domain name, start argument) in order, then

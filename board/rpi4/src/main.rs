@@ -21,6 +21,7 @@ mod board {
 
     // Link the domains this image carries.
     use tern_checksum as _;
+    use tern_ctltest as _;
     use tern_echo as _;
     use tern_hello as _;
     use tern_kv as _;
