@@ -311,6 +311,28 @@ pub mod checks {
         t.expect_pass(0);
     }
 
+    /// An activation-control scenario (`ctl-*`): two rounds (servers
+    /// protected, then merged), each printing every expected line (a
+    /// `[ctl]` check line ends `: ok` when it held, `: WRONG` when not), no
+    /// check wrong, the client reporting 0 failures both times, no fault,
+    /// and PASS.
+    pub fn control(t: &Transcript, expected: &[&str]) {
+        t.expect_boot();
+        for line in expected {
+            let seen = t.lines().iter().filter(|l| l.contains(line)).count();
+            if seen < 2 {
+                t.fail(format_args!("expected a line containing `{line}` in both rounds, saw it {seen} time(s)"));
+            }
+        }
+        t.expect_none("a check that went wrong", |l| l.starts_with("[ctl]") && l.ends_with(": WRONG"));
+        t.expect_none("a fault report", |l| l.contains("fault in domain"));
+        let passes = t.lines().iter().filter(|l| l.starts_with("[ctl] test ") && l.ends_with(": 0 failure(s)")).count();
+        if passes != 2 {
+            t.fail(format_args!("expected the client to report 0 failures in both rounds, saw {passes}"));
+        }
+        t.expect_pass(0);
+    }
+
     fn expected_lines(t: &Transcript, expected: &[&str]) {
         t.expect_boot();
         for line in expected {

@@ -89,6 +89,70 @@ scenarios! {
         => |t| checks::server_fault(t, &PANIC_LINES);
     rpi4_server_panic_both_merged, virt_server_panic_both_merged: "server-panic-both-merged"
         => |t| checks::server_fault(t, &PANIC_LINES);
+    rpi4_ctl_alerts, virt_ctl_alerts: "ctl-alerts" => |t| checks::control(t, &[
+        "alert from the client reached Ok(3) activations of 3: ok",
+        "the top activation saw it: ok",
+        "the middle (below the origin) did not see it: ok",
+        "the client (below the origin) did not see it: ok",
+        "not seen while blocked: ok",
+        "seen once opened: ok",
+    ]);
+    rpi4_ctl_interrupted, virt_ctl_interrupted: "ctl-interrupted" => |t| checks::control(t, &[
+        "a blocking receive ended Interrupted by an alert (Ok(15)): ok",
+        "a blocking sleep ended Interrupted by an alert (Ok(15)): ok",
+    ]);
+    rpi4_ctl_alert_break, virt_ctl_alert_break: "ctl-alert-break" => |t| checks::control(t, &[
+        "alert-and-break: the worker's call returned Err(Interrupted): ok",
+        "alert-and-break: when the worker got control back the top had completed 0 call(s) more: ok",
+        "alert-and-break: the upper part completed its call: ok",
+        "threads split in this round: 1",
+    ]);
+    rpi4_ctl_terminate, virt_ctl_terminate: "ctl-terminate" => |t| checks::control(t, &[
+        "terminating the middle activation: the worker's call returned Err(Terminated): ok",
+        "terminating the middle activation: when the worker got control back the top had completed 0 call(s) more: ok",
+        "terminating the middle activation: the upper part completed its call: ok",
+        "threads split in this round: 1",
+    ]);
+    rpi4_ctl_terminate_in_kernel, virt_ctl_terminate_in_kernel: "ctl-terminate-in-kernel" => |t| checks::control(t, &[
+        "terminating the middle activation while it sleeps in the kernel: Ok(0): ok",
+        "the worker's call returned Err(Terminated) at once: ok",
+        "the middle serves again afterwards (Ok(0)): ok",
+    ]);
+    rpi4_ctl_splice, virt_ctl_splice: "ctl-splice" => |t| checks::control(t, &[
+        "splicing out the middle activation: the worker's call returned Err(Terminated): ok",
+        "splicing out the middle activation: when the worker got control back the top had completed 1 call(s) more: ok",
+        "threads split in this round: 0",
+    ]);
+    rpi4_ctl_suspend, virt_ctl_suspend: "ctl-suspend" => |t| checks::control(t, &[
+        "the servers' part of its call completed meanwhile: ok",
+        "the worker stayed stopped in its activation: ok",
+        "resumed, its call returned Ok(1): ok",
+    ]);
+    rpi4_ctl_state, virt_ctl_state: "ctl-state" => |t| checks::control(t, &[
+        "get_state waited for the thread to come back from the top (Ok(272)): ok",
+        "its registers: x0 0 (success), x1 16 (the reply's length), a PC: ok",
+        "set_state: the worker's call returned Err(Busy), as written: ok",
+    ]);
+    rpi4_ctl_scheduling, virt_ctl_scheduling: "ctl-scheduling" => |t| checks::control(t, &[
+        "the server ran the priority-9 client's call at priority 9: ok",
+        "without it the server lowered the client to 2: ok",
+        "forbid-above: the server's lowering was refused (18), the client kept priority 9: ok",
+        "the client thread was charged for the server's work",
+    ]);
+    rpi4_ctl_bad_input, virt_ctl_bad_input: "ctl-bad-input" => |t| checks::control(t, &[
+        "alert(0): Err(NoSuchActivation): ok",
+        "terminate(another domain's activation): Err(NoRight): ok",
+        "set_priority(32): Err(InvalidArgument): ok",
+        "get_state(its own activation): Err(InvalidArgument): ok",
+        "domain_control from a protected domain: Err(NoRight): ok",
+        "activations(another domain): Err(NoRight): ok",
+    ]);
+    rpi4_ctl_domain, virt_ctl_domain: "ctl-domain" => |t| checks::lines(t, &[
+        "ctl-domain: servers Protected: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",
+        "ctl-domain: servers Merged: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",
+        "ctl-domain: terminated ctl.top with 2 client threads inside: 2 activations terminated, 0 left, alive: false",
+        "[ctl] a worker's call came back with the middle told Terminated (Ok(16)): ok",
+    ]);
 }
 
 /// What a server panicking in a call must print, protected or merged: the

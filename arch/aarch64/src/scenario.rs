@@ -78,6 +78,7 @@ const SCENARIOS: &[Scenario] = &[
     ("ctl-state", || ctl(ctltest::STATE)),
     ("ctl-scheduling", || ctl(ctltest::SCHEDULING)),
     ("ctl-bad-input", || ctl(ctltest::BAD_INPUT)),
+    ("ctl-domain", ctl_domain),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
@@ -208,6 +209,76 @@ fn ctl(test: usize) -> Verdict {
             other => return Err(format!("the client reported {other:?} with the servers {mode:?}")),
         }
         kprintln!("ctl: threads split in this round: {}", splits() - before);
+    }
+    Ok(())
+}
+
+/// Domain-wide control with other domains' threads inside: two workers of
+/// `ctl.client` are up in `ctl.top` (through `ctl.mid`). Suspending
+/// `ctl.top` stops them there (their calls make no progress however long
+/// the boot thread yields); resuming lets them complete. Done with the
+/// servers protected, then merged. Then, protected again, terminating
+/// `ctl.top` with the workers inside gives each of them back to `ctl.mid`
+/// at once (its call to the top returns `Terminated`, which it reports to
+/// the client) and ends the domain.
+fn ctl_domain() -> Verdict {
+    use crate::control::{DomainAction, domain_control};
+    start_servers(&[("names", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
+    let top = domains::find("ctl.top").ok_or("no ctl.top")?;
+    let servers = [top, domains::find("ctl.mid").ok_or("no ctl.mid")?];
+    let client = create("ctl.client")?;
+    let occupied = || crate::state::with(|kernel| kernel.objects.occupied_in(top).len());
+    let start = || match domains::call(client, ctltest::DOMAIN_START) {
+        Ok(Outcome::Returned(threads)) if threads != 0 => Ok(threads),
+        other => Err(format!("the workers did not start: {other:?}")),
+    };
+    let join = |threads: usize, terminated: bool| match domains::call(
+        client,
+        ctltest::DOMAIN_JOIN | threads | if terminated { 0x100 } else { 0 },
+    ) {
+        Ok(Outcome::Returned(0)) => Ok(()),
+        other => Err(format!("the workers' outcome: {other:?}")),
+    };
+    let act =
+        |action| crate::state::with(|kernel| domain_control(kernel, top, action)).map_err(|error| format!("{error}"));
+    let set_modes = |mode| -> Verdict {
+        for server in servers {
+            crate::state::with(|kernel| domains::set_mode(kernel, server, mode)).map_err(|error| format!("{error}"))?;
+        }
+        Ok(())
+    };
+    for mode in [DomainMode::Protected, DomainMode::Merged] {
+        set_modes(mode)?;
+        let threads = start()?;
+        let inside = occupied();
+        let suspended = act(DomainAction::Suspend)?;
+        for _ in 0..300 {
+            crate::threads::yield_now();
+        }
+        let still = occupied();
+        let resumed = act(DomainAction::Resume)?;
+        join(threads, false)?;
+        kprintln!(
+            "ctl-domain: servers {mode:?}: {inside} activations of ctl.top occupied; suspended {suspended}; after 300 yields {still} still occupied; resumed {resumed}; {} after",
+            occupied()
+        );
+        if inside != 2 || suspended != 2 || still != 2 || resumed != 2 || occupied() != 0 {
+            return Err(format!("suspend/resume of ctl.top ({mode:?}) did not hold the workers"));
+        }
+    }
+    set_modes(DomainMode::Protected)?;
+    let threads = start()?;
+    let inside = occupied();
+    let terminated = act(DomainAction::Terminate)?;
+    let (left, alive) = crate::state::with(|kernel| {
+        (kernel.objects.occupied_in(top).len(), kernel.domain(top).is_some_and(|r| r.alive))
+    });
+    join(threads, true)?;
+    kprintln!(
+        "ctl-domain: terminated ctl.top with {inside} client threads inside: {terminated} activations terminated, {left} left, alive: {alive}"
+    );
+    if inside != 2 || terminated != 2 || left != 0 || alive {
+        return Err("terminating ctl.top did not end it and free its callers".into());
     }
     Ok(())
 }

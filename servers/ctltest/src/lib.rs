@@ -66,6 +66,15 @@ pub mod test {
     pub const SCHEDULING: usize = 9;
     /// Bad arguments get error codes.
     pub const BAD_INPUT: usize = 10;
+    /// Start two workers calling a SPIN down the chain, wait until both
+    /// are in `ctl.top`, and return their thread numbers (bits 16-31 and
+    /// 32-47) for the kernel's domain-control scenario.
+    pub const DOMAIN_START: usize = 11;
+    /// Join the two workers named in the argument (as `DOMAIN_START` gave
+    /// them); bit 8 set: their calls must have come back with the middle
+    /// reporting `Terminated` from the top (the top domain was terminated
+    /// under them), else completed normally.
+    pub const DOMAIN_JOIN: usize = 12;
 }
 
 /// What `ctl.top` does with a request (its label's low byte).
@@ -395,9 +404,11 @@ fn client_main(test: usize) -> usize {
         test::STATE => state(ports),
         test::SCHEDULING => scheduling(ports),
         test::BAD_INPUT => bad_input(ports),
+        _ if test & 0xff == test::DOMAIN_START => return domain_start(ports),
+        _ if test & 0xff == test::DOMAIN_JOIN => domain_join(test),
         _ => 1,
     };
-    tern_inks::println!("[ctl] test {test}: {failures} failure(s)");
+    tern_inks::println!("[ctl] test {}: {failures} failure(s)", test & 0xff);
     failures
 }
 
@@ -717,4 +728,39 @@ fn other_domain_activation(ports: Ports) -> usize {
     let _ = ask(ports.mid, label(mid_op::PASS, top_op::NOTHING));
     let mine = own_activations();
     (1..64).find(|number| !mine.contains(number) && gate::alert(*number) == Err(Error::NoRight)).unwrap_or(0)
+}
+
+fn domain_start(ports: Ports) -> usize {
+    let before = entered(ports);
+    let mut threads = 0;
+    for at in [16, 32] {
+        match start_worker(ports, label(mid_op::PASS, top_op::SPIN), 0) {
+            Ok((thread, _)) => threads |= thread << at,
+            Err(_) => return 0,
+        }
+    }
+    if !wait_entered(ports, before + 2) {
+        return 0;
+    }
+    tern_inks::println!("[ctl] two workers are in ctl.top");
+    threads
+}
+
+fn domain_join(argument: usize) -> usize {
+    let mut failures = 0;
+    let terminated = argument & 0x100 != 0;
+    for at in [16, 32] {
+        let outcome = decode(gate::thread_join((argument >> at) & 0xffff).unwrap_or(usize::MAX));
+        let wanted = if terminated { MID_FAILED | Error::Terminated as u32 } else { 1 };
+        check(
+            &mut failures,
+            outcome.result == Ok(wanted),
+            format_args!(
+                "a worker's call came back {} ({:?})",
+                if terminated { "with the middle told Terminated" } else { "completed" },
+                outcome.result.map(|label| label & !MID_FAILED)
+            ),
+        );
+    }
+    failures
 }
