@@ -147,6 +147,11 @@ scenarios! {
         "domain_control from a protected domain: Err(NoRight): ok",
         "activations(another domain): Err(NoRight): ok",
     ]);
+    rpi4_ctl_kernel_object, virt_ctl_kernel_object: "ctl-kernel-object" => |t| checks::control(t, &[
+        "an alert reached the kernel activation: its sleep ended Interrupted (Ok(2), 0xf00000000): ok",
+        "alert-and-break below a sleep in the kernel clock: the caller got Interrupted at once (Ok(2), 0xf): ok",
+        "the kernel clock answers afterwards: ok",
+    ]);
     rpi4_ctl_domain, virt_ctl_domain: "ctl-domain" => |t| checks::lines(t, &[
         "ctl-domain: servers Protected: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",
         "ctl-domain: servers Merged: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",

@@ -25,6 +25,7 @@
 extern crate alloc;
 
 pub mod bench;
+pub mod clock;
 pub mod console;
 pub mod control;
 pub mod cpu;

@@ -78,6 +78,7 @@ const SCENARIOS: &[Scenario] = &[
     ("ctl-state", || ctl(ctltest::STATE)),
     ("ctl-scheduling", || ctl(ctltest::SCHEDULING)),
     ("ctl-bad-input", || ctl(ctltest::BAD_INPUT)),
+    ("ctl-kernel-object", || ctl(ctltest::KERNEL_OBJECT)),
     ("ctl-domain", ctl_domain),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
@@ -193,7 +194,10 @@ fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
 /// rounds: the two servers protected, then both merged into the kernel
 /// domain (the client stays protected). The same outcome both times.
 fn ctl(test: usize) -> Verdict {
-    start_servers(&[("names", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
+    start_servers(&[("names", 1), ("kernel.clock", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
+    let clock = domains::find("kernel.clock").ok_or("no kernel.clock")?;
+    crate::state::with(|kernel| domains::set_mode(kernel, clock, DomainMode::Merged))
+        .map_err(|error| format!("kernel.clock: {error}"))?;
     let servers = [domains::find("ctl.top").ok_or("no ctl.top")?, domains::find("ctl.mid").ok_or("no ctl.mid")?];
     let client = create("ctl.client")?;
     for mode in [DomainMode::Protected, DomainMode::Merged] {

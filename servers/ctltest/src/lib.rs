@@ -75,6 +75,11 @@ pub mod test {
     /// reporting `Terminated` from the top (the top domain was terminated
     /// under them), else completed normally.
     pub const DOMAIN_JOIN: usize = 12;
+    /// Calls into a kernel object (the kernel's clock, served by kernel
+    /// activations): an alert ends a sleep in it with `Interrupted`;
+    /// alert-and-break gives the caller control back at once while the
+    /// kernel activation finishes.
+    pub const KERNEL_OBJECT: usize = 13;
 }
 
 /// What `ctl.top` does with a request (its label's low byte).
@@ -404,6 +409,7 @@ fn client_main(test: usize) -> usize {
         test::STATE => state(ports),
         test::SCHEDULING => scheduling(ports),
         test::BAD_INPUT => bad_input(ports),
+        test::KERNEL_OBJECT => kernel_object(),
         _ if test & 0xff == test::DOMAIN_START => return domain_start(ports),
         _ if test & 0xff == test::DOMAIN_JOIN => domain_join(test),
         _ => 1,
@@ -762,5 +768,77 @@ fn domain_join(argument: usize) -> usize {
             ),
         );
     }
+    failures
+}
+
+/// The kernel clock's requests (see the kernel's `clock` module).
+const CLOCK_SLEEP: u32 = 1;
+const CLOCK_NOW: u32 = 2;
+
+fn clock_sleep(clock: usize) -> usize {
+    let mut request = MessageBuffer::with_payload_capacity(8);
+    request.set_label(CLOCK_SLEEP);
+    let mut reply = MessageBuffer::new();
+    let outcome = request
+        .set_payload(&(u64::MAX / 4).to_le_bytes())
+        .and_then(|()| service::call(clock as PortName, &request, &mut reply).map(|view| view.label()));
+    match outcome {
+        Ok(label) => (label as usize) << 32,
+        Err(error) => error as usize,
+    }
+}
+
+fn kernel_object() -> usize {
+    let mut failures = 0;
+    let clock = match service::lookup("clock") {
+        Ok(clock) => clock,
+        Err(error) => {
+            tern_inks::println!("[ctl] lookup(clock): {error}");
+            return 1;
+        }
+    };
+    for breaking in [false, true] {
+        let me = gate::activation_self().unwrap_or(0);
+        let before = own_activations();
+        let Ok(thread) = gate::thread_create(clock_sleep, clock as usize, 0, 64 * 1024) else { return failures + 1 };
+        let activation = own_activations().into_iter().find(|&a| a != me && !before.contains(&a)).unwrap_or(0);
+        for _ in 0..4 {
+            gate::yield_now();
+        }
+        let acted = if breaking { gate::alert_break(activation) } else { gate::alert(activation) };
+        let result = gate::thread_join(thread).unwrap_or(usize::MAX);
+        if breaking {
+            check(
+                &mut failures,
+                acted == Ok(2) && result == Error::Interrupted as usize,
+                format_args!(
+                    "alert-and-break below a sleep in the kernel clock: the caller got Interrupted at once ({acted:?}, {result:#x})"
+                ),
+            );
+        } else {
+            check(
+                &mut failures,
+                acted == Ok(2) && result == (Error::Interrupted as usize) << 32,
+                format_args!(
+                    "an alert reached the kernel activation: its sleep ended Interrupted ({acted:?}, {result:#x})"
+                ),
+            );
+        }
+    }
+    // The kernel activation left behind by the break has finished and is
+    // back in its pool: the clock answers.
+    let mut served = false;
+    for _ in 0..50 {
+        let mut request = MessageBuffer::new();
+        request.set_label(CLOCK_NOW);
+        let mut reply = MessageBuffer::new();
+        if service::call(clock, &request, &mut reply).is_ok_and(|view| view.label() == 0 && view.payload.len() == 8) {
+            served = true;
+            break;
+        }
+        gate::yield_now();
+    }
+    let free = own_activations().len();
+    check(&mut failures, served && free == 1, format_args!("the kernel clock answers afterwards"));
     failures
 }
