@@ -493,6 +493,10 @@ pub fn before_user(frame: &mut TrapFrame) {
         Stop,
         End,
     }
+    // The common case (not watched), read without taking the state.
+    if !crate::fastpath::top_needs_check() {
+        return;
+    }
     loop {
         let next = state::with(|kernel| {
             let current = kernel.current;

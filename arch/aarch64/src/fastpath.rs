@@ -137,6 +137,37 @@ pub fn statistics(_kernel: &mut Kernel) -> &mut RpcStatistics {
     unsafe { &mut (*TERN_FAST.0.get()).statistics }
 }
 
+/// Whether the running thread's top activation needs the glue check on
+/// the way back to it (`control::before_user`): it is watched, or the
+/// thread has none left. Read as the fast paths read, from this block,
+/// without taking the kernel state: the common answer ("no") costs a few
+/// loads on the general path's way out.
+pub fn top_needs_check() -> bool {
+    use tern_core::thread::{Activation, Thread};
+    let saved = crate::cpu::mask_interrupts();
+    // SAFETY: see `FastCell`: with interrupts masked on the one core no
+    // `refresh` runs meanwhile, and the block's `current` and `activations`
+    // are kept by `refresh` (and the switching fast path) pointing at the
+    // running thread and the live activation table; an activation number
+    // on a chain always indexes a live entry of it (entry 0, "none", is
+    // null and checked).
+    let needs = unsafe {
+        let fast = &*TERN_FAST.0.get();
+        match (fast.current as *const Thread).as_ref() {
+            None => false,
+            Some(thread) => match thread.top {
+                None => true,
+                Some(top) => {
+                    let table = fast.activations as *const *const Activation;
+                    (*table.add(top.get() as usize)).as_ref().is_none_or(|entry| entry.flags & Activation::WATCHED != 0)
+                }
+            },
+        }
+    };
+    crate::cpu::restore_interrupts(saved);
+    needs
+}
+
 /// Bring the fast path's block up to date with the kernel state. The
 /// domain blocks are rewritten only when a domain record may have changed
 /// (`domains_dirty`, set by every mutable access to one).
