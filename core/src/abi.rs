@@ -155,6 +155,16 @@ pub enum Call {
     /// Sleep for `x0` counter ticks; [`Error::Interrupted`] if an alert
     /// ends it early.
     Sleep = 34,
+    /// Deliver alerts that reach the caller's activation (with alerts
+    /// open) by an upcall into `x0` (in the image's code; 0: poll only):
+    /// at the activation's next return from a kernel call, the thread
+    /// runs the handler with x0 = the activation, on the activation's
+    /// stack below where it was; the handler ends with
+    /// [`Call::AlertDone`]. Lasts while the activation is occupied.
+    AlertHandler = 35,
+    /// End an alert handler: the activation goes on where the alert found
+    /// it. `NotInCall` outside a handler.
+    AlertDone = 36,
 }
 
 /// Bytes of an activation's state as [`Call::GetState`] writes it.
@@ -206,6 +216,8 @@ impl Call {
             32 => Some(Call::DomainControl),
             33 => Some(Call::Activations),
             34 => Some(Call::Sleep),
+            35 => Some(Call::AlertHandler),
+            36 => Some(Call::AlertDone),
             _ => None,
         }
     }
@@ -427,11 +439,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=34 {
-            let call = Call::from_number(number).expect("numbers 0..=34 are calls");
+        for number in 0..=36 {
+            let call = Call::from_number(number).expect("numbers 0..=36 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(35), None);
+        assert_eq!(Call::from_number(37), None);
         assert_eq!(Call::from_number(99), None);
     }
 

@@ -208,6 +208,7 @@ impl Objects {
             entry.occupant = None;
             entry.caller = None;
             entry.control = Control::fresh(entry.port.is_some());
+            entry.alert_return = None;
             entry.flags &= !crate::thread::Activation::WATCHED;
             entry.set_lent(entry.lent());
         }
@@ -257,6 +258,12 @@ impl Objects {
         if let Some(entry) = self.callee(activation).and_then(|callee| self.activation_mut(callee)) {
             entry.watch();
         }
+    }
+
+    /// Ask for alerts reaching `activation` to be delivered by an upcall
+    /// into `handler` (0: by polling only).
+    pub fn set_alert_handler(&mut self, activation: ActivationId, handler: u64) {
+        self.control_mut(activation, |control| control.alert_handler = handler);
     }
 
     /// Forbid activations above `activation` from changing its thread's

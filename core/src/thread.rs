@@ -335,6 +335,8 @@ pub struct Activation {
     pub saved: UserContext,
     /// Alerts, suspension and the other controls (general path only).
     pub control: Control,
+    /// While its alert handler runs: the registers to go back to.
+    pub alert_return: Option<Box<UserContext>>,
 }
 
 /// An activation's control state (Ford & Lepreau §5.1). Only the general
@@ -359,6 +361,9 @@ pub struct Control {
     /// Spliced out: when the thread comes back into it, it is popped at
     /// once and its caller gets `Terminated`.
     pub spliced: bool,
+    /// Where to upcall when an alert reaches it with alerts open (the
+    /// exception-style delivery a server may ask for); 0: polling only.
+    pub alert_handler: u64,
 }
 
 impl Control {
@@ -372,6 +377,7 @@ impl Control {
             held: false,
             forbid_above: false,
             spliced: false,
+            alert_handler: 0,
         }
     }
 
@@ -652,6 +658,7 @@ impl Objects {
             lent_length: 0,
             saved: UserContext::default(),
             control: Control::fresh(port.is_some()),
+            alert_return: None,
         }))
     }
 
@@ -781,6 +788,7 @@ impl Objects {
         entry.occupant = None;
         entry.reply_capacity = 0;
         entry.control = Control::fresh(entry.port.is_some());
+        entry.alert_return = None;
         entry.flags &= !Activation::WATCHED;
         entry.set_lent(entry.lent());
         self.thread_mut(thread)?.top = caller;

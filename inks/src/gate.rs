@@ -438,6 +438,25 @@ pub fn sleep(ticks: usize) -> Result<usize, Error> {
     raw_call(Call::Sleep, ticks, 0, 0)
 }
 
+/// Have alerts that reach this activation (with alerts open) delivered by
+/// an upcall into `handler` at its next return from a kernel call, instead
+/// of waiting for [`test_alert`]. The handler gets the activation's number
+/// and must end with [`alert_done`]. For this activation's current
+/// occupancy (a server asks in each call).
+#[inline(always)]
+pub fn alert_handler_set(handler: extern "C" fn(usize) -> !) -> Result<usize, Error> {
+    raw_call(Call::AlertHandler, handler as usize, 0, 0)
+}
+
+/// End an alert handler: the activation goes on where the alert found it.
+/// Called outside a handler it is a bug in the caller: it panics (which the
+/// kernel contains like any fault of the domain).
+#[inline(always)]
+pub fn alert_done() -> ! {
+    let refused = raw_call(Call::AlertDone, 0, 0, 0);
+    panic!("alert_done outside an alert handler: {refused:?}")
+}
+
 /// End this upcall with `result`. Never returns.
 #[inline(always)]
 pub fn exit(result: usize) -> ! {

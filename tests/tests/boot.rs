@@ -152,6 +152,11 @@ scenarios! {
         "alert-and-break below a sleep in the kernel clock: the caller got Interrupted at once (Ok(2), 0xf): ok",
         "the kernel clock answers afterwards: ok",
     ]);
+    rpi4_ctl_alert_upcall, virt_ctl_alert_upcall: "ctl-alert-upcall" => |t| checks::control(t, &[
+        "[ctl.top] alert handler upcalled in the alerted activation: yes",
+        "alerted the worker while the top waited with a handler (Ok(3)): ok",
+        "after its handler the top's call completed normally (Ok(1)): ok",
+    ]);
     rpi4_ctl_domain, virt_ctl_domain: "ctl-domain" => |t| checks::lines(t, &[
         "ctl-domain: servers Protected: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",
         "ctl-domain: servers Merged: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",

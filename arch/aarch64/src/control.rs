@@ -485,8 +485,10 @@ pub fn wake_sleepers(kernel: &mut Kernel) {
 
 /// The check on every way back into a domain (see the module's notes).
 /// Returns when the thread may go on into its top activation from
-/// `frame`; never returns if the thread ends.
-pub fn before_user(frame: &mut TrapFrame) {
+/// `frame`; never returns if the thread ends. `call_boundary`: the way back
+/// ends a kernel call (every caller-saved register, SIMD included, is the
+/// kernel's to clobber), where an alert handler may be upcalled.
+pub fn before_user(frame: &mut TrapFrame, call_boundary: bool) {
     enum Next {
         Go,
         Again(u64),
@@ -505,6 +507,9 @@ pub fn before_user(frame: &mut TrapFrame) {
             let Some(control) = kernel.objects.activation(top).map(|entry| entry.control) else { return Next::End };
             if control.spliced {
                 return unwind_spliced(kernel, frame, current, top).map_or(Next::End, Next::Again);
+            }
+            if call_boundary && deliver_alert(kernel, frame, top) {
+                return Next::Go;
             }
             if control.stops() {
                 if let Some(entry) = kernel.objects.thread_mut(current) {
@@ -543,6 +548,54 @@ pub fn before_user(frame: &mut TrapFrame) {
     }
 }
 
+/// The exception-style delivery: if an alert reached `top` (alerts open)
+/// and it asked for a handler, take the alert and aim `frame` at the
+/// handler, keeping the registers it would have gone back to. Only at a
+/// kernel call's end (see [`before_user`]) and not inside a handler.
+fn deliver_alert(kernel: &mut Kernel, frame: &mut TrapFrame, top: ActivationId) -> bool {
+    let Some(entry) = kernel.objects.activation(top) else { return false };
+    if entry.control.alert_handler == 0 || entry.alert_return.is_some() || !kernel.objects.take_alert(top) {
+        return false;
+    }
+    let Some(entry) = kernel.objects.activation_mut(top) else { return false };
+    let saved = rpc::save(frame);
+    let handler = UserContext {
+        pc: entry.control.alert_handler,
+        // Below where it was, 16-byte aligned, leaving what it had.
+        sp: (saved.sp - 256) & !15,
+        pstate: saved.pstate,
+        x: {
+            let mut x = [0; 31];
+            x[0] = top.get() as u64;
+            x
+        },
+    };
+    entry.alert_return = Some(alloc::boxed::Box::new(saved));
+    load(frame, &handler);
+    true
+}
+
+/// `AlertHandler`: on the caller's own activation.
+pub fn alert_handler(kernel: &mut Kernel, entry: usize) -> Result<usize, Error> {
+    if entry != 0 && !kernel.image.read_only.contains(entry as u64) {
+        return Err(Error::BadAddress);
+    }
+    let top = kernel.objects.thread(kernel.current).and_then(|thread| thread.top).ok_or(Error::NotInCall)?;
+    kernel.objects.set_alert_handler(top, entry as u64);
+    Ok(0)
+}
+
+/// `AlertDone`: back to where the alert found the activation.
+pub fn alert_done(frame: &mut TrapFrame) -> Result<(), Error> {
+    state::with(|kernel| {
+        let top = kernel.objects.thread(kernel.current).and_then(|thread| thread.top).ok_or(Error::NotInCall)?;
+        let saved =
+            kernel.objects.activation_mut(top).and_then(|entry| entry.alert_return.take()).ok_or(Error::NotInCall)?;
+        load(frame, &saved);
+        Ok(())
+    })
+}
+
 /// Unwind spliced-out `top` of `thread`: off the chain, back to its pool;
 /// its caller's registers into `frame` with `Terminated`. The view to
 /// return in, or `None` if it had no caller (the thread ends).
@@ -562,5 +615,6 @@ fn unwind_spliced(kernel: &mut Kernel, frame: &mut TrapFrame, thread: ThreadId, 
 /// activation is watched or gone.
 #[unsafe(no_mangle)]
 extern "C" fn tern_resume_check(frame: &mut TrapFrame) {
-    before_user(frame);
+    // (A fast-parked thread resumes at the end of a kernel call.)
+    before_user(frame, true);
 }

@@ -78,7 +78,7 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
     if syndrome.exception_class() == CLASS_SVC_FROM_AARCH64 {
         let action = crate::syscall::dispatch(frame);
         if action.end_upcall == 0 {
-            crate::control::before_user(frame);
+            crate::control::before_user(frame, true);
         }
         return action;
     }
@@ -108,7 +108,7 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
     });
     if let Some(view) = aborted {
         crate::cpu::switch_view(view);
-        crate::control::before_user(frame);
+        crate::control::before_user(frame, false);
         return TrapAction::RESUME;
     }
     // SAFETY: we are the trap handler of the innermost upcall, with
@@ -190,6 +190,6 @@ extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
         boundary(true, frame);
         crate::threads::preempt();
         boundary(false, frame);
-        crate::control::before_user(frame);
+        crate::control::before_user(frame, false);
     }
 }

@@ -79,6 +79,7 @@ const SCENARIOS: &[Scenario] = &[
     ("ctl-scheduling", || ctl(ctltest::SCHEDULING)),
     ("ctl-bad-input", || ctl(ctltest::BAD_INPUT)),
     ("ctl-kernel-object", || ctl(ctltest::KERNEL_OBJECT)),
+    ("ctl-alert-upcall", || ctl(ctltest::ALERT_UPCALL)),
     ("ctl-domain", ctl_domain),
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")

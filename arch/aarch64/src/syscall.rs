@@ -85,6 +85,13 @@ pub fn dispatch(frame: &mut TrapFrame) -> TrapAction {
             call == Call::SetState,
         )),
         Some(Call::Sleep) => Completion::Reply(control::sleep(arguments[0])),
+        Some(Call::AlertHandler) => {
+            Completion::Reply(state::with(|kernel| control::alert_handler(kernel, arguments[0])))
+        }
+        Some(Call::AlertDone) => match control::alert_done(frame) {
+            Ok(()) => Completion::FrameSet,
+            Err(error) => Completion::Reply(Err(error)),
+        },
         Some(call @ (Call::ActivationSelf | Call::Alert | Call::AlertBreak | Call::AlertsBlock | Call::TestAlert)) => {
             Completion::Reply(state::with(|kernel| match call {
                 Call::ActivationSelf => control::activation_self(kernel),

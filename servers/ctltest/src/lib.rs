@@ -80,6 +80,9 @@ pub mod test {
     /// alert-and-break gives the caller control back at once while the
     /// kernel activation finishes.
     pub const KERNEL_OBJECT: usize = 13;
+    /// An alert delivered by upcall into the top server's handler, which
+    /// then lets the call go on to complete normally.
+    pub const ALERT_UPCALL: usize = 14;
 }
 
 /// What `ctl.top` does with a request (its label's low byte).
@@ -107,6 +110,8 @@ pub mod top_op {
     /// Burn CPU without yielding for a few timer ticks; reply its domain
     /// number.
     pub const BUSY: u32 = 8;
+    /// Ask for alerts by upcall into a handler, open alerts, then SPIN.
+    pub const HANDLER: u32 = 9;
 }
 
 /// What `ctl.mid` does (its label's second byte); the low byte goes on to
@@ -176,6 +181,16 @@ impl Service for Top {
                 self.completed.fetch_add(1, Ordering::Relaxed);
                 1
             }
+            top_op::HANDLER => {
+                let _ = gate::alert_handler_set(top_alert_handler);
+                let _ = gate::alerts_block(false);
+                self.entered.fetch_add(1, Ordering::Relaxed);
+                for _ in 0..SPIN_YIELDS {
+                    gate::yield_now();
+                }
+                self.completed.fetch_add(1, Ordering::Relaxed);
+                1
+            }
             top_op::REPORT => {
                 (self.entered.load(Ordering::Relaxed) & 0xfff) | (self.completed.load(Ordering::Relaxed) & 0xfff) << 12
             }
@@ -206,6 +221,16 @@ impl Service for Top {
         };
         reply.set_label(answer);
     }
+}
+
+/// `ctl.top`'s alert handler: says where it runs, then lets the call go on.
+extern "C" fn top_alert_handler(activation: usize) -> ! {
+    let own = gate::activation_self() == Ok(activation);
+    tern_inks::println!(
+        "[ctl.top] alert handler upcalled in the alerted activation: {}",
+        if own { "yes" } else { "no" }
+    );
+    gate::alert_done()
 }
 
 /// Iterations of a BUSY call: several timer ticks under QEMU.
@@ -410,6 +435,7 @@ fn client_main(test: usize) -> usize {
         test::SCHEDULING => scheduling(ports),
         test::BAD_INPUT => bad_input(ports),
         test::KERNEL_OBJECT => kernel_object(),
+        test::ALERT_UPCALL => alert_upcall(ports),
         _ if test & 0xff == test::DOMAIN_START => return domain_start(ports),
         _ if test & 0xff == test::DOMAIN_JOIN => domain_join(test),
         _ => 1,
@@ -840,5 +866,28 @@ fn kernel_object() -> usize {
     }
     let free = own_activations().len();
     check(&mut failures, served && free == 1, format_args!("the kernel clock answers afterwards"));
+    failures
+}
+
+fn alert_upcall(ports: Ports) -> usize {
+    let mut failures = 0;
+    let base = entered(ports);
+    let Ok((thread, activation)) = start_worker(ports, label(mid_op::OPEN, top_op::HANDLER), 0) else { return 1 };
+    let inside = wait_entered(ports, base + 1);
+    let reached = gate::alert(activation);
+    let outcome = decode(gate::thread_join(thread).unwrap_or(usize::MAX));
+    check(
+        &mut failures,
+        inside && reached == Ok(3),
+        format_args!("alerted the worker while the top waited with a handler ({reached:?})"),
+    );
+    check(
+        &mut failures,
+        outcome.result.map(|answer| answer & 0xff) == Ok(1),
+        format_args!(
+            "after its handler the top's call completed normally ({:?})",
+            outcome.result.map(|answer| answer & 0xff)
+        ),
+    );
     failures
 }
