@@ -38,6 +38,8 @@
 //! BENCH-COPIES path=P mode=M test=T copies=N
 //! BENCH-STAGE path=P mode=M test=null side=call|return stage=NAME instructions=N
 //! BENCH-MEMORY thread=N activation=N kernel_stack=N
+//! BENCH-INVERSION-SETUP calls=N work=N medium=N low_clients=N server_threads=N pool=N priority_high=N priority_medium=N priority_low=N priority_server=N unit=U
+//! BENCH-INVERSION path=P load=L unit=U median=N min=N max=N calls=N
 //! BENCH-END
 //! ```
 //!
@@ -54,7 +56,12 @@
 //! first. `BENCH-FLIP` lines are informational: they record, in order, each
 //! domain's change of mode between rounds. A line tagged `BENCH-<something
 //! else>` is not an error (the kernel may learn to say more before this
-//! module does) but it is shown verbatim under the tables.
+//! module does) but it is shown verbatim under the tables. The two
+//! `BENCH-INVERSION` lines are the priority-inversion experiment (issue 5):
+//! a high-priority client's call latency to a server that low-priority
+//! clients keep busy, on the two paths ([`INVERSION_PATHS`]) under each load
+//! ([`LOADS`]); a row is identified by (path, load), and needs `min` ≤
+//! `median` ≤ `max` and `calls` ≥ 1.
 //!
 //! **Rendering.** [`render`] prints, for the five tests, the figures of the
 //! four compared series ([`COLUMNS`]: switching, and migrating protected →
@@ -66,7 +73,9 @@
 //! null migrating call (the paper's Table 1) for every (path, mode) with
 //! `BENCH-STAGE` lines, checked against the PMU's kernel-only median for
 //! the same (path, mode) but never adjusted to it, the copy counts, the
-//! memory line, the mode changes, and what the figures are (instructions
+//! memory line, the priority-inversion table (median and maximum per path
+//! and load, and each median ÷ its path's unloaded median), the mode
+//! changes, and what the figures are (instructions
 //! retired under `-icount shift=0`, not cycles: QEMU charges nothing for
 //! taking or returning from an exception, so they are path lengths). The
 //! targets set for the benchmark follow, each with ✓, ✗ or `?` (not
@@ -77,9 +86,10 @@
 //! The command fails (non-zero exit, the whole run printed) when QEMU exits
 //! with anything but 0, times out, or the transcript does not parse. Missed
 //! targets do not fail it: they are reported, not enforced. `--json PATH`
-//! writes one record per (path, mode, test, scope) for tools that track
-//! figures over time; `--svg PATH` writes the whole-call medians as a bar
-//! chart ([`crate::svg`]).
+//! writes one record per (path, mode, test, scope), then one per row of
+//! the priority-inversion experiment (test `priority-inversion`, with its
+//! `load` and `max`), for tools that track figures over time; `--svg PATH`
+//! writes the whole-call medians as a bar chart ([`crate::svg`]).
 //!
 //! What it leaves out: running on a real Raspberry Pi (there the cycle
 //! counts would mean something; under QEMU, with `-icount shift=0`, a cycle
@@ -166,6 +176,19 @@ pub const STAGE_ROWS: [(&str, &[&str]); 7] = [
     ("message copy", &["copy"]),
     ("statistics", &["stats"]),
 ];
+
+/// The paths of the priority-inversion experiment, in table order:
+/// (protocol name, heading). Every domain is protected.
+pub const INVERSION_PATHS: [(&str, &str); 2] = [(MIGRATING_PROTECTED, "migrating"), (SWITCHING, "switching")];
+/// The loads of the priority-inversion experiment, in table order:
+/// (protocol name, description).
+pub const LOADS: [(&str, &str); 3] = [
+    ("unloaded", "no other client"),
+    ("low", "low-priority clients calling the server in a loop"),
+    ("low+medium", "the same, and a medium-priority thread woken by the same timer ticks"),
+];
+/// The test name of the priority-inversion records in the JSON output.
+pub const INVERSION_TEST: &str = "priority-inversion";
 
 /// The first elements of a table of pairs.
 fn names(table: &[(&'static str, &'static str)]) -> Vec<&'static str> {
@@ -266,6 +289,53 @@ pub struct Memory {
     pub kernel_stack: u64,
 }
 
+/// `BENCH-INVERSION-SETUP`: how the priority-inversion experiment was run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InversionSetup {
+    /// High-priority calls per (path, load).
+    pub calls: u64,
+    /// The server's work per request, as the client measured it locally.
+    pub work: u64,
+    /// The medium-priority thread's burst, measured the same way.
+    pub medium: u64,
+    /// Low-priority clients in the loaded runs.
+    pub low_clients: u64,
+    /// Server threads of the switching server.
+    pub server_threads: u64,
+    /// Activations in the migrating server's pool.
+    pub pool: u64,
+    /// The high-priority client's priority (0 lowest, 31 highest).
+    pub priority_high: u64,
+    /// The medium-priority thread's.
+    pub priority_medium: u64,
+    /// The low-priority clients'.
+    pub priority_low: u64,
+    /// The switching server's thread's.
+    pub priority_server: u64,
+    /// The unit of `work` and `medium`.
+    pub unit: String,
+}
+
+/// `BENCH-INVERSION`: the high-priority client's call latency on one path
+/// under one load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inversion {
+    /// `migrating-protected` or `switching`.
+    pub path: String,
+    /// One of [`LOADS`].
+    pub load: String,
+    /// `cycles` or `instructions`.
+    pub unit: String,
+    /// Median over the calls.
+    pub median: u64,
+    /// Minimum.
+    pub min: u64,
+    /// Maximum.
+    pub max: u64,
+    /// How many calls.
+    pub calls: u64,
+}
+
 /// Everything a complete benchmark transcript says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -281,6 +351,10 @@ pub struct Report {
     pub stages: Vec<Stage>,
     /// The memory line, if printed.
     pub memory: Option<Memory>,
+    /// The priority-inversion experiment's set-up line, if printed.
+    pub inversion_setup: Option<InversionSetup>,
+    /// The priority-inversion experiment's rows, in order.
+    pub inversions: Vec<Inversion>,
     /// `BENCH-*` lines of a kind this module does not know, verbatim.
     pub unrecognised: Vec<String>,
 }
@@ -318,6 +392,11 @@ impl Report {
     /// The (path, mode) pairs with figures, in order of first appearance.
     pub fn series(&self) -> Vec<(&str, &str)> {
         first_appearances(self.measurements.iter().map(|m| (m.path.as_str(), m.mode.as_str())))
+    }
+
+    /// The priority-inversion row for (path, load), if reported.
+    pub fn inversion(&self, path: &str, load: &str) -> Option<&Inversion> {
+        self.inversions.iter().find(|i| i.path == path && i.load == load)
     }
 
     /// The (path, mode) pairs with stage counts, in order of first
@@ -358,6 +437,10 @@ pub enum Line {
     Stage(Stage),
     /// `BENCH-MEMORY ...`
     Memory(Memory),
+    /// `BENCH-INVERSION-SETUP ...`
+    InversionSetup(InversionSetup),
+    /// `BENCH-INVERSION ...`
+    Inversion(Inversion),
     /// `BENCH-END`
     End,
     /// `BENCH-<unknown> ...`, kept verbatim.
@@ -471,6 +554,43 @@ fn stage_line(f: &mut Fields<'_>) -> Result<Line, String> {
     }))
 }
 
+/// The fields of `BENCH-INVERSION-SETUP`.
+fn inversion_setup_line(f: &mut Fields<'_>) -> Result<Line, String> {
+    Ok(Line::InversionSetup(InversionSetup {
+        calls: f.number("calls")?,
+        work: f.number("work")?,
+        medium: f.number("medium")?,
+        low_clients: f.number("low_clients")?,
+        server_threads: f.number("server_threads")?,
+        pool: f.number("pool")?,
+        priority_high: f.number("priority_high")?,
+        priority_medium: f.number("priority_medium")?,
+        priority_low: f.number("priority_low")?,
+        priority_server: f.number("priority_server")?,
+        unit: f.one_of("unit", &UNITS)?,
+    }))
+}
+
+/// The fields of `BENCH-INVERSION`.
+fn inversion_line(f: &mut Fields<'_>) -> Result<Line, String> {
+    let i = Inversion {
+        path: f.one_of("path", &names(&INVERSION_PATHS))?,
+        load: f.one_of("load", &names(&LOADS))?,
+        unit: f.one_of("unit", &UNITS)?,
+        median: f.number("median")?,
+        min: f.number("min")?,
+        max: f.number("max")?,
+        calls: f.number("calls")?,
+    };
+    if i.calls == 0 {
+        return Err("`calls=0`: a row needs at least one call".to_string());
+    }
+    if i.min > i.median || i.median > i.max {
+        return Err(format!("min {}, median {} and max {} are not in order", i.min, i.median, i.max));
+    }
+    Ok(Line::Inversion(i))
+}
+
 /// Parses one line of console output: `Ok(None)` if it is not a benchmark
 /// line, an error message if it is one but malformed.
 pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
@@ -480,7 +600,17 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
     if (tag != "BENCH" && !tag.starts_with("BENCH-")) || line.starts_with(char::is_whitespace) {
         return Ok(None);
     }
-    let known = ["BENCH", "BENCH-BEGIN", "BENCH-FLIP", "BENCH-COPIES", "BENCH-STAGE", "BENCH-MEMORY", "BENCH-END"];
+    let known = [
+        "BENCH",
+        "BENCH-BEGIN",
+        "BENCH-FLIP",
+        "BENCH-COPIES",
+        "BENCH-STAGE",
+        "BENCH-MEMORY",
+        "BENCH-INVERSION-SETUP",
+        "BENCH-INVERSION",
+        "BENCH-END",
+    ];
     if !known.contains(&tag) {
         return Ok(Some(Line::Unrecognised(line.to_string())));
     }
@@ -503,6 +633,8 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
             activation: f.number("activation")?,
             kernel_stack: f.number("kernel_stack")?,
         }),
+        "BENCH-INVERSION-SETUP" => inversion_setup_line(&mut f)?,
+        "BENCH-INVERSION" => inversion_line(&mut f)?,
         "BENCH-END" => Line::End,
         _ => unreachable!("tag {tag} is known but not handled"),
     };
@@ -519,6 +651,8 @@ struct Collected {
     copies: Vec<Copies>,
     stages: Vec<Stage>,
     memory: Option<Memory>,
+    inversion_setup: Option<InversionSetup>,
+    inversions: Vec<Inversion>,
     unrecognised: Vec<String>,
 }
 
@@ -556,6 +690,14 @@ impl Collected {
             }
             Line::Memory(_) if self.memory.is_some() => return Err("a second BENCH-MEMORY"),
             Line::Memory(m) => self.memory = Some(m),
+            Line::InversionSetup(_) if self.inversion_setup.is_some() => return Err("a second BENCH-INVERSION-SETUP"),
+            Line::InversionSetup(s) => self.inversion_setup = Some(s),
+            Line::Inversion(i) => {
+                if self.inversions.iter().any(|o| o.path == i.path && o.load == i.load) {
+                    return Err("this path and load were already reported");
+                }
+                self.inversions.push(i);
+            }
             Line::Unrecognised(text) => self.unrecognised.push(text),
             Line::Begin(_) | Line::End => unreachable!("BENCH-BEGIN and BENCH-END are not records"),
         }
@@ -604,8 +746,9 @@ pub fn parse(output: &str) -> Result<Report, ParseErrors> {
     }
     match begin {
         Some(begin) if problems.is_empty() => {
-            let Collected { flips, measurements, copies, stages, memory, unrecognised } = collected;
-            Ok(Report { begin, flips, measurements, copies, stages, memory, unrecognised })
+            let Collected { flips, measurements, copies, stages, memory, inversion_setup, inversions, unrecognised } =
+                collected;
+            Ok(Report { begin, flips, measurements, copies, stages, memory, inversion_setup, inversions, unrecognised })
         }
         _ => Err(ParseErrors(problems)),
     }
@@ -748,7 +891,25 @@ pub fn targets(report: &Report) -> Vec<Target> {
             actual: format!("{flips} mode change{}", if flips == 1 { "" } else { "s" }),
             verdict: Verdict::from_bool(flips > 0),
         },
+        inversion_target(report),
     ]
+}
+
+/// Migrating RPC shows no priority inversion: under every load, the
+/// high-priority client's slowest call is within 1.1× of its unloaded
+/// median (the worst loaded maximum ÷ the unloaded median, checked exactly).
+fn inversion_target(report: &Report) -> Target {
+    let goal = "migrating: no priority inversion, every loaded call ≤ 1.1× the unloaded median";
+    let unloaded = report.inversion(MIGRATING_PROTECTED, LOADS[0].0);
+    let loaded: Vec<&Inversion> =
+        LOADS[1..].iter().filter_map(|(load, _)| report.inversion(MIGRATING_PROTECTED, load)).collect();
+    match unloaded {
+        Some(u) if !loaded.is_empty() && loaded.iter().all(|l| l.unit == u.unit) => {
+            let worst = loaded.iter().map(|l| l.max).max();
+            ratio_target(goal, worst, Some(u.median), (11, 10), Bound::AtMost)
+        }
+        _ => Target { goal, actual: "not reported".to_string(), verdict: Verdict::Unknown },
+    }
 }
 
 /// The label of a test (`32in` → `32 In`).
@@ -979,6 +1140,83 @@ fn stage_tables(out: &mut String, report: &Report) {
     }
 }
 
+const LOAD_W: usize = 10;
+
+/// The priority-inversion experiment: a row per load, median, maximum and
+/// median ÷ the same path's unloaded median for each path; then how it was
+/// run. Nothing if the kernel did not run it.
+fn inversion_table(out: &mut String, report: &Report) {
+    if report.inversions.is_empty() && report.inversion_setup.is_none() {
+        return;
+    }
+    let mut units: Vec<&str> = Vec::new();
+    for i in &report.inversions {
+        if !units.contains(&i.unit.as_str()) {
+            units.push(&i.unit);
+        }
+    }
+    let units = if units.is_empty() { "(none reported)".to_string() } else { units.join(" / ") };
+    let calls = report.inversion_setup.as_ref().map_or_else(|| "?".to_string(), |s| s.calls.to_string());
+    let _ = writeln!(
+        out,
+        "\nPriority inversion: a high-priority client's call to a server that lower-priority work keeps busy"
+    );
+    let _ = writeln!(
+        out,
+        "{INDENT}{units}, per call as the client saw it; median and maximum of {calls} calls; \
+         ÷unloaded = median ÷ the path's unloaded median"
+    );
+    let group_w = NUM_W * 2 + RATIO_W + 2;
+    let mut heading = format!("{INDENT}{:LOAD_W$}", "");
+    let mut columns = format!("{INDENT}{:LOAD_W$}", "load");
+    for (_, label) in INVERSION_PATHS {
+        let _ = write!(heading, "{GAP}{label:<group_w$}");
+        let _ = write!(columns, "{GAP}{:>NUM_W$} {:>NUM_W$} {:>RATIO_W$}", "median", "max", "÷unloaded");
+    }
+    for line in [heading, columns] {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    for (load, _) in LOADS {
+        let mut row = format!("{INDENT}{load:LOAD_W$}");
+        for (path, _) in INVERSION_PATHS {
+            let this = report.inversion(path, load);
+            let unloaded = report.inversion(path, LOADS[0].0).filter(|u| this.is_some_and(|t| t.unit == u.unit));
+            let _ = write!(
+                row,
+                "{GAP}{:>NUM_W$} {:>NUM_W$} {:>RATIO_W$}",
+                figure(this.map(|i| i.median)),
+                figure(this.map(|i| i.max)),
+                ratio(this.map(|i| i.median), unloaded.map(|u| u.median))
+            );
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    match &report.inversion_setup {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "{INDENT}high-priority client: priority {}, one call after each timer tick; work per request: {} {};\n\
+                 {INDENT}switching server: {} thread(s) at priority {}; migrating server: a pool of {} activations (the \
+                 caller's thread runs the work, at the caller's priority)",
+                s.priority_high, s.work, s.unit, s.server_threads, s.priority_server, s.pool
+            );
+            let _ = writeln!(
+                out,
+                "{INDENT}loads: unloaded = {}; low = {} low-priority clients (priority {}) calling the server in a \
+                 loop;\n{INDENT}low+medium = the same, and a medium-priority thread (priority {}; {} {} of computing at \
+                 every tick, no calls)",
+                LOADS[0].1, s.low_clients, s.priority_low, s.priority_medium, s.medium, s.unit
+            );
+        }
+        None => out.push_str("  set-up: not reported\n"),
+    }
+    if units.contains("cycles") {
+        out.push_str(
+            "  (PMCCNTR_EL0: under QEMU -icount shift=0 one cycle is one instruction, 1 ns of virtual time)\n",
+        );
+    }
+}
+
 /// The mode changes, in order, on one line.
 pub fn flips_text(report: &Report) -> String {
     if report.flips.is_empty() {
@@ -1079,6 +1317,7 @@ pub fn render(report: &Report, board: Board) -> String {
     comparison_table(&mut out, report, "Minimum", |m| m.min);
     other_tables(&mut out, report);
     stage_tables(&mut out, report);
+    inversion_table(&mut out, report);
     out.push('\n');
     facts(&mut out, report);
     notes(&mut out, report);
@@ -1093,26 +1332,42 @@ pub fn render(report: &Report, board: Board) -> String {
     out
 }
 
-/// One JSON record per (path, mode, test, scope), in the kernel's order.
+/// One JSON record per (path, mode, test, scope), in the kernel's order,
+/// then one per priority-inversion row (test [`INVERSION_TEST`], mode
+/// `protected`, scope `cycles` for a row in cycles, with its `load` and
+/// `max`).
 pub fn json_records(report: &Report, board: Board) -> serde_json::Value {
-    report
-        .measurements
-        .iter()
-        .map(|m| {
-            json!({
-                "path": m.path,
-                "mode": m.mode,
-                "test": m.test,
-                "scope": m.scope,
-                "median": m.median,
-                "min": m.min,
-                "unit": m.unit,
-                "samples": m.samples,
-                "board": board.name(),
-                "boot_id": report.begin.boot_id,
-            })
+    let figures = report.measurements.iter().map(|m| {
+        json!({
+            "path": m.path,
+            "mode": m.mode,
+            "test": m.test,
+            "scope": m.scope,
+            "median": m.median,
+            "min": m.min,
+            "unit": m.unit,
+            "samples": m.samples,
+            "board": board.name(),
+            "boot_id": report.begin.boot_id,
         })
-        .collect()
+    });
+    let inversions = report.inversions.iter().map(|i| {
+        json!({
+            "path": i.path,
+            "mode": PROTECTED,
+            "test": INVERSION_TEST,
+            "load": i.load,
+            "scope": if i.unit == "cycles" { "cycles" } else { "whole" },
+            "median": i.median,
+            "min": i.min,
+            "max": i.max,
+            "unit": i.unit,
+            "samples": i.calls,
+            "board": board.name(),
+            "boot_id": report.begin.boot_id,
+        })
+    });
+    figures.chain(inversions).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1196,9 +1451,11 @@ pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>) -> Resu
     let report = parsed.expect("no problems means it parsed");
     print!("{}", render(&report, board));
     if let Some(path) = outputs.json {
-        let text = serde_json::to_string_pretty(&json_records(&report, board))?;
+        let records = json_records(&report, board);
+        let count = records.as_array().map_or(0, Vec::len);
+        let text = serde_json::to_string_pretty(&records)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-        println!("\nwrote {} records to {}", report.measurements.len(), path.display());
+        println!("\nwrote {count} records to {}", path.display());
     }
     if let Some(path) = outputs.svg {
         std::fs::write(path, crate::svg::bench_chart(&report, board))
@@ -1255,6 +1512,13 @@ BENCH-STAGE path=migrating-merged mode=server-merged test=null side=call stage=t
 BENCH-STAGE path=migrating-merged mode=server-merged test=null side=call stage=switch instructions=12
 BENCH-STAGE path=migrating-merged mode=server-merged test=null side=return stage=client-exit instructions=6
 BENCH-MEMORY thread=512 activation=96 kernel_stack=16384
+BENCH-INVERSION-SETUP calls=40 work=900 medium=9000 low_clients=3 server_threads=1 pool=6 priority_high=24 \
+priority_medium=20 priority_low=4 priority_server=16 unit=cycles
+BENCH-INVERSION path=migrating-protected load=unloaded unit=cycles median=1000 min=1000 max=1000 calls=40
+BENCH-INVERSION path=migrating-protected load=low unit=cycles median=1000 min=1000 max=1000 calls=40
+BENCH-INVERSION path=migrating-protected load=low+medium unit=cycles median=1000 min=990 max=1050 calls=40
+BENCH-INVERSION path=switching load=unloaded unit=cycles median=1100 min=1100 max=1150 calls=40
+BENCH-INVERSION path=switching load=low unit=cycles median=1650 min=1100 max=2200 calls=40
 BENCH-END
 scenario bench: PASS
 ";
@@ -1706,6 +1970,7 @@ scenario bench: PASS
         both: u64,
         both_lent: u64,
         flip: bool,
+        inversion_max: u64,
     ) -> String {
         let mut lines = vec![
             figure_line(SWITCHING, PROTECTED, "null", "whole", s_whole),
@@ -1716,11 +1981,18 @@ scenario bench: PASS
             figure_line(MIGRATING_MERGED, SERVER_MERGED, "32kin-lent", "whole", to_merged_lent),
             figure_line(MIGRATING_MERGED, BOTH_MERGED, "null", "whole", both),
             figure_line(MIGRATING_MERGED, BOTH_MERGED, "32kin-lent", "whole", both_lent),
+            inversion_row(MIGRATING_PROTECTED, "unloaded", 1000, 1000),
+            inversion_row(MIGRATING_PROTECTED, "low", 1000, inversion_max),
         ];
         if flip {
             lines.insert(4, "BENCH-FLIP domain=bench.pool mode=merged\n".to_string());
         }
         transcript(&lines)
+    }
+
+    /// A `BENCH-INVERSION` line in cycles over 5 calls, min = median.
+    fn inversion_row(path: &str, load: &str, median: u64, max: u64) -> String {
+        format!("BENCH-INVERSION path={path} load={load} unit=cycles median={median} min={median} max={max} calls=5\n")
     }
 
     fn verdicts(text: &str) -> Vec<Verdict> {
@@ -1731,32 +2003,36 @@ scenario bench: PASS
     fn targets_are_computed_from_the_figures() {
         use Verdict::*;
         let t = targets(&good());
-        assert_eq!(t.iter().map(|t| t.verdict).collect::<Vec<_>>(), [Met; 10]);
+        assert_eq!(t.iter().map(|t| t.verdict).collect::<Vec<_>>(), [Met; 11]);
         let actual: Vec<&str> = t.iter().map(|t| t.actual.as_str()).collect();
-        assert_eq!(actual, ["180", "110", "600", "3.33", "copies=1", "24", "0.40", "1.19", "1.17", "2 mode changes"]);
+        assert_eq!(
+            actual,
+            ["180", "110", "600", "3.33", "copies=1", "24", "0.40", "1.19", "1.17", "2 mode changes", "1.05"]
+        );
 
         // Exactly on the limits is met; one over is missed.
-        assert_eq!(verdicts(&for_targets(600, 200, 120, 1, 80, 96, 30, 36, true)), [Met; 10]);
+        assert_eq!(verdicts(&for_targets(600, 200, 120, 1, 80, 96, 30, 36, true, 1100)), [Met; 11]);
         assert_eq!(
-            verdicts(&for_targets(621, 201, 121, 2, 81, 98, 31, 38, false)),
-            [Missed, Missed, Missed, Met, Missed, Missed, Missed, Missed, Missed, Missed]
+            verdicts(&for_targets(621, 201, 121, 2, 81, 98, 31, 38, false, 1101)),
+            [Missed, Missed, Missed, Met, Missed, Missed, Missed, Missed, Missed, Missed, Missed]
         );
         // 2999 / 1000 = 2.999 prints as "3.00" but is below 3.0: missed.
-        let t = targets(&parse(&for_targets(2999, 1000, 100, 1, 80, 96, 30, 36, true)).unwrap());
+        let t = targets(&parse(&for_targets(2999, 1000, 100, 1, 80, 96, 30, 36, true, 1000)).unwrap());
         assert_eq!((t[3].actual.as_str(), t[3].verdict), ("3.00", Missed));
         // 401 / 1000 prints as "0.40" but is above 0.4: missed.
-        let t = targets(&parse(&for_targets(3000, 1000, 100, 1, 401, 481, 30, 36, true)).unwrap());
+        let t = targets(&parse(&for_targets(3000, 1000, 100, 1, 401, 481, 30, 36, true, 1000)).unwrap());
         assert_eq!((t[6].actual.as_str(), t[6].verdict), ("0.40", Missed));
         assert_eq!(t[7].verdict, Met);
 
         // Nothing reported: unknown, never met; no flip is a miss.
         let t = targets(&parse(&transcript(&[])).unwrap());
-        let mut expect = [Unknown; 10];
+        let mut expect = [Unknown; 11];
         expect[9] = Missed;
         assert_eq!(t.iter().map(|t| t.verdict).collect::<Vec<_>>(), expect, "{t:?}");
         assert_eq!(t[9].actual, "0 mode changes");
+        assert_eq!(t[10].actual, "not reported");
         // A zero divisor cannot be judged.
-        let v = verdicts(&for_targets(600, 0, 100, 1, 0, 0, 0, 0, true));
+        let v = verdicts(&for_targets(600, 0, 100, 1, 0, 0, 0, 0, true, 1000));
         assert_eq!((v[3], v[6], v[7], v[8]), (Unknown, Unknown, Unknown, Unknown));
         // Partial figures: only what is there is judged.
         let text = transcript(&[
@@ -1779,7 +2055,7 @@ scenario bench: PASS
 
     #[test]
     fn renders_targets() {
-        let text = render(&parse(&for_targets(621, 201, 121, 2, 81, 98, 31, 38, false)).unwrap(), Board::Virt);
+        let text = render(&parse(&for_targets(621, 201, 121, 2, 81, 98, 31, 38, false, 1101)).unwrap(), Board::Virt);
         for needle in [
             "✗ merged null call (merged client → merged server), whole ≤ 30 instructions",
             "✗ protected→merged ÷ protected→protected, Null whole ≤ 0.4",
@@ -1787,6 +2063,7 @@ scenario bench: PASS
             "✗ 32K lent to a merged server within 1.2× of Null (merged client)",
             "✗ one boot: every figure after one BENCH-BEGIN, with a mode change",
             "✓ switching ÷ migrating, Null whole call ≥ 3.0",
+            "✗ migrating: no priority inversion, every loaded call ≤ 1.1× the unloaded median",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
@@ -1811,7 +2088,7 @@ scenario bench: PASS
     fn json_has_one_record_per_figure() {
         let records = json_records(&good(), Board::Virt);
         let records = records.as_array().unwrap();
-        assert_eq!(records.len(), 16);
+        assert_eq!(records.len(), 16 + 5);
         assert_eq!(
             records[3],
             json!({"path": "migrating-protected", "mode": "protected", "test": "null", "scope": "whole",
@@ -1822,7 +2099,141 @@ scenario bench: PASS
         assert_eq!(records[14]["test"], "32kin-lent");
         assert!(records.iter().all(|r| r["boot_id"] == "1f2e3d4c" && r["board"] == "virt"));
         let modes: Vec<&str> = records.iter().filter_map(|r| r["mode"].as_str()).collect();
-        assert_eq!(modes.len(), 16);
+        assert_eq!(modes.len(), 21);
+        // The priority-inversion rows follow the figures, in the kernel's order.
+        assert_eq!(
+            records[18],
+            json!({"path": "migrating-protected", "mode": "protected", "test": "priority-inversion",
+                   "load": "low+medium", "scope": "cycles", "median": 1000, "min": 990, "max": 1050,
+                   "unit": "cycles", "samples": 40, "board": "virt", "boot_id": "1f2e3d4c"})
+        );
+        assert!(records[..16].iter().all(|r| r["test"] != INVERSION_TEST && r.get("load").is_none()));
+        assert!(records[16..].iter().all(|r| r["test"] == INVERSION_TEST));
+    }
+
+    #[test]
+    fn parses_inversion_lines() {
+        let r = good();
+        assert_eq!(
+            r.inversion_setup,
+            Some(InversionSetup {
+                calls: 40,
+                work: 900,
+                medium: 9000,
+                low_clients: 3,
+                server_threads: 1,
+                pool: 6,
+                priority_high: 24,
+                priority_medium: 20,
+                priority_low: 4,
+                priority_server: 16,
+                unit: "cycles".into(),
+            })
+        );
+        assert_eq!(r.inversions.len(), 5);
+        assert_eq!(
+            r.inversion(SWITCHING, "low"),
+            Some(&Inversion {
+                path: "switching".into(),
+                load: "low".into(),
+                unit: "cycles".into(),
+                median: 1650,
+                min: 1100,
+                max: 2200,
+                calls: 40
+            })
+        );
+        assert_eq!(r.inversion(SWITCHING, "low+medium"), None);
+        assert!(r.unrecognised.is_empty());
+        // Without the experiment's lines, a transcript is still complete.
+        let r = parse(&transcript(&[])).unwrap();
+        assert!(r.inversion_setup.is_none() && r.inversions.is_empty());
+    }
+
+    #[test]
+    fn malformed_inversion_lines_are_errors() {
+        let i = "BENCH-INVERSION path=switching load=low unit=cycles";
+        let setup = "BENCH-INVERSION-SETUP calls=1 work=2 medium=3 low_clients=4 server_threads=1 pool=6 \
+                     priority_high=24 priority_medium=20 priority_low=4 priority_server=16";
+        let bad = [
+            (format!("{i} median=2 min=1 max=3"), "`calls` is missing"),
+            (format!("{i} median=2 min=3 max=3 calls=1"), "min 3, median 2 and max 3 are not in order"),
+            (format!("{i} median=4 min=1 max=3 calls=1"), "not in order"),
+            (format!("{i} median=2 min=1 max=3 calls=0"), "calls=0"),
+            (format!("{i} median=2 min=1 max=x calls=1"), "decimal"),
+            (format!("{i} median=2 min=1 max=3 calls=1 p99=3"), "unknown field(s) p99"),
+            (
+                "BENCH-INVERSION path=migrating load=low unit=cycles median=1 min=1 max=1 calls=1".into(),
+                "path=migrating",
+            ),
+            ("BENCH-INVERSION path=switching load=high unit=cycles median=1 min=1 max=1 calls=1".into(), "load=high"),
+            ("BENCH-INVERSION path=switching load=low unit=ns median=1 min=1 max=1 calls=1".into(), "unit=ns"),
+            (format!("{setup} unit=cycles extra=1"), "unknown field(s) extra"),
+            (setup.to_string(), "`unit` is missing"),
+            (setup.replace("pool=6", "pool=six") + " unit=cycles", "decimal"),
+        ];
+        for (line, needle) in bad {
+            let p = problems(&format!("{BEGIN}{line}\nBENCH-END\n"));
+            assert_eq!(p.len(), 1, "{line}: {p:?}");
+            assert!(p[0].starts_with("line 2: ") && p[0].contains(needle), "{line}: {p:?}");
+        }
+        // The same (path, load) twice, a second set-up line: problems; the
+        // same load on the other path is new.
+        let text = transcript(&[
+            format!("{setup} unit=cycles\n"),
+            inversion_row(SWITCHING, "low", 5, 6),
+            inversion_row(MIGRATING_PROTECTED, "low", 5, 6),
+            inversion_row(SWITCHING, "low", 5, 7),
+            format!("{setup} unit=cycles\n"),
+        ]);
+        let p = problems(&text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("line 5: this path and load were already reported"), "{p:?}");
+        assert!(p[1].starts_with("line 6: a second BENCH-INVERSION-SETUP"), "{p:?}");
+    }
+
+    #[test]
+    fn renders_the_inversion_table() {
+        let text = render(&good(), Board::Virt);
+        let marker = ["Priority inversion"];
+        assert_eq!(row(&text, &marker, "load"), ["median", "max", "÷unloaded", "median", "max", "÷unloaded"]);
+        assert_eq!(row(&text, &marker, "unloaded"), ["1000", "1000", "1.00", "1100", "1150", "1.00"]);
+        assert_eq!(row(&text, &marker, "low "), ["1000", "1000", "1.00", "1650", "2200", "1.50"]);
+        assert_eq!(row(&text, &marker, "low+medium"), ["1000", "1050", "1.00", "—", "—", "n/a"]);
+        for needle in [
+            "cycles, per call as the client saw it; median and maximum of 40 calls",
+            "high-priority client: priority 24, one call after each timer tick; work per request: 900 cycles",
+            "switching server: 1 thread(s) at priority 16; migrating server: a pool of 6 activations",
+            "low = 3 low-priority clients (priority 4)",
+            "medium-priority thread (priority 20; 9000 cycles of computing at every tick, no calls)",
+            "one cycle is one instruction",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+        let heading = text.lines().find(|l| l.contains("migrating") && l.contains("switching") && !l.contains('='));
+        assert!(heading.is_some(), "{text}");
+        // Not run: no table at all.
+        let text = render(&parse(&transcript(&[])).unwrap(), Board::Virt);
+        assert!(!text.contains("Priority inversion"), "{text}");
+    }
+
+    #[test]
+    fn inversion_target_needs_both_rows_in_one_unit() {
+        let judge = |lines: &[String]| targets(&parse(&transcript(lines)).unwrap())[10].clone();
+        let unloaded = inversion_row(MIGRATING_PROTECTED, "unloaded", 1000, 1000);
+        let low = inversion_row(MIGRATING_PROTECTED, "low", 1000, 1100);
+        let medium = inversion_row(MIGRATING_PROTECTED, "low+medium", 1000, 1101);
+        assert_eq!(judge(&[unloaded.clone(), low.clone()]).verdict, Verdict::Met);
+        // The worst loaded row decides.
+        let t = judge(&[unloaded.clone(), low.clone(), medium]);
+        assert_eq!((t.actual.as_str(), t.verdict), ("1.10", Verdict::Missed));
+        assert_eq!(judge(std::slice::from_ref(&low)).verdict, Verdict::Unknown);
+        assert_eq!(judge(std::slice::from_ref(&unloaded)).verdict, Verdict::Unknown);
+        // Switching rows are not read; another unit is not compared.
+        let switching = inversion_row(SWITCHING, "low", 1000, 9000);
+        assert_eq!(judge(&[unloaded.clone(), low.clone(), switching]).verdict, Verdict::Met);
+        let other_unit = low.replace("unit=cycles", "unit=instructions");
+        assert_eq!(judge(&[unloaded, other_unit]).verdict, Verdict::Unknown);
     }
 
     #[test]

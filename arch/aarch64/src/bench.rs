@@ -17,6 +17,9 @@
 //!
 //! The client lives here rather than under `servers/` because reading the
 //! counters takes assembly. The servers are safe code.
+//!
+//! After the rounds, the same boot runs the priority-inversion experiment
+//! ([`crate::inversion`]).
 
 use crate::domains;
 use crate::state;
@@ -226,7 +229,7 @@ fn floor_target(value: usize) -> usize {
 }
 
 /// Start a bench server domain in `mode`; its port name in its own space.
-fn start_server(name: &str, mode: usize) -> Result<(DomainId, u32), alloc::string::String> {
+pub(crate) fn start_server(name: &str, mode: usize) -> Result<(DomainId, u32), alloc::string::String> {
     let spec = tern_inks::registry::find(name).ok_or_else(|| alloc::format!("{name} not registered"))?;
     let domain = domains::create(spec).map_err(|error| alloc::format!("{name}: {error:?}"))?;
     match domains::call(domain, mode) {
@@ -288,6 +291,7 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
         crate::kprintln!("BENCH-COPIES path={path} mode=protected test=32kin copies={}", after - before);
     }
     stages();
+    crate::inversion::run()?;
     crate::kprintln!(
         "BENCH-MEMORY thread={} activation={} kernel_stack={}",
         core::mem::size_of::<tern_core::thread::Thread>()

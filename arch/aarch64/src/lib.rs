@@ -33,6 +33,7 @@ pub mod domains;
 pub mod exception;
 pub mod fastpath;
 pub mod gic;
+pub mod inversion;
 pub mod kernel;
 pub mod memory;
 pub mod pmu;
