@@ -154,10 +154,14 @@ pub fn alert_break(kernel: &mut Kernel, caller: DomainId, number: usize) -> Resu
     if !splittable(kernel, thread) {
         return Err(Error::Busy);
     }
+    let stack = threads::new_kernel_stack(kernel).ok_or(Error::OutOfMemory)?;
     let reached = kernel.objects.alert(activation).len();
     kernel.objects.take_alert(activation);
-    let (lower, _) = kernel.objects.split(thread, activation).ok_or(Error::NoSuchActivation)?;
-    threads::start_split(kernel, lower, Error::Interrupted).ok_or(Error::OutOfMemory)?;
+    let Some((lower, _)) = kernel.objects.split(thread, activation) else {
+        kernel.spare_stacks.push(stack);
+        return Err(Error::NoSuchActivation);
+    };
+    threads::start_split(kernel, lower, Error::Interrupted, stack);
     honour_alert(kernel, thread);
     kernel.statistics().splits += 1;
     Ok(reached)
@@ -168,14 +172,22 @@ fn terminate_activation(kernel: &mut Kernel, activation: ActivationId, thread: T
     if !splittable(kernel, thread) {
         return Err(Error::Busy);
     }
+    let has_caller = kernel.objects.activation(activation).is_some_and(|entry| entry.caller.is_some());
+    let stack = if has_caller { Some(threads::new_kernel_stack(kernel).ok_or(Error::OutOfMemory)?) } else { None };
     if let Some(domain) = kernel.objects.activation(activation).map(|entry| entry.domain) {
         rpc::end_lend(kernel, activation, domain);
     }
-    let done = kernel.objects.terminate(activation).ok_or(Error::NoSuchActivation)?;
+    let Some(done) = kernel.objects.terminate(activation) else {
+        kernel.spare_stacks.extend(stack);
+        return Err(Error::NoSuchActivation);
+    };
     retire(kernel, activation);
-    if let Some(lower) = done.lower {
-        threads::start_split(kernel, lower, Error::Terminated).ok_or(Error::OutOfMemory)?;
-        kernel.statistics().splits += 1;
+    match (done.lower, stack) {
+        (Some(lower), Some(stack)) => {
+            threads::start_split(kernel, lower, Error::Terminated, stack);
+            kernel.statistics().splits += 1;
+        }
+        (_, stack) => kernel.spare_stacks.extend(stack),
     }
     // The part left on the thread: alerted (or with nothing left, to end).
     let stopped = kernel.objects.thread(thread).map(|entry| entry.state) == Some(ThreadState::Suspended(activation));

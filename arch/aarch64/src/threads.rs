@@ -219,7 +219,7 @@ pub fn create(
 
 /// A kernel stack for a new thread: one left by an ended thread, or fresh
 /// frames.
-fn new_kernel_stack(kernel: &mut Kernel) -> Option<PhysRange> {
+pub fn new_kernel_stack(kernel: &mut Kernel) -> Option<PhysRange> {
     if let Some(stack) = kernel.spare_stacks.pop() {
         return Some(stack);
     }
@@ -240,14 +240,15 @@ fn start_on(kernel: &mut Kernel, thread: ThreadId, kernel_stack: PhysRange) {
 }
 
 /// Start `lower`, a thread split off below a terminated (or broken-off)
-/// activation (`tern_core::control`): on a kernel stack of its own, it
-/// resumes its top activation's saved registers with `error` as the
-/// result of the call that activation made.
-pub fn start_split(kernel: &mut Kernel, lower: ThreadId, error: tern_core::abi::Error) -> Option<()> {
-    let kernel_stack = new_kernel_stack(kernel)?;
-    kernel.objects.thread_mut(lower)?.resume_with = error as usize;
+/// activation (`tern_core::control`): on `kernel_stack` (taken with
+/// [`new_kernel_stack`] before the split, so that a split never lacks
+/// one), it resumes its top activation's saved registers with `error` as
+/// the result of the call that activation made.
+pub fn start_split(kernel: &mut Kernel, lower: ThreadId, error: tern_core::abi::Error, kernel_stack: PhysRange) {
+    if let Some(thread) = kernel.objects.thread_mut(lower) {
+        thread.resume_with = error as usize;
+    }
     start_on(kernel, lower, kernel_stack);
-    Some(())
 }
 
 /// A new thread's first code: upcall into its first activation (or, split
