@@ -157,7 +157,17 @@ impl Objects {
             }
         }
         let upper_bottom = at.checked_sub(1).map(|below| chain[below]);
-        match upper_bottom {
+        self.cut_below(thread, upper_bottom);
+        if carries_base && let Some(entry) = self.thread_mut(thread) {
+            entry.base_moved_to = Some(lower);
+        }
+        Some((lower, upper_bottom))
+    }
+
+    /// Make `bottom` the lowest activation of `thread`'s chain (calling
+    /// nobody), or, for `None`, leave the thread with no activation.
+    fn cut_below(&mut self, thread: ThreadId, bottom: Option<ActivationId>) {
+        match bottom {
             Some(bottom) => {
                 if let Some(entry) = self.activation_mut(bottom) {
                     entry.caller = None;
@@ -169,10 +179,6 @@ impl Objects {
                 }
             }
         }
-        if carries_base && let Some(entry) = self.thread_mut(thread) {
-            entry.base_moved_to = Some(lower);
-        }
-        Some((lower, upper_bottom))
     }
 
     /// Terminate `victim`: split its thread below it (its caller's segment
@@ -183,34 +189,17 @@ impl Objects {
     pub fn terminate(&mut self, victim: ActivationId) -> Option<Termination> {
         let entry = self.activation(victim)?;
         let thread = entry.occupant?;
-        let (lower, upper_bottom) = match entry.caller {
-            Some(caller) => {
-                let (lower, _) = self.split(thread, caller)?;
-                (Some(lower), None)
-            }
-            None => (None, None),
+        let lower = match entry.caller {
+            Some(caller) => Some(self.split(thread, caller)?.0),
+            None => None,
         };
-        // Now `victim` is the bottom of `thread`'s chain.
-        let upper_bottom = upper_bottom.or_else(|| self.callee(victim));
-        match upper_bottom {
-            Some(bottom) => {
-                if let Some(entry) = self.activation_mut(bottom) {
-                    entry.caller = None;
-                }
-            }
-            None => {
-                if let Some(entry) = self.thread_mut(thread) {
-                    entry.top = None;
-                }
-            }
-        }
+        // Now `victim` is the bottom of `thread`'s chain: take it off.
+        let upper_bottom = self.callee(victim);
+        self.cut_below(thread, upper_bottom);
         if let Some(entry) = self.activation_mut(victim) {
             entry.occupant = None;
             entry.caller = None;
-            entry.control = Control::fresh(entry.port.is_some());
-            entry.alert_return = None;
-            entry.flags &= !crate::thread::Activation::WATCHED;
-            entry.set_lent(entry.lent());
+            entry.reset_control();
         }
         if let Some(bottom) = upper_bottom {
             self.alert(bottom);

@@ -401,6 +401,15 @@ impl Activation {
     /// its return goes back into) needs the general path.
     pub const WATCHED: u8 = 8;
 
+    /// Leaving its chain: its control state is fresh again, and its return
+    /// no longer needs the general path for it.
+    pub fn reset_control(&mut self) {
+        self.control = Control::fresh(self.port.is_some());
+        self.alert_return = None;
+        self.flags &= !Self::WATCHED;
+        self.set_lent(self.lent());
+    }
+
     /// Mark it for the general path on return (see [`Control`]).
     pub fn watch(&mut self) {
         self.flags |= Self::WATCHED | Self::GENERAL_RETURN;
@@ -787,10 +796,7 @@ impl Objects {
         let caller = entry.caller.take();
         entry.occupant = None;
         entry.reply_capacity = 0;
-        entry.control = Control::fresh(entry.port.is_some());
-        entry.alert_return = None;
-        entry.flags &= !Activation::WATCHED;
-        entry.set_lent(entry.lent());
+        entry.reset_control();
         self.thread_mut(thread)?.top = caller;
         Some(top)
     }
