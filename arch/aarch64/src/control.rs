@@ -81,7 +81,7 @@ fn interrupt(kernel: &mut Kernel, thread: ThreadId) {
                 entry.set_reply_to(None);
             }
         }
-        ThreadState::WaitingForState(activation) => release_hold(kernel, activation),
+        ThreadState::WaitingForState(activation) => release_hold(kernel, activation, thread),
         _ => {}
     }
     if let Some(frame) = rpc::blocked_frame(kernel, thread) {
@@ -251,16 +251,23 @@ fn restart_if_free(kernel: &mut Kernel, activation: ActivationId, thread: Thread
     }
 }
 
-fn release_hold(kernel: &mut Kernel, activation: ActivationId) {
-    let waiters = kernel
+/// The threads waiting to read or write `activation`'s state, but for
+/// `except`.
+fn state_waiters(kernel: &Kernel, activation: ActivationId, except: Option<ThreadId>) -> Vec<ThreadId> {
+    kernel
         .objects
         .thread_ids()
         .filter(|&id| {
-            kernel.objects.thread(id).map(|entry| entry.state) == Some(ThreadState::WaitingForState(activation))
+            Some(id) != except
+                && kernel.objects.thread(id).map(|entry| entry.state) == Some(ThreadState::WaitingForState(activation))
         })
-        .count();
-    // The last waiter lets the thread go.
-    if waiters <= 1 {
+        .collect()
+}
+
+/// `waiter` is done with (or gave up on) its hold on `activation`: the
+/// last waiter lets the thread go on.
+fn release_hold(kernel: &mut Kernel, activation: ActivationId, waiter: ThreadId) {
+    if state_waiters(kernel, activation, Some(waiter)).is_empty() {
         kernel.objects.set_held(activation, false);
         if let Some(thread) = kernel.objects.activation(activation).and_then(|entry| entry.occupant) {
             restart_if_free(kernel, activation, thread);
@@ -322,7 +329,8 @@ pub fn state(caller: DomainId, number: usize, buffer: UserRange, write: bool) ->
                 words[32] = context.pc;
                 words[33] = context.pstate;
             }
-            release_hold(kernel, activation);
+            let current = kernel.current;
+            release_hold(kernel, activation, current);
             Ok(true)
         })?;
         if step {
@@ -529,14 +537,7 @@ pub fn before_user(frame: &mut TrapFrame, call_boundary: bool) {
                     entry.at_boundary = true;
                     entry.frame = frame as *mut TrapFrame as u64;
                 }
-                let waiters: Vec<ThreadId> = kernel
-                    .objects
-                    .thread_ids()
-                    .filter(|&id| {
-                        kernel.objects.thread(id).map(|entry| entry.state) == Some(ThreadState::WaitingForState(top))
-                    })
-                    .collect();
-                for waiter in waiters {
+                for waiter in state_waiters(kernel, top, None) {
                     threads::wake(kernel, waiter);
                 }
                 return Next::Stop;

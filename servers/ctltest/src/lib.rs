@@ -361,16 +361,22 @@ fn entered(ports: Ports) -> u32 {
     ask(ports.top, top_op::REPORT).map_or(0, |report| report & 0xfff)
 }
 
-/// Start a worker at `priority` calling `label` down the chain; its thread
-/// and its (base) activation.
-fn start_worker(ports: Ports, label: u32, priority: u8) -> Result<(usize, usize), Error> {
+/// Start a thread of ours running `entry(argument)` at `priority`; its
+/// number and its (base) activation, found as the one `activations` lists
+/// now and did not before (the thread is ready, not yet running, but its
+/// activation is occupied already).
+fn spawn(entry: fn(usize) -> usize, argument: usize, priority: u8) -> Result<(usize, usize), Error> {
     let me = gate::activation_self()?;
     let before = own_activations();
-    let thread = gate::thread_create(worker, worker_argument(ports.mid, ports.top, label), priority, 64 * 1024)?;
-    // It is ready, not yet running: its activation is occupied already.
+    let thread = gate::thread_create(entry, argument, priority, 64 * 1024)?;
     let activation =
         own_activations().into_iter().find(|&a| a != me && !before.contains(&a)).ok_or(Error::NoSuchActivation)?;
     Ok((thread, activation))
+}
+
+/// Start a worker at `priority` calling `label` down the chain.
+fn start_worker(ports: Ports, label: u32, priority: u8) -> Result<(usize, usize), Error> {
+    spawn(worker, worker_argument(ports.mid, ports.top, label), priority)
 }
 
 fn own_activations() -> Vec<usize> {
@@ -382,11 +388,11 @@ fn own_activations() -> Vec<usize> {
     }
 }
 
-/// Yield until `ctl.top` has entered `target` calls (bounded); whether it
-/// did.
-fn wait_entered(ports: Ports, target: u32) -> bool {
-    for _ in 0..2000 {
-        if entered(ports) >= target {
+/// Yield until `count` (one of `ctl.top`'s counters) reaches `target`
+/// (bounded); whether it did.
+fn wait_for(count: fn(Ports) -> u32, ports: Ports, target: u32) -> bool {
+    for _ in 0..4000 {
+        if count(ports) >= target {
             return true;
         }
         gate::yield_now();
@@ -394,14 +400,12 @@ fn wait_entered(ports: Ports, target: u32) -> bool {
     false
 }
 
+fn wait_entered(ports: Ports, target: u32) -> bool {
+    wait_for(entered, ports, target)
+}
+
 fn wait_completed(ports: Ports, target: u32) -> bool {
-    for _ in 0..4000 {
-        if completed(ports) >= target {
-            return true;
-        }
-        gate::yield_now();
-    }
-    false
+    wait_for(completed, ports, target)
 }
 
 fn check(failures: &mut usize, ok: bool, what: core::fmt::Arguments<'_>) {
@@ -508,10 +512,7 @@ fn interrupted() -> usize {
         }
     }
     for (what, entry) in [("receive", receiver as fn(usize) -> usize), ("sleep", sleeper)] {
-        let me = gate::activation_self().unwrap_or(0);
-        let before = own_activations();
-        let Ok(thread) = gate::thread_create(entry, 0, 0, 16 * 1024) else { return failures + 1 };
-        let activation = own_activations().into_iter().find(|&a| a != me && !before.contains(&a)).unwrap_or(0);
+        let Ok((thread, activation)) = spawn(entry, 0, 0) else { return failures + 1 };
         // Let it block.
         for _ in 0..4 {
             gate::yield_now();
@@ -824,10 +825,7 @@ fn kernel_object() -> usize {
         }
     };
     for breaking in [false, true] {
-        let me = gate::activation_self().unwrap_or(0);
-        let before = own_activations();
-        let Ok(thread) = gate::thread_create(clock_sleep, clock as usize, 0, 64 * 1024) else { return failures + 1 };
-        let activation = own_activations().into_iter().find(|&a| a != me && !before.contains(&a)).unwrap_or(0);
+        let Ok((thread, activation)) = spawn(clock_sleep, clock as usize, 0) else { return failures + 1 };
         for _ in 0..4 {
             gate::yield_now();
         }
