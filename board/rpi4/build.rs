@@ -1,4 +1,5 @@
-//! Link the image at the board's address with Tern's layout and defmt's
+//! Link both images (production and harness: `rustc-link-arg-bins` reaches
+//! every binary) at the board's address with Tern's layout and defmt's
 //! section script.
 
 fn main() {

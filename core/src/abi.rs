@@ -411,6 +411,60 @@ impl MessageHeader {
     }
 }
 
+/// Bytes the dispatch trampoline reserves for the reply below a request
+/// on a pool activation's stack: [`MESSAGE_MAX`], kept 16-byte aligned.
+/// (Defined once here for the gate's trampoline and the fast paths.)
+pub const REPLY_AREA: usize = MESSAGE_MAX.next_multiple_of(16);
+const _: () = assert!(REPLY_AREA.is_multiple_of(16) && REPLY_AREA >= MESSAGE_MAX);
+
+/// A domain's mode ([`Call::DomainMode`]'s `x1`).
+///
+/// The same server code runs either way (it reaches the kernel only
+/// through the service gate); the kernel keeps the mode in the domain's
+/// record and the in-kernel-server layer (`tern-inks`) carries out the
+/// change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(usize)]
+pub enum DomainMode {
+    /// Its own translation table and ASID; its code runs at the
+    /// processor's user level and reaches the kernel by trapping.
+    #[default]
+    Protected = 0,
+    /// Part of the kernel domain: its memory is the kernel's only and
+    /// present in every view, its code runs at the kernel's level (on its
+    /// own stacks), and a call into it switches no translation table.
+    Merged = 1,
+}
+
+impl DomainMode {
+    /// Decode the kernel call's mode argument.
+    pub const fn from_code(code: usize) -> Option<DomainMode> {
+        match code {
+            0 => Some(DomainMode::Protected),
+            1 => Some(DomainMode::Merged),
+            _ => None,
+        }
+    }
+
+    /// Whether this is [`DomainMode::Merged`].
+    pub const fn is_merged(self) -> bool {
+        matches!(self, DomainMode::Merged)
+    }
+}
+
+/// What a domain is to the kernel, declared with its registration (never
+/// recognised by its name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Role {
+    /// A domain like any other.
+    #[default]
+    Plain = 0,
+    /// The name service: the first port it creates becomes name
+    /// [`NAME_SERVICE`] in every domain's space, now and later.
+    NameService = 1,
+}
+
 /// Encode a call's outcome into the two return registers `(x0, x1)`.
 pub const fn encode_result(result: Result<usize, Error>) -> (usize, usize) {
     match result {
@@ -459,6 +513,15 @@ mod tests {
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }
+    }
+
+    #[test]
+    fn modes_round_trip() {
+        for mode in [DomainMode::Protected, DomainMode::Merged] {
+            assert_eq!(DomainMode::from_code(mode as usize), Some(mode));
+        }
+        assert_eq!(DomainMode::from_code(2), None);
+        assert!(DomainMode::Merged.is_merged() && !DomainMode::Protected.is_merged());
     }
 
     #[test]

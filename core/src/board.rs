@@ -25,6 +25,10 @@ pub const REGION_MODE_OFFSET: u64 = 0;
 /// after the mode word, on its own cache line.
 pub const REGION_HEAP_OFFSET: u64 = 64;
 
+/// Where in a region (from its start) the stacks' part begins: the heap
+/// lies below it, stacks are carved from the region's end down to it.
+pub const REGION_STACKS_OFFSET: u64 = 4 << 20;
+
 /// Where the kernel sees the domain arena a second time: arena address +
 /// this offset, EL1 only, global. The kernel copies between two domains
 /// through it (a domain's own view maps its region at its identity

@@ -1,431 +1,623 @@
-//! Controlling a thread spread over several domains: alerts, suspension,
-//! termination that splits a thread, and who may change its scheduling
-//! state (Ford & Lepreau §5.1).
+//! Activation control: the kernel calls on activations (alerts,
+//! suspension, termination, CPU state, scheduling, accounting, domain-wide
+//! control), the check every way back into a domain makes — the glue's
+//! APC check of Ford & Lepreau §4.2 — and what a domain's fault does.
 //!
-//! Everything here is chain surgery on [`Objects`], kept free of the arch
-//! layer so the host tests exercise it: the kernel calls in the arch crate
-//! check rights, call these, then do what only they can (wake or park
-//! threads, give a split-off thread a kernel stack, write error codes into
-//! trap frames).
+//! The chain surgery is [`crate::chain`]'s; this module checks the
+//! caller's rights, calls it, and does the rest: park and wake threads,
+//! write error codes into frames, give a split-off thread a kernel stack,
+//! unwind a spliced activation.
 //!
-//! The rules, as implemented:
+//! **Rights.** An activation is named by its number; the right to control
+//! it belongs to its own domain (a client controls its own threads'
+//! activations, a server its own). Effects reach other domains only as the
+//! model allows: an alert travels up the chain as a request, a termination
+//! gives the domain's own caller control back while the server's part
+//! carries on. Domain-wide control is the kernel domain's.
 //!
-//! - **Alerts** go *up* a chain: `alert(origin)` marks the origin and each
-//!   activation above it (its callees, up to the top) pending, and stops
-//!   after the first one that blocks alerts — the alert waits there until
-//!   that activation opens alerts, then goes on up. Activations below the
-//!   origin never see it. A thread's own activation starts with alerts
-//!   open; a server activation starts with them blocked (an unwary server
-//!   is not disturbed).
-//! - **Splitting** cuts one link: the part of the chain from a boundary
-//!   activation down moves to a new thread with the same scheduling
-//!   parameters; the part above stays on the old thread (which keeps its
-//!   kernel stack, so whatever it is doing — in a server, or in the kernel
-//!   — goes on undisturbed).
-//! - **Termination** of an activation splits below it and removes it: its
-//!   caller's segment gets control back (the arch layer hands it
-//!   `Terminated`), the segment above carries on with an alert.
-//! - **Splice-out** (the paper's footnote 6) only marks the activation:
-//!   the thread unwinds it when it comes back into it, so the caller gets
-//!   control only after everything above has returned.
-//! - **Forbidding**: an activation that forbids stops every activation
-//!   above it from changing the thread's scheduling state; it and those
-//!   below still may.
+//! **The check on the way back** ([`Kernel::way_back`]): a general-path
+//! return to a domain (a kernel call's end, a preemption's end, a fault
+//! that aborted a call), and a thread parked by a fast path whose top
+//! activation is watched, come here. If the thread has no activation left
+//! (its top was terminated while it was in the kernel for it) it ends; if
+//! its top activation is spliced out, it is unwound and its caller gets
+//! `Terminated`; if it is suspended or held for a state operation, the
+//! thread stops there (state `Suspended`) until that is undone.
 
-use crate::domain::DomainId;
-use crate::thread::{ActivationId, Control, Objects, ThreadId};
+use crate::abi::{Error, STATE_BYTES};
+use crate::domain::{DomainId, UserRange};
+use crate::kernel::{Caller, Kernel, KernelCall, Next};
+use crate::machine::{Machine, UserFrame};
+use crate::thread::{ActivationId, ThreadId, ThreadState, UserContext};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-/// What terminating an activation did to its thread.
+/// What [`Kernel::domain_control`] does to each occupied activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Termination {
-    /// The thread it was on, which keeps the part above it (and its
-    /// kernel stack).
-    pub thread: ThreadId,
-    /// The new thread carrying its caller and everything below, if it had
-    /// a caller; it must be resumed in its top activation with an error.
-    pub lower: Option<ThreadId>,
-    /// The lowest activation of the part above it (now with no caller), if
-    /// it was not the top.
-    pub upper_bottom: Option<ActivationId>,
+pub enum DomainAction {
+    /// Suspend it.
+    Suspend,
+    /// Resume it.
+    Resume,
+    /// Terminate it (and then the domain).
+    Terminate,
 }
 
-impl Objects {
-    /// `origin`'s thread, and the activations from `origin` up to the top
-    /// of its chain, origin first. `None` if `origin` is not on a chain.
-    pub fn above(&self, origin: ActivationId) -> Option<(ThreadId, Vec<ActivationId>)> {
-        let thread = self.activation(origin)?.occupant?;
-        let mut chain = self.chain(thread);
-        let at = chain.iter().position(|&entry| entry == origin)?;
-        chain.truncate(at + 1);
-        chain.reverse();
-        Some((thread, chain))
+/// What the way back into a domain does ([`Kernel::way_back`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WayBack {
+    /// Go on into the top activation from the frame.
+    Go,
+    /// The thread stops here (its top activation is suspended or held):
+    /// wait, then check again.
+    Stop,
+    /// The thread has no activation left: it ends.
+    End,
+}
+
+/// A domain's fault, as handled ([`Kernel::fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The domain, now terminated.
+    pub domain: DomainId,
+    /// Its name.
+    pub name: &'static str,
+    /// True if the fault was in a server activation: the thread was
+    /// unwound to the caller (whose call returns `CallAborted`), and goes
+    /// on from the frame; false if it was in a thread's own activation,
+    /// whose upcall ends.
+    pub unwound: bool,
+}
+
+impl<M: Machine> Kernel<M> {
+    /// The activation numbered `number`, which `caller` may control, and
+    /// the thread it is on: `NoSuchActivation` for a number naming
+    /// nothing or an unoccupied activation, `NoRight` for another domain's.
+    pub fn resolve(&self, caller: DomainId, number: usize) -> Result<(ActivationId, ThreadId), Error> {
+        let id = u32::try_from(number)
+            .ok()
+            .and_then(core::num::NonZeroU32::new)
+            .map(ActivationId)
+            .ok_or(Error::NoSuchActivation)?;
+        let activation = self.objects.activation(id).ok_or(Error::NoSuchActivation)?;
+        if activation.domain != caller {
+            return Err(Error::NoRight);
+        }
+        let thread = activation.occupant.ok_or(Error::NoSuchActivation)?;
+        Ok((id, thread))
     }
 
-    /// The activation directly above `activation` on its chain (the one it
-    /// called), if any.
-    pub fn callee(&self, activation: ActivationId) -> Option<ActivationId> {
-        self.above(activation).and_then(|(_, above)| above.get(1).copied())
-    }
-
-    /// Change `activation`'s control state, keeping the general-return
-    /// mark in step: an activation whose state is no longer what it started
-    /// with is watched, so the kernel's fast ways back into it (and a
-    /// server activation's return, which resets it) take the general path.
-    fn control_mut(&mut self, activation: ActivationId, change: impl FnOnce(&mut Control)) {
-        if let Some(entry) = self.activation_mut(activation) {
-            change(&mut entry.control);
-            if entry.control != Control::fresh(entry.port.is_some()) {
-                entry.watch();
+    /// End `thread`'s wait with `Interrupted`: out of whatever queue it
+    /// waits in, its kernel call's result written, made ready. Only for a
+    /// thread (not the current one) in an interruptible wait.
+    fn interrupt(&mut self, thread: ThreadId) {
+        let Some(state) = self.objects.thread(thread).map(|entry| entry.state) else { return };
+        if thread == self.current() || !state.interruptible() {
+            return;
+        }
+        match state {
+            ThreadState::Receiving(port) => {
+                self.objects.remove_receiver(port, thread);
+                if let Some(entry) = self.objects.thread_mut(thread) {
+                    entry.set_receive_buffer(None);
+                }
             }
-        }
-    }
-
-    /// Deliver an alert at `origin`: see the module's rules. Returns the
-    /// activations it reached, origin first (the last one holds it if it
-    /// blocks alerts).
-    pub fn alert(&mut self, origin: ActivationId) -> Vec<ActivationId> {
-        let Some((_, above)) = self.above(origin) else { return Vec::new() };
-        let mut reached = Vec::new();
-        for activation in above {
-            self.control_mut(activation, |control| control.alert_pending = true);
-            reached.push(activation);
-            if self.activation(activation).is_some_and(|entry| entry.control.alerts_blocked) {
-                break;
+            ThreadState::WaitingForActivation(port) | ThreadState::WaitingForReceiver(port) => {
+                if let Some(entry) = self.objects.port_mut(port) {
+                    entry.forget_waiter(thread);
+                }
+                if let Some(entry) = self.objects.thread_mut(thread) {
+                    entry.pending = None;
+                    entry.set_reply_to(None);
+                }
             }
+            ThreadState::WaitingForState(activation) => self.release_hold(activation, thread),
+            _ => {}
         }
-        reached
-    }
-
-    /// Block or open alerts at `activation`; opening passes an alert
-    /// waiting there on up the chain. Returns whether they were blocked.
-    pub fn set_alerts_blocked(&mut self, activation: ActivationId, blocked: bool) -> bool {
-        let Some(entry) = self.activation(activation) else { return false };
-        let (was, pending) = (entry.control.alerts_blocked, entry.control.alert_pending);
-        self.control_mut(activation, |control| control.alerts_blocked = blocked);
-        if was
-            && !blocked
-            && pending
-            && let Some(callee) = self.callee(activation)
-        {
-            self.alert(callee);
+        if let Some(frame) = self.blocked_frame(thread) {
+            frame.set_result(Err(Error::Interrupted));
         }
-        was
-    }
-
-    /// Whether `activation` sees an alert (pending, alerts open); taking
-    /// it clears it.
-    pub fn take_alert(&mut self, activation: ActivationId) -> bool {
-        let seen = self
-            .activation(activation)
-            .is_some_and(|entry| entry.control.alert_pending && !entry.control.alerts_blocked);
-        if seen {
-            self.control_mut(activation, |control| control.alert_pending = false);
+        if let Some(entry) = self.objects.thread_mut(thread) {
+            entry.interrupted = true;
         }
-        seen
+        self.wake(thread);
     }
 
-    /// Whether `thread`'s top activation sees an alert: a blocking kernel
-    /// call it makes must end `Interrupted`.
-    pub fn top_alerted(&self, thread: ThreadId) -> bool {
-        let top = self.thread(thread).and_then(|entry| entry.top);
-        top.and_then(|top| self.activation(top))
-            .is_some_and(|entry| entry.control.alert_pending && !entry.control.alerts_blocked)
+    /// After an alert reached `thread`: if it waits in a blocking kernel
+    /// call made by an activation that sees the alert (or by one that is
+    /// gone), end the wait. The alert is taken by that `Interrupted`.
+    fn honour_alert(&mut self, thread: ThreadId) {
+        let waiting = self.objects.thread(thread).is_some_and(|entry| entry.state.interruptible());
+        if !waiting || thread == self.current() {
+            return;
+        }
+        match self.objects.thread(thread).and_then(|entry| entry.top) {
+            Some(top) if self.objects.take_alert(top) => self.interrupt(thread),
+            Some(_) => {}
+            None => self.interrupt(thread),
+        }
     }
 
-    /// Cut `thread`'s chain below the activations above `boundary`:
-    /// `boundary` and everything below it move to a new thread with the
-    /// same priority, policy and creator (returned, ready); the part above
-    /// stays on `thread`, its lowest activation (returned) now calling
-    /// nobody. `None` if `boundary` is not on `thread`'s chain.
-    pub fn split(&mut self, thread: ThreadId, boundary: ActivationId) -> Option<(ThreadId, Option<ActivationId>)> {
-        let chain = self.chain(thread);
-        let at = chain.iter().position(|&entry| entry == boundary)?;
-        let (priority, policy, creator) = {
-            let entry = self.thread(thread)?;
-            (entry.priority, entry.policy, entry.creator)
+    /// `Alert`.
+    pub fn alert(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        let reached = self.objects.alert(activation).len();
+        self.honour_alert(thread);
+        Ok(Next::Reply(reached))
+    }
+
+    /// `AlertsBlock`: on the caller's own activation.
+    pub fn alerts_block(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let blocked = match frame.argument(0) {
+            0 => false,
+            1 => true,
+            _ => return Err(Error::InvalidArgument),
         };
-        let lower = self.new_thread(priority, creator);
-        let carries_base = chain.last().and_then(|&base| self.activation(base)).is_some_and(|base| base.port.is_none());
-        if let Some(entry) = self.thread_mut(lower) {
-            entry.policy = policy;
-            entry.top = Some(boundary);
-        }
-        for &activation in &chain[at..] {
-            if let Some(entry) = self.activation_mut(activation) {
-                entry.occupant = Some(lower);
-            }
-        }
-        let upper_bottom = at.checked_sub(1).map(|below| chain[below]);
-        self.cut_below(thread, upper_bottom);
-        if carries_base && let Some(entry) = self.thread_mut(thread) {
-            entry.base_moved_to = Some(lower);
-        }
-        Some((lower, upper_bottom))
+        Ok(Next::Reply(self.objects.set_alerts_blocked(caller.activation, blocked) as usize))
     }
 
-    /// Make `bottom` the lowest activation of `thread`'s chain (calling
-    /// nobody), or, for `None`, leave the thread with no activation.
-    fn cut_below(&mut self, thread: ThreadId, bottom: Option<ActivationId>) {
-        match bottom {
-            Some(bottom) => {
-                if let Some(entry) = self.activation_mut(bottom) {
-                    entry.caller = None;
+    /// `TestAlert`: on the caller's own activation.
+    pub fn test_alert(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
+        Ok(Next::Reply(self.objects.take_alert(caller.activation) as usize))
+    }
+
+    /// `ActivationSelf`: the caller's own activation.
+    pub fn activation_self(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
+        Ok(Next::Reply(caller.activation.get() as usize))
+    }
+
+    /// `AlertBreak`.
+    pub fn alert_break(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        let top = self.objects.thread(thread).and_then(|entry| entry.top);
+        if top == Some(activation) {
+            // Nothing above it to break off: an alert, which a blocking
+            // call it is in honours.
+            let reached = self.objects.alert(activation).len();
+            self.honour_alert(thread);
+            return Ok(Next::Reply(reached));
+        }
+        if !self.machine.owns_stack(thread) {
+            return Err(Error::Busy);
+        }
+        // Checks done; the stack the lower part needs is taken first, so
+        // that a split never lacks one.
+        let stack = self.machine.take_stack().ok_or(Error::OutOfMemory)?;
+        let reached = self.objects.alert(activation).len();
+        self.objects.take_alert(activation);
+        let Some((lower, _)) = self.objects.split(thread, activation) else {
+            self.machine.return_stack(stack);
+            return Err(Error::NoSuchActivation);
+        };
+        self.start_split(lower, Error::Interrupted, stack);
+        self.honour_alert(thread);
+        self.statistics().splits += 1;
+        Ok(Next::Reply(reached))
+    }
+
+    /// Terminate `activation` (on `thread`): see `Call::Terminate`.
+    fn terminate_activation(&mut self, activation: ActivationId, thread: ThreadId) -> Result<(), Error> {
+        if !self.machine.owns_stack(thread) {
+            return Err(Error::Busy);
+        }
+        let has_caller = self.objects.activation(activation).is_some_and(|entry| entry.caller.is_some());
+        let stack = if has_caller { Some(self.machine.take_stack().ok_or(Error::OutOfMemory)?) } else { None };
+        if let Some(domain) = self.objects.activation(activation).map(|entry| entry.domain) {
+            self.end_lend(activation, domain);
+        }
+        let Some(done) = self.objects.terminate(activation) else {
+            if let Some(stack) = stack {
+                self.machine.return_stack(stack);
+            }
+            return Err(Error::NoSuchActivation);
+        };
+        self.retire(activation);
+        match (done.lower, stack) {
+            (Some(lower), Some(stack)) => {
+                self.start_split(lower, Error::Terminated, stack);
+                self.statistics().splits += 1;
+            }
+            (_, Some(stack)) => self.machine.return_stack(stack),
+            (_, None) => {}
+        }
+        // The part left on the thread: alerted (or with nothing left, to end).
+        let stopped = self.objects.thread(thread).map(|entry| entry.state) == Some(ThreadState::Suspended(activation));
+        if stopped {
+            self.wake(thread);
+        }
+        self.honour_alert(thread);
+        Ok(())
+    }
+
+    /// An activation just taken off its chain: back to its pool (a waiter
+    /// may have it), or — a thread's own activation — forgotten.
+    fn retire(&mut self, activation: ActivationId) {
+        match self.objects.activation(activation).and_then(|entry| entry.port) {
+            Some(port) => {
+                self.objects.pool_return(activation);
+                if let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
+                    self.wake(waiter);
                 }
             }
             None => {
-                if let Some(entry) = self.thread_mut(thread) {
-                    entry.top = None;
-                }
+                self.objects.remove_activation(activation);
             }
         }
     }
 
-    /// Terminate `victim`: split its thread below it (its caller's segment
-    /// moves to a new thread), take it off the chain (unoccupied, its
-    /// control state fresh; the arch layer returns it to its pool or
-    /// forgets it), and alert the part above. `None` if it is not on a
-    /// chain.
-    pub fn terminate(&mut self, victim: ActivationId) -> Option<Termination> {
-        let entry = self.activation(victim)?;
-        let thread = entry.occupant?;
-        let lower = match entry.caller {
-            Some(caller) => Some(self.split(thread, caller)?.0),
-            None => None,
-        };
-        // Now `victim` is the bottom of `thread`'s chain: take it off.
-        let upper_bottom = self.callee(victim);
-        self.cut_below(thread, upper_bottom);
-        if let Some(entry) = self.activation_mut(victim) {
-            entry.occupant = None;
-            entry.caller = None;
-            entry.reset_control();
-        }
-        if let Some(bottom) = upper_bottom {
-            self.alert(bottom);
-        }
-        Some(Termination { thread, lower, upper_bottom })
+    /// `Terminate`.
+    pub fn terminate(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        self.terminate_activation(activation, thread).map(|()| Next::Reply(0))
     }
 
-    /// Mark `victim` spliced out: when its thread comes back into it, it
-    /// is popped and its caller gets `Terminated`. Alerts the part above
-    /// (its work is probably no longer of value). False if it is not on a
-    /// chain.
-    pub fn splice(&mut self, victim: ActivationId) -> bool {
-        if self.activation(victim).and_then(|entry| entry.occupant).is_none() {
-            return false;
+    /// `SpliceOut`.
+    pub fn splice_out(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        self.objects.splice(activation);
+        if self.objects.thread(thread).map(|entry| entry.state) == Some(ThreadState::Suspended(activation)) {
+            self.wake(thread);
         }
-        self.control_mut(victim, |control| control.spliced = true);
-        if let Some(callee) = self.callee(victim) {
-            if let Some(entry) = self.activation_mut(callee) {
-                entry.watch();
-            }
-            self.alert(callee);
-        }
-        true
+        self.honour_alert(thread);
+        Ok(Next::Reply(0))
     }
 
-    /// Suspend (`true`) or resume `activation`. While suspended, the
-    /// thread stops whenever it would run the activation's code; the one
-    /// above it (if any) is watched so that returning into it takes the
-    /// general path. Returns whether it was suspended.
-    pub fn set_suspended(&mut self, activation: ActivationId, suspended: bool) -> bool {
-        let was = self.activation(activation).is_some_and(|entry| entry.control.suspended);
-        self.control_mut(activation, |control| control.suspended = suspended);
-        self.watch_callee(activation);
-        was
+    /// `Suspend`.
+    pub fn suspend(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, _) = self.resolve(caller.domain, frame.argument(0))?;
+        Ok(Next::Reply(self.objects.set_suspended(activation, true) as usize))
     }
 
-    /// Hold (or release) `activation` for a state operation: like a
-    /// suspension, but separate from it.
-    pub fn set_held(&mut self, activation: ActivationId, held: bool) {
-        self.control_mut(activation, |control| control.held = held);
-        self.watch_callee(activation);
+    /// `Resume`.
+    pub fn resume(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        let was = self.objects.set_suspended(activation, false);
+        self.restart_if_free(activation, thread);
+        Ok(Next::Reply(was as usize))
     }
 
-    fn watch_callee(&mut self, activation: ActivationId) {
-        if let Some(entry) = self.callee(activation).and_then(|callee| self.activation_mut(callee)) {
-            entry.watch();
+    /// Let `thread`, stopped in `activation`, run on if nothing stops it
+    /// there any more.
+    fn restart_if_free(&mut self, activation: ActivationId, thread: ThreadId) {
+        let stops = self.objects.activation(activation).is_some_and(|entry| entry.control.stops());
+        let stopped = self.objects.thread(thread).map(|entry| entry.state) == Some(ThreadState::Suspended(activation));
+        if stopped && !stops {
+            self.wake(thread);
         }
     }
 
-    /// Ask for alerts reaching `activation` to be delivered by an upcall
-    /// into `handler` (0: by polling only).
-    pub fn set_alert_handler(&mut self, activation: ActivationId, handler: u64) {
-        self.control_mut(activation, |control| control.alert_handler = handler);
-    }
-
-    /// Forbid activations above `activation` from changing its thread's
-    /// scheduling state.
-    pub fn forbid_above(&mut self, activation: ActivationId) {
-        self.control_mut(activation, |control| control.forbid_above = true);
-    }
-
-    /// Whether `activation` may change its thread's scheduling state: no
-    /// activation below it forbids.
-    pub fn may_schedule(&self, activation: ActivationId) -> bool {
-        let mut next = self.activation(activation).and_then(|entry| entry.caller);
-        while let Some(below) = next {
-            let Some(entry) = self.activation(below) else { break };
-            if entry.control.forbid_above {
-                return false;
-            }
-            next = entry.caller;
-        }
-        true
-    }
-
-    /// The occupied activations of `domain`: those a thread runs in, is
-    /// parked in, or is in a call from.
-    pub fn occupied_in(&self, domain: DomainId) -> Vec<ActivationId> {
-        self.activation_ids()
-            .filter(|&id| self.activation(id).is_some_and(|entry| entry.domain == domain && entry.occupant.is_some()))
+    /// The threads waiting to read or write `activation`'s state, but for
+    /// `except`.
+    fn state_waiters(&self, activation: ActivationId, except: Option<ThreadId>) -> Vec<ThreadId> {
+        self.objects
+            .thread_ids()
+            .filter(|&id| {
+                Some(id) != except
+                    && self.objects.thread(id).map(|entry| entry.state)
+                        == Some(ThreadState::WaitingForState(activation))
+            })
             .collect()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::capability::PortId;
-
-    /// A thread of domain 1 in a chain 1 → 2 → 3 (the two servers with pool
-    /// activations): the thread and its activations, bottom first.
-    fn three_deep(objects: &mut Objects) -> (ThreadId, [ActivationId; 3], [PortId; 2]) {
-        let thread = objects.new_thread(7, DomainId(1));
-        let base = objects.new_activation(DomainId(1), None, 0, 0, 0);
-        assert!(objects.push(thread, base));
-        let mut ports = [PortId::new(1).unwrap(); 2];
-        let mut chain = [base; 3];
-        for (at, domain) in [DomainId(2), DomainId(3)].into_iter().enumerate() {
-            let port = objects.new_port(domain);
-            let activation = objects.new_activation(domain, Some(port), 0, 0, 0);
-            assert!(objects.pool_add(port, activation));
-            let taken = objects.pool_take(port).unwrap();
-            assert!(objects.push(thread, taken));
-            ports[at] = port;
-            chain[at + 1] = taken;
+    /// `waiter` is done with (or gave up on) its hold on `activation`: the
+    /// last waiter lets the thread go on.
+    fn release_hold(&mut self, activation: ActivationId, waiter: ThreadId) {
+        if self.state_waiters(activation, Some(waiter)).is_empty() {
+            self.objects.set_held(activation, false);
+            if let Some(thread) = self.objects.activation(activation).and_then(|entry| entry.occupant) {
+                self.restart_if_free(activation, thread);
+            }
         }
-        (thread, chain, ports)
     }
 
-    fn pending(objects: &Objects, activation: ActivationId) -> bool {
-        objects.activation(activation).unwrap().control.alert_pending
+    /// `GetState`.
+    pub fn get_state(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        self.state(caller, frame, false)
     }
 
-    #[test]
-    fn alerts_go_up_from_their_origin_and_wait_at_blocked_activations() {
-        let mut objects = Objects::new();
-        let (thread, [a, b, c], _) = three_deep(&mut objects);
-        assert!(objects.activation(b).unwrap().control.alerts_blocked, "a new server activation blocks alerts");
-        assert!(!objects.activation(a).unwrap().control.alerts_blocked, "a thread's own activation does not");
-        // B blocks: the alert from A waits at B; C does not see it.
-        assert_eq!(objects.alert(a), [a, b]);
-        assert!(pending(&objects, a) && pending(&objects, b) && !pending(&objects, c));
-        assert!(!objects.take_alert(b), "blocked: not seen");
-        assert!(!objects.top_alerted(thread));
-        // Both servers open alerts: B's passes on to C, the top.
-        objects.set_alerts_blocked(c, false);
-        assert!(objects.set_alerts_blocked(b, false), "was blocked");
-        assert!(pending(&objects, c), "opened at B, the alert went on to C");
-        assert!(objects.top_alerted(thread));
-        assert!(objects.take_alert(c));
-        assert!(!objects.take_alert(c), "taken once");
-        assert!(objects.activation(c).unwrap().flags & crate::thread::Activation::WATCHED != 0);
-        // An alert from the middle never reaches below its origin.
-        let mut objects = Objects::new();
-        let (_, [a, b, c], _) = three_deep(&mut objects);
-        objects.set_alerts_blocked(b, false);
-        objects.set_alerts_blocked(c, false);
-        assert_eq!(objects.alert(b), [b, c]);
-        assert!(!pending(&objects, a), "not below the origin");
-        assert!(pending(&objects, c), "the top");
+    /// `SetState`.
+    pub fn set_state(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        self.state(caller, frame, true)
     }
 
-    #[test]
-    fn popping_resets_a_server_activation_for_its_next_call() {
-        let mut objects = Objects::new();
-        let (thread, [_, _, c], _) = three_deep(&mut objects);
-        objects.set_alerts_blocked(c, false);
-        objects.alert(c);
-        assert_eq!(objects.pop(thread), Some(c));
-        let entry = objects.activation(c).unwrap();
-        assert_eq!(entry.control, Control::fresh(true));
-        assert_eq!(entry.flags & crate::thread::Activation::GENERAL_RETURN, 0, "fast again");
+    /// `GetState` (`write` false) and `SetState` (`write` true): once the
+    /// thread is stopped at a user boundary in the activation, copy its
+    /// registers out of (or into) the caller's buffer; until then, hold it
+    /// there and wait.
+    fn state(&mut self, caller: Caller, frame: &mut M::Frame, write: bool) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        let buffer = UserRange::new(frame.argument(1), frame.argument(2));
+        if thread == caller.thread {
+            // Its own thread: it would wait for itself.
+            return Err(Error::InvalidArgument);
+        }
+        if buffer.length < STATE_BYTES {
+            return Err(Error::InvalidArgument);
+        }
+        let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
+        let claim = UserRange::new(buffer.address, STATE_BYTES);
+        let checked = if write {
+            record.domain.check_readable(&self.image, claim)?
+        } else {
+            record.domain.check_writable(claim)?
+        };
+        let there = self.objects.thread(thread).is_some_and(|entry| entry.top == Some(activation) && entry.at_boundary);
+        if !there {
+            self.objects.set_held(activation, true);
+            if let Some(entry) = self.objects.thread_mut(caller.thread) {
+                entry.state = ThreadState::WaitingForState(activation);
+            }
+            return Ok(Next::BlockThenRepeat);
+        }
+        let mut bytes = [0u8; STATE_BYTES];
+        if write {
+            self.machine.read(checked.address, &mut bytes);
+        }
+        let frame = self.blocked_frame(thread).ok_or(Error::Busy)?;
+        let mut context = frame.context();
+        if write {
+            let word = |index: usize| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[index * 8..index * 8 + 8]);
+                u64::from_le_bytes(word)
+            };
+            for (index, register) in context.x.iter_mut().enumerate() {
+                *register = word(index);
+            }
+            context.sp = word(31);
+            context.pc = word(32);
+            // Only the condition flags: the mode, masks and the rest stay
+            // the kernel's.
+            const NZCV: u64 = 0xf000_0000;
+            context.pstate = (context.pstate & !NZCV) | (word(33) & NZCV);
+            frame.set_context(&context);
+        } else {
+            let tail = [context.sp, context.pc, context.pstate];
+            let words = context.x.iter().chain(&tail);
+            for (index, word) in words.enumerate() {
+                bytes[index * 8..index * 8 + 8].copy_from_slice(&word.to_le_bytes());
+            }
+            self.machine.write(checked.address, &bytes);
+        }
+        self.release_hold(activation, caller.thread);
+        Ok(Next::Reply(STATE_BYTES))
     }
 
-    #[test]
-    fn terminating_the_middle_splits_the_thread_in_two() {
-        let mut objects = Objects::new();
-        let (thread, [a, b, c], [port_b, _]) = three_deep(&mut objects);
-        objects.set_alerts_blocked(c, false);
-        let done = objects.terminate(b).unwrap();
-        let lower = done.lower.unwrap();
-        assert_eq!(done.thread, thread);
-        assert_eq!(done.upper_bottom, Some(c));
-        assert_eq!(objects.chain(thread), [c], "the upper part stays, C now calls nobody");
-        assert_eq!(objects.activation(c).unwrap().caller, None);
-        assert_eq!(objects.chain(lower), [a], "the caller's part moved");
-        assert_eq!(objects.activation(a).unwrap().occupant, Some(lower));
-        assert_eq!(objects.thread(lower).unwrap().priority, 7, "same scheduling parameters");
-        assert_eq!(objects.thread(thread).unwrap().base_moved_to, Some(lower), "joins follow the base");
-        assert!(pending(&objects, c), "the upper part is alerted");
-        let victim = objects.activation(b).unwrap();
-        assert_eq!((victim.occupant, victim.caller), (None, None));
-        assert!(objects.pool_return(b));
-        assert_eq!(objects.pool_take(port_b), Some(b), "the victim can serve again");
+    /// `SetPriority`.
+    pub fn set_priority(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        let priority = frame.argument(1);
+        if priority > 31 {
+            return Err(Error::InvalidArgument);
+        }
+        if !self.objects.may_schedule(activation) {
+            return Err(Error::Forbidden);
+        }
+        let entry = self.objects.thread_mut(thread).ok_or(Error::NoSuchActivation)?;
+        let old = entry.priority;
+        entry.priority = priority as u8;
+        let ready = entry.state == ThreadState::Ready;
+        if ready && self.run_queue.remove(thread) {
+            self.run_queue.push(thread, priority as u8);
+        }
+        Ok(Next::Reply(old as usize))
     }
 
-    #[test]
-    fn terminating_the_top_leaves_the_kernel_part_behind() {
-        let mut objects = Objects::new();
-        let (thread, [a, b, c], _) = three_deep(&mut objects);
-        let done = objects.terminate(c).unwrap();
-        assert_eq!(done.upper_bottom, None);
-        assert_eq!(objects.thread(thread).unwrap().top, None, "nothing left above: it self-destructs");
-        assert_eq!(objects.chain(done.lower.unwrap()), [b, a]);
-        // The base: no caller, so no lower part; the rest goes on.
-        let mut objects = Objects::new();
-        let (thread, [a, b, c], _) = three_deep(&mut objects);
-        let done = objects.terminate(a).unwrap();
-        assert_eq!((done.lower, done.upper_bottom), (None, Some(b)));
-        assert_eq!(objects.chain(thread), [c, b]);
-        assert_eq!(objects.split(thread, a), None, "a is on no chain now");
+    /// `ForbidAbove`.
+    pub fn forbid_above(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (activation, _) = self.resolve(caller.domain, frame.argument(0))?;
+        self.objects.forbid_above(activation);
+        Ok(Next::Reply(0))
     }
 
-    #[test]
-    fn splitting_above_a_caller_breaks_the_chain_there() {
-        let mut objects = Objects::new();
-        let (thread, [a, b, c], _) = three_deep(&mut objects);
-        let (lower, upper_bottom) = objects.split(thread, b).unwrap();
-        assert_eq!(upper_bottom, Some(c));
-        assert_eq!(objects.chain(lower), [b, a]);
-        assert_eq!(objects.chain(thread), [c]);
+    /// `ThreadInfo`: priority, CPU ticks, then (domain, ticks) pairs, as
+    /// many words as fit the buffer.
+    pub fn thread_info(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (_, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        let buffer = UserRange::new(frame.argument(1), frame.argument(2));
+        self.charge();
+        let entry = self.objects.thread(thread).ok_or(Error::NoSuchActivation)?;
+        let mut words: Vec<u64> = alloc::vec![entry.priority as u64, entry.cpu_time];
+        for &(domain, ticks) in &entry.by_domain {
+            words.extend([domain.0 as u64, ticks]);
+        }
+        let fits = (buffer.length / 8).min(words.len());
+        let checked = self
+            .domain(caller.domain)
+            .ok_or(Error::BadAddress)?
+            .domain
+            .check_writable(UserRange::new(buffer.address, fits * 8))?;
+        let bytes: Vec<u8> = words[..fits].iter().flat_map(|word| word.to_le_bytes()).collect();
+        self.machine.write(checked.address, &bytes);
+        Ok(Next::Reply(fits))
     }
 
-    #[test]
-    fn forbidding_stops_only_the_activations_above() {
-        let mut objects = Objects::new();
-        let (_, [a, b, c], _) = three_deep(&mut objects);
-        assert!(objects.may_schedule(c));
-        objects.forbid_above(b);
-        assert!(!objects.may_schedule(c), "above the forbidding activation");
-        assert!(objects.may_schedule(b), "the forbidding activation itself");
-        assert!(objects.may_schedule(a), "below it");
+    /// Act on every occupied activation of `domain`; how many.
+    pub fn domain_control(&mut self, domain: DomainId, action: DomainAction) -> Result<usize, Error> {
+        self.domain(domain).ok_or(Error::InvalidArgument)?;
+        let occupied = self.objects.occupied_in(domain);
+        let mut acted = 0;
+        for activation in occupied {
+            let Some(thread) = self.objects.activation(activation).and_then(|entry| entry.occupant) else { continue };
+            match action {
+                DomainAction::Suspend => {
+                    self.objects.set_suspended(activation, true);
+                }
+                DomainAction::Resume => {
+                    self.objects.set_suspended(activation, false);
+                    self.restart_if_free(activation, thread);
+                }
+                DomainAction::Terminate => {
+                    if self.terminate_activation(activation, thread).is_err() {
+                        continue;
+                    }
+                }
+            }
+            acted += 1;
+        }
+        if action == DomainAction::Terminate {
+            self.terminate_domain(domain);
+        }
+        Ok(acted)
     }
 
-    #[test]
-    fn suspending_watches_the_way_back_in() {
-        let mut objects = Objects::new();
-        let (_, [a, b, c], _) = three_deep(&mut objects);
-        assert!(!objects.set_suspended(a, true));
-        let flags = objects.activation(b).unwrap().flags;
-        assert_ne!(flags & crate::thread::Activation::GENERAL_RETURN, 0, "B's return goes the general way");
-        assert!(objects.activation(a).unwrap().control.stops());
-        assert!(objects.set_suspended(a, false));
-        assert!(objects.splice(b));
-        assert!(objects.activation(b).unwrap().control.spliced);
-        assert_ne!(objects.activation(c).unwrap().flags & crate::thread::Activation::GENERAL_RETURN, 0);
-        assert_eq!(objects.occupied_in(DomainId(3)), [c]);
+    /// `DomainControl`: the kernel domain only.
+    pub fn domain_control_call(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        if !self.is_kernel_domain(caller.domain) {
+            return Err(Error::NoRight);
+        }
+        let domain = u16::try_from(frame.argument(0)).map(DomainId).map_err(|_| Error::InvalidArgument)?;
+        let action = match frame.argument(1) {
+            0 => DomainAction::Suspend,
+            1 => DomainAction::Resume,
+            2 => DomainAction::Terminate,
+            _ => return Err(Error::InvalidArgument),
+        };
+        self.domain_control(domain, action).map(Next::Reply)
+    }
+
+    /// `Activations`: the domain itself or the kernel domain.
+    pub fn activations(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let domain = u16::try_from(frame.argument(0)).map(DomainId).map_err(|_| Error::InvalidArgument)?;
+        let buffer = UserRange::new(frame.argument(1), frame.argument(2));
+        if domain != caller.domain && !self.is_kernel_domain(caller.domain) {
+            return Err(Error::NoRight);
+        }
+        self.domain(domain).ok_or(Error::InvalidArgument)?;
+        let found = self.objects.occupied_in(domain);
+        let fits = (buffer.length / 4).min(found.len());
+        let checked = self
+            .domain(caller.domain)
+            .ok_or(Error::BadAddress)?
+            .domain
+            .check_writable(UserRange::new(buffer.address, fits * 4))?;
+        let bytes: Vec<u8> = found[..fits].iter().flat_map(|activation| activation.get().to_le_bytes()).collect();
+        self.machine.write(checked.address, &bytes);
+        Ok(Next::Reply(found.len()))
+    }
+
+    /// `AlertHandler`: on the caller's own activation.
+    pub fn alert_handler(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let entry = frame.argument(0);
+        if entry != 0 && !self.image.read_only.contains(entry as u64) {
+            return Err(Error::BadAddress);
+        }
+        self.objects.set_alert_handler(caller.activation, entry as u64);
+        Ok(Next::Reply(0))
+    }
+
+    /// `AlertDone`: back to where the alert found the activation.
+    pub fn alert_done(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let saved = self
+            .objects
+            .activation_mut(caller.activation)
+            .and_then(|entry| entry.alert_return.take())
+            .ok_or(Error::NotInCall)?;
+        frame.set_context(&saved);
+        Ok(Next::Resume)
+    }
+
+    /// The check on every way back into a domain (see the module's notes),
+    /// for the current thread going back from `frame`. `call_boundary`:
+    /// the way back ends a kernel call (every caller-saved register, SIMD
+    /// included, is the kernel's to clobber), where an alert handler may
+    /// be upcalled.
+    pub fn way_back(&mut self, frame: &mut M::Frame, call_boundary: bool) -> WayBack {
+        loop {
+            let current = self.current();
+            let Some(top) = self.objects.thread(current).map(|entry| entry.top) else { return WayBack::Go };
+            let Some(top) = top else { return WayBack::End };
+            let Some(control) = self.objects.activation(top).map(|entry| entry.control) else { return WayBack::End };
+            if control.spliced {
+                if !self.unwind_spliced(frame, current, top) {
+                    return WayBack::End;
+                }
+                continue;
+            }
+            if call_boundary && self.deliver_alert(frame, top) {
+                return WayBack::Go;
+            }
+            if control.stops() {
+                self.register_frame(frame);
+                if let Some(entry) = self.objects.thread_mut(current) {
+                    entry.state = ThreadState::Suspended(top);
+                    entry.at_boundary = true;
+                }
+                for waiter in self.state_waiters(top, None) {
+                    self.wake(waiter);
+                }
+                return WayBack::Stop;
+            }
+            return WayBack::Go;
+        }
+    }
+
+    /// The current thread, stopped by [`Kernel::way_back`], runs again.
+    pub fn leave_stop(&mut self) {
+        let current = self.current();
+        if let Some(entry) = self.objects.thread_mut(current) {
+            entry.at_boundary = false;
+        }
+    }
+
+    /// The exception-style delivery: if an alert reached `top` (alerts
+    /// open) and it asked for a handler, take the alert and aim `frame` at
+    /// the handler, keeping the registers it would have gone back to. Only
+    /// at a kernel call's end and not inside a handler.
+    fn deliver_alert(&mut self, frame: &mut M::Frame, top: ActivationId) -> bool {
+        let Some(entry) = self.objects.activation(top) else { return false };
+        if entry.control.alert_handler == 0 || entry.alert_return.is_some() || !self.objects.take_alert(top) {
+            return false;
+        }
+        let Some(entry) = self.objects.activation_mut(top) else { return false };
+        let saved = frame.context();
+        let mut handler = UserContext {
+            pc: entry.control.alert_handler,
+            // Below where it was, 16-byte aligned, leaving what it had.
+            sp: (saved.sp - 256) & !15,
+            pstate: saved.pstate,
+            x: [0; 31],
+        };
+        handler.x[0] = top.get() as u64;
+        entry.alert_return = Some(Box::new(saved));
+        frame.set_context(&handler);
+        true
+    }
+
+    /// Unwind spliced-out `top` of `thread`: off the chain, back to its
+    /// pool; its caller's registers into `frame` with `Terminated`, in its
+    /// view. False if it had no caller (the thread ends).
+    fn unwind_spliced(&mut self, frame: &mut M::Frame, thread: ThreadId, top: ActivationId) -> bool {
+        let Some((caller, domain)) = self.objects.activation(top).map(|entry| (entry.caller, entry.domain)) else {
+            return false;
+        };
+        self.end_lend(top, domain);
+        self.objects.pop(thread);
+        self.retire(top);
+        let Some(saved) = caller.and_then(|caller| self.objects.activation(caller)).map(|entry| entry.saved) else {
+            return false;
+        };
+        frame.set_context(&saved);
+        frame.set_result(Err(Error::Terminated));
+        let view = self.current_view();
+        self.machine.switch_view(view);
+        true
+    }
+
+    /// The current thread's domain code faulted (anything but a kernel
+    /// call), with its registers in `frame`: the domain is terminated; a
+    /// fault in a server activation unwinds the thread to its caller,
+    /// whose call returns `CallAborted`. `None` for a thread with no
+    /// activation (the machine's bug, not a domain's).
+    pub fn fault(&mut self, frame: &mut M::Frame) -> Option<Fault> {
+        let domain = self.current_domain()?;
+        let name = self.domain(domain).map_or("?", |record| record.domain.name);
+        self.terminate_domain(domain);
+        let unwound = self.abort_call(frame);
+        if unwound {
+            let view = self.current_view();
+            self.machine.switch_view(view);
+        }
+        Some(Fault { domain, name, unwound })
     }
 }

@@ -12,10 +12,11 @@
 //! against the kernel's own record of what the domain owns, not against the
 //! page tables, so a kernel call can never be talked into faulting.
 //!
-//! Left for later: several regions per domain, lent regions, merged mode
-//! (the `tern-inks` crate's business), and activation pools.
+//! [`DomainSpec`] is what a server crate declares about a domain (through
+//! `tern_inks::domain!`): its name, its entry and its role. Left for later:
+//! several regions per domain.
 
-use crate::abi::Error;
+use crate::abi::{Error, Role};
 use crate::frame::PhysRange;
 
 /// A domain's number: its index in the kernel's domain table, also used as
@@ -23,6 +24,23 @@ use crate::frame::PhysRange;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(transparent)]
 pub struct DomainId(pub u16);
+
+/// A domain's entry point: called in the domain, on its stack, with the
+/// argument the kernel chose for the upcall; its value ends the upcall.
+pub type Entry = fn(usize) -> usize;
+
+/// What a server crate declares about one of its domains (placed in the
+/// image's domain registry by `tern_inks::domain!`).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct DomainSpec {
+    /// Unique name, `server.role` by convention (e.g. `hello.ping`).
+    pub name: &'static str,
+    /// Where upcalls into the domain start.
+    pub entry: Entry,
+    /// What the domain is to the kernel.
+    pub role: Role,
+}
 
 /// A range of memory named by a domain in a kernel call: unchecked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +89,9 @@ pub struct Domain {
     pub name: &'static str,
     /// Its own memory, mapped EL0 read-write in its view only.
     pub region: PhysRange,
-    /// Physical address of its level-1 translation table.
-    pub table: u64,
+    /// The value that installs its view (the machine's: a translation
+    /// table and the domain's ASID).
+    pub view: u64,
 }
 
 fn within(outer: PhysRange, inner: PhysRange) -> bool {
@@ -80,16 +99,6 @@ fn within(outer: PhysRange, inner: PhysRange) -> bool {
 }
 
 impl Domain {
-    /// The value for TTBR0_EL1 that installs this domain's view.
-    pub const fn translation_base(&self) -> u64 {
-        self.table | ((self.id.0 as u64) << 48)
-    }
-
-    /// Highest usable stack address in the domain's region (16-byte aligned).
-    pub const fn stack_top(&self) -> u64 {
-        self.region.end - 16
-    }
-
     /// Check that the domain may read `claim`: it lies wholly inside the
     /// domain's own region or wholly inside the shared read-only image.
     /// A zero-length claim is accepted anywhere that is not wrapping.
@@ -119,8 +128,8 @@ mod tests {
     use super::*;
 
     fn fixture() -> (Domain, SharedImage) {
-        let domain =
-            Domain { id: DomainId(3), name: "test", region: PhysRange::new(0x20_0000, 0x40_0000), table: 0x9000 };
+        let region = PhysRange::new(0x20_0000, 0x40_0000);
+        let domain = Domain { id: DomainId(3), name: "test", region, view: 0x0003_0000_0000_9000 };
         (domain, SharedImage { read_only: PhysRange::new(0x8_0000, 0x9_0000) })
     }
 
@@ -141,12 +150,5 @@ mod tests {
         assert!(domain.check_writable(UserRange::new(0x30_0000, 64)).is_ok());
         assert_eq!(domain.check_writable(UserRange::new(0x8_1000, 16)), Err(Error::BadAddress));
         assert_eq!(domain.check_writable(UserRange::new(0x1f_ffff, 2)), Err(Error::BadAddress));
-    }
-
-    #[test]
-    fn translation_base_carries_the_asid() {
-        let (domain, _) = fixture();
-        assert_eq!(domain.translation_base(), 0x0003_0000_0000_9000);
-        assert_eq!(domain.stack_top(), 0x3f_fff0);
     }
 }

@@ -17,7 +17,8 @@
 
 use crate::domain::DomainId;
 use crate::frame::PhysRange;
-use crate::paging::PAGE;
+/// Bytes of a page (a frame).
+const PAGE: u64 = crate::frame::FRAME_SIZE as u64;
 use alloc::vec::Vec;
 
 /// How a lent page is mapped in the server's view.

@@ -1,26 +1,32 @@
-//! # tern-core: the portable kernel
+//! # tern-core: the kernel
 //!
-//! Everything in Tern that does not need to touch a register lives here, so
-//! that it can be tested on the host with `cargo test -p tern-core`:
+//! Tern's kernel proper, written against one small machine interface
+//! ([`machine::Machine`]) so that all of it runs under `cargo test` on the
+//! host, against a mock machine ([`mock`]), as well as on the hardware
+//! (`tern-aarch64` implements the trait).
 //!
-//! - [`frame`]: the physical frame allocator over the board's RAM;
-//! - [`heap`]: the kernel heap's allocator (behind the global allocator in the
-//!   image);
-//! - [`board`]: boards described as data;
-//! - [`bootinfo`]: what the boot loader handed over (flattened device tree or
-//!   ATAGs): memory size and kernel command line;
-//! - [`cmdline`]: the kernel command line's `tern.*` options;
-//! - [`esr`]: decoding an exception syndrome into words a person can read;
-//! - [`paging`]: building AArch64 translation tables (one layout, many views);
-//! - [`lend`]: counting the client pages lent into protected servers' views;
-//! - [`abi`]: the kernel-call interface shared by the kernel and its domains;
-//! - [`domain`]: protection domains, their memory, and user-pointer claims;
-//! - [`capability`]: capability spaces (port names and rights);
-//! - [`thread`]: threads, activations, ports — the migrating-thread objects;
-//! - [`schedule`]: the priority run queue.
+//! Its modules form layers; each uses only those below it:
 //!
-//! The arch crate (`tern-aarch64`) drives these from the boot code and the
-//! exception vectors; nothing here assumes it runs at EL1.
+//! 1. **data**: [`abi`] (the kernel-call interface shared with domains),
+//!    [`board`] (boards as data), [`frame`] and [`heap`] (allocators),
+//!    [`bootinfo`] and [`cmdline`] (what the boot loader handed over);
+//! 2. **objects**: [`capability`] (port names and rights), [`domain`]
+//!    (domains' memory and user-pointer claims), [`thread`] (threads,
+//!    activations, ports), [`chain`] (chain surgery: alerts, splits,
+//!    termination), [`schedule`] (the run queue), [`lend`] (lent pages);
+//! 3. **the machine interface**: [`machine`];
+//! 4. **the kernel state**: [`kernel`] (one structure, and what a call
+//!    answers);
+//! 5. **behaviour**, bottom up: [`scheduler`] (threads on the processor),
+//!    [`domains`] (creation, termination, lending), [`rpc`] (migrating and
+//!    switching RPC), [`control`] (activation control, the way back into a
+//!    domain, faults);
+//! 6. **the call table**: [`syscall`].
+//!
+//! What it must not depend on: the arch crate, the in-kernel-server layer
+//! (`tern-inks`, which sits above it and is reached through
+//! [`machine::Servers`]), any server crate. Nothing here touches a
+//! register or assumes it runs at EL1.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -29,13 +35,20 @@ pub mod abi;
 pub mod board;
 pub mod bootinfo;
 pub mod capability;
+pub mod chain;
 pub mod cmdline;
 pub mod control;
 pub mod domain;
-pub mod esr;
+pub mod domains;
 pub mod frame;
 pub mod heap;
+pub mod kernel;
 pub mod lend;
-pub mod paging;
+pub mod machine;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
+pub mod rpc;
 pub mod schedule;
+pub mod scheduler;
+pub mod syscall;
 pub mod thread;

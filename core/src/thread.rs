@@ -513,10 +513,9 @@ impl Port {
         self.queued = self.senders.len() as u32;
     }
 
-    /// Put a client back at the front of the queue.
-    pub fn requeue_sender(&mut self, thread: ThreadId) {
-        self.senders.push_front(thread);
-        self.queued = self.senders.len() as u32;
+    /// The first queued client, left in the queue.
+    pub fn first_sender(&self) -> Option<ThreadId> {
+        self.senders.front().copied()
     }
 
     /// Take `thread` out of the queues of those waiting for an activation

@@ -540,8 +540,8 @@ core::arch::global_asm!(
     "    TERN_DISPATCH",
     "    bl      tern_kernel_entry",
     "1:  b       1b",
-    reply_pages = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) >> 12,
-    reply_rest = const (tern_core::abi::MESSAGE_MAX.next_multiple_of(16)) & 0xfff,
+    reply_pages = const tern_core::abi::REPLY_AREA >> 12,
+    reply_rest = const tern_core::abi::REPLY_AREA & 0xfff,
     return_call = const Call::Return as usize,
 );
 

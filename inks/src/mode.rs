@@ -1,61 +1,74 @@
-//! How a domain runs: protected, or merged into the kernel domain.
+//! A domain's mode, and moving a domain between modes: the merge.
 //!
 //! The same server code runs either way (it calls the kernel only through
-//! [`crate::gate`]); the kernel decides per domain, at boot
-//! (`tern.merge=NAME,...`) and at run time ([`crate::gate::domain_mode`]).
+//! [`crate::gate`]); the kernel keeps each domain's mode in its record
+//! ([`DomainMode`] is part of the kernel-call ABI, so it is defined in
+//! `tern-core` and re-exported here), and this module carries out the
+//! change, at boot (`tern.merge=NAME,...`) or at run time (the
+//! `DomainMode` kernel call, which reaches [`set_mode`] through
+//! [`crate::Inks`]).
+//!
+//! Merging domain D makes its region the kernel's only and global, and
+//! puts it into every view — the kernel's and every other domain's — at
+//! the same addresses, so every pointer its code holds stays valid; from
+//! then on upcalls into it enter at the kernel's level, through the merged
+//! form of the gate's dispatch trampoline, and the gate's mode word (the
+//! first word of its region) tells its code to enter the kernel by a
+//! direct branch. Unmerging takes the region out of the other views and
+//! gives the domain its own mapping back. The domain's own view is
+//! unmapped first, the TLBs flushed, then remapped (break-before-make: its
+//! entries change from non-global to global or back).
+//!
+//! `Busy` (nothing changed) while any of its activations is occupied: a
+//! thread running or parked in it, or in a call it made. A call into it
+//! that starts after the change sees the new mode.
 
-/// A domain's mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(usize)]
-pub enum DomainMode {
-    /// Its own translation table and ASID; its code runs at EL0 and reaches
-    /// the kernel by trapping.
-    #[default]
-    Protected = 0,
-    /// Part of the kernel domain: its memory is EL1-only and present in
-    /// every view, its code runs at EL1 (on its own stacks, SP_EL0), and a
-    /// call into it switches no translation table.
-    Merged = 1,
-}
+use alloc::vec::Vec;
+use tern_core::abi::Error;
+use tern_core::board::REGION_MODE_OFFSET;
+use tern_core::domain::DomainId;
+use tern_core::kernel::Kernel;
+use tern_core::machine::{Machine, RegionMapping, Servers};
 
-impl DomainMode {
-    /// Decode the kernel call's mode argument.
-    pub const fn from_code(code: usize) -> Option<DomainMode> {
-        match code {
-            0 => Some(DomainMode::Protected),
-            1 => Some(DomainMode::Merged),
-            _ => None,
-        }
+pub use tern_core::abi::DomainMode;
+
+/// Move domain `id` into `mode` (see the module's notes).
+pub fn set_mode<M: Machine>(kernel: &mut Kernel<M>, id: DomainId, mode: DomainMode) -> Result<(), Error> {
+    let record = kernel.domain(id).filter(|record| record.alive).ok_or(Error::InvalidArgument)?;
+    if record.mode == mode {
+        return Ok(());
     }
-
-    /// Whether this is [`DomainMode::Merged`].
-    pub const fn is_merged(self) -> bool {
-        matches!(self, DomainMode::Merged)
+    if kernel.objects.domain_occupied(id) {
+        return Err(Error::Busy);
     }
-
-    /// The PSTATE an upcall into a domain of this mode starts with: EL0t,
-    /// or EL1t (EL1 on the domain's own stack, SP_EL0, so that an exception
-    /// from it arrives on the thread's kernel stack like one from EL0).
-    /// Interrupts unmasked either way.
-    pub const fn entry_pstate(self) -> u64 {
-        match self {
-            DomainMode::Protected => 0b0000,
-            DomainMode::Merged => 0b0100,
-        }
+    let (own, region) = (record.domain.view, record.domain.region);
+    let others: Vec<u64> = core::iter::once(kernel.machine.kernel_view())
+        .chain(kernel.domains.iter().filter(|other| other.domain.id != id).map(|other| other.domain.view))
+        .collect();
+    let (own_mapping, others_mapping) = match mode {
+        DomainMode::Merged => (RegionMapping::Merged, Some(RegionMapping::Merged)),
+        DomainMode::Protected => (RegionMapping::Protected, None),
+    };
+    // The region is an aligned slot of the arena: every view accepts it;
+    // a refusal would be a kernel bug, reported rather than half-done.
+    kernel.machine.map_region(own, region, None)?;
+    kernel.machine.flush_translations();
+    for &view in &others {
+        kernel.machine.map_region(view, region, others_mapping)?;
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_round_trip() {
-        for mode in [DomainMode::Protected, DomainMode::Merged] {
-            assert_eq!(DomainMode::from_code(mode as usize), Some(mode));
-        }
-        assert_eq!(DomainMode::from_code(2), None);
-        assert_eq!(DomainMode::Merged.entry_pstate() & 0xf, 0b0100, "EL1t");
-        assert_eq!(DomainMode::Protected.entry_pstate(), 0, "EL0t");
+    kernel.machine.map_region(own, region, Some(own_mapping))?;
+    kernel.machine.flush_translations();
+    let own_view = kernel.view_of(id);
+    for activation in kernel.objects.activations_of(id) {
+        activation.entry_pstate = M::entry_state(mode);
+        activation.entry = <M::Servers as Servers>::entry_for_mode(activation.entry, mode);
+        // A merged activation runs in whichever view its caller ran in
+        // (each call records it); back in protected mode, its own.
+        activation.view = own_view;
     }
+    kernel.machine.write((region.start + REGION_MODE_OFFSET) as usize, &(mode as u64).to_le_bytes());
+    if let Some(record) = kernel.domain_mut(id) {
+        record.mode = mode;
+    }
+    Ok(())
 }

@@ -7,34 +7,33 @@
 //! into the image registers it; nothing else needs editing. (The same idea
 //! as Linux's initcalls, without any code running at registration.)
 //!
-//! The section lives in read-only data; records are plain data (a name and
-//! a function pointer), so nothing here needs constructors.
+//! The section lives in read-only data; records are plain data (a name, a
+//! function pointer and a role: `tern_core::domain::DomainSpec`, defined
+//! with the kernel, which keeps a reference to each domain's), so nothing
+//! here needs constructors.
 
-/// A domain's entry point: called at EL0, in the domain, on the domain's
-/// stack, with the argument the kernel chose for this upcall. Its return
-/// value goes back to the kernel through [`gate::exit`](crate::gate::exit).
-pub type Entry = fn(usize) -> usize;
-
-/// What a server crate declares about one of its domains.
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct DomainSpec {
-    /// Unique name, `server.role` by convention (e.g. `hello.ping`).
-    pub name: &'static str,
-    /// Where upcalls into the domain start.
-    pub entry: Entry,
-}
+pub use tern_core::domain::{DomainSpec, Entry};
 
 /// Declare a domain: `tern_inks::domain!(PING, "hello.ping", ping);`
-/// where `ping: fn(usize) -> usize`.
+/// where `ping: fn(usize) -> usize` (its return value goes back to the
+/// kernel through [`gate::exit`](crate::gate::exit)). A domain with a role
+/// beyond its own ports says so: `tern_inks::domain!(NAMES, "names", main,
+/// NameService);` (see `tern_core::abi::Role`).
 #[macro_export]
 macro_rules! domain {
     ($item:ident, $name:expr, $entry:path) => {
+        $crate::domain!($item, $name, $entry, Plain);
+    };
+    ($item:ident, $name:expr, $entry:path, $role:ident) => {
         #[used]
         #[unsafe(link_section = ".tern_domains")]
-        static $item: $crate::registry::DomainSpec = $crate::registry::DomainSpec { name: $name, entry: $entry };
+        static $item: $crate::registry::DomainSpec =
+            $crate::registry::DomainSpec { name: $name, entry: $entry, role: $crate::registry::Role::$role };
     };
 }
+
+#[doc(hidden)]
+pub use tern_core::abi::Role;
 
 #[cfg(target_os = "none")]
 unsafe extern "C" {

@@ -69,8 +69,6 @@
 //!   out-of-line payloads (messages are inline, at most [`PAYLOAD_MAX`]
 //!   bytes), no timeouts.
 
-extern crate alloc;
-
 use crate::gate;
 use alloc::boxed::Box;
 use core::mem::MaybeUninit;

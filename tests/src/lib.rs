@@ -1,7 +1,9 @@
 //! # tern-tests: what a Tern boot must print, checked in QEMU
 //!
 //! The integration tests (`tests/boot.rs`) boot every test scenario of the
-//! kernel on both boards and check the output contract the kernel promises.
+//! kernel on both boards, in each board's harness image, and check the
+//! output contract the kernel promises; `tests/image.rs` checks that the
+//! production image carries no harness code (`xtask::harness_symbols`).
 //! This library holds the part worth sharing and worth testing on its own:
 //! [`Transcript`], one finished QEMU run split into lines with assertion
 //! helpers, and [`checks`], one function per scenario stating that
@@ -16,7 +18,7 @@
 //! what the kernel said is a boot test nobody can fix.
 //!
 //! Building, booting, timeouts and log decoding are the xtask library's
-//! (`xtask::run_scenario`); this crate adds nothing to that but the
+//! (`xtask::run_scenario`, which always boots the harness image); this crate adds nothing to that but the
 //! per-test timeout knob `TERN_TEST_TIMEOUT` (seconds, default 60).
 //!
 //! What it leaves out: it does not check timing (QEMU's is not the

@@ -12,19 +12,20 @@
 //! and merged, so every mode is measured in the same boot. This module is
 //! the host side of that arrangement, in three parts.
 //!
-//! **Running.** [`run`] builds the release image, then boots it in QEMU with
-//! two changes to the usual command line: `-icount shift=0`, without which
-//! INST_RETIRED reads 0 (and with which it is exact and identical from run to
-//! run), and `-smp 1` on `virt`, because QEMU's INST_RETIRED is a sum over
-//! every virtual core (on `raspi4b` the three secondary cores sit in the
+//! **Running.** [`run`] builds the release harness image (the production
+//! image has no benchmark), then boots it in QEMU with two changes to the
+//! usual command line: `-icount shift=0`, without which INST_RETIRED reads
+//! 0 (and with which it is exact and identical from run to run), and
+//! `-smp 1` on `virt`, because QEMU's INST_RETIRED is a sum over every
+//! virtual core (on `raspi4b` the three secondary cores sit in the
 //! firmware's `wfe` loop and retire nothing while parked). The kernel gets
 //! `tern.harness=1 tern.scenario=bench` and, with `--repetitions N`,
-//! `tern.bench.repetitions=N`; semihosting is on so the kernel ends QEMU with
-//! its verdict. [`qemu::run_captured`] offers no way to add QEMU arguments,
-//! so [`run_captured_icount`] repeats its loop (the same [`Console`] and
-//! [`LogDecoder`], a deadline, a guard that kills and reaps QEMU on every
-//! way out) around [`bench_command`], which is [`qemu::command`] with those
-//! two edits.
+//! `tern.bench.repetitions=N`; semihosting is on so the kernel ends QEMU
+//! with its verdict. [`qemu::run_captured`] offers no way to add QEMU
+//! arguments, so [`run_captured_icount`] repeats its loop (the same
+//! [`Console`] and [`LogDecoder`], a deadline, a guard that kills and reaps
+//! QEMU on every way out) around [`bench_command`], which is
+//! [`qemu::command`] with those two edits.
 //!
 //! **Parsing.** [`parse`] is a pure function from the captured text to a
 //! [`Report`]. A line belongs to the protocol when its first word is `BENCH`
@@ -107,7 +108,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::qemu::{self, Launch, RunOutput};
-use crate::{Board, Image, build_image, install};
+use crate::{Board, Image, ImageKind, build_image, install};
 
 /// The kernel scenario that runs the benchmark.
 pub const SCENARIO: &str = "bench";
@@ -1436,8 +1437,8 @@ pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>) -> Resu
     if !info.supports(board) {
         bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
     }
-    let image = build_image(board, true)?;
-    eprintln!("benchmarking {board} (release image; timeout {} s)", TIMEOUT.as_secs());
+    let image = build_image(board, ImageKind::Harness, true)?;
+    eprintln!("benchmarking {board} (release harness image; timeout {} s)", TIMEOUT.as_secs());
     let run = run_captured_icount(&image, &cmdline(repetitions), TIMEOUT)?;
     let parsed = parse(&run.output);
     let mut problems: Vec<String> = run_failure(&run).into_iter().collect();

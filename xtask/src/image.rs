@@ -1,8 +1,14 @@
-//! Building a board's kernel and turning it into a bootable raw image.
+//! Building a board's kernel images and turning them into bootable raw
+//! images; checking that a production image carries nothing of the
+//! harness.
 //!
-//! [`build_image`] runs `cargo build -p <board package> --bin <kernel>
-//! --target aarch64-unknown-none` from the workspace root, with
-//! `DEFMT_LOG=info` unless the caller's environment already sets
+//! Each board crate has two binaries (see [`ImageKind`]): the production
+//! image (`tern-rpi4`, `tern-virt`: the kernel and the servers of
+//! `board/image`) and the harness image (`tern-rpi4-harness`,
+//! `tern-virt-harness`: that plus the test servers, the scenarios and the
+//! benchmark). [`build_image`] runs `cargo build -p <board package> --bin
+//! <binary of that kind> --target aarch64-unknown-none` from the workspace
+//! root, with `DEFMT_LOG=info` unless the caller's environment already sets
 //! `DEFMT_LOG` (defmt reads it at build time, so it decides which log
 //! levels exist in the image at all). Cargo is asked for
 //! `--message-format=json-render-diagnostics`: errors still reach the
@@ -11,16 +17,29 @@
 //! guessing `target/...` keeps `CARGO_TARGET_DIR`, `build.target-dir` and
 //! friends working.
 //!
-//! The ELF is then flattened by [`crate::elf::elf_to_raw`] into
-//! `kernel8.img` (rpi4) or `tern-virt.img` (virt) beside it, written to a
+//! The ELF is then flattened by [`crate::elf::elf_to_raw`] into the raw
+//! image beside it: `kernel8.img` and `kernel8-harness.img` (rpi4),
+//! `tern-virt.img` and `tern-virt-harness.img` (virt). It is written to a
 //! temporary name and renamed, so a QEMU started by another process never
 //! sees half a file.
 //!
-//! Results are remembered per (board, profile) for the life of the process,
-//! successes and failures alike: the integration tests boot a dozen
-//! scenarios per board from many threads, and one build (or one build
-//! error) each is what they need. Concurrent callers for the same image
-//! wait for the first one's build.
+//! Results are remembered per (board, kind, profile) for the life of the
+//! process, successes and failures alike: the integration tests boot a
+//! dozen scenarios per board from many threads, and one build (or one
+//! build error) each is what they need. Concurrent callers for the same
+//! image wait for the first one's build.
+//!
+//! [`harness_symbols`] is the production-image check: the symbol-table
+//! entries of an ELF whose names contain one of [`HARNESS_CRATES`].
+//! It reads raw (mangled) names: a crate's name appears verbatim in the
+//! mangled symbol of each of its items under both Rust manglings
+//! (`_ZN10tern_hello4ping17h…E`, `_RNvCs…_10tern_hello4ping`), and in the
+//! defmt symbols of its log statements. It is a lower bound, not a proof of
+//! absence: code of a harness crate inlined into another crate's function,
+//! or a generic of another crate instantiated with a harness type (its
+//! legacy-mangled name shows only the defining crate), leaves no symbol of
+//! its own. The test that uses it (`tests/tests/image.rs`) also checks that
+//! the harness image does have such symbols, so the check can fail.
 //!
 //! What it leaves out: it never cleans, never builds for a host target, and
 //! does not rebuild within one process if sources change meanwhile.
@@ -31,8 +50,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
+use object::Endianness;
+use object::elf::{FileHeader64, SHT_SYMTAB};
+use object::read::elf::{FileHeader, Sym};
 
-use crate::{Board, cargo, elf, workspace_root};
+use crate::{Board, ImageKind, cargo, elf, workspace_root};
 
 /// The target triple of every kernel build.
 pub const KERNEL_TARGET: &str = "aarch64-unknown-none";
@@ -43,33 +65,66 @@ pub const KERNEL_TARGET: &str = "aarch64-unknown-none";
 pub struct Image {
     /// The board it was built for.
     pub board: Board,
+    /// Production or harness.
+    pub kind: ImageKind,
     /// Whether it is a release build.
     pub release: bool,
     /// The kernel ELF.
     pub elf: PathBuf,
-    /// The raw binary (`kernel8.img` or `tern-virt.img`).
+    /// The raw binary ([`Board::raw_name`]: `kernel8.img`,
+    /// `tern-virt-harness.img`, ...).
     pub raw: PathBuf,
     /// The raw binary's size in bytes.
     pub size: u64,
 }
 
-/// Builds (once per process) the kernel for `board` and converts it.
-pub fn build_image(board: Board, release: bool) -> Result<Image> {
-    static CACHE: [OnceLock<Result<Image, String>>; 4] = [const { OnceLock::new() }; 4];
-    let slot = &CACHE[board as usize * 2 + usize::from(release)];
-    slot.get_or_init(|| build_uncached(board, release).map_err(|e| format!("{e:#}")))
+/// Builds (once per process) the `kind` image for `board` and converts it.
+pub fn build_image(board: Board, kind: ImageKind, release: bool) -> Result<Image> {
+    const SLOTS: usize = Board::ALL.len() * ImageKind::ALL.len() * 2;
+    static CACHE: [OnceLock<Result<Image, String>>; SLOTS] = [const { OnceLock::new() }; SLOTS];
+    let slot = &CACHE[(board as usize * ImageKind::ALL.len() + kind as usize) * 2 + usize::from(release)];
+    slot.get_or_init(|| build_uncached(board, kind, release).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow!("{e}"))
 }
 
-fn build_uncached(board: Board, release: bool) -> Result<Image> {
-    let elf_path = cargo_build(board, release)?;
+fn build_uncached(board: Board, kind: ImageKind, release: bool) -> Result<Image> {
+    let elf_path = cargo_build(board, kind, release)?;
     let elf_bytes = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let raw_bytes = elf::elf_to_raw(&elf_bytes, board.load_address())
         .with_context(|| format!("converting {} to a raw image", elf_path.display()))?;
-    let raw = elf_path.with_file_name(board.raw_name());
+    let raw = elf_path.with_file_name(board.raw_name(kind));
     write_atomically(&raw, &raw_bytes)?;
-    Ok(Image { board, release, elf: elf_path, raw, size: raw_bytes.len() as u64 })
+    Ok(Image { board, kind, release, elf: elf_path, raw, size: raw_bytes.len() as u64 })
+}
+
+/// The crates whose code belongs in harness images only: the harness crate
+/// (scenarios and benchmark drivers) and the test servers. Matched against
+/// symbol names as they are in the ELF, with `_` (a crate's name, not its
+/// package's).
+pub const HARNESS_CRATES: [&str; 4] = ["tern_harness", "tern_rpctest", "tern_ctltest", "tern_hello"];
+
+/// The names of `elf`'s symbol-table entries that belong to a harness crate
+/// (contain one of [`HARNESS_CRATES`]), in symbol-table order. An ELF
+/// without a symbol table is an error, not an empty list: a stripped image
+/// would otherwise pass the check by saying nothing.
+pub fn harness_symbols(elf: &[u8]) -> Result<Vec<String>> {
+    let header = FileHeader64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
+    let endian = header.endian().context("unknown ELF byte order")?;
+    let sections = header.sections(endian, elf).context("reading ELF section headers")?;
+    let symbols = sections.symbols(endian, elf, SHT_SYMTAB).context("reading the ELF symbol table")?;
+    if symbols.is_empty() {
+        bail!("the ELF has no symbol table (stripped?): nothing to check");
+    }
+    let mut found = Vec::new();
+    for symbol in symbols.iter() {
+        let name = symbol.name(endian, symbols.strings()).context("reading a symbol's name")?;
+        let name = String::from_utf8_lossy(name);
+        if HARNESS_CRATES.iter().any(|krate| name.contains(krate)) {
+            found.push(name.into_owned());
+        }
+    }
+    Ok(found)
 }
 
 /// Make sure the toolchain can build for [`KERNEL_TARGET`]: when rustup
@@ -101,11 +156,12 @@ fn add_kernel_target() -> Result<()> {
 }
 
 /// Runs cargo and returns the path of the kernel ELF it reports.
-fn cargo_build(board: Board, release: bool) -> Result<PathBuf> {
+fn cargo_build(board: Board, kind: ImageKind, release: bool) -> Result<PathBuf> {
     ensure_kernel_target()?;
+    let binary = board.binary(kind);
     let mut cmd = Command::new(cargo());
     cmd.current_dir(workspace_root())
-        .args(["build", "--package", board.package(), "--bin", board.binary()])
+        .args(["build", "--package", board.package(), "--bin", binary])
         .args(["--target", KERNEL_TARGET, "--message-format=json-render-diagnostics"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -121,16 +177,15 @@ fn cargo_build(board: Board, release: bool) -> Result<PathBuf> {
     let mut executable = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading cargo's output")?;
-        if let Some(path) = artifact_executable(&line, board.binary()) {
+        if let Some(path) = artifact_executable(&line, binary) {
             executable = Some(path);
         }
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
-        bail!("`cargo build -p {}` for {KERNEL_TARGET} failed ({status})", board.package());
+        bail!("`cargo build -p {} --bin {binary}` for {KERNEL_TARGET} failed ({status})", board.package());
     }
-    executable
-        .with_context(|| format!("cargo built {} but reported no executable named {}", board.package(), board.binary()))
+    executable.with_context(|| format!("cargo built {} but reported no executable named {binary}", board.package()))
 }
 
 /// The `executable` of a cargo `compiler-artifact` message for binary `bin`.
@@ -168,5 +223,116 @@ mod tests {
         assert_eq!(artifact_executable(lib, "tern-rpi4"), None);
         assert_eq!(artifact_executable(r#"{"reason":"build-finished","success":true}"#, "tern-rpi4"), None);
         assert_eq!(artifact_executable("not json", "tern-rpi4"), None);
+    }
+
+    /// Writes a minimal little-endian ELF64 file by hand with four
+    /// sections (null, `.symtab`, `.strtab`, `.shstrtab`) and one symbol
+    /// per name (after the null symbol); with `symtab` false, the symbol
+    /// table's section is a `PROGBITS` instead (a stripped file).
+    /// Hand-written on purpose, so the reader is not tested against its own
+    /// writer.
+    fn synth_symbols(names: &[&str], symtab: bool) -> Vec<u8> {
+        const EHSIZE: usize = 64;
+        const SHENTSIZE: usize = 64;
+        const SYMENTSIZE: usize = 24;
+        let mut strtab = vec![0u8];
+        let mut syms = vec![0u8; SYMENTSIZE]; // the null symbol
+        for name in names {
+            syms.extend((strtab.len() as u32).to_le_bytes()); // st_name
+            syms.push(0x12); // STB_GLOBAL, STT_FUNC
+            syms.push(0); // st_other
+            syms.extend(0u16.to_le_bytes()); // st_shndx
+            syms.extend(0x8_0000u64.to_le_bytes()); // st_value
+            syms.extend(4u64.to_le_bytes()); // st_size
+            strtab.extend(name.as_bytes());
+            strtab.push(0);
+        }
+        let shstrtab = b"\0.symtab\0.strtab\0.shstrtab\0";
+        let syms_at = EHSIZE;
+        let strtab_at = syms_at + syms.len();
+        let shstrtab_at = strtab_at + strtab.len();
+        let shoff = (shstrtab_at + shstrtab.len()).next_multiple_of(8);
+
+        let mut f = Vec::new();
+        f.extend(b"\x7fELF");
+        f.extend([2, 1, 1, 0]); // ELFCLASS64, little-endian, version 1, SysV
+        f.extend([0; 8]);
+        f.extend(2u16.to_le_bytes()); // ET_EXEC
+        f.extend(object::elf::EM_AARCH64.to_le_bytes());
+        f.extend(1u32.to_le_bytes());
+        f.extend(0x8_0000u64.to_le_bytes()); // e_entry
+        f.extend(0u64.to_le_bytes()); // e_phoff
+        f.extend((shoff as u64).to_le_bytes());
+        f.extend(0u32.to_le_bytes()); // e_flags
+        f.extend((EHSIZE as u16).to_le_bytes());
+        f.extend(56u16.to_le_bytes()); // e_phentsize
+        f.extend(0u16.to_le_bytes()); // e_phnum
+        f.extend((SHENTSIZE as u16).to_le_bytes());
+        f.extend(4u16.to_le_bytes()); // e_shnum
+        f.extend(3u16.to_le_bytes()); // e_shstrndx
+        assert_eq!(f.len(), EHSIZE);
+        f.extend(&syms);
+        f.extend(&strtab);
+        f.extend(shstrtab);
+        f.resize(shoff, 0);
+        // (name offset, type, offset, size, link, entry size)
+        let symtab_type = if symtab { SHT_SYMTAB } else { object::elf::SHT_PROGBITS };
+        let headers = [
+            (0, object::elf::SHT_NULL, 0, 0, 0, 0),
+            (1, symtab_type, syms_at, syms.len(), 2, SYMENTSIZE),
+            (9, object::elf::SHT_STRTAB, strtab_at, strtab.len(), 0, 0),
+            (17, object::elf::SHT_STRTAB, shstrtab_at, shstrtab.len(), 0, 0),
+        ];
+        for (name, kind, offset, size, link, entsize) in headers {
+            f.extend((name as u32).to_le_bytes());
+            f.extend(kind.to_le_bytes());
+            f.extend(0u64.to_le_bytes()); // sh_flags
+            f.extend(0u64.to_le_bytes()); // sh_addr
+            f.extend((offset as u64).to_le_bytes());
+            f.extend((size as u64).to_le_bytes());
+            f.extend((link as u32).to_le_bytes());
+            f.extend(if kind == SHT_SYMTAB { 1u32 } else { 0 }.to_le_bytes()); // sh_info: first global
+            f.extend(8u64.to_le_bytes()); // sh_addralign
+            f.extend((entsize as u64).to_le_bytes());
+        }
+        f
+    }
+
+    #[test]
+    fn harness_symbols_are_found_in_either_mangling() {
+        let elf = synth_symbols(
+            &[
+                "_ZN9tern_core5frame8allocate17h0123456789abcdefE",
+                "_ZN10tern_hello4ping17h0123456789abcdefE",
+                "_RNvCs1a2b3c_12tern_rpctest4slow",
+                "tern_board_main",
+                "_ZN12tern_ctltest4test3run17hfedcba9876543210E",
+                "_ZN12tern_harness8scenario3run17h0000000000000000E",
+                "_ZN17tern_rpi4_harness4main17h0000000000000000E",
+                "_ZN4tern5hello17h0000000000000000E",
+            ],
+            true,
+        );
+        assert_eq!(
+            harness_symbols(&elf).unwrap(),
+            [
+                "_ZN10tern_hello4ping17h0123456789abcdefE",
+                "_RNvCs1a2b3c_12tern_rpctest4slow",
+                "_ZN12tern_ctltest4test3run17hfedcba9876543210E",
+                "_ZN12tern_harness8scenario3run17h0000000000000000E",
+            ]
+        );
+        let clean = synth_symbols(&["_ZN9tern_core4main17h0123456789abcdefE", "tern_board_main"], true);
+        assert_eq!(harness_symbols(&clean).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn no_symbol_table_is_an_error_not_a_pass() {
+        let stripped = synth_symbols(&["_ZN10tern_hello4ping17h0123456789abcdefE"], false);
+        let err = harness_symbols(&stripped).unwrap_err().to_string();
+        assert!(err.contains("no symbol table"), "{err}");
+        assert!(harness_symbols(b"not an elf").is_err());
+        let elf = synth_symbols(&["_ZN10tern_hello4ping17h0123456789abcdefE"], true);
+        assert!(harness_symbols(&elf[..elf.len() - 10]).is_err());
     }
 }

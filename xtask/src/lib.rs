@@ -13,9 +13,15 @@
 //! The pieces:
 //!
 //! * [`Board`] names the two targets (Raspberry Pi 4 and QEMU's `virt`)
-//!   and everything that differs between them;
-//! * [`image`] builds a board's kernel with cargo and converts it with
-//!   [`elf`] (ELF → raw binary, with load-address checks);
+//!   and everything that differs between them; [`ImageKind`] the two
+//!   images each board crate builds: the *production* image (the kernel
+//!   and the production servers listed in `board/image`, what a person
+//!   flashes) and the *harness* image (that plus the test servers,
+//!   scenarios and benchmark, what the tests and the benchmark boot);
+//! * [`image`] builds one of a board's images with cargo and converts it
+//!   with [`elf`] (ELF → raw binary, with load-address checks), and
+//!   [`harness_symbols`] lists what of the harness an ELF contains (the
+//!   production-image check, `tests/tests/image.rs`);
 //! * [`demux`] and [`console`] split the UART stream into text and defmt
 //!   frames and print the frames as log lines;
 //! * [`qemu`] finds QEMU, builds its command line and runs it, either
@@ -37,17 +43,23 @@
 //! as the decoder, read-only ELF features) for the ELF → raw conversion,
 //! `serde_json` to read cargo's `--message-format=json` and so find the
 //! built ELF wherever the target directory is, `defmt-parser` for the log
-//! level type. The command line is parsed by hand (a handful of flags) rather
-//! than with clap, which would add the largest compile of the lot for no
-//! behaviour worth having. Waiting with a timeout is a poll loop on
+//! level type. `object` also reads the symbol table for the
+//! production-image check, which matches raw (mangled) symbol names and so
+//! needs no demangler: a crate's name appears verbatim in both the legacy
+//! and the v0 mangling of its items' symbols, and `rustc-demangle` is not in
+//! `Cargo.lock` (it would be a new crate, for nothing the check would find
+//! that it does not find already). The command line is parsed by hand (a
+//! handful of flags) rather than with clap, which would add the largest
+//! compile of the lot for no behaviour worth having. Waiting with a timeout is a poll loop on
 //! `Child::try_wait`, not a crate.
 //!
 //! ## What it leaves out
 //!
-//! Flashing a real Raspberry Pi (copy `kernel8.img` to the SD card's boot
-//! partition yourself), any QEMU other than `qemu-system-aarch64` from
-//! `PATH`, QEMU installation outside Debian and Ubuntu, and Windows or
-//! macOS hosts (nothing deliberately excludes them, nothing tests them).
+//! Flashing a real Raspberry Pi (copy the production `kernel8.img` to the
+//! SD card's boot partition yourself), any QEMU other than
+//! `qemu-system-aarch64` from `PATH`, QEMU installation outside Debian and
+//! Ubuntu, and Windows or macOS hosts (nothing deliberately excludes them,
+//! nothing tests them).
 
 pub mod bench;
 pub mod console;
@@ -62,7 +74,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::Path;
 
-pub use image::{Image, build_image};
+pub use image::{Image, build_image, harness_symbols};
 pub use qemu::{DEFAULT_TIMEOUT, RunOutput, run_scenario};
 
 /// A board Tern runs on.
@@ -103,19 +115,23 @@ impl Board {
         }
     }
 
-    /// The name of the kernel binary in that package.
-    pub fn binary(self) -> &'static str {
-        match self {
-            Board::Rpi4 => "tern-rpi4",
-            Board::Virt => "tern-virt",
+    /// The name of the kernel binary of `kind` in that package.
+    pub fn binary(self, kind: ImageKind) -> &'static str {
+        match (self, kind) {
+            (Board::Rpi4, ImageKind::Production) => "tern-rpi4",
+            (Board::Rpi4, ImageKind::Harness) => "tern-rpi4-harness",
+            (Board::Virt, ImageKind::Production) => "tern-virt",
+            (Board::Virt, ImageKind::Harness) => "tern-virt-harness",
         }
     }
 
-    /// The file name of the raw image, written beside the ELF.
-    pub fn raw_name(self) -> &'static str {
-        match self {
-            Board::Rpi4 => "kernel8.img",
-            Board::Virt => "tern-virt.img",
+    /// The file name of the raw image of `kind`, written beside the ELF.
+    pub fn raw_name(self, kind: ImageKind) -> &'static str {
+        match (self, kind) {
+            (Board::Rpi4, ImageKind::Production) => "kernel8.img",
+            (Board::Rpi4, ImageKind::Harness) => "kernel8-harness.img",
+            (Board::Virt, ImageKind::Production) => "tern-virt.img",
+            (Board::Virt, ImageKind::Harness) => "tern-virt-harness.img",
         }
     }
 
@@ -142,6 +158,36 @@ impl fmt::Display for Board {
     }
 }
 
+/// Which of a board's two images: each board crate has one binary of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageKind {
+    /// What a person flashes (or boots with `cargo xtask qemu`): the kernel
+    /// and the production servers of `board/image`, nothing else.
+    Production,
+    /// The production image plus the test servers, scenarios and
+    /// benchmark: what the boot tests and `cargo xtask bench` boot.
+    Harness,
+}
+
+impl ImageKind {
+    /// Both kinds, in the order builds visit them.
+    pub const ALL: [ImageKind; 2] = [ImageKind::Production, ImageKind::Harness];
+
+    /// `production` or `harness`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageKind::Production => "production",
+            ImageKind::Harness => "harness",
+        }
+    }
+}
+
+impl fmt::Display for ImageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The workspace root (the directory holding the top `Cargo.toml`).
 pub fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the workspace root")
@@ -162,6 +208,25 @@ mod tests {
             assert_eq!(Board::from_name(board.name()), Some(board));
         }
         assert_eq!(Board::from_name("pi5"), None);
+    }
+
+    #[test]
+    fn every_image_has_its_own_binary_and_file() {
+        let mut binaries = Vec::new();
+        let mut files = Vec::new();
+        for board in Board::ALL {
+            for kind in ImageKind::ALL {
+                binaries.push(board.binary(kind));
+                files.push(board.raw_name(kind));
+            }
+        }
+        for names in [&mut binaries, &mut files] {
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), Board::ALL.len() * ImageKind::ALL.len(), "{names:?}");
+        }
+        assert_eq!(Board::Rpi4.raw_name(ImageKind::Production), "kernel8.img");
+        assert_eq!(Board::Virt.binary(ImageKind::Harness), "tern-virt-harness");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the command line over the xtask library.
 //!
 //! ```text
-//! cargo xtask build  [--board rpi4|virt] [--release]
+//! cargo xtask build  [--board rpi4|virt] [--release] [--harness]
 //! cargo xtask qemu   [--board rpi4|virt] [--release] [--gdb] [--scenario NAME]
 //!                    [--harness] [--append ARGS] [--locations]
 //! cargo xtask test   [--release]
@@ -10,23 +10,35 @@
 //! cargo xtask install-qemu
 //! ```
 //!
-//! `build` builds one board's kernel (rpi4 by default) and prints where the
-//! ELF and the raw image are. `qemu` builds and boots it with the console
-//! on the terminal; without `--board` it picks rpi4 when the installed QEMU
-//! has `raspi4b`, else virt. `--scenario NAME` passes `tern.scenario=NAME`
-//! to the kernel; `--harness` also passes `tern.harness=1` and enables
-//! semihosting, so the kernel ends QEMU with its verdict (which becomes this
-//! command's exit status). `test` is everything CI checks, in order, stopping
-//! at the first failure; `lint` is its first two steps. `install-qemu`
-//! installs QEMU >= 9.0 if it is missing or too old (CI calls it).
+//! Each board has two images (`xtask::ImageKind`): the *production* image
+//! (`kernel8.img`, `tern-virt.img`: the kernel and the production servers,
+//! what a person flashes or boots) and the *harness* image
+//! (`kernel8-harness.img`, `tern-virt-harness.img`: that plus the test
+//! servers, scenarios and benchmark).
 //!
-//! `bench` (virt by default) builds the release image, boots the kernel's
-//! `bench` scenario under `-icount shift=0` on one core, and prints its
-//! instruction counts as the paper's Tables 1 and 3 with the targets beside
-//! them; `--json PATH` also writes them as JSON records, `--svg PATH` as a
-//! bar chart of the whole-call medians (either or both), `--repetitions N`
-//! passes `tern.bench.repetitions=N` (otherwise the kernel chooses). It fails when
-//! the run fails, never because a target was missed (see `docs/bench.md`).
+//! `build` builds one board's production image (rpi4 by default), or its
+//! harness image with `--harness`, and prints where the ELF and the raw
+//! image are and the raw image's size. `qemu` builds and boots an image
+//! with the console on the terminal: the production image, unless
+//! `--harness` or `--scenario` asks for the harness image (scenarios live
+//! there only); without `--board` it picks rpi4 when the installed QEMU has
+//! `raspi4b`, else virt. `--scenario NAME` passes `tern.scenario=NAME` to
+//! the kernel; `--harness` also passes `tern.harness=1` and enables
+//! semihosting, so the kernel ends QEMU with its verdict (which becomes
+//! this command's exit status). `test` is everything CI checks, in order,
+//! stopping at the first failure (its images step builds all four images,
+//! both kinds for both boards, and the boot tests boot the harness
+//! images); `lint` is its first two steps. `install-qemu` installs QEMU >=
+//! 9.0 if it is missing or too old (CI calls it).
+//!
+//! `bench` (virt by default) builds the release harness image, boots the
+//! kernel's `bench` scenario under `-icount shift=0` on one core, and
+//! prints its instruction counts as the paper's Tables 1 and 3 with the
+//! targets beside them; `--json PATH` also writes them as JSON records,
+//! `--svg PATH` as a bar chart of the whole-call medians (either or both),
+//! `--repetitions N` passes `tern.bench.repetitions=N` (otherwise the
+//! kernel chooses). It fails when the run fails, never because a target
+//! was missed (see `docs/bench.md`).
 //!
 //! The arguments are parsed by hand: six subcommands and a few flags do not
 //! justify clap's compile time on a two-core machine, and the parser below
@@ -43,38 +55,51 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use xtask::qemu::{self, Launch};
-use xtask::{Board, build_image, cargo, install, workspace_root};
+use xtask::{Board, ImageKind, build_image, cargo, install, workspace_root};
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  build         build a kernel image      [--board rpi4|virt] [--release]
+  build         build a kernel image      [--board rpi4|virt] [--release] [--harness]
   qemu          build and boot in QEMU    [--board rpi4|virt] [--release] [--gdb]
                                           [--scenario NAME] [--harness] [--append ARGS]
                                           [--locations]
-  test          fmt, clippy, unit tests, images, QEMU tests   [--release]
-  bench         release image, QEMU -icount, instruction counts as a table
+  test          fmt, clippy, unit tests, all four images, QEMU tests   [--release]
+  bench         release harness image, QEMU -icount, instruction counts as a table
                                           [--board virt|rpi4] [--json PATH]
                                           [--svg PATH] [--repetitions N]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
 
+images: each board has a production image (the kernel and its production servers:
+kernel8.img, tern-virt.img) and a harness image (plus test servers, scenarios and the
+benchmark: kernel8-harness.img, tern-virt-harness.img). build and qemu use the
+production image unless --harness (or, for qemu, --scenario) is given.
+
 options:
   --board B       rpi4 or virt (default: rpi4; for qemu, virt if QEMU lacks raspi4b;
                   for bench, virt)
   --release       build with the release profile
   --gdb           start halted with a gdb stub on :1234
-  --scenario N    add tern.scenario=N to the kernel command line
-  --harness       add tern.harness=1 and semihosting: the kernel exits QEMU
-                  with 0 pass, 1 fail, 2 panic, 3 EL1 fault
+  --scenario N    boot the harness image with tern.scenario=N on the kernel command line
+  --harness       (build) the harness image instead of the production one;
+                  (qemu) boot the harness image with tern.harness=1 and semihosting:
+                  the kernel exits QEMU with 0 pass, 1 fail, 2 panic, 3 EL1 fault
   --append ARGS   more kernel command-line arguments
   --locations     show the source location of each defmt log line
   --json PATH     (bench) also write the figures as JSON records to PATH
   --svg PATH      (bench) also write the whole-call medians as an SVG bar chart to PATH
   --repetitions N (bench) add tern.bench.repetitions=N (default: the kernel's)
 ";
+
+/// The flags `build` accepts.
+const BUILD_FLAGS: &[&str] = &["--board", "--release", "--harness"];
+/// The flags `qemu` accepts.
+const QEMU_FLAGS: &[&str] = &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"];
+/// The flags `bench` accepts.
+const BENCH_FLAGS: &[&str] = &["--board", "--json", "--svg", "--repetitions"];
 
 /// Parsed options; which ones a command accepts is checked per command.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -160,14 +185,11 @@ fn run(args: &[String]) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     };
     match command.as_str() {
-        "build" => build(parse_options(rest, &["--board", "--release"])?),
-        "qemu" => run_qemu(parse_options(
-            rest,
-            &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"],
-        )?),
+        "build" => build(parse_options(rest, BUILD_FLAGS)?),
+        "qemu" => run_qemu(parse_options(rest, QEMU_FLAGS)?),
         "test" => test(parse_options(rest, &["--release"])?.release, true),
         "bench" => {
-            let opts = parse_options(rest, &["--board", "--json", "--svg", "--repetitions"])?;
+            let opts = parse_options(rest, BENCH_FLAGS)?;
             let outputs = xtask::bench::Outputs { json: opts.json.as_deref(), svg: opts.svg.as_deref() };
             xtask::bench::run(opts.board.unwrap_or(Board::Virt), outputs, opts.repetitions)?;
             Ok(ExitCode::SUCCESS)
@@ -190,9 +212,23 @@ fn run(args: &[String]) -> Result<ExitCode> {
     }
 }
 
+/// Which image `build` and `qemu` use: the harness image when `--harness`
+/// or `--scenario` asks for it (scenarios belong to the harness image),
+/// else the production image.
+fn image_kind(opts: &Options) -> ImageKind {
+    if opts.harness || opts.scenario.is_some() { ImageKind::Harness } else { ImageKind::Production }
+}
+
+/// The profile's name, for messages.
+fn profile(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}
+
 fn build(opts: Options) -> Result<ExitCode> {
     let board = opts.board.unwrap_or(Board::Rpi4);
-    let image = build_image(board, opts.release)?;
+    let kind = image_kind(&opts);
+    let image = build_image(board, kind, opts.release)?;
+    println!("{board} {kind} image ({})", profile(opts.release));
     println!("elf:   {}", image.elf.display());
     println!("image: {} ({} bytes)", image.raw.display(), image.size);
     Ok(ExitCode::SUCCESS)
@@ -213,7 +249,8 @@ fn run_qemu(opts: Options) -> Result<ExitCode> {
             Board::Virt
         }
     };
-    let image = build_image(board, opts.release)?;
+    let kind = image_kind(&opts);
+    let image = build_image(board, kind, opts.release)?;
     let mut cmdline = Vec::new();
     if opts.harness {
         cmdline.push("tern.harness=1".to_string());
@@ -233,7 +270,7 @@ fn run_qemu(opts: Options) -> Result<ExitCode> {
     if opts.gdb {
         eprintln!("QEMU starts halted; attach with: gdb-multiarch {} -ex 'target remote :1234'", image.elf.display());
     }
-    eprintln!("booting {board} (Ctrl-A X quits QEMU, Ctrl-A H lists the other keys)");
+    eprintln!("booting the {board} {kind} image (Ctrl-A X quits QEMU, Ctrl-A H lists the other keys)");
     let status = qemu::run_interactive(&launch, &image.elf, opts.locations)?;
     match status.code() {
         Some(code) if opts.harness => {
@@ -277,12 +314,23 @@ const SERVER_CRATES: &[&str] = &["tern-names", "tern-echo", "tern-checksum", "te
 
 /// The kernel crates, checked by clippy for the kernel target (with the
 /// servers and `tern-rpctest`).
-const KERNEL_CRATES: &[&str] =
-    &["tern-board-rpi4", "tern-board-virt", "tern-aarch64", "tern-inks", "tern-hello", "tern-core", "tern-rpctest"];
+const KERNEL_CRATES: &[&str] = &[
+    "tern-board-rpi4",
+    "tern-board-virt",
+    "tern-image",
+    "tern-harness",
+    "tern-aarch64",
+    "tern-inks",
+    "tern-hello",
+    "tern-core",
+    "tern-rpctest",
+    "tern-ctltest",
+];
 
-/// The crates with host unit tests besides the servers (the portable
-/// kernel, the gate and runtime, the tools).
-const HOST_TESTED: &[&str] = &["tern-core", "tern-inks", "xtask"];
+/// The crates with host tests besides the servers: the kernel (on its mock
+/// machine), the machine's plain-Rust parts (translation tables,
+/// syndromes), the in-kernel-server layer, the tools.
+const HOST_TESTED: &[&str] = &["tern-core", "tern-aarch64", "tern-inks", "xtask"];
 
 /// `-p NAME` for each of `lists`' crates, after `command`.
 fn packages<'a>(command: &[&'a str], lists: &[&[&'a str]]) -> Vec<&'a str> {
@@ -315,10 +363,12 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     header(&format!("[3/{total}] host unit tests"));
     cargo_step(&packages(&["test"], &[HOST_TESTED, SERVER_CRATES]), &[])?;
 
-    header(&format!("[4/{total}] kernel images ({})", if release { "release" } else { "debug" }));
+    header(&format!("[4/{total}] kernel images ({}; production and harness, both boards)", profile(release)));
     for board in Board::ALL {
-        let image = build_image(board, release)?;
-        println!("{board}: {} ({} bytes)", image.raw.display(), image.size);
+        for kind in ImageKind::ALL {
+            let image = build_image(board, kind, release)?;
+            println!("{board} {kind}: {} ({} bytes)", image.raw.display(), image.size);
+        }
     }
 
     header(&format!("[5/{total}] QEMU"));
@@ -343,7 +393,7 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    const ALL: &[&str] = &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"];
+    const ALL: &[&str] = QEMU_FLAGS;
 
     #[test]
     fn parses_flags_both_ways() {
@@ -376,8 +426,30 @@ mod tests {
     }
 
     #[test]
+    fn build_takes_harness_and_nothing_qemu_only() {
+        let o = parse_options(&args("--board virt --release --harness"), BUILD_FLAGS).unwrap();
+        assert_eq!(o, Options { board: Some(Board::Virt), release: true, harness: true, ..Options::default() });
+        assert_eq!(image_kind(&o), ImageKind::Harness);
+        let o = parse_options(&args("--board rpi4"), BUILD_FLAGS).unwrap();
+        assert_eq!(image_kind(&o), ImageKind::Production);
+        for bad in ["--scenario ticks", "--gdb", "--append x=1", "--locations", "--json j", "--harness=1"] {
+            assert!(parse_options(&args(bad), BUILD_FLAGS).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn qemu_boots_production_unless_harness_or_scenario() {
+        let kind = |line: &str| image_kind(&parse_options(&args(line), QEMU_FLAGS).unwrap());
+        assert_eq!(kind(""), ImageKind::Production);
+        assert_eq!(kind("--board virt --release --gdb --append tern.merge=checksum"), ImageKind::Production);
+        assert_eq!(kind("--harness"), ImageKind::Harness);
+        assert_eq!(kind("--scenario domains"), ImageKind::Harness);
+        assert_eq!(kind("--scenario=ticks --harness"), ImageKind::Harness);
+    }
+
+    #[test]
     fn parses_bench_flags() {
-        const BENCH: &[&str] = &["--board", "--json", "--svg", "--repetitions"];
+        const BENCH: &[&str] = BENCH_FLAGS;
         let o =
             parse_options(&args("--board rpi4 --json out/b.json --svg=out/b.svg --repetitions=500"), BENCH).unwrap();
         assert_eq!(

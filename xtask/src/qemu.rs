@@ -10,15 +10,16 @@
 //! console takes input and Ctrl-A X quits), and its stdout is a pipe into a
 //! [`Console`], which prints text as it comes and defmt frames as log lines.
 //!
-//! **Captured** ([`run_scenario`], behind the integration tests): stdin is
-//! null, stdout goes through the same [`Console`] into a buffer, stderr is
-//! collected, and the run has a deadline: when it passes, QEMU is killed
-//! and reaped, and the result says `timed_out`. Any early return (an error
-//! reading a pipe, a panic in the caller) also kills and reaps QEMU, through
-//! a drop guard. The kernel is told it runs under the harness
-//! (`tern.harness=1 tern.scenario=<name>`) and QEMU gets semihosting, so
-//! the kernel ends the run with `SYS_EXIT` and QEMU's exit status is the
-//! verdict: 0 pass, 1 fail, 2 kernel panic, 3 fault at EL1.
+//! **Captured** ([`run_scenario`], behind the integration tests, always
+//! with the board's harness image): stdin is null, stdout goes through the
+//! same [`Console`] into a buffer, stderr is collected, and the run has a
+//! deadline: when it passes, QEMU is killed and reaped, and the result says
+//! `timed_out`. Any early return (an error reading a pipe, a panic in the
+//! caller) also kills and reaps QEMU, through a drop guard. The kernel is
+//! told it runs under the harness (`tern.harness=1 tern.scenario=<name>`)
+//! and QEMU gets semihosting, so the kernel ends the run with `SYS_EXIT`
+//! and QEMU's exit status is the verdict: 0 pass, 1 fail, 2 kernel panic, 3
+//! fault at EL1.
 //!
 //! Captured runs are rationed to one per host core (override with
 //! `TERN_QEMU_JOBS`): the test harness starts every test at once, and
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::console::{Console, LogDecoder};
-use crate::{Board, Image, build_image};
+use crate::{Board, Image, ImageKind, build_image};
 
 /// The QEMU binary, looked up on `PATH`.
 pub const QEMU: &str = "qemu-system-aarch64";
@@ -266,7 +267,7 @@ pub fn release_from_env() -> bool {
     std::env::var("TERN_RELEASE").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Builds the kernel for `board` (once per process; release if
+/// Builds the harness image for `board` (once per process; release if
 /// `TERN_RELEASE=1`) and runs `scenario` under the harness.
 pub fn run_scenario(board: Board, scenario: &str, timeout: Duration) -> Result<RunOutput> {
     if scenario.is_empty() || scenario.contains(char::is_whitespace) {
@@ -282,7 +283,7 @@ pub fn run_scenario(board: Board, scenario: &str, timeout: Duration) -> Result<R
             MIN_VERSION.1
         );
     }
-    let image = build_image(board, release_from_env())?;
+    let image = build_image(board, ImageKind::Harness, release_from_env())?;
     run_captured(&image, &harness_cmdline(scenario), timeout)
 }
 

@@ -1,11 +1,14 @@
 //! What happens after the vectors (`vectors.s`) have saved a trap frame.
 //!
 //! The assembly only captures state; these functions decide:
-//! - [`tern_domain_trap`]: a kernel call (`svc`) is handed to
-//!   [`crate::syscall`]; any other synchronous exception from EL0 is a
-//!   fault: it is reported with its decoded syndrome, the domain is
-//!   terminated, and the upcall that entered it ends. The kernel and every
-//!   other domain carry on.
+//! - [`tern_domain_trap`]: a kernel call (`svc`, or the merged gate's
+//!   direct entry) goes to the kernel (`Kernel::kernel_call`), and what it
+//!   answers is carried out ([`crate::threads::carry_out`]); any other
+//!   synchronous exception from a domain is a fault: it is reported with
+//!   its decoded syndrome, the domain is terminated, and the thread is
+//!   unwound or its upcall ends. The kernel and every other domain carry
+//!   on. Every way back into a domain passes the kernel's check
+//!   ([`way_back`]).
 //! - [`tern_kernel_trap`]: a synchronous exception at EL1 (a kernel bug) or
 //!   an exception Tern never expects. Reported the same way; then the
 //!   kernel stops — with exit status 3 under the test harness, parked
@@ -13,10 +16,12 @@
 //! - [`tern_interrupt`]: IRQs from either level.
 
 use crate::console::CONSOLE;
+use crate::esr::Syndrome;
 use crate::semihosting::{self, ExitStatus};
-use crate::{domains, gic, timer, upcall};
+use crate::threads::{self, Carried};
+use crate::{gic, state, timer, upcall};
 use core::fmt::Write;
-use tern_core::esr::Syndrome;
+use tern_core::control::WayBack;
 
 /// The registers the vectors save, in the order they save them.
 #[repr(C)]
@@ -74,41 +79,46 @@ fn write_registers(out: &mut impl Write, frame: &TrapFrame) {
 /// A synchronous exception from a domain's code (EL0, or EL1t when merged).
 #[unsafe(no_mangle)]
 extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
-    let syndrome = Syndrome(frame.esr);
-    if syndrome.exception_class() == CLASS_SVC_FROM_AARCH64 {
-        let action = crate::syscall::dispatch(frame);
-        if action.end_upcall == 0 {
-            crate::control::before_user(frame, true);
+    if Syndrome(frame.esr).exception_class() == CLASS_SVC_FROM_AARCH64 { kernel_call(frame) } else { fault(frame) }
+}
+
+/// A kernel call: the kernel answers it; this carries the answer out (a
+/// wait, a switch, the same call again after a wait) and makes the check
+/// on the way back into the domain.
+fn kernel_call(frame: &mut TrapFrame) -> TrapAction {
+    loop {
+        let next = state::with(|kernel| kernel.kernel_call(frame));
+        match threads::carry_out(next, frame) {
+            Carried::Resume => break,
+            Carried::Repeat => continue,
+            Carried::ExitUpcall(value) => return TrapAction::end(value as u64),
         }
-        return action;
     }
-    let (domain, name) = crate::state::with(|kernel| {
-        let domain = kernel.current_domain();
-        let name = domain.and_then(|domain| kernel.domain(domain)).map_or("?", |record| record.domain.name);
-        (domain, name)
-    });
-    let Some(domain) = domain else {
+    way_back(frame, true);
+    TrapAction::RESUME
+}
+
+/// Anything but a kernel call from a domain: its fault. Reported with the
+/// decoded syndrome; the kernel terminates the domain and either unwinds
+/// the thread to the caller of the call it faulted in (`CallAborted`), or
+/// ends the upcall that entered it. The kernel and every other domain
+/// carry on.
+fn fault(frame: &mut TrapFrame) -> TrapAction {
+    let syndrome = Syndrome(frame.esr);
+    let Some(fault) = state::with(|kernel| kernel.fault(frame)) else {
         // EL0 code running outside any activation cannot happen; treat it
         // as the kernel bug it would be.
         report_kernel_fault("exception from EL0 outside an activation", frame);
     };
     {
         let mut console = CONSOLE.steal();
-        let _ = writeln!(console, "fault in domain '{}' (domain {}): {}", name, domain.0, syndrome);
+        let _ = writeln!(console, "fault in domain '{}' (domain {}): {}", fault.name, fault.domain.0, syndrome);
         write_registers(&mut console, frame);
-        let _ = writeln!(console, "domain '{}' terminated; the kernel carries on", name);
+        let _ = writeln!(console, "domain '{}' terminated; the kernel carries on", fault.name);
     }
-    defmt::warn!("domain {=u16} terminated after a fault (ESR {=u64:#x})", domain.0, frame.esr);
-    // A server activation faulted: unwind to its caller, which gets
-    // CallAborted. A thread's own activation faulted: end its upcall.
-    let aborted = crate::state::with(|kernel| {
-        domains::terminate(kernel, domain);
-        let aborted = crate::rpc::abort_call(kernel, frame);
-        aborted.then(|| kernel.current_view())
-    });
-    if let Some(view) = aborted {
-        crate::cpu::switch_view(view);
-        crate::control::before_user(frame, false);
+    defmt::warn!("domain {=u16} terminated after a fault (ESR {=u64:#x})", fault.domain.0, frame.esr);
+    if fault.unwound {
+        way_back(frame, false);
         return TrapAction::RESUME;
     }
     // SAFETY: we are the trap handler of the innermost upcall, with
@@ -117,6 +127,35 @@ extern "C" fn tern_domain_trap(frame: &mut TrapFrame) -> TrapAction {
         record.outcome = upcall::Outcome::Faulted;
     }
     TrapAction::end(0)
+}
+
+/// The check on every way back into a domain (the kernel's
+/// `way_back`), carried out: a thread stopped there waits until it may go
+/// on; one with no activation left ends. The common case — the top
+/// activation is not watched — is read from the fast paths' block without
+/// taking the kernel state.
+pub fn way_back(frame: &mut TrapFrame, call_boundary: bool) {
+    if !crate::fastpath::top_needs_check() {
+        return;
+    }
+    loop {
+        match state::with(|kernel| kernel.way_back(frame, call_boundary)) {
+            WayBack::Go => return,
+            WayBack::Stop => {
+                threads::block();
+                state::with(|kernel| kernel.leave_stop());
+            }
+            WayBack::End => threads::end_current_thread(usize::MAX),
+        }
+    }
+}
+
+/// Where `tern_resume_user` asks: a thread parked by a fast path whose top
+/// activation is watched or gone. (A fast-parked thread resumes at the
+/// end of a kernel call.)
+#[unsafe(no_mangle)]
+extern "C" fn tern_resume_check(frame: &mut TrapFrame) {
+    way_back(frame, true);
 }
 
 /// A synchronous exception at EL1, or any exception Tern does not expect.
@@ -131,6 +170,17 @@ extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64) -> ! {
         _ => "unexpected exception",
     };
     report_kernel_fault(what, frame)
+}
+
+/// A kernel invariant does not hold: say so and stop, as for a fault at
+/// EL1.
+pub fn report_kernel_bug(what: &str) -> ! {
+    {
+        let mut console = CONSOLE.steal();
+        let _ = writeln!(console, "kernel bug: {}", what);
+        let _ = writeln!(console, "kernel stopped");
+    }
+    stop(ExitStatus::KernelFault)
 }
 
 fn report_kernel_fault(what: &str, frame: &TrapFrame) -> ! {
@@ -170,26 +220,14 @@ extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
     // itself runs at EL1h and is not preempted.
     let from_domain = matches!(frame.spsr & 0xf, 0b0000 | 0b0100);
     if ticked {
-        crate::state::with(|kernel| {
-            crate::threads::charge(kernel);
-            crate::control::wake_sleepers(kernel);
-        });
+        state::with(|kernel| kernel.tick());
     }
     if ticked && from_domain {
         // Parked here, the thread's registers are all in `frame`: a state
         // operation may read or write them.
-        let boundary = |at: bool, frame: &mut TrapFrame| {
-            crate::state::with(|kernel| {
-                let current = kernel.current;
-                if let Some(thread) = kernel.objects.thread_mut(current) {
-                    thread.at_boundary = at;
-                    thread.frame = frame as *mut TrapFrame as u64;
-                }
-            })
-        };
-        boundary(true, frame);
-        crate::threads::preempt();
-        boundary(false, frame);
-        crate::control::before_user(frame, false);
+        state::with(|kernel| kernel.set_boundary(frame, true));
+        threads::yield_now();
+        state::with(|kernel| kernel.set_boundary(frame, false));
+        way_back(frame, false);
     }
 }

@@ -6,10 +6,13 @@
 //! of no return; then the state changes. It works on the same objects as
 //! the general path (threads, activations and ports in `Objects`, whose
 //! slabs double as pointer tables), plus one [`DomainFast`] block per
-//! domain. [`FastPath`] holds where those tables are now, the counters the
-//! fast paths keep and the zero pair they clear registers from; the general path
-//! refreshes it ([`refresh`]) every time it leaves the kernel state, so by
-//! the time any domain can make a call it is exact.
+//! domain. [`FastPath`] holds where those tables are now, the processor's
+//! own state (the running thread and its last charge: the switching fast
+//! path changes both), the counters the fast paths keep and the zeros they
+//! clear registers from; the kernel publishes into it
+//! ([`Machine::publish`](tern_core::machine::Machine::publish), [`publish`])
+//! every time it leaves the kernel state, so by the time any domain can
+//! make a call it is exact.
 //!
 //! What the fast paths take — a call from a thread's own activation (not
 //! a nested call from a server activation), with a request of at most
@@ -36,17 +39,20 @@
 //! same results. Both kinds get the same treatment, so the benchmark
 //! compares two fast paths, not a fast path with a slow one.
 
-use crate::state::{Kernel, RpcStatistics};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::cell::UnsafeCell;
+use tern_core::machine::{Cpu, Published, RpcStatistics};
+use tern_core::thread::{Activation, Thread, ThreadId};
 
 /// Largest payload the fast path copies; longer messages take the general
 /// path (whose copy is the same single copy).
 pub const FAST_PAYLOAD_MAX: u64 = 1024;
 
-/// Where the fast paths find things, the statistics of both RPC paths, and
-/// a block of zeros. Fields
-/// the assembly loads together with one `ldp` are neighbours (checked in
-/// `lib.rs`). Page-aligned, so that one `adrp` gives its address.
+/// Where the fast paths find things, the processor's own state, the
+/// statistics of both RPC paths, and a block of zeros. Fields the assembly
+/// loads together with one `ldp` are neighbours (checked in `lib.rs`).
+/// Page-aligned, so that one `adrp` gives its address.
 #[repr(C, align(4096))]
 pub struct FastPath {
     /// The running thread (`*const Thread`).
@@ -61,12 +67,11 @@ pub struct FastPath {
     pub ports: usize,
     /// Thread pointer table.
     pub threads: usize,
-    /// `&mut kernel.current` (the running thread's number).
-    pub current_id: usize,
-    /// `&mut kernel.charged_at` (CPU accounting).
-    pub charged_at: usize,
+    /// The processor's own state: the running thread's number and the
+    /// counter at its last charge (the kernel's [`Cpu`]).
+    pub cpu: Cpu,
     /// What the RPC paths did: the fast paths count here in assembly, the
-    /// general path through [`statistics`].
+    /// kernel through [`Machine::statistics`](tern_core::machine::Machine::statistics).
     pub statistics: RpcStatistics,
     /// 64 zero bytes: the fast paths clear two general registers a load
     /// from them, and the SIMD first-use trap four vector registers.
@@ -96,10 +101,9 @@ pub struct DomainFast {
 /// The one fast-path block (kernel data).
 pub struct FastCell(pub UnsafeCell<FastPath>);
 
-// SAFETY: written only by `refresh`, with the kernel state locked and
-// interrupts masked, and read only by the fast path, which runs with
-// interrupts masked on the same (single) core and never while the state is
-// locked.
+// SAFETY: written only with the kernel state locked and interrupts masked
+// (through `block`), and by the fast paths, which run with interrupts
+// masked on the same (single) core and never while the state is locked.
 unsafe impl Sync for FastCell {}
 
 /// The block `fastpath.s` reads.
@@ -110,8 +114,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     domains: 0,
     ports: 0,
     threads: 0,
-    current_id: 0,
-    charged_at: 0,
+    cpu: Cpu { current: ThreadId(core::num::NonZeroU32::MIN), charged_at: 0 },
     statistics: RpcStatistics {
         migrated: 0,
         direct: 0,
@@ -128,29 +131,30 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
     lent: [0; 2],
 }));
 
-/// The RPC statistics, to read or count into. Taking the kernel state
-/// proves it is locked.
-pub fn statistics(_kernel: &mut Kernel) -> &mut RpcStatistics {
-    // SAFETY: see `FastCell`: the kernel state is locked with interrupts
-    // masked, so no fast path runs while this borrow lives, and the borrow
-    // of `_kernel` keeps a second one from being made meanwhile.
-    unsafe { &mut (*TERN_FAST.0.get()).statistics }
+/// The block, to read or change.
+///
+/// # Safety
+/// Only with the kernel state locked and interrupts masked (the machine,
+/// which lives in the kernel state, is the caller), so that no fast path
+/// runs and no other borrow exists meanwhile.
+pub unsafe fn block() -> &'static mut FastPath {
+    // SAFETY: the caller's promise, see `FastCell`.
+    unsafe { &mut *TERN_FAST.0.get() }
 }
 
 /// Whether the running thread's top activation needs the glue check on
-/// the way back to it (`control::before_user`): it is watched, or the
-/// thread has none left. Read as the fast paths read, from this block,
-/// without taking the kernel state: the common answer ("no") costs a few
-/// loads on the general path's way out.
+/// the way back to it (`Kernel::way_back`): it is watched, or the thread
+/// has none left. Read as the fast paths read, from this block, without
+/// taking the kernel state: the common answer ("no") costs a few loads on
+/// the general path's way out.
 pub fn top_needs_check() -> bool {
-    use tern_core::thread::{Activation, Thread};
     let saved = crate::cpu::mask_interrupts();
     // SAFETY: see `FastCell`: with interrupts masked on the one core no
-    // `refresh` runs meanwhile, and the block's `current` and `activations`
-    // are kept by `refresh` (and the switching fast path) pointing at the
-    // running thread and the live activation table; an activation number
-    // on a chain always indexes a live entry of it (entry 0, "none", is
-    // null and checked).
+    // publication runs meanwhile, and the block's `current` and
+    // `activations` are kept (by publishing and by the switching fast
+    // path) pointing at the running thread and the live activation table;
+    // an activation number on a chain always indexes a live entry of it
+    // (entry 0, "none", is null and checked).
     let needs = unsafe {
         let fast = &*TERN_FAST.0.get();
         match (fast.current as *const Thread).as_ref() {
@@ -168,38 +172,34 @@ pub fn top_needs_check() -> bool {
     needs
 }
 
-/// Bring the fast path's block up to date with the kernel state. The
-/// domain blocks are rewritten only when a domain record may have changed
-/// (`domains_dirty`, set by every mutable access to one).
-pub fn refresh(kernel: &mut Kernel) {
-    if core::mem::take(&mut kernel.domains_dirty) {
-        refresh_domains(kernel);
+/// Bring the block up to date with the kernel state: the tables always,
+/// the domain blocks when a domain record may have changed (their storage,
+/// `domain_blocks`, and the table of pointers to them, `domain_table`,
+/// are the machine's).
+#[allow(clippy::vec_box)] // (the blocks' addresses must not move: see `Aarch64`)
+pub fn publish(published: Published<'_>, domain_blocks: &mut Vec<Box<DomainFast>>, domain_table: &mut Vec<usize>) {
+    if published.domains_changed {
+        while domain_blocks.len() < published.domains.len() {
+            domain_blocks.push(Box::default());
+        }
+        domain_table.clear();
+        domain_table.push(0);
+        for (record, fast) in published.domains.iter().zip(domain_blocks.iter_mut()) {
+            let words = record.space.port_words();
+            fast.region_start = record.domain.region.start;
+            fast.region_end = record.domain.region.end;
+            fast.port_words = words.as_ptr() as u64;
+            fast.port_word_count = words.len() as u64;
+            domain_table.push(&**fast as *const DomainFast as usize);
+        }
     }
-    refresh_tables(kernel);
-}
-
-fn refresh_domains(kernel: &mut Kernel) {
-    for record in kernel.domains.iter_mut() {
-        let words = record.space.port_words();
-        let fast = &mut *record.fast;
-        fast.region_start = record.domain.region.start;
-        fast.region_end = record.domain.region.end;
-        fast.port_words = words.as_ptr() as u64;
-        fast.port_word_count = words.len() as u64;
-    }
-}
-
-fn refresh_tables(kernel: &mut Kernel) {
-    let activations = kernel.objects.activation_table();
-    let ports = kernel.objects.port_table();
-    let current = kernel.objects.thread(kernel.current).map_or(0, |thread| thread as *const _ as usize);
-    // SAFETY: see `FastCell`: we hold the kernel state with interrupts masked.
-    let fast = unsafe { &mut *TERN_FAST.0.get() };
-    fast.current = current;
-    fast.activations = activations.base;
-    fast.ports = ports.base;
-    fast.domains = kernel.domain_table.as_ptr() as usize;
-    fast.threads = kernel.objects.thread_table().base;
-    fast.current_id = &mut kernel.current as *mut _ as usize;
-    fast.charged_at = &mut kernel.charged_at as *mut u64 as usize;
+    // SAFETY: publishing runs with the kernel state locked and interrupts
+    // masked (the machine is part of the kernel state).
+    let fast = unsafe { block() };
+    let objects = published.objects;
+    fast.current = objects.thread(fast.cpu.current).map_or(0, |thread| thread as *const Thread as usize);
+    fast.activations = objects.activation_table().base;
+    fast.ports = objects.port_table().base;
+    fast.threads = objects.thread_table().base;
+    fast.domains = domain_table.as_ptr() as usize;
 }

@@ -471,16 +471,14 @@ fast_reply_receive_slow:
 // tern_switch.
 fast_switch:
     mrs     x6, cntpct_el0
-    ldr     x7, [x9, #{fast_charged_at}]
-    ldr     x8, [x7]
-    str     x6, [x7]
+    ldr     x8, [x9, #{fast_charged_at}]
+    str     x6, [x9, #{fast_charged_at}]
     sub     x6, x6, x8
     ldr     x8, [x10, #{thread_cpu_time}]
     add     x8, x8, x6
     str     x8, [x10, #{thread_cpu_time}]
-    ldr     x6, [x9, #{fast_current_id}]
     ldr     w7, [x12, #{thread_id}]
-    str     w7, [x6]
+    str     w7, [x9, #{fast_cpu_current}]       // the processor's current thread
     str     x12, [x9, #{fast_current}]
     ldr     w6, [x12, #{thread_top}]
     ldr     x7, [x9, #{fast_activations}]

@@ -1,18 +1,20 @@
-//! The boot sequence, from the first Rust function to the chosen scenario.
+//! The boot sequence, from the first Rust function to the image's own.
 //!
 //! `boot.s` arrives here on core 0 at EL1 with the MMU on (boot table), a
 //! stack, and .bss zeroed. In order: console, banner, boot information and
 //! command line, memory (frames, heap, domain arena, the kernel's view),
-//! interrupts and the timer, then the scenario the command line asked for
-//! (or the demo).
+//! the kernel (on this machine), interrupts and the timer; then what the
+//! image does once the kernel is up ([`Init`], chosen by the board crate's
+//! binary: the production image starts its servers, a harness image runs
+//! the scenario the command line names).
 
 use crate::console::CONSOLE;
 use crate::semihosting::ExitStatus;
-use crate::{exception, gic, kprintln, memory, scenario, semihosting, timer};
+use crate::{exception, gic, kprintln, memory, semihosting, timer};
 use core::sync::atomic::{AtomicU32, Ordering};
 use tern_core::board::BoardConfig;
 use tern_core::bootinfo::{self, BootFacts, BootSource};
-use tern_core::cmdline;
+use tern_core::cmdline::{self, Options};
 use tern_core::domain::SharedImage;
 use tern_core::frame::PhysRange;
 
@@ -68,12 +70,16 @@ fn read_boot_information(board: &BoardConfig, pointer: usize) -> BootFacts<'stat
     BootFacts::none()
 }
 
+/// What an image does once the kernel is up, given the command line; the
+/// status to stop with (under the test harness, QEMU's exit status).
+pub type Init = fn(&Options<'_>) -> ExitStatus;
+
 /// The kernel proper, on the boot core. Never returns.
-pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u64) -> ! {
+pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u64, init: Init) -> ! {
     BOARD.call_once(|| board);
     CONSOLE.init(&board.uart);
     kprintln!();
-    kprintln!("Tern {}: migrating threads on AArch64", crate::syscall::VERSION);
+    kprintln!("Tern {}: migrating threads on AArch64", tern_core::syscall::VERSION);
     kprintln!("board: {} ({})", board.name, board.description);
 
     let facts = read_boot_information(board, boot_information);
@@ -119,30 +125,14 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
         image.whole().end,
         summary.kernel_table
     );
-    {
-        let mut kernel = crate::state::Kernel {
-            objects: tern_core::thread::Objects::new(),
-            run_queue: tern_core::schedule::RunQueue::new(),
-            current: tern_core::thread::ThreadId(core::num::NonZeroU32::MIN),
-            charged_at: timer::counter(),
-            domains: alloc::vec::Vec::new(),
-            domain_names: hashbrown::HashMap::new(),
-            threads: alloc::vec::Vec::new(),
-            name_service: None,
-            arena: summary.arena,
-            kernel_view: summary.kernel_table,
-            image: SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) },
-            domain_table: alloc::vec![0],
-            domains_dirty: true,
-            merge_at_start: options.merge.map_or_else(alloc::vec::Vec::new, |list| {
-                list.split(',').filter(|name| !name.is_empty()).map(alloc::string::String::from).collect()
-            }),
-            lends: tern_core::lend::Ledger::new(),
-            spare_stacks: alloc::vec::Vec::new(),
-        };
-        crate::threads::adopt_boot_thread(&mut kernel);
-        *crate::state::KERNEL.lock() = Some(kernel);
-    }
+    let merge_at_start = options.merge.map_or_else(alloc::vec::Vec::new, |list| {
+        list.split(',').filter(|name| !name.is_empty()).map(alloc::string::String::from).collect()
+    });
+    let machine = crate::machine::Aarch64::new(summary.kernel_table, summary.arena);
+    let shared = SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) };
+    let kernel = tern_core::kernel::Kernel::new(machine, summary.arena, shared, merge_at_start);
+    *crate::state::KERNEL.lock() = Some(kernel);
+    crate::state::with(|_| ());
 
     TIMER_INTERRUPT.store(board.timer_interrupt, Ordering::Relaxed);
     gic::init(&board.gic);
@@ -150,17 +140,19 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
     timer::start();
     defmt::info!("timer: {=u64} Hz counter, {=u32} Hz ticks", timer::frequency(), timer::TICK_HZ);
 
-    let status = scenario::run(options.scenario, &options);
+    let status = init(&options);
     exception::stop(status)
 }
 
-/// Declare a board's entry point. `$board` must be a `const` of type
-/// [`BoardConfig`]; the macro builds the compile-time boot table from its
-/// RAM window and device windows, and the `tern_board_main` symbol that
-/// `boot.s` jumps to.
+/// Declare an image's entry point: `board_entry!(BOARD, init)`. `BOARD`
+/// must be a `const` of type [`BoardConfig`]; the macro builds the
+/// compile-time boot table from its RAM window and device windows, the
+/// image's allocator and panic handler, and the `tern_board_main` symbol
+/// that `boot.s` jumps to, which boots the kernel and then runs `init`
+/// (an [`Init`]).
 #[macro_export]
 macro_rules! board_entry {
-    ($board:path) => {
+    ($board:path, $init:path) => {
         static TERN_BOARD: $crate::BoardConfig = $board;
 
         #[global_allocator]
@@ -176,7 +168,7 @@ macro_rules! board_entry {
 
         #[unsafe(no_mangle)]
         extern "C" fn tern_board_main(boot_information: usize, entry_level: u64) -> ! {
-            $crate::kernel::main(&TERN_BOARD, boot_information, entry_level)
+            $crate::kernel::main(&TERN_BOARD, boot_information, entry_level, $init)
         }
     };
 }

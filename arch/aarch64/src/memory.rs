@@ -18,11 +18,11 @@
 //!    page not at all), all other RAM as kernel data, and the devices.
 
 use crate::cpu;
+use crate::paging::{self, Kind, Table, TableMemory};
 use tern_core::board::{ARENA_ALIAS_OFFSET, BoardConfig, DOMAIN_REGION, REGION_HEAP_OFFSET};
 use tern_core::bootinfo::BootFacts;
 use tern_core::frame::{FRAME_SIZE, FrameAllocator, PhysRange};
 use tern_core::heap::LockedHeap;
-use tern_core::paging::{self, Kind, Table, TableMemory};
 
 /// Largest RAM window any board may declare (the frame bitmap is sized
 /// for it): 3 GiB.

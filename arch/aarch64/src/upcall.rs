@@ -6,7 +6,8 @@
 //! the upcall; the trap handlers find the innermost one through TPIDR_EL1.
 
 use crate::cpu;
-use tern_core::domain::DomainId;
+use tern_core::machine::UpcallTarget;
+use tern_core::thread::UserContext;
 
 /// How an upcall ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,31 +40,12 @@ struct GlueState {
 #[repr(C)]
 pub struct UpcallRecord {
     glue: GlueState,
-    /// The domain the upcall runs in.
-    pub domain: DomainId,
     /// Set by the trap handlers when the upcall ends.
     pub outcome: Outcome,
 }
 
 unsafe extern "C" {
     fn tern_upcall(record: *mut GlueState);
-}
-
-/// Where to enter a domain and with what.
-#[derive(Clone, Copy, Debug)]
-pub struct UpcallTarget {
-    /// The domain.
-    pub domain: DomainId,
-    /// TTBR0 value of its view.
-    pub translation_base: u64,
-    /// EL0 entry point.
-    pub entry: u64,
-    /// EL0 stack pointer.
-    pub stack: u64,
-    /// `x0` and `x1` on entry.
-    pub arguments: [u64; 2],
-    /// PSTATE on entry: the domain's mode's (EL0t, or EL1t when merged).
-    pub pstate: u64,
 }
 
 /// Make an upcall and wait for it to end. On return the kernel's own view
@@ -76,11 +58,11 @@ pub fn upcall(target: UpcallTarget, kernel_view: u64) -> Outcome {
 /// `registers` supplies x0-x30 (the target's entry, stack and PSTATE are
 /// the saved PC, SP and PSTATE). A thread split off below a terminated
 /// activation goes back to its top activation this way.
-pub fn resume(target: UpcallTarget, registers: &tern_core::thread::UserContext, kernel_view: u64) -> Outcome {
+pub fn resume(target: UpcallTarget, registers: &UserContext, kernel_view: u64) -> Outcome {
     upcall_with(target, Some(registers), kernel_view)
 }
 
-fn upcall_with(target: UpcallTarget, registers: Option<&tern_core::thread::UserContext>, kernel_view: u64) -> Outcome {
+fn upcall_with(target: UpcallTarget, registers: Option<&UserContext>, kernel_view: u64) -> Outcome {
     let mut record = UpcallRecord {
         glue: GlueState {
             kernel_stack: 0,
@@ -88,12 +70,11 @@ fn upcall_with(target: UpcallTarget, registers: Option<&tern_core::thread::UserC
             user_stack: target.stack,
             argument0: target.arguments[0],
             argument1: target.arguments[1],
-            translation_base: target.translation_base,
+            translation_base: target.view,
             previous: 0,
-            pstate: target.pstate,
+            pstate: target.state,
             resume: registers.map_or(0, |registers| registers as *const _ as u64),
         },
-        domain: target.domain,
         outcome: Outcome::Running,
     };
     let saved = cpu::mask_interrupts();

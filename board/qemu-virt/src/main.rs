@@ -1,45 +1,15 @@
-//! # Tern for QEMU `virt` (cortex-a72)
+//! # Tern for QEMU `virt`: the production image
 //!
-//! The board as data: QEMU's `virt` machine with a GICv2 and one PL011.
-//! The raw image is loaded at 0x4008_0000 and entered at EL1 with x0
-//! pointing at the device tree (0x4800_0000), which gives the RAM size and
-//! the command line (`-append`). Secondary cores stay powered off (PSCI
-//! CPU_ON is never called) until Tern grows SMP.
+//! `tern-virt.img`, the image `cargo xtask qemu --board virt` boots: the
+//! kernel for this board (`config.rs`) and the production server domains
+//! listed once for every board in `tern_image`, nothing else. The test
+//! servers and scenarios are in the harness image (`src/harness.rs`,
+//! `tern-virt-harness.img`).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
 #[cfg(target_os = "none")]
-mod board {
-    use tern_aarch64::BoardConfig;
-    use tern_core::board::{GicConfig, UartConfig};
-    use tern_core::frame::PhysRange;
-
-    // Link the domains this image carries.
-    use tern_checksum as _;
-    use tern_ctltest as _;
-    use tern_echo as _;
-    use tern_hello as _;
-    use tern_kv as _;
-    use tern_names as _;
-    use tern_rpctest as _;
-
-    /// QEMU `virt` as Tern uses it.
-    pub const QEMU_VIRT: BoardConfig = BoardConfig {
-        name: "qemu-virt",
-        description: "QEMU virt, cortex-a72, GICv2",
-        kernel_base: 0x4008_0000,
-        ram_window: PhysRange::new(0x4000_0000, 0x1_0000_0000),
-        default_memory: PhysRange::new(0x4000_0000, 0x4800_0000),
-        firmware_reserved: PhysRange::new(0x4000_0000, 0x4008_0000),
-        domain_arena: PhysRange::new(0x6000_0000, 0x6800_0000),
-        devices: &[PhysRange::new(0x0800_0000, 0x0802_0000), PhysRange::new(0x0900_0000, 0x0900_1000)],
-        uart: UartConfig { base: 0x0900_0000, clock_hz: 24_000_000, baud: 115_200, bcm2711_gpio: None },
-        gic: GicConfig { distributor: 0x0800_0000, cpu_interface: 0x0801_0000 },
-        timer_interrupt: 30,
-    };
-
-    tern_aarch64::board_entry!(QEMU_VIRT);
-}
+mod config;
 
 /// Built for the host, this crate is only a placeholder: the image exists
 /// for `aarch64-unknown-none` alone.
@@ -47,3 +17,6 @@ mod board {
 fn main() {
     eprintln!("tern-virt is a kernel image: build it with `cargo xtask build --board virt`");
 }
+
+#[cfg(target_os = "none")]
+tern_aarch64::board_entry!(config::QEMU_VIRT, tern_image::start);

@@ -1,50 +1,15 @@
-//! # Tern for the Raspberry Pi 4 Model B
+//! # Tern for the Raspberry Pi 4 Model B: the production image
 //!
-//! The board as data: where the BCM2711's peripherals are, how its UART is
-//! clocked, where the firmware leaves things. The image is `kernel8.img`,
-//! linked and entered at 0x80000 at EL2, exactly as the Pi firmware (and
-//! QEMU `raspi4b`, which mimics it) leaves it; cores 1-3 stay parked in the
-//! firmware's spin table (its mailboxes at 0xd8..0xf0 are left untouched)
-//! until Tern grows SMP.
-//!
-//! RAM: the firmware's device tree (or QEMU's ATAGs) says how much; Tern
-//! uses what lies below 3 GiB for now (the 0xC000_0000 gigabyte holds the
-//! peripherals in the low-peripheral mode the firmware sets up).
+//! `kernel8.img`, the image a person copies to the SD card (or boots in
+//! QEMU `raspi4b`): the kernel for this board (`config.rs`) and the
+//! production server domains listed once for every board in `tern_image`,
+//! nothing else. The test servers and scenarios are in the harness image
+//! (`src/harness.rs`, `kernel8-harness.img`).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
 #[cfg(target_os = "none")]
-mod board {
-    use tern_aarch64::BoardConfig;
-    use tern_core::board::{GicConfig, UartConfig};
-    use tern_core::frame::PhysRange;
-
-    // Link the domains this image carries.
-    use tern_checksum as _;
-    use tern_ctltest as _;
-    use tern_echo as _;
-    use tern_hello as _;
-    use tern_kv as _;
-    use tern_names as _;
-    use tern_rpctest as _;
-
-    /// The BCM2711 as Tern uses it.
-    pub const RASPBERRY_PI_4: BoardConfig = BoardConfig {
-        name: "rpi4",
-        description: "Raspberry Pi 4 Model B, BCM2711, GIC-400",
-        kernel_base: 0x8_0000,
-        ram_window: PhysRange::new(0, 0xc000_0000),
-        default_memory: PhysRange::new(0, 0x3b40_0000),
-        firmware_reserved: PhysRange::new(0, 0x8_0000),
-        domain_arena: PhysRange::new(0x2000_0000, 0x2800_0000),
-        devices: &[PhysRange::new(0xfe00_0000, 0x1_0000_0000)],
-        uart: UartConfig { base: 0xfe20_1000, clock_hz: 48_000_000, baud: 115_200, bcm2711_gpio: Some(0xfe20_0000) },
-        gic: GicConfig { distributor: 0xff84_1000, cpu_interface: 0xff84_2000 },
-        timer_interrupt: 30,
-    };
-
-    tern_aarch64::board_entry!(RASPBERRY_PI_4);
-}
+mod config;
 
 /// Built for the host (e.g. by `cargo test --workspace`), this crate is
 /// only a placeholder: the image exists for `aarch64-unknown-none` alone.
@@ -52,3 +17,6 @@ mod board {
 fn main() {
     eprintln!("tern-rpi4 is a kernel image: build it with `cargo xtask build --board rpi4`");
 }
+
+#[cfg(target_os = "none")]
+tern_aarch64::board_entry!(config::RASPBERRY_PI_4, tern_image::start);

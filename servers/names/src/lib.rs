@@ -33,7 +33,7 @@ use alloc::string::{String, ToString};
 use tern_core::abi::PortName;
 use tern_inks::service::{self, PoolGrowth, Reply, Request, Service, naming};
 
-tern_inks::domain!(NAMES, "names", main);
+tern_inks::domain!(NAMES, "names", main, NameService);
 
 /// The name service's state: name → port (named in this domain's space).
 #[derive(Debug)]

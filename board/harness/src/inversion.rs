@@ -51,12 +51,12 @@
 //! request's spin and one medium burst, run locally with nothing else
 //! ready (the median of a few runs).
 
-use crate::{domains, state, upcall};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use tern_aarch64::{domains, state, upcall};
 use tern_core::abi::{MessageHeader, PortName};
 use tern_inks::gate;
 use tern_inks::service::{self, Reply, Request, Service};
@@ -489,9 +489,8 @@ pub fn run() -> Result<(), String> {
     let (pool_domain, pool_port) = crate::bench::start_server("inversion.pool", service::MODE_POOL)?;
     let (thread_domain, thread_port) = crate::bench::start_server("inversion.threads", service::MODE_THREADS)?;
     // Let the server thread run up to its first receive.
-    crate::threads::yield_now();
-    let spec = tern_inks::registry::find("inversion.client").ok_or("inversion.client not registered")?;
-    let client = domains::create(spec).map_err(|error| format!("inversion.client: {error:?}"))?;
+    tern_aarch64::threads::yield_now();
+    let client = domains::create("inversion.client").map_err(|error| format!("inversion.client: {error:?}"))?;
     let names = state::with(|kernel| {
         (
             kernel.grant_send_right(pool_domain, pool_port, client),

@@ -24,7 +24,7 @@
 //! The boot table, built at compile time by [`boot_table`], maps whole
 //! gigabytes and exists only to turn the MMU on before any Rust runs.
 
-use crate::frame::PhysRange;
+use tern_core::frame::PhysRange;
 
 /// Entries in one translation table.
 pub const ENTRIES: usize = 512;

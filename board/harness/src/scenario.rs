@@ -6,15 +6,17 @@
 //! that line and the exit status. Without a scenario the kernel runs the
 //! demo: the domains, then one tick line a second, forever.
 
-use crate::domains::{self, DomainError};
-use crate::semihosting::ExitStatus;
-use crate::upcall::Outcome;
-use crate::{cpu, kprintln, timer};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use tern_aarch64::semihosting::ExitStatus;
+use tern_aarch64::state::{self, Kernel};
+use tern_aarch64::upcall::Outcome;
+use tern_aarch64::{cpu, domains, kprintln, timer};
 use tern_core::domain::DomainId;
+use tern_core::domains::DomainError;
+use tern_core::machine::RpcStatistics;
 use tern_ctltest::test as ctltest;
 use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
@@ -94,7 +96,7 @@ fn merge_echo() -> Verdict {
     let echo = domains::find("echo").ok_or("no echo")?;
     let client = create("client")?;
     let round = |label: &str| -> Verdict {
-        let counts = || crate::state::with(|kernel| (kernel.statistics().migrated, kernel.statistics().direct));
+        let counts = || state::with(|kernel| (kernel.statistics().migrated, kernel.statistics().direct));
         let before = counts();
         let outcome = domains::call(client, test::ECHO_ROUND);
         let after = counts();
@@ -105,11 +107,11 @@ fn merge_echo() -> Verdict {
         // What was lent to echo is gone from its view once the calls have
         // returned: no page of the client's region is mapped there (unless
         // the client is merged, when all of it is, EL1 only).
-        let (lends, visible, client_merged) = crate::state::with(|kernel| {
+        let (lends, visible, client_merged) = state::with(|kernel| {
             (
                 kernel.statistics().lends_mapped,
                 pages_reachable(kernel, client, echo),
-                mode_of(kernel, client).is_merged(),
+                kernel.mode_of(client).is_merged(),
             )
         });
         kprintln!(
@@ -133,19 +135,19 @@ fn merge_echo() -> Verdict {
         (echo, "echo", DomainMode::Protected, "protected again"),
     ];
     for (domain, name, mode, label) in steps {
-        let changed = crate::state::with(|kernel| domains::set_mode(kernel, domain, mode));
+        let changed = domains::set_mode(domain, mode);
         kprintln!("merge-echo: {name} -> {mode:?}: {changed:?}");
         changed.map_err(|error| format!("{name} -> {mode:?}: {error}"))?;
-        let mode = crate::state::with(|kernel| kernel.domain(echo).map(|record| record.mode)).ok_or("no echo")?;
+        let mode = state::with(|kernel| kernel.domain(echo).map(|record| record.mode)).ok_or("no echo")?;
         // Echo's memory as its own view, the client's and the kernel's map
         // it now. Merged, it is EL1-only there, so a round that works
         // proves echo's code ran at EL1 (at EL0 its first stack access
         // would fault and abort the call).
-        let (own, client_view, kernel_view) = crate::state::with(|kernel| {
+        let (own, client_view, kernel_view) = state::with(|kernel| {
             let access = |viewer| domains::access_in_view(kernel, viewer, inside);
             (access(Some(echo)), access(Some(client)), access(None))
         });
-        let described = |access: Option<tern_core::paging::Access>| match access {
+        let described = |access: Option<tern_aarch64::paging::Access>| match access {
             None => "unmapped",
             Some(access) if access.user_write && !access.global => "EL0 read-write, this ASID",
             Some(access) if !access.user_read && access.kernel_write && access.global => "EL1 only, global",
@@ -163,7 +165,7 @@ fn merge_echo() -> Verdict {
         round(label)?;
     }
     let checksum = domains::find("checksum").ok_or("no checksum")?;
-    let busy = crate::state::with(|kernel| domains::set_mode(kernel, checksum, DomainMode::Merged));
+    let busy = domains::set_mode(checksum, DomainMode::Merged);
     kprintln!("merge-echo: checksum (server threads parked in receive) -> Merged: {busy:?}");
     if busy != Err(tern_core::abi::Error::Busy) {
         return Err(format!("checksum with threads in it: {busy:?}, not Busy"));
@@ -178,15 +180,14 @@ fn merge_echo() -> Verdict {
 fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
     start_servers(&[("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))])?;
     let slow = domains::find("slow").ok_or("no slow")?;
-    crate::state::with(|kernel| domains::set_mode(kernel, slow, mode)).map_err(|error| format!("slow: {error}"))?;
+    domains::set_mode(slow, mode).map_err(|error| format!("slow: {error}"))?;
     let client = create("client")?;
-    crate::state::with(|kernel| domains::set_mode(kernel, client, client_mode))
-        .map_err(|error| format!("client: {error}"))?;
+    domains::set_mode(client, client_mode).map_err(|error| format!("client: {error}"))?;
     match domains::call(client, tern_rpctest::test::SERVER_PANIC) {
         Ok(Outcome::Returned(0)) => {}
         other => return Err(format!("the client reported {other:?}")),
     }
-    let alive = crate::state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
+    let alive = state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
     kprintln!("server-panic: slow ({mode:?}) alive after its panic: {alive}");
     if alive { Err("slow survived its panic".into()) } else { Ok(()) }
 }
@@ -197,16 +198,14 @@ fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
 fn ctl(test: usize) -> Verdict {
     start_servers(&[("names", 1), ("kernel.clock", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
     let clock = domains::find("kernel.clock").ok_or("no kernel.clock")?;
-    crate::state::with(|kernel| domains::set_mode(kernel, clock, DomainMode::Merged))
-        .map_err(|error| format!("kernel.clock: {error}"))?;
+    domains::set_mode(clock, DomainMode::Merged).map_err(|error| format!("kernel.clock: {error}"))?;
     let servers = [domains::find("ctl.top").ok_or("no ctl.top")?, domains::find("ctl.mid").ok_or("no ctl.mid")?];
     let client = create("ctl.client")?;
     for mode in [DomainMode::Protected, DomainMode::Merged] {
         for server in servers {
-            crate::state::with(|kernel| domains::set_mode(kernel, server, mode))
-                .map_err(|error| format!("{mode:?}: {error}"))?;
+            domains::set_mode(server, mode).map_err(|error| format!("{mode:?}: {error}"))?;
         }
-        let splits = || crate::state::with(|kernel| kernel.statistics().splits);
+        let splits = || state::with(|kernel| kernel.statistics().splits);
         let before = splits();
         kprintln!("ctl: round with the servers {}", if mode.is_merged() { "merged" } else { "protected" });
         match domains::call(client, test) {
@@ -227,12 +226,12 @@ fn ctl(test: usize) -> Verdict {
 /// at once (its call to the top returns `Terminated`, which it reports to
 /// the client) and ends the domain.
 fn ctl_domain() -> Verdict {
-    use crate::control::{DomainAction, domain_control};
+    use tern_core::control::DomainAction;
     start_servers(&[("names", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
     let top = domains::find("ctl.top").ok_or("no ctl.top")?;
     let servers = [top, domains::find("ctl.mid").ok_or("no ctl.mid")?];
     let client = create("ctl.client")?;
-    let occupied = || crate::state::with(|kernel| kernel.objects.occupied_in(top).len());
+    let occupied = || state::with(|kernel| kernel.objects.occupied_in(top).len());
     let start = || match domains::call(client, ctltest::DOMAIN_START) {
         Ok(Outcome::Returned(threads)) if threads != 0 => Ok(threads),
         other => Err(format!("the workers did not start: {other:?}")),
@@ -244,11 +243,10 @@ fn ctl_domain() -> Verdict {
         Ok(Outcome::Returned(0)) => Ok(()),
         other => Err(format!("the workers' outcome: {other:?}")),
     };
-    let act =
-        |action| crate::state::with(|kernel| domain_control(kernel, top, action)).map_err(|error| format!("{error}"));
+    let act = |action| state::with(|kernel| kernel.domain_control(top, action)).map_err(|error| format!("{error}"));
     let set_modes = |mode| -> Verdict {
         for server in servers {
-            crate::state::with(|kernel| domains::set_mode(kernel, server, mode)).map_err(|error| format!("{error}"))?;
+            domains::set_mode(server, mode).map_err(|error| format!("{error}"))?;
         }
         Ok(())
     };
@@ -258,7 +256,7 @@ fn ctl_domain() -> Verdict {
         let inside = occupied();
         let suspended = act(DomainAction::Suspend)?;
         for _ in 0..300 {
-            crate::threads::yield_now();
+            tern_aarch64::threads::yield_now();
         }
         let still = occupied();
         let resumed = act(DomainAction::Resume)?;
@@ -275,9 +273,8 @@ fn ctl_domain() -> Verdict {
     let threads = start()?;
     let inside = occupied();
     let terminated = act(DomainAction::Terminate)?;
-    let (left, alive) = crate::state::with(|kernel| {
-        (kernel.objects.occupied_in(top).len(), kernel.domain(top).is_some_and(|r| r.alive))
-    });
+    let (left, alive) =
+        state::with(|kernel| (kernel.objects.occupied_in(top).len(), kernel.domain(top).is_some_and(|r| r.alive)));
     join(threads, true)?;
     kprintln!(
         "ctl-domain: terminated ctl.top with {inside} client threads inside: {terminated} activations terminated, {left} left, alive: {alive}"
@@ -298,26 +295,21 @@ fn start_servers(servers: &[(&str, usize)]) -> Verdict {
             other => return Err(format!("{name} did not start: {other:?}")),
         }
     }
-    crate::threads::yield_now();
+    tern_aarch64::threads::yield_now();
     Ok(())
 }
 
 /// How many pages of `owner`'s region `viewer` can read at EL0 (its code's
 /// level when protected): after a call that lent `viewer` part of
 /// `owner`'s memory has returned, none.
-fn pages_reachable(kernel: &crate::state::Kernel, owner: DomainId, viewer: DomainId) -> usize {
+fn pages_reachable(kernel: &Kernel, owner: DomainId, viewer: DomainId) -> usize {
     kernel.domain(owner).map_or(0, |record| {
         let region = record.domain.region;
         (region.start..region.end)
-            .step_by(tern_core::paging::PAGE as usize)
+            .step_by(tern_aarch64::paging::PAGE as usize)
             .filter(|&page| domains::access_in_view(kernel, Some(viewer), page).is_some_and(|a| a.user_read))
             .count()
     })
-}
-
-/// A domain's mode (protected if there is no such domain).
-fn mode_of(kernel: &crate::state::Kernel, id: DomainId) -> DomainMode {
-    kernel.domain(id).map_or(DomainMode::Protected, |record| record.mode)
 }
 
 /// Client threads in the client's domain call `slow` (a pool of two for
@@ -337,16 +329,15 @@ fn merge_flip() -> Verdict {
     let slow = domains::find("slow").ok_or("no slow")?;
     let client = create("client")?;
     for client_mode in [DomainMode::Protected, DomainMode::Merged] {
-        crate::state::with(|kernel| domains::set_mode(kernel, client, client_mode))
-            .map_err(|error| format!("client -> {client_mode:?}: {error}"))?;
-        let before = crate::state::with(|kernel| *kernel.statistics());
-        let threads = crate::state::with(|kernel| {
-            let priority = kernel.objects.thread(kernel.current).map_or(0, |thread| thread.priority);
+        domains::set_mode(client, client_mode).map_err(|error| format!("client -> {client_mode:?}: {error}"))?;
+        let before = state::with(|kernel| *kernel.statistics());
+        let threads = state::with(|kernel| {
+            let priority = kernel.objects.thread(kernel.current()).map_or(0, |thread| thread.priority);
             (0..WORKERS)
                 .map(|worker| {
                     let argument = tern_rpctest::flip_argument(worker, CALLS);
                     let entry = tern_rpctest::flip_worker as fn(usize) -> usize as usize;
-                    crate::threads::create(kernel, client, entry, argument, priority, 64 << 10)
+                    kernel.create_thread(client, entry, argument, priority, 64 << 10)
                 })
                 .collect::<Option<Vec<_>>>()
         })
@@ -354,7 +345,7 @@ fn merge_flip() -> Verdict {
         // (to merged, to protected, refused Busy)
         let mut flips = [0usize; 3];
         let mut turns = 0usize;
-        while crate::state::with(|kernel| {
+        while state::with(|kernel| {
             threads.iter().any(|&thread| {
                 kernel
                     .objects
@@ -366,9 +357,9 @@ fn merge_flip() -> Verdict {
             if turns > 1_000_000 {
                 return Err("the client threads did not finish".into());
             }
-            let (wanted, changed) = crate::state::with(|kernel| {
-                let wanted = if mode_of(kernel, slow).is_merged() { DomainMode::Protected } else { DomainMode::Merged };
-                (wanted, domains::set_mode(kernel, slow, wanted))
+            let (wanted, changed) = state::with(|kernel| {
+                let wanted = if kernel.mode_of(slow).is_merged() { DomainMode::Protected } else { DomainMode::Merged };
+                (wanted, tern_inks::mode::set_mode(kernel, slow, wanted))
             });
             match (changed, wanted) {
                 (Ok(()), DomainMode::Merged) => flips[0] += 1,
@@ -376,11 +367,10 @@ fn merge_flip() -> Verdict {
                 (Err(tern_core::abi::Error::Busy), _) => flips[2] += 1,
                 (Err(error), _) => return Err(format!("slow -> {wanted:?}: {error}")),
             }
-            crate::threads::yield_now();
+            tern_aarch64::threads::yield_now();
         }
-        let failures: usize = threads.iter().map(|&thread| crate::threads::join(thread).unwrap_or(1)).sum();
-        let (after, reachable) =
-            crate::state::with(|kernel| (*kernel.statistics(), pages_reachable(kernel, client, slow)));
+        let failures: usize = threads.iter().map(|&thread| tern_aarch64::threads::join(thread).unwrap_or(1)).sum();
+        let (after, reachable) = state::with(|kernel| (*kernel.statistics(), pages_reachable(kernel, client, slow)));
         let (trapped, direct) = (after.migrated - before.migrated, after.direct - before.direct);
         let waited = after.waited - before.waited;
         kprintln!(
@@ -407,7 +397,7 @@ fn merge_flip() -> Verdict {
         }
     }
     for (domain, name) in [(slow, "slow"), (client, "client")] {
-        crate::state::with(|kernel| domains::set_mode(kernel, domain, DomainMode::Protected))
+        domains::set_mode(domain, DomainMode::Protected)
             .map_err(|error| format!("{name} back to protected: {error}"))?;
     }
     Ok(())
@@ -416,11 +406,11 @@ fn merge_flip() -> Verdict {
 /// Start `servers` (domain name, start argument) in order, run the
 /// `client` domain's `test`, and check the RPC paths' counters with
 /// `taken` (described by `what`).
-fn rpc(servers: &[(&str, usize)], test: usize, taken: fn(&crate::state::RpcStatistics) -> bool, what: &str) -> Verdict {
+fn rpc(servers: &[(&str, usize)], test: usize, taken: fn(&RpcStatistics) -> bool, what: &str) -> Verdict {
     start_servers(servers)?;
     let client = create("client")?;
     let outcome = domains::call(client, test);
-    let statistics = crate::state::with(|kernel| *kernel.statistics());
+    let statistics = state::with(|kernel| *kernel.statistics());
     kprintln!(
         "rpc: migrated {}, handed off {}, queued {}, waited {}, sidetracks {}, longest chain {}",
         statistics.migrated,
@@ -440,8 +430,10 @@ fn rpc(servers: &[(&str, usize)], test: usize, taken: fn(&crate::state::RpcStati
 /// Samples per benchmark figure unless the command line says otherwise.
 const BENCH_REPETITIONS: usize = 1000;
 
-/// Run the named scenario (or the demo) and say how it went.
-pub fn run(name: Option<&str>, options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
+/// Run the scenario the command line names (or the demo) and say how it
+/// went: the harness image's [`tern_aarch64::kernel::Init`].
+pub fn run(options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
+    let name = options.scenario;
     if name == Some("bench") {
         let repetitions = options.bench_repetitions.map_or(BENCH_REPETITIONS, |n| n as usize);
         return finish("bench", crate::bench::run(repetitions));
@@ -508,7 +500,7 @@ fn ticks() -> Verdict {
 }
 
 fn heap() -> Verdict {
-    let (used_before, _) = crate::memory::heap_stats();
+    let (used_before, _) = tern_aarch64::memory::heap_stats();
     {
         let numbers: Vec<u64> = (0..10_000).collect();
         let sum: u64 = numbers.iter().sum();
@@ -525,13 +517,13 @@ fn heap() -> Verdict {
         }
         let remaining = map.len();
         let correct = (1..1000u64).step_by(2).all(|key| map.get(&(key * 7919)) == Some(&format!("value {key}")));
-        let (used_peak, free) = crate::memory::heap_stats();
+        let (used_peak, free) = tern_aarch64::memory::heap_stats();
         if remaining != 500 || !correct || boxed.iter().any(|&byte| byte != 7) {
             return Err(format!("hash map holds {remaining} entries, contents correct: {correct}"));
         }
         kprintln!("heap: {} bytes in use with a 1000-entry hash map built, {} free", used_peak, free);
     }
-    let (used_after, _) = crate::memory::heap_stats();
+    let (used_after, _) = tern_aarch64::memory::heap_stats();
     if used_after != used_before {
         return Err(format!("{used_before} bytes in use before, {used_after} after everything was dropped"));
     }
@@ -540,8 +532,7 @@ fn heap() -> Verdict {
 }
 
 fn create(name: &str) -> Result<DomainId, String> {
-    let spec = tern_inks::registry::find(name).ok_or_else(|| format!("no domain '{name}' registered"))?;
-    let id = domains::create(spec).map_err(|error| format!("creating {name}: {error:?}"))?;
+    let id = domains::create(name).map_err(|error| format!("creating {name}: {error:?}"))?;
     let region = domains::region(id).unwrap_or(tern_core::frame::PhysRange::new(0, 0));
     kprintln!(
         "domain {} created: number {}, ASID {}, region 0x{:x}..0x{:x}, own translation table",
@@ -577,8 +568,8 @@ fn two_domains() -> Verdict {
     if domains::find("hello.ping") != Some(ping) || domains::find("hello.pong") != Some(pong) {
         return Err("the kernel's name index lost a domain".into());
     }
-    let again = tern_inks::registry::find("hello.ping").map(domains::create);
-    if again != Some(Err(DomainError::NameTaken)) {
+    let again = domains::create("hello.ping");
+    if again != Err(DomainError::NameTaken) {
         return Err(format!("a second hello.ping was not refused: {again:?}"));
     }
     kprintln!("switching views by ASID, no TLB flush: ping, pong, ping, pong, ...");
@@ -635,7 +626,7 @@ fn contain_bad_pointer() -> Verdict {
 }
 
 fn kernel_fault() -> Verdict {
-    let image = crate::memory::ImageLayout::of_this_image();
+    let image = tern_aarch64::memory::ImageLayout::of_this_image();
     kprintln!("reading the boot stack's guard page (0x{:x}) at EL1", image.stack_guard.start);
     // SAFETY: none — a deliberate kernel fault; the guard page is unmapped
     // and the fault handler stops the kernel before this returns.

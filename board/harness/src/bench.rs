@@ -21,11 +21,10 @@
 //! After the rounds, the same boot runs the priority-inversion experiment
 //! ([`crate::inversion`]).
 
-use crate::domains;
-use crate::state;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use tern_aarch64::{domains, state};
 use tern_core::abi::{Call, MessageHeader, PortName};
 use tern_core::domain::DomainId;
 use tern_inks::gate;
@@ -231,22 +230,21 @@ fn floor_target(value: usize) -> usize {
 /// Start a bench server domain in `mode`; its port name in its own space.
 pub(crate) fn start_server(name: &str, mode: usize) -> Result<(DomainId, u32), alloc::string::String> {
     let spec = tern_inks::registry::find(name).ok_or_else(|| alloc::format!("{name} not registered"))?;
-    let domain = domains::create(spec).map_err(|error| alloc::format!("{name}: {error:?}"))?;
+    let domain = domains::create(spec.name).map_err(|error| alloc::format!("{name}: {error:?}"))?;
     match domains::call(domain, mode) {
-        Ok(crate::upcall::Outcome::Returned(port)) if port < u32::MAX as usize => Ok((domain, port as u32)),
+        Ok(tern_aarch64::upcall::Outcome::Returned(port)) if port < u32::MAX as usize => Ok((domain, port as u32)),
         other => Err(alloc::format!("{name} did not start: {other:?}")),
     }
 }
 
 /// The `bench` scenario.
 pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
-    crate::pmu::enable();
+    tern_aarch64::pmu::enable();
     let (pool_domain, pool_port) = start_server("bench.pool", 1)?;
     let (thread_domain, thread_port) = start_server("bench.threads", 2)?;
     // Let the server thread run up to its first receive.
-    crate::threads::yield_now();
-    let client = domains::create(tern_inks::registry::find("bench.client").ok_or("bench.client not registered")?)
-        .map_err(|error| alloc::format!("bench.client: {error:?}"))?;
+    tern_aarch64::threads::yield_now();
+    let client = domains::create("bench.client").map_err(|error| alloc::format!("bench.client: {error:?}"))?;
     let (pool_name, thread_name) = state::with(|kernel| {
         (
             kernel.grant_send_right(pool_domain, pool_port, client),
@@ -256,10 +254,10 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     let (Some(pool_name), Some(thread_name)) = (pool_name, thread_name) else {
         return Err("could not give the client its rights".into());
     };
-    let boot_id = crate::timer::counter();
-    crate::kprintln!(
+    let boot_id = tern_aarch64::timer::counter();
+    tern_aarch64::kprintln!(
         "BENCH-BEGIN boot_id={boot_id:x} board={} counter=instructions repetitions={repetitions} warmup={}",
-        crate::kernel::board_name(),
+        tern_aarch64::kernel::board_name(),
         repetitions / 10 + 10
     );
     let (pool, threads) = (pool_name as usize, thread_name as usize);
@@ -271,7 +269,7 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
             flip_mode(domain, name, mode)?;
         }
         match domains::call(client, client_argument(pool, threads, round, repetitions)) {
-            Ok(crate::upcall::Outcome::Returned(0)) => {}
+            Ok(tern_aarch64::upcall::Outcome::Returned(0)) => {}
             other => return Err(alloc::format!("the client failed in round {}: {other:?}", round::MODES[round])),
         }
     }
@@ -284,35 +282,32 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     {
         let before = state::with(|kernel| kernel.statistics().payload_copies);
         match domains::call(client, only) {
-            Ok(crate::upcall::Outcome::Returned(0)) => {}
+            Ok(tern_aarch64::upcall::Outcome::Returned(0)) => {}
             other => return Err(alloc::format!("the copy-count call ({path}) failed: {other:?}")),
         }
         let after = state::with(|kernel| kernel.statistics().payload_copies);
-        crate::kprintln!("BENCH-COPIES path={path} mode=protected test=32kin copies={}", after - before);
+        tern_aarch64::kprintln!("BENCH-COPIES path={path} mode=protected test=32kin copies={}", after - before);
     }
     stages();
     crate::inversion::run()?;
-    crate::kprintln!(
+    tern_aarch64::kprintln!(
         "BENCH-MEMORY thread={} activation={} kernel_stack={}",
-        core::mem::size_of::<tern_core::thread::Thread>()
-            + core::mem::size_of::<crate::state::ThreadArch>()
-            + core::mem::size_of::<crate::state::KernelContext>(),
+        core::mem::size_of::<tern_core::thread::Thread>() + tern_aarch64::machine::THREAD_KERNEL_SIDE_BYTES,
         core::mem::size_of::<tern_core::thread::Activation>(),
-        crate::threads::KERNEL_STACK
+        tern_aarch64::machine::KERNEL_STACK
     );
-    crate::kprintln!("BENCH-END");
+    tern_aarch64::kprintln!("BENCH-END");
     Ok(())
 }
 
 /// Change a domain's mode between rounds, and say so.
 fn flip_mode(domain: DomainId, name: &str, mode: DomainMode) -> Result<(), alloc::string::String> {
-    state::with(|kernel| domains::set_mode(kernel, domain, mode))
-        .map_err(|error| alloc::format!("{name} -> {mode:?}: {error}"))?;
+    domains::set_mode(domain, mode).map_err(|error| alloc::format!("{name} -> {mode:?}: {error}"))?;
     let word = match mode {
         DomainMode::Protected => "protected",
         DomainMode::Merged => "merged",
     };
-    crate::kprintln!("BENCH-FLIP domain={name} mode={word}");
+    tern_aarch64::kprintln!("BENCH-FLIP domain={name} mode={word}");
     Ok(())
 }
 
@@ -367,7 +362,7 @@ fn stages() {
         ]
     };
     for (side, stage, instructions) in lines {
-        crate::kprintln!(
+        tern_aarch64::kprintln!(
             "BENCH-STAGE path=migrating-protected mode=protected test=null side={side} stage={stage} instructions={instructions}"
         );
     }

@@ -1,0 +1,28 @@
+//! # tern-harness: what only test images carry
+//!
+//! A *harness image* is the production image plus this crate: the boot
+//! scenarios the integration tests run ([`scenario`]), the misbehaving
+//! domains that show containment ([`probes`]), the benchmark's driver and
+//! servers ([`bench`]) and the priority-inversion experiment
+//! ([`inversion`]), and the test servers they use (`tern-hello`,
+//! `tern-rpctest`, `tern-ctltest`). `cargo xtask test` and `cargo xtask
+//! bench` build harness images; the image a person flashes carries none of
+//! it (`cargo xtask test` checks the production image's symbols).
+//!
+//! [`run`] is the harness image's start ([`tern_aarch64::kernel::Init`]):
+//! the scenario `tern.scenario=NAME` names. The probes need `unsafe` and
+//! assembly (misbehaving is their point), which server crates forbid: that
+//! is why they live here, not in `servers/`.
+//!
+//! What it must not be: a dependency of any kernel crate (core, arch,
+//! inks) or of the production image.
+#![no_std]
+
+extern crate alloc;
+
+pub mod bench;
+pub mod inversion;
+pub mod probes;
+pub mod scenario;
+
+pub use scenario::run;

@@ -1,0 +1,205 @@
+//! Protection domains: creation, termination, and lending memory into
+//! their views.
+//!
+//! Creating a domain takes the next slot ([`DOMAIN_REGION`] bytes) of the
+//! board's domain arena; the machine zeroes it (nothing of an earlier
+//! tenant leaks), puts the domain's heap at its start and builds its view
+//! (the kernel's, plus the region for the domain's code, tagged with the
+//! domain's number as its ASID). The domain gets an empty capability space
+//! (plus the name service at name 0, once there is one) and a main stack
+//! carved from the top of its region; further stacks are carved below it
+//! on request.
+//!
+//! A domain that faults (or that domain control terminates) is marked
+//! dead: no upcall or call enters it again, and its ports die. Its slot is
+//! not reused (a reused ASID would need its TLB entries dropped first;
+//! nothing needs reuse so far).
+//!
+//! Region layout: the first word is the domain's mode word (the
+//! in-kernel-server layer writes it, the service gate reads it:
+//! `REGION_MODE_OFFSET`); the domain's heap from `REGION_HEAP_OFFSET`;
+//! stacks from `REGION_STACKS_OFFSET` to the end.
+//!
+//! Lending: a call that lends part of the client's memory to a protected
+//! server maps the pages covering it into the server's view for the call;
+//! the [`Ledger`](crate::lend::Ledger) counts lends in flight so that two
+//! calls may lend the same page, and says what each start or end changes,
+//! which the machine carries out.
+
+use crate::abi::{DomainMode, Error};
+use crate::board::DOMAIN_REGION;
+use crate::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
+use crate::domain::{Domain, DomainId, DomainSpec};
+use crate::frame::PhysRange;
+use crate::kernel::{DomainRecord, Kernel};
+use crate::lend::PageChange;
+use crate::machine::{Machine, Servers};
+use alloc::vec::Vec;
+
+/// The stack of a domain's main activation (upcalls from the kernel).
+pub const MAIN_STACK: u64 = 64 << 10;
+
+/// Why a domain could not be created or entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainError {
+    /// All arena slots are taken.
+    ArenaFull,
+    /// No frames for the domain's tables, or no room for a stack.
+    OutOfMemory,
+    /// No such domain.
+    NoSuchDomain,
+    /// The domain has been terminated.
+    Terminated,
+    /// A domain of that name exists already.
+    NameTaken,
+}
+
+impl<M: Machine> Kernel<M> {
+    /// Create a protected domain for `spec`.
+    pub fn create_domain(&mut self, spec: &'static DomainSpec) -> Result<DomainId, DomainError> {
+        if self.domain_names.contains_key(spec.name) {
+            return Err(DomainError::NameTaken);
+        }
+        let index = self.domains.len();
+        let start = self.arena.start + index as u64 * DOMAIN_REGION;
+        if start + DOMAIN_REGION > self.arena.end {
+            return Err(DomainError::ArenaFull);
+        }
+        let region = PhysRange::new(start, start + DOMAIN_REGION);
+        let id = DomainId(index as u16 + 1);
+        let view = self.machine.new_domain_view(region, id.0).map_err(|_| DomainError::OutOfMemory)?;
+        let mut space = CapabilitySpace::new();
+        if let Some(port) = self.name_service {
+            space.install(NAME_SERVICE_NAME, Capability { port, receive: false });
+        }
+        let domain = Domain { id, name: spec.name, region, view };
+        self.domains_mut();
+        self.domains.push(DomainRecord {
+            domain,
+            spec,
+            alive: true,
+            space,
+            context: 0,
+            mode: DomainMode::Protected,
+            stack_floor: region.end,
+            main_stack: 0,
+        });
+        let main_stack = self.carve_stack(id, MAIN_STACK).ok_or(DomainError::OutOfMemory)?;
+        if let Some(record) = self.domain_mut(id) {
+            record.main_stack = main_stack;
+        }
+        self.domain_names.insert(spec.name, id);
+        Ok(id)
+    }
+
+    /// Where to upcall into domain `id`'s entry: its entry and main stack;
+    /// `Terminated` for a dead domain.
+    pub fn domain_entry(&self, id: DomainId) -> Result<(usize, u64), DomainError> {
+        let record = self.domain(id).ok_or(DomainError::NoSuchDomain)?;
+        if !record.alive {
+            return Err(DomainError::Terminated);
+        }
+        Ok((record.spec.entry as usize, record.main_stack))
+    }
+
+    /// Mark domain `id` terminated and its ports dead. Callers waiting on
+    /// those ports are woken: those waiting for a server retry and find
+    /// the port dead; those queued for a server thread get `PortDead`.
+    pub fn terminate_domain(&mut self, id: DomainId) {
+        if let Some(record) = self.domain_mut(id) {
+            record.alive = false;
+        }
+        let mut waiting = Vec::new();
+        let mut queued = Vec::new();
+        let owned: Vec<_> =
+            self.objects.port_ids().filter(|&port| self.objects.port(port).is_some_and(|p| p.owner == id)).collect();
+        for port in owned {
+            self.objects.pool_clear(port);
+            if let Some(entry) = self.objects.port_mut(port) {
+                entry.alive = false;
+                entry.server_threads = 0;
+                while let Some(thread) = entry.next_waiter() {
+                    waiting.push(thread);
+                }
+                while let Some(thread) = entry.next_sender() {
+                    queued.push(thread);
+                }
+            }
+            self.objects.clear_receivers(port);
+        }
+        for thread in queued {
+            if let Some(frame) = self.blocked_frame(thread) {
+                crate::machine::UserFrame::set_result(frame, Err(Error::PortDead));
+            }
+            self.wake(thread);
+        }
+        for thread in waiting {
+            self.wake(thread);
+        }
+    }
+
+    /// After domain `id` started: merge it if `tern.merge` names it. The
+    /// domain's name and the outcome, if it was asked for.
+    pub fn merge_if_asked(&mut self, id: DomainId) -> Option<(&'static str, Result<(), Error>)> {
+        let record = self.domain(id)?;
+        let name = record.spec.name;
+        if record.mode.is_merged() || !self.merge_at_start.iter().any(|listed| listed == name) {
+            return None;
+        }
+        Some((name, <M::Servers as Servers>::set_mode(self, id, DomainMode::Merged)))
+    }
+
+    /// A call lends `region` to protected domain `server`: map the pages
+    /// covering it into the server's view, read-only or read-write when
+    /// `writable`. Pages another call in flight lends it already are
+    /// shared (a read-only one becomes writable while a writable lend
+    /// covers it). `OutOfMemory`, with nothing changed, if a table for a
+    /// page could not be made.
+    pub fn lend_map(&mut self, server: DomainId, region: PhysRange, writable: bool) -> Result<(), Error> {
+        let view = self.domain(server).ok_or(Error::PortDead)?.domain.view;
+        let Kernel { lends, machine, .. } = self;
+        let mut changes = LendChanges { machine, view, unmapped: false, outcome: Ok(()) };
+        lends.start(server, region, writable, |change| changes.apply(change));
+        let outcome = changes.finish();
+        if outcome.is_err() {
+            self.lend_unmap(server, region, writable);
+        }
+        outcome
+    }
+
+    /// The call that lent `region` to `server` (as [`Kernel::lend_map`]
+    /// was told) has ended or was aborted: forget it, unmapping the pages
+    /// no other lend in flight covers (and making read-only again those
+    /// only read-only lends still cover).
+    pub fn lend_unmap(&mut self, server: DomainId, region: PhysRange, writable: bool) {
+        let Some(view) = self.domain(server).map(|record| record.domain.view) else { return };
+        let Kernel { lends, machine, .. } = self;
+        let mut changes = LendChanges { machine, view, unmapped: false, outcome: Ok(()) };
+        lends.end(server, region, writable, |change| changes.apply(change));
+        // Unmapping and downgrading make no tables, so they cannot fail.
+        let _ = changes.finish();
+    }
+}
+
+/// A protected server's view while the changes a lend makes to it are
+/// carried out by the machine.
+struct LendChanges<'a, M: Machine> {
+    machine: &'a mut M,
+    view: u64,
+    unmapped: bool,
+    outcome: Result<(), Error>,
+}
+
+impl<M: Machine> LendChanges<'_, M> {
+    fn apply(&mut self, change: PageChange) {
+        self.unmapped |= matches!(change, PageChange::Unmap(_));
+        if let Err(error) = self.machine.map_lent(self.view, change) {
+            self.outcome = Err(error);
+        }
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        self.machine.lent_done(self.view, self.unmapped);
+        self.outcome
+    }
+}

@@ -1,0 +1,309 @@
+//! The kernel's state, and what every kernel call answers with.
+//!
+//! One structure, [`Kernel`], holds everything the kernel knows: the
+//! threads, activations and ports ([`Objects`]), the run queue, the
+//! domains and their names, the lends in flight — and the [`Machine`] it
+//! runs on, which keeps the processor's own state (the thread on it, the
+//! last charge) and the arch side of each thread. The machine reaches the
+//! structure through one lock, with interrupts masked; nothing here locks
+//! or masks anything.
+//!
+//! Every kernel call has one shape, `fn(&mut Kernel<M>, Caller, &mut
+//! M::Frame) -> Result<Next<M::Switch>, Error>` (see `syscall`): it checks
+//! everything, then acts, and says what runs next. An error goes back to
+//! the caller in the frame, written once, by the dispatcher.
+//!
+//! The modules above this one add the kernel's behaviour to this
+//! structure, in layers: `scheduler` (threads on the processor), `domains`
+//! (domains, their memory and views), `rpc` (the two RPC models), `control`
+//! (activation control and the check on the way back into a domain),
+//! `syscall` (the call table). Below it: the objects (`thread`, `chain`,
+//! `capability`, `domain`, `lend`, `schedule`) and the ABI.
+
+use crate::abi::{DomainMode, Error};
+use crate::capability::{Capability, CapabilitySpace, PortId};
+use crate::domain::{Domain, DomainId, DomainSpec, SharedImage};
+use crate::frame::PhysRange;
+use crate::lend::Ledger;
+use crate::machine::{Machine, Published, RpcStatistics, Servers};
+use crate::schedule::RunQueue;
+use crate::thread::{ActivationId, Objects, ThreadId, ThreadState};
+use alloc::string::String;
+use alloc::vec::Vec;
+use hashbrown::HashMap;
+
+/// A domain and what the kernel knows about it.
+pub struct DomainRecord {
+    /// The domain itself.
+    pub domain: Domain,
+    /// What its server declared.
+    pub spec: &'static DomainSpec,
+    /// False once terminated.
+    pub alive: bool,
+    /// Its port names.
+    pub space: CapabilitySpace,
+    /// The word handed to its dispatch upcalls (copied into each of its
+    /// activations).
+    pub context: usize,
+    /// Protected or merged into the kernel domain.
+    pub mode: DomainMode,
+    /// Stacks are carved below this address.
+    pub stack_floor: u64,
+    /// Its main stack's top (for upcalls from the kernel).
+    pub main_stack: u64,
+}
+
+/// Who made a kernel call: the current thread, its top activation, and
+/// that activation's domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The thread.
+    pub thread: ThreadId,
+    /// Its top activation, which made the call.
+    pub activation: ActivationId,
+    /// The activation's domain.
+    pub domain: DomainId,
+}
+
+/// What runs next, once a kernel call is done.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<S> {
+    /// The caller, with this value as the call's result.
+    Reply(usize),
+    /// The current thread, from its frame as the call left it (rewritten
+    /// for a migration: it goes on in another activation).
+    Resume,
+    /// Another thread, by this switch; the caller's frame is written by
+    /// whoever wakes it (or was written already).
+    Switch(S),
+    /// The most urgent ready thread: the caller waits (its state says for
+    /// what), and its frame is written by whoever wakes it.
+    Block,
+    /// As [`Next::Block`], and once woken the caller makes the same call
+    /// again — unless an alert ended the wait, which wrote `Interrupted`.
+    BlockThenRepeat,
+    /// The upcall that entered the caller's activation ends with this
+    /// value.
+    ExitUpcall(usize),
+    /// The current thread ends with this result.
+    EndThread(usize),
+}
+
+/// What a kernel call answers: what runs next, or the error for the
+/// caller. Every kernel call is a `fn(&mut Kernel<M>, Caller, &mut
+/// M::Frame) -> KernelCall<M>` (see `syscall`).
+pub type KernelCall<M> = Result<Next<<M as Machine>::Switch>, Error>;
+
+/// The kernel: its state, on a machine.
+pub struct Kernel<M: Machine> {
+    /// The machine it runs on.
+    pub machine: M,
+    /// Threads, activations, ports.
+    pub objects: Objects,
+    /// Ready threads.
+    pub run_queue: RunQueue<ThreadId>,
+    /// Domains, indexed by `DomainId - 1`.
+    pub domains: Vec<DomainRecord>,
+    /// Domain names.
+    pub domain_names: HashMap<&'static str, DomainId>,
+    /// The name service's port, once the name-service domain made it.
+    pub name_service: Option<PortId>,
+    /// The domain arena: every domain's region is a slot of it.
+    pub arena: PhysRange,
+    /// What every domain may read.
+    pub image: SharedImage,
+    /// The client pages lent into protected servers' views by calls in
+    /// flight.
+    pub lends: Ledger,
+    /// Domains `tern.merge` asks to merge once started.
+    pub merge_at_start: Vec<String>,
+    /// A domain record may have changed since the fast paths' view of them
+    /// was last published.
+    domains_changed: bool,
+}
+
+impl<M: Machine> Kernel<M> {
+    /// A kernel with no domains on `machine`, whose domains live in
+    /// `arena` and may read `image`; the thread running now (on the boot
+    /// stack) becomes its first thread.
+    pub fn new(machine: M, arena: PhysRange, image: SharedImage, merge_at_start: Vec<String>) -> Self {
+        let mut kernel = Kernel {
+            machine,
+            objects: Objects::new(),
+            run_queue: RunQueue::new(),
+            domains: Vec::new(),
+            domain_names: HashMap::new(),
+            name_service: None,
+            arena,
+            image,
+            lends: Ledger::new(),
+            merge_at_start,
+            domains_changed: true,
+        };
+        let boot = kernel.objects.new_thread(0, DomainId(0));
+        let context = kernel.machine.adopt_thread(boot);
+        if let Some(thread) = kernel.objects.thread_mut(boot) {
+            thread.state = ThreadState::Running;
+            thread.kernel_context = context;
+        }
+        let now = kernel.machine.counter();
+        *kernel.machine.cpu_mut() = crate::machine::Cpu { current: boot, charged_at: now };
+        kernel
+    }
+
+    /// The thread on the processor.
+    pub fn current(&self) -> ThreadId {
+        self.machine.cpu().current
+    }
+
+    /// What the RPC paths did, fast paths and general path together.
+    pub fn statistics(&mut self) -> &mut RpcStatistics {
+        self.machine.statistics()
+    }
+
+    /// A domain's record.
+    pub fn domain(&self, id: DomainId) -> Option<&DomainRecord> {
+        self.domains.get((id.0 as usize).checked_sub(1)?)
+    }
+
+    /// A domain's record, to change.
+    pub fn domain_mut(&mut self, id: DomainId) -> Option<&mut DomainRecord> {
+        self.domains_changed = true;
+        self.domains.get_mut((id.0 as usize).checked_sub(1)?)
+    }
+
+    /// Every domain's record, to change.
+    pub fn domains_mut(&mut self) -> &mut [DomainRecord] {
+        self.domains_changed = true;
+        &mut self.domains
+    }
+
+    /// The domain called `name`, if one has been created.
+    pub fn find_domain(&self, name: &str) -> Option<DomainId> {
+        self.domain_names.get(name).copied()
+    }
+
+    /// A domain's mode (protected if there is no such domain).
+    pub fn mode_of(&self, id: DomainId) -> DomainMode {
+        self.domain(id).map_or(DomainMode::Protected, |record| record.mode)
+    }
+
+    /// Whether `domain` is part of the kernel domain (merged): the
+    /// kernel's own rights are its.
+    pub fn is_kernel_domain(&self, domain: DomainId) -> bool {
+        self.mode_of(domain).is_merged()
+    }
+
+    /// The domain the current thread runs in (its top activation's), or
+    /// `None` when it runs only in the kernel.
+    pub fn current_domain(&self) -> Option<DomainId> {
+        let top = self.objects.thread(self.current())?.top?;
+        Some(self.objects.activation(top)?.domain)
+    }
+
+    /// Who is making a kernel call: `NotInCall` for a thread with no
+    /// activation (which cannot make one).
+    pub fn caller(&self) -> Result<Caller, Error> {
+        let thread = self.current();
+        let activation = self.objects.thread(thread).and_then(|entry| entry.top).ok_or(Error::NotInCall)?;
+        let domain = self.objects.activation(activation).ok_or(Error::NotInCall)?.domain;
+        Ok(Caller { thread, activation, domain })
+    }
+
+    /// The port `domain` holds a receive right to under `name`:
+    /// `NoSuchPort` for a name that names nothing, `NoRight` for a send
+    /// right.
+    pub fn receive_right(&self, domain: DomainId, name: u32) -> Result<PortId, Error> {
+        let capability = self.domain(domain).ok_or(Error::BadAddress)?.space.lookup(name).ok_or(Error::NoSuchPort)?;
+        if capability.receive { Ok(capability.port) } else { Err(Error::NoRight) }
+    }
+
+    /// Give `to` a send right to the port `from` calls `name` (a kernel
+    /// bootstrap, for wiring domains together without the name service);
+    /// `to`'s name for it.
+    pub fn grant_send_right(&mut self, from: DomainId, name: u32, to: DomainId) -> Option<u32> {
+        let port = self.domain(from)?.space.lookup(name)?.port;
+        Some(self.domain_mut(to)?.space.insert(Capability { port, receive: false }))
+    }
+
+    /// The view `domain` runs in (the kernel's for none).
+    pub fn view_of(&self, domain: DomainId) -> u64 {
+        self.domain(domain).map_or(self.machine.kernel_view(), |record| record.domain.view)
+    }
+
+    /// The view the current thread runs in: its top activation's (for a
+    /// merged domain's activation, the view of the call that entered it),
+    /// or the kernel's.
+    pub fn current_view(&self) -> u64 {
+        let top = self.objects.thread(self.current()).and_then(|thread| thread.top);
+        top.and_then(|top| self.objects.activation(top)).map_or(self.machine.kernel_view(), |entry| entry.view)
+    }
+
+    /// Make an activation of `domain` (see `Objects::new_activation`),
+    /// recording what upcalls into it need of its domain: the view it runs
+    /// in, the state its mode enters with, the entry its mode uses, the
+    /// context word.
+    pub fn new_activation(
+        &mut self,
+        domain: DomainId,
+        port: Option<PortId>,
+        entry: u64,
+        stack_top: u64,
+        stack_size: u64,
+    ) -> ActivationId {
+        let view = self.view_of(domain);
+        let (mode, context) =
+            self.domain(domain).map_or((DomainMode::Protected, 0), |record| (record.mode, record.context as u64));
+        let entry = <M::Servers as Servers>::entry_for_mode(entry, mode);
+        let activation = self.objects.new_activation(domain, port, entry, stack_top, stack_size);
+        if let Some(made) = self.objects.activation_mut(activation) {
+            made.view = view;
+            made.entry_pstate = M::entry_state(mode);
+            made.context = context;
+        }
+        activation
+    }
+
+    /// Carve a stack of `bytes` (rounded up to 16) from `domain`'s region,
+    /// below its heap's end; its top address.
+    pub fn carve_stack(&mut self, domain: DomainId, bytes: u64) -> Option<u64> {
+        let bytes = bytes.checked_add(15)? & !15;
+        let record = self.domain_mut(domain)?;
+        let top = record.stack_floor;
+        let bottom = top.checked_sub(bytes)?;
+        if bottom < record.domain.region.start + crate::board::REGION_STACKS_OFFSET {
+            return None;
+        }
+        record.stack_floor = bottom;
+        Some(top)
+    }
+
+    /// Remember where the current thread's frame is, so whoever wakes it
+    /// can write its results there.
+    pub fn register_frame(&mut self, frame: &mut M::Frame) {
+        let current = self.current();
+        if let Some(thread) = self.objects.thread_mut(current) {
+            thread.frame = frame as *mut M::Frame as u64;
+        }
+    }
+
+    /// The frame of `thread`, blocked in a kernel call (or parked at a
+    /// user boundary).
+    pub fn blocked_frame(&mut self, thread: ThreadId) -> Option<&mut M::Frame> {
+        let address = self.objects.thread(thread)?.frame as usize;
+        // SAFETY: a thread's `frame` is the frame the machine gave the
+        // kernel when the thread entered the kernel call it is blocked in
+        // (or was parked at a boundary with), recorded by
+        // `register_frame`; the machine keeps it where it is until the
+        // thread runs again, and nothing else refers to it meanwhile. The
+        // borrow of the kernel keeps a second reference from being made.
+        (address != 0).then(|| unsafe { &mut *(address as *mut M::Frame) })
+    }
+
+    /// Hand the machine what its fast paths read (after every change of
+    /// the kernel state, before any domain runs).
+    pub fn publish(&mut self) {
+        let domains_changed = core::mem::take(&mut self.domains_changed);
+        self.machine.publish(Published { objects: &self.objects, domains: &self.domains, domains_changed });
+    }
+}

@@ -1,0 +1,337 @@
+//! Threads on the processor: charging, waking, choosing what runs, making
+//! and ending threads, and the waits a thread can be in.
+//!
+//! A thread is based in the kernel (Ford & Lepreau §4.1): it begins on a
+//! kernel stack of its own and makes an upcall into its first activation
+//! ([`Kernel::thread_start`] says where); when that upcall ends, the thread
+//! ends ([`Kernel::end_current_thread`]).
+//!
+//! The policy is a priority run queue with round robin among equals: the
+//! timer lets an equal or more urgent ready thread take the processor from
+//! a domain's code ([`Kernel::yield_now`]). A thread waits by setting its
+//! state; the machine then asks [`Kernel::run_next`] what to run instead,
+//! idling while nothing is ready. Waking puts a thread on the run queue —
+//! or, on the RPC paths, hands it the processor directly: the switch is
+//! decided here ([`Kernel::prepare_switch`]) under the kernel state and
+//! carried out by the machine after it is released.
+//!
+//! CPU time is charged to the running thread at every switch and timer
+//! tick, in the column of the domain its top activation belongs to
+//! (accounting follows the thread across domains, and can be broken down
+//! per domain).
+
+use crate::abi::Error;
+use crate::domain::DomainId;
+use crate::kernel::{Caller, Kernel, KernelCall, Next};
+use crate::machine::{Machine, Servers, Start, UpcallTarget, UserFrame};
+use crate::thread::{ActivationId, ThreadId, ThreadState};
+use alloc::vec::Vec;
+
+/// What the processor should do about a waiting thread.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunNext<S> {
+    /// Carry out this switch.
+    Switch(S),
+    /// The current thread runs on (it is no longer waiting).
+    Continue,
+    /// Nothing is ready: idle until an interrupt, then ask again.
+    Idle,
+}
+
+impl<M: Machine> Kernel<M> {
+    /// Charge the counter ticks since the last charge to the current
+    /// thread, as spent in the domain of its top activation.
+    pub fn charge(&mut self) {
+        let now = self.machine.counter();
+        let cpu = self.machine.cpu_mut();
+        let elapsed = now.wrapping_sub(cpu.charged_at);
+        cpu.charged_at = now;
+        let current = cpu.current;
+        let domain = self.current_domain();
+        if let Some(thread) = self.objects.thread_mut(current) {
+            thread.charge(elapsed, domain);
+        }
+    }
+
+    /// Make `thread` ready.
+    pub fn wake(&mut self, thread: ThreadId) {
+        let Some(entry) = self.objects.thread_mut(thread) else { return };
+        entry.state = ThreadState::Ready;
+        let priority = entry.priority;
+        self.run_queue.push(thread, priority);
+    }
+
+    /// Decide a switch from the current thread to `next` (already off the
+    /// run queue, if it was on it; the caller has set the current thread's
+    /// state): charge the time, make `next` current and running. `None`
+    /// if `next` is the current thread.
+    pub fn prepare_switch(&mut self, next: ThreadId) -> Option<M::Switch> {
+        let current = self.current();
+        if let Some(thread) = self.objects.thread_mut(next) {
+            thread.state = ThreadState::Running;
+        }
+        if current == next {
+            return None;
+        }
+        self.charge();
+        self.machine.cpu_mut().current = next;
+        let view = self.current_view();
+        Some(self.machine.switch(current, next, view))
+    }
+
+    /// The current thread begins to wait: an alert that ends this wait
+    /// (and only this one) will say so through [`Kernel::take_interrupted`].
+    pub fn begin_wait(&mut self) {
+        let current = self.current();
+        if let Some(thread) = self.objects.thread_mut(current) {
+            thread.interrupted = false;
+        }
+    }
+
+    /// The current thread waits (or has just been woken): what the
+    /// processor does next.
+    pub fn run_next(&mut self) -> RunNext<M::Switch> {
+        if let Some((next, _)) = self.run_queue.pop() {
+            return match self.prepare_switch(next) {
+                Some(switch) => RunNext::Switch(switch),
+                None => RunNext::Continue,
+            };
+        }
+        let current = self.current();
+        let waiting = self.objects.thread(current).is_some_and(|thread| thread.state != ThreadState::Running);
+        if waiting { RunNext::Idle } else { RunNext::Continue }
+    }
+
+    /// Whether an alert ended the current thread's last wait (taking the
+    /// news).
+    pub fn take_interrupted(&mut self) -> bool {
+        let current = self.current();
+        self.objects.thread_mut(current).is_some_and(|thread| core::mem::take(&mut thread.interrupted))
+    }
+
+    /// Let an equal or more urgent ready thread run: the switch to it, if
+    /// there is one (the current thread goes on the run queue).
+    pub fn yield_now(&mut self) -> Option<M::Switch> {
+        let current = self.current();
+        let priority = self.objects.thread(current).map_or(0, |thread| thread.priority);
+        if self.run_queue.highest().is_none_or(|highest| highest < priority) {
+            return None;
+        }
+        self.wake(current);
+        let (next, _) = self.run_queue.pop()?;
+        self.prepare_switch(next)
+    }
+
+    /// At a timer tick: charge the running thread, and wake the sleepers
+    /// whose time has come.
+    pub fn tick(&mut self) {
+        self.charge();
+        let now = self.machine.counter();
+        let due: Vec<ThreadId> = self
+            .objects
+            .thread_ids()
+            .filter(|&id| {
+                matches!(self.objects.thread(id).map(|entry| entry.state), Some(ThreadState::Sleeping(until)) if until <= now)
+            })
+            .collect();
+        for thread in due {
+            self.wake(thread);
+        }
+    }
+
+    /// The current thread is parked at a user boundary (`at`: its frame
+    /// holds its top activation's complete registers and nothing in the
+    /// kernel will change them before it runs: a state operation may read
+    /// or write them), or leaves it.
+    pub fn set_boundary(&mut self, frame: &mut M::Frame, at: bool) {
+        self.register_frame(frame);
+        let current = self.current();
+        if let Some(thread) = self.objects.thread_mut(current) {
+            thread.at_boundary = at;
+        }
+    }
+
+    /// Create a thread that will upcall `entry(argument)` through the
+    /// gate's trampoline in `domain`, on a new stack of `stack_bytes`
+    /// carved from the domain's region, at `priority`. It is made ready.
+    /// `None` if there is no memory for its stacks.
+    pub fn create_thread(
+        &mut self,
+        domain: DomainId,
+        entry: usize,
+        argument: usize,
+        priority: u8,
+        stack_bytes: u64,
+    ) -> Option<ThreadId> {
+        let user_stack = self.carve_stack(domain, stack_bytes)?;
+        let kernel_stack = self.machine.take_stack()?;
+        let creator = self.current_domain().unwrap_or(DomainId(0));
+        let thread = self.objects.new_thread(priority, creator);
+        let trampoline = <M::Servers as Servers>::upcall_entry();
+        let activation = self.new_activation(domain, None, trampoline, user_stack, stack_bytes);
+        self.objects.push(thread, activation);
+        if let Some(first) = self.objects.activation_mut(activation) {
+            // The first upcall's registers: x0 = argument, x1 = entry.
+            first.saved.x[0] = argument as u64;
+            first.saved.x[1] = entry as u64;
+        }
+        self.start_on(thread, kernel_stack);
+        Some(thread)
+    }
+
+    /// Give `thread` its kernel side on `stack` and make it ready.
+    fn start_on(&mut self, thread: ThreadId, stack: M::Stack) {
+        let context = self.machine.start_thread(thread, stack);
+        if let Some(entry) = self.objects.thread_mut(thread) {
+            entry.kernel_context = context;
+        }
+        self.wake(thread);
+    }
+
+    /// Start `lower`, a thread split off below a terminated (or broken
+    /// off) activation (see `chain`): on `stack` (taken before the split,
+    /// so that a split never lacks one), it resumes its top activation's
+    /// saved registers with `error` as the result of the call that
+    /// activation made.
+    pub fn start_split(&mut self, lower: ThreadId, error: Error, stack: M::Stack) {
+        if let Some(thread) = self.objects.thread_mut(lower) {
+            thread.resume_with = error as usize;
+        }
+        self.start_on(lower, stack);
+    }
+
+    /// How the current thread, running for the first time, begins: an
+    /// upcall into its first activation, or (split off below a terminated
+    /// activation) a return into its top one with the error. `None` if it
+    /// has no activation (it then ends at once).
+    pub fn thread_start(&self) -> Option<Start> {
+        let thread = self.objects.thread(self.current())?;
+        let activation = self.objects.activation(thread.top?)?;
+        if thread.resume_with == 0 {
+            return Some(Start::Upcall(UpcallTarget {
+                view: activation.view,
+                entry: activation.entry,
+                stack: activation.stack_top,
+                arguments: [activation.saved.x[0], activation.saved.x[1]],
+                state: activation.entry_pstate,
+            }));
+        }
+        let mut registers = activation.saved;
+        registers.x[0] = thread.resume_with as u64;
+        registers.x[1] = 0;
+        let target = UpcallTarget {
+            view: activation.view,
+            entry: registers.pc,
+            stack: registers.sp,
+            arguments: [0, 0],
+            state: if registers.pstate == 0 { activation.entry_pstate } else { registers.pstate },
+        };
+        Some(Start::Resume(target, alloc::boxed::Box::new(registers)))
+    }
+
+    /// End the current thread with `result`: its activations leave their
+    /// chain (a segment split off a thread may end above a cut: its
+    /// activations go back to their pools), its joiners wake, and its
+    /// kernel stack goes to the machine for reuse. The machine then never
+    /// runs it again.
+    pub fn end_current_thread(&mut self, result: usize) {
+        let current = self.current();
+        while let Some(activation) = self.objects.pop(current) {
+            if self.objects.activation(activation).is_some_and(|entry| entry.port.is_some()) {
+                self.objects.pool_return(activation);
+            }
+        }
+        self.machine.thread_ended(current);
+        if let Some(thread) = self.objects.thread_mut(current) {
+            thread.state = ThreadState::Ended(result);
+        }
+        let joiners: Vec<ThreadId> = self
+            .objects
+            .thread_ids()
+            .filter(|&id| self.objects.thread(id).is_some_and(|thread| thread.state == ThreadState::Joining(current)))
+            .collect();
+        for joiner in joiners {
+            self.wake(joiner);
+        }
+    }
+
+    /// `ThreadJoin`: wait for `thread` (made by the caller's domain, not
+    /// the caller's own) to end; its result.
+    pub fn join(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let thread = u32::try_from(frame.argument(0)).ok().and_then(ThreadId::new).ok_or(Error::InvalidArgument)?;
+        let allowed =
+            caller.thread != thread && self.objects.thread(thread).is_some_and(|entry| entry.creator == caller.domain);
+        if !allowed {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(self.join_thread(thread)?.map_or(Next::BlockThenRepeat, Next::Reply))
+    }
+
+    /// `thread`'s result if it has ended — following its base activation
+    /// to the thread that carries it since a split — or else the current
+    /// thread waits for it (`None`). `InvalidArgument` if there is no such
+    /// thread.
+    pub fn join_thread(&mut self, thread: ThreadId) -> Result<Option<usize>, Error> {
+        let mut target = thread;
+        while let Some(next) = self.objects.thread(target).ok_or(Error::InvalidArgument)?.base_moved_to {
+            target = next;
+        }
+        if let ThreadState::Ended(result) = self.objects.thread(target).ok_or(Error::InvalidArgument)?.state {
+            return Ok(Some(result));
+        }
+        let current = self.current();
+        if let Some(entry) = self.objects.thread_mut(current) {
+            entry.state = ThreadState::Joining(target);
+        }
+        Ok(None)
+    }
+
+    /// `Sleep`: `ticks` of the counter, or until an alert.
+    pub fn sleep(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let until = self.machine.counter().saturating_add(frame.argument(0) as u64);
+        if let Some(entry) = self.objects.thread_mut(caller.thread) {
+            entry.state = ThreadState::Sleeping(until);
+        }
+        // The answer unless an alert ends the sleep (which writes its own).
+        frame.set_result(Ok(0));
+        Ok(Next::Block)
+    }
+
+    /// Upcall into `domain` at `entry(argument)` on the current thread, in
+    /// a new activation on `stack` pushed on the thread's chain: the
+    /// activation and where to enter. Ended by [`Kernel::leave_domain`].
+    pub fn enter_domain(
+        &mut self,
+        domain: DomainId,
+        stack: u64,
+        argument: usize,
+        entry: usize,
+    ) -> Option<(ActivationId, UpcallTarget)> {
+        self.domain(domain)?;
+        let trampoline = <M::Servers as Servers>::upcall_entry();
+        let activation = self.new_activation(domain, None, trampoline, stack, 0);
+        let current = self.current();
+        self.objects.push(current, activation);
+        let entered = self.objects.activation(activation)?;
+        Some((
+            activation,
+            UpcallTarget {
+                view: entered.view,
+                entry: trampoline,
+                stack,
+                arguments: [argument as u64, entry as u64],
+                state: entered.entry_pstate,
+            },
+        ))
+    }
+
+    /// The upcall into `activation` (from [`Kernel::enter_domain`]) has
+    /// ended: it leaves the chain and is forgotten.
+    pub fn leave_domain(&mut self, activation: ActivationId) {
+        let current = self.current();
+        if self.objects.thread(current).and_then(|thread| thread.top) == Some(activation) {
+            self.objects.pop(current);
+        }
+        self.objects.remove_activation(activation);
+    }
+}

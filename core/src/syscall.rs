@@ -1,0 +1,250 @@
+//! Kernel calls: one table, one shape, one result encoding.
+//!
+//! Every kernel call is a [`Handler`]: `fn(&mut Kernel<M>, Caller, &mut
+//! M::Frame) -> KernelCall<M>`. It reads its own arguments from the frame
+//! (a pointer argument is a [`UserRange`] claim until the domain's record
+//! says the caller owns it), checks everything before it changes
+//! anything, and says what runs next ([`Next`]). [`Kernel::kernel_call`]
+//! looks the handler up ([`handler`], a total match: every call number
+//! has exactly one), runs it, and writes the result into the frame — the
+//! only place a result is encoded.
+//!
+//! The RPC calls are in `rpc`, the activation-control calls in `control`,
+//! the thread calls in `scheduler`; the small ones are here.
+
+use crate::abi::{CONSOLE_WRITE_MAX, Call, DomainMode, Error, Role};
+use crate::capability::{Capability, NAME_SERVICE_NAME};
+use crate::domain::{DomainId, UserRange};
+use crate::kernel::{Caller, Kernel, KernelCall, Next};
+use crate::machine::{Machine, Servers, UserFrame};
+use crate::thread::Activation;
+
+/// The kernel's version, as handed to domains by [`Call::Version`].
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Stack sizes a domain may ask for.
+pub const STACK_SIZES: core::ops::RangeInclusive<u64> = 4096..=(4 << 20);
+
+/// Largest pool growth in one call.
+pub const POOL_ADD_MAX: usize = 64;
+
+/// A kernel call's handler.
+pub type Handler<M> = fn(&mut Kernel<M>, Caller, &mut <M as Machine>::Frame) -> KernelCall<M>;
+
+/// The handler of `call`.
+pub fn handler<M: Machine>(call: Call) -> Handler<M> {
+    match call {
+        Call::Return => Kernel::return_from_call,
+        Call::ConsoleWrite => Kernel::console_write,
+        Call::WhoAmI => Kernel::who_am_i,
+        Call::Version => Kernel::version,
+        Call::Call | Call::CallLending => Kernel::call,
+        Call::Exit => Kernel::exit,
+        Call::PortCreate => Kernel::port_create,
+        Call::PoolAdd => Kernel::pool_add,
+        Call::ThreadCreate => Kernel::thread_create,
+        Call::Receive => Kernel::receive,
+        Call::ReplyReceive => Kernel::reply_receive,
+        Call::Yield => Kernel::yield_call,
+        Call::SidetrackSet => Kernel::sidetrack_set,
+        Call::ContextSet => Kernel::context_set,
+        Call::ThreadJoin => Kernel::join,
+        Call::Null => Kernel::null,
+        Call::DomainMode => Kernel::domain_mode,
+        Call::ActivationSelf => Kernel::activation_self,
+        Call::Alert => Kernel::alert,
+        Call::AlertBreak => Kernel::alert_break,
+        Call::AlertsBlock => Kernel::alerts_block,
+        Call::TestAlert => Kernel::test_alert,
+        Call::Suspend => Kernel::suspend,
+        Call::Resume => Kernel::resume,
+        Call::Terminate => Kernel::terminate,
+        Call::SpliceOut => Kernel::splice_out,
+        Call::GetState => Kernel::get_state,
+        Call::SetState => Kernel::set_state,
+        Call::SetPriority => Kernel::set_priority,
+        Call::ThreadInfo => Kernel::thread_info,
+        Call::ForbidAbove => Kernel::forbid_above,
+        Call::DomainControl => Kernel::domain_control_call,
+        Call::Activations => Kernel::activations,
+        Call::Sleep => Kernel::sleep,
+        Call::AlertHandler => Kernel::alert_handler,
+        Call::AlertDone => Kernel::alert_done,
+    }
+}
+
+impl<M: Machine> Kernel<M> {
+    /// The kernel call in `frame` (number in x8), made by the current
+    /// thread: run it and write its result into the frame. What runs next
+    /// (never [`Next::Reply`]: the reply is in the frame).
+    pub fn kernel_call(&mut self, frame: &mut M::Frame) -> Next<M::Switch> {
+        self.register_frame(frame);
+        let outcome = match (Call::from_number(frame.argument(8)), self.caller()) {
+            (None, _) => Err(Error::NoSuchCall),
+            (Some(call), Ok(caller)) => handler::<M>(call)(self, caller, frame),
+            (Some(_), Err(error)) => Err(error),
+        };
+        match outcome {
+            Ok(Next::Reply(value)) => {
+                frame.set_result(Ok(value));
+                Next::Resume
+            }
+            Ok(next) => next,
+            Err(error) => {
+                frame.set_result(Err(error));
+                Next::Resume
+            }
+        }
+    }
+
+    /// `Null`: nothing (the fast path answers it; this is its general
+    /// form).
+    pub fn null(&mut self, _: Caller, _: &mut M::Frame) -> KernelCall<M> {
+        Ok(Next::Reply(0))
+    }
+
+    /// `WhoAmI`: the caller's domain number.
+    pub fn who_am_i(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
+        Ok(Next::Reply(caller.domain.0 as usize))
+    }
+
+    /// `Exit`: ends the upcall that entered the caller's activation; only
+    /// a thread's own activation (not a server activation) may.
+    pub fn exit(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let base = self.objects.activation(caller.activation).is_some_and(|activation| activation.port.is_none());
+        if base { Ok(Next::ExitUpcall(frame.argument(0))) } else { Err(Error::NotInCall) }
+    }
+
+    /// `Yield`.
+    pub fn yield_call(&mut self, _: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        frame.set_result(Ok(0));
+        Ok(self.yield_now().map_or(Next::Resume, Next::Switch))
+    }
+
+    /// `ConsoleWrite`: x0/x1 the text, readable by the caller, UTF-8, at
+    /// most [`CONSOLE_WRITE_MAX`] bytes.
+    pub fn console_write(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let claim = UserRange::new(frame.argument(0), frame.argument(1));
+        let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
+        let checked = record.domain.check_readable(&self.image, claim)?;
+        if checked.length > CONSOLE_WRITE_MAX {
+            return Err(Error::InvalidArgument);
+        }
+        let mut bytes = alloc::vec![0u8; checked.length];
+        self.machine.read(checked.address, &mut bytes);
+        let text = core::str::from_utf8(&bytes).map_err(|_| Error::NotUtf8)?;
+        self.machine.console_write(text);
+        Ok(Next::Reply(text.len()))
+    }
+
+    /// `Version`: the version string into the buffer x0/x1.
+    pub fn version(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let claim = UserRange::new(frame.argument(0), frame.argument(1));
+        if claim.length < VERSION.len() {
+            return Err(Error::InvalidArgument);
+        }
+        let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
+        let checked = record.domain.check_writable(UserRange::new(claim.address, VERSION.len()))?;
+        self.machine.write(checked.address, VERSION.as_bytes());
+        Ok(Next::Reply(VERSION.len()))
+    }
+
+    /// `PortCreate`: a port whose receive right the caller holds. The
+    /// first port of the name-service domain is the name service: every
+    /// domain, now and later, gets a send right to it at name 0.
+    pub fn port_create(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
+        let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
+        let names = record.spec.role == Role::NameService && self.name_service.is_none();
+        let port = self.objects.new_port(caller.domain);
+        let record = self.domain_mut(caller.domain).ok_or(Error::BadAddress)?;
+        let name = record.space.insert(Capability { port, receive: true });
+        if names {
+            self.name_service = Some(port);
+            for record in self.domains_mut() {
+                if record.domain.id != caller.domain {
+                    record.space.install(NAME_SERVICE_NAME, Capability { port, receive: false });
+                }
+            }
+        }
+        Ok(Next::Reply(name as usize))
+    }
+
+    /// `PoolAdd`: x0 port, x1 count, x2 entry, x3 stack bytes.
+    pub fn pool_add(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let port = self.receive_right(caller.domain, frame.register(0) as u32)?;
+        let (count, entry, stack) = (frame.argument(1), frame.register(2), frame.register(3));
+        if !(1..=POOL_ADD_MAX).contains(&count) || !STACK_SIZES.contains(&stack) {
+            return Err(Error::InvalidArgument);
+        }
+        if !self.image.read_only.contains(entry) {
+            return Err(Error::BadAddress);
+        }
+        for _ in 0..count {
+            let top = self.carve_stack(caller.domain, stack).ok_or(Error::OutOfMemory)?;
+            let activation = self.new_activation(caller.domain, Some(port), entry, top, stack);
+            self.objects.pool_add(port, activation);
+        }
+        while let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
+            self.wake(waiter);
+        }
+        Ok(Next::Reply(self.objects.pool_free(port)))
+    }
+
+    /// `SidetrackSet`: x0 port, x1 entry, x2 stack bytes.
+    pub fn sidetrack_set(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let port = self.receive_right(caller.domain, frame.register(0) as u32)?;
+        let (entry, stack) = (frame.register(1), frame.register(2));
+        if !STACK_SIZES.contains(&stack) {
+            return Err(Error::InvalidArgument);
+        }
+        if !self.image.read_only.contains(entry) {
+            return Err(Error::BadAddress);
+        }
+        let top = self.carve_stack(caller.domain, stack).ok_or(Error::OutOfMemory)?;
+        let activation = self.new_activation(caller.domain, Some(port), entry, top, stack);
+        if let Some(made) = self.objects.activation_mut(activation) {
+            made.flags |= Activation::SIDETRACK | Activation::GENERAL_RETURN;
+        }
+        if let Some(entry) = self.objects.port_mut(port) {
+            entry.sidetrack = Some(activation);
+        }
+        Ok(Next::Reply(0))
+    }
+
+    /// `ContextSet`: the domain's context word, into each of its
+    /// activations too.
+    pub fn context_set(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let context = frame.argument(0);
+        self.domain_mut(caller.domain).ok_or(Error::BadAddress)?.context = context;
+        for activation in self.objects.activations_of(caller.domain) {
+            activation.context = context as u64;
+        }
+        Ok(Next::Reply(0))
+    }
+
+    /// `ThreadCreate`: x0 entry, x1 argument, x2 priority, x3 stack bytes.
+    pub fn thread_create(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let (entry, argument, priority, stack) =
+            (frame.argument(0), frame.argument(1), frame.argument(2), frame.register(3));
+        if priority > 31 || !STACK_SIZES.contains(&stack) {
+            return Err(Error::InvalidArgument);
+        }
+        if !self.image.read_only.contains(entry as u64) {
+            return Err(Error::BadAddress);
+        }
+        let thread =
+            self.create_thread(caller.domain, entry, argument, priority as u8, stack).ok_or(Error::OutOfMemory)?;
+        Ok(Next::Reply(thread.get() as usize))
+    }
+
+    /// `DomainMode`: only the kernel domain (a merged caller) may move a
+    /// domain between modes.
+    pub fn domain_mode(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        if !self.is_kernel_domain(caller.domain) {
+            return Err(Error::NoRight);
+        }
+        let mode = DomainMode::from_code(frame.argument(1)).ok_or(Error::InvalidArgument)?;
+        let target = u16::try_from(frame.argument(0)).map(DomainId).map_err(|_| Error::InvalidArgument)?;
+        <M::Servers as Servers>::set_mode(self, target, mode).map(|()| Next::Reply(0))
+    }
+}
