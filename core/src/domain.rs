@@ -42,6 +42,27 @@ pub struct DomainSpec {
     pub role: Role,
 }
 
+/// A domain and what the kernel knows about it.
+pub struct DomainRecord {
+    /// The domain itself.
+    pub domain: Domain,
+    /// What its server declared.
+    pub spec: &'static DomainSpec,
+    /// False once terminated.
+    pub alive: bool,
+    /// Its port names.
+    pub space: crate::capability::CapabilitySpace,
+    /// The word handed to its dispatch upcalls (copied into each of its
+    /// activations).
+    pub context: usize,
+    /// Protected or merged into the kernel domain.
+    pub mode: crate::abi::DomainMode,
+    /// Stacks are carved below this address.
+    pub stack_floor: u64,
+    /// Its main stack's top (for upcalls from the kernel).
+    pub main_stack: u64,
+}
+
 /// A range of memory named by a domain in a kernel call: unchecked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UserRange {

@@ -29,11 +29,12 @@
 use crate::abi::{DomainMode, Error};
 use crate::board::DOMAIN_REGION;
 use crate::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
+use crate::domain::DomainRecord;
 use crate::domain::{Domain, DomainId, DomainSpec};
 use crate::frame::PhysRange;
-use crate::kernel::{DomainRecord, Kernel};
+use crate::kernel::Kernel;
 use crate::lend::PageChange;
-use crate::machine::{Machine, Servers};
+use crate::machine::Machine;
 use alloc::vec::Vec;
 
 /// The stack of a domain's main activation (upcalls from the kernel).
@@ -104,10 +105,24 @@ impl<M: Machine> Kernel<M> {
 
     /// Mark domain `id` terminated and its ports dead. Callers waiting on
     /// those ports are woken: those waiting for a server retry and find
-    /// the port dead; those queued for a server thread get `PortDead`.
+    /// the port dead; those queued for a server thread get `PortDead`;
+    /// those a server thread of the domain was serving get `CallAborted`
+    /// (nobody will reply).
     pub fn terminate_domain(&mut self, id: DomainId) {
         if let Some(record) = self.domain_mut(id) {
             record.alive = false;
+        }
+        let serving: Vec<_> = self
+            .objects
+            .thread_ids()
+            .filter(|&thread| {
+                let entry = self.objects.thread(thread);
+                let port = entry.and_then(|entry| entry.serving.and(entry.serves));
+                port.and_then(|port| self.objects.port(port)).is_some_and(|port| port.owner == id)
+            })
+            .collect();
+        for server in serving {
+            self.abandon_client(server);
         }
         let mut waiting = Vec::new();
         let mut queued = Vec::new();
@@ -146,7 +161,7 @@ impl<M: Machine> Kernel<M> {
         if record.mode.is_merged() || !self.merge_at_start.iter().any(|listed| listed == name) {
             return None;
         }
-        Some((name, <M::Servers as Servers>::set_mode(self, id, DomainMode::Merged)))
+        Some((name, self.set_mode(id, DomainMode::Merged)))
     }
 
     /// A call lends `region` to protected domain `server`: map the pages

@@ -21,37 +21,16 @@
 //! `capability`, `domain`, `lend`, `schedule`) and the ABI.
 
 use crate::abi::{DomainMode, Error};
-use crate::capability::{Capability, CapabilitySpace, PortId};
-use crate::domain::{Domain, DomainId, DomainSpec, SharedImage};
+use crate::capability::{Capability, PortId};
+use crate::domain::{DomainId, DomainRecord, SharedImage};
 use crate::frame::PhysRange;
 use crate::lend::Ledger;
-use crate::machine::{Machine, Published, RpcStatistics, Servers};
+use crate::machine::{Machine, Published, RpcStatistics};
 use crate::schedule::RunQueue;
 use crate::thread::{ActivationId, Objects, ThreadId, ThreadState};
 use alloc::string::String;
 use alloc::vec::Vec;
 use hashbrown::HashMap;
-
-/// A domain and what the kernel knows about it.
-pub struct DomainRecord {
-    /// The domain itself.
-    pub domain: Domain,
-    /// What its server declared.
-    pub spec: &'static DomainSpec,
-    /// False once terminated.
-    pub alive: bool,
-    /// Its port names.
-    pub space: CapabilitySpace,
-    /// The word handed to its dispatch upcalls (copied into each of its
-    /// activations).
-    pub context: usize,
-    /// Protected or merged into the kernel domain.
-    pub mode: DomainMode,
-    /// Stacks are carved below this address.
-    pub stack_floor: u64,
-    /// Its main stack's top (for upcalls from the kernel).
-    pub main_stack: u64,
-}
 
 /// Who made a kernel call: the current thread, its top activation, and
 /// that activation's domain.
@@ -94,10 +73,43 @@ pub enum Next<S> {
 /// M::Frame) -> KernelCall<M>` (see `syscall`).
 pub type KernelCall<M> = Result<Next<<M as Machine>::Switch>, Error>;
 
+/// What the kernel needs of the in-kernel-server layer (`tern-inks`).
+///
+/// That layer sits *above* the kernel (it depends on it), so the kernel
+/// cannot call it by name: an image hands it to the kernel when it makes
+/// the kernel ([`Kernel::new`]; `tern_inks::layer`).
+pub struct ServerLayer<M: Machine> {
+    /// Where every upcall into a domain starts (the gate's upcall
+    /// trampoline, which runs the domain's entry and ends the upcall).
+    pub upcall_entry: u64,
+    /// The gate's dispatch trampoline in its protected and its merged
+    /// form: a pool activation entering at one moves to the other when its
+    /// domain changes mode (other entries stay as they are).
+    pub dispatch_entries: [u64; 2],
+    /// The merge transition: move a domain into a mode (`Busy`, with
+    /// nothing changed, while one of its activations is occupied).
+    pub set_mode: fn(&mut Kernel<M>, DomainId, DomainMode) -> Result<(), Error>,
+}
+
+impl<M: Machine> ServerLayer<M> {
+    /// The entry an activation of a domain in `mode` should have, given its
+    /// current one.
+    pub fn entry_for_mode(&self, entry: u64, mode: DomainMode) -> u64 {
+        let [protected, merged] = self.dispatch_entries;
+        match mode {
+            DomainMode::Merged if entry == protected => merged,
+            DomainMode::Protected if entry == merged => protected,
+            _ => entry,
+        }
+    }
+}
+
 /// The kernel: its state, on a machine.
 pub struct Kernel<M: Machine> {
     /// The machine it runs on.
     pub machine: M,
+    /// The in-kernel-server layer above it.
+    pub servers: ServerLayer<M>,
     /// Threads, activations, ports.
     pub objects: Objects,
     /// Ready threads.
@@ -123,12 +135,19 @@ pub struct Kernel<M: Machine> {
 }
 
 impl<M: Machine> Kernel<M> {
-    /// A kernel with no domains on `machine`, whose domains live in
-    /// `arena` and may read `image`; the thread running now (on the boot
-    /// stack) becomes its first thread.
-    pub fn new(machine: M, arena: PhysRange, image: SharedImage, merge_at_start: Vec<String>) -> Self {
+    /// A kernel with no domains on `machine`, below `servers`, whose
+    /// domains live in `arena` and may read `image`; the thread running
+    /// now (on the boot stack) becomes its first thread.
+    pub fn new(
+        machine: M,
+        servers: ServerLayer<M>,
+        arena: PhysRange,
+        image: SharedImage,
+        merge_at_start: Vec<String>,
+    ) -> Self {
         let mut kernel = Kernel {
             machine,
+            servers,
             objects: Objects::new(),
             run_queue: RunQueue::new(),
             domains: Vec::new(),
@@ -254,7 +273,7 @@ impl<M: Machine> Kernel<M> {
         let view = self.view_of(domain);
         let (mode, context) =
             self.domain(domain).map_or((DomainMode::Protected, 0), |record| (record.mode, record.context as u64));
-        let entry = <M::Servers as Servers>::entry_for_mode(entry, mode);
+        let entry = self.servers.entry_for_mode(entry, mode);
         let activation = self.objects.new_activation(domain, port, entry, stack_top, stack_size);
         if let Some(made) = self.objects.activation_mut(activation) {
             made.view = view;
@@ -300,8 +319,16 @@ impl<M: Machine> Kernel<M> {
         (address != 0).then(|| unsafe { &mut *(address as *mut M::Frame) })
     }
 
+    /// Move domain `id` into `mode` (the in-kernel-server layer's
+    /// transition: `Busy` while one of its activations is occupied).
+    pub fn set_mode(&mut self, id: DomainId, mode: DomainMode) -> Result<(), Error> {
+        let transition = self.servers.set_mode;
+        transition(self, id, mode)
+    }
+
     /// Hand the machine what its fast paths read (after every change of
     /// the kernel state, before any domain runs).
+    #[inline]
     pub fn publish(&mut self) {
         let domains_changed = core::mem::take(&mut self.domains_changed);
         self.machine.publish(Published { objects: &self.objects, domains: &self.domains, domains_changed });

@@ -24,8 +24,8 @@
 //! 6. **the call table**: [`syscall`].
 //!
 //! What it must not depend on: the arch crate, the in-kernel-server layer
-//! (`tern-inks`, which sits above it and is reached through
-//! [`machine::Servers`]), any server crate. Nothing here touches a
+//! (`tern-inks`, which sits above it and is handed to the kernel as a
+//! [`kernel::ServerLayer`]), any server crate. Nothing here touches a
 //! register or assumes it runs at EL1.
 #![cfg_attr(not(test), no_std)]
 

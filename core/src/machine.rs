@@ -25,19 +25,14 @@
 //! - **the counters** (the generic timer's), the console, and **publishing**
 //!   what the assembly fast paths read.
 //!
-//! What the kernel needs of the in-kernel-server layer (`tern-inks`, which
-//! sits *above* the kernel and so cannot be called by name) comes through
-//! [`Servers`], the machine's companion: the gate's entry points and the
-//! merge transition.
-//!
 //! Left out on purpose: interrupt masking (the kernel state is only ever
 //! reached with interrupts masked; the machine's lock does that), blocking
 //! and idling (the kernel says a thread waits, [`crate::kernel::Next`]; the
 //! machine's loop carries it out), and page-table formats.
 
 use crate::abi::{DomainMode, Error, encode_result};
+use crate::domain::DomainRecord;
 use crate::frame::PhysRange;
-use crate::kernel::{DomainRecord, Kernel};
 use crate::lend::PageChange;
 use crate::thread::{Objects, ThreadId, UserContext};
 
@@ -168,8 +163,6 @@ pub trait Machine: Sized {
     type Switch;
     /// A kernel stack.
     type Stack: Copy;
-    /// The in-kernel-server layer above the kernel.
-    type Servers: Servers;
 
     /// The processor's own state.
     fn cpu(&self) -> &Cpu;
@@ -225,6 +218,13 @@ pub trait Machine: Sized {
     /// Write checked memory of a domain.
     fn write(&mut self, address: usize, bytes: &[u8]);
 
+    /// Read `N` bytes of checked memory (a fixed-size field: a message
+    /// header, a word), at any alignment.
+    fn load<const N: usize>(&self, address: usize) -> [u8; N];
+
+    /// Write `N` bytes of checked memory, at any alignment.
+    fn store<const N: usize>(&mut self, address: usize, bytes: [u8; N]);
+
     /// A kernel stack for a new thread: one an ended thread left, or new.
     fn take_stack(&mut self) -> Option<Self::Stack>;
 
@@ -232,7 +232,7 @@ pub trait Machine: Sized {
     fn return_stack(&mut self, stack: Self::Stack);
 
     /// Give `thread` its kernel side on `stack`, to begin (when it first
-    /// runs) as the kernel's [`Kernel::thread_start`] says. The address of
+    /// runs) as the kernel's `Kernel::thread_start` says. The address of
     /// its saved kernel context (`Thread::kernel_context`).
     fn start_thread(&mut self, thread: ThreadId, stack: Self::Stack) -> u64;
 
@@ -260,28 +260,4 @@ pub trait Machine: Sized {
 
     /// Bring what the assembly fast paths read up to date.
     fn publish(&mut self, published: Published<'_>);
-}
-
-/// What the kernel needs of the in-kernel-server layer (`tern-inks`).
-///
-/// That layer depends on the kernel, so the kernel reaches it through this
-/// trait, chosen by the machine ([`Machine::Servers`]) when an image is
-/// put together.
-pub trait Servers {
-    /// Where every upcall into a domain starts (the gate's upcall
-    /// trampoline, which runs the domain's entry and ends the upcall).
-    fn upcall_entry() -> u64;
-
-    /// The entry an activation of a domain in `mode` should have, given
-    /// its current one (the gate's dispatch trampoline has one form per
-    /// mode; other entries stay as they are).
-    fn entry_for_mode(entry: u64, mode: DomainMode) -> u64;
-
-    /// Move domain `domain` into `mode`: `Busy`, with nothing changed,
-    /// while one of its activations is occupied.
-    fn set_mode<M: Machine<Servers = Self>>(
-        kernel: &mut Kernel<M>,
-        domain: crate::domain::DomainId,
-        mode: DomainMode,
-    ) -> Result<(), Error>;
 }

@@ -8,7 +8,7 @@
 //! that thread's own [`MockFrame`], in the order the kernel's answers
 //! ([`crate::kernel::Next`]) say.
 //!
-//! [`NoServers`] stands in for the in-kernel-server layer: fixed entry
+//! [`no_servers`] stands in for the in-kernel-server layer: fixed entry
 //! points and no mode changes (the merge transition is `tern-inks`'s, and
 //! tested there on this same mock).
 //!
@@ -18,15 +18,14 @@
 use crate::abi::{DomainMode, Error};
 use crate::domain::DomainId;
 use crate::frame::{FRAME_SIZE, PhysRange};
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, ServerLayer};
 use crate::lend::{LentAccess, PageChange};
-use crate::machine::{Cpu, Machine, Published, RegionMapping, RpcStatistics, Servers, UserFrame};
+use crate::machine::{Cpu, Machine, Published, RegionMapping, RpcStatistics, UserFrame};
 use crate::thread::{ThreadId, UserContext};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::marker::PhantomData;
 
 /// A thread's registers at a kernel entry, as a test holds them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,31 +84,26 @@ pub struct MockSwitch {
     pub view: u64,
 }
 
-/// The in-kernel-server layer's stand-in: fixed entries, no mode changes.
-#[derive(Debug, Default)]
-pub struct NoServers;
+/// Where the stand-in for the in-kernel-server layer says upcalls enter
+/// ([`no_servers`]).
+pub const UPCALL_ENTRY: u64 = 0x8_0000;
 
-impl NoServers {
-    /// The upcall trampoline's address it reports.
-    pub const UPCALL_ENTRY: u64 = 0x8_0000;
-}
-
-impl Servers for NoServers {
-    fn upcall_entry() -> u64 {
-        Self::UPCALL_ENTRY
-    }
-
-    fn entry_for_mode(entry: u64, _: DomainMode) -> u64 {
-        entry
-    }
-
-    fn set_mode<M: Machine<Servers = Self>>(_: &mut Kernel<M>, _: DomainId, _: DomainMode) -> Result<(), Error> {
+/// A stand-in for the in-kernel-server layer: fixed entries, no mode
+/// changes (the merge transition is `tern-inks`'s, and tested there on this
+/// same mock with the real layer).
+pub fn no_servers<M: Machine>() -> ServerLayer<M> {
+    fn refuse<M: Machine>(_: &mut Kernel<M>, _: DomainId, _: DomainMode) -> Result<(), Error> {
         Err(Error::NoSuchCall)
+    }
+    ServerLayer {
+        upcall_entry: UPCALL_ENTRY,
+        dispatch_entries: [UPCALL_ENTRY + 0x100, UPCALL_ENTRY + 0x200],
+        set_mode: refuse,
     }
 }
 
 /// The mock machine.
-pub struct MockMachine<S = NoServers> {
+pub struct MockMachine {
     /// The processor's own state.
     pub cpu: Cpu,
     /// The counter; tests move it on.
@@ -140,15 +134,14 @@ pub struct MockMachine<S = NoServers> {
     pub publications: usize,
     next_stack: u32,
     next_table: u64,
-    servers: PhantomData<S>,
 }
 
-impl<S> Default for MockMachine<S> {
+impl Default for MockMachine {
     fn default() -> Self {
         MockMachine {
             cpu: Cpu { current: ThreadId(core::num::NonZeroU32::MIN), charged_at: 0 },
             clock: 0,
-            view: MockMachine::<S>::KERNEL_VIEW,
+            view: MockMachine::KERNEL_VIEW,
             memory: BTreeMap::new(),
             regions: BTreeMap::new(),
             lent: BTreeMap::new(),
@@ -162,12 +155,11 @@ impl<S> Default for MockMachine<S> {
             publications: 0,
             next_stack: 1,
             next_table: 0x10_0000,
-            servers: PhantomData,
         }
     }
 }
 
-impl<S> MockMachine<S> {
+impl MockMachine {
     /// The kernel's view.
     pub const KERNEL_VIEW: u64 = 0x1000;
 
@@ -195,11 +187,10 @@ impl<S> MockMachine<S> {
     }
 }
 
-impl<S: Servers> Machine for MockMachine<S> {
+impl Machine for MockMachine {
     type Frame = MockFrame;
     type Switch = MockSwitch;
     type Stack = u32;
-    type Servers = S;
 
     fn cpu(&self) -> &Cpu {
         &self.cpu
@@ -292,6 +283,16 @@ impl<S: Servers> Machine for MockMachine<S> {
 
     fn write(&mut self, address: usize, bytes: &[u8]) {
         self.poke(address as u64, bytes);
+    }
+
+    fn load<const N: usize>(&self, address: usize) -> [u8; N] {
+        let mut bytes = [0; N];
+        bytes.copy_from_slice(&self.peek(address as u64, N));
+        bytes
+    }
+
+    fn store<const N: usize>(&mut self, address: usize, bytes: [u8; N]) {
+        self.poke(address as u64, &bytes);
     }
 
     fn take_stack(&mut self) -> Option<u32> {

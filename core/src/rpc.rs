@@ -117,9 +117,7 @@ impl<M: Machine> Kernel<M> {
     /// The header of a message at `address`, checked readable by its
     /// sender for at least a header's length.
     fn read_header(&self, address: usize) -> MessageHeader {
-        let mut bytes = [0; MessageHeader::SIZE];
-        self.machine.read(address, &mut bytes);
-        MessageHeader::read_from(&bytes).unwrap_or_default()
+        MessageHeader::read_from(&self.machine.load::<{ MessageHeader::SIZE }>(address)).unwrap_or_default()
     }
 
     /// Check a message claimed by `domain`: readable, at least a header
@@ -151,8 +149,8 @@ impl<M: Machine> Kernel<M> {
             None => NO_RIGHT,
         };
         let payload = (length - MessageHeader::SIZE) as u64;
-        self.machine.write(address + 4, &name.to_le_bytes());
-        self.machine.write(address + 8, &payload.to_le_bytes());
+        self.machine.store(address + 4, name.to_le_bytes());
+        self.machine.store(address + 8, payload.to_le_bytes());
     }
 
     /// Deliver `request` to `destination` (checked writable, large enough):
@@ -567,6 +565,13 @@ impl<M: Machine> Kernel<M> {
         let buffer = self.domain(server).ok_or(Error::BadAddress)?.domain.check_writable(buffer)?;
         let client = self.objects.thread(thread).and_then(|entry| entry.serving).ok_or(Error::NotInCall)?;
         let reply_to = self.objects.thread(client).and_then(|entry| entry.reply_to()).ok_or(Error::NotInCall)?;
+        let next = self.objects.port(port).and_then(|entry| entry.first_sender());
+        let next_length = next.and_then(|next| self.objects.thread(next)).and_then(|entry| entry.pending);
+        if next_length.is_some_and(|pending| pending.length > buffer.length) {
+            // The next queued request would not fit: refused before the
+            // reply goes anywhere.
+            return Err(Error::BadMessage);
+        }
         // Point of no return (a bad reply is the client's error).
         let result = self.deliver_reply(server, reply, reply_to);
         if let Some(client_frame) = self.blocked_frame(client) {

@@ -23,7 +23,7 @@
 use crate::abi::Error;
 use crate::domain::DomainId;
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
-use crate::machine::{Machine, Servers, Start, UpcallTarget, UserFrame};
+use crate::machine::{Machine, Start, UpcallTarget, UserFrame};
 use crate::thread::{ActivationId, ThreadId, ThreadState};
 use alloc::vec::Vec;
 
@@ -167,7 +167,7 @@ impl<M: Machine> Kernel<M> {
         let kernel_stack = self.machine.take_stack()?;
         let creator = self.current_domain().unwrap_or(DomainId(0));
         let thread = self.objects.new_thread(priority, creator);
-        let trampoline = <M::Servers as Servers>::upcall_entry();
+        let trampoline = self.servers.upcall_entry;
         let activation = self.new_activation(domain, None, trampoline, user_stack, stack_bytes);
         self.objects.push(thread, activation);
         if let Some(first) = self.objects.activation_mut(activation) {
@@ -236,6 +236,7 @@ impl<M: Machine> Kernel<M> {
     /// runs it again.
     pub fn end_current_thread(&mut self, result: usize) {
         let current = self.current();
+        self.abandon_client(current);
         while let Some(activation) = self.objects.pop(current) {
             if self.objects.activation(activation).is_some_and(|entry| entry.port.is_some()) {
                 self.objects.pool_return(activation);
@@ -253,6 +254,22 @@ impl<M: Machine> Kernel<M> {
         for joiner in joiners {
             self.wake(joiner);
         }
+    }
+
+    /// Server thread `server` will never reply to the client it serves (it
+    /// ends, or its domain does): the client's call returns `CallAborted`.
+    pub fn abandon_client(&mut self, server: ThreadId) {
+        let Some(client) = self.objects.thread_mut(server).and_then(|entry| entry.serving.take()) else { return };
+        if self.objects.thread(client).is_none_or(|entry| entry.state != ThreadState::WaitingForReply) {
+            return;
+        }
+        if let Some(frame) = self.blocked_frame(client) {
+            frame.set_result(Err(Error::CallAborted));
+        }
+        if let Some(entry) = self.objects.thread_mut(client) {
+            entry.set_reply_to(None);
+        }
+        self.wake(client);
     }
 
     /// `ThreadJoin`: wait for `thread` (made by the caller's domain, not
@@ -308,7 +325,7 @@ impl<M: Machine> Kernel<M> {
         entry: usize,
     ) -> Option<(ActivationId, UpcallTarget)> {
         self.domain(domain)?;
-        let trampoline = <M::Servers as Servers>::upcall_entry();
+        let trampoline = self.servers.upcall_entry;
         let activation = self.new_activation(domain, None, trampoline, stack, 0);
         let current = self.current();
         self.objects.push(current, activation);

@@ -1,13 +1,15 @@
 //! Kernel calls: one table, one shape, one result encoding.
 //!
-//! Every kernel call is a [`Handler`]: `fn(&mut Kernel<M>, Caller, &mut
-//! M::Frame) -> KernelCall<M>`. It reads its own arguments from the frame
-//! (a pointer argument is a [`UserRange`] claim until the domain's record
-//! says the caller owns it), checks everything before it changes
+//! Every kernel call is a method of one shape: `fn(&mut Kernel<M>, Caller,
+//! &mut M::Frame) -> KernelCall<M>`. It reads its own arguments from the
+//! frame (a pointer argument is a [`UserRange`] claim until the domain's
+//! record says the caller owns it), checks everything before it changes
 //! anything, and says what runs next ([`Next`]). [`Kernel::kernel_call`]
-//! looks the handler up ([`handler`], a total match: every call number
-//! has exactly one), runs it, and writes the result into the frame — the
-//! only place a result is encoded.
+//! finds the handler (a total match: every call number has exactly one),
+//! runs it, and writes the result into the frame — the only place a
+//! result is encoded. (A match rather than a table of function pointers:
+//! the compiler may then inline the small calls, which a table of
+//! pointers would keep out of line.)
 //!
 //! The RPC calls are in `rpc`, the activation-control calls in `control`,
 //! the thread calls in `scheduler`; the small ones are here.
@@ -16,7 +18,7 @@ use crate::abi::{CONSOLE_WRITE_MAX, Call, DomainMode, Error, Role};
 use crate::capability::{Capability, NAME_SERVICE_NAME};
 use crate::domain::{DomainId, UserRange};
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
-use crate::machine::{Machine, Servers, UserFrame};
+use crate::machine::{Machine, UserFrame};
 use crate::thread::Activation;
 
 /// The kernel's version, as handed to domains by [`Call::Version`].
@@ -28,51 +30,6 @@ pub const STACK_SIZES: core::ops::RangeInclusive<u64> = 4096..=(4 << 20);
 /// Largest pool growth in one call.
 pub const POOL_ADD_MAX: usize = 64;
 
-/// A kernel call's handler.
-pub type Handler<M> = fn(&mut Kernel<M>, Caller, &mut <M as Machine>::Frame) -> KernelCall<M>;
-
-/// The handler of `call`.
-pub fn handler<M: Machine>(call: Call) -> Handler<M> {
-    match call {
-        Call::Return => Kernel::return_from_call,
-        Call::ConsoleWrite => Kernel::console_write,
-        Call::WhoAmI => Kernel::who_am_i,
-        Call::Version => Kernel::version,
-        Call::Call | Call::CallLending => Kernel::call,
-        Call::Exit => Kernel::exit,
-        Call::PortCreate => Kernel::port_create,
-        Call::PoolAdd => Kernel::pool_add,
-        Call::ThreadCreate => Kernel::thread_create,
-        Call::Receive => Kernel::receive,
-        Call::ReplyReceive => Kernel::reply_receive,
-        Call::Yield => Kernel::yield_call,
-        Call::SidetrackSet => Kernel::sidetrack_set,
-        Call::ContextSet => Kernel::context_set,
-        Call::ThreadJoin => Kernel::join,
-        Call::Null => Kernel::null,
-        Call::DomainMode => Kernel::domain_mode,
-        Call::ActivationSelf => Kernel::activation_self,
-        Call::Alert => Kernel::alert,
-        Call::AlertBreak => Kernel::alert_break,
-        Call::AlertsBlock => Kernel::alerts_block,
-        Call::TestAlert => Kernel::test_alert,
-        Call::Suspend => Kernel::suspend,
-        Call::Resume => Kernel::resume,
-        Call::Terminate => Kernel::terminate,
-        Call::SpliceOut => Kernel::splice_out,
-        Call::GetState => Kernel::get_state,
-        Call::SetState => Kernel::set_state,
-        Call::SetPriority => Kernel::set_priority,
-        Call::ThreadInfo => Kernel::thread_info,
-        Call::ForbidAbove => Kernel::forbid_above,
-        Call::DomainControl => Kernel::domain_control_call,
-        Call::Activations => Kernel::activations,
-        Call::Sleep => Kernel::sleep,
-        Call::AlertHandler => Kernel::alert_handler,
-        Call::AlertDone => Kernel::alert_done,
-    }
-}
-
 impl<M: Machine> Kernel<M> {
     /// The kernel call in `frame` (number in x8), made by the current
     /// thread: run it and write its result into the frame. What runs next
@@ -81,7 +38,7 @@ impl<M: Machine> Kernel<M> {
         self.register_frame(frame);
         let outcome = match (Call::from_number(frame.argument(8)), self.caller()) {
             (None, _) => Err(Error::NoSuchCall),
-            (Some(call), Ok(caller)) => handler::<M>(call)(self, caller, frame),
+            (Some(call), Ok(caller)) => self.dispatch(call, caller, frame),
             (Some(_), Err(error)) => Err(error),
         };
         match outcome {
@@ -94,6 +51,49 @@ impl<M: Machine> Kernel<M> {
                 frame.set_result(Err(error));
                 Next::Resume
             }
+        }
+    }
+
+    /// The handler of `call`, run: every kernel call has this one shape,
+    /// and every call number exactly one handler.
+    fn dispatch(&mut self, call: Call, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        match call {
+            Call::Return => self.return_from_call(caller, frame),
+            Call::ConsoleWrite => self.console_write(caller, frame),
+            Call::WhoAmI => self.who_am_i(caller, frame),
+            Call::Version => self.version(caller, frame),
+            Call::Call | Call::CallLending => self.call(caller, frame),
+            Call::Exit => self.exit(caller, frame),
+            Call::PortCreate => self.port_create(caller, frame),
+            Call::PoolAdd => self.pool_add(caller, frame),
+            Call::ThreadCreate => self.thread_create(caller, frame),
+            Call::Receive => self.receive(caller, frame),
+            Call::ReplyReceive => self.reply_receive(caller, frame),
+            Call::Yield => self.yield_call(caller, frame),
+            Call::SidetrackSet => self.sidetrack_set(caller, frame),
+            Call::ContextSet => self.context_set(caller, frame),
+            Call::ThreadJoin => self.join(caller, frame),
+            Call::Null => self.null(caller, frame),
+            Call::DomainMode => self.domain_mode(caller, frame),
+            Call::ActivationSelf => self.activation_self(caller, frame),
+            Call::Alert => self.alert(caller, frame),
+            Call::AlertBreak => self.alert_break(caller, frame),
+            Call::AlertsBlock => self.alerts_block(caller, frame),
+            Call::TestAlert => self.test_alert(caller, frame),
+            Call::Suspend => self.suspend(caller, frame),
+            Call::Resume => self.resume(caller, frame),
+            Call::Terminate => self.terminate(caller, frame),
+            Call::SpliceOut => self.splice_out(caller, frame),
+            Call::GetState => self.get_state(caller, frame),
+            Call::SetState => self.set_state(caller, frame),
+            Call::SetPriority => self.set_priority(caller, frame),
+            Call::ThreadInfo => self.thread_info(caller, frame),
+            Call::ForbidAbove => self.forbid_above(caller, frame),
+            Call::DomainControl => self.domain_control_call(caller, frame),
+            Call::Activations => self.activations(caller, frame),
+            Call::Sleep => self.sleep(caller, frame),
+            Call::AlertHandler => self.alert_handler(caller, frame),
+            Call::AlertDone => self.alert_done(caller, frame),
         }
     }
 
@@ -245,6 +245,6 @@ impl<M: Machine> Kernel<M> {
         }
         let mode = DomainMode::from_code(frame.argument(1)).ok_or(Error::InvalidArgument)?;
         let target = u16::try_from(frame.argument(0)).map(DomainId).map_err(|_| Error::InvalidArgument)?;
-        <M::Servers as Servers>::set_mode(self, target, mode).map(|()| Next::Reply(0))
+        self.set_mode(target, mode).map(|()| Next::Reply(0))
     }
 }

@@ -822,9 +822,15 @@ impl Objects {
         true
     }
 
-    /// Give a finished activation back to its port's pool.
+    /// Give a finished activation back to its port's pool. A port's
+    /// sidetrack activation is reserved for sidetrack upcalls and never
+    /// joins the pool (false: nothing done).
     pub fn pool_return(&mut self, activation: ActivationId) -> bool {
-        let Some(port) = self.activation(activation).and_then(|activation| activation.port) else { return false };
+        let Some(entry) = self.activation(activation) else { return false };
+        if entry.is_sidetrack() {
+            return false;
+        }
+        let Some(port) = entry.port else { return false };
         let Some(head) = self.port(port).map(|entry| entry.pool_head) else { return false };
         if let Some(entry) = self.activation_mut(activation) {
             entry.next_free = head;

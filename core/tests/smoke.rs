@@ -5,7 +5,7 @@ use tern_core::board::DOMAIN_REGION;
 use tern_core::domain::{DomainSpec, SharedImage};
 use tern_core::frame::PhysRange;
 use tern_core::kernel::{Kernel, Next};
-use tern_core::mock::{MockFrame, MockMachine};
+use tern_core::mock::{MockFrame, MockMachine, no_servers};
 
 fn entry(_: usize) -> usize {
     0
@@ -20,6 +20,7 @@ const IMAGE: PhysRange = PhysRange::new(0x8_0000, 0x10_0000);
 fn migrating_call_and_return() {
     let mut kernel: Kernel<MockMachine> = Kernel::new(
         MockMachine::default(),
+        no_servers(),
         PhysRange::new(ARENA, ARENA + 8 * DOMAIN_REGION),
         SharedImage { read_only: IMAGE },
         Vec::new(),

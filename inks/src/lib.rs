@@ -16,8 +16,8 @@
 //! - [`registry`]: how a server crate declares its domains (name, entry,
 //!   role) so that linking the crate into an image is all it takes;
 //! - [`service`]: the server runtime (pools, threads, message handling);
-//! - [`Inks`]: the layer as the kernel reaches it (`tern_core::machine::
-//!   Servers`).
+//! - [`layer`]: the layer as the kernel is handed it
+//!   (`tern_core::kernel::ServerLayer`).
 //!
 //! It must not depend on the arch crate or on any server. The merged call
 //! path itself — the assembly that calls a merged server's handler from a
@@ -36,34 +36,15 @@ pub mod service;
 
 pub use registry::DomainSpec;
 
-use tern_core::abi::{DomainMode, Error};
-use tern_core::domain::DomainId;
-use tern_core::kernel::Kernel;
-use tern_core::machine::{Machine, Servers};
+use tern_core::kernel::ServerLayer;
+use tern_core::machine::Machine;
 
-/// The in-kernel-server layer, as the kernel reaches it.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Inks;
-
-impl Servers for Inks {
-    fn upcall_entry() -> u64 {
-        gate::upcall_trampoline as extern "C" fn(usize, registry::Entry) -> ! as usize as u64
-    }
-
-    fn entry_for_mode(entry: u64, mode: DomainMode) -> u64 {
-        let (protected, merged) = (gate::dispatch_trampoline() as u64, gate::dispatch_trampoline_merged() as u64);
-        match mode {
-            DomainMode::Merged if entry == protected => merged,
-            DomainMode::Protected if entry == merged => protected,
-            _ => entry,
-        }
-    }
-
-    fn set_mode<M: Machine<Servers = Self>>(
-        kernel: &mut Kernel<M>,
-        domain: DomainId,
-        mode: DomainMode,
-    ) -> Result<(), Error> {
-        mode::set_mode(kernel, domain, mode)
+/// The layer as the kernel is given it when an image makes the kernel: the
+/// gate's upcall and dispatch entries, and the merge transition.
+pub fn layer<M: Machine>() -> ServerLayer<M> {
+    ServerLayer {
+        upcall_entry: gate::upcall_trampoline as extern "C" fn(usize, registry::Entry) -> ! as usize as u64,
+        dispatch_entries: [gate::dispatch_trampoline() as u64, gate::dispatch_trampoline_merged() as u64],
+        set_mode: mode::set_mode::<M>,
     }
 }

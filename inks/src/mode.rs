@@ -5,8 +5,8 @@
 //! ([`DomainMode`] is part of the kernel-call ABI, so it is defined in
 //! `tern-core` and re-exported here), and this module carries out the
 //! change, at boot (`tern.merge=NAME,...`) or at run time (the
-//! `DomainMode` kernel call, which reaches [`set_mode`] through
-//! [`crate::Inks`]).
+//! `DomainMode` kernel call, which reaches [`set_mode`] through the layer
+//! the kernel was given, [`crate::layer`]).
 //!
 //! Merging domain D makes its region the kernel's only and global, and
 //! puts it into every view — the kernel's and every other domain's — at
@@ -28,7 +28,7 @@ use tern_core::abi::Error;
 use tern_core::board::REGION_MODE_OFFSET;
 use tern_core::domain::DomainId;
 use tern_core::kernel::Kernel;
-use tern_core::machine::{Machine, RegionMapping, Servers};
+use tern_core::machine::{Machine, RegionMapping};
 
 pub use tern_core::abi::DomainMode;
 
@@ -59,9 +59,10 @@ pub fn set_mode<M: Machine>(kernel: &mut Kernel<M>, id: DomainId, mode: DomainMo
     kernel.machine.map_region(own, region, Some(own_mapping))?;
     kernel.machine.flush_translations();
     let own_view = kernel.view_of(id);
+    let layer = &kernel.servers;
     for activation in kernel.objects.activations_of(id) {
         activation.entry_pstate = M::entry_state(mode);
-        activation.entry = <M::Servers as Servers>::entry_for_mode(activation.entry, mode);
+        activation.entry = layer.entry_for_mode(activation.entry, mode);
         // A merged activation runs in whichever view its caller ran in
         // (each call records it); back in protected mode, its own.
         activation.view = own_view;

@@ -36,7 +36,7 @@ pub fn region(id: DomainId) -> Option<PhysRange> {
 /// Move domain `id` into `mode` (the in-kernel-server layer's transition;
 /// `Busy` while it is occupied).
 pub fn set_mode(id: DomainId, mode: DomainMode) -> Result<(), Error> {
-    state::with(|kernel| tern_inks::mode::set_mode(kernel, id, mode))
+    state::with(|kernel| kernel.set_mode(id, mode))
 }
 
 /// Upcall into domain `id`'s entry with `argument`, on the current thread,

@@ -17,64 +17,14 @@
 
 use crate::console::CONSOLE;
 use crate::esr::Syndrome;
-use crate::semihosting::{self, ExitStatus};
+use crate::frame::{TrapAction, TrapFrame};
+use crate::halt::{report_kernel_fault, write_registers};
 use crate::threads::{self, Carried};
 use crate::{gic, state, timer, upcall};
 use core::fmt::Write;
 use tern_core::control::WayBack;
 
-/// The registers the vectors save, in the order they save them.
-#[repr(C)]
-#[derive(Debug)]
-pub struct TrapFrame {
-    /// x0 to x30.
-    pub x: [u64; 31],
-    /// The interrupted EL0 stack pointer.
-    pub sp_el0: u64,
-    /// Where the exception was taken (or, for `svc`, the next instruction).
-    pub elr: u64,
-    /// The interrupted PSTATE.
-    pub spsr: u64,
-    /// The syndrome.
-    pub esr: u64,
-    /// The faulting address (meaningful for aborts).
-    pub far: u64,
-}
-
-/// Bytes of a trap frame (`FRAME_SIZE` in `vectors.s`).
-pub const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-/// Bytes of an interrupt frame: the trap frame, 32 SIMD registers, FPCR,
-/// FPSR, CPACR_EL1 and padding.
-pub const INTERRUPT_FRAME_SIZE: usize = FRAME_SIZE + 32 * 16 + 32;
-const _: () = assert!(FRAME_SIZE == 288 && FRAME_SIZE.is_multiple_of(16) && INTERRUPT_FRAME_SIZE.is_multiple_of(16));
-
-/// The answer to `domain_trap` in `vectors.s` (returned in x0/x1).
-#[repr(C)]
-pub struct TrapAction {
-    /// Non-zero: end the current upcall instead of resuming the domain.
-    pub end_upcall: u64,
-    /// The upcall's result when it ends.
-    pub value: u64,
-}
-
-impl TrapAction {
-    /// Go back to the domain.
-    pub const RESUME: TrapAction = TrapAction { end_upcall: 0, value: 0 };
-    /// End the upcall with `value`.
-    pub const fn end(value: u64) -> TrapAction {
-        TrapAction { end_upcall: 1, value }
-    }
-}
-
 const CLASS_SVC_FROM_AARCH64: u8 = 0x15;
-
-fn write_registers(out: &mut impl Write, frame: &TrapFrame) {
-    let _ = writeln!(
-        out,
-        "  ESR 0x{:016x}  FAR 0x{:016x}  ELR 0x{:016x}  SPSR 0x{:08x}",
-        frame.esr, frame.far, frame.elr, frame.spsr
-    );
-}
 
 /// A synchronous exception from a domain's code (EL0, or EL1t when merged).
 #[unsafe(no_mangle)]
@@ -172,37 +122,6 @@ extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64) -> ! {
     report_kernel_fault(what, frame)
 }
 
-/// A kernel invariant does not hold: say so and stop, as for a fault at
-/// EL1.
-pub fn report_kernel_bug(what: &str) -> ! {
-    {
-        let mut console = CONSOLE.steal();
-        let _ = writeln!(console, "kernel bug: {}", what);
-        let _ = writeln!(console, "kernel stopped");
-    }
-    stop(ExitStatus::KernelFault)
-}
-
-fn report_kernel_fault(what: &str, frame: &TrapFrame) -> ! {
-    {
-        let mut console = CONSOLE.steal();
-        let _ = writeln!(console, "kernel fault: {}: {}", what, Syndrome(frame.esr));
-        write_registers(&mut console, frame);
-        let _ = writeln!(console, "  x0 0x{:x}  x1 0x{:x}  x30 0x{:x}", frame.x[0], frame.x[1], frame.x[30]);
-        let _ = writeln!(console, "kernel stopped");
-    }
-    stop(ExitStatus::KernelFault)
-}
-
-/// End the run (under the harness) or park this core for good.
-pub fn stop(status: ExitStatus) -> ! {
-    semihosting::exit_if_harness(status);
-    crate::cpu::mask_interrupts();
-    loop {
-        crate::cpu::wait_for_interrupt();
-    }
-}
-
 /// An IRQ, from a domain or the kernel. A timer tick that interrupted a
 /// domain's code lets an equal or more urgent ready thread run (round
 /// robin).
@@ -210,7 +129,7 @@ pub fn stop(status: ExitStatus) -> ! {
 extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
     let mut ticked = false;
     while let Some(raw) = gic::acknowledge() {
-        if gic::interrupt_number(raw) == crate::kernel::timer_interrupt() {
+        if gic::interrupt_number(raw) == timer::interrupt() {
             timer::on_interrupt();
             ticked = true;
         }

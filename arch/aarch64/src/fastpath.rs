@@ -177,6 +177,7 @@ pub fn top_needs_check() -> bool {
 /// `domain_blocks`, and the table of pointers to them, `domain_table`,
 /// are the machine's).
 #[allow(clippy::vec_box)] // (the blocks' addresses must not move: see `Aarch64`)
+#[inline]
 pub fn publish(published: Published<'_>, domain_blocks: &mut Vec<Box<DomainFast>>, domain_table: &mut Vec<usize>) {
     if published.domains_changed {
         while domain_blocks.len() < published.domains.len() {

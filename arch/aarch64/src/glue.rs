@@ -9,7 +9,7 @@
 //! as pairs are asserted at compile time, so the two cannot disagree.
 
 use crate::paging::MAIR_VALUE;
-use crate::{exception, fastpath, machine};
+use crate::{fastpath, frame, machine};
 use tern_core::machine::{Cpu, RpcStatistics};
 
 /// SCTLR_EL1's reserved-one bits (Armv8.0), the value set before the MMU is on.
@@ -122,7 +122,7 @@ mod fast_offsets {
 core::arch::global_asm!(
     include_str!("vectors.s"),
     include_str!("fastpath.s"),
-    irq_frame_size = const exception::INTERRUPT_FRAME_SIZE,
+    irq_frame_size = const frame::INTERRUPT_FRAME_SIZE,
     null_call = const tern_core::abi::Call::Null as usize,
     fast_current = const core::mem::offset_of!(fastpath::FastPath, current),
     fast_activations = const core::mem::offset_of!(fastpath::FastPath, activations),
@@ -167,7 +167,7 @@ core::arch::global_asm!(
     alias_offset = const tern_core::board::ARENA_ALIAS_OFFSET,
     call = const tern_core::abi::Call::Call as usize,
     return_call = const tern_core::abi::Call::Return as usize,
-    frame_size = const exception::FRAME_SIZE,
+    frame_size = const frame::FRAME_SIZE,
     reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
     fast_threads = const core::mem::offset_of!(fastpath::FastPath, threads),
     fast_cpu_current = const core::mem::offset_of!(fastpath::FastPath, cpu) + core::mem::offset_of!(Cpu, current),
@@ -206,4 +206,3 @@ core::arch::global_asm!(
 
 core::arch::global_asm!(include_str!("upcall.s"));
 core::arch::global_asm!(include_str!("switch.s"));
-

@@ -10,25 +10,18 @@
 
 use crate::console::CONSOLE;
 use crate::semihosting::ExitStatus;
-use crate::{exception, gic, kprintln, memory, semihosting, timer};
-use core::sync::atomic::{AtomicU32, Ordering};
+use crate::{gic, halt, kprintln, memory, semihosting, timer};
 use tern_core::board::BoardConfig;
 use tern_core::bootinfo::{self, BootFacts, BootSource};
 use tern_core::cmdline::{self, Options};
 use tern_core::domain::SharedImage;
 use tern_core::frame::PhysRange;
 
-static TIMER_INTERRUPT: AtomicU32 = AtomicU32::new(u32::MAX);
 static BOARD: spin::Once<&'static BoardConfig> = spin::Once::new();
 
 /// The board's short name.
 pub fn board_name() -> &'static str {
     BOARD.get().map_or("?", |board| board.name)
-}
-
-/// The board's timer interrupt number.
-pub fn timer_interrupt() -> u32 {
-    TIMER_INTERRUPT.load(Ordering::Relaxed)
 }
 
 /// Largest ATAG list Tern reads (the list QEMU writes is a few hundred bytes).
@@ -105,7 +98,7 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
         Ok(summary) => summary,
         Err(reason) => {
             kprintln!("memory set-up failed: {}", reason);
-            exception::stop(ExitStatus::Fail);
+            halt::stop(ExitStatus::Fail);
         }
     };
     defmt::info!(
@@ -130,18 +123,17 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
     });
     let machine = crate::machine::Aarch64::new(summary.kernel_table, summary.arena);
     let shared = SharedImage { read_only: PhysRange::new(image.text.start, image.read_only.end) };
-    let kernel = tern_core::kernel::Kernel::new(machine, summary.arena, shared, merge_at_start);
+    let kernel = tern_core::kernel::Kernel::new(machine, tern_inks::layer(), summary.arena, shared, merge_at_start);
     *crate::state::KERNEL.lock() = Some(kernel);
     crate::state::with(|_| ());
 
-    TIMER_INTERRUPT.store(board.timer_interrupt, Ordering::Relaxed);
     gic::init(&board.gic);
     gic::enable(board.timer_interrupt);
-    timer::start();
+    timer::start(board.timer_interrupt);
     defmt::info!("timer: {=u64} Hz counter, {=u32} Hz ticks", timer::frequency(), timer::TICK_HZ);
 
     let status = init(&options);
-    exception::stop(status)
+    halt::stop(status)
 }
 
 /// Declare an image's entry point: `board_entry!(BOARD, init)`. `BOARD`

@@ -54,9 +54,13 @@ pub mod exception;
 #[cfg(target_os = "none")]
 pub mod fastpath;
 #[cfg(target_os = "none")]
+pub mod frame;
+#[cfg(target_os = "none")]
 pub mod gic;
 #[cfg(target_os = "none")]
 mod glue;
+#[cfg(target_os = "none")]
+pub mod halt;
 #[cfg(target_os = "none")]
 pub mod kernel;
 #[cfg(target_os = "none")]
@@ -107,5 +111,5 @@ pub fn panic(allocator: &memory::TernAllocator, info: &core::panic::PanicInfo<'_
         let mut console = console::CONSOLE.steal();
         let _ = core::fmt::Write::write_fmt(&mut console, format_args!("kernel panic: {info}\nkernel stopped\n"));
     }
-    exception::stop(semihosting::ExitStatus::Panic)
+    halt::stop(semihosting::ExitStatus::Panic)
 }

@@ -19,9 +19,10 @@
 //!   under the lock and carried out after it ([`crate::threads::perform`]).
 
 use crate::fastpath::{self, DomainFast};
+use crate::frame::TrapFrame;
 use crate::memory::{self, IdentityTables};
 use crate::paging::{self, Kind};
-use crate::{cpu, exception::TrapFrame, timer};
+use crate::{cpu, timer};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use tern_core::abi::{DomainMode, Error};
@@ -82,6 +83,32 @@ pub struct Switch {
     pub(crate) from: *mut KernelContext,
     pub(crate) to: *const KernelContext,
     pub(crate) view: u64,
+}
+
+unsafe extern "C" {
+    fn tern_switch(from: *mut KernelContext, to: *const KernelContext);
+    /// Where a new thread's kernel side starts (`switch.s`): it calls
+    /// `threads::tern_thread_main`.
+    fn tern_thread_start();
+}
+
+/// Carry out a switch: install the next thread's view and switch stacks.
+/// Returns when the current thread runs again — in the view its switcher
+/// installed for it, so nothing is left to do. Never call it holding the
+/// state lock.
+pub fn perform(switch: Switch) {
+    if switch.from.is_null() || switch.to.is_null() {
+        return;
+    }
+    let saved = cpu::mask_interrupts();
+    cpu::switch_view(switch.view);
+    // SAFETY: both contexts are boxed in the machine (inside the kernel
+    // state) and live as long as their threads; `from` is the running
+    // thread's, `to` a parked or new thread's. The state lock is not held.
+    // Interrupts are masked across the switch and restored by whoever
+    // resumes.
+    unsafe { tern_switch(switch.from, switch.to) };
+    cpu::restore_interrupts(saved);
 }
 
 /// 64-bit Arm, as the kernel sees it.
@@ -182,7 +209,6 @@ impl Machine for Aarch64 {
     type Frame = TrapFrame;
     type Switch = Switch;
     type Stack = PhysRange;
-    type Servers = tern_inks::Inks;
 
     fn cpu(&self) -> &Cpu {
         // SAFETY: the machine is part of the kernel state, reached only
@@ -321,6 +347,22 @@ impl Machine for Aarch64 {
         unsafe { core::ptr::copy(bytes.as_ptr(), destination as *mut u8, bytes.len()) };
     }
 
+    #[inline]
+    fn load<const N: usize>(&self, address: usize) -> [u8; N] {
+        let source = memory::kernel_address(self.arena, address);
+        // SAFETY: as in `read`: `N` checked bytes, copied out whatever
+        // their alignment.
+        unsafe { core::ptr::read_unaligned(source as *const [u8; N]) }
+    }
+
+    #[inline]
+    fn store<const N: usize>(&mut self, address: usize, bytes: [u8; N]) {
+        let destination = memory::kernel_address(self.arena, address);
+        // SAFETY: as in `write`: `N` checked bytes, copied in whatever
+        // their alignment.
+        unsafe { core::ptr::write_unaligned(destination as *mut [u8; N], bytes) };
+    }
+
     fn take_stack(&mut self) -> Option<PhysRange> {
         if let Some(stack) = self.spare_stacks.pop() {
             return Some(stack);
@@ -337,7 +379,7 @@ impl Machine for Aarch64 {
     fn start_thread(&mut self, thread: ThreadId, stack: PhysRange) -> u64 {
         let mut context = Box::<KernelContext>::default();
         context.stack_pointer = stack.end;
-        context.registers[11] = crate::threads::tern_thread_start as *const () as u64; // x30: where `ret` lands
+        context.registers[11] = tern_thread_start as *const () as u64; // x30: where `ret` lands
         self.set_thread(thread, ThreadArch { context, kernel_stack: Some(stack) })
     }
 

@@ -4,7 +4,7 @@
 //! The kernel (`tern_core::scheduler`) decides: which thread runs next, who
 //! is woken, where a new thread begins. This module only does it: a
 //! [`Switch`] decided under the kernel state is performed after the lock is
-//! dropped ([`perform`]); a waiting thread gives the processor to whatever
+//! dropped (`machine::perform`); a waiting thread gives the processor to whatever
 //! the kernel says runs next, idling with interrupts open while nothing is
 //! ready ([`block`]); a new thread's first code ([`tern_thread_main`])
 //! makes the upcall the kernel describes, and ends the thread when it
@@ -14,42 +14,16 @@
 //! [`carry_out`] turns a kernel call's answer (`Next`) into these steps,
 //! for the trap handler.
 
-use crate::exception::TrapFrame;
-use crate::machine::{KernelContext, Switch};
+use crate::frame::TrapFrame;
+use crate::machine::{Switch, perform};
 use crate::state;
 use crate::upcall::{self, Outcome};
-use crate::{cpu, exception};
+use crate::{cpu, halt};
 use tern_core::domain::DomainId;
 use tern_core::kernel::Next;
 use tern_core::machine::{Machine, Start, UserFrame};
 use tern_core::scheduler::RunNext;
 use tern_core::thread::ThreadId;
-
-unsafe extern "C" {
-    fn tern_switch(from: *mut KernelContext, to: *const KernelContext);
-    /// Where a new thread's kernel side starts (`switch.s`): it calls
-    /// [`tern_thread_main`].
-    pub fn tern_thread_start();
-}
-
-/// Carry out a switch: install the next thread's view and switch stacks.
-/// Returns when the current thread runs again — in the view its switcher
-/// installed for it, so nothing is left to do. Never call it holding the
-/// state lock.
-pub fn perform(switch: Switch) {
-    if switch.from.is_null() || switch.to.is_null() {
-        return;
-    }
-    let saved = cpu::mask_interrupts();
-    cpu::switch_view(switch.view);
-    // SAFETY: both contexts are boxed in the machine (inside the kernel
-    // state) and live as long as their threads; `from` is the running
-    // thread's, `to` a parked or new thread's. The state lock is not held.
-    // Interrupts are masked across the switch and restored by whoever
-    // resumes.
-    unsafe { tern_switch(switch.from, switch.to) };
-    cpu::restore_interrupts(saved);
-}
 
 /// The current thread waits (its state says for what): run what the
 /// kernel says runs next, idling until something is ready. Returns when
@@ -89,6 +63,7 @@ pub enum Carried {
 
 /// Carry out a kernel call's answer for the current thread, whose frame is
 /// `frame`.
+#[inline]
 pub fn carry_out(next: Next<Switch>, frame: &mut TrapFrame) -> Carried {
     match next {
         Next::Reply(_) | Next::Resume => Carried::Resume,
@@ -148,7 +123,7 @@ pub fn end_current_thread(result: usize) -> ! {
     block();
     // An ended thread is never made ready again; were it, stop here
     // rather than run on with no activation.
-    exception::report_kernel_bug("an ended thread was scheduled again")
+    halt::report_kernel_bug("an ended thread was scheduled again")
 }
 
 /// Make a thread in `domain` that upcalls `entry(argument)` at

@@ -14,6 +14,7 @@ pub const TICK_HZ: u32 = 100;
 
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static INTERVAL: AtomicU32 = AtomicU32::new(0);
+static INTERRUPT: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// The counter's frequency in Hz.
 pub fn frequency() -> u64 {
@@ -31,13 +32,19 @@ pub fn microseconds() -> u64 {
     (counter() as u128 * 1_000_000 / frequency as u128) as u64
 }
 
-/// Start periodic ticks at [`TICK_HZ`]. The GIC must route the timer's
-/// interrupt for them to arrive.
-pub fn start() {
+/// Start periodic ticks at [`TICK_HZ`], arriving as interrupt `interrupt`
+/// (the board's). The GIC must route it for them to arrive.
+pub fn start(interrupt: u32) {
+    INTERRUPT.store(interrupt, Ordering::Relaxed);
     let interval = (frequency() / TICK_HZ as u64) as u32;
     INTERVAL.store(interval, Ordering::Relaxed);
     CNTP_TVAL_EL0.set(interval as u64);
     CNTP_CTL_EL0.write(CNTP_CTL_EL0::ENABLE::SET + CNTP_CTL_EL0::IMASK::CLEAR);
+}
+
+/// The timer's interrupt number (once started).
+pub fn interrupt() -> u32 {
+    INTERRUPT.load(Ordering::Relaxed)
 }
 
 /// Handle the timer interrupt: count the tick and re-arm.

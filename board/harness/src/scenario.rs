@@ -203,7 +203,7 @@ fn ctl(test: usize) -> Verdict {
     let client = create("ctl.client")?;
     for mode in [DomainMode::Protected, DomainMode::Merged] {
         for server in servers {
-            domains::set_mode(server, mode).map_err(|error| format!("{mode:?}: {error}"))?;
+            set_mode_once_idle(server, mode).map_err(|error| format!("{mode:?}: {error}"))?;
         }
         let splits = || state::with(|kernel| kernel.statistics().splits);
         let before = splits();
@@ -246,7 +246,7 @@ fn ctl_domain() -> Verdict {
     let act = |action| state::with(|kernel| kernel.domain_control(top, action)).map_err(|error| format!("{error}"));
     let set_modes = |mode| -> Verdict {
         for server in servers {
-            domains::set_mode(server, mode).map_err(|error| format!("{error}"))?;
+            set_mode_once_idle(server, mode).map_err(|error| format!("{error}"))?;
         }
         Ok(())
     };
@@ -283,6 +283,23 @@ fn ctl_domain() -> Verdict {
         return Err("terminating ctl.top did not end it and free its callers".into());
     }
     Ok(())
+}
+
+/// Move `domain` into `mode` once nothing is in it: a thread that the
+/// round just ended (the upper part of a split thread, say) may still be
+/// on its way out of the domain, which is `Busy` until it has left. Gives
+/// up after a thousand yields.
+fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_core::abi::Error> {
+    let mut tries = 0;
+    loop {
+        match domains::set_mode(domain, mode) {
+            Err(tern_core::abi::Error::Busy) if tries < 1000 => {
+                tries += 1;
+                tern_aarch64::threads::yield_now();
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// Create and start `servers` (domain name, start argument) in order, then
@@ -359,7 +376,7 @@ fn merge_flip() -> Verdict {
             }
             let (wanted, changed) = state::with(|kernel| {
                 let wanted = if kernel.mode_of(slow).is_merged() { DomainMode::Protected } else { DomainMode::Merged };
-                (wanted, tern_inks::mode::set_mode(kernel, slow, wanted))
+                (wanted, kernel.set_mode(slow, wanted))
             });
             match (changed, wanted) {
                 (Ok(()), DomainMode::Merged) => flips[0] += 1,
