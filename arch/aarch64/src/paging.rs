@@ -227,6 +227,7 @@ pub fn map(
     Ok(())
 }
 
+#[inline(always)]
 fn map_one(
     memory: &mut impl TableMemory,
     root: u64,
