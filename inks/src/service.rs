@@ -309,6 +309,7 @@ where
     }
 
     /// The message's header.
+    #[inline(always)]
     pub fn header(&self) -> MessageHeader {
         MessageHeader {
             label: self.label(),
@@ -418,6 +419,7 @@ where
     /// Take the `length` bytes the kernel wrote into the receive area as
     /// the message. If they are not a well-formed message the buffer is
     /// cleared and the answer is [`Error::BadMessage`].
+    #[inline(always)]
     fn accept(&mut self, length: usize) -> Result<MessageView<'_>, Error> {
         let well_formed = self.initialized_bytes().get(..length).is_some_and(|bytes| MessageView::parse(bytes).is_ok());
         if !well_formed {
@@ -848,11 +850,22 @@ extern "C" fn migrating_handler<S: Service>(
     lent_address: usize,
     lent_word: usize,
 ) -> usize {
+    debug_assert!(request_address.is_multiple_of(MESSAGE_ALIGN) && reply_area.addr().is_multiple_of(MESSAGE_ALIGN));
     // SAFETY: the gate's dispatch trampoline (or the kernel's merged call
     // path) passes the MESSAGE_MAX bytes it reserved on this activation's
     // stack, below this frame, for the reply; nothing else uses them until
-    // this function returns.
-    let storage = unsafe { core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX) };
+    // this function returns. Both addresses are 16-byte aligned: the
+    // kernel puts the request at its stack top minus its length, rounded
+    // down to 16 (`migrate_into`, `tern_fast_call`), and the reply area is
+    // `MESSAGE_MAX` rounded up to 16 below it. Saying so lets the compiler
+    // read and write the headers with word accesses (the target keeps
+    // strict alignment: see `docs/design.md`).
+    let storage = unsafe {
+        core::hint::assert_unchecked(
+            request_address.is_multiple_of(MESSAGE_ALIGN) && reply_area.addr().is_multiple_of(MESSAGE_ALIGN),
+        );
+        core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX)
+    };
     let mut reply = MessageBuffer::start(storage);
     match (
         dispatch_from_word(context).and_then(Dispatch::service::<S>),
@@ -913,6 +926,24 @@ extern "C" fn sidetrack_entry<S: Service>(_port: usize, free_activations: usize,
     gate::return_from_call(&[])
 }
 
+/// Where messages start: the kernel puts a migrating request 16-byte
+/// aligned, and the runtime's own buffers are [`MessageStorage`].
+const MESSAGE_ALIGN: usize = 16;
+
+/// Storage for one whole message, 16-byte aligned like the messages the
+/// kernel delivers, so that the compiler reads and writes its header with
+/// word accesses.
+#[repr(C, align(16))]
+struct MessageStorage([MaybeUninit<u8>; MESSAGE_MAX]);
+
+impl MessageStorage {
+    fn new() -> Self {
+        MessageStorage([MaybeUninit::uninit(); MESSAGE_MAX])
+    }
+}
+
+const _: () = assert!(core::mem::align_of::<MessageStorage>() == MESSAGE_ALIGN);
+
 /// A server thread: receive a request, handle it, reply and receive the
 /// next, until the kernel refuses to wait (the thread then ends with the
 /// error's code).
@@ -924,10 +955,10 @@ fn thread_loop<S: Service>(argument: usize) -> usize {
         return Error::InvalidArgument as usize;
     };
     let port = dispatch.port;
-    let mut request_storage = [MaybeUninit::<u8>::uninit(); MESSAGE_MAX];
-    let mut reply_storage = [MaybeUninit::<u8>::uninit(); MESSAGE_MAX];
-    let mut request = MessageBuffer::start(&mut request_storage[..]);
-    let mut reply = MessageBuffer::start(&mut reply_storage[..]);
+    let mut request_storage = MessageStorage::new();
+    let mut reply_storage = MessageStorage::new();
+    let mut request = MessageBuffer::start(&mut request_storage.0[..]);
+    let mut reply = MessageBuffer::start(&mut reply_storage.0[..]);
     let mut next = gate::receive(port, request.receive_area());
     loop {
         let length = match next {
