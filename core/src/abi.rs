@@ -392,6 +392,17 @@ impl MessageHeader {
         out[12..16].copy_from_slice(&self.reserved.to_le_bytes());
     }
 
+    /// Decode from its two little-endian 64-bit words (label and right,
+    /// length and reserved).
+    pub const fn from_words(words: [u64; 2]) -> Self {
+        MessageHeader {
+            label: words[0] as u32,
+            right: (words[0] >> 32) as u32,
+            length: words[1] as u32,
+            reserved: (words[1] >> 32) as u32,
+        }
+    }
+
     /// Decode from the first 16 bytes of `bytes`; `None` if shorter.
     pub fn read_from(bytes: &[u8]) -> Option<Self> {
         let word = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
@@ -531,6 +542,8 @@ mod tests {
         header.write_to(&mut bytes);
         assert_eq!(MessageHeader::read_from(&bytes), Some(header));
         assert_eq!(MessageHeader::read_from(&bytes[..15]), None);
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        assert_eq!(MessageHeader::from_words([word(0), word(8)]), header);
         assert!(header.agrees_with(48));
         assert!(!header.agrees_with(47));
         assert!(!MessageHeader { reserved: 1, ..header }.agrees_with(48));

@@ -1,7 +1,7 @@
 //! Protection domains and the memory they may name in kernel calls.
 //!
 //! A domain is a set of memory regions plus a view (translation table +
-//! ASID). In this first version a domain owns one 2 MiB region, holding
+//! ASID). A domain owns one region (`DOMAIN_REGION`, 8 MiB), holding
 //! its stack and whatever else it writes; the image's code and read-only
 //! data are shared by every domain.
 //!

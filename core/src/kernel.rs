@@ -283,17 +283,24 @@ impl<M: Machine> Kernel<M> {
         activation
     }
 
+    /// Whether `count` stacks of `bytes` each fit in what is left of
+    /// `domain`'s region for stacks (the check before carving them).
+    pub fn stacks_fit(&self, domain: DomainId, count: u64, bytes: u64) -> bool {
+        let Some(record) = self.domain(domain) else { return false };
+        let room = record.stack_floor.saturating_sub(record.domain.region.start + crate::board::REGION_STACKS_OFFSET);
+        bytes.checked_add(15).and_then(|rounded| (rounded & !15).checked_mul(count)).is_some_and(|need| need <= room)
+    }
+
     /// Carve a stack of `bytes` (rounded up to 16) from `domain`'s region,
-    /// below its heap's end; its top address.
+    /// below its heap's end; its top address. `None` (nothing carved) if it
+    /// does not fit.
     pub fn carve_stack(&mut self, domain: DomainId, bytes: u64) -> Option<u64> {
-        let bytes = bytes.checked_add(15)? & !15;
-        let record = self.domain_mut(domain)?;
-        let top = record.stack_floor;
-        let bottom = top.checked_sub(bytes)?;
-        if bottom < record.domain.region.start + crate::board::REGION_STACKS_OFFSET {
+        if !self.stacks_fit(domain, 1, bytes) {
             return None;
         }
-        record.stack_floor = bottom;
+        let record = self.domain_mut(domain)?;
+        let top = record.stack_floor;
+        record.stack_floor = top - ((bytes + 15) & !15);
         Some(top)
     }
 

@@ -218,12 +218,14 @@ pub trait Machine: Sized {
     /// Write checked memory of a domain.
     fn write(&mut self, address: usize, bytes: &[u8]);
 
-    /// Read `N` bytes of checked memory (a fixed-size field: a message
-    /// header, a word), at any alignment.
-    fn load<const N: usize>(&self, address: usize) -> [u8; N];
+    /// Read the 64-bit little-endian word at `address` in checked memory,
+    /// whatever its alignment (a message header's fields: one access, not
+    /// the byte accesses the compiler makes of an unaligned field).
+    fn read_word(&self, address: usize) -> u64;
 
-    /// Write `N` bytes of checked memory, at any alignment.
-    fn store<const N: usize>(&mut self, address: usize, bytes: [u8; N]);
+    /// Write the low `bytes` (4 or 8) bytes of `value`, little-endian, at
+    /// `address` in checked memory, whatever its alignment.
+    fn write_word(&mut self, address: usize, value: u64, bytes: usize);
 
     /// A kernel stack for a new thread: one an ended thread left, or new.
     fn take_stack(&mut self) -> Option<Self::Stack>;

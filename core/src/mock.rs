@@ -285,14 +285,14 @@ impl Machine for MockMachine {
         self.poke(address as u64, bytes);
     }
 
-    fn load<const N: usize>(&self, address: usize) -> [u8; N] {
-        let mut bytes = [0; N];
-        bytes.copy_from_slice(&self.peek(address as u64, N));
-        bytes
+    fn read_word(&self, address: usize) -> u64 {
+        let mut word = [0; 8];
+        word.copy_from_slice(&self.peek(address as u64, 8));
+        u64::from_le_bytes(word)
     }
 
-    fn store<const N: usize>(&mut self, address: usize, bytes: [u8; N]) {
-        self.poke(address as u64, &bytes);
+    fn write_word(&mut self, address: usize, value: u64, bytes: usize) {
+        self.poke(address as u64, &value.to_le_bytes()[..bytes.min(8)]);
     }
 
     fn take_stack(&mut self) -> Option<u32> {

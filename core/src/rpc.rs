@@ -117,7 +117,7 @@ impl<M: Machine> Kernel<M> {
     /// The header of a message at `address`, checked readable by its
     /// sender for at least a header's length.
     fn read_header(&self, address: usize) -> MessageHeader {
-        MessageHeader::read_from(&self.machine.load::<{ MessageHeader::SIZE }>(address)).unwrap_or_default()
+        MessageHeader::from_words([self.machine.read_word(address), self.machine.read_word(address + 8)])
     }
 
     /// Check a message claimed by `domain`: readable, at least a header
@@ -149,8 +149,8 @@ impl<M: Machine> Kernel<M> {
             None => NO_RIGHT,
         };
         let payload = (length - MessageHeader::SIZE) as u64;
-        self.machine.store(address + 4, name.to_le_bytes());
-        self.machine.store(address + 8, payload.to_le_bytes());
+        self.machine.write_word(address + 4, u64::from(name), 4);
+        self.machine.write_word(address + 8, payload, 8);
     }
 
     /// Deliver `request` to `destination` (checked writable, large enough):

@@ -163,8 +163,14 @@ impl<M: Machine> Kernel<M> {
         priority: u8,
         stack_bytes: u64,
     ) -> Option<ThreadId> {
-        let user_stack = self.carve_stack(domain, stack_bytes)?;
+        // Both stacks, or neither: the user stack is checked, the kernel
+        // stack (which may have to be made) taken, and only then is the
+        // user stack carved.
+        if !self.stacks_fit(domain, 1, stack_bytes) {
+            return None;
+        }
         let kernel_stack = self.machine.take_stack()?;
+        let user_stack = self.carve_stack(domain, stack_bytes)?;
         let creator = self.current_domain().unwrap_or(DomainId(0));
         let thread = self.objects.new_thread(priority, creator);
         let trampoline = self.servers.upcall_entry;

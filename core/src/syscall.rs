@@ -179,6 +179,10 @@ impl<M: Machine> Kernel<M> {
         if !self.image.read_only.contains(entry) {
             return Err(Error::BadAddress);
         }
+        if !self.stacks_fit(caller.domain, count as u64, stack) {
+            return Err(Error::OutOfMemory);
+        }
+        // Point of no return: every stack fits.
         for _ in 0..count {
             let top = self.carve_stack(caller.domain, stack).ok_or(Error::OutOfMemory)?;
             let activation = self.new_activation(caller.domain, Some(port), entry, top, stack);

@@ -67,9 +67,11 @@ impl ActivationId {
 }
 
 /// A domain's user registers as saved in an activation: x0-x30, the stack
-/// pointer, the resume address and PSTATE.
+/// pointer, the resume address and PSTATE. 16-byte aligned, like the
+/// kernel's trap frame, so that copying registers between the two uses
+/// SIMD pairs (the target keeps strict alignment: see `docs/design.md`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(16))]
 pub struct UserContext {
     /// General-purpose registers x0 to x30.
     pub x: [u64; 31],

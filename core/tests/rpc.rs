@@ -809,3 +809,40 @@ fn exit_from_a_server_activation_is_not_in_call() {
     assert_eq!(system.current_frame().result(), Err(Error::NotInCall));
     system.assert_unchanged(&before, "Exit from a server activation");
 }
+
+// ---------------------------------------------------------------------
+// Memory for stacks: all or nothing.
+
+#[test]
+fn a_pool_that_does_not_fit_is_out_of_memory_with_nothing_carved() {
+    let mut system = System::new();
+    let server = system.server("server", 1, STACK);
+    let main = system.enter(server.domain);
+    let floor = system.kernel.domain(server.domain).unwrap().stack_floor;
+    // 64 stacks of 64 KiB (4 MiB) do not fit in what is left of the
+    // region's 4 MiB of stacks: refused before the first is carved.
+    let refused = system.ok(Call::PoolAdd, &[server.name as u64, 64, server.entry, STACK]);
+    assert_eq!(refused, Err(Error::OutOfMemory));
+    assert_eq!(system.kernel.domain(server.domain).unwrap().stack_floor, floor, "no stack carved");
+    assert_eq!(system.pool_free(&server), 1, "the pool is as it was");
+    // The same for a thread whose stack does not fit.
+    let refused = system.ok(Call::ThreadCreate, &[support::THREAD_ENTRY as u64, 0, 1, 4 << 20]);
+    assert_eq!(refused, Err(Error::OutOfMemory));
+    assert_eq!(system.kernel.domain(server.domain).unwrap().stack_floor, floor);
+    // What fits is carved.
+    assert_eq!(system.ok(Call::PoolAdd, &[server.name as u64, 2, server.entry, STACK]), Ok(3));
+    assert_eq!(system.kernel.domain(server.domain).unwrap().stack_floor, floor - 2 * STACK);
+    system.leave(main);
+}
+
+#[test]
+fn a_thread_whose_kernel_stack_cannot_be_made_carves_no_user_stack() {
+    let mut system = System::new();
+    let a = system.domain("a");
+    let main = system.enter(a);
+    let floor = system.kernel.domain(a).unwrap().stack_floor;
+    system.kernel.machine.stacks_left = Some(0);
+    assert_eq!(system.ok(Call::ThreadCreate, &[support::THREAD_ENTRY as u64, 0, 1, STACK]), Err(Error::OutOfMemory));
+    assert_eq!(system.kernel.domain(a).unwrap().stack_floor, floor, "no user stack carved for a thread never made");
+    system.leave(main);
+}

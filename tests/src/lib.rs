@@ -21,6 +21,9 @@
 //! (`xtask::run_scenario`, which always boots the harness image); this crate adds nothing to that but the
 //! per-test timeout knob `TERN_TEST_TIMEOUT` (seconds, default 60).
 //!
+//! It depends on the xtask library only (never on a kernel crate: it sees
+//! the kernel as QEMU shows it).
+//!
 //! What it leaves out: it does not check timing (QEMU's is not the
 //! hardware's), exact wording beyond the contract's fixed strings, or
 //! output the contract does not mention; and it never installs QEMU (run

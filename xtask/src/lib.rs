@@ -32,6 +32,9 @@
 //!   Tables 1 and 3 (`cargo xtask bench`, described in `docs/bench.md`);
 //!   [`svg`] draws its whole-call figures as a bar chart.
 //!
+//! It runs on the host and depends on no crate of the kernel's: it builds
+//! and boots them as a user would.
+//!
 //! ## Crates, and why
 //!
 //! The build runs on two cores, so every dependency has to earn its place.

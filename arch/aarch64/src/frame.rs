@@ -3,8 +3,12 @@
 //! assembly. The layout is the assembly's; its size is asserted here and
 //! passed to it.
 
-/// The registers the vectors save, in the order they save them.
-#[repr(C)]
+/// The registers the vectors save, in the order they save them, at the
+/// (16-byte aligned) kernel stack pointer. Aligned to 16 in its type too,
+/// so that the compiler copies its registers to and from a
+/// [`UserContext`](tern_core::thread::UserContext) with SIMD pairs (the
+/// target keeps strict alignment: see `docs/design.md`).
+#[repr(C, align(16))]
 #[derive(Debug)]
 pub struct TrapFrame {
     /// x0 to x30.

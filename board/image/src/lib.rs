@@ -17,7 +17,9 @@
 //! `board/image/Cargo.toml` and one line in the list below. Nothing else
 //! needs editing: no board crate, no kernel code.
 //!
-//! What does not belong here: test servers (`tern-hello`, `tern-rpctest`,
+//! It depends on the kernel crates and the production servers; what must
+//! not depend on it: any kernel crate (the kernel knows no servers). What
+//! does not belong here: test servers (`tern-hello`, `tern-rpctest`,
 //! `tern-ctltest`) and the scenario and benchmark drivers. They go into the
 //! harness binaries only, and the xtask's production-image check
 //! (`tests/tests/image.rs`) fails when any of their symbols turn up in a

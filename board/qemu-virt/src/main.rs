@@ -5,6 +5,10 @@
 //! listed once for every board in `tern_image`, nothing else. The test
 //! servers and scenarios are in the harness image (`src/harness.rs`,
 //! `tern-virt-harness.img`).
+//!
+//! A board crate is at the top of the graph: it depends on the kernel
+//! crates and the images' lists (`tern-image`, `tern-harness`), and
+//! nothing depends on it.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 

@@ -27,6 +27,11 @@
 //!
 //! Left out: any state at all — the server keeps none beyond its pool
 //! growth policy, so it needs no lock.
+//!
+//! A production server: in every image through `board/image`. It depends on
+//! the in-kernel-server layer (`tern-inks`) and the kernel's ABI (`tern-
+//! core`) only, never on the arch crate or another server's code; it has no
+//! `unsafe` (merging it changes how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 

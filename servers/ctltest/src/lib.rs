@@ -22,6 +22,12 @@
 //!
 //! Everything a test asserts is printed as one line; the test returns the
 //! number of things that went wrong (0 = pass).
+//!
+//! A test server: linked only into harness images (`board/harness`), never
+//! into the production image. It depends on the in-kernel-server layer
+//! (`tern-inks`) and the kernel's ABI (`tern-core`) only, never on the arch
+//! crate or another server's code; it has no `unsafe` (merging it changes
+//! how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 

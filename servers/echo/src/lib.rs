@@ -15,6 +15,11 @@
 //! arriving here stays in this domain's space; the kernel has no call to
 //! drop it), and nothing is logged per request, which would dwarf what is
 //! being measured.
+//!
+//! A production server: in every image through `board/image`. It depends on
+//! the in-kernel-server layer (`tern-inks`) and the kernel's ABI (`tern-
+//! core`) only, never on the arch crate or another server's code; it has no
+//! `unsafe` (merging it changes how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 

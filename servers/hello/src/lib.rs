@@ -10,6 +10,12 @@
 //!
 //! Safe Rust only, like every server: these domains are as trusted as any
 //! other EL0 code, which is to say not at all.
+//!
+//! A test server: linked only into harness images (`board/harness`), never
+//! into the production image. It depends on the in-kernel-server layer
+//! (`tern-inks`) and the kernel's ABI (`tern-core`) only, never on the arch
+//! crate or another server's code; it has no `unsafe` (merging it changes
+//! how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -29,6 +29,11 @@
 //!
 //! Left out: persistence, iteration over keys, and atomic
 //! read-modify-write operations.
+//!
+//! A production server: in every image through `board/image`. It depends on
+//! the in-kernel-server layer (`tern-inks`) and the kernel's ABI (`tern-
+//! core`) only, never on the arch crate or another server's code; it has no
+//! `unsafe` (merging it changes how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 

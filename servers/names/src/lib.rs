@@ -23,6 +23,11 @@
 //! and has no call to drop a right), access control on names, and
 //! notifications. A failed registration leaves this domain holding the
 //! right it carried, for the same reason.
+//!
+//! A production server: in every image through `board/image`. It depends on
+//! the in-kernel-server layer (`tern-inks`) and the kernel's ABI (`tern-
+//! core`) only, never on the arch crate or another server's code; it has no
+//! `unsafe` (merging it changes how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -19,6 +19,13 @@
 //!
 //! What it leaves out: timing (the benchmark's job) and faults (the
 //! containment probes').
+//!
+//! A test server: linked only into harness images (`board/harness`), never
+//! into the production image. It depends on the in-kernel-server layer
+//! (`tern-inks`), the kernel's ABI (`tern-core`) and the servers it tests
+//! (for their request labels and constants; an `-api` crate per server
+//! would be better), never on the arch crate; it has no `unsafe` (merging
+//! it changes how far it is trusted, never its code).
 #![no_std]
 #![forbid(unsafe_code)]
 
