@@ -227,21 +227,11 @@ fn floor_target(value: usize) -> usize {
     value + 1
 }
 
-/// Start a bench server domain in `mode`; its port name in its own space.
-pub(crate) fn start_server(name: &str, mode: usize) -> Result<(DomainId, u32), alloc::string::String> {
-    let spec = tern_inks::registry::find(name).ok_or_else(|| alloc::format!("{name} not registered"))?;
-    let domain = domains::create(spec.name).map_err(|error| alloc::format!("{name}: {error:?}"))?;
-    match domains::call(domain, mode) {
-        Ok(tern_aarch64::upcall::Outcome::Returned(port)) if port < u32::MAX as usize => Ok((domain, port as u32)),
-        other => Err(alloc::format!("{name} did not start: {other:?}")),
-    }
-}
-
 /// The `bench` scenario.
 pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     tern_aarch64::pmu::enable();
-    let (pool_domain, pool_port) = start_server("bench.pool", 1)?;
-    let (thread_domain, thread_port) = start_server("bench.threads", 2)?;
+    let (pool_domain, pool_port) = crate::start_server("bench.pool", 1)?;
+    let (thread_domain, thread_port) = crate::start_server("bench.threads", 2)?;
     // Let the server thread run up to its first receive.
     tern_aarch64::threads::yield_now();
     let client = domains::create("bench.client").map_err(|error| alloc::format!("bench.client: {error:?}"))?;

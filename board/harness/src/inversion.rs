@@ -486,8 +486,8 @@ fn run_case(board: &Board, board_port: PortName, path: &str, server: PortName, l
 /// The experiment, from the kernel's side: start both servers and the
 /// client, give the client its rights, run it.
 pub fn run() -> Result<(), String> {
-    let (pool_domain, pool_port) = crate::bench::start_server("inversion.pool", service::MODE_POOL)?;
-    let (thread_domain, thread_port) = crate::bench::start_server("inversion.threads", service::MODE_THREADS)?;
+    let (pool_domain, pool_port) = crate::start_server("inversion.pool", service::MODE_POOL)?;
+    let (thread_domain, thread_port) = crate::start_server("inversion.threads", service::MODE_THREADS)?;
     // Let the server thread run up to its first receive.
     tern_aarch64::threads::yield_now();
     let client = domains::create("inversion.client").map_err(|error| format!("inversion.client: {error:?}"))?;

@@ -26,3 +26,18 @@ pub mod probes;
 pub mod scenario;
 
 pub use scenario::run;
+
+use alloc::string::String;
+use tern_aarch64::{domains, upcall::Outcome};
+use tern_core::domain::DomainId;
+
+/// Create the registered domain `name` and start it with `mode` (the
+/// service runtime's mode bits); the domain and its port's name in its
+/// own space, which it returns from its start.
+pub(crate) fn start_server(name: &str, mode: usize) -> Result<(DomainId, u32), String> {
+    let domain = domains::create(name).map_err(|error| alloc::format!("{name}: {error:?}"))?;
+    match domains::call(domain, mode) {
+        Ok(Outcome::Returned(port)) if port < u32::MAX as usize => Ok((domain, port as u32)),
+        other => Err(alloc::format!("{name} did not start: {other:?}")),
+    }
+}
