@@ -422,13 +422,8 @@ impl<M: Machine> Kernel<M> {
             words.extend([domain.0 as u64, ticks]);
         }
         let fits = (buffer.length / 8).min(words.len());
-        let checked = self
-            .domain(caller.domain)
-            .ok_or(Error::BadAddress)?
-            .domain
-            .check_writable(UserRange::new(buffer.address, fits * 8))?;
         let bytes: Vec<u8> = words[..fits].iter().flat_map(|word| word.to_le_bytes()).collect();
-        self.machine.write(checked.address, &bytes);
+        self.copy_out(caller.domain, buffer.address, &bytes)?;
         Ok(Next::Reply(fits))
     }
 
@@ -486,13 +481,8 @@ impl<M: Machine> Kernel<M> {
         self.domain(domain).ok_or(Error::InvalidArgument)?;
         let found = self.objects.occupied_in(domain);
         let fits = (buffer.length / 4).min(found.len());
-        let checked = self
-            .domain(caller.domain)
-            .ok_or(Error::BadAddress)?
-            .domain
-            .check_writable(UserRange::new(buffer.address, fits * 4))?;
         let bytes: Vec<u8> = found[..fits].iter().flat_map(|activation| activation.get().to_le_bytes()).collect();
-        self.machine.write(checked.address, &bytes);
+        self.copy_out(caller.domain, buffer.address, &bytes)?;
         Ok(Next::Reply(found.len()))
     }
 

@@ -304,6 +304,16 @@ impl<M: Machine> Kernel<M> {
         Some(top)
     }
 
+    /// Copy `bytes` out to `domain`'s memory at `address`, once the
+    /// domain's record says it may write there (`BadAddress`, with
+    /// nothing written, if not).
+    pub fn copy_out(&mut self, domain: DomainId, address: usize, bytes: &[u8]) -> Result<(), Error> {
+        let record = self.domain(domain).ok_or(Error::BadAddress)?;
+        let checked = record.domain.check_writable(crate::domain::UserRange::new(address, bytes.len()))?;
+        self.machine.write(checked.address, bytes);
+        Ok(())
+    }
+
     /// Remember where the current thread's frame is, so whoever wakes it
     /// can write its results there.
     pub fn register_frame(&mut self, frame: &mut M::Frame) {

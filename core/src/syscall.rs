@@ -143,9 +143,7 @@ impl<M: Machine> Kernel<M> {
         if claim.length < VERSION.len() {
             return Err(Error::InvalidArgument);
         }
-        let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
-        let checked = record.domain.check_writable(UserRange::new(claim.address, VERSION.len()))?;
-        self.machine.write(checked.address, VERSION.as_bytes());
+        self.copy_out(caller.domain, claim.address, VERSION.as_bytes())?;
         Ok(Next::Reply(VERSION.len()))
     }
 

@@ -136,6 +136,21 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
     halt::stop(status)
 }
 
+/// One `tick N` line a second, forever, interrupts open: what an image
+/// does once it has started what it runs (until there is a shell).
+pub fn tick_forever() -> ! {
+    let mut seconds = 0;
+    crate::cpu::enable_interrupts();
+    loop {
+        crate::cpu::wait_for_interrupt();
+        let now = timer::ticks() / timer::TICK_HZ as u64;
+        if now > seconds {
+            seconds = now;
+            kprintln!("tick {}", seconds);
+        }
+    }
+}
+
 /// Declare an image's entry point: `board_entry!(BOARD, init)`. `BOARD`
 /// must be a `const` of type [`BoardConfig`]; the macro builds the
 /// compile-time boot table from its RAM window and device windows, the

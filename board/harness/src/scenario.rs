@@ -661,14 +661,5 @@ fn demo() -> ! {
         kprintln!("demo: {}", reason);
     }
     kprintln!("demo: one tick line a second (Ctrl-A X leaves QEMU)");
-    let mut seconds = 0;
-    cpu::enable_interrupts();
-    loop {
-        cpu::wait_for_interrupt();
-        let now = timer::ticks() / timer::TICK_HZ as u64;
-        if now > seconds {
-            seconds = now;
-            kprintln!("tick {}", seconds);
-        }
-    }
+    tern_aarch64::kernel::tick_forever()
 }

@@ -39,7 +39,7 @@ use tern_kv as _;
 use tern_names as _;
 
 use tern_aarch64::semihosting::ExitStatus;
-use tern_aarch64::{cpu, domains, kprintln, threads, timer};
+use tern_aarch64::{domains, kprintln, threads};
 use tern_core::abi::{DomainMode, Role};
 use tern_core::cmdline::Options;
 use tern_inks::registry;
@@ -78,16 +78,7 @@ pub fn start(_: &Options<'_>) -> ExitStatus {
         threads::yield_now();
     }
     kprintln!("Tern is up: one tick line a second (Ctrl-A X leaves QEMU)");
-    let mut seconds = 0;
-    cpu::enable_interrupts();
-    loop {
-        cpu::wait_for_interrupt();
-        let now = timer::ticks() / timer::TICK_HZ as u64;
-        if now > seconds {
-            seconds = now;
-            kprintln!("tick {}", seconds);
-        }
-    }
+    tern_aarch64::kernel::tick_forever()
 }
 
 /// Why a domain could not be created or started, in words.
