@@ -46,7 +46,8 @@ pub enum Call {
     PortCreate = 6,
     /// Add `x1` unoccupied activations to the pool of port `x0` (receive
     /// right needed), each with a stack of `x3` bytes carved from the
-    /// caller's region, entering at `x2`. Returns the pool's free count.
+    /// caller's region (at least [`POOL_STACK_MIN`]), entering at `x2`.
+    /// Returns the pool's free count.
     PoolAdd = 7,
     /// Create a thread in the caller's domain entering at `x0` with
     /// argument `x1` at priority `x2`; its first activation gets a stack of
@@ -427,6 +428,17 @@ impl MessageHeader {
 /// (Defined once here for the gate's trampoline and the fast paths.)
 pub const REPLY_AREA: usize = MESSAGE_MAX.next_multiple_of(16);
 const _: () = assert!(REPLY_AREA.is_multiple_of(16) && REPLY_AREA >= MESSAGE_MAX);
+
+/// Room a pool activation needs below a request on its stack: the reply
+/// area the dispatch trampoline reserves ([`REPLY_AREA`]) and 16 KiB for
+/// the handler's frames.
+pub const STACK_MARGIN: usize = REPLY_AREA + (16 << 10);
+
+/// The smallest stack a pool activation may have ([`Call::PoolAdd`]): the
+/// largest request ([`MESSAGE_MAX`]) and the margin below it. Every path
+/// (the general one, the fast ones, the merged call) may then put any
+/// request on any pool activation's stack without checking its size.
+pub const POOL_STACK_MIN: usize = MESSAGE_MAX.next_multiple_of(16) + STACK_MARGIN;
 
 /// A domain's mode ([`Call::DomainMode`]'s `x1`).
 ///

@@ -72,7 +72,9 @@ pub struct Fault {
 impl<M: Machine> Kernel<M> {
     /// The activation numbered `number`, which `caller` may control, and
     /// the thread it is on: `NoSuchActivation` for a number naming
-    /// nothing or an unoccupied activation, `NoRight` for another domain's.
+    /// nothing or an unoccupied activation, `NoRight` for another domain's
+    /// or for one on the boot thread (the kernel's own code runs below its
+    /// activations: no domain may stop, cut or end it).
     pub fn resolve(&self, caller: DomainId, number: usize) -> Result<(ActivationId, ThreadId), Error> {
         let id = u32::try_from(number)
             .ok()
@@ -84,6 +86,9 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::NoRight);
         }
         let thread = activation.occupant.ok_or(Error::NoSuchActivation)?;
+        if !self.machine.owns_stack(thread) {
+            return Err(Error::NoRight);
+        }
         Ok((id, thread))
     }
 
@@ -101,6 +106,7 @@ impl<M: Machine> Kernel<M> {
                 if let Some(entry) = self.objects.thread_mut(thread) {
                     entry.set_receive_buffer(None);
                 }
+                self.leave_port(thread);
             }
             ThreadState::WaitingForActivation(port) | ThreadState::WaitingForReceiver(port) => {
                 if let Some(entry) = self.objects.port_mut(port) {
@@ -196,7 +202,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Terminate `activation` (on `thread`): see `Call::Terminate`.
-    fn terminate_activation(&mut self, activation: ActivationId, thread: ThreadId) -> Result<(), Error> {
+    pub(crate) fn terminate_activation(&mut self, activation: ActivationId, thread: ThreadId) -> Result<(), Error> {
         if !self.machine.owns_stack(thread) {
             return Err(Error::Busy);
         }
@@ -430,6 +436,9 @@ impl<M: Machine> Kernel<M> {
     /// Act on every occupied activation of `domain`; how many.
     pub fn domain_control(&mut self, domain: DomainId, action: DomainAction) -> Result<usize, Error> {
         self.domain(domain).ok_or(Error::InvalidArgument)?;
+        if action == DomainAction::Terminate {
+            return Ok(self.terminate_domain(domain));
+        }
         let occupied = self.objects.occupied_in(domain);
         let mut acted = 0;
         for activation in occupied {
@@ -442,16 +451,9 @@ impl<M: Machine> Kernel<M> {
                     self.objects.set_suspended(activation, false);
                     self.restart_if_free(activation, thread);
                 }
-                DomainAction::Terminate => {
-                    if self.terminate_activation(activation, thread).is_err() {
-                        continue;
-                    }
-                }
+                DomainAction::Terminate => {}
             }
             acted += 1;
-        }
-        if action == DomainAction::Terminate {
-            self.terminate_domain(domain);
         }
         Ok(acted)
     }
@@ -607,6 +609,11 @@ impl<M: Machine> Kernel<M> {
         if unwound {
             let view = self.current_view();
             self.machine.switch_view(view);
+        } else {
+            let current = self.current();
+            if let Some(thread) = self.objects.thread_mut(current) {
+                thread.faulted = true;
+            }
         }
         Some(Fault { domain, name, unwound })
     }

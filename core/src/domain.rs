@@ -122,10 +122,12 @@ fn within(outer: PhysRange, inner: PhysRange) -> bool {
 impl Domain {
     /// Check that the domain may read `claim`: it lies wholly inside the
     /// domain's own region or wholly inside the shared read-only image.
-    /// A zero-length claim is accepted anywhere that is not wrapping.
+    /// A zero-length claim is checked the same way (its address must lie
+    /// in, or at the end of, one of them): the kernel never takes an
+    /// address on trust, however little it names.
     pub fn check_readable(&self, image: &SharedImage, claim: UserRange) -> Result<CheckedRange, Error> {
         let range = claim.as_range()?;
-        if claim.length == 0 || within(self.region, range) || within(image.read_only, range) {
+        if within(self.region, range) || within(image.read_only, range) {
             Ok(CheckedRange { address: claim.address, length: claim.length })
         } else {
             Err(Error::BadAddress)
@@ -133,10 +135,10 @@ impl Domain {
     }
 
     /// Check that the domain may write `claim`: it lies wholly inside the
-    /// domain's own region.
+    /// domain's own region (a zero-length claim too).
     pub fn check_writable(&self, claim: UserRange) -> Result<CheckedRange, Error> {
         let range = claim.as_range()?;
-        if claim.length == 0 || within(self.region, range) {
+        if within(self.region, range) {
             Ok(CheckedRange { address: claim.address, length: claim.length })
         } else {
             Err(Error::BadAddress)
@@ -171,5 +173,22 @@ mod tests {
         assert!(domain.check_writable(UserRange::new(0x30_0000, 64)).is_ok());
         assert_eq!(domain.check_writable(UserRange::new(0x8_1000, 16)), Err(Error::BadAddress));
         assert_eq!(domain.check_writable(UserRange::new(0x1f_ffff, 2)), Err(Error::BadAddress));
+    }
+
+    #[test]
+    fn a_zero_length_claim_is_checked_like_any_other() {
+        let (domain, image) = fixture();
+        assert!(domain.check_writable(UserRange::new(0x30_0000, 0)).is_ok());
+        assert!(domain.check_writable(UserRange::new(0x40_0000, 0)).is_ok(), "the region's end");
+        assert!(domain.check_readable(&image, UserRange::new(0x8_1000, 0)).is_ok(), "in the image");
+        for outside in [0, 1, 0x1f_ffff, 0x40_0001, usize::MAX] {
+            assert_eq!(
+                domain.check_readable(&image, UserRange::new(outside, 0)),
+                Err(Error::BadAddress),
+                "{outside:#x}"
+            );
+            assert_eq!(domain.check_writable(UserRange::new(outside, 0)), Err(Error::BadAddress), "{outside:#x}");
+        }
+        assert_eq!(domain.check_writable(UserRange::new(0x8_1000, 0)), Err(Error::BadAddress), "not writable");
     }
 }

@@ -103,14 +103,30 @@ impl<M: Machine> Kernel<M> {
         Ok((record.spec.entry as usize, record.main_stack))
     }
 
-    /// Mark domain `id` terminated and its ports dead. Callers waiting on
-    /// those ports are woken: those waiting for a server retry and find
-    /// the port dead; those queued for a server thread get `PortDead`;
-    /// those a server thread of the domain was serving get `CallAborted`
-    /// (nobody will reply).
-    pub fn terminate_domain(&mut self, id: DomainId) {
+    /// Terminate domain `id`: it runs no more code. Every occupied
+    /// activation of it is terminated (the thread splits: callers get
+    /// `Terminated` at once, the part above carries on, alerted) — but
+    /// for the current thread's, whose fault or call is being handled, and
+    /// the boot thread's, which cannot be split: those are spliced out, so
+    /// that the thread is unwound (its caller gets `Terminated`) when it
+    /// comes back into them. Its ports die: callers waiting for a server
+    /// retry and find the port dead; those queued for a server thread get
+    /// `PortDead`; those a server thread of the domain was serving get
+    /// `CallAborted` (nobody will reply). How many activations were
+    /// terminated or spliced.
+    pub fn terminate_domain(&mut self, id: DomainId) -> usize {
         if let Some(record) = self.domain_mut(id) {
             record.alive = false;
+        }
+        let occupied = self.objects.occupied_in(id);
+        let mut ended = 0;
+        for activation in occupied {
+            let Some(thread) = self.objects.activation(activation).and_then(|entry| entry.occupant) else { continue };
+            let here = thread == self.current() || !self.machine.owns_stack(thread);
+            if here || self.terminate_activation(activation, thread).is_err() {
+                self.objects.splice(activation);
+            }
+            ended += 1;
         }
         let serving: Vec<_> = self
             .objects
@@ -151,6 +167,7 @@ impl<M: Machine> Kernel<M> {
         for thread in waiting {
             self.wake(thread);
         }
+        ended
     }
 
     /// After domain `id` started: merge it if `tern.merge` names it. The

@@ -251,6 +251,11 @@ pub trait Machine: Sized {
     /// free for the next thread made (once the machine has left it).
     fn thread_ended(&mut self, thread: ThreadId);
 
+    /// Ended thread `thread` is gone for good (it has switched away for the
+    /// last time, and its record is being removed): drop its saved kernel
+    /// context.
+    fn forget_thread(&mut self, thread: ThreadId);
+
     /// The switch from thread `from` to `to`, to resume in `view`.
     fn switch(&mut self, from: ThreadId, to: ThreadId, view: u64) -> Self::Switch;
 

@@ -331,6 +331,10 @@ impl Machine for MockMachine {
         }
     }
 
+    fn forget_thread(&mut self, thread: ThreadId) {
+        self.stacks.remove(&thread);
+    }
+
     fn switch(&mut self, from: ThreadId, to: ThreadId, view: u64) -> MockSwitch {
         MockSwitch { from, to, view }
     }

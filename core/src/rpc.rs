@@ -29,8 +29,7 @@
 //!
 //! **Shape** (seL4's): every check comes first — a bad port name, a missing
 //! right, a malformed or oversized message, a buffer the caller does not
-//! own, a request too large for the server activation's stack, a dead
-//! server — and each returns its error with nothing changed. The one step
+//! own, a dead server — and each returns its error with nothing changed. The one step
 //! that can fail for want of memory (mapping a lent region into a
 //! protected server's view may need a page table) comes next, all or
 //! nothing. After that, the point of no return: effects that cannot fail.
@@ -45,8 +44,11 @@ use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
 use crate::thread::{ActivationId, Destination, PendingRequest, Route, ThreadId, ThreadState, UserContext};
 
-/// Room a server activation needs below a request on its stack.
-pub const STACK_MARGIN: u64 = 16 << 10;
+/// The port name in argument `index`: `NoSuchPort` for a value wider than
+/// a name (never truncated to one).
+pub fn port_name(frame: &impl UserFrame, index: usize) -> Result<u32, Error> {
+    u32::try_from(frame.argument(index)).map_err(|_| Error::NoSuchPort)
+}
 
 /// A region of the client's memory lent to the server for one call
 /// ([`Call::CallLending`]).
@@ -203,14 +205,12 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Check that a call with a request of `length` bytes may enter
-    /// `activation`: its stack has room for the request and the margin
-    /// below it, and its domain is alive.
-    fn check_entry(&self, activation: ActivationId, length: u64) -> Result<EntryPoint, Error> {
+    /// Check that a call may enter `activation`: its domain is alive.
+    /// (Its stack has room for any request and the margin below it:
+    /// `PoolAdd` refuses smaller stacks, see `abi::POOL_STACK_MIN`; a
+    /// sidetrack upcall carries no request.)
+    fn check_entry(&self, activation: ActivationId) -> Result<EntryPoint, Error> {
         let target = self.objects.activation(activation).ok_or(Error::PortDead)?;
-        if length + STACK_MARGIN > target.stack_size {
-            return Err(Error::BadMessage);
-        }
         let record = self.domain(target.domain).filter(|record| record.alive).ok_or(Error::PortDead)?;
         // A merged server runs in the caller's view (it is mapped in all
         // of them), recorded for returns into it; a protected one in its
@@ -230,7 +230,7 @@ impl<M: Machine> Kernel<M> {
     /// `Call`: x0 port name, x1/x2 request, x3/x4 reply buffer; and
     /// `CallLending`: the same, plus x5/x6 the lent region.
     pub fn call(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
-        let port_name = frame.register(0) as u32;
+        let port_name = port_name(frame, 0)?;
         let request = UserRange::new(frame.register(1) as usize, frame.register(2) as usize);
         let reply = UserRange::new(frame.register(3) as usize, frame.register(4) as usize);
         let lend = Lend::from_frame(frame);
@@ -306,14 +306,14 @@ impl<M: Machine> Kernel<M> {
         lend: Option<Lend>,
     ) -> KernelCall<M> {
         if let Some(sidetrack) = self.sidetrack_due(caller.thread, port) {
-            let target = self.check_entry(sidetrack, 0)?;
+            let target = self.check_entry(sidetrack)?;
             // Point of no return.
             self.statistics().sidetracks += 1;
             let free = self.objects.pool_free(port) as u64;
             let arguments = [port.get() as u64, free, target.context, 0, 0, 0];
             return Ok(self.migrate(caller, frame, target, reply_to, target.stack_top, arguments));
         }
-        let target = self.check_entry(next, request.range.length as u64)?;
+        let target = self.check_entry(next)?;
         let mapped = match lend {
             Some(lend) if self.lend_needs_mapping(caller.domain, target.domain)? => Some(lend),
             _ => None,
@@ -491,7 +491,7 @@ impl<M: Machine> Kernel<M> {
 
     /// `Receive`: x0 port, x1/x2 buffer.
     pub fn receive(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
-        let port_name = frame.register(0) as u32;
+        let port_name = port_name(frame, 0)?;
         let buffer = UserRange::new(frame.argument(1), frame.argument(2));
         self.receive_next(caller, port_name, buffer)
     }
@@ -557,7 +557,7 @@ impl<M: Machine> Kernel<M> {
     /// `ReplyReceive`: x0/x1 reply, x2 port, x3/x4 buffer.
     pub fn reply_receive(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
         let reply = UserRange::new(frame.register(0) as usize, frame.register(1) as usize);
-        let port_name = frame.register(2) as u32;
+        let port_name = port_name(frame, 2)?;
         let buffer = UserRange::new(frame.register(3) as usize, frame.register(4) as usize);
         let (thread, server) = (caller.thread, caller.domain);
         // Checks first: the receive half's arguments, then the reply.

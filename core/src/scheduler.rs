@@ -194,6 +194,40 @@ impl<M: Machine> Kernel<M> {
         self.wake(thread);
     }
 
+    /// Start domain `domain`: a new thread (at the current thread's
+    /// priority, made by the kernel) whose first activation upcalls the
+    /// domain's registered entry with `argument` on the domain's main
+    /// stack. The kernel starts domains this way, never on its own boot
+    /// thread, whose activations no domain may then reach. The main stack
+    /// serves one such start at a time: the kernel waits for each.
+    pub fn start_domain(&mut self, domain: DomainId, argument: usize) -> Result<ThreadId, crate::domains::DomainError> {
+        let (entry, stack) = self.domain_entry(domain)?;
+        let kernel_stack = self.machine.take_stack().ok_or(crate::domains::DomainError::OutOfMemory)?;
+        let priority = self.objects.thread(self.current()).map_or(0, |thread| thread.priority);
+        let thread = self.objects.new_thread(priority, DomainId(0));
+        let trampoline = self.servers.upcall_entry;
+        let activation = self.new_activation(domain, None, trampoline, stack, crate::domains::MAIN_STACK);
+        self.objects.push(thread, activation);
+        if let Some(first) = self.objects.activation_mut(activation) {
+            first.saved.x[0] = argument as u64;
+            first.saved.x[1] = entry as u64;
+        }
+        self.start_on(thread, kernel_stack);
+        Ok(thread)
+    }
+
+    /// Forget `thread`, which has ended and been joined: its record and
+    /// its kernel side go (its number may be reused). False, with nothing
+    /// done, for a thread that has not ended.
+    pub fn reap(&mut self, thread: ThreadId) -> bool {
+        if !matches!(self.objects.thread(thread).map(|entry| entry.state), Some(ThreadState::Ended(_))) {
+            return false;
+        }
+        self.objects.remove_thread(thread);
+        self.machine.forget_thread(thread);
+        true
+    }
+
     /// Start `lower`, a thread split off below a terminated (or broken
     /// off) activation (see `chain`): on `stack` (taken before the split,
     /// so that a split never lacks one), it resumes its top activation's
@@ -243,6 +277,7 @@ impl<M: Machine> Kernel<M> {
     pub fn end_current_thread(&mut self, result: usize) {
         let current = self.current();
         self.abandon_client(current);
+        self.leave_port(current);
         while let Some(activation) = self.objects.pop(current) {
             if self.objects.activation(activation).is_some_and(|entry| entry.port.is_some()) {
                 self.objects.pool_return(activation);
@@ -276,6 +311,34 @@ impl<M: Machine> Kernel<M> {
             entry.set_reply_to(None);
         }
         self.wake(client);
+    }
+
+    /// Server thread `thread` no longer serves the port it received on
+    /// (an alert ended its receive, or it ended): it is no longer counted
+    /// among the port's server threads. When the last one leaves, clients
+    /// queued for a server thread would wait for ever: each makes its call
+    /// again (and now waits for an activation, or finds the port dead).
+    pub fn leave_port(&mut self, thread: ThreadId) {
+        let Some(port) = self.objects.thread_mut(thread).and_then(|entry| entry.serves.take()) else { return };
+        let Some(entry) = self.objects.port_mut(port) else { return };
+        entry.server_threads = entry.server_threads.saturating_sub(1);
+        if entry.server_threads > 0 {
+            return;
+        }
+        let mut queued = Vec::new();
+        while let Some(client) = entry.next_sender() {
+            queued.push(client);
+        }
+        for client in queued {
+            if let Some(frame) = self.blocked_frame(client) {
+                frame.repeat_call();
+            }
+            if let Some(entry) = self.objects.thread_mut(client) {
+                entry.pending = None;
+                entry.set_reply_to(None);
+            }
+            self.wake(client);
+        }
     }
 
     /// `ThreadJoin`: wait for `thread` (made by the caller's domain, not

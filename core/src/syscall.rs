@@ -14,11 +14,12 @@
 //! The RPC calls are in `rpc`, the activation-control calls in `control`,
 //! the thread calls in `scheduler`; the small ones are here.
 
-use crate::abi::{CONSOLE_WRITE_MAX, Call, DomainMode, Error, Role};
+use crate::abi::{CONSOLE_WRITE_MAX, Call, DomainMode, Error, POOL_STACK_MIN, Role};
 use crate::capability::{Capability, NAME_SERVICE_NAME};
 use crate::domain::{DomainId, UserRange};
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
+use crate::rpc::port_name;
 use crate::thread::Activation;
 
 /// The kernel's version, as handed to domains by [`Call::Version`].
@@ -169,9 +170,9 @@ impl<M: Machine> Kernel<M> {
 
     /// `PoolAdd`: x0 port, x1 count, x2 entry, x3 stack bytes.
     pub fn pool_add(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
-        let port = self.receive_right(caller.domain, frame.register(0) as u32)?;
+        let port = self.receive_right(caller.domain, port_name(frame, 0)?)?;
         let (count, entry, stack) = (frame.argument(1), frame.register(2), frame.register(3));
-        if !(1..=POOL_ADD_MAX).contains(&count) || !STACK_SIZES.contains(&stack) {
+        if !(1..=POOL_ADD_MAX).contains(&count) || !STACK_SIZES.contains(&stack) || stack < POOL_STACK_MIN as u64 {
             return Err(Error::InvalidArgument);
         }
         if !self.image.read_only.contains(entry) {
@@ -194,7 +195,7 @@ impl<M: Machine> Kernel<M> {
 
     /// `SidetrackSet`: x0 port, x1 entry, x2 stack bytes.
     pub fn sidetrack_set(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
-        let port = self.receive_right(caller.domain, frame.register(0) as u32)?;
+        let port = self.receive_right(caller.domain, port_name(frame, 0)?)?;
         let (entry, stack) = (frame.register(1), frame.register(2));
         if !STACK_SIZES.contains(&stack) {
             return Err(Error::InvalidArgument);

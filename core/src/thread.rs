@@ -228,6 +228,8 @@ pub struct Thread {
     /// A split-off thread's first run: resume its top activation's saved
     /// registers with this error code in x0 (0: a fresh upcall instead).
     pub resume_with: usize,
+    /// It ended because the domain code in its own activation faulted.
+    pub faulted: bool,
 }
 
 impl Thread {
@@ -633,6 +635,7 @@ impl Objects {
             base_moved_to: None,
             by_domain: Vec::new(),
             resume_with: 0,
+            faulted: false,
         }))
     }
 

@@ -343,7 +343,7 @@ fn only_the_activations_own_domain_may_terminate_it() {
 }
 
 #[test]
-fn the_boot_thread_cannot_be_split() {
+fn the_boot_thread_is_not_reachable_by_any_control_call() {
     let mut system = System::new();
     let a = system.domain("a");
     let b = system.server("b", 1, STACK);
@@ -354,9 +354,20 @@ fn the_boot_thread_cannot_be_split() {
     assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
     let in_b = system.top(system.boot);
     let before = system.snapshot();
-    assert_eq!(system.invoke(Call::Terminate, &[number(in_b)]), Next::Resume);
-    assert_eq!(system.current_frame().result(), Err(Error::Busy));
-    system.assert_unchanged(&before, "terminating an activation of the boot thread");
+    for call in [Call::Terminate, Call::SpliceOut, Call::AlertBreak, Call::Alert, Call::Suspend, Call::Resume] {
+        assert_eq!(system.invoke(call, &[number(in_b)]), Next::Resume);
+        assert_eq!(system.current_frame().result(), Err(Error::NoRight), "{call:?}");
+    }
+    assert_eq!(system.ok(Call::SetPriority, &[number(in_b), 3]), Err(Error::NoRight));
+    system.assert_unchanged(&before, "controlling an activation of the boot thread");
+    // A domain started on the boot thread splicing itself out would end
+    // the kernel's own thread: refused too.
+    let answer = system.region(b.domain) + 0x1000;
+    system.message(answer, 1, &[]);
+    assert_eq!(system.ok(Call::Return, &[answer, 16]), Ok(16));
+    let own = system.ok(Call::ActivationSelf, &[]).unwrap() as u64;
+    assert_eq!(system.ok(Call::SpliceOut, &[own]), Err(Error::NoRight));
+    assert_eq!(system.chain(system.boot).len(), 1, "still in its activation");
 }
 
 #[test]
@@ -550,11 +561,15 @@ fn get_state_and_set_state_read_and_write_a_parked_activations_registers() {
 fn get_state_refuses_a_short_buffer_and_the_callers_own_thread() {
     let mut system = System::new();
     let a = system.domain("a");
-    let own = system.enter(a);
     let buffer = system.region(a) + 0x3000;
+    let worker = system.thread(a, 5);
+    system.switch_to(worker);
+    let own = system.top(worker);
     let before = system.snapshot();
     assert_eq!(system.ok(Call::GetState, &[number(own), buffer, STATE_BYTES as u64]), Err(Error::InvalidArgument));
     system.assert_unchanged(&before, "GetState on its own thread");
+    system.switch_to(system.boot);
+    system.enter(a);
     let thread = system.thread(a, 5);
     system.switch_to(thread);
     let other = system.top(thread);
@@ -606,8 +621,9 @@ fn cpu_time_is_charged_to_the_domain_the_thread_runs_in() {
     let a = system.domain("a");
     let b = system.server("b", 1, STACK);
     let name = system.grant(&b, a);
-    let thread = system.boot;
-    let own = system.enter(a);
+    let thread = system.thread(a, 5);
+    system.switch_to(thread);
+    let own = system.top(thread);
     system.kernel.machine.clock += 100;
     system.kernel.charge();
     let (request, reply) = (system.region(a) + 0x1000, system.region(a) + 0x2000);

@@ -4,13 +4,12 @@
 mod support;
 
 use support::{CALL_PC, STACK, Server, System};
-use tern_core::abi::{Call, Error, LEND_MAX, LEND_WRITABLE, MESSAGE_MAX, MessageHeader, NO_RIGHT};
+use tern_core::abi::{Call, Error, LEND_MAX, LEND_WRITABLE, MESSAGE_MAX, MessageHeader, NO_RIGHT, POOL_STACK_MIN};
 use tern_core::capability::Capability;
 use tern_core::domain::DomainId;
 use tern_core::kernel::Next;
 use tern_core::lend::LentAccess;
 use tern_core::mock::MockSwitch;
-use tern_core::rpc::STACK_MARGIN;
 use tern_core::scheduler::RunNext;
 use tern_core::thread::{Route, ThreadState};
 
@@ -517,19 +516,30 @@ fn a_right_the_caller_does_not_hold_is_no_right() {
 }
 
 #[test]
-fn a_request_too_large_for_the_activations_stack_is_a_bad_message() {
+fn a_pool_activation_stack_smaller_than_any_request_needs_is_refused() {
+    // With every pool stack large enough for the largest request and the
+    // margin below it, no path (general, fast, merged) has to check: the
+    // fast path used not to, and a small stack's reply area overwrote the
+    // server's other stacks.
     let mut system = System::new();
-    let client = system.domain("client");
-    let stack = STACK_MARGIN + 16;
-    let server = system.server("server", 1, stack);
-    let name = system.grant(&server, client);
-    system.enter(client);
-    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
-    let length = system.message(request, 1, &[1; 8]);
-    assert_refused(&mut system, &[name as u64, request, length, reply, 64], Call::Call, Error::BadMessage);
-    // A header alone leaves exactly the margin: it fits.
-    assert_eq!(system.call(name, (request, 16), (reply, 64)), Next::Resume);
-    assert_eq!(system.statistics().migrated, 1);
+    let server = system.server("server", 0, STACK);
+    let main = system.enter(server.domain);
+    let floor = system.kernel.domain(server.domain).unwrap().stack_floor;
+    for small in [4096, POOL_STACK_MIN as u64 - 16] {
+        let refused = system.ok(Call::PoolAdd, &[server.name as u64, 1, server.entry, small]);
+        assert_eq!(refused, Err(Error::InvalidArgument), "{small}");
+    }
+    assert_eq!(system.kernel.domain(server.domain).unwrap().stack_floor, floor, "nothing carved");
+    assert_eq!(system.ok(Call::PoolAdd, &[server.name as u64, 1, server.entry, POOL_STACK_MIN as u64]), Ok(1));
+    system.leave(main);
+}
+
+#[test]
+fn a_port_name_wider_than_a_name_is_no_such_port() {
+    let (mut system, _, _, name, request, length, reply) = ready();
+    for wide in [(1u64 << 32) | name as u64, u64::MAX] {
+        assert_refused(&mut system, &[wide, request, length, reply, 64], Call::Call, Error::NoSuchPort);
+    }
 }
 
 #[test]
@@ -777,6 +787,86 @@ fn a_switching_client_whose_server_thread_faults_gets_call_aborted() {
     // Nobody will ever reply: the client must not wait for ever.
     assert_eq!(system.state(boot), ThreadState::Ready, "the client is woken");
     assert_eq!(system.result(boot), Err(Error::CallAborted));
+}
+
+#[test]
+fn a_terminated_domain_runs_no_more_code_its_other_threads_end() {
+    let mut system = System::new();
+    let server = system.server("server", 0, STACK);
+    let (faulty, waiting) = (system.thread(server.domain, 4), system.thread(server.domain, 4));
+    let buffer = system.region(server.domain) + 0x1000;
+    system.switch_to(waiting);
+    assert_eq!(system.invoke(Call::Receive, &[server.name as u64, buffer, 256]), Next::Block);
+    // Another thread of the domain faults: the whole domain is terminated,
+    // and the thread waiting in it is taken out of it at once.
+    system.switch_to(faulty);
+    let frame = system.frames.get_mut(&faulty).unwrap();
+    assert!(system.kernel.fault(frame).is_some());
+    assert!(system.chain(waiting).is_empty(), "its activation is gone");
+    assert_eq!(system.state(waiting), ThreadState::Ready, "woken to end");
+    system.kernel.end_current_thread(usize::MAX);
+    system.switch_to(waiting);
+    assert_eq!(system.way_back(true), tern_core::control::WayBack::End, "it ends instead of running the domain");
+}
+
+#[test]
+fn a_server_thread_leaving_its_port_is_no_longer_counted() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 0, STACK);
+    let name = system.grant(&server, client);
+    let worker = system.thread(server.domain, 4);
+    let buffer = system.region(server.domain) + 0x1000;
+    system.switch_to(worker);
+    assert_eq!(system.invoke(Call::Receive, &[server.name as u64, buffer, 256]), Next::Block);
+    assert_eq!(system.kernel.objects.port(server.port).unwrap().server_threads, 1);
+    // An alert ends its receive: it has left the port.
+    system.switch_to(system.boot);
+    let own = system.top(worker);
+    system.enter(server.domain);
+    assert_eq!(system.ok(Call::Alert, &[own.get() as u64]), Ok(1));
+    assert_eq!(system.result(worker), Err(Error::Interrupted));
+    assert_eq!(system.kernel.objects.port(server.port).unwrap().server_threads, 0, "uncounted");
+    // A caller now waits for a server instead of queueing for a thread
+    // that will never come.
+    let boot = system.boot;
+    system.enter(client);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 1, &[]);
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::BlockThenRepeat);
+    assert_eq!(system.state(boot), ThreadState::WaitingForActivation(server.port));
+}
+
+#[test]
+fn clients_queued_for_a_server_thread_that_ends_make_their_calls_again() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 0, STACK);
+    let name = system.grant(&server, client);
+    let worker = system.thread(server.domain, 4);
+    let buffer = system.region(server.domain) + 0x1000;
+    system.switch_to(worker);
+    assert_eq!(system.invoke(Call::Receive, &[server.name as u64, buffer, 256]), Next::Block);
+    // The first client is handed off; a second queues behind it.
+    let first = system.thread(client, 4);
+    let second = system.thread(client, 4);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 1, &[]);
+    system.switch_to(first);
+    assert!(matches!(system.call(name, (request, length), (reply, 64)), Next::Switch(_)));
+    system.switch_to(second);
+    assert_eq!(system.call(name, (request, length), (reply + 0x100, 64)), Next::Block);
+    assert_eq!(system.state(second), ThreadState::WaitingForReceiver(server.port));
+    let pc = system.frame(second).context.pc;
+    // The server thread ends: the first gets CallAborted, the second makes
+    // its call again (its frame aims at the call, its arguments intact).
+    system.switch_to(worker);
+    system.kernel.end_current_thread(0);
+    assert_eq!(system.result(first), Err(Error::CallAborted));
+    assert_eq!(system.state(second), ThreadState::Ready);
+    assert_eq!(system.frame(second).context.pc, pc - 4, "the call is made again");
+    assert_eq!(system.frame(second).context.x[0], name as u64);
+    assert_eq!(system.kernel.objects.port(server.port).unwrap().queued, 0);
 }
 
 // ---------------------------------------------------------------------

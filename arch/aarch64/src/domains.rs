@@ -1,15 +1,14 @@
 //! Starting domains from the kernel's own code: at boot, and in the test
 //! harness's scenarios.
 //!
-//! The kernel (`tern_core::domains`) makes domains and their views; what
-//! needs this machine is the *upcall*: the current thread steps out of the
-//! kernel into a domain's entry on its main stack ([`call`]), which runs
-//! until the domain ends the upcall (or faults), while kernel calls it
-//! makes are handled as any domain's. After a domain's first start, it is
-//! merged if the command line asked (`tern.merge`).
+//! The kernel (`tern_core::domains`) makes domains and their views; [`call`]
+//! runs a domain's entry on a thread of its own (an upcall into the
+//! domain's main stack) and waits for it to end, while kernel calls it
+//! makes are handled as any domain's. After a domain's start, it is merged
+//! if the command line asked (`tern.merge`).
 
-use crate::state;
-use crate::upcall::{self, Outcome};
+use crate::upcall::Outcome;
+use crate::{state, threads};
 use tern_core::abi::{DomainMode, Error};
 use tern_core::domain::DomainId;
 use tern_core::domains::DomainError;
@@ -39,20 +38,19 @@ pub fn set_mode(id: DomainId, mode: DomainMode) -> Result<(), Error> {
     state::with(|kernel| kernel.set_mode(id, mode))
 }
 
-/// Upcall into domain `id`'s entry with `argument`, on the current thread,
-/// in a fresh activation on the domain's main stack; how it ended.
+/// Run domain `id`'s entry with `argument` and wait for it to end; how it
+/// ended. It runs on a thread of its own (`Kernel::start_domain`), never on
+/// the calling one: the boot thread, which runs the kernel's own code, is
+/// then no domain's to reach.
 pub fn call(id: DomainId, argument: usize) -> Result<Outcome, DomainError> {
-    let prepared = state::with(|kernel| {
-        let (entry, stack) = kernel.domain_entry(id)?;
-        let kernel_view = kernel.machine.kernel_view();
-        Ok(kernel.enter_domain(id, stack, argument, entry).map(|entered| (entered, kernel_view)))
-    })?;
-    let Some(((activation, target), kernel_view)) = prepared else { return Ok(Outcome::Faulted) };
-    let outcome = upcall::upcall(target, kernel_view);
-    let merged = state::with(|kernel| {
-        kernel.leave_domain(activation);
-        kernel.merge_if_asked(id)
+    let thread = state::with(|kernel| kernel.start_domain(id, argument))?;
+    let result = threads::join(thread).unwrap_or(usize::MAX);
+    let (faulted, merged) = state::with(|kernel| {
+        let faulted = kernel.objects.thread(thread).is_some_and(|entry| entry.faulted);
+        kernel.reap(thread);
+        (faulted, kernel.merge_if_asked(id))
     });
+    let outcome = if faulted { Outcome::Faulted } else { Outcome::Returned(result) };
     match merged {
         Some((name, Ok(()))) => crate::kprintln!("domain '{}' merged into the kernel domain (tern.merge)", name),
         Some((name, Err(error))) => crate::kprintln!("domain '{}' not merged (tern.merge): {}", name, error.name()),

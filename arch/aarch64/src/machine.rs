@@ -420,6 +420,12 @@ impl Machine for Aarch64 {
         }
     }
 
+    fn forget_thread(&mut self, thread: ThreadId) {
+        if let Some(slot) = self.threads.get_mut(thread.get() as usize) {
+            *slot = None;
+        }
+    }
+
     fn switch(&mut self, from: ThreadId, to: ThreadId, view: u64) -> Switch {
         let from = self.thread(from).map_or(core::ptr::null_mut(), |arch| &mut *arch.context as *mut KernelContext);
         let to = self.thread(to).map_or(core::ptr::null(), |arch| &*arch.context as *const KernelContext);

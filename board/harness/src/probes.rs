@@ -59,8 +59,8 @@ fn undefined_instruction(_: usize) -> usize {
 /// refused as they should be.
 fn pass_bad_pointers(kernel_address: usize) -> usize {
     let own_stack = core::hint::black_box(0u8);
-    let own_region = (&own_stack as *const u8 as usize) & !(0x20_0000 - 1);
-    let neighbour = own_region + 0x20_0000;
+    let own_region = (&own_stack as *const u8 as usize) & !(tern_core::board::DOMAIN_REGION as usize - 1);
+    let neighbour = own_region + tern_core::board::DOMAIN_REGION as usize;
     let text = "shared read-only text";
     let mut refused = 0;
     let mut expect = |what: &str, result: Result<usize, tern_core::abi::Error>, wanted: tern_core::abi::Error| {
@@ -81,5 +81,43 @@ fn pass_bad_pointers(kernel_address: usize) -> usize {
     expect("version(into kernel data)", gate::version_raw(kernel_address, 64), Error::BadAddress);
     expect("console_write(64 KiB)", gate::console_write_raw(own_region, 0x10000), Error::InvalidArgument);
     expect("unknown call", gate::raw_call_number(0xffff, [0; 5]), Error::NoSuchCall);
+    // Claims of nothing are checked too: an address the domain does not
+    // own is refused whatever the length.
+    expect("console_write(null, 0)", gate::console_write_raw(0, 0), Error::BadAddress);
+    expect("console_write(kernel data, 0)", gate::console_write_raw(kernel_address, 0), Error::BadAddress);
+    // A name wider than a name is no name (never truncated to one).
+    let port = gate::port_create().unwrap_or(1) as usize;
+    expect("call(name + 2^32)", gate::call_raw(port | 1 << 32, (own_region, 16), (own_region, 16)), Error::NoSuchPort);
+    // Buffers at any alignment are copied byte for byte, never taken as
+    // typed slices (a misaligned one used to panic the kernel).
+    match gate::thread_create(misaligned_buffers, own_region, 5, 64 << 10).and_then(gate::thread_join) {
+        Ok(0) => refused += 1,
+        other => tern_inks::println!("[probe.bad-pointer] misaligned buffers: {other:?} (NOT AS EXPECTED)"),
+    }
     refused
+}
+
+/// On a thread of its own (whose activations the domain may name): the
+/// calls that write arrays into the caller's memory, into buffers at odd
+/// addresses. Returns 0 when each answered as it should.
+fn misaligned_buffers(region: usize) -> usize {
+    use tern_core::abi::Error;
+    let mut wrong = 0;
+    let mut check = |what: &str, ok: bool| {
+        tern_inks::println!("[probe.bad-pointer] {what}: {}", if ok { "as expected" } else { "NOT AS EXPECTED" });
+        wrong += usize::from(!ok);
+    };
+    let me = gate::activation_self().unwrap_or(0);
+    let domain = gate::who_am_i();
+    let mut words = [0u64; 16];
+    let odd = words.as_mut_ptr() as usize + 1;
+    let written = gate::raw_call(tern_core::abi::Call::ThreadInfo, me, odd, 64);
+    check("thread_info(own activation, odd address)", matches!(written, Ok(2..=8)));
+    let activations = gate::raw_call(tern_core::abi::Call::Activations, domain, odd + 1, 64);
+    check("activations(own domain, odd address)", matches!(activations, Ok(1..)));
+    let nothing = gate::raw_call(tern_core::abi::Call::Activations, domain, 0, 0);
+    check("activations(own domain, null, 0)", nothing == Err(Error::BadAddress));
+    let _ = region;
+    core::hint::black_box(&words);
+    wrong
 }

@@ -29,7 +29,7 @@ pub const DOMAINS: u64 = 8;
 /// The shared read-only image (entries must lie in it).
 pub const IMAGE: PhysRange = PhysRange::new(0x8_0000, 0x10_0000);
 /// A pool activation's stack.
-pub const STACK: u64 = 64 << 10;
+pub const STACK: u64 = tern_core::abi::POOL_STACK_MIN as u64;
 /// Where a domain's code is when it makes a call from an upcall (the
 /// address after its `svc`).
 pub const CALL_PC: u64 = 0x8_8004;
