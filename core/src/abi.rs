@@ -166,6 +166,16 @@ pub enum Call {
     /// End an alert handler: the activation goes on where the alert found
     /// it. `NotInCall` outside a handler.
     AlertDone = 36,
+    /// Set domain `x0`'s quota for resource `x1` (0 ports, 1 threads, 2
+    /// activations, 3 rights: `tern_core::quota::Resource`) to `x2`; the
+    /// kernel domain only. Returns what the domain holds of it now.
+    SetQuota = 37,
+    /// Destroy port `x0` (the caller holds its receive right): it dies at
+    /// once (callers waiting on it, queued for it or served by its threads
+    /// get `PortDead` or `CallAborted`), every right to it leaves every
+    /// space, its free activations are freed now and its busy ones when
+    /// their calls end.
+    PortDestroy = 38,
 }
 
 /// Bytes of an activation's state as [`Call::GetState`] writes it.
@@ -219,6 +229,8 @@ impl Call {
             34 => Some(Call::Sleep),
             35 => Some(Call::AlertHandler),
             36 => Some(Call::AlertDone),
+            37 => Some(Call::SetQuota),
+            38 => Some(Call::PortDestroy),
             _ => None,
         }
     }
@@ -272,6 +284,9 @@ pub enum Error {
     NoSuchActivation = 17,
     /// An activation below the caller forbade the change.
     Forbidden = 18,
+    /// The domain that asked holds all the kernel objects of that kind its
+    /// quota allows (`tern_core::quota`); nothing was made.
+    OverQuota = 19,
 }
 
 impl Error {
@@ -296,6 +311,7 @@ impl Error {
             16 => Some(Error::Terminated),
             17 => Some(Error::NoSuchActivation),
             18 => Some(Error::Forbidden),
+            19 => Some(Error::OverQuota),
             _ => None,
         }
     }
@@ -321,6 +337,7 @@ impl Error {
             Error::Terminated => "Terminated",
             Error::NoSuchActivation => "NoSuchActivation",
             Error::Forbidden => "Forbidden",
+            Error::OverQuota => "OverQuota",
         }
     }
 }
@@ -516,11 +533,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=36 {
-            let call = Call::from_number(number).expect("numbers 0..=36 are calls");
+        for number in 0..=38 {
+            let call = Call::from_number(number).expect("numbers 0..=38 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(37), None);
+        assert_eq!(Call::from_number(39), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -531,8 +548,8 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        for code in 1..=18 {
-            let error = Error::from_code(code).expect("codes 1..=18 are errors");
+        for code in 1..=19 {
+            let error = Error::from_code(code).expect("codes 1..=19 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

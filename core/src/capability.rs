@@ -11,8 +11,12 @@
 //! holds at most one name per port: transferring a right it already has
 //! returns the existing name, so names do not pile up.
 //!
-//! Left out: send-once rights, reference counts, and removing rights (no
-//! port dies yet except with its domain).
+//! A destroyed port's names become *dead names* in every space
+//! ([`CapabilitySpace::kill_port`]): they name no port (so the port's number
+//! can be reused), are not given out again, and tell their holder
+//! `PortDead` the first time it uses one — which frees the name.
+//!
+//! Left out: send-once rights and reference counts.
 
 use alloc::vec::Vec;
 
@@ -55,6 +59,8 @@ pub struct Capability {
 pub struct CapabilitySpace {
     slots: Vec<Option<Capability>>,
     ports: Vec<u32>,
+    /// Dead names (see the module's notes), by name.
+    dead: Vec<bool>,
 }
 
 /// In [`CapabilitySpace::port_words`]: the name is a receive right.
@@ -66,7 +72,7 @@ pub const NAME_SERVICE_NAME: u32 = 0;
 impl CapabilitySpace {
     /// An empty space (name 0 reserved).
     pub fn new() -> Self {
-        CapabilitySpace { slots: alloc::vec![None], ports: alloc::vec![0] }
+        CapabilitySpace { slots: alloc::vec![None], ports: alloc::vec![0], dead: Vec::new() }
     }
 
     /// One word per name: the port's number (0 for none), with
@@ -104,7 +110,14 @@ impl CapabilitySpace {
             self.sync(name as usize);
             return name;
         }
-        let free = self.slots.iter().skip(1).position(Option::is_none).map(|at| at + 1);
+        let dead = &self.dead;
+        let free = self
+            .slots
+            .iter()
+            .enumerate()
+            .skip(1)
+            .position(|(at, slot)| slot.is_none() && !dead.get(at).copied().unwrap_or(false))
+            .map(|at| at + 1);
         let at = match free {
             Some(at) => {
                 self.slots[at] = Some(capability);
@@ -119,6 +132,59 @@ impl CapabilitySpace {
         at as u32
     }
 
+    /// Port `port` is gone: its name here (if any) becomes a dead name;
+    /// whether there was one.
+    pub fn kill_port(&mut self, port: PortId) -> bool {
+        let Some(name) = self.name_of(port) else { return false };
+        self.slots[name as usize] = None;
+        if self.dead.len() <= name as usize {
+            self.dead.resize(name as usize + 1, false);
+        }
+        self.dead[name as usize] = true;
+        self.sync(name as usize);
+        true
+    }
+
+    /// A new dead name (a dead name carried in a message arrives as one):
+    /// the name.
+    pub fn insert_dead(&mut self) -> u32 {
+        let dead = &self.dead;
+        let free = self
+            .slots
+            .iter()
+            .enumerate()
+            .skip(1)
+            .position(|(at, slot)| slot.is_none() && !dead.get(at).copied().unwrap_or(false))
+            .map(|at| at + 1);
+        let at = free.unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        if self.dead.len() <= at {
+            self.dead.resize(at + 1, false);
+        }
+        self.dead[at] = true;
+        self.sync(at);
+        at as u32
+    }
+
+    /// Whether `name` is a dead name.
+    pub fn is_dead(&self, name: u32) -> bool {
+        self.dead.get(name as usize).copied().unwrap_or(false)
+    }
+
+    /// The holder has learned that dead name `name` is dead: it is free
+    /// again. Whether it was a dead name.
+    pub fn forget_dead(&mut self, name: u32) -> bool {
+        match self.dead.get_mut(name as usize) {
+            Some(dead) if *dead => {
+                *dead = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Put `capability` at a fixed `name` (the name service at 0).
     pub fn install(&mut self, name: u32, capability: Capability) {
         let at = name as usize;
@@ -126,6 +192,9 @@ impl CapabilitySpace {
             self.slots.resize(at + 1, None);
         }
         self.slots[at] = Some(capability);
+        if let Some(dead) = self.dead.get_mut(at) {
+            *dead = false;
+        }
         self.sync(at);
     }
 

@@ -28,6 +28,7 @@ use crate::abi::{Error, STATE_BYTES};
 use crate::domain::{DomainId, UserRange};
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
+use crate::quota::Resource;
 use crate::thread::{ActivationId, ThreadId, ThreadState, UserContext};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -186,6 +187,10 @@ impl<M: Machine> Kernel<M> {
         if !self.machine.owns_stack(thread) {
             return Err(Error::Busy);
         }
+        let creator = self.objects.thread(thread).map_or(DomainId(0), |entry| entry.creator);
+        if !self.fits_quota(creator, Resource::Threads, 1) {
+            return Err(Error::OverQuota);
+        }
         // Checks done; the stack the lower part needs is taken first, so
         // that a split never lacks one.
         let stack = self.machine.take_stack().ok_or(Error::OutOfMemory)?;
@@ -195,6 +200,7 @@ impl<M: Machine> Kernel<M> {
             self.machine.return_stack(stack);
             return Err(Error::NoSuchActivation);
         };
+        let _ = self.charge_domain(creator, Resource::Threads, 1);
         self.start_split(lower, Error::Interrupted, stack);
         self.honour_alert(thread);
         self.statistics().splits += 1;
@@ -207,6 +213,10 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::Busy);
         }
         let has_caller = self.objects.activation(activation).is_some_and(|entry| entry.caller.is_some());
+        let creator = self.objects.thread(thread).map_or(DomainId(0), |entry| entry.creator);
+        if has_caller && !self.fits_quota(creator, Resource::Threads, 1) {
+            return Err(Error::OverQuota);
+        }
         let stack = if has_caller { Some(self.machine.take_stack().ok_or(Error::OutOfMemory)?) } else { None };
         if let Some(domain) = self.objects.activation(activation).map(|entry| entry.domain) {
             self.end_lend(activation, domain);
@@ -217,9 +227,10 @@ impl<M: Machine> Kernel<M> {
             }
             return Err(Error::NoSuchActivation);
         };
-        self.retire(activation);
+        self.put_back(activation);
         match (done.lower, stack) {
             (Some(lower), Some(stack)) => {
+                let _ = self.charge_domain(creator, Resource::Threads, 1);
                 self.start_split(lower, Error::Terminated, stack);
                 self.statistics().splits += 1;
             }
@@ -233,22 +244,6 @@ impl<M: Machine> Kernel<M> {
         }
         self.honour_alert(thread);
         Ok(())
-    }
-
-    /// An activation just taken off its chain: back to its pool (a waiter
-    /// may have it), or — a thread's own activation — forgotten.
-    fn retire(&mut self, activation: ActivationId) {
-        match self.objects.activation(activation).and_then(|entry| entry.port) {
-            Some(port) => {
-                self.objects.pool_return(activation);
-                if let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
-                    self.wake(waiter);
-                }
-            }
-            None => {
-                self.objects.remove_activation(activation);
-            }
-        }
     }
 
     /// `Terminate`.
@@ -585,7 +580,7 @@ impl<M: Machine> Kernel<M> {
         };
         self.end_lend(top, domain);
         self.objects.pop(thread);
-        self.retire(top);
+        self.put_back(top);
         let Some(saved) = caller.and_then(|caller| self.objects.activation(caller)).map(|entry| entry.saved) else {
             return false;
         };

@@ -61,6 +61,8 @@ pub struct DomainRecord {
     pub stack_floor: u64,
     /// Its main stack's top (for upcalls from the kernel).
     pub main_stack: u64,
+    /// The kernel objects it holds, and its quota.
+    pub account: crate::quota::Account,
 }
 
 /// A range of memory named by a domain in a kernel call: unchecked.

@@ -28,13 +28,16 @@
 
 use crate::abi::{DomainMode, Error};
 use crate::board::DOMAIN_REGION;
+use crate::capability::PortId;
 use crate::capability::{Capability, CapabilitySpace, NAME_SERVICE_NAME};
 use crate::domain::DomainRecord;
 use crate::domain::{Domain, DomainId, DomainSpec};
 use crate::frame::PhysRange;
 use crate::kernel::Kernel;
 use crate::lend::PageChange;
-use crate::machine::Machine;
+use crate::machine::{Machine, UserFrame};
+use crate::quota::Resource;
+use crate::thread::ThreadState;
 use alloc::vec::Vec;
 
 /// The stack of a domain's main activation (upcalls from the kernel).
@@ -84,6 +87,7 @@ impl<M: Machine> Kernel<M> {
             mode: DomainMode::Protected,
             stack_floor: region.end,
             main_stack: 0,
+            account: crate::quota::Account::default(),
         });
         let main_stack = self.carve_stack(id, MAIN_STACK).ok_or(DomainError::OutOfMemory)?;
         if let Some(record) = self.domain_mut(id) {
@@ -113,7 +117,8 @@ impl<M: Machine> Kernel<M> {
     /// retry and find the port dead; those queued for a server thread get
     /// `PortDead`; those a server thread of the domain was serving get
     /// `CallAborted` (nobody will reply). How many activations were
-    /// terminated or spliced.
+    /// terminated or spliced. Its ports are destroyed, and the threads it
+    /// made that have ended are forgotten.
     pub fn terminate_domain(&mut self, id: DomainId) -> usize {
         if let Some(record) = self.domain_mut(id) {
             record.alive = false;
@@ -128,46 +133,110 @@ impl<M: Machine> Kernel<M> {
             }
             ended += 1;
         }
-        let serving: Vec<_> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| {
-                let entry = self.objects.thread(thread);
-                let port = entry.and_then(|entry| entry.serving.and(entry.serves));
-                port.and_then(|port| self.objects.port(port)).is_some_and(|port| port.owner == id)
-            })
-            .collect();
-        for server in serving {
-            self.abandon_client(server);
-        }
-        let mut waiting = Vec::new();
-        let mut queued = Vec::new();
         let owned: Vec<_> =
             self.objects.port_ids().filter(|&port| self.objects.port(port).is_some_and(|p| p.owner == id)).collect();
         for port in owned {
-            self.objects.pool_clear(port);
-            if let Some(entry) = self.objects.port_mut(port) {
-                entry.alive = false;
-                entry.server_threads = 0;
-                while let Some(thread) = entry.next_waiter() {
-                    waiting.push(thread);
-                }
-                while let Some(thread) = entry.next_sender() {
-                    queued.push(thread);
-                }
-            }
-            self.objects.clear_receivers(port);
+            self.destroy_port(port);
         }
-        for thread in queued {
-            if let Some(frame) = self.blocked_frame(thread) {
-                crate::machine::UserFrame::set_result(frame, Err(Error::PortDead));
-            }
-            self.wake(thread);
-        }
-        for thread in waiting {
-            self.wake(thread);
+        // Threads it made that have ended will never be joined now.
+        let finished: Vec<_> = self
+            .objects
+            .thread_ids()
+            .filter(|&thread| {
+                self.objects
+                    .thread(thread)
+                    .is_some_and(|entry| entry.creator == id && matches!(entry.state, ThreadState::Ended(_)))
+            })
+            .collect();
+        for thread in finished {
+            self.reap(thread);
         }
         ended
+    }
+
+    /// Port `port` dies now (see `Call::PortDestroy`): callers waiting for
+    /// one of its activations retry and find it dead; callers queued for
+    /// one of its server threads get `PortDead`; its server threads waiting
+    /// in receive get `PortDead`, those serving a client see the client's
+    /// call aborted; every name for it becomes a dead name (so none names
+    /// it any more, and its number may be reused once it is gone); its free
+    /// activations go now, its busy ones when their calls end (`put_back`),
+    /// and the port with the last of them.
+    pub fn destroy_port(&mut self, port: PortId) {
+        let Some(entry) = self.objects.port_mut(port) else { return };
+        if !entry.alive && entry.pool_size == 0 {
+            return;
+        }
+        entry.alive = false;
+        entry.server_threads = 0;
+        let mut waiting = Vec::new();
+        let mut queued = Vec::new();
+        while let Some(thread) = entry.next_waiter() {
+            waiting.push(thread);
+        }
+        while let Some(thread) = entry.next_sender() {
+            queued.push(thread);
+        }
+        let mut receivers = Vec::new();
+        while let Some(thread) = self.objects.pop_receiver(port) {
+            receivers.push(thread);
+        }
+        for thread in queued.iter().chain(&receivers) {
+            if let Some(frame) = self.blocked_frame(*thread) {
+                frame.set_result(Err(Error::PortDead));
+            }
+            if let Some(entry) = self.objects.thread_mut(*thread) {
+                entry.pending = None;
+                entry.set_reply_to(None);
+                entry.set_receive_buffer(None);
+            }
+        }
+        for thread in waiting.into_iter().chain(queued).chain(receivers) {
+            self.wake(thread);
+        }
+        let servers: Vec<_> = self
+            .objects
+            .thread_ids()
+            .filter(|&thread| self.objects.thread(thread).is_some_and(|entry| entry.serves == Some(port)))
+            .collect();
+        for thread in servers {
+            self.abandon_client(thread);
+            if let Some(entry) = self.objects.thread_mut(thread) {
+                entry.serves = None;
+            }
+        }
+        for thread in self.objects.thread_ids().collect::<Vec<_>>() {
+            if let Some(entry) = self.objects.thread_mut(thread)
+                && entry.sidetracked == Some(port)
+            {
+                entry.sidetracked = None;
+            }
+        }
+        // Every name for it dies (still charged to its holder until the
+        // holder learns of it, `Kernel::right`).
+        for record in self.domains_mut() {
+            record.space.kill_port(port);
+        }
+        if self.name_service == Some(port) {
+            self.name_service = None;
+        }
+        let mut free = Vec::new();
+        while let Some(activation) = self.objects.pool_take(port) {
+            free.push(activation);
+        }
+        let sidetrack = self.objects.port_mut(port).and_then(|entry| entry.sidetrack.take());
+        free.extend(
+            sidetrack.filter(|&activation| {
+                self.objects.activation(activation).is_some_and(|entry| entry.occupant.is_none())
+            }),
+        );
+        for activation in free {
+            self.remove_port_activation(port, activation);
+        }
+        let gone = self.objects.port(port).is_some_and(|entry| entry.pool_size == 0);
+        if gone && let Some(entry) = self.objects.remove_port(port) {
+            self.release_domain(entry.owner, Resource::Ports, 1);
+        }
     }
 
     /// After domain `id` started: merge it if `tern.merge` names it. The

@@ -26,6 +26,7 @@ use crate::domain::{DomainId, DomainRecord, SharedImage};
 use crate::frame::PhysRange;
 use crate::lend::Ledger;
 use crate::machine::{Machine, Published, RpcStatistics};
+use crate::quota::Resource;
 use crate::schedule::RunQueue;
 use crate::thread::{ActivationId, Objects, ThreadId, ThreadState};
 use alloc::string::String;
@@ -229,11 +230,28 @@ impl<M: Machine> Kernel<M> {
         Ok(Caller { thread, activation, domain })
     }
 
-    /// The port `domain` holds a receive right to under `name`:
-    /// `NoSuchPort` for a name that names nothing, `NoRight` for a send
-    /// right.
-    pub fn receive_right(&self, domain: DomainId, name: u32) -> Result<PortId, Error> {
-        let capability = self.domain(domain).ok_or(Error::BadAddress)?.space.lookup(name).ok_or(Error::NoSuchPort)?;
+    /// What `domain` holds under `name`: `NoSuchPort` for a name that names
+    /// nothing; `PortDead` for a dead name (whose port was destroyed),
+    /// which frees it: its holder now knows.
+    pub fn right(&mut self, domain: DomainId, name: u32) -> Result<Capability, Error> {
+        let record = self.domain(domain).ok_or(Error::BadAddress)?;
+        if let Some(capability) = record.space.lookup(name) {
+            return Ok(capability);
+        }
+        if !record.space.is_dead(name) {
+            return Err(Error::NoSuchPort);
+        }
+        if let Some(record) = self.domain_mut(domain) {
+            record.space.forget_dead(name);
+            record.account.release(Resource::Rights, 1);
+        }
+        Err(Error::PortDead)
+    }
+
+    /// The port `domain` holds a receive right to under `name`: as
+    /// [`Kernel::right`], and `NoRight` for a send right.
+    pub fn receive_right(&mut self, domain: DomainId, name: u32) -> Result<PortId, Error> {
+        let capability = self.right(domain, name)?;
         if capability.receive { Ok(capability.port) } else { Err(Error::NoRight) }
     }
 
@@ -242,7 +260,11 @@ impl<M: Machine> Kernel<M> {
     /// `to`'s name for it.
     pub fn grant_send_right(&mut self, from: DomainId, name: u32, to: DomainId) -> Option<u32> {
         let port = self.domain(from)?.space.lookup(name)?.port;
-        Some(self.domain_mut(to)?.space.insert(Capability { port, receive: false }))
+        let record = self.domain_mut(to)?;
+        if record.space.name_of(port).is_none() {
+            record.account.charge(Resource::Rights, 1).ok()?;
+        }
+        Some(record.space.insert(Capability { port, receive: false }))
     }
 
     /// The view `domain` runs in (the kernel's for none).
@@ -334,6 +356,28 @@ impl<M: Machine> Kernel<M> {
         // thread runs again, and nothing else refers to it meanwhile. The
         // borrow of the kernel keeps a second reference from being made.
         (address != 0).then(|| unsafe { &mut *(address as *mut M::Frame) })
+    }
+
+    /// Charge `domain` for `count` of `resource` (`OverQuota`, with
+    /// nothing charged, if they do not fit). The kernel itself (domain 0)
+    /// is charged nothing.
+    pub fn charge_domain(&mut self, domain: DomainId, resource: Resource, count: u32) -> Result<(), Error> {
+        match self.domains.get_mut((domain.0 as usize).wrapping_sub(1)) {
+            Some(record) => record.account.charge(resource, count),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `count` more of `resource` fit `domain`'s quota.
+    pub fn fits_quota(&self, domain: DomainId, resource: Resource, count: u32) -> bool {
+        self.domain(domain).is_none_or(|record| record.account.fits(resource, count))
+    }
+
+    /// Give back `count` of `resource` to `domain`'s account.
+    pub fn release_domain(&mut self, domain: DomainId, resource: Resource, count: u32) {
+        if let Some(record) = self.domains.get_mut((domain.0 as usize).wrapping_sub(1)) {
+            record.account.release(resource, count);
+        }
     }
 
     /// Move domain `id` into `mode` (the in-kernel-server layer's

@@ -13,7 +13,8 @@
 //! 2. **objects**: [`capability`] (port names and rights), [`domain`]
 //!    (domains' memory and user-pointer claims), [`thread`] (threads,
 //!    activations, ports), [`chain`] (chain surgery: alerts, splits,
-//!    termination), [`schedule`] (the run queue), [`lend`] (lent pages);
+//!    termination), [`schedule`] (the run queue), [`lend`] (lent pages),
+//!    [`quota`] (kernel memory charged to domains);
 //! 3. **the machine interface**: [`machine`];
 //! 4. **the kernel state**: [`kernel`] (one structure, and what a call
 //!    answers);
@@ -47,6 +48,7 @@ pub mod lend;
 pub mod machine;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+pub mod quota;
 pub mod rpc;
 pub mod schedule;
 pub mod scheduler;

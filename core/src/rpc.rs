@@ -42,7 +42,22 @@ use crate::domain::{DomainId, UserRange};
 use crate::frame::PhysRange;
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
+use crate::quota::Resource;
 use crate::thread::{ActivationId, Destination, PendingRequest, Route, ThreadId, ThreadState, UserContext};
+
+/// The right a message's header names in `space` (its sender's): none,
+/// a send right to a port, or a dead name; `NoRight` for a name that names
+/// nothing.
+fn carried(space: &crate::capability::CapabilitySpace, name: u32) -> Result<Option<Carried>, Error> {
+    if name == NO_RIGHT {
+        return Ok(None);
+    }
+    match space.lookup(name) {
+        Some(capability) => Ok(Some(Carried::Port(capability.port))),
+        None if space.is_dead(name) => Ok(Some(Carried::Dead)),
+        None => Err(Error::NoRight),
+    }
+}
 
 /// The port name in argument `index`: `NoSuchPort` for a value wider than
 /// a name (never truncated to one).
@@ -83,11 +98,21 @@ impl Lend {
     }
 }
 
-/// A checked request: where it is, and the port its right names.
+/// A right a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carried {
+    /// A send right to this port.
+    Port(PortId),
+    /// A dead name: it arrives as a dead name (`PortDead` when used), as
+    /// it left.
+    Dead,
+}
+
+/// A checked request: where it is, and the right it carries.
 #[derive(Clone, Copy, Debug)]
 struct Request {
     range: UserRange,
-    right: Option<PortId>,
+    right: Option<Carried>,
 }
 
 /// Where a migrating call enters a server activation, checked.
@@ -129,11 +154,7 @@ impl<M: Machine> Kernel<M> {
         let checked = record.domain.check_readable(&self.image, claim)?;
         MessageHeader::check_length(checked.length)?;
         let header = self.read_header(checked.address);
-        let right = if header.right == NO_RIGHT {
-            None
-        } else {
-            Some(record.space.lookup(header.right).ok_or(Error::NoRight)?.port)
-        };
+        let right = carried(&record.space, header.right)?;
         Ok(Request { range: claim, right })
     }
 
@@ -142,17 +163,38 @@ impl<M: Machine> Kernel<M> {
     /// name for `port` (granting it a send right), its `length` the
     /// payload's true length and `reserved` zero, whatever the sender
     /// wrote there.
-    fn deliver_header(&mut self, receiver: DomainId, address: usize, length: usize, port: Option<PortId>) {
-        let name = match port {
-            Some(port) => match self.domain_mut(receiver) {
-                Some(record) => record.space.insert(Capability { port, receive: false }),
-                None => return,
-            },
-            None => NO_RIGHT,
+    fn deliver_header(&mut self, receiver: DomainId, address: usize, length: usize, right: Option<Carried>) {
+        let name = match (right, self.domain_mut(receiver)) {
+            (None, _) => NO_RIGHT,
+            (Some(_), None) => return,
+            (Some(Carried::Port(port)), Some(record)) => {
+                let new = record.space.name_of(port).is_none();
+                let name = record.space.insert(Capability { port, receive: false });
+                if new {
+                    // (checked before: `can_take_right`)
+                    let _ = record.account.charge(Resource::Rights, 1);
+                }
+                name
+            }
+            (Some(Carried::Dead), Some(record)) => {
+                let _ = record.account.charge(Resource::Rights, 1);
+                record.space.insert_dead()
+            }
         };
         let payload = (length - MessageHeader::SIZE) as u64;
         self.machine.write_word(address + 4, u64::from(name), 4);
         self.machine.write_word(address + 8, payload, 8);
+    }
+
+    /// Whether `receiver` can take a right to `port` (none: trivially): it
+    /// holds one already (a space holds one name per port: the name is
+    /// reused), or one more fits its quota.
+    fn can_take_right(&self, receiver: DomainId, right: Option<Carried>) -> bool {
+        let Some(right) = right else { return true };
+        self.domain(receiver).is_none_or(|record| {
+            let held = matches!(right, Carried::Port(port) if record.space.name_of(port).is_some());
+            held || record.account.fits(Resource::Rights, 1)
+        })
     }
 
     /// Deliver `request` to `destination` (checked writable, large enough):
@@ -169,6 +211,9 @@ impl<M: Machine> Kernel<M> {
         let request = self.check_message(server, reply)?;
         if reply.length > reply_to.capacity {
             return Err(Error::ReplyTooLarge);
+        }
+        if !self.can_take_right(reply_to.domain, request.right) {
+            return Err(Error::OverQuota);
         }
         self.deliver(request, reply_to);
         Ok(reply.length)
@@ -234,14 +279,21 @@ impl<M: Machine> Kernel<M> {
         let request = UserRange::new(frame.register(1) as usize, frame.register(2) as usize);
         let reply = UserRange::new(frame.register(3) as usize, frame.register(4) as usize);
         let lend = Lend::from_frame(frame);
+        let port = self.right(caller.domain, port_name)?.port;
         let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
-        let port = record.space.lookup(port_name).ok_or(Error::NoSuchPort)?.port;
         let reply = record.domain.check_writable(reply)?;
         let request = self.check_message(caller.domain, request)?;
         if let Some(lend) = lend {
             self.check_lend(caller.domain, lend)?;
         }
         let reply_to = Destination { domain: caller.domain, address: reply.address, capacity: reply.length };
+        // Whatever path it takes, a request reaches the port's owner (only
+        // it holds the receive right): it must be able to take the right
+        // the request carries.
+        let owner = self.objects.port(port).map_or(DomainId(0), |entry| entry.owner);
+        if !self.can_take_right(owner, request.right) {
+            return Err(Error::OverQuota);
+        }
         let route = self.objects.route(port);
         if lend.is_some() && matches!(route, Route::HandOff(_) | Route::QueueForThread) {
             return Err(Error::CannotLend);
@@ -423,11 +475,11 @@ impl<M: Machine> Kernel<M> {
             // The bottom of a segment split off below a terminated
             // activation: nobody waits for this reply. The activation goes
             // back to its pool and the segment's thread ends.
-            self.leave_pool_activation(caller, port, true);
+            self.leave_pool_activation(caller);
             return Ok(Next::EndThread(0));
         };
         let result = if sidetrack { Ok(0) } else { self.deliver_reply(caller.domain, reply, reply_to) };
-        self.leave_pool_activation(caller, port, !sidetrack);
+        self.leave_pool_activation(caller);
         let saved = self.objects.activation(client_activation).map(|entry| entry.saved).unwrap_or_default();
         frame.set_context(&saved);
         if sidetrack {
@@ -445,18 +497,12 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// The call `caller`'s activation served is over: what was lent to it
-    /// is taken back, it leaves the chain, goes back to its pool (`pool`:
-    /// unless it is a sidetrack activation, which stays reserved), and a
-    /// thread waiting for one of the port's activations may go on.
-    fn leave_pool_activation(&mut self, caller: Caller, port: PortId, pool: bool) {
+    /// is taken back, it leaves the chain and is put back (its pool, a
+    /// waiting thread, or — a sidetrack activation — reserved again).
+    fn leave_pool_activation(&mut self, caller: Caller) {
         self.end_lend(caller.activation, caller.domain);
         self.objects.pop(caller.thread);
-        if pool {
-            self.objects.pool_return(caller.activation);
-        }
-        if let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
-            self.wake(waiter);
-        }
+        self.put_back(caller.activation);
     }
 
     /// A fault in a server activation (its domain has been terminated):
@@ -530,11 +576,8 @@ impl<M: Machine> Kernel<M> {
         if let Some((client, pending)) = pending {
             self.objects.port_mut(port).and_then(|entry| entry.next_sender());
             let header = self.read_header(pending.address);
-            let right = if header.right == NO_RIGHT {
-                None
-            } else {
-                self.domain(pending.domain).and_then(|record| record.space.lookup(header.right)).map(|c| c.port)
-            };
+            let right =
+                self.domain(pending.domain).and_then(|record| carried(&record.space, header.right).ok()).flatten();
             let request = Request { range: UserRange::new(pending.address, pending.length), right };
             self.deliver(request, destination);
             if let Some(entry) = self.objects.thread_mut(client) {

@@ -24,6 +24,7 @@ use crate::abi::Error;
 use crate::domain::DomainId;
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, Start, UpcallTarget, UserFrame};
+use crate::quota::Resource;
 use crate::thread::{ActivationId, ThreadId, ThreadState};
 use alloc::vec::Vec;
 
@@ -166,12 +167,13 @@ impl<M: Machine> Kernel<M> {
         // Both stacks, or neither: the user stack is checked, the kernel
         // stack (which may have to be made) taken, and only then is the
         // user stack carved.
-        if !self.stacks_fit(domain, 1, stack_bytes) {
+        let creator = self.current_domain().unwrap_or(DomainId(0));
+        if !self.stacks_fit(domain, 1, stack_bytes) || !self.fits_quota(creator, Resource::Threads, 1) {
             return None;
         }
         let kernel_stack = self.machine.take_stack()?;
         let user_stack = self.carve_stack(domain, stack_bytes)?;
-        let creator = self.current_domain().unwrap_or(DomainId(0));
+        let _ = self.charge_domain(creator, Resource::Threads, 1);
         let thread = self.objects.new_thread(priority, creator);
         let trampoline = self.servers.upcall_entry;
         let activation = self.new_activation(domain, None, trampoline, user_stack, stack_bytes);
@@ -223,9 +225,50 @@ impl<M: Machine> Kernel<M> {
         if !matches!(self.objects.thread(thread).map(|entry| entry.state), Some(ThreadState::Ended(_))) {
             return false;
         }
-        self.objects.remove_thread(thread);
+        if let Some(ended) = self.objects.remove_thread(thread) {
+            self.release_domain(ended.creator, Resource::Threads, 1);
+        }
         self.machine.forget_thread(thread);
         true
+    }
+
+    /// An activation a thread has left (on its way out of a call, or as
+    /// the thread ends or is cut): a pool activation goes back to its pool
+    /// and a thread waiting for one may have it — unless its port has been
+    /// destroyed, when it goes (and the port with its last activation); a
+    /// thread's own activation goes. A port's sidetrack activation stays
+    /// reserved for it.
+    pub fn put_back(&mut self, activation: ActivationId) {
+        let Some(entry) = self.objects.activation(activation) else { return };
+        let Some(port) = entry.port else {
+            self.objects.remove_activation(activation);
+            return;
+        };
+        if self.objects.port(port).is_some_and(|entry| entry.alive) {
+            if self.objects.pool_return(activation)
+                && let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter())
+            {
+                self.wake(waiter);
+            }
+            return;
+        }
+        self.remove_port_activation(port, activation);
+    }
+
+    /// Forget `activation` of `port` (a destroyed one), charging its owner
+    /// back; the port goes with its last activation.
+    pub fn remove_port_activation(&mut self, port: crate::capability::PortId, activation: ActivationId) {
+        if self.objects.remove_activation(activation).is_none() {
+            return;
+        }
+        let Some(entry) = self.objects.port_mut(port) else { return };
+        entry.pool_size = entry.pool_size.saturating_sub(1);
+        let (owner, left, alive) = (entry.owner, entry.pool_size, entry.alive);
+        self.release_domain(owner, Resource::Activations, 1);
+        if !alive && left == 0 {
+            self.objects.remove_port(port);
+            self.release_domain(owner, Resource::Ports, 1);
+        }
     }
 
     /// Start `lower`, a thread split off below a terminated (or broken
@@ -279,9 +322,7 @@ impl<M: Machine> Kernel<M> {
         self.abandon_client(current);
         self.leave_port(current);
         while let Some(activation) = self.objects.pop(current) {
-            if self.objects.activation(activation).is_some_and(|entry| entry.port.is_some()) {
-                self.objects.pool_return(activation);
-            }
+            self.put_back(activation);
         }
         self.machine.thread_ended(current);
         if let Some(thread) = self.objects.thread_mut(current) {
@@ -350,7 +391,23 @@ impl<M: Machine> Kernel<M> {
         if !allowed {
             return Err(Error::InvalidArgument);
         }
-        Ok(self.join_thread(thread)?.map_or(Next::BlockThenRepeat, Next::Reply))
+        match self.join_thread(thread)? {
+            Some(result) => {
+                self.reap_joined(thread);
+                Ok(Next::Reply(result))
+            }
+            None => Ok(Next::BlockThenRepeat),
+        }
+    }
+
+    /// `thread` has been joined: it, and the thread its base moved to
+    /// after a split (whose end the join waited for), are gone.
+    pub fn reap_joined(&mut self, thread: ThreadId) {
+        let mut next = Some(thread);
+        while let Some(id) = next {
+            next = self.objects.thread(id).and_then(|entry| entry.base_moved_to);
+            self.reap(id);
+        }
     }
 
     /// `thread`'s result if it has ended — following its base activation

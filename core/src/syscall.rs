@@ -19,6 +19,7 @@ use crate::capability::{Capability, NAME_SERVICE_NAME};
 use crate::domain::{DomainId, UserRange};
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
+use crate::quota::Resource;
 use crate::rpc::port_name;
 use crate::thread::Activation;
 
@@ -95,6 +96,8 @@ impl<M: Machine> Kernel<M> {
             Call::Sleep => self.sleep(caller, frame),
             Call::AlertHandler => self.alert_handler(caller, frame),
             Call::AlertDone => self.alert_done(caller, frame),
+            Call::SetQuota => self.set_quota(caller, frame),
+            Call::PortDestroy => self.port_destroy(caller, frame),
         }
     }
 
@@ -154,6 +157,12 @@ impl<M: Machine> Kernel<M> {
     pub fn port_create(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
         let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
         let names = record.spec.role == Role::NameService && self.name_service.is_none();
+        if !record.account.fits(Resource::Ports, 1) || !record.account.fits(Resource::Rights, 1) {
+            return Err(Error::OverQuota);
+        }
+        // Point of no return.
+        let _ = self.charge_domain(caller.domain, Resource::Ports, 1);
+        let _ = self.charge_domain(caller.domain, Resource::Rights, 1);
         let port = self.objects.new_port(caller.domain);
         let record = self.domain_mut(caller.domain).ok_or(Error::BadAddress)?;
         let name = record.space.insert(Capability { port, receive: true });
@@ -181,7 +190,8 @@ impl<M: Machine> Kernel<M> {
         if !self.stacks_fit(caller.domain, count as u64, stack) {
             return Err(Error::OutOfMemory);
         }
-        // Point of no return: every stack fits.
+        self.charge_domain(caller.domain, Resource::Activations, count as u32)?;
+        // Point of no return: every stack fits, every activation is paid for.
         for _ in 0..count {
             let top = self.carve_stack(caller.domain, stack).ok_or(Error::OutOfMemory)?;
             let activation = self.new_activation(caller.domain, Some(port), entry, top, stack);
@@ -203,6 +213,15 @@ impl<M: Machine> Kernel<M> {
         if !self.image.read_only.contains(entry) {
             return Err(Error::BadAddress);
         }
+        if self.objects.port(port).is_some_and(|entry| entry.sidetrack.is_some()) {
+            // One sidetrack activation a port: a second would be lost.
+            return Err(Error::Busy);
+        }
+        if !self.stacks_fit(caller.domain, 1, stack) {
+            return Err(Error::OutOfMemory);
+        }
+        self.charge_domain(caller.domain, Resource::Activations, 1)?;
+        // Point of no return.
         let top = self.carve_stack(caller.domain, stack).ok_or(Error::OutOfMemory)?;
         let activation = self.new_activation(caller.domain, Some(port), entry, top, stack);
         if let Some(made) = self.objects.activation_mut(activation) {
@@ -210,6 +229,7 @@ impl<M: Machine> Kernel<M> {
         }
         if let Some(entry) = self.objects.port_mut(port) {
             entry.sidetrack = Some(activation);
+            entry.pool_size += 1;
         }
         Ok(Next::Reply(0))
     }
@@ -235,9 +255,32 @@ impl<M: Machine> Kernel<M> {
         if !self.image.read_only.contains(entry as u64) {
             return Err(Error::BadAddress);
         }
+        if !self.fits_quota(caller.domain, Resource::Threads, 1) {
+            return Err(Error::OverQuota);
+        }
         let thread =
             self.create_thread(caller.domain, entry, argument, priority as u8, stack).ok_or(Error::OutOfMemory)?;
         Ok(Next::Reply(thread.get() as usize))
+    }
+
+    /// `SetQuota`: the kernel domain only.
+    pub fn set_quota(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        if !self.is_kernel_domain(caller.domain) {
+            return Err(Error::NoRight);
+        }
+        let domain = u16::try_from(frame.argument(0)).map(DomainId).map_err(|_| Error::InvalidArgument)?;
+        let resource = Resource::from_code(frame.argument(1)).ok_or(Error::InvalidArgument)?;
+        let limit = u32::try_from(frame.argument(2)).map_err(|_| Error::InvalidArgument)?;
+        let record = self.domain_mut(domain).ok_or(Error::InvalidArgument)?;
+        record.account.set_limit(resource, limit);
+        Ok(Next::Reply(record.account.used(resource) as usize))
+    }
+
+    /// `PortDestroy`: x0 a port the caller holds the receive right to.
+    pub fn port_destroy(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let port = self.receive_right(caller.domain, port_name(frame, 0)?)?;
+        self.destroy_port(port);
+        Ok(Next::Reply(0))
     }
 
     /// `DomainMode`: only the kernel domain (a merged caller) may move a

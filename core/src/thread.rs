@@ -485,7 +485,8 @@ pub struct Port {
     pub id: PortId,
     /// The domain holding its receive right.
     pub owner: DomainId,
-    /// Activations of this port, free or not.
+    /// Activations of this port (its pool's and its sidetrack's), free or
+    /// not: a destroyed port goes when the last of them does.
     pub pool_size: usize,
     /// Server threads of the owner that serve this port (waiting or busy).
     pub server_threads: usize,
@@ -769,6 +770,11 @@ impl Objects {
     /// Forget an ended thread.
     pub fn remove_thread(&mut self, id: ThreadId) -> Option<Thread> {
         self.threads.get_mut(id.get() as usize)?.take().map(|thread| *thread)
+    }
+
+    /// Forget a port (dead, with no activation left).
+    pub fn remove_port(&mut self, id: PortId) -> Option<Port> {
+        self.ports.get_mut(id.get() as usize)?.take().map(|port| *port)
     }
 
     /// Forget an activation that is on no chain and in no pool.

@@ -226,6 +226,22 @@ pub fn port_create() -> Result<PortName, Error> {
     raw_call(Call::PortCreate, 0, 0, 0).map(|name| name as PortName)
 }
 
+/// Destroy `port` (this domain holds its receive right): it dies at once,
+/// every name for it in every space becomes a dead name (`PortDead` once
+/// to its holder), its activations go as their calls end.
+#[inline(always)]
+pub fn port_destroy(port: PortName) -> Result<usize, Error> {
+    raw_call(Call::PortDestroy, port as usize, 0, 0)
+}
+
+/// Set `domain`'s quota for `resource` (0 ports, 1 threads, 2
+/// activations, 3 rights) to `limit`: the kernel domain only. What the
+/// domain holds of it now.
+#[inline(always)]
+pub fn set_quota(domain: usize, resource: usize, limit: usize) -> Result<usize, Error> {
+    raw_call(Call::SetQuota, domain, resource, limit)
+}
+
 /// Add `count` activations entering at `entry` (a migrating dispatch
 /// entry, see the `service` module) with `stack` bytes each to `port`'s pool.
 #[inline(always)]

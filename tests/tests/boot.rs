@@ -83,6 +83,12 @@ scenarios! {
     rpi4_rpc_bad_input_switching, virt_rpc_bad_input_switching: "rpc-bad-input-switching"
         => |t| checks::rpc(t, &BAD_INPUT_LINES);
     rpi4_merge_echo, virt_merge_echo: "merge-echo" => |t| checks::rpc(t, &MERGE_LINES);
+    rpi4_quota_flood, virt_quota_flood: "quota-flood" => |t| checks::lines(t, &[
+        "[probe.flood] ports: 64 made, then Err(OverQuota)",
+        "[probe.flood] threads: 64 made, then Err(OverQuota)",
+        "quota-flood: every kind refused: Ok(Returned(3))",
+        "[client] echo round: 4 of 4 sizes answered intact",
+    ]);
     rpi4_merge_flip, virt_merge_flip: "merge-flip" => |t| checks::lines(t, &FLIP_LINES);
     rpi4_server_panic_protected, virt_server_panic_protected: "server-panic-protected"
         => |t| checks::server_fault(t, &PANIC_LINES);

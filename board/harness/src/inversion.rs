@@ -91,7 +91,7 @@ pub const SERVER_THREADS: usize = 1;
 /// 32 KiB reply buffer (and, for threads, a request buffer) on it.
 const SERVER_STACK: usize = 96 << 10;
 /// Stack of a board activation (the 32 KiB reply buffer, and frames).
-const BOARD_STACK: usize = 64 << 10;
+const BOARD_STACK: usize = 96 << 10;
 /// Activations of the board: every thread of the client may be in it.
 const BOARD_POOL: usize = LOW_CLIENTS + 3;
 /// Stack of a low-priority client.

@@ -17,6 +17,7 @@ tern_inks::domain!(OTHER_DOMAIN, "probe.other-domain", read_other_domain);
 tern_inks::domain!(EXECUTE_DATA, "probe.exec-data", execute_data);
 tern_inks::domain!(UNDEFINED, "probe.undefined", undefined_instruction);
 tern_inks::domain!(BAD_POINTER, "probe.bad-pointer", pass_bad_pointers);
+tern_inks::domain!(FLOOD, "probe.flood", flood);
 
 fn read_kernel_memory(address: usize) -> usize {
     // SAFETY: none — this is the point. The address is kernel data, mapped
@@ -95,6 +96,51 @@ fn pass_bad_pointers(kernel_address: usize) -> usize {
         other => tern_inks::println!("[probe.bad-pointer] misaligned buffers: {other:?} (NOT AS EXPECTED)"),
     }
     refused
+}
+
+/// Asks the kernel for as many objects of each kind as it will make —
+/// ports, pool activations, threads — until it refuses (`OverQuota`, or
+/// `OutOfMemory` when the domain's own region runs out of room for
+/// stacks first). Returns how many kinds were refused that way (3), and
+/// prints how many of each it got. The kernel must stay up, and other
+/// domains served.
+fn flood(_: usize) -> usize {
+    use tern_core::abi::Error;
+    let refused = |result: &Result<usize, Error>| matches!(result, Err(Error::OverQuota | Error::OutOfMemory));
+    let mut kinds = 0;
+    let mut ports = alloc::vec::Vec::new();
+    let last = loop {
+        match gate::port_create() {
+            Ok(port) if ports.len() < 10_000 => ports.push(port),
+            other => break other.map(|port| port as usize),
+        }
+    };
+    tern_inks::println!("[probe.flood] ports: {} made, then {last:?}", ports.len());
+    kinds += usize::from(refused(&last));
+    let mut threads = 0;
+    let last = loop {
+        match gate::thread_create(ends_at_once, 0, 0, 4096) {
+            Ok(_) if threads < 10_000 => threads += 1,
+            other => break other,
+        }
+    };
+    tern_inks::println!("[probe.flood] threads: {threads} made, then {last:?}");
+    kinds += usize::from(refused(&last));
+    let (pool, mut activations) = (ports.first().copied().unwrap_or(0), 0);
+    let last = loop {
+        let added = gate::pool_add(pool, 1, gate::dispatch_trampoline(), tern_core::abi::POOL_STACK_MIN);
+        match added {
+            Ok(_) if activations < 10_000 => activations += 1,
+            other => break other,
+        }
+    };
+    tern_inks::println!("[probe.flood] pool activations: {activations} made, then {last:?}");
+    kinds += usize::from(refused(&last));
+    kinds
+}
+
+fn ends_at_once(_: usize) -> usize {
+    0
 }
 
 /// On a thread of its own (whose activations the domain may name): the

@@ -66,6 +66,7 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-many-clients", || rpc(&[("names", 1), ("kv", 3)], test::MANY_CLIENTS, |_| true, "served")),
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
+    ("quota-flood", quota_flood),
     ("merge-flip", merge_flip),
     ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
     ("server-panic-merged", || server_panic(DomainMode::Merged, DomainMode::Protected)),
@@ -87,6 +88,27 @@ const SCENARIOS: &[Scenario] = &[
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
 ];
+
+/// A protected domain asks for ports, pool activations and threads until
+/// the kernel refuses each (its quota, or its own region); the kernel's
+/// heap grows by a bounded amount, and another domain's calls to `echo`
+/// still complete.
+fn quota_flood() -> Verdict {
+    start_servers(&[("names", 1), ("echo", 1)])?;
+    let client = create("client")?;
+    let flood = create("probe.flood")?;
+    let (heap_before, _) = tern_aarch64::memory::heap_stats();
+    let refused = domains::call(flood, 0);
+    let (heap_after, _) = tern_aarch64::memory::heap_stats();
+    kprintln!("quota-flood: every kind refused: {refused:?}; kernel heap {heap_before} -> {heap_after} bytes in use");
+    if refused != Ok(Outcome::Returned(3)) {
+        return Err(format!("the flood ended with {refused:?}, not with all three kinds refused"));
+    }
+    match domains::call(client, test::ECHO_ROUND) {
+        Ok(Outcome::Returned(0)) => Ok(()),
+        other => Err(format!("another domain's calls after the flood: {other:?}")),
+    }
+}
 
 /// Flip `echo` between modes with a client calling it before and after
 /// each change: the same answers every time; a domain with threads parked

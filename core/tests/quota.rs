@@ -1,0 +1,231 @@
+//! Kernel memory charged to the domain that asks for it: quotas, port
+//! destruction, and what ended threads and destroyed ports give back.
+
+mod support;
+
+use support::{STACK, System, THREAD_ENTRY};
+use tern_core::abi::{Call, DomainMode, Error, MessageHeader};
+use tern_core::kernel::Next;
+use tern_core::quota::Resource;
+use tern_core::thread::ThreadState;
+
+fn used(system: &System, domain: tern_core::domain::DomainId, resource: Resource) -> u32 {
+    system.kernel.domain(domain).unwrap().account.used(resource)
+}
+
+fn limit(system: &mut System, domain: tern_core::domain::DomainId, resource: Resource, limit: u32) {
+    system.kernel.domain_mut(domain).unwrap().account.set_limit(resource, limit);
+}
+
+#[test]
+fn ports_over_the_quota_are_refused_and_destroyed_ones_give_it_back() {
+    let mut system = System::new();
+    let a = system.domain("a");
+    limit(&mut system, a, Resource::Ports, 3);
+    system.enter(a);
+    let names: Vec<u64> = (0..3).map(|_| system.ok(Call::PortCreate, &[]).unwrap() as u64).collect();
+    let ports = system.kernel.objects.port_ids().count();
+    assert_eq!(system.ok(Call::PortCreate, &[]), Err(Error::OverQuota));
+    assert_eq!(system.kernel.objects.port_ids().count(), ports, "nothing made");
+    assert_eq!((used(&system, a, Resource::Ports), used(&system, a, Resource::Rights)), (3, 3));
+    assert_eq!(system.ok(Call::PortDestroy, &[names[0]]), Ok(0));
+    assert_eq!(system.kernel.objects.port_ids().count(), ports - 1, "a port with no activation goes at once");
+    assert_eq!(used(&system, a, Resource::Ports), 2);
+    assert_eq!(system.ok(Call::PortCreate, &[]).map(|_| ()), Ok(()), "room again");
+    // Its own dead name: PortDead once, then the name is free.
+    assert_eq!(system.ok(Call::PortDestroy, &[names[1]]), Ok(0));
+    assert_eq!(system.ok(Call::PortDestroy, &[names[1]]), Err(Error::PortDead));
+    assert_eq!(system.ok(Call::PortDestroy, &[names[1]]), Err(Error::NoSuchPort));
+}
+
+#[test]
+fn pool_activations_and_threads_over_the_quota_are_refused_with_nothing_made() {
+    let mut system = System::new();
+    let server = system.server("server", 2, STACK);
+    limit(&mut system, server.domain, Resource::Activations, 3);
+    limit(&mut system, server.domain, Resource::Threads, 1);
+    system.enter(server.domain);
+    let floor = system.kernel.domain(server.domain).unwrap().stack_floor;
+    assert_eq!(system.ok(Call::PoolAdd, &[server.name as u64, 2, server.entry, STACK]), Err(Error::OverQuota));
+    assert_eq!(system.kernel.domain(server.domain).unwrap().stack_floor, floor, "no stack carved");
+    assert_eq!(system.ok(Call::PoolAdd, &[server.name as u64, 1, server.entry, STACK]), Ok(3));
+    let first = system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 1, 64 << 10]).unwrap();
+    let threads = system.kernel.objects.thread_count();
+    assert_eq!(system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 1, 64 << 10]), Err(Error::OverQuota));
+    assert_eq!(system.kernel.objects.thread_count(), threads, "nothing made");
+    assert!(first > 0);
+}
+
+#[test]
+fn a_joined_thread_is_forgotten_and_gives_its_charge_back() {
+    let mut system = System::new();
+    let a = system.domain("a");
+    let boot = system.boot;
+    system.enter(a);
+    let threads = system.kernel.objects.thread_count();
+    let worker = system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 1, 64 << 10]).unwrap() as u32;
+    let worker = tern_core::thread::ThreadId::new(worker).unwrap();
+    assert_eq!(used(&system, a, Resource::Threads), 1);
+    assert_eq!(system.invoke(Call::ThreadJoin, &[worker.get() as u64]), Next::BlockThenRepeat);
+    system.switch_to(worker);
+    assert_eq!(system.invoke(Call::Exit, &[7]), Next::ExitUpcall(7));
+    system.kernel.end_current_thread(7);
+    system.switch_to(boot);
+    assert_eq!(system.repeat(), Next::Resume);
+    assert_eq!(system.current_frame().result(), Ok(7));
+    assert_eq!(system.kernel.objects.thread_count(), threads, "the record is gone");
+    assert_eq!(used(&system, a, Resource::Threads), 0, "and so is the charge");
+    assert!(system.kernel.objects.thread(worker).is_none());
+    assert_eq!(system.ok(Call::ThreadJoin, &[worker.get() as u64]), Err(Error::InvalidArgument), "joined once");
+    // Its first activation went with it.
+    assert!(system.kernel.objects.activations_of(a).all(|entry| entry.occupant.is_some()));
+}
+
+#[test]
+fn destroying_a_port_kills_every_name_for_it_and_frees_its_activations() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 2, STACK);
+    let name = system.grant(&server, client);
+    let boot = system.boot;
+    // One call in flight holds one of the two activations.
+    let caller = system.thread(client, 4);
+    system.switch_to(caller);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 1, &[]);
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    let busy = system.top(caller);
+    system.switch_to(boot);
+    system.enter(server.domain);
+    let activations = system.kernel.objects.activation_ids().count();
+    assert_eq!(system.ok(Call::PortDestroy, &[server.name as u64]), Ok(0));
+    assert_eq!(system.kernel.objects.activation_ids().count(), activations - 1, "the free one went at once");
+    assert!(system.kernel.objects.port(server.port).is_some(), "the port stays while a call is in it");
+    assert_eq!(used(&system, server.domain, Resource::Activations), 1);
+    // The call in flight ends: its activation goes, and the port with it.
+    system.switch_to(caller);
+    let answer = system.region(server.domain) + 0x1000;
+    system.message(answer, 1, &[]);
+    assert_eq!(system.ok(Call::Return, &[answer, 16]), Ok(16));
+    assert!(system.kernel.objects.activation(busy).is_none());
+    assert!(system.kernel.objects.port(server.port).is_none(), "gone with its last activation");
+    assert_eq!(
+        (used(&system, server.domain, Resource::Activations), used(&system, server.domain, Resource::Ports)),
+        (0, 0)
+    );
+    // The client's name is dead: PortDead once, then nothing.
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::PortDead));
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::NoSuchPort));
+    // A new port may take the old number: no old name reaches it.
+    system.switch_to(boot);
+    let again = system.server("again", 1, STACK);
+    assert_eq!(again.port, server.port, "the number is reused");
+    assert_eq!(system.kernel.domain(client).unwrap().space.name_of(again.port), None);
+}
+
+#[test]
+fn receivers_waiting_on_a_destroyed_port_get_port_dead() {
+    let mut system = System::new();
+    let server = system.server("server", 0, STACK);
+    let worker = system.thread(server.domain, 4);
+    let buffer = system.region(server.domain) + 0x1000;
+    system.switch_to(worker);
+    assert_eq!(system.invoke(Call::Receive, &[server.name as u64, buffer, 256]), Next::Block);
+    system.switch_to(system.boot);
+    system.enter(server.domain);
+    assert_eq!(system.ok(Call::PortDestroy, &[server.name as u64]), Ok(0));
+    assert_eq!(system.state(worker), ThreadState::Ready);
+    assert_eq!(system.result(worker), Err(Error::PortDead));
+}
+
+#[test]
+fn a_right_the_receiver_has_no_room_for_is_over_quota_with_nothing_delivered() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 1, STACK);
+    let name = system.grant(&server, client);
+    let other = system.server("other", 1, STACK);
+    let carried = system.grant(&other, client);
+    let rights = used(&system, server.domain, Resource::Rights);
+    limit(&mut system, server.domain, Resource::Rights, rights);
+    system.enter(client);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.write(request, MessageHeader { label: 1, right: carried, length: 0, reserved: 0 }, &[]);
+    let before = system.snapshot();
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::OverQuota));
+    system.assert_unchanged(&before, "a right the server has no room for");
+}
+
+#[test]
+fn only_the_kernel_domain_sets_quotas() {
+    let mut system = System::new();
+    let a = system.domain("a");
+    let kernel_domain = system.domain("kernel");
+    system.kernel.domain_mut(kernel_domain).unwrap().mode = DomainMode::Merged;
+    system.enter(a);
+    assert_eq!(system.ok(Call::SetQuota, &[a.0 as u64, 0, 1000]), Err(Error::NoRight));
+    system.enter(kernel_domain);
+    assert_eq!(system.ok(Call::SetQuota, &[a.0 as u64, Resource::Ports as u64, 1]), Ok(0));
+    assert_eq!(system.kernel.domain(a).unwrap().account.limit(Resource::Ports), 1);
+    assert_eq!(system.ok(Call::SetQuota, &[a.0 as u64, 9, 1]), Err(Error::InvalidArgument));
+    assert_eq!(system.ok(Call::SetQuota, &[a.0 as u64, 0, 1 << 40]), Err(Error::InvalidArgument));
+}
+
+#[test]
+fn one_domain_flooding_every_kind_leaves_another_domains_calls_working() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 1, STACK);
+    let name = system.grant(&server, client);
+    let flood = system.domain("flood");
+    system.enter(flood);
+    let mut refused = [0usize; 2];
+    for _ in 0..200 {
+        if system.ok(Call::PortCreate, &[]) == Err(Error::OverQuota) {
+            refused[0] += 1;
+        }
+    }
+    let own = system.ok(Call::PortCreate, &[]);
+    assert_eq!(own, Err(Error::OverQuota));
+    for _ in 0..200 {
+        if system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 1, 4096]) == Err(Error::OverQuota) {
+            refused[1] += 1;
+        }
+    }
+    assert!(refused[0] > 0 && refused[1] > 0, "{refused:?}");
+    // The other domains are served as before.
+    system.switch_to(system.boot);
+    system.enter(client);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 1, &[]);
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    let answer = system.region(server.domain) + 0x1000;
+    system.message(answer, 1, &[]);
+    assert_eq!(system.ok(Call::Return, &[answer, 16]), Ok(16));
+}
+
+#[test]
+fn a_dead_name_carried_in_a_message_arrives_dead() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 1, STACK);
+    let name = system.grant(&server, client);
+    let gone = system.server("gone", 0, STACK);
+    let dead = system.grant(&gone, client);
+    let main = system.enter(gone.domain);
+    assert_eq!(system.ok(Call::PortDestroy, &[gone.name as u64]), Ok(0));
+    system.leave(main);
+    assert!(system.kernel.domain(client).unwrap().space.is_dead(dead));
+    system.enter(client);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.write(request, MessageHeader { label: 1, right: dead, length: 0, reserved: 0 }, &[]);
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    let delivered = system.delivered();
+    assert_ne!(delivered.right, 0, "a name arrives");
+    let space = &system.kernel.domain(server.domain).unwrap().space;
+    assert!(space.is_dead(delivered.right), "and it is dead");
+    assert_eq!(space.lookup(delivered.right), None);
+}
