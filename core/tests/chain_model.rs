@@ -5,14 +5,20 @@
 //! (each thread a `Vec` of activation numbers, bottom first; each
 //! activation a record of its control state; each pool a stack of free
 //! activations). After every step the two must agree and the real objects
-//! must be well formed.
+//! must be well formed. A second, smaller property states the alert rule
+//! alone on one chain.
 //!
 //! The model follows the documented rules (`core/src/chain.rs`'s module
 //! docs, `docs/design.md` "Controllability: activation control"):
 //!
 //! - an alert goes *up* from its origin, marking each activation pending,
 //!   and stops after the first that blocks alerts; nothing below the origin
-//!   sees it; opening alerts where one is pending passes it on up;
+//!   sees it; opening alerts where one is pending passes it on up (read
+//!   as `chain.rs` implements it: any alert pending at an activation that
+//!   blocks counts as waiting there, even one that had passed it while it
+//!   was open — so blocking and opening again sends it up once more; the
+//!   kernel's `AlertsBlock` only acts on the caller's own activation, the
+//!   top, where nothing is above);
 //! - split moves the boundary and everything below it to a new thread with
 //!   the same priority, policy and creator; the old thread keeps the part
 //!   above (and `base_moved_to` names the new thread if the base
