@@ -11,9 +11,19 @@
 //! on request.
 //!
 //! A domain that faults (or that domain control terminates) is marked
-//! dead: no upcall or call enters it again, and its ports die. Its slot is
-//! not reused (a reused ASID would need its TLB entries dropped first;
-//! nothing needs reuse so far).
+//! dead: no upcall or call enters it again, its ports die and its name is
+//! free for a new domain. Its slot — number, ASID, region — is reused by a
+//! later `create_domain` once nothing is left of it: no activation of it
+//! (occupied ones go as their threads unwind out of it), no port it owns
+//! (busy activations keep a destroyed port until their calls end), and
+//! no thread it made but ended ones, which nobody can join now and which
+//! go then. Reuse unmaps the region from every other view (all of it if
+//! the domain died merged; else the emptied tables its lends left), frees
+//! its view's tables and drops its ASID's TLB entries
+//! (`Machine::drop_domain_view`) before the new tenant's view is built and
+//! its region zeroed. Numbers are reused as thread numbers are: the kernel
+//! domain, the only one that names domains by number, must not keep a
+//! dead domain's.
 //!
 //! Region layout: the first word is the domain's mode word (the
 //! in-kernel-server layer writes it, the service gate reads it:
@@ -64,9 +74,12 @@ impl<M: Machine> Kernel<M> {
         if self.domain_names.contains_key(spec.name) {
             return Err(DomainError::NameTaken);
         }
-        let index = self.domains.len();
+        let index = match (0..self.domains.len()).find(|&index| self.reclaim(index)) {
+            Some(index) => index,
+            None => self.domains.len(),
+        };
         let start = self.arena.start + index as u64 * DOMAIN_REGION;
-        if start + DOMAIN_REGION > self.arena.end {
+        if start + DOMAIN_REGION > self.arena.end || index >= usize::from(u16::MAX) {
             return Err(DomainError::ArenaFull);
         }
         let region = PhysRange::new(start, start + DOMAIN_REGION);
@@ -78,7 +91,7 @@ impl<M: Machine> Kernel<M> {
         }
         let domain = Domain { id, name: spec.name, region, view };
         self.domains_mut();
-        self.domains.push(DomainRecord {
+        let record = DomainRecord {
             domain,
             spec,
             alive: true,
@@ -88,13 +101,72 @@ impl<M: Machine> Kernel<M> {
             stack_floor: region.end,
             main_stack: 0,
             account: crate::quota::Account::default(),
-        });
+        };
+        match self.domains.get_mut(index) {
+            Some(slot) => *slot = record,
+            None => self.domains.push(record),
+        }
         let main_stack = self.carve_stack(id, MAIN_STACK).ok_or(DomainError::OutOfMemory)?;
         if let Some(record) = self.domain_mut(id) {
             record.main_stack = main_stack;
         }
         self.domain_names.insert(spec.name, id);
         Ok(id)
+    }
+
+    /// Reclaim now every dead domain's slot that is free (see the module's
+    /// notes) rather than when a domain is next created; how many slots
+    /// are empty.
+    pub fn reclaim_dead_domains(&mut self) -> usize {
+        (0..self.domains.len()).filter(|&index| self.reclaim(index)).count()
+    }
+
+    /// Whether the slot at `index` held a dead domain of which nothing is
+    /// left, and is now empty (see the module's notes): its ended threads
+    /// are forgotten, its region unmapped from every view if it died
+    /// merged, its view dropped. Nothing changes if it is not free.
+    fn reclaim(&mut self, index: usize) -> bool {
+        let Some(record) = self.domains.get(index).filter(|record| !record.alive) else { return false };
+        if record.domain.view == 0 {
+            return true; // reclaimed before, and the creation then failed
+        }
+        let (id, view, region) = (record.domain.id, record.domain.view, record.domain.region);
+        let objects = &self.objects;
+        let current = self.current();
+        let remains = objects.activation_ids().any(|a| objects.activation(a).is_some_and(|entry| entry.domain == id))
+            || objects.port_ids().any(|port| objects.port(port).is_some_and(|entry| entry.owner == id))
+            || objects.thread_ids().any(|thread| {
+                objects.thread(thread).is_some_and(|entry| {
+                    entry.creator == id && (thread == current || !matches!(entry.state, ThreadState::Ended(_)))
+                })
+            });
+        if remains {
+            return false;
+        }
+        let orphans: Vec<_> = objects
+            .thread_ids()
+            .filter(|&thread| objects.thread(thread).is_some_and(|entry| entry.creator == id))
+            .collect();
+        for thread in orphans {
+            self.reap(thread);
+        }
+        // Out of every other view: all of it if it died merged; else the
+        // tables that lends of its pages left there (emptied, kept for the
+        // next lend, of which there will be none).
+        let others = self.domains.iter().filter(|other| other.domain.id != id && other.domain.view != 0);
+        let views: Vec<u64> =
+            core::iter::once(self.machine.kernel_view()).chain(others.map(|other| other.domain.view)).collect();
+        for other in views {
+            // No page of it is lent now (no call it made is in flight), so
+            // unmapping an aligned slot of the arena is never refused.
+            let _ = self.machine.map_region(other, region, None);
+        }
+        self.machine.flush_translations();
+        self.machine.drop_domain_view(view, region);
+        if let Some(record) = self.domain_mut(id) {
+            record.domain.view = 0;
+        }
+        true
     }
 
     /// Where to upcall into domain `id`'s entry: its entry and main stack;
@@ -120,8 +192,11 @@ impl<M: Machine> Kernel<M> {
     /// terminated or spliced. Its ports are destroyed, and the threads it
     /// made that have ended are forgotten.
     pub fn terminate_domain(&mut self, id: DomainId) -> usize {
-        if let Some(record) = self.domain_mut(id) {
-            record.alive = false;
+        let Some(record) = self.domain_mut(id) else { return 0 };
+        record.alive = false;
+        let name = record.domain.name;
+        if self.domain_names.get(name) == Some(&id) {
+            self.domain_names.remove(name);
         }
         let occupied = self.objects.occupied_in(id);
         let mut ended = 0;

@@ -192,6 +192,11 @@ pub trait Machine: Sized {
     /// for the view's tables.
     fn new_domain_view(&mut self, region: PhysRange, asid: u16) -> Result<u64, Error>;
 
+    /// A dead domain's `view` of `region` will never be installed again
+    /// (its slot is being reused): free the tables it made, and drop every
+    /// TLB entry tagged with its ASID, which the slot's next tenant gets.
+    fn drop_domain_view(&mut self, view: u64, region: PhysRange);
+
     /// Map `region` into `view` as `mapping`, or unmap it (`None`). No TLB
     /// maintenance: see [`Machine::flush_translations`].
     fn map_region(&mut self, view: u64, region: PhysRange, mapping: Option<RegionMapping>) -> Result<(), Error>;

@@ -132,6 +132,8 @@ pub struct MockMachine {
     pub stacks: BTreeMap<ThreadId, u32>,
     /// Times the fast paths' view was published.
     pub publications: usize,
+    /// Views dropped (their slots reused), in order.
+    pub dropped_views: Vec<u64>,
     next_stack: u32,
     next_table: u64,
 }
@@ -153,6 +155,7 @@ impl Default for MockMachine {
             spare_stacks: Vec::new(),
             stacks: BTreeMap::new(),
             publications: 0,
+            dropped_views: Vec::new(),
             next_stack: 1,
             next_table: 0x10_0000,
         }
@@ -230,6 +233,14 @@ impl Machine for MockMachine {
         self.next_table += FRAME_SIZE as u64;
         self.regions.insert((view, region.start), RegionMapping::Protected);
         Ok(view)
+    }
+
+    fn drop_domain_view(&mut self, view: u64, region: PhysRange) {
+        self.regions.retain(|&(of, _), _| of != view);
+        self.lent.retain(|&(of, _), _| of != view);
+        let _ = region;
+        self.asid_flushes += 1;
+        self.dropped_views.push(view);
     }
 
     fn map_region(&mut self, view: u64, region: PhysRange, mapping: Option<RegionMapping>) -> Result<(), Error> {

@@ -89,6 +89,11 @@ scenarios! {
         "quota-flood: every kind refused: Ok(Returned(3))",
         "[client] echo round: 4 of 4 sizes answered intact",
     ]);
+    rpi4_reuse, virt_reuse: "reuse" => |t| checks::lines(t, &[
+        "reuse: 300 domains and 3000 threads made and gone",
+        "highest domain number 3",
+        "[client] echo round: 4 of 4 sizes answered intact",
+    ]);
     rpi4_merge_flip, virt_merge_flip: "merge-flip" => |t| checks::lines(t, &FLIP_LINES);
     rpi4_server_panic_protected, virt_server_panic_protected: "server-panic-protected"
         => |t| checks::server_fault(t, &PANIC_LINES);

@@ -275,6 +275,15 @@ impl Machine for Aarch64 {
         Ok(view)
     }
 
+    fn drop_domain_view(&mut self, view: u64, region: PhysRange) {
+        let kernel_root = self.kernel_view & ADDRESS_BITS;
+        // The view is not installed (its domain has no activation left for
+        // a thread to run in); every table it made goes back to the frames.
+        self.with_tables(|tables| paging::free_view(tables, kernel_root, view & ADDRESS_BITS, region));
+        cpu::publish_tables();
+        cpu::flush_asid((view >> 48) as u16);
+    }
+
     fn map_region(&mut self, view: u64, region: PhysRange, mapping: Option<RegionMapping>) -> Result<(), Error> {
         let kind = mapping.map(|mapping| match mapping {
             RegionMapping::Protected => Kind::DomainData,

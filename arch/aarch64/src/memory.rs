@@ -200,6 +200,12 @@ impl TableMemory for IdentityTables<'_> {
         // handed out, or read from a descriptor in such a table.
         unsafe { &mut *(address as *mut Table) }
     }
+
+    fn free_table(&mut self, address: u64) {
+        // A table frame this allocator handed out (a refusal would be a
+        // double free: the frame stays out, which is safe).
+        let _ = self.0.free(address);
+    }
 }
 
 /// Call `each` with the parts of `range` outside every hole (holes need

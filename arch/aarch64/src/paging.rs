@@ -169,6 +169,8 @@ pub trait TableMemory {
     fn allocate_table(&mut self) -> Option<u64>;
     /// The table at physical address `address`, for reading and writing.
     fn table(&mut self, address: u64) -> &mut Table;
+    /// Give back a table no descriptor refers to any more.
+    fn free_table(&mut self, address: u64);
 }
 
 /// Why a mapping could not be made.
@@ -309,17 +311,52 @@ pub fn derive_view(
     memory.table(root).0 = kernel_entries;
     let slot = index(start, 1);
     let entry = kernel_entries[slot];
-    let private_level2 = memory.allocate_table().ok_or(MapError::OutOfTables)?;
+    if entry & VALID != 0 && entry & TABLE_OR_PAGE == 0 {
+        memory.free_table(root);
+        return Err(MapError::AlreadyMapped);
+    }
+    let Some(private_level2) = memory.allocate_table() else {
+        memory.free_table(root);
+        return Err(MapError::OutOfTables);
+    };
     if entry & VALID != 0 {
-        if entry & TABLE_OR_PAGE == 0 {
-            return Err(MapError::AlreadyMapped);
-        }
         let shared = memory.table(entry & ADDRESS_MASK).0;
         memory.table(private_level2).0 = shared;
     }
     memory.table(root).0[slot] = private_level2 | VALID | TABLE_OR_PAGE;
-    map(memory, root, start, start, size, Kind::DomainData)?;
+    if let Err(error) = map(memory, root, start, start, size, Kind::DomainData) {
+        free_view(memory, kernel_root, root, private_region);
+        return Err(error);
+    }
     Ok(root)
+}
+
+/// Free the tables [`derive_view`] made for the view `root` of
+/// `private_region` (and any level-3 table mapping pages into it since, as
+/// lent pages): its level-1 table, its private level-2 table, and every
+/// level-3 table under that which is not the kernel's (`kernel_root`'s).
+/// The view must not be installed, and its ASID's TLB entries must be
+/// dropped by the caller.
+pub fn free_view(memory: &mut impl TableMemory, kernel_root: u64, root: u64, private_region: PhysRange) {
+    let slot = index(private_region.start, 1);
+    let private_entry = memory.table(root).0[slot];
+    let kernel_entry = memory.table(kernel_root).0[slot];
+    if private_entry & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE && private_entry != kernel_entry {
+        let private_level2 = private_entry & ADDRESS_MASK;
+        let private = memory.table(private_level2).0;
+        let shared = if kernel_entry & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE {
+            memory.table(kernel_entry & ADDRESS_MASK).0
+        } else {
+            [0; ENTRIES]
+        };
+        for (entry, kernel) in private.iter().zip(shared.iter()) {
+            if entry & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE && entry != kernel {
+                memory.free_table(entry & ADDRESS_MASK);
+            }
+        }
+        memory.free_table(private_level2);
+    }
+    memory.free_table(root);
 }
 
 /// Rewrite how the tree rooted at `root` maps `region` (identity, 2 MiB
@@ -356,7 +393,10 @@ pub fn remap(memory: &mut impl TableMemory, root: u64, region: PhysRange, kind: 
     // Refuse before changing anything: a block split into pages here is
     // not a domain region — unless no page of it is mapped (a level-3
     // table left empty by lent pages coming back, see `unmap_pages`),
-    // which is replaced (its frame stays allocated).
+    // which is replaced and freed. Such a table is the view's own: only
+    // lends make level-3 tables in a domain region's gigabyte-slot, and
+    // they lend into protected servers' views, never the kernel's, whose
+    // entries every view's copy shares.
     let first = index(start, 2);
     let count = (size / LEVEL2_BLOCK) as usize;
     let entries = memory.table(level2).0;
@@ -369,9 +409,16 @@ pub fn remap(memory: &mut impl TableMemory, root: u64, region: PhysRange, kind: 
         }
     }
     let table = memory.table(level2);
+    let mut emptied = [0u64; ENTRIES];
     for (at, entry) in table.0[first..first + count].iter_mut().enumerate() {
         let block = start + at as u64 * LEVEL2_BLOCK;
+        if *entry & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE {
+            emptied[at] = *entry & ADDRESS_MASK;
+        }
         *entry = kind.map_or(0, |kind| block | kind.attributes() | VALID);
+    }
+    for &table in emptied[..count].iter().filter(|&&table| table != 0) {
+        memory.free_table(table);
     }
     Ok(())
 }
@@ -479,6 +526,9 @@ mod tests {
         }
         fn table(&mut self, address: u64) -> &mut Table {
             self.tables.get_mut(&address).expect("a table this test allocated")
+        }
+        fn free_table(&mut self, address: u64) {
+            assert!(self.tables.remove(&address).is_some(), "freeing a table this test did not allocate");
         }
     }
 
@@ -618,6 +668,22 @@ mod tests {
     }
 
     #[test]
+    fn a_freed_view_gives_back_exactly_the_tables_it_made() {
+        let mut memory = HostTables::new();
+        let kernel = kernel_tree(&mut memory);
+        let kernel_tables = memory.tables.len();
+        let server_region = PhysRange::new(0x6000_0000, 0x6080_0000);
+        let server = derive_view(&mut memory, kernel, server_region).unwrap();
+        assert_eq!(memory.tables.len(), kernel_tables + 2, "a level-1 and a private level-2 table");
+        // Lent pages elsewhere in the gigabyte add a level-3 table of its own.
+        map_pages(&mut memory, server, PhysRange::new(0x6090_1000, 0x6090_3000), Kind::LentReadOnly).unwrap();
+        assert_eq!(memory.tables.len(), kernel_tables + 3);
+        free_view(&mut memory, kernel, server, server_region);
+        assert_eq!(memory.tables.len(), kernel_tables, "every table of the view, none of the kernel's");
+        assert!(translate(&mut memory, kernel, 0x8_0000).is_some(), "the kernel's view intact");
+    }
+
+    #[test]
     fn lent_pages_come_and_go_without_touching_the_rest() {
         let mut memory = HostTables::new();
         let kernel = kernel_tree(&mut memory);
@@ -652,8 +718,10 @@ mod tests {
             "a client with pages lent cannot be merged over them"
         );
         unmap_pages(&mut memory, server, lent);
+        let tables = memory.tables.len();
         remap(&mut memory, server, client_region, Some(Kind::MergedData)).expect("an emptied lend table is replaced");
         assert!(!Access::of(translate(&mut memory, server, lent.start).unwrap().1).user_read);
+        assert_eq!(memory.tables.len(), tables - 1, "and given back");
     }
 
     #[test]

@@ -18,6 +18,7 @@ tern_inks::domain!(EXECUTE_DATA, "probe.exec-data", execute_data);
 tern_inks::domain!(UNDEFINED, "probe.undefined", undefined_instruction);
 tern_inks::domain!(BAD_POINTER, "probe.bad-pointer", pass_bad_pointers);
 tern_inks::domain!(FLOOD, "probe.flood", flood);
+tern_inks::domain!(CHURN, "probe.churn", churn);
 
 fn read_kernel_memory(address: usize) -> usize {
     // SAFETY: none — this is the point. The address is kernel data, mapped
@@ -165,5 +166,39 @@ fn misaligned_buffers(region: usize) -> usize {
     check("activations(own domain, null, 0)", nothing == Err(Error::BadAddress));
     let _ = region;
     core::hint::black_box(&words);
+    wrong
+}
+
+/// One short life, for the reuse scenario: a port with a pool (as a
+/// server makes), `threads` threads that end at once — the even ones
+/// joined, the odd ones left for the kernel to forget when the domain is
+/// gone — and a call to `echo` lending it a page (a name looked up, a
+/// lend record, a right). Returns how many of these went wrong.
+fn churn(threads: usize) -> usize {
+    use tern_core::abi::MessageHeader;
+    let mut wrong = 0;
+    match gate::port_create() {
+        Ok(port) => {
+            let added = gate::pool_add(port, 2, gate::dispatch_trampoline(), tern_core::abi::POOL_STACK_MIN);
+            wrong += usize::from(added != Ok(2));
+        }
+        Err(_) => wrong += 1,
+    }
+    for index in 0..threads {
+        match gate::thread_create(ends_at_once, index, 5, 4096) {
+            Ok(thread) if index % 2 == 0 => wrong += usize::from(gate::thread_join(thread) != Ok(0)),
+            Ok(_) => {}
+            Err(_) => wrong += 1,
+        }
+    }
+    let Ok(echo) = tern_inks::service::lookup("echo") else { return wrong + 1 };
+    let mut request = [0u8; MessageHeader::SIZE];
+    MessageHeader::new(7, 0).write_to(&mut request);
+    let mut reply = alloc::vec![0u8; 4096 + MessageHeader::SIZE];
+    let lent: alloc::vec::Vec<u8> = (0..4096).map(|index| (index * 7) as u8).collect();
+    match gate::call_lending(echo, &request, &mut reply, &lent) {
+        Ok(length) if reply.get(MessageHeader::SIZE..length) == Some(&lent[..]) => {}
+        _ => wrong += 1,
+    }
     wrong
 }

@@ -67,6 +67,7 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
     ("quota-flood", quota_flood),
+    ("reuse", reuse),
     ("merge-flip", merge_flip),
     ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
     ("server-panic-merged", || server_panic(DomainMode::Merged, DomainMode::Protected)),
@@ -107,6 +108,87 @@ fn quota_flood() -> Verdict {
     match domains::call(client, test::ECHO_ROUND) {
         Ok(Outcome::Returned(0)) => Ok(()),
         other => Err(format!("another domain's calls after the flood: {other:?}")),
+    }
+}
+
+/// Domains made and terminated by the reuse scenario unless the command
+/// line says otherwise (`tern.rounds=N`), and threads each makes.
+const REUSE_DOMAINS: usize = 300;
+const REUSE_THREADS: usize = 10;
+
+/// The command line's `tern.rounds`, for scenarios that repeat.
+static ROUNDS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn rounds(default: usize) -> usize {
+    match ROUNDS.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => default,
+        given => given,
+    }
+}
+
+/// Free frames and kernel heap bytes in use, once every dead domain's
+/// slot that can be is reclaimed (else a dead domain's view would count).
+fn kernel_memory() -> (usize, usize) {
+    state::with(|kernel| kernel.reclaim_dead_domains());
+    let frames = tern_aarch64::memory::FRAMES.lock().as_ref().map_or(0, |frames| frames.free_frames());
+    (frames, tern_aarch64::memory::heap_stats().0)
+}
+
+/// Create and terminate many domains (`tern.rounds`, 300 by default),
+/// each making a port with a pool, ten threads (half joined, half left
+/// unjoined) and a lending call to `echo`, every seventh merged before it
+/// is terminated: every slot, ASID, view, kernel
+/// stack, thread, activation and port comes back, so that after a
+/// warm-up (which grows the kernel's tables and stack cache to their
+/// working size) the free frames and kernel heap bytes end where they
+/// began, and the arena never fills.
+fn reuse() -> Verdict {
+    start_servers(&[("names", 1), ("echo", 1)])?;
+    let total = rounds(REUSE_DOMAINS);
+    let warm_up = 32.min(total);
+    let mut before = kernel_memory();
+    let started = timer::counter();
+    let mut highest = 0;
+    for round in 0..total {
+        if round == warm_up {
+            before = kernel_memory();
+        }
+        let id = domains::create("probe.churn").map_err(|error| format!("domain {round}: {error:?}"))?;
+        highest = highest.max(id.0);
+        match domains::call(id, REUSE_THREADS) {
+            Ok(Outcome::Returned(0)) => {}
+            other => return Err(format!("domain {round} (number {}): {other:?}", id.0)),
+        }
+        // Its unjoined threads end.
+        tern_aarch64::threads::yield_now();
+        // Every seventh dies merged: its region is in every view then.
+        if round % 7 == 3 {
+            domains::set_mode(id, DomainMode::Merged).map_err(|error| format!("merging domain {round}: {error:?}"))?;
+        }
+        state::with(|kernel| kernel.terminate_domain(id));
+        if (round + 1) % 1000 == 0 {
+            kprintln!("reuse: {} domains made and gone", round + 1);
+        }
+    }
+    let after = kernel_memory();
+    let seconds = (timer::counter() - started) as f64 / timer::frequency() as f64;
+    kprintln!(
+        "reuse: {total} domains and {} threads made and gone in {seconds:.1} s; highest domain number {highest}",
+        total * REUSE_THREADS,
+    );
+    kprintln!(
+        "reuse: after {warm_up} to warm up: free frames {} -> {}, kernel heap in use {} -> {} bytes",
+        before.0,
+        after.0,
+        before.1,
+        after.1
+    );
+    if after != before {
+        return Err(format!("kernel memory not given back: (frames, heap) {before:?} -> {after:?}"));
+    }
+    match domains::call(create("client")?, test::ECHO_ROUND) {
+        Ok(Outcome::Returned(0)) => Ok(()),
+        other => Err(format!("a client after the churn: {other:?}")),
     }
 }
 
@@ -473,6 +555,9 @@ const BENCH_REPETITIONS: usize = 1000;
 /// went: the harness image's [`tern_aarch64::kernel::Init`].
 pub fn run(options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
     let name = options.scenario;
+    if let Some(rounds) = options.rounds {
+        ROUNDS.store(rounds as usize, core::sync::atomic::Ordering::Relaxed);
+    }
     if name == Some("bench") {
         let repetitions = options.bench_repetitions.map_or(BENCH_REPETITIONS, |n| n as usize);
         return finish("bench", crate::bench::run(repetitions));
