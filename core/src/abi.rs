@@ -176,6 +176,73 @@ pub enum Call {
     /// space, its free activations are freed now and its busy ones when
     /// their calls end.
     PortDestroy = 38,
+    /// Set domain `x0`'s restart policy ([`RestartPolicy`]): `x1` 0 never,
+    /// 1 on a fault, 2 always (on a fault or a termination); `x2` at most
+    /// that many restarts in any `x3` counter ticks (0: no limit). The
+    /// kernel domain only. Returns the restarts counted in the window now.
+    DomainRestart = 39,
+    /// The generation of port `x0` (a name the caller holds): how many
+    /// times the port's server has been restarted under it.
+    PortGeneration = 40,
+}
+
+/// Or'd into [`Call::PortCreate`]'s `x0`: every call on the port may be
+/// made twice (the server says so) — a call in flight when the server
+/// dies and restarts is then re-issued once to the new instance (the
+/// kernel answers it `Restarted`, which the gate re-issues) instead of
+/// returning `CallAborted`.
+pub const PORT_IDEMPOTENT: usize = 1;
+
+/// When the kernel restarts a dead domain (Call::DomainRestart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// A dead domain stays dead (its ports die with it).
+    #[default]
+    Never,
+    /// Restarted after a fault, at most `limit` times in any `window`
+    /// counter ticks (`limit` 0: no limit).
+    OnFault {
+        /// Restarts allowed in a window.
+        limit: u32,
+        /// The window, in counter ticks.
+        window: u64,
+    },
+    /// Restarted after a fault or a termination, within the same bounds.
+    Always {
+        /// Restarts allowed in a window.
+        limit: u32,
+        /// The window, in counter ticks.
+        window: u64,
+    },
+}
+
+impl RestartPolicy {
+    /// Decode [`Call::DomainRestart`]'s arguments.
+    pub const fn from_code(code: usize, limit: u32, window: u64) -> Option<RestartPolicy> {
+        match code {
+            0 => Some(RestartPolicy::Never),
+            1 => Some(RestartPolicy::OnFault { limit, window }),
+            2 => Some(RestartPolicy::Always { limit, window }),
+            _ => None,
+        }
+    }
+
+    /// Whether a domain that died (by a fault if `faulted`) is restarted,
+    /// given when it was restarted before (`earlier`, counter values) and
+    /// the counter `now`.
+    pub fn allows(self, faulted: bool, earlier: &[u64], now: u64) -> bool {
+        let (limit, window) = match self {
+            RestartPolicy::Never => return false,
+            RestartPolicy::OnFault { .. } if !faulted => return false,
+            RestartPolicy::OnFault { limit, window } | RestartPolicy::Always { limit, window } => (limit, window),
+        };
+        limit == 0 || Self::within(earlier, window, now) < limit as usize
+    }
+
+    /// How many of the restarts at `earlier` lie in the window ending now.
+    pub fn within(earlier: &[u64], window: u64, now: u64) -> usize {
+        earlier.iter().filter(|&&at| now.saturating_sub(at) < window).count()
+    }
 }
 
 /// Bytes of an activation's state as [`Call::GetState`] writes it.
@@ -231,6 +298,8 @@ impl Call {
             36 => Some(Call::AlertDone),
             37 => Some(Call::SetQuota),
             38 => Some(Call::PortDestroy),
+            39 => Some(Call::DomainRestart),
+            40 => Some(Call::PortGeneration),
             _ => None,
         }
     }
@@ -287,6 +356,11 @@ pub enum Error {
     /// The domain that asked holds all the kernel objects of that kind its
     /// quota allows (`tern_core::quota`); nothing was made.
     OverQuota = 19,
+    /// The server died while handling the call, on a port it declared
+    /// idempotent ([`PORT_IDEMPOTENT`]), and is being restarted: the call
+    /// may be made again (the gate does so once, unseen; a second
+    /// `Restarted` reaches the caller as `CallAborted`).
+    Restarted = 20,
 }
 
 impl Error {
@@ -312,6 +386,7 @@ impl Error {
             17 => Some(Error::NoSuchActivation),
             18 => Some(Error::Forbidden),
             19 => Some(Error::OverQuota),
+            20 => Some(Error::Restarted),
             _ => None,
         }
     }
@@ -338,6 +413,7 @@ impl Error {
             Error::NoSuchActivation => "NoSuchActivation",
             Error::Forbidden => "Forbidden",
             Error::OverQuota => "OverQuota",
+            Error::Restarted => "Restarted",
         }
     }
 }
@@ -533,11 +609,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=38 {
-            let call = Call::from_number(number).expect("numbers 0..=38 are calls");
+        for number in 0..=40 {
+            let call = Call::from_number(number).expect("numbers 0..=40 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(39), None);
+        assert_eq!(Call::from_number(41), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -548,8 +624,9 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        for code in 1..=19 {
-            let error = Error::from_code(code).expect("codes 1..=19 are errors");
+        assert_eq!(Error::from_code(21), None);
+        for code in 1..=20 {
+            let error = Error::from_code(code).expect("codes 1..=20 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

@@ -208,7 +208,12 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Terminate `activation` (on `thread`): see `Call::Terminate`.
-    pub(crate) fn terminate_activation(&mut self, activation: ActivationId, thread: ThreadId) -> Result<(), Error> {
+    pub(crate) fn terminate_activation(
+        &mut self,
+        activation: ActivationId,
+        thread: ThreadId,
+        error: Error,
+    ) -> Result<(), Error> {
         if !self.machine.owns_stack(thread) {
             return Err(Error::Busy);
         }
@@ -231,7 +236,7 @@ impl<M: Machine> Kernel<M> {
         match (done.lower, stack) {
             (Some(lower), Some(stack)) => {
                 let _ = self.charge_domain(creator, Resource::Threads, 1);
-                self.start_split(lower, Error::Terminated, stack);
+                self.start_split(lower, error, stack);
                 self.statistics().splits += 1;
             }
             (_, Some(stack)) => self.machine.return_stack(stack),
@@ -249,7 +254,7 @@ impl<M: Machine> Kernel<M> {
     /// `Terminate`.
     pub fn terminate(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
         let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
-        self.terminate_activation(activation, thread).map(|()| Next::Reply(0))
+        self.terminate_activation(activation, thread, Error::Terminated).map(|()| Next::Reply(0))
     }
 
     /// `SpliceOut`.
@@ -599,7 +604,7 @@ impl<M: Machine> Kernel<M> {
     pub fn fault(&mut self, frame: &mut M::Frame) -> Option<Fault> {
         let domain = self.current_domain()?;
         let name = self.domain(domain).map_or("?", |record| record.domain.name);
-        self.terminate_domain(domain);
+        self.kill_domain(domain, true);
         let unwound = self.abort_call(frame);
         if unwound {
             let view = self.current_view();

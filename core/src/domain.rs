@@ -63,6 +63,20 @@ pub struct DomainRecord {
     pub main_stack: u64,
     /// The kernel objects it holds, and its quota.
     pub account: crate::quota::Account,
+    /// When it is restarted after it dies.
+    pub restart: crate::abi::RestartPolicy,
+    /// When (counter values) its earlier instances were restarted: the
+    /// policy's window counts them.
+    pub restarts: alloc::vec::Vec<u64>,
+    /// The argument its entry was started with (a restart passes it
+    /// again).
+    pub start_argument: usize,
+    /// As a restarted instance: its predecessor's ports, which its
+    /// `PortCreate` calls adopt, in the order they were made.
+    pub adopt: alloc::collections::VecDeque<crate::capability::PortId>,
+    /// As a restarted instance: the thread running its start (its
+    /// predecessor's ports it has not adopted when that ends die).
+    pub starter: Option<crate::thread::ThreadId>,
 }
 
 /// A range of memory named by a domain in a kernel call: unchecked.

@@ -101,6 +101,11 @@ impl<M: Machine> Kernel<M> {
             stack_floor: region.end,
             main_stack: 0,
             account: crate::quota::Account::default(),
+            restart: crate::abi::RestartPolicy::Never,
+            restarts: Vec::new(),
+            start_argument: 0,
+            adopt: alloc::collections::VecDeque::new(),
+            starter: None,
         };
         match self.domains.get_mut(index) {
             Some(slot) => *slot = record,
@@ -179,39 +184,74 @@ impl<M: Machine> Kernel<M> {
         Ok((record.spec.entry as usize, record.main_stack))
     }
 
-    /// Terminate domain `id`: it runs no more code. Every occupied
-    /// activation of it is terminated (the thread splits: callers get
-    /// `Terminated` at once, the part above carries on, alerted) — but
-    /// for the current thread's, whose fault or call is being handled, and
-    /// the boot thread's, which cannot be split: those are spliced out, so
-    /// that the thread is unwound (its caller gets `Terminated`) when it
-    /// comes back into them. Its ports die: callers waiting for a server
-    /// retry and find the port dead; those queued for a server thread get
-    /// `PortDead`; those a server thread of the domain was serving get
-    /// `CallAborted` (nobody will reply). How many activations were
-    /// terminated or spliced. Its ports are destroyed, and the threads it
-    /// made that have ended are forgotten.
+    /// Terminate domain `id` (domain control, or the kernel's own code):
+    /// see [`Kernel::kill_domain`]; it is restarted if its policy says
+    /// `Always`.
     pub fn terminate_domain(&mut self, id: DomainId) -> usize {
+        self.kill_domain(id, false)
+    }
+
+    /// Domain `id` dies (by a fault if `faulted`): it runs no more code.
+    /// Every occupied activation of it is terminated (the thread splits:
+    /// a caller whose call it was serving gets `CallAborted` — or
+    /// `Restarted`, see below — at once, the part above carries on,
+    /// alerted) — but for the current thread's, whose fault or call is
+    /// being handled, and the boot thread's, which cannot be split: those
+    /// are spliced out, so that the thread is unwound (its caller gets
+    /// `Terminated`) when it comes back into them. Clients its server
+    /// threads were serving get `CallAborted` (nobody will reply). Its
+    /// ports die (callers waiting for a server retry and find the port
+    /// dead; those queued for a server thread get `PortDead`) — unless
+    /// its restart policy restarts it: then they wait for the new
+    /// instance, which adopts them (`restart`), and calls it was serving
+    /// on ports declared idempotent get `Restarted`. The threads it made
+    /// that have ended are forgotten. How many activations were
+    /// terminated or spliced.
+    pub fn kill_domain(&mut self, id: DomainId, faulted: bool) -> usize {
+        let restart = self.plans_restart(id, faulted);
         let Some(record) = self.domain_mut(id) else { return 0 };
         record.alive = false;
         let name = record.domain.name;
+        // Its ports, and those kept for it to adopt that it has not yet.
+        let unadopted = core::mem::take(&mut record.adopt);
         if self.domain_names.get(name) == Some(&id) {
             self.domain_names.remove(name);
+        }
+        let mut owned: Vec<_> =
+            self.objects.port_ids().filter(|&port| self.objects.port(port).is_some_and(|p| p.owner == id)).collect();
+        owned.extend(unadopted);
+        owned.sort_by_key(|&port| self.objects.port(port).map_or(0, |entry| entry.serial));
+        if restart {
+            for &port in &owned {
+                if let Some(entry) = self.objects.port_mut(port) {
+                    entry.restarting = true;
+                }
+            }
+        }
+        for &port in &owned {
+            self.abandon_clients_of(port);
         }
         let occupied = self.objects.occupied_in(id);
         let mut ended = 0;
         for activation in occupied {
-            let Some(thread) = self.objects.activation(activation).and_then(|entry| entry.occupant) else { continue };
+            let Some(entry) = self.objects.activation(activation) else { continue };
+            let Some(thread) = entry.occupant else { continue };
+            let error = self.aborted_call_error(entry.port);
             let here = thread == self.current() || !self.machine.owns_stack(thread);
-            if here || self.terminate_activation(activation, thread).is_err() {
+            if here || self.terminate_activation(activation, thread, error).is_err() {
                 self.objects.splice(activation);
             }
             ended += 1;
         }
-        let owned: Vec<_> =
-            self.objects.port_ids().filter(|&port| self.objects.port(port).is_some_and(|p| p.owner == id)).collect();
-        for port in owned {
-            self.destroy_port(port);
+        for &port in &owned {
+            if restart {
+                self.keep_port(port);
+            } else {
+                if let Some(entry) = self.objects.port_mut(port) {
+                    entry.restarting = false;
+                }
+                self.destroy_port(port);
+            }
         }
         // Threads it made that have ended will never be joined now.
         let finished: Vec<_> = self
@@ -225,6 +265,9 @@ impl<M: Machine> Kernel<M> {
             .collect();
         for thread in finished {
             self.reap(thread);
+        }
+        if restart {
+            self.restart(id, owned);
         }
         ended
     }
@@ -275,7 +318,7 @@ impl<M: Machine> Kernel<M> {
             .filter(|&thread| self.objects.thread(thread).is_some_and(|entry| entry.serves == Some(port)))
             .collect();
         for thread in servers {
-            self.abandon_client(thread);
+            self.abandon_client(thread, Error::CallAborted);
             if let Some(entry) = self.objects.thread_mut(thread) {
                 entry.serves = None;
             }

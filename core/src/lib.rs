@@ -49,6 +49,7 @@ pub mod machine;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 pub mod quota;
+pub mod restart;
 pub mod rpc;
 pub mod schedule;
 pub mod scheduler;

@@ -107,6 +107,8 @@ pub struct RpcStatistics {
     pub lends_mapped: u64,
     /// Threads split in two by a termination or an alert-and-break.
     pub splits: u64,
+    /// Dead domains restarted by their policy.
+    pub restarts: u64,
 }
 
 /// How a domain's region is mapped in one view.

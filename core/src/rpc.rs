@@ -506,7 +506,8 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// A fault in a server activation (its domain has been terminated):
-    /// unwind the thread to the caller, whose call returns `CallAborted`.
+    /// unwind the thread to the caller, whose call returns `CallAborted`
+    /// (or `Restarted`: see `Kernel::kill_domain`).
     /// False if the top activation is not a server activation.
     pub fn abort_call(&mut self, frame: &mut M::Frame) -> bool {
         let Ok(caller) = self.caller() else { return false };
@@ -514,11 +515,12 @@ impl<M: Machine> Kernel<M> {
         else {
             return false;
         };
+        let error = self.aborted_call_error(self.objects.activation(caller.activation).and_then(|entry| entry.port));
         self.end_lend(caller.activation, caller.domain);
         self.objects.pop(caller.thread);
         let saved = self.objects.activation(client).map(|entry| entry.saved).unwrap_or_default();
         frame.set_context(&saved);
-        frame.set_result(Err(Error::CallAborted));
+        frame.set_result(Err(error));
         true
     }
 

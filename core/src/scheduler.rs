@@ -205,6 +205,9 @@ impl<M: Machine> Kernel<M> {
     pub fn start_domain(&mut self, domain: DomainId, argument: usize) -> Result<ThreadId, crate::domains::DomainError> {
         let (entry, stack) = self.domain_entry(domain)?;
         let kernel_stack = self.machine.take_stack().ok_or(crate::domains::DomainError::OutOfMemory)?;
+        if let Some(record) = self.domain_mut(domain) {
+            record.start_argument = argument;
+        }
         let priority = self.objects.thread(self.current()).map_or(0, |thread| thread.priority);
         let thread = self.objects.new_thread(priority, DomainId(0));
         let trampoline = self.servers.upcall_entry;
@@ -240,11 +243,14 @@ impl<M: Machine> Kernel<M> {
     /// reserved for it.
     pub fn put_back(&mut self, activation: ActivationId) {
         let Some(entry) = self.objects.activation(activation) else { return };
+        let activation_domain = entry.domain;
         let Some(port) = entry.port else {
             self.objects.remove_activation(activation);
             return;
         };
-        if self.objects.port(port).is_some_and(|entry| entry.alive) {
+        // Back to a live port's pool — unless its domain has died (the port
+        // kept for a restarted instance: the activation goes).
+        if self.objects.port(port).is_some_and(|entry| entry.alive && entry.owner == activation_domain) {
             if self.objects.pool_return(activation)
                 && let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter())
             {
@@ -258,13 +264,13 @@ impl<M: Machine> Kernel<M> {
     /// Forget `activation` of `port` (a destroyed one), charging its owner
     /// back; the port goes with its last activation.
     pub fn remove_port_activation(&mut self, port: crate::capability::PortId, activation: ActivationId) {
-        if self.objects.remove_activation(activation).is_none() {
-            return;
-        }
+        let Some(removed) = self.objects.remove_activation(activation) else { return };
+        // The domain that made it paid for it (a restarted port's owner
+        // is not its predecessor).
+        self.release_domain(removed.domain, Resource::Activations, 1);
         let Some(entry) = self.objects.port_mut(port) else { return };
         entry.pool_size = entry.pool_size.saturating_sub(1);
         let (owner, left, alive) = (entry.owner, entry.pool_size, entry.alive);
-        self.release_domain(owner, Resource::Activations, 1);
         if !alive && left == 0 {
             self.objects.remove_port(port);
             self.release_domain(owner, Resource::Ports, 1);
@@ -319,7 +325,7 @@ impl<M: Machine> Kernel<M> {
     /// runs it again.
     pub fn end_current_thread(&mut self, result: usize) {
         let current = self.current();
-        self.abandon_client(current);
+        self.abandon_client(current, Error::CallAborted);
         self.leave_port(current);
         while let Some(activation) = self.objects.pop(current) {
             self.put_back(activation);
@@ -328,6 +334,7 @@ impl<M: Machine> Kernel<M> {
         if let Some(thread) = self.objects.thread_mut(current) {
             thread.state = ThreadState::Ended(result);
         }
+        self.start_ended(current);
         let joiners: Vec<ThreadId> = self
             .objects
             .thread_ids()
@@ -339,14 +346,15 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Server thread `server` will never reply to the client it serves (it
-    /// ends, or its domain does): the client's call returns `CallAborted`.
-    pub fn abandon_client(&mut self, server: ThreadId) {
+    /// ends, or its domain does): the client's call returns `error`
+    /// (`CallAborted`, or `Restarted`: see `Kernel::kill_domain`).
+    pub fn abandon_client(&mut self, server: ThreadId, error: Error) {
         let Some(client) = self.objects.thread_mut(server).and_then(|entry| entry.serving.take()) else { return };
         if self.objects.thread(client).is_none_or(|entry| entry.state != ThreadState::WaitingForReply) {
             return;
         }
         if let Some(frame) = self.blocked_frame(client) {
-            frame.set_result(Err(Error::CallAborted));
+            frame.set_result(Err(error));
         }
         if let Some(entry) = self.objects.thread_mut(client) {
             entry.set_reply_to(None);
@@ -363,9 +371,15 @@ impl<M: Machine> Kernel<M> {
         let Some(port) = self.objects.thread_mut(thread).and_then(|entry| entry.serves.take()) else { return };
         let Some(entry) = self.objects.port_mut(port) else { return };
         entry.server_threads = entry.server_threads.saturating_sub(1);
-        if entry.server_threads > 0 {
-            return;
+        if entry.server_threads == 0 {
+            self.requeue_senders(port);
         }
+    }
+
+    /// Clients queued on `port` for a server thread, of which there is
+    /// none now, make their calls again.
+    pub fn requeue_senders(&mut self, port: crate::capability::PortId) {
+        let Some(entry) = self.objects.port_mut(port) else { return };
         let mut queued = Vec::new();
         while let Some(client) = entry.next_sender() {
             queued.push(client);

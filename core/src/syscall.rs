@@ -14,7 +14,7 @@
 //! The RPC calls are in `rpc`, the activation-control calls in `control`,
 //! the thread calls in `scheduler`; the small ones are here.
 
-use crate::abi::{CONSOLE_WRITE_MAX, Call, DomainMode, Error, POOL_STACK_MIN, Role};
+use crate::abi::{CONSOLE_WRITE_MAX, Call, DomainMode, Error, POOL_STACK_MIN, PORT_IDEMPOTENT, Role};
 use crate::capability::{Capability, NAME_SERVICE_NAME};
 use crate::domain::{DomainId, UserRange};
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
@@ -98,6 +98,8 @@ impl<M: Machine> Kernel<M> {
             Call::AlertDone => self.alert_done(caller, frame),
             Call::SetQuota => self.set_quota(caller, frame),
             Call::PortDestroy => self.port_destroy(caller, frame),
+            Call::DomainRestart => self.domain_restart(caller, frame),
+            Call::PortGeneration => self.port_generation_call(caller, frame),
         }
     }
 
@@ -151,10 +153,21 @@ impl<M: Machine> Kernel<M> {
         Ok(Next::Reply(VERSION.len()))
     }
 
-    /// `PortCreate`: a port whose receive right the caller holds. The
-    /// first port of the name-service domain is the name service: every
-    /// domain, now and later, gets a send right to it at name 0.
-    pub fn port_create(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
+    /// `PortCreate`: x0 flags (`PORT_IDEMPOTENT`). A port whose receive
+    /// right the caller holds — for a restarted domain, the next of its
+    /// predecessor's ports (`crate::restart`). The first port of the
+    /// name-service domain is the name service: every domain, now and
+    /// later, gets a send right to it at name 0.
+    pub fn port_create(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let flags = frame.argument(0);
+        if flags & !PORT_IDEMPOTENT != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let idempotent = flags & PORT_IDEMPOTENT != 0;
+        // A restarted server's first ports are its predecessor's.
+        if let Some(adopted) = self.adopt_port(caller.domain, idempotent) {
+            return adopted.map(|name| Next::Reply(name as usize));
+        }
         let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
         let names = record.spec.role == Role::NameService && self.name_service.is_none();
         if !record.account.fits(Resource::Ports, 1) || !record.account.fits(Resource::Rights, 1) {
@@ -164,6 +177,9 @@ impl<M: Machine> Kernel<M> {
         let _ = self.charge_domain(caller.domain, Resource::Ports, 1);
         let _ = self.charge_domain(caller.domain, Resource::Rights, 1);
         let port = self.objects.new_port(caller.domain);
+        if let Some(entry) = self.objects.port_mut(port) {
+            entry.idempotent = idempotent;
+        }
         let record = self.domain_mut(caller.domain).ok_or(Error::BadAddress)?;
         let name = record.space.insert(Capability { port, receive: true });
         if names {

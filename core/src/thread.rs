@@ -230,6 +230,9 @@ pub struct Thread {
     pub resume_with: usize,
     /// It ended because the domain code in its own activation faulted.
     pub faulted: bool,
+    /// Nobody will join it (the kernel started a restarted domain on it):
+    /// it is forgotten once it has ended and the machine has left it.
+    pub detached: bool,
 }
 
 impl Thread {
@@ -496,6 +499,17 @@ pub struct Port {
     pool_waiters: VecDeque<ThreadId>,
     /// False once the owner is gone.
     pub alive: bool,
+    /// Its server declared every call on it idempotent
+    /// ([`PORT_IDEMPOTENT`](crate::abi::PORT_IDEMPOTENT)).
+    pub idempotent: bool,
+    /// How many times its owner has been restarted under it.
+    pub generation: u32,
+    /// Ports made before it (numbers are reused; this orders a domain's
+    /// ports by when they were made).
+    pub serial: u64,
+    /// Its owner died and a new instance, which will adopt it, is on its
+    /// way: callers wait for the new instance's activations.
+    pub restarting: bool,
 }
 
 impl Port {
@@ -564,6 +578,7 @@ pub struct Objects {
     threads: Vec<Option<Box<Thread>>>,
     activations: Vec<Option<Box<Activation>>>,
     ports: Vec<Option<Box<Port>>>,
+    ports_made: u64,
 }
 
 fn insert<T>(slab: &mut Vec<Option<Box<T>>>, make: impl FnOnce(NonZeroU32) -> T) -> NonZeroU32 {
@@ -637,6 +652,7 @@ impl Objects {
             by_domain: Vec::new(),
             resume_with: 0,
             faulted: false,
+            detached: false,
         }))
     }
 
@@ -678,6 +694,8 @@ impl Objects {
 
     /// Make a port owned by `owner`.
     pub fn new_port(&mut self, owner: DomainId) -> PortId {
+        let serial = self.ports_made;
+        self.ports_made += 1;
         PortId(insert(&mut self.ports, |id| Port {
             pool_head: None,
             receivers_head: None,
@@ -692,6 +710,10 @@ impl Objects {
             senders: VecDeque::new(),
             pool_waiters: VecDeque::new(),
             alive: true,
+            idempotent: false,
+            generation: 0,
+            serial,
+            restarting: false,
         }))
     }
 

@@ -789,7 +789,11 @@ fn domain_control_terminates_every_occupied_activation_and_gives_callers_control
     assert_eq!(system.chain(lower), [in_a]);
     assert!(system.chain(thread).is_empty(), "nothing is left above");
     system.switch_to(lower);
-    assert_eq!(system.current_frame().result(), Err(Error::Terminated), "A has control back at once");
+    assert_eq!(
+        system.current_frame().result(),
+        Err(Error::CallAborted),
+        "A has control back at once: the domain it called is gone"
+    );
     system.switch_to(thread);
     assert_eq!(system.way_back(false), WayBack::End, "the old thread ends");
 }

@@ -108,12 +108,29 @@ pub fn raw_call_number(number: usize, arguments: [usize; 5]) -> Result<usize, Er
 /// [`tern_core::abi::MessageHeader`]); the reply lands in `reply`. Returns
 /// the reply's length. The same call reaches a server that serves with an
 /// activation pool (migrating) or with threads (switching).
+///
+/// A call the kernel answers `Restarted` (the server died while serving
+/// it, on a port it declared idempotent, and is being restarted) is made
+/// once more, to the new instance; a second `Restarted` is returned as
+/// `CallAborted`. The caller never sees `Restarted`.
 #[inline(always)]
 pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
-    raw_call5(
-        Call::Call,
-        [port as usize, request.as_ptr() as usize, request.len(), reply.as_mut_ptr() as usize, reply.len()],
-    )
+    let arguments = [port as usize, request.as_ptr() as usize, request.len(), reply.as_mut_ptr() as usize, reply.len()];
+    let answer = raw_call5(Call::Call, arguments);
+    if answer == Err(Error::Restarted) {
+        return reissue(|| raw_call5(Call::Call, arguments));
+    }
+    answer
+}
+
+/// Make a call the kernel answered `Restarted` once more (see [`call`]).
+#[cold]
+#[inline(never)]
+fn reissue(again: impl FnOnce() -> Result<usize, Error>) -> Result<usize, Error> {
+    match again() {
+        Err(Error::Restarted) => Err(Error::CallAborted),
+        answer => answer,
+    }
 }
 
 /// [`call`], lending the server `lent` for the duration of the call,
@@ -122,14 +139,25 @@ pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, E
 /// no copy. Served by pool activations only (`CannotLend` otherwise).
 #[inline(always)]
 pub fn call_lending(port: PortName, request: &[u8], reply: &mut [u8], lent: &[u8]) -> Result<usize, Error> {
-    call_lending_raw(port, (request.as_ptr() as usize, request.len()), reply, (lent.as_ptr() as usize, lent.len()))
+    let request = (request.as_ptr() as usize, request.len());
+    let lent = (lent.as_ptr() as usize, lent.len());
+    let answer = call_lending_raw(port, request, reply, lent);
+    if answer == Err(Error::Restarted) {
+        return reissue(|| call_lending_raw(port, request, reply, lent));
+    }
+    answer
 }
 
 /// [`call_lending`], read-write: the server may write `lent`.
 #[inline(always)]
 pub fn call_lending_mut(port: PortName, request: &[u8], reply: &mut [u8], lent: &mut [u8]) -> Result<usize, Error> {
     let lent = (lent.as_mut_ptr() as usize, lent.len() | tern_core::abi::LEND_WRITABLE);
-    call_lending_raw(port, (request.as_ptr() as usize, request.len()), reply, lent)
+    let request = (request.as_ptr() as usize, request.len());
+    let answer = call_lending_raw(port, request, reply, lent);
+    if answer == Err(Error::Restarted) {
+        return reissue(|| call_lending_raw(port, request, reply, lent));
+    }
+    answer
 }
 
 /// [`call_lending`] with an unchecked lend claim (address, length |
@@ -221,9 +249,34 @@ pub fn domain_mode(domain: usize, mode: crate::mode::DomainMode) -> Result<usize
 }
 
 /// Create a port; returns its name (the caller holds the receive right).
+/// In a domain the kernel restarted, the first ports made are the
+/// predecessor's (see `tern_core::restart`).
 #[inline(always)]
 pub fn port_create() -> Result<PortName, Error> {
     raw_call(Call::PortCreate, 0, 0, 0).map(|name| name as PortName)
+}
+
+/// [`port_create`] for a server whose every call may be made twice: a
+/// call in flight when it dies and is restarted is re-issued to the new
+/// instance (see [`call`]) rather than aborted.
+#[inline(always)]
+pub fn port_create_idempotent() -> Result<PortName, Error> {
+    raw_call(Call::PortCreate, tern_core::abi::PORT_IDEMPOTENT, 0, 0).map(|name| name as PortName)
+}
+
+/// The generation of `port` (a name this domain holds): how many times
+/// its server has been restarted under it.
+#[inline(always)]
+pub fn port_generation(port: PortName) -> Result<usize, Error> {
+    raw_call(Call::PortGeneration, port as usize, 0, 0)
+}
+
+/// Set `domain`'s restart policy (0 never, 1 on a fault, 2 always), at
+/// most `limit` restarts in any `window` counter ticks (`limit` 0: no
+/// limit). The kernel domain only. Returns the restarts its window counts.
+#[inline(always)]
+pub fn domain_restart(domain: usize, policy: usize, limit: u32, window: u64) -> Result<usize, Error> {
+    raw_call5(Call::DomainRestart, [domain, policy, limit as usize, window as usize, 0])
 }
 
 /// Destroy `port` (this domain holds its receive right): it dies at once,

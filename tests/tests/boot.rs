@@ -101,6 +101,9 @@ scenarios! {
         => |t| checks::server_fault(t, &PANIC_LINES);
     rpi4_server_panic_both_merged, virt_server_panic_both_merged: "server-panic-both-merged"
         => |t| checks::server_fault(t, &PANIC_LINES);
+    rpi4_restart_migrating, virt_restart_migrating: "restart-migrating" => |t| checks::server_fault(t, &RESTART_LINES);
+    rpi4_restart_switching, virt_restart_switching: "restart-switching" => |t| checks::server_fault(t, &RESTART_LINES);
+    rpi4_restart_merged, virt_restart_merged: "restart-merged" => |t| checks::server_fault(t, &RESTART_LINES);
     rpi4_ctl_alerts, virt_ctl_alerts: "ctl-alerts" => |t| checks::control(t, &[
         "alert from the client reached Ok(3) activations of 3: ok",
         "the top activation saw it: ok",
@@ -173,7 +176,7 @@ scenarios! {
         "ctl-domain: servers Protected: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",
         "ctl-domain: servers Merged: 2 activations of ctl.top occupied; suspended 2; after 300 yields 2 still occupied; resumed 2; 0 after",
         "ctl-domain: terminated ctl.top with 2 client threads inside: 2 activations terminated, 0 left, alive: false",
-        "[ctl] a worker's call came back with the middle told Terminated (Ok(16)): ok",
+        "[ctl] a worker's call came back with the middle told CallAborted (Ok(12)): ok",
     ]);
 }
 
@@ -186,6 +189,19 @@ const PANIC_LINES: [&str; 5] = [
     "[client] a call that makes slow panic: Err(CallAborted)",
     "[client] a call to slow afterwards: Err(PortDead)",
     "alive after its panic: false",
+];
+
+/// What the restart scenarios must print, in order.
+const RESTART_LINES: [&str; 9] = [
+    "[client] a call the first instance dies in, answered by the second: Ok(1) (as expected)",
+    "[client] a call afterwards: Ok(0) (as expected)",
+    "[client] the port's generation: Ok(1) (as expected)",
+    "[client] a call every instance dies in (two restarts): Err(CallAborted) (as expected)",
+    "[client] a call to the fourth instance: Ok(3) (as expected)",
+    "[client] its death is one restart too many: Err(CallAborted) (as expected)",
+    "[client] the port once the policy gave up: Err(PortDead) (as expected)",
+    "[client] test 9: 0 failure(s)",
+    "restart: slow restarted 3 times",
 ];
 
 /// What the flip test must print: every call of three client threads

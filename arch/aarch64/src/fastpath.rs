@@ -126,6 +126,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
         payload_copies: 0,
         lends_mapped: 0,
         splits: 0,
+        restarts: 0,
     },
     zeros: [0; 8],
     lent: [0; 2],

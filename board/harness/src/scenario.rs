@@ -72,6 +72,9 @@ const SCENARIOS: &[Scenario] = &[
     ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
     ("server-panic-merged", || server_panic(DomainMode::Merged, DomainMode::Protected)),
     ("server-panic-both-merged", || server_panic(DomainMode::Merged, DomainMode::Merged)),
+    ("restart-migrating", || restart(tern_rpctest::slow_argument(1, 1, 0, false), DomainMode::Protected)),
+    ("restart-switching", || restart(tern_rpctest::slow_argument(2, 0, 1, false), DomainMode::Protected)),
+    ("restart-merged", || restart(tern_rpctest::slow_argument(1, 1, 0, false), DomainMode::Merged)),
     ("ctl-alerts", || ctl(ctltest::ALERTS)),
     ("ctl-interrupted", || ctl(ctltest::INTERRUPTED)),
     ("ctl-alert-break", || ctl(ctltest::ALERT_BREAK)),
@@ -296,6 +299,27 @@ fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
     if alive { Err("slow survived its panic".into()) } else { Ok(()) }
 }
 
+/// `slow`, idempotent, restarted on a fault at most three times a minute
+/// (served by its pool, or by a server thread; first in `mode`, its
+/// restarted instances protected): the client's calls see the first
+/// restart not at all, a call that kills every instance aborted, and the
+/// port dead once the policy gives up (`tern_rpctest::test::SERVER_RESTART`).
+fn restart(argument: usize, mode: DomainMode) -> Verdict {
+    start_servers(&[("names", 1), ("slow", tern_rpctest::idempotent(argument))])?;
+    let slow = domains::find("slow").ok_or("no slow")?;
+    domains::set_mode(slow, mode).map_err(|error| format!("slow: {error}"))?;
+    let policy = tern_core::abi::RestartPolicy::OnFault { limit: 3, window: 60 * timer::frequency() };
+    state::with(|kernel| kernel.set_restart_policy(slow, policy)).map_err(|error| format!("policy: {error}"))?;
+    let client = create("client")?;
+    let outcome = domains::call(client, tern_rpctest::test::SERVER_RESTART);
+    let restarts = state::with(|kernel| kernel.statistics().restarts);
+    kprintln!("restart: slow restarted {restarts} times; the client reported {outcome:?}");
+    match outcome {
+        Ok(Outcome::Returned(0)) if restarts == 3 => Ok(()),
+        other => Err(format!("the client reported {other:?} after {restarts} restarts")),
+    }
+}
+
 /// An activation-control test of `ctl.client` (see `tern_ctltest`), in two
 /// rounds: the two servers protected, then both merged into the kernel
 /// domain (the client stays protected). The same outcome both times.
@@ -327,7 +351,7 @@ fn ctl(test: usize) -> Verdict {
 /// the boot thread yields); resuming lets them complete. Done with the
 /// servers protected, then merged. Then, protected again, terminating
 /// `ctl.top` with the workers inside gives each of them back to `ctl.mid`
-/// at once (its call to the top returns `Terminated`, which it reports to
+/// at once (its call to the top returns `CallAborted`, which it reports to
 /// the client) and ends the domain.
 fn ctl_domain() -> Verdict {
     use tern_core::control::DomainAction;

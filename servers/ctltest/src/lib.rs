@@ -78,7 +78,7 @@ pub mod test {
     pub const DOMAIN_START: usize = 11;
     /// Join the two workers named in the argument (as `DOMAIN_START` gave
     /// them); bit 8 set: their calls must have come back with the middle
-    /// reporting `Terminated` from the top (the top domain was terminated
+    /// reporting `CallAborted` from the top (the top domain was terminated
     /// under them), else completed normally.
     pub const DOMAIN_JOIN: usize = 12;
     /// Calls into a kernel object (the kernel's clock, served by kernel
@@ -790,13 +790,13 @@ fn domain_join(argument: usize) -> usize {
     let terminated = argument & 0x100 != 0;
     for at in [16, 32] {
         let outcome = decode(gate::thread_join((argument >> at) & 0xffff).unwrap_or(usize::MAX));
-        let wanted = if terminated { MID_FAILED | Error::Terminated as u32 } else { 1 };
+        let wanted = if terminated { MID_FAILED | Error::CallAborted as u32 } else { 1 };
         check(
             &mut failures,
             outcome.result == Ok(wanted),
             format_args!(
                 "a worker's call came back {} ({:?})",
-                if terminated { "with the middle told Terminated" } else { "completed" },
+                if terminated { "with the middle told CallAborted" } else { "completed" },
                 outcome.result.map(|label| label & !MID_FAILED)
             ),
         );

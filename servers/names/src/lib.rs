@@ -54,11 +54,14 @@ impl Names {
     }
 
     /// Register `port` under `name`: [`naming::OK`], or [`naming::TAKEN`] if
-    /// the name is registered already (the first registration stays).
+    /// the name is registered already for another port (the first
+    /// registration stays). Registering the same port again is `OK`: a
+    /// server the kernel restarted keeps its ports, and registers them
+    /// again as it starts.
     pub fn register(&self, name: &str, port: PortName) -> u32 {
         let mut table = self.table.lock();
-        if table.contains_key(name) {
-            return naming::TAKEN;
+        if let Some(&registered) = table.get(name) {
+            return if registered == port { naming::OK } else { naming::TAKEN };
         }
         table.insert(name.to_string(), port);
         naming::OK
@@ -165,6 +168,7 @@ mod tests {
         assert_eq!(register(&names, b"echo", 7), (naming::OK, None));
         assert_eq!(register(&names, b"echo", 8), (naming::TAKEN, None));
         assert_eq!(lookup(&names, b"echo"), (naming::OK, Some(7)));
+        assert_eq!(register(&names, b"echo", 7), (naming::OK, None), "the same port again: a restart");
     }
 
     #[test]

@@ -65,7 +65,17 @@ pub mod test {
     /// A call that makes `slow` panic: the client gets `CallAborted`, and
     /// `slow` (terminated) answers no more.
     pub const SERVER_PANIC: usize = 8;
+    /// Calls on an idempotent `slow` that the kernel restarts up to three
+    /// times: a call its first instance dies in is answered by the second
+    /// unseen; one that kills every instance is aborted; once the policy
+    /// gives up, the port is dead.
+    pub const SERVER_RESTART: usize = 9;
 }
+
+/// The label that makes `slow` panic only in its first instance (its
+/// port's generation 0); later instances answer it with their generation
+/// as the label.
+pub const PANIC_FIRST_LABEL: u32 = 0xdeaf;
 
 /// The label that makes `slow` panic (a bug in a server's safe Rust, as
 /// far as the kernel can tell).
@@ -74,6 +84,11 @@ pub const PANIC_LABEL: u32 = 0xdead;
 /// The `slow` server's start argument: how it serves.
 pub const fn slow_argument(mode: usize, pool: usize, threads: usize, grow: bool) -> usize {
     mode | pool << 8 | threads << 16 | (grow as usize) << 24
+}
+
+/// [`slow_argument`] with its port declared idempotent.
+pub const fn idempotent(argument: usize) -> usize {
+    argument | 1 << 25
 }
 
 /// Iterations `slow` spins for in the overlap test: several timer ticks'
@@ -121,12 +136,21 @@ fn relay_main(mode: usize) -> usize {
 struct Slow {
     grow: bool,
     granted: spin::Mutex<usize>,
+    port: PortName,
 }
 
 impl Service for Slow {
     fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
         if request.label() == PANIC_LABEL {
             panic!("slow was asked to panic");
+        }
+        if request.label() == PANIC_FIRST_LABEL {
+            match gate::port_generation(self.port) {
+                Ok(0) => panic!("slow (first instance) was asked to panic"),
+                Ok(generation) => reply.set_label(generation as u32),
+                Err(_) => reply.set_label(u32::MAX),
+            }
+            return;
         }
         // Give the processor away once while this call holds its
         // activation (or server thread), so that other clients' calls find
@@ -168,10 +192,11 @@ fn slow_main(argument: usize) -> usize {
     let pool = (argument >> 8) & 0xff;
     let threads = (argument >> 16) & 0xff;
     let grow = (argument >> 24) & 1 == 1;
+    let idempotent = (argument >> 25) & 1 == 1;
     let started = (|| -> Result<(), Error> {
-        let port = gate::port_create()?;
+        let port = if idempotent { gate::port_create_idempotent()? } else { gate::port_create()? };
         service::register("slow", port)?;
-        let slow: &'static Slow = Box::leak(Box::new(Slow { grow, granted: spin::Mutex::new(0) }));
+        let slow: &'static Slow = Box::leak(Box::new(Slow { grow, granted: spin::Mutex::new(0), port }));
         service::serve(slow, port, mode, pool, threads, service::DEFAULT_STACK_BYTES)
     })();
     started.map_or_else(|error| error as usize, |()| 0)
@@ -190,6 +215,7 @@ fn client_main(test: usize) -> usize {
         test::BAD_INPUT => bad_input(),
         test::ECHO_ROUND => echo_round(),
         test::SERVER_PANIC => server_panic(),
+        test::SERVER_RESTART => server_restart(),
         _ => 1,
     };
     tern_inks::println!("[client] test {test}: {failures} failure(s)");
@@ -337,6 +363,33 @@ fn server_panic() -> usize {
     let after = call(10);
     tern_inks::println!("[client] a call to slow afterwards: {after:?}");
     usize::from(panicked != Err(Error::CallAborted)) + usize::from(after.is_ok())
+}
+
+/// See [`test::SERVER_RESTART`]; `slow` is idempotent and restarted on a
+/// fault at most three times.
+fn server_restart() -> usize {
+    let Some(port) = lookup("slow") else { return 1 };
+    let call = |label: u32| {
+        let mut request = MessageBuffer::new();
+        request.set_label(label);
+        let mut reply = MessageBuffer::new();
+        service::call(port, &request, &mut reply).map(|view| view.label())
+    };
+    let mut failures = 0;
+    let mut check = |what: &str, answer: Result<u32, Error>, expected: Result<u32, Error>| {
+        let ok = answer == expected;
+        failures += usize::from(!ok);
+        tern_inks::println!("[client] {what}: {answer:?} ({})", if ok { "as expected" } else { "NOT AS EXPECTED" });
+    };
+    check("a call the first instance dies in, answered by the second", call(PANIC_FIRST_LABEL), Ok(1));
+    check("a call afterwards", call(10), Ok(0));
+    let generation = gate::port_generation(port);
+    check("the port's generation", generation.map(|g| g as u32), Ok(1));
+    check("a call every instance dies in (two restarts)", call(PANIC_LABEL), Err(Error::CallAborted));
+    check("a call to the fourth instance", call(PANIC_FIRST_LABEL), Ok(3));
+    check("its death is one restart too many", call(PANIC_LABEL), Err(Error::CallAborted));
+    check("the port once the policy gave up", call(10), Err(Error::PortDead));
+    failures
 }
 
 /// The argument of [`flip_worker`]: which worker it is and how many
