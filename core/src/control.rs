@@ -134,6 +134,14 @@ impl<M: Machine> Kernel<M> {
     /// call made by an activation that sees the alert (or by one that is
     /// gone), end the wait. The alert is taken by that `Interrupted`.
     fn honour_alert(&mut self, thread: ThreadId) {
+        let forsaken = self
+            .objects
+            .thread(thread)
+            .is_some_and(|entry| entry.top.is_none() && entry.state == ThreadState::WaitingForReply);
+        if forsaken && thread != self.current() {
+            self.forsake_reply(thread);
+            return;
+        }
         let waiting = self.objects.thread(thread).is_some_and(|entry| entry.state.interruptible());
         if !waiting || thread == self.current() {
             return;
@@ -143,6 +151,32 @@ impl<M: Machine> Kernel<M> {
             Some(_) => {}
             None => self.interrupt(thread),
         }
+    }
+
+    /// `client`, waiting for a server thread's reply, has lost the
+    /// activation that made the call (terminated, or its domain died):
+    /// nothing is left to take the reply. The server thread no longer
+    /// serves it (its `ReplyReceive` is `NotInCall`, and the reply goes
+    /// nowhere — not into a region that may have a new tenant by then),
+    /// and the client is woken to end.
+    fn forsake_reply(&mut self, client: ThreadId) {
+        let servers: alloc::vec::Vec<ThreadId> = self
+            .objects
+            .thread_ids()
+            .filter(|&thread| self.objects.thread(thread).is_some_and(|entry| entry.serving == Some(client)))
+            .collect();
+        for server in servers {
+            if let Some(entry) = self.objects.thread_mut(server) {
+                entry.serving = None;
+            }
+        }
+        if let Some(frame) = self.blocked_frame(client) {
+            frame.set_result(Err(Error::Terminated));
+        }
+        if let Some(entry) = self.objects.thread_mut(client) {
+            entry.set_reply_to(None);
+        }
+        self.wake(client);
     }
 
     /// `Alert`.

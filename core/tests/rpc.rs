@@ -936,3 +936,33 @@ fn a_thread_whose_kernel_stack_cannot_be_made_carves_no_user_stack() {
     assert_eq!(system.kernel.domain(a).unwrap().stack_floor, floor, "no user stack carved for a thread never made");
     system.leave(main);
 }
+
+#[test]
+fn a_switching_client_whose_domain_dies_while_served_ends_and_the_reply_goes_nowhere() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 0, STACK);
+    let name = system.grant(&server, client);
+    let worker = system.thread(server.domain, 4);
+    let caller = system.thread(client, 4);
+    let buffer = system.region(server.domain) + 0x1000;
+    system.switch_to(worker);
+    assert_eq!(system.invoke(Call::Receive, &[server.name as u64, buffer, 256]), Next::Block);
+    system.switch_to(caller);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 7, &[7; 24]);
+    assert!(matches!(system.call(name, (request, length), (reply, 64)), Next::Switch(_)));
+    assert_eq!(system.kernel.current(), worker);
+    assert_eq!(system.state(caller), ThreadState::WaitingForReply);
+    // The client's domain dies while the server thread works on its call.
+    system.kernel.terminate_domain(client);
+    assert!(system.chain(caller).is_empty());
+    assert_eq!(system.state(caller), ThreadState::Ready, "woken to end, not waiting for ever");
+    assert_eq!(system.kernel.objects.thread(worker).unwrap().serving, None);
+    // The reply has nowhere to go: refused, nothing written.
+    let answer = system.region(server.domain) + 0x2000;
+    let answer_length = system.message(answer, 8, &[8; 10]);
+    let refused = system.ok(Call::ReplyReceive, &[answer, answer_length, server.name as u64, buffer, 256]);
+    assert_eq!(refused, Err(Error::NotInCall));
+    assert_eq!(system.kernel.machine.peek(reply, 16), [0; 16], "nothing written into the dead client's memory");
+}

@@ -309,7 +309,8 @@ tern_fast_call_lending:
     cbz     x5, fast_lending_slow
     cmp     x5, #{lend_max}
     b.hi    fast_lending_slow
-    add     x6, x6, x5                          // (no overflow: an address plus 2 MiB at most)
+    adds    x6, x6, x5
+    b.cs    fast_lending_slow                   // ... wrapping past the top
     ldr     x5, [x15, #({dom_region_start} + 8)]
     cmp     x6, x5
     b.hi    fast_lending_slow                   // ... past the client's region
