@@ -115,19 +115,31 @@ pub fn raw_call_number(number: usize, arguments: [usize; 5]) -> Result<usize, Er
 /// `CallAborted`. The caller never sees `Restarted`.
 #[inline(always)]
 pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
-    let arguments = [port as usize, request.as_ptr() as usize, request.len(), reply.as_mut_ptr() as usize, reply.len()];
-    let answer = raw_call5(Call::Call, arguments);
-    if answer == Err(Error::Restarted) {
-        return reissue(|| raw_call5(Call::Call, arguments));
+    match call_raw(
+        port as usize,
+        (request.as_ptr() as usize, request.len()),
+        (reply.as_mut_ptr() as usize, reply.len()),
+    ) {
+        Err(Error::Restarted) => call_again(port, request, reply),
+        answer => answer,
     }
-    answer
 }
 
-/// Make a call the kernel answered `Restarted` once more (see [`call`]).
+/// [`call`] once more, after `Restarted`: out of line, so that the way
+/// every call takes pays nothing for it.
 #[cold]
 #[inline(never)]
-fn reissue(again: impl FnOnce() -> Result<usize, Error>) -> Result<usize, Error> {
-    match again() {
+fn call_again(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
+    once_more(call_raw(
+        port as usize,
+        (request.as_ptr() as usize, request.len()),
+        (reply.as_mut_ptr() as usize, reply.len()),
+    ))
+}
+
+/// The answer to a call made again: a second `Restarted` is `CallAborted`.
+fn once_more(answer: Result<usize, Error>) -> Result<usize, Error> {
+    match answer {
         Err(Error::Restarted) => Err(Error::CallAborted),
         answer => answer,
     }
@@ -139,13 +151,23 @@ fn reissue(again: impl FnOnce() -> Result<usize, Error>) -> Result<usize, Error>
 /// no copy. Served by pool activations only (`CannotLend` otherwise).
 #[inline(always)]
 pub fn call_lending(port: PortName, request: &[u8], reply: &mut [u8], lent: &[u8]) -> Result<usize, Error> {
-    let request = (request.as_ptr() as usize, request.len());
-    let lent = (lent.as_ptr() as usize, lent.len());
-    let answer = call_lending_raw(port, request, reply, lent);
-    if answer == Err(Error::Restarted) {
-        return reissue(|| call_lending_raw(port, request, reply, lent));
+    let (request, lent) = ((request.as_ptr() as usize, request.len()), (lent.as_ptr() as usize, lent.len()));
+    match call_lending_raw(port, request, reply, lent) {
+        Err(Error::Restarted) => call_lending_again(port, request, reply, lent),
+        answer => answer,
     }
-    answer
+}
+
+/// [`call_lending`] or [`call_lending_mut`] once more, after `Restarted`.
+#[cold]
+#[inline(never)]
+fn call_lending_again(
+    port: PortName,
+    request: (usize, usize),
+    reply: &mut [u8],
+    lent: (usize, usize),
+) -> Result<usize, Error> {
+    once_more(call_lending_raw(port, request, reply, lent))
 }
 
 /// [`call_lending`], read-write: the server may write `lent`.
@@ -153,11 +175,10 @@ pub fn call_lending(port: PortName, request: &[u8], reply: &mut [u8], lent: &[u8
 pub fn call_lending_mut(port: PortName, request: &[u8], reply: &mut [u8], lent: &mut [u8]) -> Result<usize, Error> {
     let lent = (lent.as_mut_ptr() as usize, lent.len() | tern_core::abi::LEND_WRITABLE);
     let request = (request.as_ptr() as usize, request.len());
-    let answer = call_lending_raw(port, request, reply, lent);
-    if answer == Err(Error::Restarted) {
-        return reissue(|| call_lending_raw(port, request, reply, lent));
+    match call_lending_raw(port, request, reply, lent) {
+        Err(Error::Restarted) => call_lending_again(port, request, reply, lent),
+        answer => answer,
     }
-    answer
 }
 
 /// [`call_lending`] with an unchecked lend claim (address, length |

@@ -61,9 +61,9 @@ fn server_main(mode: usize) -> usize {
 
 #[derive(Clone, Copy)]
 enum Counter {
-    Whole,
-    Kernel,
-    Cycles,
+    Whole = 0,
+    Kernel = 1,
+    Cycles = 2,
 }
 
 impl Counter {
@@ -92,8 +92,25 @@ fn read(counter: Counter) -> u64 {
 }
 
 /// Measure `operation` `repetitions` times (after a warm-up) on `counter`;
-/// (median, minimum).
-fn measure(counter: Counter, repetitions: usize, mut operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+/// (median, minimum). One loop per counter, each reading only its own
+/// counter, so that the window between the two reads holds the operation
+/// and nothing of choosing the counter (which the compiler otherwise
+/// moves in or out of the window from one build to the next).
+fn measure(counter: Counter, repetitions: usize, operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+    match counter {
+        Counter::Whole => measure_on::<{ Counter::Whole as u8 }>(repetitions, operation),
+        Counter::Kernel => measure_on::<{ Counter::Kernel as u8 }>(repetitions, operation),
+        Counter::Cycles => measure_on::<{ Counter::Cycles as u8 }>(repetitions, operation),
+    }
+}
+
+#[inline(never)]
+fn measure_on<const COUNTER: u8>(repetitions: usize, mut operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+    let counter = match COUNTER {
+        0 => Counter::Whole,
+        1 => Counter::Kernel,
+        _ => Counter::Cycles,
+    };
     for _ in 0..repetitions / 10 + 10 {
         if !operation() {
             return None;
