@@ -110,15 +110,7 @@ impl CapabilitySpace {
             self.sync(name as usize);
             return name;
         }
-        let dead = &self.dead;
-        let free = self
-            .slots
-            .iter()
-            .enumerate()
-            .skip(1)
-            .position(|(at, slot)| slot.is_none() && !dead.get(at).copied().unwrap_or(false))
-            .map(|at| at + 1);
-        let at = match free {
+        let at = match self.free_name() {
             Some(at) => {
                 self.slots[at] = Some(capability);
                 at
@@ -130,6 +122,18 @@ impl CapabilitySpace {
         };
         self.sync(at);
         at as u32
+    }
+
+    /// The lowest name that is neither in use nor dead, if any below the
+    /// table's end.
+    fn free_name(&self) -> Option<usize> {
+        let dead = &self.dead;
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(1)
+            .position(|(at, slot)| slot.is_none() && !dead.get(at).copied().unwrap_or(false))
+            .map(|at| at + 1)
     }
 
     /// Port `port` is gone: its name here (if any) becomes a dead name;
@@ -148,15 +152,7 @@ impl CapabilitySpace {
     /// A new dead name (a dead name carried in a message arrives as one):
     /// the name.
     pub fn insert_dead(&mut self) -> u32 {
-        let dead = &self.dead;
-        let free = self
-            .slots
-            .iter()
-            .enumerate()
-            .skip(1)
-            .position(|(at, slot)| slot.is_none() && !dead.get(at).copied().unwrap_or(false))
-            .map(|at| at + 1);
-        let at = free.unwrap_or_else(|| {
+        let at = self.free_name().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });

@@ -338,6 +338,16 @@ impl<M: Machine> Kernel<M> {
         if self.name_service == Some(port) {
             self.name_service = None;
         }
+        self.remove_free_activations(port);
+        let gone = self.objects.port(port).is_some_and(|entry| entry.pool_size == 0);
+        if gone && let Some(entry) = self.objects.remove_port(port) {
+            self.release_domain(entry.owner, Resource::Ports, 1);
+        }
+    }
+
+    /// `port`'s free activations go: its pool's and an unoccupied sidetrack
+    /// activation (its owner is dying, or it is).
+    pub(crate) fn remove_free_activations(&mut self, port: PortId) {
         let mut free = Vec::new();
         while let Some(activation) = self.objects.pool_take(port) {
             free.push(activation);
@@ -350,10 +360,6 @@ impl<M: Machine> Kernel<M> {
         );
         for activation in free {
             self.remove_port_activation(port, activation);
-        }
-        let gone = self.objects.port(port).is_some_and(|entry| entry.pool_size == 0);
-        if gone && let Some(entry) = self.objects.remove_port(port) {
-            self.release_domain(entry.owner, Resource::Ports, 1);
         }
     }
 

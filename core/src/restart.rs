@@ -134,19 +134,7 @@ impl<M: Machine> Kernel<M> {
             entry.server_threads = 0;
         }
         self.requeue_senders(port);
-        let mut free = Vec::new();
-        while let Some(activation) = self.objects.pool_take(port) {
-            free.push(activation);
-        }
-        let sidetrack = self.objects.port_mut(port).and_then(|entry| entry.sidetrack.take());
-        free.extend(
-            sidetrack.filter(|&activation| {
-                self.objects.activation(activation).is_some_and(|entry| entry.occupant.is_none())
-            }),
-        );
-        for activation in free {
-            self.remove_port_activation(port, activation);
-        }
+        self.remove_free_activations(port);
     }
 
     /// Dead domain `old` is restarted: a new instance of its server, to

@@ -350,14 +350,17 @@ fn bad_lends(port: PortName, request: &[u8], reply: &mut [u8]) -> usize {
     failures
 }
 
+/// A call on `port` with `label` and nothing else; the reply's label.
+fn label_call(port: PortName, label: u32) -> Result<u32, Error> {
+    let mut request = MessageBuffer::new();
+    request.set_label(label);
+    let mut reply = MessageBuffer::new();
+    service::call(port, &request, &mut reply).map(|view| view.label())
+}
+
 fn server_panic() -> usize {
     let Some(port) = lookup("slow") else { return 1 };
-    let call = |label: u32| {
-        let mut request = MessageBuffer::new();
-        request.set_label(label);
-        let mut reply = MessageBuffer::new();
-        service::call(port, &request, &mut reply).map(|view| view.label())
-    };
+    let call = |label: u32| label_call(port, label);
     let panicked = call(PANIC_LABEL);
     tern_inks::println!("[client] a call that makes slow panic: {panicked:?}");
     let after = call(10);
@@ -369,12 +372,7 @@ fn server_panic() -> usize {
 /// fault at most three times.
 fn server_restart() -> usize {
     let Some(port) = lookup("slow") else { return 1 };
-    let call = |label: u32| {
-        let mut request = MessageBuffer::new();
-        request.set_label(label);
-        let mut reply = MessageBuffer::new();
-        service::call(port, &request, &mut reply).map(|view| view.label())
-    };
+    let call = |label: u32| label_call(port, label);
     let mut failures = 0;
     let mut check = |what: &str, answer: Result<u32, Error>, expected: Result<u32, Error>| {
         let ok = answer == expected;
