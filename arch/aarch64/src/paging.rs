@@ -18,9 +18,14 @@
 //! windows) stays shared. Merging a domain later means rewriting that one
 //! entry, which is why regions are 2 MiB aligned.
 //!
+//! Holes in the kernel's memory: [`unmap_in_block`] unmaps pages of one
+//! 2 MiB block in every view (the guard pages below threads' kernel
+//! stacks), splitting the block into pages if need be, break-before-make.
+//!
 //! What this leaves out: splitting an existing block to map something
 //! smaller inside it (an error instead: Tern maps each range once), freeing
-//! tables, and the TLB and cache maintenance, which belong to the arch crate.
+//! tables, and the TLB and cache maintenance, which belong to the arch crate
+//! (`unmap_in_block` calls back for it between break and make).
 //! The boot table, built at compile time by [`boot_table`], maps whole
 //! gigabytes and exists only to turn the MMU on before any Rust runs.
 
@@ -184,6 +189,9 @@ pub enum MapError {
     AlreadyMapped,
     /// No memory for a table.
     OutOfTables,
+    /// A block to split is not mapped alike in every view, or lies in a
+    /// gigabyte mapped by a level-1 block ([`unmap_in_block`]).
+    NotSplittable,
 }
 
 fn index(address: u64, level: u32) -> usize {
@@ -205,6 +213,21 @@ pub fn map(
     size: u64,
     kind: Kind,
 ) -> Result<(), MapError> {
+    map_at_most(memory, root, virtual_start, physical_start, size, kind, LEVEL1_BLOCK)
+}
+
+/// [`map`], with blocks of at most `largest` bytes ([`LEVEL1_BLOCK`],
+/// [`LEVEL2_BLOCK`] or [`PAGE`]). The kernel maps its RAM in blocks of at
+/// most 2 MiB, so that [`unmap_in_block`] never has to split a gigabyte.
+pub fn map_at_most(
+    memory: &mut impl TableMemory,
+    root: u64,
+    virtual_start: u64,
+    physical_start: u64,
+    size: u64,
+    kind: Kind,
+    largest: u64,
+) -> Result<(), MapError> {
     if size == 0 || !(virtual_start | physical_start | size).is_multiple_of(PAGE) {
         return Err(MapError::Misaligned);
     }
@@ -220,7 +243,7 @@ pub fn map(
         let level = (1..=3)
             .find(|&level| {
                 let block = block_size(level);
-                (virtual_address | physical).is_multiple_of(block) && remaining >= block
+                block <= largest && (virtual_address | physical).is_multiple_of(block) && remaining >= block
             })
             .unwrap_or(3);
         map_one(memory, root, virtual_address, physical, level, kind)?;
@@ -468,6 +491,101 @@ pub fn unmap_pages(memory: &mut impl TableMemory, root: u64, range: PhysRange) {
             }
         }
     }
+}
+
+/// Unmap the pages of one 2 MiB block of kernel memory for which `hole`
+/// says so, in every view: the trees rooted at `roots` (the kernel's and
+/// every domain's). Used to make the guard pages below threads' kernel
+/// stacks.
+///
+/// Which tables that touches: every root maps the block through a level-1
+/// table entry (the kernel maps RAM in blocks of at most 2 MiB,
+/// [`map_at_most`]) into a level-2 table — the kernel's, shared by every
+/// view whose own region lies in another gigabyte, or a domain's private
+/// copy of it ([`derive_view`]) for the gigabyte its region is in. The
+/// level-2 entry must be the same in all of them (a domain's private
+/// copy differs from the kernel's only in its region's entries). If it is
+/// a 2 MiB block, a level-3 table mapping every page of the block as the
+/// block did, but the holes, is made and replaces the block in *each* of
+/// those level-2 tables, break-before-make: all of them are cleared,
+/// `flush(block)` is called (the caller drops the block's TLB entries),
+/// and only then is the table installed. Nothing in the block may be
+/// used meanwhile (the caller's promise: say, memory just taken from the
+/// frame allocator). If it is a level-3 table already, that table is
+/// shared by every view (made before the views that copy it, or installed
+/// in all of them here): the holes' entries are cleared in it, then
+/// `flush(page)` is called for each. Later views copy the kernel's tables
+/// and so see the holes too.
+///
+/// Refuses, before changing anything, a block that is not mapped the
+/// same way in every view, a root that maps its gigabyte with a level-1
+/// block, and (with [`MapError::OutOfTables`]) the want of a table.
+pub fn unmap_in_block(
+    memory: &mut impl TableMemory,
+    roots: &[u64],
+    block: u64,
+    hole: impl Fn(u64) -> bool,
+    mut flush: impl FnMut(u64),
+) -> Result<(), MapError> {
+    if !block.is_multiple_of(LEVEL2_BLOCK) {
+        return Err(MapError::Misaligned);
+    }
+    if block >= VIRTUAL_SPAN {
+        return Err(MapError::OutOfRange);
+    }
+    // Every root's level-2 table for the block's gigabyte (the kernel's
+    // or a private copy; shared ones are met more than once, harmlessly),
+    // and the same entry for the block in all of them.
+    let slot = index(block, 2);
+    let Some(&first) = roots.first() else { return Ok(()) };
+    let first = level2_table(memory, first, block).ok_or(MapError::NotSplittable)?;
+    let entry = memory.table(first).0[slot];
+    if entry & VALID == 0 {
+        return Err(MapError::NotSplittable);
+    }
+    for &root in roots {
+        let table = level2_table(memory, root, block).ok_or(MapError::NotSplittable)?;
+        if memory.table(table).0[slot] != entry {
+            return Err(MapError::NotSplittable);
+        }
+    }
+    let pages = (0..ENTRIES as u64).map(|at| block + at * PAGE);
+    if entry & TABLE_OR_PAGE != 0 {
+        let level3 = entry & ADDRESS_MASK;
+        for (at, page) in pages.enumerate() {
+            if hole(page) && memory.table(level3).0[at] & VALID != 0 {
+                memory.table(level3).0[at] = 0;
+                flush(page);
+            }
+        }
+        return Ok(());
+    }
+    let level3 = memory.allocate_table().ok_or(MapError::OutOfTables)?;
+    let attributes = entry & !ADDRESS_MASK & !(VALID | TABLE_OR_PAGE);
+    let output = entry & ADDRESS_MASK & !(LEVEL2_BLOCK - 1);
+    for (at, page) in pages.enumerate() {
+        let descriptor = (output + at as u64 * PAGE) | attributes | VALID | TABLE_OR_PAGE;
+        memory.table(level3).0[at] = if hole(page) { 0 } else { descriptor };
+    }
+    for &root in roots {
+        if let Some(table) = level2_table(memory, root, block) {
+            memory.table(table).0[slot] = 0;
+        }
+    }
+    flush(block);
+    for &root in roots {
+        if let Some(table) = level2_table(memory, root, block) {
+            memory.table(table).0[slot] = level3 | VALID | TABLE_OR_PAGE;
+        }
+    }
+    Ok(())
+}
+
+/// The level-2 table the tree at `root` maps `address`'s gigabyte with, if
+/// it uses one (not a gigabyte block, not nothing).
+fn level2_table(memory: &mut impl TableMemory, root: u64, address: u64) -> Option<u64> {
+    let entry = memory.table(root).0[index(address, 1)];
+    (entry & VALID != 0 && entry & TABLE_OR_PAGE != 0).then_some(entry & ADDRESS_MASK)
 }
 
 /// The boot-time level-1 table for an identity map of whole gigabytes:
@@ -722,6 +840,101 @@ mod tests {
         remap(&mut memory, server, client_region, Some(Kind::MergedData)).expect("an emptied lend table is replaced");
         assert!(!Access::of(translate(&mut memory, server, lent.start).unwrap().1).user_read);
         assert_eq!(memory.tables.len(), tables - 1, "and given back");
+    }
+
+    #[test]
+    fn at_most_two_megabytes_never_maps_a_gigabyte() {
+        let mut memory = HostTables::new();
+        let root = memory.allocate_table().unwrap();
+        map_at_most(&mut memory, root, 0x4000_0000, 0x4000_0000, LEVEL1_BLOCK, Kind::KernelData, LEVEL2_BLOCK).unwrap();
+        assert_eq!(memory.table(root).0[1] & 3, 3, "a level-1 table entry, not a gigabyte block");
+        assert_eq!(translate(&mut memory, root, 0x5000_0000).unwrap().1 & 3, 1, "2 MiB blocks below it");
+        let other = memory.allocate_table().unwrap();
+        map(&mut memory, other, 0x4000_0000, 0x4000_0000, LEVEL1_BLOCK, Kind::KernelData).unwrap();
+        assert_eq!(memory.table(other).0[1] & 3, 1, "map takes the gigabyte block");
+    }
+
+    /// The guard pages of a chunk of kernel stacks: every fifth page.
+    fn guard(page: u64) -> bool {
+        (page / PAGE).is_multiple_of(5)
+    }
+
+    #[test]
+    fn holes_in_a_block_hold_in_every_view() {
+        let mut memory = HostTables::new();
+        let kernel = kernel_tree(&mut memory);
+        // a's region shares the gigabyte of the block (a private copy of
+        // its level-2 table); the block is RAM at [4 MiB, 6 MiB).
+        let view_a = derive_view(&mut memory, kernel, PhysRange::new(0x200_0000, 0x240_0000)).unwrap();
+        let block = 0x40_0000;
+        let mut flushed = Vec::new();
+        unmap_in_block(&mut memory, &[kernel, view_a], block, guard, |address| flushed.push(address)).unwrap();
+        assert_eq!(flushed, [block], "one flush, for the block, between break and make");
+        let later = derive_view(&mut memory, kernel, PhysRange::new(0x240_0000, 0x280_0000)).unwrap();
+        for root in [kernel, view_a, later] {
+            for page in (block..block + LEVEL2_BLOCK).step_by(PAGE as usize) {
+                let mapped = translate(&mut memory, root, page + 8);
+                if guard(page) {
+                    assert_eq!(mapped, None, "guard page {page:#x} unmapped in every view");
+                } else {
+                    let (physical, descriptor) = mapped.expect("the rest of the block stays mapped");
+                    assert_eq!(physical, page + 8);
+                    assert_eq!(descriptor & 3, 3, "as a page");
+                    let data = Access::of(descriptor);
+                    assert!(data.kernel_write && !data.user_read && !data.kernel_execute && data.global);
+                }
+            }
+            // The neighbouring blocks are untouched.
+            assert_eq!(translate(&mut memory, root, block + LEVEL2_BLOCK).unwrap().1 & 3, 1);
+        }
+        // One level-3 table, the same in every view.
+        let level3 = |memory: &mut HostTables, root: u64| {
+            let level2 = memory.table(root).0[0] & ADDRESS_MASK;
+            memory.table(level2).0[index(block, 2)]
+        };
+        let shared = level3(&mut memory, kernel);
+        assert_eq!(level3(&mut memory, view_a), shared);
+        assert_eq!(level3(&mut memory, later), shared);
+
+        // Split already: more holes are cleared in the shared table, each
+        // flushed.
+        let mut flushed = Vec::new();
+        let one = |page: u64| page == block + 3 * PAGE;
+        unmap_in_block(&mut memory, &[kernel, view_a, later], block, one, |address| flushed.push(address)).unwrap();
+        assert_eq!(flushed, [block + 3 * PAGE]);
+        for root in [kernel, view_a, later] {
+            assert_eq!(translate(&mut memory, root, block + 3 * PAGE), None);
+            assert!(translate(&mut memory, root, block + 4 * PAGE).is_some());
+        }
+    }
+
+    #[test]
+    fn refuses_to_split_what_it_cannot() {
+        let mut memory = HostTables::new();
+        let kernel = kernel_tree(&mut memory);
+        let view_a = derive_view(&mut memory, kernel, PhysRange::new(0x200_0000, 0x240_0000)).unwrap();
+        let nothing = |_: u64| panic!("nothing to flush");
+        assert_eq!(unmap_in_block(&mut memory, &[kernel], 0x40_1000, guard, nothing), Err(MapError::Misaligned));
+        // A gigabyte block.
+        let gigabyte = memory.allocate_table().unwrap();
+        map(&mut memory, gigabyte, 0x4000_0000, 0x4000_0000, LEVEL1_BLOCK, Kind::KernelData).unwrap();
+        assert_eq!(unmap_in_block(&mut memory, &[gigabyte], 0x4000_0000, guard, nothing), Err(MapError::NotSplittable));
+        // Views that disagree about the block (here: a's own region).
+        let level2 = memory.table(view_a).0[0] & ADDRESS_MASK;
+        let before = memory.table(level2).0[index(0x200_0000, 2)];
+        assert_eq!(
+            unmap_in_block(&mut memory, &[kernel, view_a], 0x200_0000, guard, nothing),
+            Err(MapError::NotSplittable)
+        );
+        assert_eq!(memory.table(level2).0[index(0x200_0000, 2)], before, "nothing changed");
+        // No table to split into: nothing changed either.
+        memory.limit = memory.tables.len();
+        assert_eq!(
+            unmap_in_block(&mut memory, &[kernel, view_a], 0x40_0000, guard, nothing),
+            Err(MapError::OutOfTables)
+        );
+        assert!(translate(&mut memory, view_a, 0x40_0000).is_some());
+        assert_eq!(translate(&mut memory, kernel, 0x40_0000).unwrap().1 & 3, 1, "still a block");
     }
 
     #[test]
