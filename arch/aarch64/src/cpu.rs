@@ -79,6 +79,21 @@ pub fn flush_asid(asid: u16) {
     barrier::isb(barrier::SY);
 }
 
+/// After a global (kernel) mapping of `address` was removed from the
+/// tables: make the writes visible, then drop every TLB entry that
+/// translates it, whatever its ASID (a block entry covering it included,
+/// and the walk entries above it).
+pub fn flush_global_address(address: u64) {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLB invalidation has no effect on memory contents; it only
+    // forces later walks for that address to read the current tables.
+    unsafe {
+        core::arch::asm!("tlbi vaae1, {}", in(reg) address >> 12, options(nostack, preserves_flags));
+    }
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
 /// The view (TTBR0_EL1: table and ASID) the CPU is in now.
 pub fn translation() -> u64 {
     TTBR0_EL1.get()

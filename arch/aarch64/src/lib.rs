@@ -22,6 +22,7 @@
 //!   the one lock the kernel state sits behind;
 //! - [`memory`], [`paging`], [`cpu`]: frames, the heap and the allocator
 //!   every domain shares, translation tables, TLB maintenance;
+//! - [`stacks`]: threads' kernel stacks, with a guard page below each;
 //! - [`console`], [`gic`], [`timer`], [`pmu`], [`semihosting`]: devices;
 //! - [`domains`], [`clock`]: starting domains from the kernel's own code,
 //!   and the kernel object served by kernel activations;
@@ -71,6 +72,8 @@ pub mod memory;
 pub mod pmu;
 #[cfg(target_os = "none")]
 pub mod semihosting;
+#[cfg(target_os = "none")]
+pub mod stacks;
 #[cfg(target_os = "none")]
 pub mod state;
 #[cfg(target_os = "none")]

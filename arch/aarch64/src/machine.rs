@@ -16,24 +16,28 @@
 //!   checked — copied byte for byte, never turned into a typed reference;
 //! - each thread's kernel side is a kernel stack and a [`KernelContext`]
 //!   saved while it is parked; a [`Switch`] carries two of them, decided
-//!   under the lock and carried out after it ([`crate::threads::perform`]).
+//!   under the lock and carried out after it ([`crate::threads::perform`]);
+//!   kernel stacks are slots of chunks with a guard page below each
+//!   ([`crate::stacks`]), unmapped in every view — so every view made is
+//!   listed there.
 
 use crate::fastpath::{self, DomainFast};
 use crate::frame::TrapFrame;
 use crate::memory::{self, IdentityTables};
 use crate::paging::{self, Kind};
-use crate::{cpu, timer};
+use crate::{cpu, stacks, timer};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use tern_core::abi::{DomainMode, Error};
 use tern_core::board::{DOMAIN_REGION, REGION_HEAP_OFFSET, REGION_STACKS_OFFSET};
-use tern_core::frame::{FRAME_SIZE, PhysRange};
+use tern_core::frame::PhysRange;
 use tern_core::heap::LockedHeap;
 use tern_core::lend::{LentAccess, PageChange};
 use tern_core::machine::{Cpu, Machine, Published, RegionMapping, RpcStatistics, UserFrame};
 use tern_core::thread::{ThreadId, UserContext};
 
-/// Bytes of a thread's kernel stack.
+/// Bytes of a thread's kernel stack (above its unmapped guard page, see
+/// [`crate::stacks`]).
 pub const KERNEL_STACK: usize = 16 * 1024;
 
 /// PSTATE of a protected domain's code: EL0t, interrupts unmasked.
@@ -117,6 +121,8 @@ pub struct Aarch64 {
     arena: PhysRange,
     threads: Vec<Option<ThreadArch>>,
     spare_stacks: Vec<PhysRange>,
+    /// The slots not yet handed out of the newest chunk of kernel stacks.
+    stack_chunk: PhysRange,
     /// Boxed: the fast paths hold each block's address, which must not
     /// move when the list grows.
     #[allow(clippy::vec_box)]
@@ -128,11 +134,13 @@ impl Aarch64 {
     /// The machine, with the kernel's view installed and `arena` the
     /// domain arena (reached through its alias).
     pub fn new(kernel_view: u64, arena: PhysRange) -> Self {
+        stacks::add_view(kernel_view & ADDRESS_BITS);
         Aarch64 {
             kernel_view,
             arena,
             threads: Vec::new(),
             spare_stacks: Vec::new(),
+            stack_chunk: PhysRange::new(0, 0),
             domain_blocks: Vec::new(),
             domain_table: alloc::vec![0],
         }
@@ -159,6 +167,12 @@ impl Aarch64 {
         let frames = frames.as_mut()?;
         paging::translate(&mut IdentityTables(frames), view & ADDRESS_BITS, address)
             .map(|(_, descriptor)| paging::Access::of(descriptor))
+    }
+
+    /// `thread`'s kernel stack (`None` for the boot thread, on the boot
+    /// stack, and for no thread).
+    pub fn kernel_stack_of(&self, thread: ThreadId) -> Option<PhysRange> {
+        self.threads.get(thread.get() as usize)?.as_ref()?.kernel_stack
     }
 
     fn with_tables<R>(&mut self, body: impl FnOnce(&mut IdentityTables<'_>) -> R) -> Option<R> {
@@ -246,12 +260,16 @@ impl Machine for Aarch64 {
     }
 
     fn new_domain_view(&mut self, region: PhysRange, asid: u16) -> Result<u64, Error> {
+        if stacks::views_full() {
+            return Err(Error::OutOfMemory);
+        }
         let kernel_view = self.kernel_view;
         let table = self
             .with_tables(|tables| paging::derive_view(tables, kernel_view, region))
             .ok_or(Error::OutOfMemory)?
             .map_err(|_| Error::OutOfMemory)?;
         cpu::publish_tables();
+        stacks::add_view(table);
         let view = table | u64::from(asid) << 48;
         let alias = memory::kernel_address(self.arena, region.start as usize);
         // SAFETY: the slot belongs to the arena, which the kernel reserved
@@ -392,13 +410,18 @@ impl Machine for Aarch64 {
         }
     }
 
+    /// A spare stack (its guard page still unmapped), or the next slot of
+    /// the newest chunk, or the first of a new chunk (`stacks::new_chunk`).
     fn take_stack(&mut self) -> Option<PhysRange> {
         if let Some(stack) = self.spare_stacks.pop() {
             return Some(stack);
         }
-        let mut frames = memory::FRAMES.lock();
-        let start = frames.as_mut()?.alloc_contiguous(KERNEL_STACK / FRAME_SIZE, FRAME_SIZE as u64)?;
-        Some(PhysRange::new(start, start + KERNEL_STACK as u64))
+        if self.stack_chunk.len() < stacks::SLOT {
+            self.stack_chunk = stacks::new_chunk()?;
+        }
+        let stack = stacks::stack_of_slot(self.stack_chunk.start);
+        self.stack_chunk.start += stacks::SLOT;
+        Some(stack)
     }
 
     fn return_stack(&mut self, stack: PhysRange) {

@@ -15,7 +15,10 @@
 //!    [`ARENA_ALIAS_OFFSET`] above it, to copy between domains;
 //! 4. the kernel's table maps the image section by section (code shared
 //!    and executable, read-only data shared, data EL1-only, the stack guard
-//!    page not at all), all other RAM as kernel data, and the devices.
+//!    page not at all), all other RAM as kernel data in blocks of at most
+//!    2 MiB (so that a block can later be split for threads' kernel stacks
+//!    without touching a level-1 entry, see [`crate::stacks`]), and the
+//!    devices.
 
 use crate::cpu;
 use crate::paging::{self, Kind, Table, TableMemory};
@@ -294,11 +297,13 @@ pub fn init(board: &BoardConfig, facts: &BootFacts<'_>, image: &ImageLayout) -> 
     let kernel_table = {
         let mut tables = IdentityTables(&mut frames);
         let root = tables.allocate_table().ok_or("no frame for the kernel's table")?;
+        // No gigabyte blocks: a 2 MiB block of RAM may later be split for
+        // kernel stacks' guard pages (`paging::unmap_in_block`).
         let mut map = |range: PhysRange, kind: Kind| -> Result<(), &'static str> {
             if range.is_empty() {
                 return Ok(());
             }
-            paging::map(&mut tables, root, range.start, range.start, range.len(), kind)
+            paging::map_at_most(&mut tables, root, range.start, range.start, range.len(), kind, paging::LEVEL2_BLOCK)
                 .map_err(|_| "could not build the kernel's view")
         };
         map(image.text, Kind::SharedCode)?;
