@@ -16,10 +16,16 @@ use tern_core::frame::PhysRange;
 use tern_core::machine::Machine;
 use tern_inks::registry;
 
-/// Create a protected domain for the registered domain called `name`.
+/// Create a protected domain for the registered domain called `name`
+/// (every domain is made here: its name is kept for kernel fault
+/// reports, `fastpath::name_domain`).
 pub fn create(name: &str) -> Result<DomainId, DomainError> {
     let spec = registry::find(name).ok_or(DomainError::NoSuchDomain)?;
-    state::with(|kernel| kernel.create_domain(spec))
+    state::with(|kernel| {
+        let id = kernel.create_domain(spec)?;
+        crate::fastpath::name_domain(id, spec.name);
+        Ok(id)
+    })
 }
 
 /// The domain called `name`, if one has been created.

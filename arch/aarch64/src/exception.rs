@@ -9,19 +9,22 @@
 //!   unwound or its upcall ends. The kernel and every other domain carry
 //!   on. Every way back into a domain passes the kernel's check
 //!   ([`way_back`]).
-//! - [`tern_kernel_trap`]: a synchronous exception at EL1 (a kernel bug) or
-//!   an exception Tern never expects. Reported the same way; then the
-//!   kernel stops — with exit status 3 under the test harness, parked
-//!   otherwise.
+//! - [`tern_kernel_trap`]: a synchronous exception at EL1 (a kernel bug,
+//!   taken on the exception stack) or an exception Tern never expects.
+//!   Reported the same way — a kernel stack overflow as such, naming the
+//!   thread and its domain ([`crate::stacks`]); then the kernel stops —
+//!   with exit status 3 under the test harness, parked otherwise.
 //! - [`tern_interrupt`]: IRQs from either level.
 
 use crate::console::CONSOLE;
 use crate::esr::Syndrome;
 use crate::frame::{TrapAction, TrapFrame};
-use crate::halt::{report_kernel_fault, write_registers};
+use crate::halt::{self, report_kernel_fault, write_registers};
+use crate::semihosting::ExitStatus;
 use crate::threads::{self, Carried};
-use crate::{gic, state, timer, upcall};
+use crate::{gic, stacks, state, timer, upcall};
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
 use tern_core::control::WayBack;
 
 const CLASS_SVC_FROM_AARCH64: u8 = 0x15;
@@ -108,9 +111,25 @@ extern "C" fn tern_resume_check(frame: &mut TrapFrame) {
     way_back(frame, true);
 }
 
-/// A synchronous exception at EL1, or any exception Tern does not expect.
+/// A synchronous exception at EL1 (on the exception stack, `kind` 4), or
+/// any exception Tern does not expect; `stack_pointer` is the kernel stack
+/// pointer when it was taken. A kernel stack overflow is told apart and
+/// reported as such ([`stacks::overflow`]). A fault in the report itself
+/// (taken afresh on the exception stack) gets a one-line report; a third
+/// stops without a word.
 #[unsafe(no_mangle)]
-extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64) -> ! {
+extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64, stack_pointer: u64) -> ! {
+    static ENTERED: AtomicU32 = AtomicU32::new(0);
+    match ENTERED.fetch_add(1, Ordering::Relaxed) {
+        0 => {}
+        1 => halt::report_nested_fault(frame, stack_pointer),
+        _ => halt::stop(ExitStatus::KernelFault),
+    }
+    if kind == 4
+        && let Some(overflow) = stacks::overflow(frame, stack_pointer)
+    {
+        halt::report_stack_overflow(&overflow, frame, stack_pointer);
+    }
     let what = match kind {
         2 | 3 => "FIQ or SError from a merged domain",
         4 => "synchronous exception at EL1",
@@ -119,7 +138,7 @@ extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64) -> ! {
         12..=15 => "exception from AArch32",
         _ => "unexpected exception",
     };
-    report_kernel_fault(what, frame)
+    halt::report_kernel_trap(what, frame, stack_pointer)
 }
 
 /// An IRQ, from a domain or the kernel. A timer tick that interrupted a

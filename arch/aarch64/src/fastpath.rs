@@ -42,6 +42,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
+use tern_core::domain::DomainId;
 use tern_core::machine::{Cpu, Published, RpcStatistics};
 use tern_core::thread::{Activation, Thread, ThreadId};
 
@@ -171,6 +172,98 @@ pub fn top_needs_check() -> bool {
     };
     crate::cpu::restore_interrupts(saved);
     needs
+}
+
+/// The running thread as the fast paths know it, read without the kernel
+/// state (for the kernel fault report): its number and the kernel stack
+/// pointer it was last parked with (`KernelContext::stack_pointer`, which
+/// lies in its own kernel stack — at the top if it has never been
+/// parked); `None` before there is one.
+pub fn running_thread() -> Option<(ThreadId, u64)> {
+    let saved = crate::cpu::mask_interrupts();
+    // SAFETY: see `FastCell` and `top_needs_check`: `current` points at the
+    // running thread, kept so by publishing and by the switching fast
+    // path, and its `kernel_context` at its boxed context, which lives as
+    // long as the thread. Read through raw pointers; nothing is written.
+    let running = unsafe {
+        let thread = core::ptr::addr_of!((*TERN_FAST.0.get()).current).read() as *const Thread;
+        if thread.is_null() {
+            None
+        } else {
+            let id = core::ptr::addr_of!((*thread).id).read();
+            let context = core::ptr::addr_of!((*thread).kernel_context).read() as *const crate::machine::KernelContext;
+            let parked = if context.is_null() { 0 } else { core::ptr::addr_of!((*context).stack_pointer).read() };
+            Some((id, parked))
+        }
+    };
+    crate::cpu::restore_interrupts(saved);
+    running
+}
+
+/// Most domains whose names the kernel fault report can give.
+pub const NAMED_DOMAINS: usize = 256;
+
+/// Domains' names by number (0 unused), kept where the kernel fault report
+/// finds them without the kernel state, which the code that faulted may
+/// hold ([`where_thread_is`]). Outside the heap, the kernel state and the
+/// domain blocks, so that keeping them changes none of those.
+struct NameCell(UnsafeCell<[&'static str; NAMED_DOMAINS]>);
+
+// SAFETY: written only when a domain is made, with the kernel state locked
+// and interrupts masked ([`name_domain`]); read only by the kernel fault
+// report, after which the kernel never runs again.
+unsafe impl Sync for NameCell {}
+
+static DOMAIN_NAMES: NameCell = NameCell(UnsafeCell::new([""; NAMED_DOMAINS]));
+
+/// Keep domain `id`'s name for the kernel fault report (with the kernel
+/// state held: `domains::create`, through which every domain is made).
+pub fn name_domain(id: DomainId, name: &'static str) {
+    // SAFETY: see `NameCell`; no other reference to it exists meanwhile.
+    let names = unsafe { &mut *DOMAIN_NAMES.0.get() };
+    if let Some(slot) = names.get_mut(id.0 as usize) {
+        *slot = name;
+    }
+}
+
+/// Where thread `id` is, read as the fast paths read it — from this block,
+/// without taking the kernel state: the domain of its top activation with
+/// the domain's name (empty if not kept), or `None` when it has no
+/// activation (it runs only in the kernel).
+///
+/// Only for the kernel fault report, which never returns to the code that
+/// faulted: `id` must be a live thread's (the owner of a kernel stack that
+/// was running); a record half-written by the faulting code reads wrong
+/// here, or faults the report, which the report's own guard catches
+/// (`exception.rs`). Nothing is written.
+pub fn where_thread_is(id: ThreadId) -> Option<(DomainId, &'static str)> {
+    let saved = crate::cpu::mask_interrupts();
+    // SAFETY: see `FastCell`, and `top_needs_check`, which follows the same
+    // pointers: with interrupts masked on the one core no publication runs
+    // meanwhile; `threads`, `activations` and `domains` point at the live
+    // tables, whose entries for a live thread, an activation on its chain
+    // and that activation's domain are live (null ones are checked). Read
+    // through raw pointers, copied out; the name is a `&'static str`.
+    let place = unsafe {
+        let fast = TERN_FAST.0.get();
+        let threads = core::ptr::addr_of!((*fast).threads).read() as *const *const Thread;
+        let activations = core::ptr::addr_of!((*fast).activations).read() as *const *const Activation;
+        let thread = if threads.is_null() { core::ptr::null() } else { threads.add(id.get() as usize).read() };
+        let top = if thread.is_null() { None } else { core::ptr::addr_of!((*thread).top).read() };
+        let activation = match top {
+            Some(top) if !activations.is_null() => activations.add(top.get() as usize).read(),
+            _ => core::ptr::null(),
+        };
+        if activation.is_null() {
+            None
+        } else {
+            let domain = core::ptr::addr_of!((*activation).domain).read();
+            let names = &*DOMAIN_NAMES.0.get();
+            Some((domain, names.get(domain.0 as usize).copied().unwrap_or("")))
+        }
+    };
+    crate::cpu::restore_interrupts(saved);
+    place
 }
 
 /// Bring the block up to date with the kernel state: the tables always,

@@ -22,7 +22,9 @@
 //!   the one lock the kernel state sits behind;
 //! - [`memory`], [`paging`], [`cpu`]: frames, the heap and the allocator
 //!   every domain shares, translation tables, TLB maintenance;
-//! - [`stacks`]: threads' kernel stacks, with a guard page below each;
+//! - [`stacks`]: kernel stacks with a guard page below each, and telling
+//!   a kernel stack overflow (taken on the exception stack) from other
+//!   kernel faults;
 //! - [`console`], [`gic`], [`timer`], [`pmu`], [`semihosting`]: devices;
 //! - [`domains`], [`clock`]: starting domains from the kernel's own code,
 //!   and the kernel object served by kernel activations;

@@ -175,6 +175,17 @@ impl Aarch64 {
         self.threads.get(thread.get() as usize)?.as_ref()?.kernel_stack
     }
 
+    /// The threads whose kernel stack is `stack` (for the kernel fault
+    /// report, when the kernel state could be taken): the one running on
+    /// it, and any ended threads that had it before (their records keep
+    /// the stack they gave back).
+    pub fn threads_on_stack(&self, stack: PhysRange) -> impl Iterator<Item = ThreadId> + '_ {
+        self.threads.iter().enumerate().filter_map(move |(number, arch)| {
+            let owned = arch.as_ref()?.kernel_stack == Some(stack);
+            owned.then(|| core::num::NonZeroU32::new(number as u32).map(ThreadId)).flatten()
+        })
+    }
+
     fn with_tables<R>(&mut self, body: impl FnOnce(&mut IdentityTables<'_>) -> R) -> Option<R> {
         let mut frames = memory::FRAMES.lock();
         Some(body(&mut IdentityTables(frames.as_mut()?)))
@@ -436,6 +447,7 @@ impl Machine for Aarch64 {
     }
 
     fn adopt_thread(&mut self, thread: ThreadId) -> u64 {
+        stacks::set_boot_thread(thread);
         self.set_thread(thread, ThreadArch { context: Box::default(), kernel_stack: None })
     }
 

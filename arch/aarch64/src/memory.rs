@@ -14,11 +14,11 @@
 //!    the same address. The kernel sees the whole arena a second time at
 //!    [`ARENA_ALIAS_OFFSET`] above it, to copy between domains;
 //! 4. the kernel's table maps the image section by section (code shared
-//!    and executable, read-only data shared, data EL1-only, the stack guard
-//!    page not at all), all other RAM as kernel data in blocks of at most
-//!    2 MiB (so that a block can later be split for threads' kernel stacks
-//!    without touching a level-1 entry, see [`crate::stacks`]), and the
-//!    devices.
+//!    and executable, read-only data shared, data EL1-only, the boot and
+//!    exception stacks' guard pages not at all), all other RAM as kernel
+//!    data in blocks of at most 2 MiB (so that a block can later be split
+//!    for threads' kernel stacks without touching a level-1 entry, see
+//!    [`crate::stacks`]), and the devices.
 
 use crate::cpu;
 use crate::paging::{self, Kind, Table, TableMemory};
@@ -127,6 +127,8 @@ unsafe extern "C" {
     static __rodata_end: u8;
     static __stack_guard: u8;
     static __boot_stack_bottom: u8;
+    static __boot_stack_top: u8;
+    static __exception_stack_bottom: u8;
     static __image_end: u8;
 }
 
@@ -143,6 +145,12 @@ pub struct ImageLayout {
     pub stack_guard: PhysRange,
     /// The boot stack.
     pub stack: PhysRange,
+    /// The unmapped page below the exception stack.
+    pub exception_stack_guard: PhysRange,
+    /// The exception stack: where a synchronous exception in the kernel
+    /// itself is handled (`vectors.s`), whatever became of the kernel
+    /// stack it happened on.
+    pub exception_stack: PhysRange,
 }
 
 impl ImageLayout {
@@ -154,19 +162,23 @@ impl ImageLayout {
         let rodata_end = address(&raw const __rodata_end);
         let guard = address(&raw const __stack_guard);
         let stack_bottom = address(&raw const __boot_stack_bottom);
+        let stack_top = address(&raw const __boot_stack_top);
+        let exception_bottom = address(&raw const __exception_stack_bottom);
         let end = address(&raw const __image_end);
         ImageLayout {
             text: PhysRange::new(start, text_end),
             read_only: PhysRange::new(text_end, rodata_end),
             data: PhysRange::new(rodata_end, guard),
             stack_guard: PhysRange::new(guard, stack_bottom),
-            stack: PhysRange::new(stack_bottom, end),
+            stack: PhysRange::new(stack_bottom, stack_top),
+            exception_stack_guard: PhysRange::new(stack_top, exception_bottom),
+            exception_stack: PhysRange::new(exception_bottom, end),
         }
     }
 
     /// The whole image, `[start, end)`.
     pub fn whole(&self) -> PhysRange {
-        PhysRange::new(self.text.start, self.stack.end)
+        PhysRange::new(self.text.start, self.exception_stack.end)
     }
 }
 
@@ -310,6 +322,7 @@ pub fn init(board: &BoardConfig, facts: &BootFacts<'_>, image: &ImageLayout) -> 
         map(image.read_only, Kind::SharedReadOnly)?;
         map(image.data, Kind::KernelData)?;
         map(image.stack, Kind::KernelData)?;
+        map(image.exception_stack, Kind::KernelData)?;
         let holes = [image.whole(), arena];
         let mut failed = false;
         for range in ram {

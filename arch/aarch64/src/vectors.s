@@ -1,6 +1,8 @@
 // Exception vectors and the glue around them.
 //
-// Every entry saves a TrapFrame on the current kernel stack (SP_EL1):
+// Every entry saves a TrapFrame on the current kernel stack (SP_EL1),
+// except a synchronous exception in the kernel itself, whose frame
+// KERNEL_SYNC makes on the exception stack. The frame:
 //   [0]   x0 .. x30        [248] SP_EL0     [256] ELR_EL1
 //   [264] SPSR_EL1         [272] ESR_EL1    [280] FAR_EL1       (288 bytes)
 // Interrupts also save all 32 SIMD registers, FPCR, FPSR and CPACR_EL1
@@ -87,6 +89,31 @@
     b       \target
 .endm
 
+// KERNEL_SYNC: a synchronous exception in the kernel itself (current EL
+// with SP_EL1): always a kernel bug, reported and never returned from.
+// Its cause may be the kernel stack itself — an overflow into the guard
+// page below it — so nothing is pushed there: x0 and the stack pointer at
+// the exception are parked in EL0's thread registers (TPIDRRO_EL0,
+// TPIDR_EL0: Tern uses neither, and no domain runs after a kernel fault),
+// SP moves to the top of the exception stack (kernel.ld), and the frame
+// is made there. Every entry starts again from the top: a fault in the
+// report lands here too, and exception.rs stops after it. The
+// domain-facing vectors and the fast paths are untouched.
+.macro KERNEL_SYNC
+.balign 0x80
+    msr     tpidrro_el0, x0
+    mov     x0, sp
+    msr     tpidr_el0, x0
+    adrp    x0, __exception_stack_top
+    add     x0, x0, :lo12:__exception_stack_top
+    mov     sp, x0
+    sub     sp, sp, #FRAME_SIZE
+    mrs     x0, tpidrro_el0
+    stp     x0, x1, [sp, #0]
+    mov     x1, #4
+    b       kernel_trap_on_exception_stack
+.endm
+
 // DOMAIN_SYNC: a synchronous exception from a domain's code. Only an
 // `svc` (checked in ESR, never by registers alone) may take the fast
 // paths: Return, Call, ReplyReceive, Null. x9 is parked in its slot of the
@@ -137,8 +164,9 @@ tern_vectors:
     VECTOR IRQ_FRAME_SIZE, interrupt, 1
     VECTOR FRAME_SIZE, kernel_trap, 2
     VECTOR FRAME_SIZE, kernel_trap, 3
-    // Current EL with SP_EL1: the kernel itself.
-    VECTOR FRAME_SIZE, kernel_trap, 4
+    // Current EL with SP_EL1: the kernel itself. A synchronous exception
+    // is taken on the exception stack (KERNEL_SYNC, above).
+    KERNEL_SYNC
     VECTOR IRQ_FRAME_SIZE, interrupt, 5
     VECTOR FRAME_SIZE, kernel_trap, 6
     VECTOR FRAME_SIZE, kernel_trap, 7
@@ -156,9 +184,20 @@ tern_vectors:
     VECTOR FRAME_SIZE, kernel_trap, 15
 
 // fn kernel_trap(kind in x1) -> !
-// A synchronous exception at EL1, or an exception Tern never expects.
+// An exception Tern never expects, with its frame on the stack it came to.
 kernel_trap:
     SAVE_REST
+    add     x2, sp, #FRAME_SIZE         // the stack pointer at the exception
+    mov     x0, sp
+    bl      tern_kernel_trap
+    b       .
+
+// fn kernel_trap_on_exception_stack(kind in x1) -> !
+// From KERNEL_SYNC: a synchronous exception at EL1, its frame on the
+// exception stack; the stack pointer at the exception in TPIDR_EL0.
+kernel_trap_on_exception_stack:
+    SAVE_REST
+    mrs     x2, tpidr_el0
     mov     x0, sp
     bl      tern_kernel_trap
     b       .
