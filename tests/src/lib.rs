@@ -354,6 +354,57 @@ pub mod checks {
         t.expect(at, "`ESR` in the kernel fault report", |l| l.contains("ESR"));
         t.expect_status(3);
     }
+
+    /// `kernel-stack-overflow` and `kernel-stack-overflow-thread`: one
+    /// report, `kernel fault: kernel stack overflow in thread N (place)`
+    /// (`place` being `the kernel` or `domain 'NAME'`), with the stack and
+    /// its guard page, `ESR`, and the stack pointer at the overflow — in
+    /// the guard page or the stack above it, not below: the fault was
+    /// taken where it happened, not after frames pushed down through the
+    /// guard — then `kernel stopped` and exit status 3. No other kernel
+    /// fault, no fault while reporting, no panic.
+    pub fn kernel_stack_overflow(t: &Transcript, place: &str) {
+        t.expect_boot();
+        let wanted = format!("kernel stack overflow in thread N ({place})");
+        let at = t.expect(0, &format!("a `kernel fault: {wanted}` line"), |l| {
+            l.strip_prefix("kernel fault: kernel stack overflow in thread ").is_some_and(|rest| {
+                let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                digits > 0 && rest[digits..].starts_with(&format!(" ({place}):"))
+            })
+        });
+        let faults = t.lines().iter().filter(|l| l.contains("kernel fault")).count();
+        if faults != 1 {
+            t.fail(format_args!("expected one kernel fault report, saw {faults} lines with `kernel fault`"));
+        }
+        t.expect_none("a kernel panic", |l| l.contains("kernel panic"));
+        let stack = t.expect(at, "the kernel stack and its guard page in the report", |l| {
+            l.trim_start().starts_with("kernel stack 0x") && l.contains("its guard page 0x")
+        });
+        t.expect(at, "`ESR` in the report", |l| l.contains("ESR"));
+        let registers = t.expect(at, "`SP` in the report", |l| l.contains("  SP 0x"));
+        let stopped = t.expect(at, "`kernel stopped`", |l| l.trim() == "kernel stopped");
+        if !(stack < stopped && registers < stopped) {
+            t.fail("the report's lines come after `kernel stopped`");
+        }
+        let hex = |text: &str, after: &str| -> Option<u64> {
+            let rest = &text[text.find(after)? + after.len()..];
+            let digits = rest.trim_start_matches("0x");
+            let end = digits.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(digits.len());
+            u64::from_str_radix(&digits[..end], 16).ok()
+        };
+        let lines = t.lines();
+        let guard = hex(&lines[stack], "its guard page ");
+        // `kernel stack 0xBOTTOM..0xTOP, its guard page 0xGUARD..`
+        let top = hex(&lines[stack], "..");
+        let sp = hex(&lines[registers], "  SP ");
+        match (guard, top, sp) {
+            (Some(guard), Some(top), Some(sp)) if guard <= sp && sp < top => {}
+            _ => t.fail(format_args!(
+                "the stack pointer in the report ({sp:x?}) is not in the guard page or the stack ({guard:x?}..{top:x?})"
+            )),
+        }
+        t.expect_status(3);
+    }
 }
 
 #[cfg(test)]
@@ -520,6 +571,40 @@ scenario contain-undefined: PASS
         accepts(transcript(Board::Virt, "kernel-fault", 3, good), checks::kernel_fault);
         rejects(transcript(Board::Virt, "kernel-fault", 2, good), checks::kernel_fault, "got 2 (kernel panic)");
         rejects(transcript(Board::Virt, "kernel-fault", 3, "kernel fault\n"), checks::kernel_fault, "`ESR`");
+    }
+
+    const OVERFLOW: &str = "\
+thread 1 recursing on the boot stack 0x40100000..0x40110000 (guard page 0x400ff000) with the kernel state held
+kernel fault: kernel stack overflow in thread 1 (the kernel): Data abort at the current EL (EC 0x25, ISS 0x000047): translation fault, level 3, write
+  kernel stack 0x40100000..0x40110000, its guard page 0x400ff000..0x40100000
+  ESR 0x0000000096000047  FAR 0x00000000400ffc50  ELR 0x0000000040089830  SPSR 0x000003c5
+  x0 0x400ffc58  x1 0x0  x30 0x40089880  SP 0x400ffc50
+kernel stopped
+";
+
+    #[test]
+    fn kernel_stack_overflow() {
+        let kernel = |t: &Transcript| checks::kernel_stack_overflow(t, "the kernel");
+        let probe = |t: &Transcript| checks::kernel_stack_overflow(t, "domain 'probe.kernel-stack'");
+        let name = "kernel-stack-overflow";
+        accepts(transcript(Board::Virt, name, 3, OVERFLOW), kernel);
+        let in_probe = OVERFLOW.replace("thread 1 (the kernel)", "thread 2 (domain 'probe.kernel-stack')");
+        accepts(transcript(Board::Rpi4, "kernel-stack-overflow-thread", 3, &in_probe), probe);
+        rejects(transcript(Board::Virt, name, 3, &in_probe), kernel, "(the kernel)");
+        rejects(transcript(Board::Virt, name, 3, OVERFLOW), probe, "probe.kernel-stack");
+        rejects(transcript(Board::Virt, name, 2, OVERFLOW), kernel, "got 2 (kernel panic)");
+        let no_thread = OVERFLOW.replace("in thread 1 (", "in thread (");
+        rejects(transcript(Board::Virt, name, 3, &no_thread), kernel, "kernel stack overflow in thread N");
+        // Frames pushed on down through the guard page: the stack pointer
+        // ends up below it.
+        let below = OVERFLOW.replace("SP 0x400ffc50", "SP 0x400feff0");
+        rejects(transcript(Board::Virt, name, 3, &below), kernel, "not in the guard page or the stack");
+        let refault = format!("{OVERFLOW}kernel fault while reporting a kernel fault: ESR 0x0\n");
+        rejects(transcript(Board::Virt, name, 3, &refault), kernel, "one kernel fault report");
+        let plain = OVERFLOW.replace("kernel stack overflow in thread 1 (the kernel)", "synchronous exception at EL1");
+        rejects(transcript(Board::Virt, name, 3, &plain), kernel, "kernel stack overflow");
+        let no_sp = OVERFLOW.replace("  SP 0x400ffc50", "");
+        rejects(transcript(Board::Virt, name, 3, &no_sp), kernel, "`SP`");
     }
 
     #[test]

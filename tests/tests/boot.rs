@@ -62,6 +62,10 @@ scenarios! {
     rpi4_contain_bad_pointer, virt_contain_bad_pointer: "contain-bad-pointer"
         => checks::bad_pointer;
     rpi4_kernel_fault, virt_kernel_fault: "kernel-fault" => checks::kernel_fault;
+    rpi4_kernel_stack_overflow, virt_kernel_stack_overflow: "kernel-stack-overflow"
+        => |t| checks::kernel_stack_overflow(t, "the kernel");
+    rpi4_kernel_stack_overflow_thread, virt_kernel_stack_overflow_thread: "kernel-stack-overflow-thread"
+        => |t| checks::kernel_stack_overflow(t, "domain 'probe.kernel-stack'");
     rpi4_rpc_payloads_migrating, virt_rpc_payloads_migrating: "rpc-payloads-migrating"
         => |t| checks::rpc(t, &PAYLOAD_LINES);
     rpi4_rpc_payloads_switching, virt_rpc_payloads_switching: "rpc-payloads-switching"

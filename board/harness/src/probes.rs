@@ -8,6 +8,12 @@
 //! undefined instruction, assembly), which server crates forbid.
 //!
 //! The kernel passes each probe its target address as the upcall argument.
+//!
+//! One probe is no domain's misbehaviour but a stand-in for a kernel bug:
+//! `probe.kernel-stack`, run merged (at EL1, part of the kernel domain),
+//! runs its thread's kernel stack into the guard page below it, as a
+//! runaway recursion in the kernel would ([`recurse`], which the
+//! `kernel-stack-overflow` scenarios use on the boot stack too).
 
 use tern_inks::gate;
 
@@ -19,6 +25,7 @@ tern_inks::domain!(UNDEFINED, "probe.undefined", undefined_instruction);
 tern_inks::domain!(BAD_POINTER, "probe.bad-pointer", pass_bad_pointers);
 tern_inks::domain!(FLOOD, "probe.flood", flood);
 tern_inks::domain!(CHURN, "probe.churn", churn);
+tern_inks::domain!(KERNEL_STACK, "probe.kernel-stack", overflow_kernel_stack);
 
 fn read_kernel_memory(address: usize) -> usize {
     // SAFETY: none — this is the point. The address is kernel data, mapped
@@ -201,4 +208,47 @@ fn churn(threads: usize) -> usize {
         _ => wrong += 1,
     }
     wrong
+}
+
+/// Recursion with a 1 KiB frame that never ends (its limit is out of
+/// reach, but the compiler cannot know that): what runs a kernel stack
+/// into its guard page in the `kernel-stack-overflow` scenarios.
+#[inline(never)]
+pub extern "C" fn recurse(depth: usize) -> usize {
+    let mut frame = [0u8; 1024];
+    frame[depth % 1024] = depth as u8;
+    let frame = core::hint::black_box(&mut frame);
+    if depth == core::hint::black_box(usize::MAX) {
+        return 0;
+    }
+    recurse(depth + 1).wrapping_add(usize::from(frame[depth.wrapping_mul(7) % 1024]))
+}
+
+/// Run merged (EL1t, on the domain's stack): step onto the thread's
+/// kernel stack (SP_EL1, what the kernel runs on for this thread) and
+/// recurse there until the guard page below it stops the recursion. The
+/// kernel must report a kernel stack overflow in this thread, in this
+/// domain, and stop. Protected (at EL0), the first instruction is
+/// refused as an undefined instruction, like any domain's fault.
+fn overflow_kernel_stack(_: usize) -> usize {
+    // SAFETY: none — overflowing a kernel stack is the point. Interrupts
+    // are masked so that the overflow is the one exception; SP_EL1 is the
+    // thread's 16-byte aligned kernel stack pointer, below everything its
+    // upcall saved there; `recurse` never returns.
+    unsafe {
+        core::arch::asm!(
+            "msr daifset, #3",
+            "msr spsel, #1",
+            "mov x0, xzr",
+            "bl {recurse}",
+            "udf #0",
+            recurse = sym recurse,
+            options(noreturn),
+        )
+    }
+}
+
+/// `probe.kernel-stack`'s entry, for a thread made in it.
+pub fn overflow_kernel_stack_entry() -> usize {
+    overflow_kernel_stack as fn(usize) -> usize as usize
 }

@@ -39,6 +39,8 @@ const SCENARIOS: &[Scenario] = &[
     ("contain-undefined", contain_undefined),
     ("contain-bad-pointer", contain_bad_pointer),
     ("kernel-fault", kernel_fault),
+    ("kernel-stack-overflow", kernel_stack_overflow),
+    ("kernel-stack-overflow-thread", kernel_stack_overflow_thread),
     ("rpc-payloads-migrating", || {
         rpc(&[("names", 1), ("checksum", 1)], test::PAYLOADS, |s| s.migrated >= 4, "migrated")
     }),
@@ -787,6 +789,72 @@ fn kernel_fault() -> Verdict {
     // and the fault handler stops the kernel before this returns.
     let value = unsafe { core::ptr::read_volatile(image.stack_guard.start as *const u64) };
     Err(format!("the read returned 0x{value:x} instead of faulting"))
+}
+
+/// The boot thread runs the boot stack into its guard page, with the
+/// kernel state held (as kernel code mostly runs): the kernel must report
+/// a kernel stack overflow in the boot thread, in the kernel, and stop
+/// with status 3 — the report taken on the exception stack, not a fault
+/// again in the vector, and without the lock.
+fn kernel_stack_overflow() -> Verdict {
+    let image = tern_aarch64::memory::ImageLayout::of_this_image();
+    let thread = state::with(|kernel| kernel.current());
+    kprintln!(
+        "thread {} recursing on the boot stack 0x{:x}..0x{:x} (guard page 0x{:x}) with the kernel state held",
+        thread.get(),
+        image.stack.start,
+        image.stack.end,
+        image.stack_guard.start
+    );
+    let depth = state::with(|_| crate::probes::recurse(0));
+    Err(format!("the recursion came back (0x{depth:x}) instead of overflowing the boot stack"))
+}
+
+/// A thread of `probe.kernel-stack`, merged (so that its code runs at
+/// EL1), runs its own kernel stack into the guard page below it. Its stack
+/// comes from a chunk made after three domains' views were: the guard
+/// page must be unmapped, and the stack mapped, in every one of them and
+/// in the kernel's. The kernel must report a kernel stack overflow in
+/// that thread, in that domain, and stop with status 3.
+fn kernel_stack_overflow_thread() -> Verdict {
+    let ping = create("hello.ping")?;
+    let pong = create("hello.pong")?;
+    let probe = create("probe.kernel-stack")?;
+    ping_pong(ping, pong, 1..=1)?;
+    domains::set_mode(probe, DomainMode::Merged).map_err(|error| format!("probe.kernel-stack -> Merged: {error}"))?;
+    let entry = crate::probes::overflow_kernel_stack_entry();
+    let made = state::with(|kernel| {
+        let priority = kernel.objects.thread(kernel.current()).map_or(0, |thread| thread.priority);
+        let thread = kernel.create_thread(probe, entry, 0, priority, 16 << 10)?;
+        let stack = kernel.machine.kernel_stack_of(thread)?;
+        let guard = stack.start - tern_aarch64::paging::PAGE;
+        let viewers = [None, Some(ping), Some(pong), Some(probe)];
+        let unmapped =
+            viewers.iter().filter(|&&viewer| domains::access_in_view(kernel, viewer, guard).is_none()).count();
+        let mapped = viewers
+            .iter()
+            .filter(|&&viewer| {
+                domains::access_in_view(kernel, viewer, stack.start).is_some()
+                    && domains::access_in_view(kernel, viewer, stack.end - 8).is_some()
+            })
+            .count();
+        Some((thread, stack, guard, unmapped, mapped))
+    });
+    let (thread, stack, guard, unmapped, mapped) = made.ok_or("could not start a thread in probe.kernel-stack")?;
+    kprintln!(
+        "thread {} of probe.kernel-stack: kernel stack 0x{:x}..0x{:x}, guard page 0x{:x} unmapped in {} of 4 views (the kernel's, hello.ping's, hello.pong's, the probe's), the stack mapped in {}",
+        thread.get(),
+        stack.start,
+        stack.end,
+        guard,
+        unmapped,
+        mapped
+    );
+    if unmapped != 4 || mapped != 4 {
+        return Err(format!("guard page unmapped in {unmapped} views, stack mapped in {mapped}: wanted 4 and 4"));
+    }
+    let result = tern_aarch64::threads::join(thread);
+    Err(format!("thread {} ended ({result:?}) instead of overflowing its kernel stack", thread.get()))
 }
 
 fn demo() -> ! {
