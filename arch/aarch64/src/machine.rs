@@ -308,6 +308,9 @@ impl Machine for Aarch64 {
         let kernel_root = self.kernel_view & ADDRESS_BITS;
         // The view is not installed (its domain has no activation left for
         // a thread to run in); every table it made goes back to the frames.
+        // Off the list of views new stack chunks are unmapped in first: its
+        // tables are about to be freed.
+        stacks::remove_view(view & ADDRESS_BITS);
         self.with_tables(|tables| paging::free_view(tables, kernel_root, view & ADDRESS_BITS, region));
         cpu::publish_tables();
         cpu::flush_asid((view >> 48) as u16);

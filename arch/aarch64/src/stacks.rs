@@ -104,6 +104,18 @@ pub fn add_view(root: u64) {
 /// Exception class: a data abort taken without a change of level.
 const CLASS_DATA_ABORT_CURRENT: u8 = 0x25;
 
+/// Take a view's root table off the list (its domain's slot is being
+/// reused and the table freed), with the kernel state held.
+pub fn remove_view(root: u64) {
+    // SAFETY: see `Views`; no other reference to it exists meanwhile.
+    let (views, count) = unsafe { &mut *VIEWS.0.get() };
+    if let Some(at) = views[..*count].iter().position(|&listed| listed == root) {
+        *count -= 1;
+        views[at] = views[*count];
+        views[*count] = 0;
+    }
+}
+
 /// A new chunk of kernel stacks: its slots (guard page first) as one
 /// range, with every guard page unmapped in every view listed
 /// ([`add_view`]); `None` if there is no 2 MiB of free memory (or no frame
