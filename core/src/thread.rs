@@ -220,7 +220,7 @@ pub struct Thread {
     /// change them before it runs again (preempted, or stopped by an APC).
     pub at_boundary: bool,
     /// After a split: the thread now carrying this one's base activation
-    /// (the one a join waits for).
+    /// (the one a join waits for), until that thread is forgotten.
     pub base_moved_to: Option<ThreadId>,
     /// Where its CPU time went: counter ticks by the domain of the top
     /// activation when they were charged.
@@ -789,9 +789,17 @@ impl Objects {
         table(&self.ports)
     }
 
-    /// Forget an ended thread.
+    /// Forget an ended thread. A thread whose base had moved to it (a
+    /// split) no longer names it: its number may be reused by any domain's
+    /// next thread, which a join of that thread must not reach.
     pub fn remove_thread(&mut self, id: ThreadId) -> Option<Thread> {
-        self.threads.get_mut(id.get() as usize)?.take().map(|thread| *thread)
+        let removed = self.threads.get_mut(id.get() as usize)?.take().map(|thread| *thread)?;
+        for thread in self.threads.iter_mut().flatten() {
+            if thread.base_moved_to == Some(id) {
+                thread.base_moved_to = None;
+            }
+        }
+        Some(removed)
     }
 
     /// Forget a port (dead, with no activation left).

@@ -229,3 +229,58 @@ fn a_dead_name_carried_in_a_message_arrives_dead() {
     assert!(space.is_dead(delivered.right), "and it is dead");
     assert_eq!(space.lookup(delivered.right), None);
 }
+
+#[test]
+fn a_thread_whose_split_off_base_was_joined_directly_is_still_joined_and_uncharged() {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 1, STACK);
+    let name = system.grant(&server, client);
+    let other = system.domain("other");
+    let boot = system.boot;
+    // A thread of the client's, in a call into the server when the server
+    // dies: its base moves to a thread split off below the server's
+    // activation, and the part left (nothing) ends.
+    system.enter(client);
+    let thread = system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 4, 64 << 10]).unwrap() as u32;
+    let thread = tern_core::thread::ThreadId::new(thread).unwrap();
+    system.switch_to(thread);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 1, &[]);
+    assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+    system.switch_to(boot);
+    system.kernel.terminate_domain(server.domain);
+    let lower = system.kernel.objects.thread(thread).unwrap().base_moved_to.expect("split");
+    system.switch_to(thread);
+    assert_eq!(system.way_back(false), tern_core::control::WayBack::End, "nothing is left of it");
+    system.kernel.end_current_thread(0);
+    system.switch_to(lower);
+    assert_eq!(system.invoke(Call::Exit, &[5]), Next::ExitUpcall(5));
+    system.kernel.end_current_thread(5);
+    system.switch_to(boot);
+    assert_eq!(used(&system, client, Resource::Threads), 2);
+    // The client joins the split-off thread by its number: it goes.
+    assert_eq!(system.as_domain(client, Call::ThreadJoin, &[lower.get() as u64]), Ok(5));
+    assert!(system.kernel.objects.thread(lower).is_none());
+    // Another domain's new thread takes the number, and ends.
+    system.enter(other);
+    let stranger = system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 4, 64 << 10]).unwrap() as u32;
+    system.leave(system.top(boot));
+    assert_eq!(stranger, lower.get(), "the number is reused");
+    let stranger = tern_core::thread::ThreadId::new(stranger).unwrap();
+    system.switch_to(stranger);
+    assert_eq!(system.invoke(Call::Exit, &[9]), Next::ExitUpcall(9));
+    system.kernel.end_current_thread(9);
+    system.switch_to(boot);
+    // The first thread is joined on its own (its base's thread is gone),
+    // not through the stranger that has its base's old number.
+    assert_eq!(system.as_domain(client, Call::ThreadJoin, &[thread.get() as u64]), Ok(0));
+    assert!(system.kernel.objects.thread(thread).is_none());
+    assert_eq!(used(&system, client, Resource::Threads), 0, "nothing of it is charged");
+    assert_eq!(
+        system.as_domain(other, Call::ThreadJoin, &[stranger.get() as u64]),
+        Ok(9),
+        "the stranger is its creator's"
+    );
+    assert_eq!(used(&system, other, Resource::Threads), 0);
+}
