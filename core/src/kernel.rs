@@ -21,7 +21,7 @@
 //! `capability`, `domain`, `lend`, `schedule`) and the ABI.
 
 use crate::abi::{DomainMode, Error};
-use crate::capability::{Capability, PortId};
+use crate::capability::{Capability, NAME_SERVICE_NAME, PortId};
 use crate::domain::{DomainId, DomainRecord, SharedImage};
 use crate::frame::PhysRange;
 use crate::lend::Ledger;
@@ -243,7 +243,10 @@ impl<M: Machine> Kernel<M> {
         }
         if let Some(record) = self.domain_mut(domain) {
             record.space.forget_dead(name);
-            record.account.release(Resource::Rights, 1);
+            // The name service's name was charged to nobody (`quota`).
+            if name != NAME_SERVICE_NAME {
+                record.account.release(Resource::Rights, 1);
+            }
         }
         Err(Error::PortDead)
     }

@@ -284,3 +284,24 @@ fn a_thread_whose_split_off_base_was_joined_directly_is_still_joined_and_uncharg
     );
     assert_eq!(used(&system, other, Resource::Threads), 0);
 }
+
+#[test]
+fn learning_the_name_services_death_gives_back_no_right_it_was_not_charged_for() {
+    fn entry(_: usize) -> usize {
+        0
+    }
+    static NAMES: tern_core::domain::DomainSpec =
+        tern_core::domain::DomainSpec { name: "names", entry, role: tern_core::abi::Role::NameService };
+    let mut system = System::new();
+    let names = system.kernel.create_domain(&NAMES).unwrap();
+    let service = system.as_domain(names, Call::PortCreate, &[]).unwrap();
+    let a = system.domain("a");
+    assert!(system.kernel.domain(a).unwrap().space.lookup(0).is_some(), "the name service at name 0");
+    assert_eq!(used(&system, a, Resource::Rights), 0, "charged to nobody");
+    system.as_domain(a, Call::PortCreate, &[]).unwrap();
+    assert_eq!(used(&system, a, Resource::Rights), 1);
+    assert_eq!(system.as_domain(names, Call::PortDestroy, &[service as u64]), Ok(0));
+    assert!(system.kernel.domain(a).unwrap().space.is_dead(0));
+    assert_eq!(system.as_domain(a, Call::PortDestroy, &[0]), Err(Error::PortDead));
+    assert_eq!(used(&system, a, Resource::Rights), 1, "its own port's right is still charged");
+}
