@@ -599,8 +599,10 @@ impl<M: Machine> Kernel<M> {
         let saved = frame.context();
         let mut handler = UserContext {
             pc: entry.control.alert_handler,
-            // Below where it was, 16-byte aligned, leaving what it had.
-            sp: (saved.sp - 256) & !15,
+            // Below where it was, 16-byte aligned, leaving what it had. The
+            // stack pointer is the domain's to keep: one too low wraps, and
+            // the handler faults in its own domain, which is contained.
+            sp: saved.sp.wrapping_sub(256) & !15,
             pstate: saved.pstate,
             x: [0; 31],
         };

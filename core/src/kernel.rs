@@ -119,6 +119,9 @@ pub struct Kernel<M: Machine> {
     pub domains: Vec<DomainRecord>,
     /// Domain names.
     pub domain_names: HashMap<&'static str, DomainId>,
+    /// Detached threads that have ended, to forget once the machine has
+    /// left them (`Kernel::reap_detached`).
+    pub detached_ended: Vec<ThreadId>,
     /// The name service's port, once the name-service domain made it.
     pub name_service: Option<PortId>,
     /// The domain arena: every domain's region is a slot of it.
@@ -153,6 +156,7 @@ impl<M: Machine> Kernel<M> {
             run_queue: RunQueue::new(),
             domains: Vec::new(),
             domain_names: HashMap::new(),
+            detached_ended: Vec::new(),
             name_service: None,
             arena,
             image,

@@ -237,21 +237,17 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Forget detached threads (the starts of restarted domains) that
-    /// have ended and that the machine has left.
+    /// Forget detached threads — the starts of restarted domains, and
+    /// threads joined (through the thread their base moved to) before
+    /// their own part ended — that have ended and that the machine has
+    /// left. Cheap when there are none: called before a thread is made.
     pub fn reap_detached(&mut self) {
+        if self.detached_ended.is_empty() {
+            return;
+        }
         let current = self.current();
-        let ended: Vec<ThreadId> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| {
-                thread != current
-                    && self
-                        .objects
-                        .thread(thread)
-                        .is_some_and(|entry| entry.detached && matches!(entry.state, ThreadState::Ended(_)))
-            })
-            .collect();
+        let ended: Vec<ThreadId> = self.detached_ended.iter().copied().filter(|&thread| thread != current).collect();
+        self.detached_ended.retain(|&thread| thread == current);
         for thread in ended {
             self.reap(thread);
         }

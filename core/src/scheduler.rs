@@ -167,6 +167,7 @@ impl<M: Machine> Kernel<M> {
         // Both stacks, or neither: the user stack is checked, the kernel
         // stack (which may have to be made) taken, and only then is the
         // user stack carved.
+        self.reap_detached();
         let creator = self.current_domain().unwrap_or(DomainId(0));
         if !self.stacks_fit(domain, 1, stack_bytes) || !self.fits_quota(creator, Resource::Threads, 1) {
             return None;
@@ -335,6 +336,9 @@ impl<M: Machine> Kernel<M> {
             thread.state = ThreadState::Ended(result);
         }
         self.start_ended(current);
+        if self.objects.thread(current).is_some_and(|thread| thread.detached) {
+            self.detached_ended.push(current);
+        }
         let joiners: Vec<ThreadId> = self
             .objects
             .thread_ids()
@@ -420,7 +424,13 @@ impl<M: Machine> Kernel<M> {
         let mut next = Some(thread);
         while let Some(id) = next {
             next = self.objects.thread(id).and_then(|entry| entry.base_moved_to);
-            self.reap(id);
+            if !self.reap(id) {
+                // Its own part has not ended yet: nobody will join it again,
+                // so it is forgotten when it ends.
+                if let Some(entry) = self.objects.thread_mut(id) {
+                    entry.detached = true;
+                }
+            }
         }
     }
 

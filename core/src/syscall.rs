@@ -271,6 +271,7 @@ impl<M: Machine> Kernel<M> {
         if !self.image.read_only.contains(entry as u64) {
             return Err(Error::BadAddress);
         }
+        self.reap_detached();
         if !self.fits_quota(caller.domain, Resource::Threads, 1) {
             return Err(Error::OverQuota);
         }

@@ -818,3 +818,27 @@ fn domain_control_suspends_and_resumes_a_domains_activations() {
     assert_eq!(system.state(thread), ThreadState::Ready);
     system.leave(controller);
 }
+
+#[test]
+fn an_alert_handler_for_a_call_made_with_a_stack_pointer_near_zero_does_not_panic_the_kernel() {
+    let mut system = System::new();
+    let a = system.domain("a");
+    let thread = system.thread(a, 5);
+    let handler = support::IMAGE.start + 0x4000;
+    system.switch_to(thread);
+    let own = system.top(thread);
+    assert_eq!(system.ok(Call::AlertHandler, &[handler]), Ok(0));
+    system.switch_to(system.boot);
+    let controller = system.enter(a);
+    assert_eq!(system.ok(Call::Alert, &[number(own)]), Ok(1));
+    system.leave(controller);
+    system.switch_to(thread);
+    assert_eq!(system.way_back(false), WayBack::Go);
+    // The domain's stack pointer is its own business, even a silly one.
+    system.current_frame().context.sp = 0x40;
+    assert_eq!(system.ok(Call::Null, &[]), Ok(0));
+    assert_eq!(system.way_back(true), WayBack::Go);
+    let context = system.current_frame().context;
+    assert_eq!(context.pc, handler, "the handler runs (and faults in its own domain)");
+    assert_eq!(context.sp, 0x40u64.wrapping_sub(256) & !15);
+}
