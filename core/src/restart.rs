@@ -41,7 +41,7 @@ use crate::domain::DomainId;
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
 use crate::quota::Resource;
-use crate::thread::{ThreadId, ThreadState};
+use crate::thread::ThreadId;
 use alloc::vec::Vec;
 
 /// Restart times a record keeps (those outside the window are dropped
