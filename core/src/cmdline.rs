@@ -16,6 +16,11 @@
 //! - `tern.harness=1` says a test harness runs the kernel under QEMU with
 //!   semihosting enabled: only then does the kernel end the run through a
 //!   semihosting exit (an `hlt` instruction, which would trap on a real Pi).
+//! - `tern.fuzz.seed=N`, `tern.fuzz.calls=N`, `tern.fuzz.mode=NAME` and
+//!   `tern.fuzz.trace=1` configure the harness's kernel-call fuzzer
+//!   (scenario `fuzz`): the PRNG's seed, how many kernel calls to make,
+//!   from which kind of domain (`protected`, `merged` or `both`), and
+//!   whether to print every call as it is made.
 
 /// Options parsed from the kernel command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +35,14 @@ pub struct Options<'a> {
     pub merge: Option<&'a str>,
     /// `tern.rounds=N`: rounds of a repeating scenario.
     pub rounds: Option<u32>,
+    /// `tern.fuzz.seed=N`: the fuzzer's seed.
+    pub fuzz_seed: Option<u64>,
+    /// `tern.fuzz.calls=N`: how many kernel calls the fuzzer makes.
+    pub fuzz_calls: Option<u64>,
+    /// `tern.fuzz.mode=NAME`: the fuzzer's domain mode(s).
+    pub fuzz_mode: Option<&'a str>,
+    /// `tern.fuzz.trace=1`: print every call the fuzzer makes.
+    pub fuzz_trace: bool,
 }
 
 impl Options<'_> {
@@ -62,6 +75,13 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(&'a str)) -> Options<'a>
             ("rounds", Some(number)) if number.parse::<u32>().is_ok_and(|n| n > 0) => {
                 options.rounds = number.parse().ok()
             }
+            ("fuzz.seed", Some(number)) if number.parse::<u64>().is_ok() => options.fuzz_seed = number.parse().ok(),
+            ("fuzz.calls", Some(number)) if number.parse::<u64>().is_ok_and(|n| n > 0) => {
+                options.fuzz_calls = number.parse().ok()
+            }
+            ("fuzz.mode", Some(name)) if !name.is_empty() => options.fuzz_mode = Some(name),
+            ("fuzz.trace", None | Some("1" | "true" | "yes")) => options.fuzz_trace = true,
+            ("fuzz.trace", Some("0" | "false" | "no")) => options.fuzz_trace = false,
             _ => unknown(word),
         }
     }
@@ -96,6 +116,21 @@ mod tests {
         let mut unknown = alloc::vec::Vec::new();
         parse("tern.merge=", |word| unknown.push(word));
         assert_eq!(unknown, ["tern.merge="]);
+    }
+
+    #[test]
+    fn fuzz_options() {
+        let options = parse("tern.fuzz.seed=0 tern.fuzz.calls=1000000 tern.fuzz.mode=merged tern.fuzz.trace", |_| {
+            panic!("known")
+        });
+        assert_eq!(options.fuzz_seed, Some(0));
+        assert_eq!(options.fuzz_calls, Some(1_000_000));
+        assert_eq!(options.fuzz_mode, Some("merged"));
+        assert!(options.fuzz_trace);
+        assert!(!parse("tern.fuzz.trace=1 tern.fuzz.trace=0", |_| {}).fuzz_trace);
+        let mut rejected = alloc::vec::Vec::new();
+        parse("tern.fuzz.calls=0 tern.fuzz.seed=-1 tern.fuzz.calls=x tern.fuzz.mode=", |word| rejected.push(word));
+        assert_eq!(rejected.len(), 4, "zero calls, negative or non-numbers and an empty mode are refused");
     }
 
     #[test]
