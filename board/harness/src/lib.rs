@@ -3,8 +3,9 @@
 //! A *harness image* is the production image plus this crate: the boot
 //! scenarios the integration tests run ([`scenario`]), the misbehaving
 //! domains that show containment ([`probes`]), the benchmark's driver and
-//! servers ([`bench`]) and the priority-inversion experiment
-//! ([`inversion`]), and the test servers they use (`tern-hello`,
+//! servers ([`bench`]), the priority-inversion experiment
+//! ([`inversion`]), the kernel-call fuzzer and its scenario ([`fuzz`]),
+//! and the test servers they use (`tern-hello`,
 //! `tern-rpctest`, `tern-ctltest`). `cargo xtask test` and `cargo xtask
 //! bench` build harness images; the image a person flashes carries none of
 //! it (`cargo xtask test` checks the production image's symbols).
@@ -21,6 +22,7 @@
 extern crate alloc;
 
 pub mod bench;
+pub mod fuzz;
 pub mod inversion;
 pub mod probes;
 pub mod scenario;
