@@ -142,7 +142,7 @@ pub const SLOT_STACK: u64 = 32 << 10;
 /// The watchdog's stack.
 pub const WATCHDOG_STACK: u64 = 32 << 10;
 /// Region bytes kept for slot threads the watchdog makes.
-const RESPAWN_RESERVE: u64 = 1 << 20;
+const RESPAWN_RESERVE: u64 = 3 << 19;
 /// The main loop's priority (the watchdog's is 31).
 pub const MAIN_PRIORITY: u8 = 10;
 /// The workers' priority: above the main loop, so that a worker that is
@@ -380,11 +380,42 @@ pub fn slot_entry(argument: usize) -> usize {
     let kind = if slot == 0 { Kind::Main } else { Kind::Worker };
     let seed = shared.config.seed ^ mix(slot as u64 + 1) ^ record.lives.load(Relaxed).wrapping_mul(0x51);
     let who = Who { slot: Some(slot), depth: 0, kind, activation: me };
+    if slot == 0 && shared.opened.swap(1, Relaxed) == 0 {
+        opening(shared, who);
+    }
     run_loop(shared, who, &mut Rng::new(seed), u64::MAX);
     if record.state.load(Relaxed) == slot_state::RUNNING {
         record.state.store(slot_state::FINISHED, Relaxed);
     }
     0
+}
+
+/// The main loop's opening, before the random calls: two ports with pools
+/// of the fuzzer's own — one entered through the gate's dispatch
+/// trampoline (its stacks are too large for the ration to grant often),
+/// with a sidetrack, one entered directly — so that nested loops, the
+/// dispatch paths and sidetracks are there from the start. Made and
+/// counted like any call.
+fn opening(shared: &Shared, who: Who) {
+    let trampoline = gate::dispatch_trampoline() as u64;
+    let direct = pool_entry as *const () as u64;
+    let sidetrack = sidetrack_entry as *const () as u64;
+    for (entry, count, stack) in [(trampoline, 2, 96 << 10), (direct, 3, (20 << 10) as u64)] {
+        if !shared.take_budget() {
+            return;
+        }
+        let (status, port) =
+            make(shared, who, &Plan { number: Call::PortCreate as u64, registers: [0; 7], special: Special::None });
+        if status != 0 || !shared.take_budget() {
+            return;
+        }
+        let registers = [port, count, entry, stack, 0, 0, 0];
+        let _ = make(shared, who, &Plan { number: Call::PoolAdd as u64, registers, special: Special::None });
+        if entry == trampoline && shared.take_budget() {
+            let registers = [port, sidetrack, 16 << 10, 0, 0, 0, 0];
+            let _ = make(shared, who, &Plan { number: Call::SidetrackSet as u64, registers, special: Special::None });
+        }
+    }
 }
 
 /// The watchdog (see the module's notes).
@@ -582,8 +613,7 @@ extern "C" fn alert_handler(activation: usize) -> ! {
 
 /// What a child thread does (its argument's bits 40-43).
 mod child {
-    /// Return at once.
-    pub const RETURN: u64 = 0;
+    // 0: return at once (any kind not listed below).
     /// Yield a few times, then return.
     pub const YIELD: u64 = 1;
     /// Wait in receive on a port nobody calls.
@@ -807,9 +837,7 @@ fn follow(shared: &Shared, state: &mut LoopState, plan: &Plan, status: u64) {
         Some(Call::Receive | Call::ReplyReceive) => {}
         _ => return,
     }
-    if matches!(Call::from_number(plan.number as usize), Some(Call::Receive)) && status != Error::NoRight as u64 {
-        remember(&shared.served_ports, plan.registers[0] as u32, mix(plan.registers[1] ^ status));
-    }
+    let _ = shared;
 }
 
 /// A planned call.
@@ -964,6 +992,9 @@ fn learn(shared: &Shared, plan: &Plan, status: u64, value: u64) {
         }
         Some(Call::PoolAdd) => {
             shared.carved.fetch_add(r[1] * r[3].next_multiple_of(16), Relaxed);
+            if r[2] == gate::dispatch_trampoline() as u64 {
+                shared.trampoline_pools.fetch_add(1, Relaxed);
+            }
             remember(&shared.pooled_ports, r[0] as u32, salt);
         }
         Some(Call::ThreadCreate) => {
@@ -1321,11 +1352,11 @@ impl Generator<'_> {
             7 => ports[port::CLOCK],
             8 => 0,
             9..=11 => self.pooled_port().unwrap_or(ports[port::ECHO]),
-            12 if self.may_block => {
+            12 => {
                 let table = &self.shared.served_ports;
                 u64::from(table[self.rng.below(table.len() as u64) as usize].load(Relaxed))
             }
-            12 | 13 => self.known_port(),
+            13 => self.known_port(),
             14 => self.rng.below(24),
             _ => self.any(),
         }
@@ -1611,7 +1642,9 @@ impl Generator<'_> {
                     self.write_claim()
                 };
                 (r[5], r[6]) = self.lend(target);
-                let known = target == config.ports[port::ECHO]
+                let served = self.shared.served_ports.iter().any(|port| u64::from(port.load(Relaxed)) == target);
+                let known = served
+                    || target == config.ports[port::ECHO]
                     || target == config.ports[port::CLOCK]
                     || target == 0
                     || own_pool
@@ -1684,11 +1717,17 @@ impl Generator<'_> {
                 r[2] = self.priority();
             }
             Call::Receive => {
-                r[0] = self.own_port();
+                let served = self.shared.served_ports[self.rng.below(8) as usize].load(Relaxed);
+                r[0] = if served != 0 && self.rng.percent(40) { u64::from(served) } else { self.own_port() };
                 (r[1], r[2]) = self.write_claim();
                 if !may_block && !self.rng.one_in(1000) {
                     // Refused before it waits: a bad buffer.
                     (r[1], r[2]) = (config.kernel_data, 64);
+                } else if self.rng.percent(70) {
+                    // A buffer a request fits (else the call is refused),
+                    // and the port where callers will look for a server.
+                    (r[1], r[2]) = (self.shared.scratch + WRITE_AREA.0 + self.rng.below(64) * 64, MESSAGE_MAX as u64);
+                    remember(&self.shared.served_ports, r[0] as u32, self.rng.next());
                 }
             }
             Call::ReplyReceive => {
@@ -1829,7 +1868,7 @@ impl Generator<'_> {
                 (r[1], r[2]) = self.write_claim();
             }
             Call::Sleep => {
-                r[0] = self.rng.pick(&[0, 1, config.frequency / 400, config.frequency / 100, config.frequency / 50]);
+                r[0] = self.rng.pick(&[0, 1, config.frequency / 400, config.frequency / 200, config.frequency / 100]);
                 if self.rng.one_in(8) {
                     // For ever (until an alert).
                     r[0] = self.rng.pick(&[u64::MAX, 1 << 62]);

@@ -343,19 +343,29 @@ fn fuzz_round(
         region.end
     );
     let paths_before = state::with(|kernel| *kernel.statistics());
+    // The threads, and their first activations: written into the block
+    // before any of them runs, so that the fuzzer knows from the first
+    // call which activations are its watchdog's and its loops'.
     let started = state::with(|kernel| {
         let watchdog = fuzzer::watchdog_entry as fn(usize) -> usize as usize;
         let slot = fuzzer::slot_entry as fn(usize) -> usize as usize;
-        let mut made = kernel.create_thread(fuzz, watchdog, address as usize, 31, fuzzer::WATCHDOG_STACK).is_some();
+        let mut firsts = Vec::new();
+        let thread = kernel.create_thread(fuzz, watchdog, address as usize, 31, fuzzer::WATCHDOG_STACK)?;
+        firsts.push(kernel.objects.thread(thread)?.top?.get());
         for index in 0..SLOTS {
             let argument = fuzzer::slot_argument(address, index);
             let priority = fuzzer::slot_priority(index);
-            made &= kernel.create_thread(fuzz, slot, argument, priority, fuzzer::SLOT_STACK).is_some();
+            let thread = kernel.create_thread(fuzz, slot, argument, priority, fuzzer::SLOT_STACK)?;
+            firsts.push(kernel.objects.thread(thread)?.top?.get());
         }
-        made
+        Some(firsts)
     });
-    if !started {
-        return Err("could not start the fuzzer's threads".into());
+    let Some(firsts) = started else { return Err("could not start the fuzzer's threads".into()) };
+    write_into(fuzz, address + offset_of!(Shared, watchdog) as u64, &firsts[0].to_le_bytes())?;
+    for (index, first) in firsts[1..].iter().enumerate() {
+        let at = address + (offset_of!(Shared, slots) + index * core::mem::size_of::<shared::Slot>()) as u64;
+        write_into(fuzz, at + offset_of!(shared::Slot, base) as u64, &first.to_le_bytes())?;
+        write_into(fuzz, at + offset_of!(shared::Slot, top) as u64, &first.to_le_bytes())?;
     }
     let frequency = timer::frequency();
     let start = timer::counter();
@@ -489,7 +499,7 @@ fn print_slots(label: &str, block: &Shared) {
     }
     let l = &block.loops;
     kprintln!(
-        "FUZZ-LOOPS mode={} loops={} nested={} alert_handlers={} sidetracks={} dispatch_handlers={} children={} ports_made={} stack_carved={}",
+        "FUZZ-LOOPS mode={} loops={} nested={} alert_handlers={} sidetracks={} dispatch_handlers={} children={} ports_made={} stack_carved={} trampoline_pools={}",
         label,
         l[0].load(Relaxed),
         l[1].load(Relaxed),
@@ -498,7 +508,8 @@ fn print_slots(label: &str, block: &Shared) {
         l[4].load(Relaxed),
         l[5].load(Relaxed),
         block.ports_made.load(Relaxed),
-        block.carved.load(Relaxed)
+        block.carved.load(Relaxed),
+        block.trampoline_pools.load(Relaxed)
     );
 }
 

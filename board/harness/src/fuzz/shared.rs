@@ -207,6 +207,10 @@ pub struct Shared {
     /// Loops started (all kinds), nested loops, alert handlers run,
     /// sidetracks taken, dispatch handlers run, children started.
     pub loops: [AtomicU64; 6],
+    /// Non-zero once the main loop made its opening calls.
+    pub opened: AtomicU64,
+    /// Pools added with the gate's dispatch trampoline as the entry.
+    pub trampoline_pools: AtomicU64,
     /// Seeds handed to loops that start.
     pub sequence: AtomicU64,
     /// Stalls the watchdog acted on, by the call the slot was in (the
