@@ -347,6 +347,45 @@ pub mod checks {
         t.expect_none("a fault report", |l| l.contains("fault in domain"));
     }
 
+    /// `fuzz`: the kernel-call fuzzer (the kernel's default seed and call
+    /// count) ran to its verdict: the whole-run histogram with as many
+    /// calls as asked (`tern.fuzz.calls`, or the kernel's default of
+    /// 20 000 — any count if the line does not say), no call broke a rule
+    /// the kernel promises, the healthy client's round of calls on `echo`
+    /// completed after the fuzzing, and PASS with exit status 0 (a kernel
+    /// panic or fault would have ended the run with 2 or 3). The fuzzer's
+    /// console output (dots, question marks) may share a line with what
+    /// is checked; the invariants are printed, not judged.
+    pub fn fuzz(t: &Transcript) {
+        t.expect_boot();
+        let results = t.expect(0, "the whole run's histogram, `FUZZ-RESULTS mode=all calls=`", |l| {
+            l.contains("FUZZ-RESULTS mode=all calls=")
+        });
+        let calls = t.lines()[results]
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("calls="))
+            .and_then(|number| number.parse::<u64>().ok());
+        let wanted = t
+            .lines()
+            .iter()
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find_map(|word| word.strip_prefix("calls="))
+                    .filter(|_| l.starts_with("FUZZ-CONFIG"))
+            })
+            .and_then(|number| number.parse::<u64>().ok());
+        if calls.is_none() || calls < wanted.map(|wanted| wanted * 99 / 100) {
+            t.fail(format_args!("the fuzzer made {calls:?} calls of the {wanted:?} asked"));
+        }
+        t.expect(0, "a `FUZZ-RATE mode=all` line", |l| l.contains("FUZZ-RATE mode=all calls_per_second="));
+        t.expect(0, "`FUZZ-VIOLATIONS count=0`", |l| l.contains("FUZZ-VIOLATIONS count=0"));
+        t.expect(0, "the healthy client served after the fuzzing (`FUZZ-HEALTH after: ... Ok(Returned(0))`)", |l| {
+            l.starts_with("FUZZ-HEALTH after:") && l.ends_with("Ok(Returned(0))")
+        });
+        t.expect(0, "`FUZZ-INVARIANT` lines", |l| l.starts_with("FUZZ-INVARIANT name="));
+        t.expect_pass(0);
+    }
+
     /// `kernel-fault`: a `kernel fault` report with `ESR`, exit status 3.
     pub fn kernel_fault(t: &Transcript) {
         t.expect_boot();
@@ -605,6 +644,31 @@ kernel stopped
         rejects(transcript(Board::Virt, name, 3, &plain), kernel, "kernel stack overflow");
         let no_sp = OVERFLOW.replace("  SP 0x400ffc50", "");
         rejects(transcript(Board::Virt, name, 3, &no_sp), kernel, "`SP`");
+    const FUZZED: &str = "\
+FUZZ-CONFIG seed=1 calls=20000 mode=both trace=0 board=qemu-virt
+FUZZ-HEALTH before: the client's round of calls on echo: Ok(Returned(0))
+..?..FUZZ-RESULTS mode=protected calls=15000 ok=6000 noreturn=3
+..FUZZ-RESULTS mode=all calls=20000 ok=8000 noreturn=5
+FUZZ-RATE mode=all calls_per_second=60000 seconds=0.333
+FUZZ-VIOLATIONS count=0
+FUZZ-INVARIANT name=threads before=1 after=200
+FUZZ-HEALTH after: the client's round of calls on echo: Ok(Returned(0))
+scenario fuzz: PASS
+";
+
+    #[test]
+    fn fuzz() {
+        accepts(transcript(Board::Virt, "fuzz", 0, FUZZED), checks::fuzz);
+        rejects(transcript(Board::Virt, "fuzz", 3, FUZZED), checks::fuzz, "got 3 (fault at EL1)");
+        let short = FUZZED.replace("mode=all calls=20000", "mode=all calls=1200");
+        rejects(transcript(Board::Virt, "fuzz", 0, &short), checks::fuzz, "made Some(1200) calls");
+        let broken = FUZZED.replace("count=0", "count=2");
+        rejects(transcript(Board::Virt, "fuzz", 0, &broken), checks::fuzz, "FUZZ-VIOLATIONS count=0");
+        let unhealthy =
+            FUZZED.replace("after: the client's round of calls on echo: Ok(Returned(0))", "after: Ok(Faulted)");
+        rejects(transcript(Board::Rpi4, "fuzz", 0, &unhealthy), checks::fuzz, "healthy client");
+        let no_histogram = FUZZED.replace("..FUZZ-RESULTS mode=all", "..FUZZ-RESULTS mode=most");
+        rejects(transcript(Board::Rpi4, "fuzz", 0, &no_histogram), checks::fuzz, "histogram");
     }
 
     #[test]

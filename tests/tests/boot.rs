@@ -182,6 +182,7 @@ scenarios! {
         "ctl-domain: terminated ctl.top with 2 client threads inside: 2 activations terminated, 0 left, alive: false",
         "[ctl] a worker's call came back with the middle told CallAborted (Ok(12)): ok",
     ]);
+    rpi4_fuzz, virt_fuzz: "fuzz" => checks::fuzz;
 }
 
 /// What a server panicking in a call must print, protected or merged: the

@@ -30,7 +30,10 @@
 //! * [`bench`] boots the kernel's benchmark scenario under `-icount
 //!   shift=0`, parses the figures it prints and renders them as the paper's
 //!   Tables 1 and 3 (`cargo xtask bench`, described in `docs/bench.md`);
-//!   [`svg`] draws its whole-call figures as a bar chart.
+//!   [`svg`] draws its whole-call figures as a bar chart;
+//! * [`fuzz`] boots the kernel-call fuzzer (scenario `fuzz`) for one seed
+//!   or many and prints its histograms, rate and invariants (`cargo xtask
+//!   fuzz`).
 //!
 //! It runs on the host and depends on no crate of the kernel's: it builds
 //! and boots them as a user would.
@@ -68,6 +71,7 @@ pub mod bench;
 pub mod console;
 pub mod demux;
 pub mod elf;
+pub mod fuzz;
 pub mod image;
 pub mod install;
 pub mod qemu;

@@ -6,6 +6,8 @@
 //!                    [--harness] [--append ARGS] [--locations]
 //! cargo xtask test   [--release]
 //! cargo xtask bench  [--board virt|rpi4] [--json PATH] [--svg PATH] [--repetitions N]
+//! cargo xtask fuzz   [--board virt|rpi4] [--seed N] [--calls M] [--count K] [--mode M]
+//!                    [--trace] [--release] [--timeout S] [--verbose]
 //! cargo xtask lint
 //! cargo xtask install-qemu
 //! ```
@@ -40,6 +42,12 @@
 //! kernel chooses). It fails when the run fails, never because a target
 //! was missed (see `docs/bench.md`).
 //!
+//! `fuzz` (virt by default) builds the harness image and boots the kernel's
+//! `fuzz` scenario with `tern.fuzz.seed=N tern.fuzz.calls=M` (default seed
+//! 1, 100 000 calls), for `--count K` seeds from N on, and prints each
+//! seed's result histogram, rate, invariants and verdict (see
+//! `xtask::fuzz`); it fails if any seed failed.
+//!
 //! The arguments are parsed by hand: six subcommands and a few flags do not
 //! justify clap's compile time on a two-core machine, and the parser below
 //! still gives `--flag value` and `--flag=value`, errors for unknown flags,
@@ -69,6 +77,10 @@ commands:
   bench         release harness image, QEMU -icount, instruction counts as a table
                                           [--board virt|rpi4] [--json PATH]
                                           [--svg PATH] [--repetitions N]
+  fuzz          harness image, the kernel-call fuzzer: histograms, rate, invariants
+                                          [--board virt|rpi4] [--seed N] [--calls M]
+                                          [--count K] [--mode protected|merged|both]
+                                          [--trace] [--release] [--timeout S] [--verbose]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
@@ -92,6 +104,13 @@ options:
   --json PATH     (bench) also write the figures as JSON records to PATH
   --svg PATH      (bench) also write the whole-call medians as an SVG bar chart to PATH
   --repetitions N (bench) add tern.bench.repetitions=N (default: the kernel's)
+  --seed N        (fuzz) the first seed (default 1)
+  --calls M       (fuzz) kernel calls per seed (default 100000)
+  --count K       (fuzz) run K seeds, N to N+K-1 (default 1)
+  --mode M        (fuzz) fuzz from a protected domain, a merged one, or both (default)
+  --trace         (fuzz) print every call the fuzzer makes (slow)
+  --timeout S     (fuzz) seconds per seed (default: 60 + calls / 4000)
+  --verbose       (fuzz) print every FUZZ- line (per-call counts, RPC paths, watchdog)
 ";
 
 /// The flags `build` accepts.
@@ -100,6 +119,9 @@ const BUILD_FLAGS: &[&str] = &["--board", "--release", "--harness"];
 const QEMU_FLAGS: &[&str] = &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"];
 /// The flags `bench` accepts.
 const BENCH_FLAGS: &[&str] = &["--board", "--json", "--svg", "--repetitions"];
+/// The flags `fuzz` accepts.
+const FUZZ_FLAGS: &[&str] =
+    &["--board", "--seed", "--calls", "--count", "--mode", "--trace", "--release", "--timeout", "--verbose"];
 
 /// Parsed options; which ones a command accepts is checked per command.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -114,6 +136,22 @@ struct Options {
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
     repetitions: Option<u64>,
+    seed: Option<u64>,
+    calls: Option<u64>,
+    count: Option<u64>,
+    mode: Option<String>,
+    trace: bool,
+    timeout: Option<u64>,
+    verbose: bool,
+}
+
+/// Parse `value` of `flag` as a whole number, at least `least`.
+fn number(flag: &str, value: &str, least: u64) -> Result<u64> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|&n| n >= least)
+        .with_context(|| format!("`{flag}` needs a whole number of at least {least}, not `{value}`"))
 }
 
 /// Parses the options after the subcommand; `allowed` lists the flags the
@@ -129,7 +167,20 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
         if !allowed.contains(&flag) {
             bail!("unexpected argument `{arg}` (see `cargo xtask help`)");
         }
-        let takes_value = matches!(flag, "--board" | "--scenario" | "--append" | "--json" | "--svg" | "--repetitions");
+        let takes_value = matches!(
+            flag,
+            "--board"
+                | "--scenario"
+                | "--append"
+                | "--json"
+                | "--svg"
+                | "--repetitions"
+                | "--seed"
+                | "--calls"
+                | "--count"
+                | "--mode"
+                | "--timeout"
+        );
         let value = if takes_value {
             match inline {
                 Some(v) => v,
@@ -162,6 +213,18 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
                     .with_context(|| format!("`--repetitions` needs a positive whole number, not `{value}`"))?;
                 opts.repetitions = Some(n);
             }
+            "--seed" => opts.seed = Some(number(flag, &value, 0)?),
+            "--calls" => opts.calls = Some(number(flag, &value, 1)?),
+            "--count" => opts.count = Some(number(flag, &value, 1)?),
+            "--timeout" => opts.timeout = Some(number(flag, &value, 1)?),
+            "--mode" => {
+                if !matches!(value.as_str(), "protected" | "merged" | "both") {
+                    bail!("`--mode` is protected, merged or both, not `{value}`");
+                }
+                opts.mode = Some(value);
+            }
+            "--trace" => opts.trace = true,
+            "--verbose" => opts.verbose = true,
             _ => unreachable!("flag {flag} is allowed but not handled"),
         }
     }
@@ -193,6 +256,22 @@ fn run(args: &[String]) -> Result<ExitCode> {
             let outputs = xtask::bench::Outputs { json: opts.json.as_deref(), svg: opts.svg.as_deref() };
             xtask::bench::run(opts.board.unwrap_or(Board::Virt), outputs, opts.repetitions)?;
             Ok(ExitCode::SUCCESS)
+        }
+        "fuzz" => {
+            let opts = parse_options(rest, FUZZ_FLAGS)?;
+            let request = xtask::fuzz::Request {
+                board: opts.board.unwrap_or(Board::Virt),
+                seed: opts.seed.unwrap_or(1),
+                calls: opts.calls.unwrap_or(xtask::fuzz::DEFAULT_CALLS),
+                mode: opts.mode,
+                trace: opts.trace,
+                release: opts.release,
+                count: opts.count.unwrap_or(1),
+                timeout: opts.timeout.map(std::time::Duration::from_secs),
+                verbose: opts.verbose,
+            };
+            let passed = xtask::fuzz::run(&request)?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         "lint" => {
             parse_options(rest, &[])?;
@@ -445,6 +524,34 @@ mod tests {
         assert_eq!(kind("--harness"), ImageKind::Harness);
         assert_eq!(kind("--scenario domains"), ImageKind::Harness);
         assert_eq!(kind("--scenario=ticks --harness"), ImageKind::Harness);
+    }
+
+    #[test]
+    fn parses_fuzz_flags() {
+        let o = parse_options(
+            &args("--board rpi4 --seed 0 --calls=1000000 --count 50 --mode merged --trace --release --timeout 600 --verbose"),
+            FUZZ_FLAGS,
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            Options {
+                board: Some(Board::Rpi4),
+                seed: Some(0),
+                calls: Some(1_000_000),
+                count: Some(50),
+                mode: Some("merged".into()),
+                trace: true,
+                release: true,
+                timeout: Some(600),
+                verbose: true,
+                ..Options::default()
+            }
+        );
+        assert_eq!(parse_options(&[], FUZZ_FLAGS).unwrap(), Options::default());
+        for bad in ["--calls 0", "--count 0", "--seed -1", "--mode sideways", "--calls", "--trace=1", "--json x"] {
+            assert!(parse_options(&args(bad), FUZZ_FLAGS).is_err(), "{bad}");
+        }
     }
 
     #[test]

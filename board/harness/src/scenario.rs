@@ -93,6 +93,9 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-bad-input-switching", || {
         rpc(&[("names", 1), ("echo", 2)], test::BAD_INPUT, |s| s.handed_off >= 2, "handed off")
     }),
+    // The kernel bugs the fuzzer found (`fuzz::repro`): they pass once fixed.
+    ("fuzz-bug-switch-dead-client", crate::fuzz::repro::switch_dead_client),
+    ("fuzz-bug-lend-wraps", crate::fuzz::repro::lend_wraps),
 ];
 
 /// A protected domain asks for ports, pool activations and threads until

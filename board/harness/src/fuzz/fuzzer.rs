@@ -235,14 +235,14 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn word(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix(self.0)
     }
 
     /// A number below `bound` (0 for a bound of 0).
     pub fn below(&mut self, bound: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(bound)) >> 64) as u64
+        ((u128::from(self.word()) * u128::from(bound)) >> 64) as u64
     }
 
     /// True once in `times` on average.
@@ -947,7 +947,7 @@ fn puppet_state(shared: &Shared, who: Who, rng: &mut Rng, target: u64) {
     let snapshot = shared.scratch + SNAPSHOT_AREA;
     let get = Plan {
         number: Call::GetState as u64,
-        registers: [target, snapshot, STATE_BYTES as u64, rng.next(), rng.next(), 0, 0],
+        registers: [target, snapshot, STATE_BYTES as u64, rng.word(), rng.word(), 0, 0],
         special: Special::None,
     };
     let _ = make(shared, who, &get);
@@ -961,10 +961,10 @@ fn puppet_state(shared: &Shared, who: Who, rng: &mut Rng, target: u64) {
         let value = Generator { shared, who, rng: &mut *rng, may_block: false, state: &mut state }.any();
         write_bytes(snapshot + index * 8, &value.to_le_bytes());
     }
-    write_bytes(snapshot + 33 * 8, &rng.next().to_le_bytes());
+    write_bytes(snapshot + 33 * 8, &rng.word().to_le_bytes());
     let set = Plan {
         number: Call::SetState as u64,
-        registers: [target, snapshot, STATE_BYTES as u64, rng.next(), 0, 0, 0],
+        registers: [target, snapshot, STATE_BYTES as u64, rng.word(), 0, 0, 0],
         special: Special::None,
     };
     let _ = make(shared, who, &set);
@@ -1168,7 +1168,7 @@ impl Generator<'_> {
             1 => self.rng.pick(&[u32::MAX as u64, 1 << 32, (1 << 32) + 1, 0xffff, 0x1_0000, 255, 256]),
             2 => self.rng.below(64),
             3 => self.rng.below(1 << 16),
-            4 => self.rng.next(),
+            4 => self.rng.word(),
             5 | 6 => self.address(),
             7 => self.length(),
             8 => self.known_activation(),
@@ -1493,7 +1493,7 @@ impl Generator<'_> {
             };
             kind | (self.rng.below(256) as u32) << 8
         } else {
-            self.rng.next() as u32
+            self.rng.word() as u32
         };
         let right = match self.rng.below(10) {
             _ if label & 0xff == 4 && pool_victim => callback.unwrap_or(0),
@@ -1517,12 +1517,12 @@ impl Generator<'_> {
         let mut header = [0u8; 32];
         header[0..4].copy_from_slice(&label.to_le_bytes());
         header[4..8].copy_from_slice(&right.to_le_bytes());
-        header[8..16].copy_from_slice(&self.rng.next().to_le_bytes());
+        header[8..16].copy_from_slice(&self.rng.word().to_le_bytes());
         let depth = u64::from(self.who.depth) + 1;
         let about = self.who.slot.map_or(0xff, |slot| slot as u64) | depth << 8;
         let magic = if own_pool || victim || self.rng.percent(50) { REQUEST_MAGIC } else { 0 };
         header[16..24].copy_from_slice(&(u64::from(magic) | about << 32).to_le_bytes());
-        header[24..32].copy_from_slice(&self.rng.next().to_le_bytes());
+        header[24..32].copy_from_slice(&self.rng.word().to_le_bytes());
         write_bytes(at, &header);
         (at, length)
     }
@@ -1727,7 +1727,7 @@ impl Generator<'_> {
                     // A buffer a request fits (else the call is refused),
                     // and the port where callers will look for a server.
                     (r[1], r[2]) = (self.shared.scratch + WRITE_AREA.0 + self.rng.below(64) * 64, MESSAGE_MAX as u64);
-                    remember(&self.shared.served_ports, r[0] as u32, self.rng.next());
+                    remember(&self.shared.served_ports, r[0] as u32, self.rng.word());
                 }
             }
             Call::ReplyReceive => {

@@ -44,6 +44,7 @@
 //! ports and slot are never freed), so they are printed, not judged.
 
 pub mod fuzzer;
+pub mod repro;
 pub mod shared;
 pub mod victim;
 
@@ -116,7 +117,7 @@ impl Tally {
         kprintln!("{}", line);
         let frequency = timer::frequency().max(1);
         let micros = self.ticks * 1_000_000 / frequency;
-        let rate = if self.ticks == 0 { 0 } else { self.attempted * frequency / self.ticks };
+        let rate = (self.attempted * frequency).checked_div(self.ticks).unwrap_or(0);
         kprintln!(
             "FUZZ-RATE mode={} calls_per_second={} seconds={}.{:03}",
             mode,
@@ -228,7 +229,7 @@ fn grant_first_port(owner: DomainId, to: DomainId) -> Option<u64> {
 }
 
 /// Sleep for `ticks` of the counter (the boot thread waits like any).
-fn nap(ticks: u64) {
+pub(crate) fn nap(ticks: u64) {
     state::with(|kernel| {
         let until = kernel.machine.counter() + ticks;
         let current = kernel.current();
