@@ -96,6 +96,9 @@ const SCENARIOS: &[Scenario] = &[
     // The kernel bugs the fuzzer found (`fuzz::repro`): they pass once fixed.
     ("fuzz-bug-switch-dead-client", crate::fuzz::repro::switch_dead_client),
     ("fuzz-bug-lend-wraps", crate::fuzz::repro::lend_wraps),
+    ("fuzz-bug-port-flood", crate::fuzz::repro::port_flood),
+    ("fuzz-bug-split-leak", crate::fuzz::repro::split_leak),
+    ("fuzz-bug-alert-low-stack", crate::fuzz::repro::alert_low_stack),
 ];
 
 /// A protected domain asks for ports, pool activations and threads until

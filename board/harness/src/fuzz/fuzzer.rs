@@ -106,6 +106,24 @@ pub const KNOWN_KERNEL_BUGS: &[KnownBug] = &[
                Left out: every reply to a switching call carries a right, which keeps it on the general path",
     },
     KnownBug {
+        name: "port-flood",
+        what: "PortCreate has no limit and ports are never freed: about 55 000 ports from one domain exhaust the \
+               8 MiB kernel heap and the kernel panics in its allocator (each PortCreate also scans the domain's \
+               names linearly with interrupts masked). Left out: more than PORTS_MAX ports per fuzzer domain",
+    },
+    KnownBug {
+        name: "split-leak",
+        what: "every thread split (Terminate, AlertBreak) makes a thread, and an ended thread's records are never \
+               freed: some 12 000 splits exhaust the kernel heap and the kernel panics in its allocator. Left out: \
+               more than SPLITS_MAX successful Terminate and AlertBreak calls per fuzzer domain",
+    },
+    KnownBug {
+        name: "alert-low-stack",
+        what: "delivering an alert to a handler computes (sp - 256) & !15 from the domain's stack pointer: a kernel \
+               call made with SP below 256 while an alert is due panics a debug kernel (attempt to subtract with \
+               overflow, core/src/control.rs). Left out: a call with an odd stack pointer first sets no alert handler",
+    },
+    KnownBug {
         name: "lend-wraps",
         what: "tern_fast_call_lending (a protected client lending to a merged server) adds the lend's length to its \
                address without an overflow check: a lend at 0xffff_ffff_ffff_fff0 of 0x40 bytes passes as the \
@@ -122,8 +140,12 @@ pub fn excluded(name: &str) -> bool {
 /// The setup upcall's argument: build the shared block, return its address.
 pub const SETUP: usize = 0x5e7;
 
-/// The most ports one fuzzer domain makes.
+/// The most ports one fuzzer domain makes (see [`KNOWN_KERNEL_BUGS`]).
 pub const PORTS_MAX: u64 = 512;
+/// The most successful `Terminate` and `AlertBreak` calls one fuzzer
+/// domain makes (see [`KNOWN_KERNEL_BUGS`]: each split leaks a thread's
+/// records): enough for several million calls.
+pub const SPLITS_MAX: u64 = 4_000;
 /// Bytes of the scratch buffer.
 pub const SCRATCH_BYTES: usize = 192 << 10;
 /// Where requests are built, in the scratch buffer.
@@ -202,6 +224,40 @@ fn raw(number: u64, registers: &[u64; 7]) -> (u64, u64) {
             in("x8") number,
             clobber_abi("C"),
             options(nostack),
+        );
+    }
+    (status, value)
+}
+
+/// [`raw`] with the stack pointer at `stack` for the `svc` (a protected
+/// domain only: a merged one's gate finds its mode word through SP).
+#[inline(always)]
+fn raw_with_stack(number: u64, registers: &[u64; 7], stack: u64) -> (u64, u64) {
+    let status: u64;
+    let value: u64;
+    // SAFETY: for the one `svc` the stack pointer holds `stack`; nothing
+    // of ours is addressed through it meanwhile (no Rust code runs until
+    // it is put back from x20, which the kernel keeps across the call).
+    // An interrupt from EL0 lands on the kernel's stack, not ours. The
+    // call made first switched our alert handler off, so the kernel
+    // upcalls nothing on the odd stack; the rest is as in `raw`.
+    unsafe {
+        core::arch::asm!(
+            "mov     x20, sp",
+            "mov     sp, {stack}",
+            "svc     #0",
+            "mov     sp, x20",
+            stack = in(reg) stack,
+            inlateout("x0") registers[0] => status,
+            inlateout("x1") registers[1] => value,
+            in("x2") registers[2],
+            in("x3") registers[3],
+            in("x4") registers[4],
+            in("x5") registers[5],
+            in("x6") registers[6],
+            in("x8") number,
+            out("x20") _,
+            clobber_abi("C"),
         );
     }
     (status, value)
@@ -820,6 +876,14 @@ fn run_loop(shared: &Shared, who: Who, rng: &mut Rng, calls: u64) {
         let plan = Generator { shared, who, rng: &mut *rng, may_block, state: &mut state }.plan();
         match plan.special {
             Special::PuppetState(target) => puppet_state(shared, who, rng, target),
+            Special::OddStack(_) if excluded("alert-low-stack") => {
+                // No handler to deliver an alert to at the odd SP.
+                let off = Plan { number: Call::AlertHandler as u64, registers: [0; 7], special: Special::None };
+                let _ = make(shared, who, &off);
+                if shared.take_budget() {
+                    let _ = make(shared, who, &plan);
+                }
+            }
             _ => {
                 let (status, _) = make(shared, who, &plan);
                 follow(shared, &mut state, &plan, status);
@@ -857,6 +921,8 @@ enum Special {
     Ends(usize),
     /// Read a puppet's registers, then write them back changed.
     PuppetState(u64),
+    /// Make the call with this stack pointer (protected only).
+    OddStack(u64),
 }
 
 /// Make `plan`'s call, record it, learn from it and check it: its status
@@ -896,7 +962,10 @@ fn make(shared: &Shared, who: Who, plan: &Plan) -> (u64, u64) {
     if let Some(slot) = who.slot {
         shared.slots[slot].current.store(plan.number | u64::from(who.depth != 0) << 63, Relaxed);
     }
-    let (status, value) = raw(plan.number, &plan.registers);
+    let (status, value) = match plan.special {
+        Special::OddStack(stack) => raw_with_stack(plan.number, &plan.registers, stack),
+        _ => raw(plan.number, &plan.registers),
+    };
     if entry.sequence.load(Relaxed) == sequence {
         entry.status.store(status, Relaxed);
         entry.value.store(value, Relaxed);
@@ -1021,16 +1090,27 @@ fn learn(shared: &Shared, plan: &Plan, status: u64, value: u64) {
             let right = read_u32(r[1] + 4);
             remember(&shared.known_ports, right, salt);
         }
-        Some(Call::Terminate | Call::SpliceOut) => {
-            for record in &shared.slots {
-                if u64::from(record.base.load(Relaxed)) == r[0]
-                    && record.state.swap(slot_state::DEAD, Relaxed) == slot_state::RUNNING
-                {
-                    shared.deaths[1][call_kind(plan.number)].fetch_add(1, Relaxed);
-                }
-            }
+        Some(Call::Terminate | Call::AlertBreak) if status == 0 => {
+            shared.splitting.fetch_add(1, Relaxed);
+            forget_base(shared, r[0], call_kind(plan.number), plan.number == Call::Terminate as u64);
         }
+        Some(Call::SpliceOut) => forget_base(shared, r[0], call_kind(plan.number), true),
         _ => {}
+    }
+}
+
+/// A `Terminate` or `SpliceOut` (`ends`) of `target` succeeded: if it was
+/// a slot's base, that slot's thread is gone (or going).
+fn forget_base(shared: &Shared, target: u64, kind: usize, ends: bool) {
+    if !ends {
+        return;
+    }
+    for record in &shared.slots {
+        if u64::from(record.base.load(Relaxed)) == target
+            && record.state.swap(slot_state::DEAD, Relaxed) == slot_state::RUNNING
+        {
+            shared.deaths[1][kind].fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -1407,6 +1487,25 @@ impl Generator<'_> {
         0
     }
 
+    /// A stack pointer no sane code would call the kernel with.
+    fn odd_stack(&mut self) -> u64 {
+        let config = self.config();
+        self.rng.pick(&[
+            0,
+            8,
+            128,
+            255,
+            256,
+            4096,
+            u64::MAX & !15,
+            config.kernel_data & !15,
+            config.region_start,
+            config.region_end,
+            self.shared.scratch + WRITE_AREA.0 + WRITE_AREA.1,
+            config.other_region + 4096,
+        ])
+    }
+
     /// Whether `target` is a slot's base activation.
     fn is_base(&self, target: u64) -> bool {
         self.shared.slots.iter().any(|slot| target == u64::from(slot.base.load(Relaxed)))
@@ -1619,6 +1718,24 @@ impl Generator<'_> {
         let Some(call) = Call::from_number(number as usize) else {
             return Some(Plan { number, registers: r, special });
         };
+        if matches!(call, Call::Terminate | Call::AlertBreak)
+            && excluded("split-leak")
+            && self.shared.splitting.load(Relaxed) >= SPLITS_MAX
+        {
+            // Numbers that name no activation: refused, nothing split.
+            r[0] = self.rng.pick(&[0, u64::MAX, 1 << 32]);
+            return Some(Plan { number, registers: r, special });
+        }
+        if !merged && call != Call::AlertHandler && self.rng.one_in(400) {
+            // The same call with an odd stack pointer (a protected domain's
+            // SP is its own business: the kernel must not care).
+            let stack = self.odd_stack();
+            if let Some(plan) = self.plan_for(number)
+                && matches!(plan.special, Special::None)
+            {
+                return Some(Plan { special: Special::OddStack(stack), ..plan });
+            }
+        }
         match call {
             Call::Return => (r[0], r[1]) = self.request(0),
             Call::ConsoleWrite => (r[0], r[1]) = self.console_claim(),

@@ -204,3 +204,169 @@ pub fn lend_wraps() -> Verdict {
     );
     if answer == "BadAddress" { Ok(()) } else { Err(format!("the wrapping lend was {answer}, not BadAddress")) }
 }
+
+// ---------------------------------------------------------------------------
+// Resource exhaustion and the alert handler's stack
+
+tern_inks::domain!(EXHAUSTER, "fuzz.repro.exhauster", exhauster_main);
+
+/// What the exhauster does (its argument's bits 32 and up).
+mod exhaust {
+    /// Make ports until the kernel refuses (low bits: at most this many).
+    pub const PORTS: usize = 1;
+    /// Split its own thread over and over (low bits: this many times).
+    pub const SPLITS: usize = 2;
+    /// Make a kernel call with SP = 128 while an alert handler is due.
+    pub const LOW_STACK: usize = 3;
+}
+
+/// The pool entry of the splitter: break the caller's chain just above
+/// the activation the request names (its base), then return (there is no
+/// caller left: the split-off part ends).
+extern "C" fn splitter_entry(request: usize, _: usize, _: usize, _: usize, _: usize, _: usize) -> ! {
+    // SAFETY: the kernel put the request (a header and 8 bytes of payload,
+    // checked by the caller's length) on this activation's stack.
+    let base = unsafe { core::ptr::read_unaligned((request + MessageHeader::SIZE) as *const u64) };
+    let _ = gate::alert_break(base as usize);
+    gate::return_from_call(&[0u8; MessageHeader::SIZE])
+}
+
+extern "C" fn low_stack_handler(_: usize) -> ! {
+    gate::alert_done()
+}
+
+fn exhauster_main(argument: usize) -> usize {
+    let count = argument & 0xffff_ffff;
+    match argument >> 32 {
+        exhaust::PORTS => {
+            for made in 0..count {
+                if let Err(error) = gate::port_create() {
+                    tern_inks::println!("[fuzz.repro.exhauster] port {made}: {error}");
+                    return made;
+                }
+                if made % 10_000 == 0 {
+                    tern_inks::println!("[fuzz.repro.exhauster] {made} ports made");
+                }
+            }
+            count
+        }
+        exhaust::SPLITS => {
+            let (Ok(port), Ok(me)) = (gate::port_create(), gate::activation_self()) else { return 0 };
+            if gate::pool_add(port, 1, splitter_entry as *const () as usize, 32 << 10).is_err() {
+                return 0;
+            }
+            let mut request = [0u8; MessageHeader::SIZE + 8];
+            MessageHeader::new(0, 8).write_to(&mut request);
+            request[MessageHeader::SIZE..].copy_from_slice(&(me as u64).to_le_bytes());
+            let mut reply = [0u8; 64];
+            for split in 0..count {
+                let answer = gate::call(port, &request, &mut reply);
+                if answer != Err(Error::Interrupted) {
+                    tern_inks::println!("[fuzz.repro.exhauster] split {split}: the call answered {answer:?}");
+                    return split;
+                }
+                if split % 5_000 == 0 {
+                    tern_inks::println!("[fuzz.repro.exhauster] {split} splits");
+                }
+            }
+            count
+        }
+        exhaust::LOW_STACK => {
+            let (Ok(_), Ok(me)) = (gate::alert_handler_set(low_stack_handler), gate::activation_self()) else {
+                return 1;
+            };
+            // An alert held (alerts blocked) until the call below opens
+            // alerts: the kernel delivers it at that call's end.
+            let _ = gate::alerts_block(true);
+            let _ = gate::alert(me);
+            let status: usize;
+            // SAFETY: for the one `svc` the stack pointer is 128 (nothing of
+            // ours is on the stack across it; the kernel saves and restores
+            // SP_EL0 and keeps x20); it is put back at once. If the kernel
+            // upcalls the alert handler at SP - 256 it wraps, and the
+            // handler's first store faults in this domain — contained.
+            unsafe {
+                core::arch::asm!(
+                    "mov     x20, sp",
+                    "mov     x9, #128",
+                    "mov     sp, x9",
+                    "svc     #0",
+                    "mov     sp, x20",
+                    inlateout("x0") 0usize => status,
+                    in("x8") Call::AlertsBlock as usize,
+                    out("x20") _,
+                    clobber_abi("C"),
+                );
+            }
+            status
+        }
+        _ => usize::MAX,
+    }
+}
+
+/// Run the exhauster's `what` with `count` on a thread of its own (the
+/// boot thread cannot be split), at priority 0 so that this boot thread
+/// shares the processor; how it ended and the kernel heap afterwards.
+fn exhaust(what: usize, count: usize) -> Result<(Option<usize>, usize), String> {
+    let domain = domains::create("fuzz.repro.exhauster").map_err(|error| format!("exhauster: {error:?}"))?;
+    let thread = state::with(|kernel| {
+        let entry = exhauster_main as fn(usize) -> usize as usize;
+        kernel.create_thread(domain, entry, count | what << 32, 0, 64 << 10)
+    })
+    .ok_or("could not start the exhauster")?;
+    let (before, _) = tern_aarch64::memory::heap_stats();
+    kprintln!("fuzz-bug: kernel heap in use before: {before} bytes");
+    let result = tern_aarch64::threads::join(thread);
+    let (after, free) = tern_aarch64::memory::heap_stats();
+    kprintln!("fuzz-bug: kernel heap in use after: {after} bytes ({free} free)");
+    Ok((result, after))
+}
+
+/// `port-flood`: a protected domain makes ports until the kernel refuses.
+/// Ports are never freed and nothing limits how many a domain makes, so
+/// the kernel heap (8 MiB) runs out and the kernel panics in its
+/// allocator ("memory allocation failed"); each `PortCreate` also searches
+/// the domain's names linearly, with interrupts masked. Correct: a limit,
+/// or `OutOfMemory` before the heap is gone; the kernel carries on.
+pub fn port_flood() -> Verdict {
+    let (made, _) = exhaust(exhaust::PORTS, 200_000)?;
+    kprintln!("fuzz-bug-port-flood: the domain made {made:?} ports and the kernel carries on");
+    match made {
+        Some(made) if made < 200_000 => Ok(()),
+        other => Err(format!("{other:?} ports made, none refused")),
+    }
+}
+
+/// `split-leak`: a protected domain splits its own thread over and over
+/// (a call into its pool whose activation breaks the chain below it with
+/// `AlertBreak`; the split-off part ends at once). Every split makes a
+/// thread, and an ended thread's records are never freed, so the kernel
+/// heap runs out and the kernel panics in its allocator. Correct: ended
+/// threads freed (or splits refused `OutOfMemory`); the kernel carries on.
+pub fn split_leak() -> Verdict {
+    let (splits, heap) = exhaust(exhaust::SPLITS, 100_000)?;
+    kprintln!("fuzz-bug-split-leak: {splits:?} splits; the kernel carries on with {heap} heap bytes in use");
+    match splits {
+        Some(100_000) if heap < 1 << 20 => Ok(()),
+        other => Err(format!("{other:?} splits, {heap} heap bytes still in use")),
+    }
+}
+
+/// `alert-low-stack`: a protected domain with an alert handler and an
+/// alert held makes the call that opens alerts with its stack pointer at
+/// 128. At that call's end the kernel delivers the alert on the domain's
+/// stack "below where it was": `(sp - 256) & !15` underflows — a panic
+/// ("attempt to subtract with overflow") in a debug kernel; a release one
+/// wraps and the handler faults in the domain. Correct: no panic (refuse
+/// or defer the delivery, or deliver and let the domain fault).
+pub fn alert_low_stack() -> Verdict {
+    let domain = domains::create("fuzz.repro.exhauster").map_err(|error| format!("exhauster: {error:?}"))?;
+    let thread = state::with(|kernel| {
+        let entry = exhauster_main as fn(usize) -> usize as usize;
+        kernel.create_thread(domain, entry, exhaust::LOW_STACK << 32, 5, 64 << 10)
+    })
+    .ok_or("could not start the exhauster")?;
+    let result = tern_aarch64::threads::join(thread);
+    kprintln!("fuzz-bug-alert-low-stack: the domain's thread ended {result:?}; the kernel carries on");
+    Ok(())
+}

@@ -207,6 +207,9 @@ pub struct Shared {
     /// Loops started (all kinds), nested loops, alert handlers run,
     /// sidetracks taken, dispatch handlers run, children started.
     pub loops: [AtomicU64; 6],
+    /// Successful `Terminate` and `AlertBreak` calls (each may split a
+    /// thread).
+    pub splitting: AtomicU64,
     /// Non-zero once the main loop made its opening calls.
     pub opened: AtomicU64,
     /// Pools added with the gate's dispatch trampoline as the entry.
