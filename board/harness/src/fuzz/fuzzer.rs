@@ -1497,7 +1497,7 @@ impl Generator<'_> {
             255,
             256,
             4096,
-            u64::MAX & !15,
+            !15,
             config.kernel_data & !15,
             config.region_start,
             config.region_end,
