@@ -12,7 +12,10 @@
 //!
 //! - the **main loop** (slot 0) and three **workers** (slots 1-3), threads
 //!   the scenario makes; the main loop avoids calls it can tell would
-//!   block, the workers do not;
+//!   block, the workers make them now and then (a worker that received a
+//!   request replies to it with `ReplyReceive`, workers call the ports
+//!   others receive on), and run above the main loop so that a worker
+//!   woken runs at once;
 //! - **nested loops**: a call on a port of its own with a pool runs a short
 //!   loop in the pool activation (entered directly, or through the gate's
 //!   dispatch trampoline, which also exercises the merged call paths), so
@@ -23,7 +26,14 @@
 //! - **puppets**: threads in a three-instruction assembly loop (sleep
 //!   forever) whose registers `SetState` may rewrite at will;
 //! - **alert handlers** and **sidetrack upcalls**, which make a few calls
-//!   of their own before they end.
+//!   of their own before they end;
+//! - now and then, any of these calls with an odd stack pointer (0, 128,
+//!   kernel data, another domain's region...: a protected domain's SP is
+//!   its own business).
+//!
+//! The main loop opens with two pools of its own (one entered through the
+//! gate's dispatch trampoline, with a sidetrack): their stacks are too
+//! large for the carving ration below to grant often.
 //!
 //! A **watchdog** thread (priority 31) keeps the run moving: every timer
 //! tick it looks at each slot's progress; a slot that stalls gets every
@@ -36,8 +46,10 @@
 //! asked to check, only what a domain would do to itself):
 //!
 //! - every buffer the kernel may write lies in the scratch buffer's write
-//!   area, outside the domain's region, straddles an edge of it, or is
-//!   empty — never over its own stacks, heap or mode word;
+//!   area, the unused top of the region, outside the region, straddles an
+//!   edge of it, or is empty — never over its own stacks, heap or mode
+//!   word (for a claim that starts inside the region, its first
+//!   [`WRITE_PREFIX`] bytes: some calls check only what they write);
 //! - every entry address (`PoolAdd`, `ThreadCreate`, `SidetrackSet`,
 //!   `AlertHandler`) is one of its own functions or one the kernel must
 //!   refuse (outside the image) — a thread started at a random place in
@@ -48,18 +60,24 @@
 //! - `SetState` rewrites only puppets (checked by a `GetState` first:
 //!   their PC must lie in the puppet's loop); every other `SetState` names
 //!   a buffer the kernel must refuse;
-//! - the watchdog's activation is never a target; terminating, suspending,
-//!   breaking or splicing out a slot's own activations is redrawn most of
-//!   the time (it would mostly stall the loop for the watchdog to undo);
+//! - the watchdog's activation is never a target; terminating, suspending
+//!   or splicing out a slot's base is redrawn nearly always (its thread
+//!   would end), the caller's own or a nested activation most of the time
+//!   (it would mostly stall the loop for the watchdog to undo); the main
+//!   loop suspends only puppets, and keeps alerts open on its activation;
 //! - stack carving (`PoolAdd`, `ThreadCreate`, `SidetrackSet`) is rationed
-//!   over the run, keeping 1 MiB of the region for new slot threads;
-//! - `PortCreate` stops at [`PORTS_MAX`] ports (see [`KNOWN_KERNEL_BUGS`]);
+//!   over the run, keeping 1.5 MiB of the region for new slot threads;
+//! - the patterns of [`KNOWN_KERNEL_BUGS`] are left out, each as its entry
+//!   says (`PortCreate` stops at [`PORTS_MAX`] ports, splitting calls at
+//!   [`SPLITS_MAX`], ...);
 //! - writable lends to `echo` (which reverses them in place) come from the
 //!   write area;
 //! - merged (kernel-domain) only: `DomainMode` and `DomainControl` name the
 //!   victims, the fuzzer itself (`DomainMode`; `DomainControl` resume only)
 //!   or numbers naming no domain — a merged domain is trusted with the
-//!   whole system, and stopping `names` or `echo` would only end the run.
+//!   whole system, and stopping `names` or `echo` would only end the run;
+//!   odd stack pointers are protected only (a merged domain's gate finds
+//!   its mode word through SP).
 //!
 //! Results are counted in the shared block (by result and by call), the
 //! last calls kept in a ring, and a few rules the kernel promises are
@@ -84,7 +102,24 @@ use tern_core::board::{ARENA_ALIAS_OFFSET, DOMAIN_REGION, REGION_MODE_OFFSET, RE
 use tern_inks::gate;
 
 tern_inks::domain!(FUZZ_PROTECTED, "fuzz.protected", fuzzer_main);
+tern_inks::domain!(FUZZ_PROTECTED_2, "fuzz.protected.2", fuzzer_main);
+tern_inks::domain!(FUZZ_PROTECTED_3, "fuzz.protected.3", fuzzer_main);
+tern_inks::domain!(FUZZ_PROTECTED_4, "fuzz.protected.4", fuzzer_main);
 tern_inks::domain!(FUZZ_MERGED, "fuzz.merged", fuzzer_main);
+tern_inks::domain!(FUZZ_MERGED_2, "fuzz.merged.2", fuzzer_main);
+tern_inks::domain!(FUZZ_MERGED_3, "fuzz.merged.3", fuzzer_main);
+
+/// The fuzzer domains a round uses in turn: the region's stacks are never
+/// given back, and once one domain's are used up (some two million calls)
+/// the round goes on in the next. The arena (16 domains) has room for
+/// these besides the servers and the victims.
+pub fn instance_names(merged: bool) -> &'static [&'static str] {
+    if merged {
+        &["fuzz.merged", "fuzz.merged.2", "fuzz.merged.3"]
+    } else {
+        &["fuzz.protected", "fuzz.protected.2", "fuzz.protected.3", "fuzz.protected.4"]
+    }
+}
 
 /// A kernel bug the fuzzer found, and the call pattern left out until it
 /// is fixed (see `docs/fuzz.md`, which has a reproduction of each).
@@ -140,7 +175,8 @@ pub fn excluded(name: &str) -> bool {
 /// The setup upcall's argument: build the shared block, return its address.
 pub const SETUP: usize = 0x5e7;
 
-/// The most ports one fuzzer domain makes (see [`KNOWN_KERNEL_BUGS`]).
+/// The most ports one fuzzer domain makes (see [`KNOWN_KERNEL_BUGS`]):
+/// enough for every kind of port the fuzzer uses.
 pub const PORTS_MAX: u64 = 512;
 /// The most successful `Terminate` and `AlertBreak` calls one fuzzer
 /// domain makes (see [`KNOWN_KERNEL_BUGS`]: each split leaks a thread's
@@ -483,11 +519,17 @@ pub fn watchdog_entry(argument: usize) -> usize {
     let mut last = [u64::MAX; SLOTS];
     let mut stalled = [0u64; SLOTS];
     let mut rng = Rng::new(shared.config.seed ^ 0xd09);
+    let (mut last_total, mut domain_stalled) = (u64::MAX, 0u64);
     loop {
         let _ = quiet(Call::Sleep, tick, 0, 0, 0);
         if shared.remaining.load(Relaxed) == 0 {
             continue;
         }
+        // Whether any loop at all made a call since the last tick: a worker
+        // waiting for a rendezvous is only ended when nothing moves.
+        let total = shared.attempted.load(Relaxed);
+        domain_stalled = if total == last_total { domain_stalled + 1 } else { 0 };
+        last_total = total;
         for slot in 0..SLOTS {
             let record = &shared.slots[slot];
             match record.state.load(Relaxed) {
@@ -513,7 +555,12 @@ pub fn watchdog_entry(argument: usize) -> usize {
             // acting on sooner than one in a worker, which blocks on purpose.
             let patience = 1;
             if stalled[slot].is_multiple_of(patience) {
-                unstick(shared, slot, stalled[slot] / patience, me, &mut rng);
+                let level = stalled[slot] / patience;
+                // A worker may wait for a rendezvous for a while: its base
+                // goes only after half a second, or when nothing moves.
+                let level =
+                    if slot != 0 && level >= 11 && domain_stalled < 11 && level % 50 != 47 { 10 } else { level };
+                unstick(shared, slot, level, me, &mut rng);
             }
         }
     }
@@ -1432,7 +1479,9 @@ impl Generator<'_> {
             7 => ports[port::CLOCK],
             8 => 0,
             9..=11 => self.pooled_port().unwrap_or(ports[port::ECHO]),
-            12 => {
+            // A port a worker received on: a worker's call may wait for
+            // its server thread (the main loop's may not).
+            12 if self.may_block => {
                 let table = &self.shared.served_ports;
                 u64::from(table[self.rng.below(table.len() as u64) as usize].load(Relaxed))
             }
@@ -1543,6 +1592,9 @@ impl Generator<'_> {
     /// mostly, unless the ration is spent.
     fn stack(&mut self, least: u64, count: u64) -> u64 {
         let valid = match self.rng.below(10) {
+            // The largest size there is: more than the region has left
+            // (`OutOfMemory`, nothing carved).
+            0 if self.rng.one_in(4) => return 4 << 20,
             0 => self.rng.pick(&[0, 4095, (4 << 20) + 1, u64::MAX, 1 << 32]),
             1 => 4096,
             _ => least + self.rng.below(4) * 4096 + self.rng.pick(&[0, 0, 8, 100]),
@@ -1759,9 +1811,7 @@ impl Generator<'_> {
                     self.write_claim()
                 };
                 (r[5], r[6]) = self.lend(target);
-                let served = self.shared.served_ports.iter().any(|port| u64::from(port.load(Relaxed)) == target);
-                let known = served
-                    || target == config.ports[port::ECHO]
+                let known = target == config.ports[port::ECHO]
                     || target == config.ports[port::CLOCK]
                     || target == 0
                     || own_pool

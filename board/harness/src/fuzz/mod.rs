@@ -15,10 +15,15 @@
 //! Each round: the fuzzer domain is made (and merged, in the merged
 //! round), its setup upcall builds its shared block, the scenario writes
 //! the configuration into it and starts the watchdog and four loop threads
-//! in it, then sleeps until the call budget is spent (or no call has been
-//! made for [`HANG_SECONDS`]: a hang, reported with the last calls made),
-//! and terminates the domain. What it prints, one line each (the format
-//! `cargo xtask fuzz` and the boot test read):
+//! in it (their first activations written into the block before they run),
+//! then sleeps until the call budget is spent (or no call has been made
+//! for [`HANG_SECONDS`]: a hang, reported with the last calls made, or the
+//! fuzzer domain faulted: a bug of the fuzzer's), and terminates the
+//! domain. Stacks carved from a region are never given back: when a
+//! fuzzer domain has none left for its loops (after some two million
+//! calls), the round goes on in a new one (`fuzzer::instance_names`: four
+//! protected, three merged — what the arena has room for). What it prints,
+//! one line each (the format `cargo xtask fuzz` and the boot test read):
 //!
 //! - `FUZZ-RESULTS mode=M calls=N ok=.. NoSuchCall=.. ... noreturn=..`:
 //!   every call by result (`noreturn`: calls that never came back, such
@@ -275,11 +280,53 @@ fn fuzz_round(
     trace: bool,
 ) -> Result<(Tally, Option<String>), String> {
     let merged = mode.is_merged();
-    let label = if merged { "merged" } else { "protected" };
     let [pool_name, threads_name] = victim::names(merged);
-    let (pool_victim, pool_port) = crate::start_server(pool_name, tern_inks::service::MODE_POOL)?;
-    let (threads_victim, threads_port) = crate::start_server(threads_name, tern_inks::service::MODE_THREADS)?;
-    let name = if merged { "fuzz.merged" } else { "fuzz.protected" };
+    let pool = crate::start_server(pool_name, tern_inks::service::MODE_POOL)?;
+    let threads = crate::start_server(threads_name, tern_inks::service::MODE_THREADS)?;
+    let mut total = Tally::default();
+    for (instance, name) in fuzzer::instance_names(merged).iter().enumerate() {
+        let seed = seed ^ (instance as u64) << 48;
+        let left = calls - total.attempted.min(calls);
+        let (tally, outcome) = fuzz_instance(servers, [pool, threads], name, merged, seed, left, trace)?;
+        total.add(&tally);
+        match outcome {
+            Instance::Done => return Ok((total, None)),
+            Instance::Failed(reason) => return Ok((total, Some(reason))),
+            Instance::Exhausted => {}
+        }
+    }
+    kprintln!("FUZZ-NOTE mode={}: every fuzzer domain's region is used up: the round ends early", mode_label(merged));
+    Ok((total, None))
+}
+
+fn mode_label(merged: bool) -> &'static str {
+    if merged { "merged" } else { "protected" }
+}
+
+/// How one fuzzer domain's part of a round ended.
+enum Instance {
+    /// Its calls are made.
+    Done,
+    /// No thread could be made for any of its loops any more (its
+    /// region's stacks are used up): the round goes on in a new domain.
+    Exhausted,
+    /// A hang, or the fuzzer domain faulted: the round fails.
+    Failed(String),
+}
+
+/// One fuzzer domain (`name`) making up to `calls` calls, with the round's
+/// victims (domain and port, pool then threads).
+fn fuzz_instance(
+    servers: &Servers,
+    victims: [(DomainId, u32); 2],
+    name: &str,
+    merged: bool,
+    seed: u64,
+    calls: u64,
+    trace: bool,
+) -> Result<(Tally, Instance), String> {
+    let label = mode_label(merged);
+    let [(pool_victim, pool_port), (threads_victim, threads_port)] = victims;
     let fuzz = domains::create(name).map_err(|error| format!("creating {name}: {error:?}"))?;
     if merged {
         domains::set_mode(fuzz, DomainMode::Merged).map_err(|error| format!("merging {name}: {error}"))?;
@@ -333,8 +380,9 @@ fn fuzz_round(
     write_into(fuzz, address + offset_of!(Shared, remaining) as u64, &calls.to_le_bytes())?;
     write_into(fuzz, region.start + fuzzer::SHARED_POINTER_OFFSET, &address.to_le_bytes())?;
     kprintln!(
-        "FUZZ-ROUND mode={} domain={} seed={} calls={} victims={},{} region={:#x}..{:#x}",
+        "FUZZ-ROUND mode={} fuzzer={} domain={} seed={} calls={} victims={},{} region={:#x}..{:#x}",
         label,
+        name,
         fuzz.0,
         seed,
         calls,
@@ -371,7 +419,7 @@ fn fuzz_round(
     let frequency = timer::frequency();
     let start = timer::counter();
     let (mut last, mut last_change) = (0, start);
-    let mut died = false;
+    let (mut died, mut exhausted) = (false, false);
     let hung = loop {
         nap(frequency / 100);
         let now = timer::counter();
@@ -397,7 +445,8 @@ fn fuzz_round(
             ) == shared::slot_state::GIVEN_UP
         });
         if given_up {
-            kprintln!("FUZZ-NOTE mode={label}: no thread could be made for any loop: the round ends early");
+            kprintln!("FUZZ-NOTE mode={label}: {name}'s region has no stacks left for its loops: a new fuzzer goes on");
+            exhausted = true;
             break false;
         }
     };
@@ -423,17 +472,22 @@ fn fuzz_round(
     print_paths(label, &paths_before, &paths_after);
     print_slots(label, &block);
     kprintln!("FUZZ-TERMINATED mode={} activations={:?}", label, terminated);
-    let failure = if hung {
-        Some(format!("the {label} round hung: no call made for {HANG_SECONDS} s ({} of {calls} made)", tally.attempted))
-    } else if died {
-        Some(format!(
-            "the {label} fuzzer domain faulted (a bug of the fuzzer's, see its fault report) after {} of {calls} calls",
+    let outcome = if hung {
+        Instance::Failed(format!(
+            "the {label} round hung: no call made for {HANG_SECONDS} s ({} of {calls} made)",
             tally.attempted
         ))
+    } else if died {
+        Instance::Failed(format!(
+            "{name} faulted (a bug of the fuzzer's, see its fault report) after {} of {calls} calls",
+            tally.attempted
+        ))
+    } else if exhausted {
+        Instance::Exhausted
     } else {
-        None
+        Instance::Done
     };
-    Ok((tally, failure))
+    Ok((tally, outcome))
 }
 
 fn print_calls(label: &str, block: &Shared) {
