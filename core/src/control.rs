@@ -221,6 +221,7 @@ impl<M: Machine> Kernel<M> {
         if !self.machine.owns_stack(thread) {
             return Err(Error::Busy);
         }
+        self.reap_detached();
         let creator = self.objects.thread(thread).map_or(DomainId(0), |entry| entry.creator);
         if !self.fits_quota(creator, Resource::Threads, 1) {
             return Err(Error::OverQuota);
@@ -251,6 +252,7 @@ impl<M: Machine> Kernel<M> {
         if !self.machine.owns_stack(thread) {
             return Err(Error::Busy);
         }
+        self.reap_detached();
         let has_caller = self.objects.activation(activation).is_some_and(|entry| entry.caller.is_some());
         let creator = self.objects.thread(thread).map_or(DomainId(0), |entry| entry.creator);
         if has_caller && !self.fits_quota(creator, Resource::Threads, 1) {

@@ -232,6 +232,8 @@ impl<M: Machine> Kernel<M> {
         if let Some(ended) = self.objects.remove_thread(thread) {
             self.release_domain(ended.creator, Resource::Threads, 1);
         }
+        // Its number may be reused: it must not be reaped a second time.
+        self.detached_ended.retain(|&listed| listed != thread);
         self.machine.forget_thread(thread);
         true
     }
@@ -336,6 +338,26 @@ impl<M: Machine> Kernel<M> {
             thread.state = ThreadState::Ended(result);
         }
         self.start_ended(current);
+        // A thread split off (one whose base was carried on by another,
+        // split off from it) is known only through the thread before it in
+        // the chain a join follows: past its end it is a link, which is
+        // cut short (the one before points past it) and it is forgotten.
+        // So repeated splits keep one record, not one a split.
+        let moved_to = self.objects.thread(current).and_then(|thread| thread.base_moved_to);
+        if let Some(next) = moved_to {
+            let before = self
+                .objects
+                .thread_ids()
+                .find(|&id| self.objects.thread(id).is_some_and(|thread| thread.base_moved_to == Some(current)));
+            if let Some(before) = before {
+                if let Some(thread) = self.objects.thread_mut(before) {
+                    thread.base_moved_to = Some(next);
+                }
+                if let Some(thread) = self.objects.thread_mut(current) {
+                    thread.detached = true;
+                }
+            }
+        }
         if self.objects.thread(current).is_some_and(|thread| thread.detached) {
             self.detached_ended.push(current);
         }

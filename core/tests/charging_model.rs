@@ -150,6 +150,9 @@ struct ModelThread {
     chain: Vec<ActivationId>,
     ended: Option<usize>,
     base_moved_to: Option<u32>,
+    /// Nobody will join it: forgotten once it has ended, when the next
+    /// thread is made (`Kernel::reap_detached`).
+    detached: bool,
 }
 
 /// A right a message carries, as the kernel reads it from the sender's
@@ -167,6 +170,9 @@ struct Model {
     activations: BTreeMap<ActivationId, ModelActivation>,
     threads: BTreeMap<u32, ModelThread>,
     name_service: Option<PortId>,
+    /// Detached threads that have ended, forgotten before the next thread
+    /// is made.
+    pending_reap: Vec<u32>,
 }
 
 impl Model {
@@ -376,6 +382,11 @@ impl Model {
             .map(|(&id, _)| id)
             .collect();
         victims.sort();
+        // The kernel's first termination forgets the detached threads that
+        // have ended (`Kernel::reap_detached`), as a new thread does.
+        if victims.iter().any(|&victim| self.occupant(victim) != Some(boot)) {
+            self.reap_detached();
+        }
         for victim in victims {
             let thread = self.occupant(victim).expect("occupied");
             let (chain, creator) = {
@@ -391,7 +402,13 @@ impl Model {
                 let lower = self.next_thread(boot);
                 self.threads.insert(
                     lower,
-                    ModelThread { creator, chain: chain[..at].to_vec(), ended: None, base_moved_to: None },
+                    ModelThread {
+                        creator,
+                        chain: chain[..at].to_vec(),
+                        ended: None,
+                        base_moved_to: None,
+                        detached: false,
+                    },
                 );
                 if carries_base {
                     self.threads.get_mut(&thread).expect("a thread").base_moved_to = Some(lower);
@@ -409,6 +426,33 @@ impl Model {
         Some(())
     }
 
+    /// `thread` ends with `value` (`Kernel::end_current_thread`): a thread
+    /// split off, past its end only a link in the chain a join follows, is
+    /// cut out of it and forgotten with the detached ones.
+    fn thread_ended(&mut self, thread: u32, value: usize) {
+        let moved_to = self.threads[&thread].base_moved_to;
+        if let Some(next) = moved_to {
+            let before =
+                self.threads.iter().find(|(_, entry)| entry.base_moved_to == Some(thread)).map(|(&key, _)| key);
+            if let Some(before) = before {
+                self.threads.get_mut(&before).expect("a thread").base_moved_to = Some(next);
+                self.threads.get_mut(&thread).expect("a thread").detached = true;
+            }
+        }
+        let entry = self.threads.get_mut(&thread).expect("a thread");
+        entry.ended = Some(value);
+        if entry.detached {
+            self.pending_reap.push(thread);
+        }
+    }
+
+    /// Forget the detached threads that have ended (before a thread is
+    /// made).
+    fn reap_detached(&mut self) {
+        let pending = core::mem::take(&mut self.pending_reap);
+        self.forget_threads(|key, _| pending.contains(&key));
+    }
+
     /// Forget the threads `which` picks (the kernel's `reap`): a thread
     /// whose base had moved to one of them no longer names it.
     fn forget_threads(&mut self, which: impl Fn(u32, &ModelThread) -> bool) {
@@ -417,6 +461,7 @@ impl Model {
         for key in &gone {
             self.threads.remove(key);
         }
+        self.pending_reap.retain(|key| !gone.contains(key));
         for thread in self.threads.values_mut() {
             if thread.base_moved_to.is_some_and(|to| gone.contains(&to)) {
                 thread.base_moved_to = None;
@@ -894,6 +939,7 @@ impl Harness {
     fn thread_create(&mut self, slot: usize, big: bool) -> Result<(), TestCaseError> {
         let Some(domain) = self.alive(slot) else { return Ok(()) };
         let stack = if big { BIG_STACK } else { THREAD_STACK };
+        self.model.reap_detached();
         let expected = if !self.model.fits(domain, Resource::Threads, 1) {
             Err(Error::OverQuota)
         } else if !self.model.stacks_fit(domain, 1, stack) {
@@ -913,7 +959,13 @@ impl Harness {
                 self.model.activations.insert(made[0], ModelActivation { domain, port: None });
                 self.model.threads.insert(
                     thread,
-                    ModelThread { creator: domain, chain: vec![made[0]], ended: None, base_moved_to: None },
+                    ModelThread {
+                        creator: domain,
+                        chain: vec![made[0]],
+                        ended: None,
+                        base_moved_to: None,
+                        detached: false,
+                    },
                 );
                 self.model.carve(domain, stack);
             }
@@ -1032,9 +1084,8 @@ impl Harness {
                 prop_assert_eq!(next, Next::EndThread(0), "a return with nobody to return to ends the thread");
                 self.system.kernel.end_current_thread(0);
                 self.model.put_back(top);
-                let entry = self.model.threads.get_mut(&thread).expect("a thread");
-                entry.chain.pop();
-                entry.ended = Some(0);
+                self.model.threads.get_mut(&thread).expect("a thread").chain.pop();
+                self.model.thread_ended(thread, 0);
             }
             Some(client) => {
                 prop_assert_eq!(next, Next::Resume, "Return");
@@ -1080,16 +1131,15 @@ impl Harness {
                     prop_assert_eq!(self.system.way_back(false), WayBack::End, "a thread with nothing left ends");
                 }
                 self.system.kernel.end_current_thread(0);
-                self.model.threads.get_mut(&thread).expect("a thread").ended = Some(0);
+                self.model.thread_ended(thread, 0);
             }
             [base] if self.model.activations[&base].port.is_none() => {
                 self.run(kernel_thread);
                 prop_assert_eq!(self.system.invoke(Call::Exit, &[value as u64]), Next::ExitUpcall(value));
                 self.system.kernel.end_current_thread(value);
                 self.model.put_back(base);
-                let entry = self.model.threads.get_mut(&thread).expect("a thread");
-                entry.chain.clear();
-                entry.ended = Some(value);
+                self.model.threads.get_mut(&thread).expect("a thread").chain.clear();
+                self.model.thread_ended(thread, value);
             }
             _ => return Ok(()),
         }
@@ -1100,6 +1150,7 @@ impl Harness {
     fn join(&mut self, domain: DomainId, thread: u32) -> Result<(), TestCaseError> {
         let mut expected = Err(Error::InvalidArgument);
         let mut reaped = Vec::new();
+        let mut detach = Vec::new();
         if self.model.threads[&thread].creator == domain {
             // The thread its base moved to (links to forgotten threads are
             // gone).
@@ -1116,6 +1167,8 @@ impl Harness {
                         next = entry.base_moved_to;
                         if entry.ended.is_some() {
                             reaped.push(key);
+                        } else {
+                            detach.push(key);
                         }
                     }
                 }
@@ -1125,6 +1178,9 @@ impl Harness {
         let result = self.as_domain(domain, Call::ThreadJoin, &[thread as u64]);
         prop_assert_eq!(result, expected, "ThreadJoin({}) from {:?}", thread, domain);
         self.model.forget_threads(|key, _| reaped.contains(&key));
+        for key in detach {
+            self.model.threads.get_mut(&key).expect("a thread").detached = true;
+        }
         Ok(())
     }
 

@@ -842,3 +842,39 @@ fn an_alert_handler_for_a_call_made_with_a_stack_pointer_near_zero_does_not_pani
     assert_eq!(context.pc, handler, "the handler runs (and faults in its own domain)");
     assert_eq!(context.sp, 0x40u64.wrapping_sub(256) & !15);
 }
+
+#[test]
+fn a_thread_that_splits_itself_again_and_again_keeps_one_record_not_one_a_split() {
+    let mut system = System::new();
+    let a = system.domain("a");
+    let own = system.serve(a, 1, STACK);
+    let name = own.name;
+    let first = system.thread(a, 5);
+    let mut current = first;
+    let mut counts = Vec::new();
+    for _ in 0..50 {
+        system.switch_to(current);
+        let base = system.top(current);
+        let (request, reply) = (system.region(a) + 0x1000, system.region(a) + 0x2000);
+        let length = system.message(request, 1, &[]);
+        assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+        // In its own pool: break the chain below, at its base.
+        assert_eq!(system.ok(Call::AlertBreak, &[number(base)]), Ok(2), "it and the pool activation above");
+        let lower = system.activation(base).occupant.expect("the base carried on by a new thread");
+        let answer = system.region(a) + 0x3000;
+        let answer_length = system.message(answer, 2, &[]);
+        assert_eq!(system.invoke(Call::Return, &[answer, answer_length]), Next::EndThread(0));
+        system.kernel.end_current_thread(0);
+        // (Its number may be reused once it is forgotten: the mock's frame
+        // for it goes now.)
+        if current != first {
+            system.frames.remove(&current);
+        }
+        system.switch_to(lower);
+        assert_eq!(system.current_frame().result(), Err(Error::Interrupted));
+        current = lower;
+        counts.push(system.kernel.objects.thread_count());
+    }
+    assert!(counts[1..].iter().all(|&count| count == counts[1]), "one record, whatever the splits: {counts:?}");
+    assert!(system.kernel.objects.thread(first).is_some(), "the first stays, to be joined");
+}

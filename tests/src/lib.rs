@@ -301,6 +301,19 @@ pub mod checks {
         t.expect_pass(0);
     }
 
+    /// The kernel survives what a domain does to it (domain faults are
+    /// allowed, and contained): every expected line present, no kernel
+    /// panic or kernel fault, and PASS.
+    pub fn survives(t: &Transcript, expected: &[&str]) {
+        t.expect_boot();
+        for line in expected {
+            t.expect(0, &format!("a line containing `{line}`"), |l| l.contains(line));
+        }
+        t.expect_none("a kernel panic", |l| l.contains("kernel panic"));
+        t.expect_none("a kernel fault", |l| l.starts_with("kernel fault"));
+        t.expect_pass(0);
+    }
+
     /// A server that faults inside a call: every expected line present
     /// (the fault report among them), the client reported no failure, and
     /// PASS: the kernel carried on.
@@ -644,6 +657,8 @@ kernel stopped
         rejects(transcript(Board::Virt, name, 3, &plain), kernel, "kernel stack overflow");
         let no_sp = OVERFLOW.replace("  SP 0x400ffc50", "");
         rejects(transcript(Board::Virt, name, 3, &no_sp), kernel, "`SP`");
+    }
+
     const FUZZED: &str = "\
 FUZZ-CONFIG seed=1 calls=20000 mode=both trace=0 board=qemu-virt
 FUZZ-HEALTH before: the client's round of calls on echo: Ok(Returned(0))

@@ -183,6 +183,16 @@ scenarios! {
         "[ctl] a worker's call came back with the middle told CallAborted (Ok(12)): ok",
     ]);
     rpi4_fuzz, virt_fuzz: "fuzz" => checks::fuzz;
+    rpi4_fuzz_bug_switch_dead_client, virt_fuzz_bug_switch_dead_client: "fuzz-bug-switch-dead-client"
+        => |t| checks::survives(t, &["after the reply the client thread is Some(Ended("]);
+    rpi4_fuzz_bug_lend_wraps, virt_fuzz_bug_lend_wraps: "fuzz-bug-lend-wraps"
+        => |t| checks::survives(t, &["(it wraps) to a merged server: BadAddress"]);
+    rpi4_fuzz_bug_port_flood, virt_fuzz_bug_port_flood: "fuzz-bug-port-flood"
+        => |t| checks::survives(t, &["the kernel carries on"]);
+    rpi4_fuzz_bug_split_leak, virt_fuzz_bug_split_leak: "fuzz-bug-split-leak"
+        => |t| checks::survives(t, &["Some(100000) splits; the kernel carries on"]);
+    rpi4_fuzz_bug_alert_low_stack, virt_fuzz_bug_alert_low_stack: "fuzz-bug-alert-low-stack"
+        => |t| checks::survives(t, &["fault in domain 'fuzz.repro.exhauster'", "the kernel carries on"]);
 }
 
 /// What a server panicking in a call must print, protected or merged: the

@@ -107,7 +107,16 @@ pub extern "C" fn tern_thread_main() -> ! {
     let (start, kernel_view) = state::with(|kernel| (kernel.thread_start(), kernel.machine.kernel_view()));
     let outcome = match start {
         Some(Start::Upcall(target)) => upcall::upcall(target, kernel_view),
-        Some(Start::Resume(target, registers)) => upcall::resume(target, &registers, kernel_view),
+        Some(Start::Resume(target, registers)) => {
+            // Out of the box before the thread runs on: this frame is never
+            // unwound (the thread ends in `end_current_thread`), so a box
+            // kept in it would never be freed — one a split.
+            let registers = {
+                let boxed = registers;
+                *boxed
+            };
+            upcall::resume(target, &registers, kernel_view)
+        }
         None => Outcome::Faulted,
     };
     let result = match outcome {

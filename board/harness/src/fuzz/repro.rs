@@ -252,7 +252,7 @@ fn exhauster_main(argument: usize) -> usize {
         }
         exhaust::SPLITS => {
             let (Ok(port), Ok(me)) = (gate::port_create(), gate::activation_self()) else { return 0 };
-            if gate::pool_add(port, 1, splitter_entry as *const () as usize, 32 << 10).is_err() {
+            if gate::pool_add(port, 1, splitter_entry as *const () as usize, tern_core::abi::POOL_STACK_MIN).is_err() {
                 return 0;
             }
             let mut request = [0u8; MessageHeader::SIZE + 8];

@@ -308,5 +308,9 @@ pub fn call_name(kind: usize) -> &'static str {
         Call::Sleep => "Sleep",
         Call::AlertHandler => "AlertHandler",
         Call::AlertDone => "AlertDone",
+        Call::SetQuota => "SetQuota",
+        Call::PortDestroy => "PortDestroy",
+        Call::DomainRestart => "DomainRestart",
+        Call::PortGeneration => "PortGeneration",
     }
 }
