@@ -518,6 +518,9 @@ impl<M: Machine> Kernel<M> {
         let error = self.aborted_call_error(self.objects.activation(caller.activation).and_then(|entry| entry.port));
         self.end_lend(caller.activation, caller.domain);
         self.objects.pop(caller.thread);
+        // Its domain is dead: the activation goes (and its port with its
+        // last one), not back to a pool.
+        self.put_back(caller.activation);
         let saved = self.objects.activation(client).map(|entry| entry.saved).unwrap_or_default();
         frame.set_context(&saved);
         frame.set_result(Err(error));

@@ -755,7 +755,11 @@ fn a_fault_in_a_server_activation_unwinds_the_call_with_call_aborted() {
     assert_eq!(system.chain(boot), [base]);
     assert_eq!(system.kernel.machine.view, system.view(client));
     assert!(!system.kernel.domain(server.domain).unwrap().alive);
-    // The server is gone: its port is dead.
+    // Nothing of it is left: the activation the fault was in went, and
+    // the port with it.
+    assert!(system.kernel.objects.activation_ids().all(|a| system.activation(a).domain != server.domain));
+    assert!(system.kernel.objects.port(server.port).is_none());
+    // Its name is dead.
     assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
     assert_eq!(system.current_frame().result(), Err(Error::PortDead));
 }

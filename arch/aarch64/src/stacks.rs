@@ -116,6 +116,13 @@ pub fn remove_view(root: u64) {
     }
 }
 
+/// Frames the kernel-stack cache holds: every chunk made, whole (its
+/// stacks in use, or spare for the next thread; chunks are never given
+/// back).
+pub fn cached_frames() -> usize {
+    CHUNK_COUNT.load(Ordering::Acquire) * (CHUNK / PAGE) as usize
+}
+
 /// A new chunk of kernel stacks: its slots (guard page first) as one
 /// range, with every guard page unmapped in every view listed
 /// ([`add_view`]); `None` if there is no 2 MiB of free memory (or no frame

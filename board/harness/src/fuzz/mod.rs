@@ -182,13 +182,22 @@ fn fuzz(options: &tern_core::cmdline::Options<'_>) -> Verdict {
             }
         }
     }
-    nap(timer::frequency() / 10);
-    let after = Figures::now(&servers);
+    // Every fuzzer and victim domain is terminated: once their threads have
+    // unwound and ended, everything they held comes back.
+    let deadline = timer::counter() + 2 * timer::frequency();
+    let mut after = Figures::now(&servers);
+    while after.live_threads() > before.live_threads() && timer::counter() < deadline {
+        nap(timer::frequency() / 100);
+        after = Figures::now(&servers);
+    }
     total.print("all");
     kprintln!("FUZZ-VIOLATIONS count={}", total.violations);
-    before.print_against(&after);
+    let broken = before.print_against(&after);
     if let Some(reason) = failure {
         return Err(reason);
+    }
+    if !broken.is_empty() {
+        return Err(format!("once the fuzzer's domains were gone, not back where they began: {}", broken.join(", ")));
     }
     healthy("after")?;
     if total.violations != 0 {
@@ -283,11 +292,27 @@ fn fuzz_round(
     let [pool_name, threads_name] = victim::names(merged);
     let pool = crate::start_server(pool_name, tern_inks::service::MODE_POOL)?;
     let threads = crate::start_server(threads_name, tern_inks::service::MODE_THREADS)?;
+    let outcome = fuzz_instances(servers, [pool, threads], merged, seed, calls, trace);
+    // The round's victims go with it: what they hold must come back too.
+    for (victim, _) in [pool, threads] {
+        state::with(|kernel| kernel.terminate_domain(victim));
+    }
+    outcome
+}
+
+fn fuzz_instances(
+    servers: &Servers,
+    victims: [(DomainId, u32); 2],
+    merged: bool,
+    seed: u64,
+    calls: u64,
+    trace: bool,
+) -> Result<(Tally, Option<String>), String> {
     let mut total = Tally::default();
     for (instance, name) in fuzzer::instance_names(merged).iter().enumerate() {
         let seed = seed ^ (instance as u64) << 48;
         let left = calls - total.attempted.min(calls);
-        let (tally, outcome) = fuzz_instance(servers, [pool, threads], name, merged, seed, left, trace)?;
+        let (tally, outcome) = fuzz_instance(servers, victims, name, merged, seed, left, trace)?;
         total.add(&tally);
         match outcome {
             Instance::Done => return Ok((total, None)),
@@ -398,18 +423,20 @@ fn fuzz_instance(
     let started = state::with(|kernel| {
         let watchdog = fuzzer::watchdog_entry as fn(usize) -> usize as usize;
         let slot = fuzzer::slot_entry as fn(usize) -> usize as usize;
-        let mut firsts = Vec::new();
+        let (mut firsts, mut made) = (Vec::new(), Vec::new());
         let thread = kernel.create_thread(fuzz, watchdog, address as usize, 31, fuzzer::WATCHDOG_STACK)?;
         firsts.push(kernel.objects.thread(thread)?.top?.get());
+        made.push(thread);
         for index in 0..SLOTS {
             let argument = fuzzer::slot_argument(address, index);
             let priority = fuzzer::slot_priority(index);
             let thread = kernel.create_thread(fuzz, slot, argument, priority, fuzzer::SLOT_STACK)?;
             firsts.push(kernel.objects.thread(thread)?.top?.get());
+            made.push(thread);
         }
-        Some(firsts)
+        Some((firsts, made))
     });
-    let Some(firsts) = started else { return Err("could not start the fuzzer's threads".into()) };
+    let Some((firsts, made)) = started else { return Err("could not start the fuzzer's threads".into()) };
     write_into(fuzz, address + offset_of!(Shared, watchdog) as u64, &firsts[0].to_le_bytes())?;
     for (index, first) in firsts[1..].iter().enumerate() {
         let at = address + (offset_of!(Shared, slots) + index * core::mem::size_of::<shared::Slot>()) as u64;
@@ -458,6 +485,14 @@ fn fuzz_instance(
     }
     let terminated = state::with(|kernel| kernel.domain_control(fuzz, tern_core::control::DomainAction::Terminate));
     nap(frequency / 20);
+    // The threads this scenario made are joined here (the kernel's own
+    // code made them, so nobody else will): those that have ended are
+    // forgotten, the rest as they end.
+    state::with(|kernel| {
+        for &thread in &made {
+            kernel.reap_joined(thread);
+        }
+    });
     let block = snapshot(address);
     let paths_after = state::with(|kernel| *kernel.statistics());
     drop(heap_probe);
@@ -608,8 +643,18 @@ struct Figures {
 }
 
 impl Figures {
+    /// Every figure once dead domains' leftovers are forgotten: ended
+    /// detached threads reaped and free slots reclaimed (which frees their
+    /// views' tables).
     fn now(servers: &Servers) -> Figures {
+        state::with(|kernel| {
+            kernel.reap_detached();
+            kernel.reclaim_dead_domains();
+        });
         let free_frames = tern_aarch64::memory::FRAMES.lock().as_ref().map_or(0, |frames| frames.free_frames()) as u64;
+        // Frames the kernel keeps for itself as a cache: whole chunks of
+        // kernel stacks (spare stacks are reused, chunks never given back).
+        let cached = tern_aarch64::stacks::cached_frames() as u64;
         let (heap_used, _) = tern_aarch64::memory::heap_stats();
         let values = state::with(|kernel| {
             let objects = &kernel.objects;
@@ -631,6 +676,7 @@ impl Figures {
             let alive = kernel.domains.iter().filter(|record| record.alive).count() as u64;
             alloc::vec![
                 ("free_frames", free_frames),
+                ("free_and_stack_cache_frames", free_frames + cached),
                 ("heap_bytes", heap_used as u64),
                 ("threads", threads),
                 ("live_threads", live),
@@ -645,9 +691,34 @@ impl Figures {
         Figures { values }
     }
 
-    fn print_against(&self, after: &Figures) {
+    fn live_threads(&self) -> u64 {
+        self.values.iter().find(|(name, _)| *name == "live_threads").map_or(0, |&(_, value)| value)
+    }
+
+    /// Print every figure against `after`; the names of those that must
+    /// come back and did not. Judged: the kernel objects (threads, live
+    /// ones, activations, occupied ones, ports), `echo`'s free pool
+    /// activations, the live domains, and the frames, free or held by the
+    /// kernel-stack cache. Printed only: free frames alone (a new chunk of
+    /// kernel stacks is kept for reuse), heap bytes (the kernel's tables —
+    /// object slabs, capability spaces, queues, domain records — stay at
+    /// their high-water mark; the `reuse` scenario judges the heap, after a
+    /// warm-up), and the domain records (slots, reused).
+    fn print_against(&self, after: &Figures) -> Vec<&'static str> {
+        const PRINTED_ONLY: [&str; 3] = ["free_frames", "heap_bytes", "domains"];
+        let mut broken = Vec::new();
         for ((name, before), (_, after)) in self.values.iter().zip(&after.values) {
-            kprintln!("FUZZ-INVARIANT name={} before={} after={}", name, before, after);
+            let judged = !PRINTED_ONLY.contains(name);
+            let verdict = match (judged, before == after) {
+                (false, _) => "printed",
+                (true, true) => "back",
+                (true, false) => "NOT BACK",
+            };
+            kprintln!("FUZZ-INVARIANT name={} before={} after={} {}", name, before, after, verdict);
+            if judged && before != after {
+                broken.push(*name);
+            }
         }
+        broken
     }
 }
