@@ -44,6 +44,23 @@ pub enum DomainAction {
     Terminate,
 }
 
+/// What the kernel's own code does to one activation
+/// ([`Kernel::control_activation`]): the activation calls of the same
+/// names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationAction {
+    /// `Alert`.
+    Alert,
+    /// `AlertBreak`.
+    AlertBreak,
+    /// `Terminate` (its caller's call returns `Terminated`).
+    Terminate,
+    /// `Suspend`.
+    Suspend,
+    /// `Resume`.
+    Resume,
+}
+
 /// What the way back into a domain does ([`Kernel::way_back`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WayBack {
@@ -179,12 +196,34 @@ impl<M: Machine> Kernel<M> {
         self.wake(client);
     }
 
+    /// Act on `activation` from the kernel's own code (the kernel domain
+    /// controls every domain's activations), as the domain call of the
+    /// same name would for the activation's own domain; what that call
+    /// answers. `NoSuchActivation` for an unoccupied activation or none,
+    /// `NoRight` for one on the boot thread (see [`Kernel::resolve`]).
+    pub fn control_activation(&mut self, activation: ActivationId, action: ActivationAction) -> Result<usize, Error> {
+        let domain = self.objects.activation(activation).ok_or(Error::NoSuchActivation)?.domain;
+        let (activation, thread) = self.resolve(domain, activation.get() as usize)?;
+        match action {
+            ActivationAction::Alert => Ok(self.alert_at(activation, thread)),
+            ActivationAction::AlertBreak => self.break_at(activation, thread),
+            ActivationAction::Terminate => self.terminate_activation(activation, thread, Error::Terminated).map(|()| 0),
+            ActivationAction::Suspend => Ok(self.objects.set_suspended(activation, true) as usize),
+            ActivationAction::Resume => Ok(self.resume_at(activation, thread)),
+        }
+    }
+
     /// `Alert`.
     pub fn alert(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
         let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        Ok(Next::Reply(self.alert_at(activation, thread)))
+    }
+
+    /// Alert `activation`, on `thread`: how many activations it reached.
+    fn alert_at(&mut self, activation: ActivationId, thread: ThreadId) -> usize {
         let reached = self.objects.alert(activation).len();
         self.honour_alert(thread);
-        Ok(Next::Reply(reached))
+        reached
     }
 
     /// `AlertsBlock`: on the caller's own activation.
@@ -210,13 +249,19 @@ impl<M: Machine> Kernel<M> {
     /// `AlertBreak`.
     pub fn alert_break(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
         let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        self.break_at(activation, thread).map(Next::Reply)
+    }
+
+    /// Alert `activation`, on `thread`, and break its chain above it (see
+    /// `Call::AlertBreak`): how many activations the alert reached.
+    fn break_at(&mut self, activation: ActivationId, thread: ThreadId) -> Result<usize, Error> {
         let top = self.objects.thread(thread).and_then(|entry| entry.top);
         if top == Some(activation) {
             // Nothing above it to break off: an alert, which a blocking
             // call it is in honours.
             let reached = self.objects.alert(activation).len();
             self.honour_alert(thread);
-            return Ok(Next::Reply(reached));
+            return Ok(reached);
         }
         if !self.machine.owns_stack(thread) {
             return Err(Error::Busy);
@@ -239,7 +284,7 @@ impl<M: Machine> Kernel<M> {
         self.start_split(lower, Error::Interrupted, stack);
         self.honour_alert(thread);
         self.statistics().splits += 1;
-        Ok(Next::Reply(reached))
+        Ok(reached)
     }
 
     /// Terminate `activation` (on `thread`): see `Call::Terminate`.
@@ -313,9 +358,14 @@ impl<M: Machine> Kernel<M> {
     /// `Resume`.
     pub fn resume(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
         let (activation, thread) = self.resolve(caller.domain, frame.argument(0))?;
+        Ok(Next::Reply(self.resume_at(activation, thread)))
+    }
+
+    /// Resume `activation`, on `thread`: whether it was suspended.
+    fn resume_at(&mut self, activation: ActivationId, thread: ThreadId) -> usize {
         let was = self.objects.set_suspended(activation, false);
         self.restart_if_free(activation, thread);
-        Ok(Next::Reply(was as usize))
+        was as usize
     }
 
     /// Let `thread`, stopped in `activation`, run on if nothing stops it

@@ -878,3 +878,66 @@ fn a_thread_that_splits_itself_again_and_again_keeps_one_record_not_one_a_split(
     assert!(counts[1..].iter().all(|&count| count == counts[1]), "one record, whatever the splits: {counts:?}");
     assert!(system.kernel.objects.thread(first).is_some(), "the first stays, to be joined");
 }
+
+// ---------------------------------------------------------------------
+// Control from the kernel's own code.
+
+#[test]
+fn the_kernel_controls_any_domains_activation_as_its_own_domain_would() {
+    use tern_core::control::ActivationAction;
+    let mut deep = three_deep();
+    let system = &mut deep.system;
+    let [in_a, in_b, in_c] = deep.chain;
+    // From the boot thread, in no domain: no caller's rights are asked for.
+    assert_eq!(system.kernel.control_activation(in_a, ActivationAction::Alert), Ok(2), "A's, then B's (which blocks)");
+    assert!(system.activation(in_b).control.alert_pending);
+    assert!(!system.activation(in_c).control.alert_pending, "held by B");
+    assert_eq!(system.kernel.control_activation(in_c, ActivationAction::Suspend), Ok(0));
+    assert_eq!(system.kernel.control_activation(in_c, ActivationAction::Suspend), Ok(1), "it was suspended");
+    system.switch_to(deep.thread);
+    assert_eq!(system.way_back(false), WayBack::Stop);
+    system.switch_to(system.boot);
+    assert_eq!(system.kernel.control_activation(in_c, ActivationAction::Resume), Ok(1));
+    assert_eq!(system.state(deep.thread), ThreadState::Ready, "resumed: it may run");
+
+    // Breaking below B: A's call returns Interrupted on a new thread.
+    assert_eq!(system.kernel.control_activation(in_a, ActivationAction::AlertBreak), Ok(2), "A's and B's");
+    let lower = system.activation(in_a).occupant.expect("A's activation is on a thread");
+    assert_ne!(lower, deep.thread);
+    assert_eq!(system.chain(deep.thread), [in_c, in_b]);
+    assert_eq!(system.kernel.objects.thread(lower).unwrap().resume_with, Error::Interrupted as usize);
+
+    // Terminating C: B's call returns Terminated on another new thread.
+    assert_eq!(system.kernel.control_activation(in_c, ActivationAction::Terminate), Ok(0));
+    let below = system.activation(in_b).occupant.expect("B's activation is on a thread");
+    assert_ne!(below, deep.thread);
+    assert_eq!(system.chain(below), [in_b]);
+    assert_eq!(system.activation(in_c).occupant, None);
+    assert_eq!(system.pool_free(&deep.c), 1, "C's activation is back in its pool");
+    assert_eq!(system.kernel.objects.thread(below).unwrap().resume_with, Error::Terminated as usize);
+    assert_eq!(system.statistics().splits, 2);
+
+    // Unoccupied now, or never made: nothing to act on.
+    assert_eq!(system.kernel.control_activation(in_c, ActivationAction::Alert), Err(Error::NoSuchActivation));
+    let none = ActivationId(core::num::NonZeroU32::new(999).unwrap());
+    assert_eq!(system.kernel.control_activation(none, ActivationAction::Terminate), Err(Error::NoSuchActivation));
+}
+
+#[test]
+fn the_kernel_cannot_control_the_boot_threads_own_activations_either() {
+    use tern_core::control::ActivationAction;
+    let mut system = System::new();
+    let a = system.domain("a");
+    let own = system.enter(a);
+    let before = system.snapshot();
+    for action in [
+        ActivationAction::Alert,
+        ActivationAction::AlertBreak,
+        ActivationAction::Terminate,
+        ActivationAction::Suspend,
+        ActivationAction::Resume,
+    ] {
+        assert_eq!(system.kernel.control_activation(own, action), Err(Error::NoRight), "{action:?}");
+    }
+    system.assert_unchanged(&before, "controlling the boot thread's activation");
+}
