@@ -16,6 +16,7 @@
 //! - [`registry`]: how a server crate declares its domains (name, entry,
 //!   role) so that linking the crate into an image is all it takes;
 //! - [`service`]: the server runtime (pools, threads, message handling);
+//! - [`thread`]: threads sharing state in safe code ([`thread::spawn`]);
 //! - [`layer`]: the layer as the kernel is handed it
 //!   (`tern_core::kernel::ServerLayer`).
 //!
@@ -33,6 +34,7 @@ pub mod gate;
 pub mod mode;
 pub mod registry;
 pub mod service;
+pub mod thread;
 
 pub use registry::DomainSpec;
 
