@@ -42,8 +42,17 @@ pub fn set_mode<M: Machine>(kernel: &mut Kernel<M>, id: DomainId, mode: DomainMo
         return Err(Error::Busy);
     }
     let (own, region) = (record.domain.view, record.domain.region);
+    // Every other view: the kernel's and each domain's, dead ones' too
+    // (a thread still unwinding out of a dead domain may run merged code
+    // in its view) — but not a reclaimed slot's, which has none (0).
     let others: Vec<u64> = core::iter::once(kernel.machine.kernel_view())
-        .chain(kernel.domains.iter().filter(|other| other.domain.id != id).map(|other| other.domain.view))
+        .chain(
+            kernel
+                .domains
+                .iter()
+                .filter(|other| other.domain.id != id && other.domain.view != 0)
+                .map(|other| other.domain.view),
+        )
         .collect();
     let (own_mapping, others_mapping) = match mode {
         DomainMode::Merged => (RegionMapping::Merged, Some(RegionMapping::Merged)),

@@ -16,6 +16,7 @@ fn entry(_: usize) -> usize {
 }
 static A: DomainSpec = DomainSpec { name: "a", entry, role: Role::Plain };
 static B: DomainSpec = DomainSpec { name: "b", entry, role: Role::Plain };
+static C: DomainSpec = DomainSpec { name: "c", entry, role: Role::Plain };
 
 const ARENA: u64 = 0x6000_0000;
 const IMAGE: PhysRange = PhysRange::new(0x1000, 0x7fff_ffff_ffff);
@@ -142,4 +143,23 @@ fn only_the_kernel_domain_may_ask_for_a_mode_change() {
     kernel.kernel_call(&mut frame);
     assert_eq!(frame.result(), Err(Error::InvalidArgument), "no mode 7");
     kernel.leave_domain(activation);
+}
+
+#[test]
+fn a_reclaimed_slot_has_no_view_to_map_a_merged_region_into() {
+    let (mut kernel, a, b) = kernel();
+    let dropped = view(&kernel, b);
+    kernel.terminate_domain(b);
+    assert_eq!(kernel.reclaim_dead_domains(), 1, "b's slot is reclaimed: its view dropped");
+    assert_eq!(kernel.set_mode(a, DomainMode::Merged), Ok(()));
+    let touched: Vec<u64> = kernel.machine.regions.keys().map(|&(viewer, _)| viewer).collect();
+    assert!(!touched.contains(&0), "no table at 0 (on the machine: a fault at EL1)");
+    assert!(!touched.contains(&dropped), "nothing mapped into a dropped view");
+    assert_eq!(kernel.set_mode(a, DomainMode::Protected), Ok(()));
+    // A dead slot not yet reclaimed keeps its view, which does get the
+    // merged region (a thread unwinding out of it may run merged code).
+    let (c, d) = (kernel.create_domain(&B).unwrap(), kernel.create_domain(&C).unwrap());
+    kernel.terminate_domain(d);
+    assert_eq!(kernel.set_mode(c, DomainMode::Merged), Ok(()));
+    assert_eq!(mapping(&kernel, view(&kernel, d), c), Some(RegionMapping::Merged));
 }
