@@ -170,6 +170,16 @@ impl<M: Machine> Kernel<M> {
         self.machine.drop_domain_view(view, region);
         if let Some(record) = self.domain_mut(id) {
             record.domain.view = 0;
+            // Nothing of it stays on the kernel heap until the slot is
+            // reused: its names (and what they were charged), its restart
+            // times, the ports it was to adopt (none by now).
+            record.space = CapabilitySpace::default();
+            for resource in Resource::ALL {
+                let used = record.account.used(resource);
+                record.account.release(resource, used);
+            }
+            record.restarts = Vec::new();
+            record.adopt = alloc::collections::VecDeque::new();
         }
         true
     }

@@ -185,7 +185,8 @@ impl<M: Machine> Kernel<M> {
         if names {
             self.name_service = Some(port);
             for record in self.domains_mut() {
-                if record.domain.id != caller.domain {
+                // (A dead domain calls nobody: its space is left alone.)
+                if record.domain.id != caller.domain && record.alive {
                     record.space.install(NAME_SERVICE_NAME, Capability { port, receive: false });
                 }
             }

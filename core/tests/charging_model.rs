@@ -44,8 +44,9 @@
 //! exactly the threads, activations and ports it held at the start.
 //!
 //! The first domain is the name service's: its first port (while there is
-//! none) is installed at name 0 in every other space, charged to nobody,
-//! and dies with it like any other.
+//! none) is installed at name 0 in every other live domain's space,
+//! charged to nobody, and dies with it like any other. A dead domain's
+//! reclaimed slot keeps none of its names.
 //!
 //! Left out: the switching path (`Receive`, `ReplyReceive`), lends,
 //! restarts, and a termination whose split the creator's thread quota
@@ -841,11 +842,11 @@ impl Harness {
         self.model.insert(domain, port, true);
         let names = self.model.domains[&domain].slot.is_some_and(|slot| SPECS[slot].role == Role::NameService);
         if names && self.model.name_service.is_none() {
-            // The name service: every other domain, alive or dead, holds
-            // it at name 0 (over a dead name there).
+            // The name service: every other live domain holds it at name 0
+            // (over a dead name there); a dead one's space is left alone.
             self.model.name_service = Some(port);
             for (&other, record) in self.model.domains.iter_mut() {
-                if other != domain {
+                if other != domain && record.alive {
                     record.names.insert(NAME_SERVICE_NAME, Name::Live { port, receive: false });
                 }
             }
@@ -1369,6 +1370,10 @@ impl Harness {
         for &id in &dead {
             prop_assert!(self.model.reclaimable(id), "nothing is left of dead {:?}", id);
             self.model.forget_threads(|_, thread| thread.creator == id);
+            // A reclaimed slot keeps none of its dead domain's names.
+            if let Some(record) = self.model.domains.get_mut(&id) {
+                record.names.clear();
+            }
         }
         prop_assert_eq!(empty, dead.len(), "every dead domain's slot is empty");
         self.check()?;

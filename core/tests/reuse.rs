@@ -140,3 +140,43 @@ fn a_domain_that_died_merged_leaves_no_view_mapping_its_region_once_reused() {
     );
     assert_eq!(system.kernel.mode_of(again), DomainMode::Protected);
 }
+
+/// A reclaimed slot keeps nothing of its dead domain on the kernel heap
+/// (before, its names and restart times stayed until the slot was reused,
+/// so the heap did not come back once a domain was gone; found by the
+/// stress), and a name service made later gives dead domains no name.
+#[test]
+fn a_reclaimed_slot_keeps_nothing_of_its_domain() {
+    static NAMES: DomainSpec = DomainSpec { name: "names", entry, role: Role::NameService };
+    let mut system = System::new();
+    let a = system.kernel.create_domain(&A).unwrap();
+    let b = system.kernel.create_domain(&B).unwrap();
+    let main = system.enter(a);
+    for _ in 0..5 {
+        system.ok(Call::PortCreate, &[]).unwrap();
+    }
+    system.leave(main);
+    let policy = tern_core::abi::RestartPolicy::Always { limit: 0, window: 0 };
+    system.kernel.set_restart_policy(b, policy).unwrap();
+    system.kernel.terminate_domain(b);
+    let restarted = system.kernel.find_domain("b").expect("b restarted");
+    assert_eq!(system.kernel.domain(restarted).unwrap().restarts.len(), 1);
+    system.kernel.set_restart_policy(restarted, tern_core::abi::RestartPolicy::Never).unwrap();
+    system.kernel.terminate_domain(restarted);
+    system.kernel.terminate_domain(a);
+    system.kernel.reclaim_dead_domains();
+    for dead in [a, restarted] {
+        let record = system.kernel.domain(dead).unwrap();
+        assert!(!record.alive && record.domain.view == 0, "reclaimed");
+        assert!(record.space.port_words().is_empty() && record.space.is_empty(), "no names kept");
+        assert!(record.restarts.is_empty() && record.adopt.is_empty());
+    }
+    // A name service now: the living get its name, the dead nothing.
+    let c = system.kernel.create_domain(&NAMES).unwrap();
+    let main = system.enter(c);
+    system.ok(Call::PortCreate, &[]).unwrap();
+    system.leave(main);
+    let dead = system.kernel.domains.iter().filter(|record| !record.alive);
+    assert_eq!(dead.clone().count(), 1, "(the name service took the other slot)");
+    assert!(dead.map(|record| record.space.port_words().len()).all(|words| words == 0));
+}
