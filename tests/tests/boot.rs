@@ -99,6 +99,10 @@ scenarios! {
         "[client] echo round: 4 of 4 sizes answered intact",
     ]);
     rpi4_merge_flip, virt_merge_flip: "merge-flip" => |t| checks::lines(t, &FLIP_LINES);
+    rpi4_merged_split, virt_merged_split: "merged-split" => |t| checks::lines(t, &[
+        "merged-split: alert-broke the workers' activations in merged ctl.mid below merged ctl.top: [Ok(1), Ok(1)]",
+        "merged-split: top's parts returned to nobody and ended: true; workers joined: 2",
+    ]);
     rpi4_server_panic_protected, virt_server_panic_protected: "server-panic-protected"
         => |t| checks::server_fault(t, &PANIC_LINES);
     rpi4_server_panic_merged, virt_server_panic_merged: "server-panic-merged"

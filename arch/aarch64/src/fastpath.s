@@ -726,6 +726,7 @@ tern_merged_call:
     ldr     w11, [x10, #{thread_top}]
     ldr     x14, [x12, x11, lsl #3]             // the server activation
     ldr     w16, [x14, #{act_caller}]
+    cbz     w16, merged_return_trap             // its caller split off below it: the general return ends this part
     ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
     tbnz    x13, #{sidetrack_bit}, merged_return_trap // the general return is due
     ldp     x15, x17, [x9, #{fast_domains}]

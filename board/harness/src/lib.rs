@@ -26,6 +26,7 @@ pub mod fuzz;
 pub mod inversion;
 pub mod probes;
 pub mod scenario;
+pub mod stress;
 
 pub use scenario::run;
 

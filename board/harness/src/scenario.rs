@@ -21,7 +21,7 @@ use tern_ctltest::test as ctltest;
 use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
 
-type Verdict = Result<(), String>;
+pub(crate) type Verdict = Result<(), String>;
 
 /// A scenario: its name and what it runs.
 type Scenario = (&'static str, fn() -> Verdict);
@@ -71,6 +71,7 @@ const SCENARIOS: &[Scenario] = &[
     ("quota-flood", quota_flood),
     ("reuse", reuse),
     ("merge-flip", merge_flip),
+    ("merged-split", crate::stress::merged_split),
     ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
     ("server-panic-merged", || server_panic(DomainMode::Merged, DomainMode::Protected)),
     ("server-panic-both-merged", || server_panic(DomainMode::Merged, DomainMode::Merged)),
@@ -440,7 +441,7 @@ fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_cor
 
 /// Create and start `servers` (domain name, start argument) in order, then
 /// let their threads (more urgent than this boot thread) reach `Receive`.
-fn start_servers(servers: &[(&str, usize)]) -> Verdict {
+pub(crate) fn start_servers(servers: &[(&str, usize)]) -> Verdict {
     for &(name, argument) in servers {
         let id = create(name)?;
         match domains::call(id, argument) {
