@@ -150,6 +150,7 @@ impl Objects {
         if let Some(entry) = self.thread_mut(lower) {
             entry.policy = policy;
             entry.top = Some(boundary);
+            entry.split_off = true;
         }
         for &activation in &chain[at..] {
             if let Some(entry) = self.activation_mut(activation) {

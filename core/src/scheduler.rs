@@ -358,6 +358,18 @@ impl<M: Machine> Kernel<M> {
                 }
             }
         }
+        // A thread split off that never carried the base (it was cut from
+        // a part above an earlier split) is on no join's chain at all: it
+        // is forgotten too.
+        let unreachable = self.objects.thread(current).is_some_and(|thread| thread.split_off)
+            && moved_to.is_none()
+            && !self
+                .objects
+                .thread_ids()
+                .any(|id| self.objects.thread(id).is_some_and(|thread| thread.base_moved_to == Some(current)));
+        if unreachable && let Some(thread) = self.objects.thread_mut(current) {
+            thread.detached = true;
+        }
         if self.objects.thread(current).is_some_and(|thread| thread.detached) {
             self.detached_ended.push(current);
         }

@@ -233,6 +233,9 @@ pub struct Thread {
     /// Nobody will join it (the kernel started a restarted domain on it):
     /// it is forgotten once it has ended and the machine has left it.
     pub detached: bool,
+    /// Made by a split (`Objects::split`): its number was never handed to
+    /// a domain, so only a join following a base activation reaches it.
+    pub split_off: bool,
 }
 
 impl Thread {
@@ -653,6 +656,7 @@ impl Objects {
             resume_with: 0,
             faulted: false,
             detached: false,
+            split_off: false,
         }))
     }
 

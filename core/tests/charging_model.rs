@@ -154,6 +154,8 @@ struct ModelThread {
     /// Nobody will join it: forgotten once it has ended, when the next
     /// thread is made (`Kernel::reap_detached`).
     detached: bool,
+    /// Made by a split (never named to a domain).
+    split_off: bool,
 }
 
 /// A right a message carries, as the kernel reads it from the sender's
@@ -409,6 +411,7 @@ impl Model {
                         ended: None,
                         base_moved_to: None,
                         detached: false,
+                        split_off: true,
                     },
                 );
                 if carries_base {
@@ -429,7 +432,8 @@ impl Model {
 
     /// `thread` ends with `value` (`Kernel::end_current_thread`): a thread
     /// split off, past its end only a link in the chain a join follows, is
-    /// cut out of it and forgotten with the detached ones.
+    /// cut out of it and forgotten with the detached ones, as is one split
+    /// off that never carried the base (on no chain at all).
     fn thread_ended(&mut self, thread: u32, value: usize) {
         let moved_to = self.threads[&thread].base_moved_to;
         if let Some(next) = moved_to {
@@ -440,7 +444,12 @@ impl Model {
                 self.threads.get_mut(&thread).expect("a thread").detached = true;
             }
         }
+        // One split off that never carried the base is on no join's chain.
+        let pointed = self.threads.values().any(|entry| entry.base_moved_to == Some(thread));
         let entry = self.threads.get_mut(&thread).expect("a thread");
+        if entry.split_off && moved_to.is_none() && !pointed {
+            entry.detached = true;
+        }
         entry.ended = Some(value);
         if entry.detached {
             self.pending_reap.push(thread);
@@ -966,6 +975,7 @@ impl Harness {
                         ended: None,
                         base_moved_to: None,
                         detached: false,
+                        split_off: false,
                     },
                 );
                 self.model.carve(domain, stack);

@@ -351,3 +351,69 @@ fn a_thread_joined_before_its_own_part_ended_is_forgotten_once_it_ends() {
     assert_eq!(system.kernel.objects.thread_count(), threads, "joined and ended: forgotten before a thread is made");
     assert_eq!(used(&system, client, Resource::Threads), 1, "charged for the new thread only");
 }
+
+/// A thread of A calls B, whose activation calls C. The kernel breaks A's
+/// activation off below B's: the part above (B's and C's activations)
+/// goes on, on the old thread. Then it breaks B's activation off below
+/// C's: B's part is split off that upper part — a thread made by a split
+/// that never carries the thread's base, so no join can reach it. B's
+/// handler, told `Interrupted`, returns to nobody and that thread ends;
+/// then C's does, and the old thread ends. Done more times than A's
+/// thread quota: each such part must be forgotten once it has ended, else
+/// they pile up charged to A and its next splits are refused `OverQuota`
+/// (found by the stress, as `OverQuota` refusals of alert-breaks and
+/// terminations in its long runs).
+#[test]
+fn a_part_split_off_an_upper_part_is_forgotten_once_it_ends() {
+    use tern_core::control::ActivationAction;
+    let mut system = System::new();
+    let a = system.domain("a");
+    let b = system.server("b", 1, STACK);
+    let c = system.server("c", 1, STACK);
+    let a_to_b = system.grant(&b, a);
+    let b_to_c = system.grant(&c, b.domain);
+    let controller = system.enter(a);
+    let worker = system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 1, 64 << 10]).unwrap() as u32;
+    let worker = tern_core::thread::ThreadId::new(worker).unwrap();
+    system.leave(controller);
+    let threads = system.kernel.objects.thread_count();
+    let rounds = 3 * tern_core::quota::Quota::DEFAULT.limit(Resource::Threads);
+    let mut carrier = worker;
+    let end_with_return = |system: &mut System, domain| {
+        let answer = system.region(domain) + 0x3000;
+        system.message(answer, 1, &[]);
+        assert_eq!(system.invoke(Call::Return, &[answer, 16]), Next::EndThread(0));
+        system.kernel.end_current_thread(0);
+    };
+    for round in 0..rounds {
+        system.switch_to(carrier);
+        let base = system.top(carrier);
+        let (request, reply) = (system.region(a) + 0x1000, system.region(a) + 0x2000);
+        let length = system.message(request, 1, &[]);
+        assert_eq!(system.call(a_to_b, (request, length), (reply, 64)), Next::Resume);
+        let in_b = system.top(carrier);
+        let (b_request, b_reply) = (system.region(b.domain) + 0x1000, system.region(b.domain) + 0x2000);
+        let b_length = system.message(b_request, 2, &[]);
+        assert_eq!(system.call(b_to_c, (b_request, b_length), (b_reply, 64)), Next::Resume);
+        let upper = carrier;
+        system.switch_to(system.boot);
+        let broken = system.kernel.control_activation(base, ActivationAction::AlertBreak);
+        assert!(broken.is_ok(), "round {round}: {broken:?}");
+        let lower = system.activation(base).occupant.unwrap();
+        let broken = system.kernel.control_activation(in_b, ActivationAction::AlertBreak);
+        assert!(broken.is_ok(), "round {round}: {broken:?}");
+        let b_part = system.activation(in_b).occupant.unwrap();
+        // B's part returns to nobody, then C's: both end.
+        system.frames.remove(&b_part);
+        system.switch_to(b_part);
+        end_with_return(&mut system, b.domain);
+        system.switch_to(upper);
+        end_with_return(&mut system, c.domain);
+        system.frames.remove(&lower);
+        system.switch_to(lower);
+        assert_eq!(system.current_frame().result(), Err(Error::Interrupted), "round {round}");
+        carrier = lower;
+        assert!(used(&system, a, Resource::Threads) <= 4, "round {round}: A's charge grows");
+    }
+    assert!(system.kernel.objects.thread_count() <= threads + 3, "parts pile up");
+}
