@@ -343,18 +343,26 @@ impl<M: Machine> Kernel<M> {
         // the chain a join follows: past its end it is a link, which is
         // cut short (the one before points past it) and it is forgotten.
         // So repeated splits keep one record, not one a split.
+        // (Every thread naming it points past it, and it names nobody any
+        // more: a link kept by a part cut out could be taken for the live
+        // one when the next part ends, and the live one, naming a part then
+        // forgotten, lost.)
         let moved_to = self.objects.thread(current).and_then(|thread| thread.base_moved_to);
         if let Some(next) = moved_to {
-            let before = self
+            let before: Vec<ThreadId> = self
                 .objects
                 .thread_ids()
-                .find(|&id| self.objects.thread(id).is_some_and(|thread| thread.base_moved_to == Some(current)));
-            if let Some(before) = before {
-                if let Some(thread) = self.objects.thread_mut(before) {
-                    thread.base_moved_to = Some(next);
+                .filter(|&id| self.objects.thread(id).is_some_and(|thread| thread.base_moved_to == Some(current)))
+                .collect();
+            if !before.is_empty() {
+                for id in before {
+                    if let Some(thread) = self.objects.thread_mut(id) {
+                        thread.base_moved_to = Some(next);
+                    }
                 }
                 if let Some(thread) = self.objects.thread_mut(current) {
                     thread.detached = true;
+                    thread.base_moved_to = None;
                 }
             }
         }

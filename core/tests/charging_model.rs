@@ -437,11 +437,19 @@ impl Model {
     fn thread_ended(&mut self, thread: u32, value: usize) {
         let moved_to = self.threads[&thread].base_moved_to;
         if let Some(next) = moved_to {
-            let before =
-                self.threads.iter().find(|(_, entry)| entry.base_moved_to == Some(thread)).map(|(&key, _)| key);
-            if let Some(before) = before {
-                self.threads.get_mut(&before).expect("a thread").base_moved_to = Some(next);
-                self.threads.get_mut(&thread).expect("a thread").detached = true;
+            let before: Vec<u32> = self
+                .threads
+                .iter()
+                .filter(|(_, entry)| entry.base_moved_to == Some(thread))
+                .map(|(&key, _)| key)
+                .collect();
+            if !before.is_empty() {
+                for key in before {
+                    self.threads.get_mut(&key).expect("a thread").base_moved_to = Some(next);
+                }
+                let entry = self.threads.get_mut(&thread).expect("a thread");
+                entry.detached = true;
+                entry.base_moved_to = None;
             }
         }
         // One split off that never carried the base is on no join's chain.

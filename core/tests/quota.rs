@@ -417,3 +417,81 @@ fn a_part_split_off_an_upper_part_is_forgotten_once_it_ends() {
     }
     assert!(system.kernel.objects.thread_count() <= threads + 3, "parts pile up");
 }
+
+/// A thread of A calling B is split three times over (the kernel breaks
+/// its base activation off while it is in B, and again in the part that
+/// carries it, and again), its split-off parts taking thread numbers below
+/// its own; then the parts left in B return to nobody and end, the second
+/// before the third, then the original's. However the parts end, the join
+/// on the thread A made must follow its base to the part carrying it now.
+/// (Before, a part past its end was cut out of the chain but kept its own
+/// link; a later part's end then redirected that dead link instead of the
+/// live one, and the live one, left naming a part forgotten soon after,
+/// was cleared: the join returned the original's result while the base
+/// ran on — found by the stress as workers "ended" inside their loops.)
+#[test]
+fn a_join_follows_the_base_through_every_split() {
+    use tern_core::control::ActivationAction;
+    let mut system = System::new();
+    let a = system.domain("a");
+    let b = system.server("b", 4, STACK);
+    let name = system.grant(&b, a);
+    let controller = system.enter(a);
+    let create = |system: &mut System| {
+        let thread = system.ok(Call::ThreadCreate, &[THREAD_ENTRY as u64, 0, 1, 64 << 10]).unwrap() as u32;
+        tern_core::thread::ThreadId::new(thread).unwrap()
+    };
+    // Threads made before the worker, ended and forgotten: their numbers,
+    // below the worker's, go to the parts split off it.
+    let fillers: Vec<_> = (0..3).map(|_| create(&mut system)).collect();
+    let worker = create(&mut system);
+    system.leave(controller);
+    for filler in fillers {
+        system.switch_to(filler);
+        assert_eq!(system.invoke(Call::Exit, &[0]), Next::ExitUpcall(0));
+        system.kernel.end_current_thread(0);
+        system.switch_to(system.boot);
+        system.kernel.join_thread(filler).unwrap();
+        system.kernel.reap_joined(filler);
+    }
+    // Three splits; each leaves a part in B: the worker's own, then two.
+    let mut carrier = worker;
+    let mut in_b = Vec::new();
+    for split in 0..3 {
+        system.switch_to(carrier);
+        let base = system.top(carrier);
+        let (request, reply) = (system.region(a) + 0x1000, system.region(a) + 0x2000);
+        let length = system.message(request, 1, &[]);
+        assert_eq!(system.call(name, (request, length), (reply, 64)), Next::Resume);
+        system.switch_to(system.boot);
+        assert!(system.kernel.control_activation(base, ActivationAction::AlertBreak).is_ok(), "split {split}");
+        let lower = system.activation(base).occupant.unwrap();
+        assert!(lower.get() < worker.get(), "a part below the worker's number");
+        in_b.push(carrier);
+        system.frames.remove(&lower);
+        carrier = lower;
+    }
+    // The parts in B return to nobody and end: the second, the third, the
+    // worker's own (a split in between forgets the ended ones).
+    let end_in_b = |system: &mut System, part| {
+        system.switch_to(part);
+        let answer = system.region(b.domain) + 0x3000;
+        system.message(answer, 1, &[]);
+        assert_eq!(system.invoke(Call::Return, &[answer, 16]), Next::EndThread(0));
+        system.kernel.end_current_thread(0);
+    };
+    end_in_b(&mut system, in_b[1]);
+    end_in_b(&mut system, in_b[2]);
+    system.switch_to(system.boot);
+    system.kernel.reap_detached();
+    end_in_b(&mut system, in_b[0]);
+    system.switch_to(system.boot);
+    assert_eq!(system.kernel.join_thread(worker), Ok(None), "the base runs on, in {carrier:?}");
+    system.kernel.objects.thread_mut(system.boot).unwrap().state = ThreadState::Running;
+    // The base's part ends: the join has its result.
+    system.switch_to(carrier);
+    assert_eq!(system.invoke(Call::Exit, &[7]), Next::ExitUpcall(7));
+    system.kernel.end_current_thread(7);
+    system.switch_to(system.boot);
+    assert_eq!(system.kernel.join_thread(worker), Ok(Some(7)));
+}
