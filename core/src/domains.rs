@@ -120,9 +120,11 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Reclaim now every dead domain's slot that is free (see the module's
-    /// notes) rather than when a domain is next created; how many slots
-    /// are empty.
+    /// notes) rather than when a domain is next created, and forget the
+    /// ended threads nobody will join (`Kernel::reap_detached`) rather
+    /// than when a thread is next made; how many slots are empty.
     pub fn reclaim_dead_domains(&mut self) -> usize {
+        self.reap_detached();
         (0..self.domains.len()).filter(|&index| self.reclaim(index)).count()
     }
 

@@ -289,7 +289,29 @@ impl<M: Machine> Kernel<M> {
         if let Some(thread) = self.objects.thread_mut(lower) {
             thread.resume_with = error as usize;
         }
+        self.follow_base(lower);
         self.start_on(lower, stack);
+    }
+
+    /// `lower`, just split off, carries the base activation of the thread
+    /// above it, if it does (see `Objects::split`): what belongs to the
+    /// base goes with it — the start of a restarted domain (whose end,
+    /// the base's, is the start's end: `start_ended`) and, as nobody
+    /// joins that thread, its being forgotten once it ends.
+    fn follow_base(&mut self, lower: ThreadId) {
+        let upper = self
+            .objects
+            .thread_ids()
+            .find(|&id| self.objects.thread(id).is_some_and(|entry| entry.base_moved_to == Some(lower)));
+        let Some(upper) = upper else { return };
+        if self.objects.thread(upper).is_some_and(|entry| entry.detached)
+            && let Some(entry) = self.objects.thread_mut(lower)
+        {
+            entry.detached = true;
+        }
+        for record in self.domains.iter_mut().filter(|record| record.starter == Some(upper)) {
+            record.starter = Some(lower);
+        }
     }
 
     /// How the current thread, running for the first time, begins: an

@@ -173,3 +173,57 @@ fn only_the_kernel_domain_sets_restart_policies() {
     assert_eq!(system.kernel.domain(other).unwrap().restart, RestartPolicy::OnFault { limit: 3, window: 100 });
     assert_eq!(system.as_domain(other, Call::PortCreate, &[2]), Err(Error::InvalidArgument), "unknown flags");
 }
+
+/// The thread running a restarted instance's start is split while its
+/// start calls another server (the kernel alert-breaks the start's
+/// activation there: the stress does). The start goes on in the part that
+/// carries its activation; the part above, ending when the other server
+/// returns, is not the start's end — the kept ports wait for the start to
+/// adopt them — and neither part is left behind once both have ended
+/// (nobody joins a start). Before, the upper part's end gave the ports up
+/// (callers got `PortDead`), and the part carrying the start, made by the
+/// split, was kept for a join that never comes (a thread record lost per
+/// such split; found by the stress).
+#[test]
+fn a_restarted_instances_start_split_off_is_still_its_start() {
+    use tern_core::control::ActivationAction;
+    let (mut system, client, server, name) = setup(0);
+    let threads = system.kernel.objects.thread_count();
+    in_call(&mut system, client, name);
+    fault(&mut system);
+    let (new, starter) = new_instance(&mut system, "server");
+    let other = system.server("other", 1, STACK);
+    let other_name = system.grant(&other, new);
+    system.switch_to(starter);
+    let main = system.top(starter);
+    let (request, reply) = (system.region(new) + 0x1000, system.region(new) + 0x2000);
+    let length = system.message(request, 1, &[1; 8]);
+    assert_eq!(system.call(other_name, (request, length), (reply, 64)), Next::Resume);
+    system.switch_to(system.boot);
+    assert!(system.kernel.control_activation(main, ActivationAction::AlertBreak).is_ok());
+    let lower = system.activation(main).occupant.expect("the start's activation on a new thread");
+    // The other server returns to nobody: that part of the thread ends.
+    system.switch_to(starter);
+    let answer = system.region(other.domain) + 0x1000;
+    system.message(answer, 1, &[]);
+    assert_eq!(system.invoke(Call::Return, &[answer, 16]), Next::EndThread(0));
+    system.kernel.end_current_thread(0);
+    let port = system.kernel.objects.port(server.port).expect("the kept port");
+    assert!(port.alive && port.restarting, "the start has not ended: its ports wait for it");
+    // The start goes on: it adopts the port, and ends.
+    system.frames.remove(&lower);
+    system.switch_to(lower);
+    assert_eq!(system.current_frame().result(), Err(Error::Interrupted));
+    let adopted = system.ok(Call::PortCreate, &[0]).unwrap() as u32;
+    assert_eq!(system.kernel.domain(new).unwrap().space.lookup(adopted).map(|c| c.port), Some(server.port));
+    assert_eq!(system.invoke(Call::Exit, &[0]), Next::ExitUpcall(0));
+    system.kernel.end_current_thread(0);
+    system.switch_to(system.boot);
+    system.kernel.reclaim_dead_domains();
+    for part in [starter, lower] {
+        assert!(system.kernel.objects.thread(part).is_none(), "{part:?} left behind");
+    }
+    // The boot thread's and the client thread's, as before the restart.
+    assert_eq!(system.kernel.objects.thread_count(), threads + 1);
+    assert!(system.kernel.objects.port(server.port).is_some_and(|port| port.alive && port.owner == new));
+}
