@@ -98,6 +98,13 @@ scenarios! {
         "highest domain number 3",
         "[client] echo round: 4 of 4 sizes answered intact",
     ]);
+    rpi4_stress, virt_stress: "stress" => |t| checks::lines(t, &[
+        "stress: operations: alert ",
+        "stress: every call accounted for: ",
+        "stress: activations per pool, idle: stress.a 2/2 free",
+        "stress: 1000 operations (seed ",
+        "stress: kernel invariants back where they began",
+    ]);
     rpi4_merge_flip, virt_merge_flip: "merge-flip" => |t| checks::lines(t, &FLIP_LINES);
     rpi4_merged_split, virt_merged_split: "merged-split" => |t| checks::lines(t, &[
         "merged-split: alert-broke the workers' activations in merged ctl.mid below merged ctl.top: [Ok(1), Ok(1)]",

@@ -70,6 +70,7 @@ const SCENARIOS: &[Scenario] = &[
     ("merge-echo", merge_echo),
     ("quota-flood", quota_flood),
     ("reuse", reuse),
+    ("stress", crate::stress::stress),
     ("merge-flip", merge_flip),
     ("merged-split", crate::stress::merged_split),
     ("server-panic-protected", || server_panic(DomainMode::Protected, DomainMode::Protected)),
@@ -131,7 +132,7 @@ const REUSE_THREADS: usize = 10;
 /// The command line's `tern.rounds`, for scenarios that repeat.
 static ROUNDS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-fn rounds(default: usize) -> usize {
+pub(crate) fn rounds(default: usize) -> usize {
     match ROUNDS.load(core::sync::atomic::Ordering::Relaxed) {
         0 => default,
         given => given,
@@ -140,7 +141,7 @@ fn rounds(default: usize) -> usize {
 
 /// Free frames and kernel heap bytes in use, once every dead domain's
 /// slot that can be is reclaimed (else a dead domain's view would count).
-fn kernel_memory() -> (usize, usize) {
+pub(crate) fn kernel_memory() -> (usize, usize) {
     state::with(|kernel| kernel.reclaim_dead_domains());
     let frames = tern_aarch64::memory::FRAMES.lock().as_ref().map_or(0, |frames| frames.free_frames());
     (frames, tern_aarch64::memory::heap_stats().0)
