@@ -33,7 +33,9 @@
 //!   [`svg`] draws its whole-call figures as a bar chart;
 //! * [`fuzz`] boots the kernel-call fuzzer (scenario `fuzz`) for one seed
 //!   or many and prints its histograms, rate and invariants (`cargo xtask
-//!   fuzz`).
+//!   fuzz`);
+//! * [`stress`] boots the kernel's stress and reuse scenarios long
+//!   (`cargo xtask stress`).
 //!
 //! It runs on the host and depends on no crate of the kernel's: it builds
 //! and boots them as a user would.
@@ -75,6 +77,7 @@ pub mod fuzz;
 pub mod image;
 pub mod install;
 pub mod qemu;
+pub mod stress;
 pub mod svg;
 
 use std::ffi::OsString;

@@ -8,6 +8,7 @@
 //! cargo xtask bench  [--board virt|rpi4] [--json PATH] [--svg PATH] [--repetitions N]
 //! cargo xtask fuzz   [--board virt|rpi4] [--seed N] [--calls M] [--count K] [--mode M]
 //!                    [--trace] [--release] [--timeout S] [--verbose]
+//! cargo xtask stress [--board virt|rpi4] [--rounds N] [--release]
 //! cargo xtask lint
 //! cargo xtask install-qemu
 //! ```
@@ -81,6 +82,9 @@ commands:
                                           [--board virt|rpi4] [--seed N] [--calls M]
                                           [--count K] [--mode protected|merged|both]
                                           [--trace] [--release] [--timeout S] [--verbose]
+  stress        the stress and reuse scenarios, long (default: 100000 stress
+                operations, 10000 domains; both boards)  [--board virt|rpi4]
+                                          [--rounds N] [--release]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
@@ -273,6 +277,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             let passed = xtask::fuzz::run(&request)?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        "stress" => xtask::stress::main(rest),
         "lint" => {
             parse_options(rest, &[])?;
             test(false, false)
@@ -389,7 +394,7 @@ fn cargo_step(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 }
 
 /// The server crates: built for the kernel target and tested on the host.
-const SERVER_CRATES: &[&str] = &["tern-names", "tern-echo", "tern-checksum", "tern-kv"];
+const SERVER_CRATES: &[&str] = &["tern-names", "tern-echo", "tern-checksum", "tern-kv", "tern-stresstest"];
 
 /// The kernel crates, checked by clippy for the kernel target (with the
 /// servers and `tern-rpctest`).
