@@ -290,11 +290,11 @@ fn fuzz_round(
 ) -> Result<(Tally, Option<String>), String> {
     let merged = mode.is_merged();
     let [pool_name, threads_name] = victim::names(merged);
-    let pool = crate::start_server(pool_name, tern_inks::service::MODE_POOL)?;
-    let threads = crate::start_server(threads_name, tern_inks::service::MODE_THREADS)?;
-    let outcome = fuzz_instances(servers, [pool, threads], merged, seed, calls, trace);
+    let starts = [(pool_name, tern_inks::service::MODE_POOL), (threads_name, tern_inks::service::MODE_THREADS)];
+    let mut victims = [crate::start_server(starts[0].0, starts[0].1)?, crate::start_server(starts[1].0, starts[1].1)?];
+    let outcome = fuzz_instances(servers, &mut victims, starts, merged, seed, calls, trace);
     // The round's victims go with it: what they hold must come back too.
-    for (victim, _) in [pool, threads] {
+    for (victim, _) in victims {
         state::with(|kernel| kernel.terminate_domain(victim));
     }
     outcome
@@ -302,7 +302,8 @@ fn fuzz_round(
 
 fn fuzz_instances(
     servers: &Servers,
-    victims: [(DomainId, u32); 2],
+    victims: &mut [(DomainId, u32); 2],
+    starts: [(&str, usize); 2],
     merged: bool,
     seed: u64,
     calls: u64,
@@ -312,7 +313,20 @@ fn fuzz_instances(
     for (instance, name) in fuzzer::instance_names(merged).iter().enumerate() {
         let seed = seed ^ (instance as u64) << 48;
         let left = calls - total.attempted.min(calls);
-        let (tally, outcome) = fuzz_instance(servers, victims, name, merged, seed, left, trace)?;
+        // A victim that died under the last fuzzer domain (they fault on
+        // purpose) is made again for the next.
+        for (victim, &(victim_name, mode)) in victims.iter_mut().zip(&starts) {
+            let (domain, port) = *victim;
+            let serving = state::with(|kernel| {
+                kernel.domain(domain).is_some_and(|record| record.alive && record.space.lookup(port).is_some())
+            });
+            if !serving {
+                state::with(|kernel| kernel.terminate_domain(domain));
+                *victim = crate::start_server(victim_name, mode)?;
+                kprintln!("FUZZ-NOTE mode={}: victim {victim_name} made again", mode_label(merged));
+            }
+        }
+        let (tally, outcome) = fuzz_instance(servers, *victims, name, merged, seed, left, trace)?;
         total.add(&tally);
         match outcome {
             Instance::Done => return Ok((total, None)),
