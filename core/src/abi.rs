@@ -184,7 +184,22 @@ pub enum Call {
     /// The generation of port `x0` (a name the caller holds): how many
     /// times the port's server has been restarted under it.
     PortGeneration = 40,
+    /// Bind port name `x0` (a send right the caller holds) to a **bound
+    /// handle**: translated and checked once, called through many times
+    /// with [`Call::CallBound`]. Returns the handle's number (below
+    /// [`HANDLES`]). `OverQuota` when all the domain's handles are in use.
+    /// See `tern_core::handle`.
+    Bind = 41,
+    /// Unbind handle `x0` (stale or not): its number may be given again.
+    Unbind = 42,
+    /// [`Call::Call`] through handle `x0` instead of a port name (x1/x2
+    /// request, x3/x4 reply buffer). `StaleHandle` once the port died, the
+    /// right went or the server changed mode since the binding.
+    CallBound = 43,
 }
+
+/// Bound handles a domain may hold at once (`Call::Bind`).
+pub const HANDLES: usize = 16;
 
 /// Or'd into [`Call::PortCreate`]'s `x0`: every call on the port may be
 /// made twice (the server says so) — a call in flight when the server
@@ -300,6 +315,9 @@ impl Call {
             38 => Some(Call::PortDestroy),
             39 => Some(Call::DomainRestart),
             40 => Some(Call::PortGeneration),
+            41 => Some(Call::Bind),
+            42 => Some(Call::Unbind),
+            43 => Some(Call::CallBound),
             _ => None,
         }
     }
@@ -361,6 +379,10 @@ pub enum Error {
     /// may be made again (the gate does so once, unseen; a second
     /// `Restarted` reaches the caller as `CallAborted`).
     Restarted = 20,
+    /// The bound handle no longer reaches what it was bound to: the port
+    /// died, the right went, or the server changed mode since
+    /// [`Call::Bind`]. Bind again (and unbind this one).
+    StaleHandle = 21,
 }
 
 impl Error {
@@ -387,6 +409,7 @@ impl Error {
             18 => Some(Error::Forbidden),
             19 => Some(Error::OverQuota),
             20 => Some(Error::Restarted),
+            21 => Some(Error::StaleHandle),
             _ => None,
         }
     }
@@ -414,6 +437,7 @@ impl Error {
             Error::Forbidden => "Forbidden",
             Error::OverQuota => "OverQuota",
             Error::Restarted => "Restarted",
+            Error::StaleHandle => "StaleHandle",
         }
     }
 }
@@ -609,11 +633,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=40 {
-            let call = Call::from_number(number).expect("numbers 0..=40 are calls");
+        for number in 0..=43 {
+            let call = Call::from_number(number).expect("numbers 0..=43 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(41), None);
+        assert_eq!(Call::from_number(44), None);
         assert_eq!(Call::from_number(99), None);
     }
 
@@ -624,9 +648,9 @@ mod tests {
         assert_eq!((x0, x1), (2, 0));
         assert_eq!(decode_result(x0, x1), Err(Error::BadAddress));
         assert_eq!(decode_result(77, 0), Err(Error::NoSuchCall));
-        assert_eq!(Error::from_code(21), None);
-        for code in 1..=20 {
-            let error = Error::from_code(code).expect("codes 1..=20 are errors");
+        assert_eq!(Error::from_code(22), None);
+        for code in 1..=21 {
+            let error = Error::from_code(code).expect("codes 1..=21 are errors");
             assert_eq!(error as usize, code);
             assert_eq!(decode_result(code, 0), Err(error));
         }

@@ -21,9 +21,27 @@ pub const DOMAIN_REGION: u64 = 8 << 20;
 /// instruction is privileged), a merged one that clears it only traps.
 pub const REGION_MODE_OFFSET: u64 = 0;
 
+/// Where in a region (from its start) the kernel keeps the domain's
+/// **bound-handle records**: [`crate::abi::HANDLES`] of
+/// [`HANDLE_RECORD_BYTES`] each, written by the kernel only
+/// (`tern_core::handle`). The gate reads a record's first word, the entry
+/// of the handle's path, and branches to it. Like the mode word, the domain
+/// can write them: a protected domain only misleads its own gate (the
+/// kernel checks every bound call against its own table), and a merged
+/// one is trusted.
+pub const REGION_HANDLES_OFFSET: u64 = 64;
+
+/// Bytes of one bound-handle record in a region.
+pub const HANDLE_RECORD_BYTES: u64 = 32;
+
 /// Where in a region (from its start) the domain's heap record begins:
-/// after the mode word, on its own cache line.
-pub const REGION_HEAP_OFFSET: u64 = 64;
+/// after the mode word and the handle records, on its own cache line.
+pub const REGION_HEAP_OFFSET: u64 = 1024;
+
+const _: () = assert!(
+    REGION_HANDLES_OFFSET + crate::abi::HANDLES as u64 * HANDLE_RECORD_BYTES <= REGION_HEAP_OFFSET,
+    "the handle records overlap the heap"
+);
 
 /// Where in a region (from its start) the stacks' part begins: the heap
 /// lies below it, stacks are carved from the region's end down to it.

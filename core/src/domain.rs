@@ -52,6 +52,8 @@ pub struct DomainRecord {
     pub alive: bool,
     /// Its port names.
     pub space: crate::capability::CapabilitySpace,
+    /// Its bound handles (`Call::Bind`).
+    pub handles: crate::handle::HandleTable,
     /// The word handed to its dispatch upcalls (copied into each of its
     /// activations).
     pub context: usize,

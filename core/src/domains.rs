@@ -96,6 +96,7 @@ impl<M: Machine> Kernel<M> {
             spec,
             alive: true,
             space,
+            handles: crate::handle::HandleTable::default(),
             context: 0,
             mode: DomainMode::Protected,
             stack_floor: region.end,
@@ -223,6 +224,7 @@ impl<M: Machine> Kernel<M> {
         let restart = self.plans_restart(id, faulted);
         let Some(record) = self.domain_mut(id) else { return 0 };
         record.alive = false;
+        record.handles.clear_all();
         let name = record.domain.name;
         // Its ports, and those kept for it to adopt that it has not yet.
         let unadopted = core::mem::take(&mut record.adopt);
@@ -299,6 +301,8 @@ impl<M: Machine> Kernel<M> {
         }
         entry.alive = false;
         entry.server_threads = 0;
+        self.stale_handles(|stale| stale == port);
+        let Some(entry) = self.objects.port_mut(port) else { return };
         let mut waiting = Vec::new();
         let mut queued = Vec::new();
         while let Some(thread) = entry.next_waiter() {

@@ -42,6 +42,7 @@ pub mod control;
 pub mod domain;
 pub mod domains;
 pub mod frame;
+pub mod handle;
 pub mod heap;
 pub mod kernel;
 pub mod lend;

@@ -118,6 +118,8 @@ impl<M: Machine> Kernel<M> {
         entry.generation = entry.generation.wrapping_add(1);
         entry.restarting = true;
         entry.owner = DomainId(0);
+        // A handle promised the instance it was bound to.
+        self.stale_handles(|stale| stale == port);
         self.release_domain(owner, Resource::Ports, 1);
         let servers: Vec<ThreadId> = self
             .objects

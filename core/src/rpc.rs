@@ -272,14 +272,18 @@ impl<M: Machine> Kernel<M> {
         })
     }
 
-    /// `Call`: x0 port name, x1/x2 request, x3/x4 reply buffer; and
-    /// `CallLending`: the same, plus x5/x6 the lent region.
+    /// `Call`: x0 port name, x1/x2 request, x3/x4 reply buffer;
+    /// `CallLending`: the same, plus x5/x6 the lent region; and
+    /// `CallBound`: as `Call`, with x0 a bound handle (`handle`).
     pub fn call(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
-        let port_name = port_name(frame, 0)?;
+        let port = if frame.register(8) == Call::CallBound as u64 {
+            self.bound_port(caller.domain, frame.argument(0))?
+        } else {
+            self.right(caller.domain, port_name(frame, 0)?)?.port
+        };
         let request = UserRange::new(frame.register(1) as usize, frame.register(2) as usize);
         let reply = UserRange::new(frame.register(3) as usize, frame.register(4) as usize);
         let lend = Lend::from_frame(frame);
-        let port = self.right(caller.domain, port_name)?.port;
         let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
         let reply = record.domain.check_writable(reply)?;
         let request = self.check_message(caller.domain, request)?;

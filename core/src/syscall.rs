@@ -64,7 +64,7 @@ impl<M: Machine> Kernel<M> {
             Call::ConsoleWrite => self.console_write(caller, frame),
             Call::WhoAmI => self.who_am_i(caller, frame),
             Call::Version => self.version(caller, frame),
-            Call::Call | Call::CallLending => self.call(caller, frame),
+            Call::Call | Call::CallLending | Call::CallBound => self.call(caller, frame),
             Call::Exit => self.exit(caller, frame),
             Call::PortCreate => self.port_create(caller, frame),
             Call::PoolAdd => self.pool_add(caller, frame),
@@ -100,6 +100,8 @@ impl<M: Machine> Kernel<M> {
             Call::PortDestroy => self.port_destroy(caller, frame),
             Call::DomainRestart => self.domain_restart(caller, frame),
             Call::PortGeneration => self.port_generation_call(caller, frame),
+            Call::Bind => self.bind_call(caller, frame),
+            Call::Unbind => self.unbind_call(caller, frame),
         }
     }
 

@@ -793,6 +793,12 @@ impl Objects {
         table(&self.ports)
     }
 
+    /// Where port `id`'s record lives (0: no such port), for a bound
+    /// handle's published record: it stays put while the port exists.
+    pub fn port_address(&self, id: PortId) -> usize {
+        self.port(id).map_or(0, |port| core::ptr::from_ref(port).addr())
+    }
+
     /// Forget an ended thread. A thread whose base had moved to it (a
     /// split) no longer names it: its number may be reused by any domain's
     /// next thread, which a join of that thread must not reach.

@@ -129,7 +129,7 @@ pub fn call(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, E
 /// every call takes pays nothing for it.
 #[cold]
 #[inline(never)]
-fn call_again(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
+pub(crate) fn call_again(port: PortName, request: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
     once_more(call_raw(
         port as usize,
         (request.as_ptr() as usize, request.len()),

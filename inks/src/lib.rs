@@ -30,6 +30,7 @@
 
 extern crate alloc;
 
+pub mod bound;
 pub mod gate;
 pub mod mode;
 pub mod registry;
@@ -47,6 +48,7 @@ pub fn layer<M: Machine>() -> ServerLayer<M> {
     ServerLayer {
         upcall_entry: gate::upcall_trampoline as extern "C" fn(usize, registry::Entry) -> ! as usize as u64,
         dispatch_entries: [gate::dispatch_trampoline() as u64, gate::dispatch_trampoline_merged() as u64],
+        bound_entries: bound::entries(),
         set_mode: mode::set_mode::<M>,
     }
 }

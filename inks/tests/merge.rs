@@ -163,3 +163,40 @@ fn a_reclaimed_slot_has_no_view_to_map_a_merged_region_into() {
     assert_eq!(kernel.set_mode(c, DomainMode::Merged), Ok(()));
     assert_eq!(mapping(&kernel, view(&kernel, d), c), Some(RegionMapping::Merged));
 }
+
+/// The first word of `domain`'s published record for bound handle `handle`.
+fn bound_entry(kernel: &Kernel<MockMachine>, domain: DomainId, handle: usize) -> u64 {
+    let at = region(kernel, domain).start
+        + tern_core::board::REGION_HANDLES_OFFSET
+        + handle as u64 * tern_core::board::HANDLE_RECORD_BYTES;
+    u64::from_le_bytes(kernel.machine.peek(at, 8).try_into().unwrap())
+}
+
+#[test]
+fn a_server_flip_makes_bound_handles_stale_and_a_client_flip_rewrites_their_path() {
+    let (mut kernel, a, b) = kernel();
+    let port = kernel.objects.new_port(b);
+    let server_name =
+        kernel.domain_mut(b).unwrap().space.insert(tern_core::capability::Capability { port, receive: true });
+    let name = kernel.grant_send_right(b, server_name, a).unwrap();
+    let [stale, general, merged] = tern_inks::bound::entries();
+    let handle = kernel.bind(a, name).unwrap();
+    assert_eq!(bound_entry(&kernel, a, handle), general);
+
+    // The server merges: the handle is stale; a new binding takes the
+    // general path (the client is still protected).
+    assert_eq!(kernel.set_mode(b, DomainMode::Merged), Ok(()));
+    assert_eq!(bound_entry(&kernel, a, handle), stale);
+    assert_eq!(kernel.bound_port(a, handle), Err(Error::StaleHandle));
+    let again = kernel.bind(a, name).unwrap();
+    assert_eq!(bound_entry(&kernel, a, again), general);
+
+    // The client merges: its live handle is rewritten to the merged path,
+    // the stale one stays stale; and back.
+    assert_eq!(kernel.set_mode(a, DomainMode::Merged), Ok(()));
+    assert_eq!(bound_entry(&kernel, a, again), merged);
+    assert_eq!(bound_entry(&kernel, a, handle), stale);
+    assert_eq!(kernel.bound_port(a, again), Ok(port));
+    assert_eq!(kernel.set_mode(a, DomainMode::Protected), Ok(()));
+    assert_eq!(bound_entry(&kernel, a, again), general);
+}

@@ -661,7 +661,13 @@ kernel_entry_trap:
     b.hi    \trap
 .endif
     CALL_CHECKS 0, {message_payload_max}, \trap, \trap, 1, 0
+    MERGED_COMMIT \lending
+.endm
 
+// MERGED_COMMIT: the merged call from its point of no return (registers
+// as CALL_CHECKS leaves them): the activation popped and pushed, the
+// client saved, the request copied, the handler called.
+.macro MERGED_COMMIT lending
     // Point of no return.
     str     w12, [x17, #{port_pool_head}]       // pop the pool
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain
@@ -703,6 +709,49 @@ kernel_entry_trap:
     blr     x9
 
 .endm
+
+// fn tern_bound_merged()   (EL1t: a merged client's call through a bound
+// handle to a merged server; x16 the handle's record, x0 its number,
+// x1/x2 request, x3/x4 reply buffer, x30 where to return)
+//
+// The merged call without what binding settled (`tern_core::handle`):
+// the port comes from the record, not from translating a name, and the
+// client, part of the kernel domain, is not checked for owning its
+// buffers. What can change from call to call still is: the message's
+// length and right, a free activation entered through the merged
+// dispatch, the sidetrack. Anything else goes to the general entry
+// (`tern_bound_general`, the kernel call `CallBound`), as it came.
+.global tern_bound_merged
+tern_bound_merged:
+    msr     daifset, #3
+    ldp     x17, x15, [x16, #{handle_port}]     // the port, the merged dispatch trampoline
+    adrp    x9, TERN_FAST
+    sub     x18, x2, #{header_size}             // payload length
+    cmp     x18, #{message_payload_max}
+    b.hi    bound_general                       // too short or too long
+    ldr     x5, [x1]                            // header: label | right << 32
+    tst     x5, #{no_right_mask}
+    b.ne    bound_general                       // carries a right
+    ldr     w16, [x17, #{port_pool_head}]
+    cbz     w16, bound_general                  // no free activation
+    ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
+    ldr     x8, [x12, x16, lsl #3]              // the server activation
+    ldr     x6, [x8, #{act_entry}]
+    cmp     x6, x15
+    b.ne    bound_general                       // not a merged dispatch pool
+    ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
+    ldr     x13, [x12, x11, lsl #3]             // the client activation
+    ldrh    w14, [x13, #{act_domain}]
+    ldr     w12, [x8, #{act_next_free}]
+    cbnz    w12, 1f
+    ldr     w12, [x17, #{port_sidetrack}]
+    cbnz    w12, bound_general                  // the last one, and a sidetrack is due
+1:  MERGED_COMMIT 0
+    b       merged_call_back
+
+bound_general:
+    msr     daifclr, #3
+    b       tern_bound_general
 
 tern_merged_call_lending:
     MERGED_CALL 1, merged_lending_trap

@@ -222,6 +222,17 @@ fn client_main(argument: usize) -> usize {
             failures += usize::from(!report(path, mode, "32kin-lent", counter, repetitions, figures));
         }
     }
+    // The pool again, through a bound handle (`tern_inks::bound`): bound
+    // once per round, as the mode pair decides its path.
+    let Ok(handle) = tern_inks::bound::bind(pool) else { return failures + 1 };
+    for (test, payload) in TESTS {
+        let message = request(payload);
+        for counter in COUNTERS {
+            let figures = measure(counter, repetitions, || handle.call(&message, &mut reply).is_ok());
+            failures += usize::from(!report("migrating-bound", mode, test, counter, repetitions, figures));
+        }
+    }
+    failures += usize::from(handle.unbind().is_err());
     let target = core::hint::black_box(floor_target as fn(usize) -> usize);
     for counter in COUNTERS {
         let figures = measure(counter, repetitions, || core::hint::black_box(target(1)) == 2);

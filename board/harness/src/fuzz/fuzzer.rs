@@ -2,7 +2,7 @@
 //! several threads and nested activations at once.
 //!
 //! `fuzz.protected` (and `fuzz.merged`, the same code merged into the
-//! kernel domain) makes kernel calls with call numbers 0..=40 (and a few
+//! kernel domain) makes kernel calls with call numbers 0..=43 (and a few
 //! huge ones) and arguments biased toward the values that break kernels:
 //! 0, 1, -1, boundaries of its own region, of the image, of the arena;
 //! kernel data, another domain's region, the arena's kernel alias,
@@ -1821,7 +1821,18 @@ impl Generator<'_> {
                 // `PortDead`), else names it may not destroy.
                 r[0] = if self.rng.one_in(8) { self.own_port() } else { self.port() };
             }
-            Call::PortGeneration => r[0] = self.port(),
+            Call::PortGeneration | Call::Bind => r[0] = self.port(),
+            Call::Unbind => r[0] = self.rng.pick(&[0, 0, 1, 2, 15, 16, u64::MAX]),
+            Call::CallBound => {
+                // Through a handle bound to any port it drew (its own,
+                // with no pool, included): the call may wait.
+                if !self.may_block {
+                    return None;
+                }
+                r[0] = self.rng.pick(&[0, 0, 0, 1, 2, 3, 15, 16, 1 << 32]);
+                (r[1], r[2]) = self.request(0);
+                (r[3], r[4]) = self.write_claim();
+            }
             Call::SetQuota => {
                 // The kernel domain's: refused to a protected fuzzer; the
                 // merged one sets its victims' and its own, never below

@@ -29,13 +29,13 @@ pub const SLOTS: usize = 4;
 pub const RING: usize = 16;
 /// Remembered numbers of each kind (activations, ports, threads).
 pub const KNOWN: usize = 32;
-/// Result kinds: 0 success, 1..=18 the kernel's errors, 19 any other code.
-pub const RESULT_KINDS: usize = 20;
-/// Call numbers counted one by one (0..=40); the last entry counts the
+/// Result kinds: 0 success, 1..=21 the kernel's errors, 22 any other code.
+pub const RESULT_KINDS: usize = 23;
+/// Call numbers counted one by one (0..=43); the last entry counts the
 /// huge numbers the fuzzer also tries.
-pub const CALL_KINDS: usize = 42;
+pub const CALL_KINDS: usize = 45;
 /// The highest call number the fuzzer draws routinely.
-pub const HIGHEST_CALL: usize = 40;
+pub const HIGHEST_CALL: usize = 43;
 /// Puppet threads (see `fuzzer`), each with a word for its activation.
 pub const PUPPETS: usize = 4;
 
@@ -312,5 +312,8 @@ pub fn call_name(kind: usize) -> &'static str {
         Call::PortDestroy => "PortDestroy",
         Call::DomainRestart => "DomainRestart",
         Call::PortGeneration => "PortGeneration",
+        Call::Bind => "Bind",
+        Call::Unbind => "Unbind",
+        Call::CallBound => "CallBound",
     }
 }

@@ -1,0 +1,239 @@
+//! Bound handles: a port name translated and checked once, then called
+//! through many times (issue 15; LRPC's binding).
+//!
+//! [`Call::Bind`](crate::abi::Call::Bind) checks what every call by name
+//! checks again — the caller holds a send right, the port is alive — and
+//! records the result in a slot of the caller's [`HandleTable`]. The
+//! kernel also **publishes** each slot into the caller's region (at
+//! `REGION_HANDLES_OFFSET`, one `HANDLE_RECORD_BYTES` record per slot), so
+//! the caller's gate can reach the handle's path without a kernel call:
+//!
+//! | word | what |
+//! |---|---|
+//! | 0 | the **entry** of the handle's path: the gate branches to it |
+//! | 1 | the port's record (kernel address): the merged path's pool |
+//! | 2 | the server's merged dispatch trampoline: the merged path takes only activations entering there |
+//! | 3 | the handle's number |
+//!
+//! The entry is one of the layer's [`BoundPath`] entries, chosen from the
+//! pair of modes: a merged client calling a merged server gets the merged
+//! path (a procedure call, no trap: `tern_aarch64`'s `tern_bound_merged`);
+//! every other pair gets the general entry (a kernel call,
+//! [`Call::CallBound`](crate::abi::Call::CallBound), which checks the
+//! handle against this table); a stale or unbound slot gets the stale
+//! entry, which answers [`Error::StaleHandle`] without entering the kernel.
+//! So the gate's only mode test is that one indirect branch, and the kernel
+//! rewrites it when anything it depends on changes:
+//!
+//! - the port dies (destroyed, its owner dies, or the owner is restarted
+//!   under it): every handle to it goes **stale**;
+//! - the server's domain changes mode: every handle to its ports goes
+//!   stale (the client binds again and gets the new path);
+//! - the client's domain changes mode: its handles are republished with
+//!   the path for the new pair (the port has not changed);
+//! - the client unbinds, or dies: the slot is freed.
+//!
+//! Why stale rather than silently rewritten for a server's change: a
+//! handle promises the client the path it was bound to; a client that
+//! binds again sees the change, and the kernel never sends a call made
+//! for one server instance into another (restart). Rejected: a
+//! generation compared on every call (a load and a compare on the fast
+//! path, for what the kernel can do once, when the change happens); a
+//! pointer to the handle's record in a protected domain's hands (it could
+//! name any kernel address: the general path takes the handle's number
+//! and checks it here).
+//!
+//! A protected domain can write its published records (they lie in its
+//! region): that only misleads its own gate — a forged entry runs at its
+//! own privilege and faults or enters the kernel, which checks the
+//! number against this table. A merged domain's records are trusted, as
+//! all of its code is.
+
+use crate::abi::{DomainMode, Error, HANDLES};
+use crate::board::{HANDLE_RECORD_BYTES, REGION_HANDLES_OFFSET};
+use crate::capability::PortId;
+use crate::domain::DomainId;
+use crate::kernel::{Caller, Kernel, KernelCall, Next};
+use crate::machine::{Machine, UserFrame};
+
+/// Which path a bound handle's published entry leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoundPath {
+    /// The handle is stale or unbound: `StaleHandle`, no kernel call.
+    Stale = 0,
+    /// The general entry: [`Call::CallBound`](crate::abi::Call::CallBound).
+    General = 1,
+    /// Merged client, merged server: the procedure-call path.
+    Merged = 2,
+}
+
+/// What one slot holds: the port it was bound to, and whether that binding
+/// still holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The port.
+    pub port: PortId,
+    /// The caller's name for it when it bound (a call by name would use).
+    pub name: u32,
+    /// Set by the kernel when the port died, the right went or the server
+    /// changed mode: calls get `StaleHandle`.
+    pub stale: bool,
+}
+
+/// A domain's bound handles: [`HANDLES`] slots.
+#[derive(Clone, Debug, Default)]
+pub struct HandleTable {
+    slots: [Option<Binding>; HANDLES],
+}
+
+impl HandleTable {
+    /// The binding in slot `handle`, if it is one.
+    pub fn get(&self, handle: usize) -> Option<Binding> {
+        self.slots.get(handle).copied().flatten()
+    }
+
+    /// How many slots are bound (stale ones included).
+    pub fn bound(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    fn take_free(&mut self, binding: Binding) -> Option<usize> {
+        let free = self.slots.iter().position(Option::is_none)?;
+        self.slots[free] = Some(binding);
+        Some(free)
+    }
+
+    fn clear(&mut self, handle: usize) -> bool {
+        self.slots.get_mut(handle).and_then(Option::take).is_some()
+    }
+
+    /// Mark stale every binding `stale` picks; the slots it changed.
+    fn mark_stale(&mut self, mut stale: impl FnMut(&Binding) -> bool) -> alloc::vec::Vec<usize> {
+        let mut changed = alloc::vec::Vec::new();
+        for (slot, binding) in self.slots.iter_mut().enumerate() {
+            if let Some(binding) = binding
+                && !binding.stale
+                && stale(binding)
+            {
+                binding.stale = true;
+                changed.push(slot);
+            }
+        }
+        changed
+    }
+
+    /// Forget every binding (the domain is gone).
+    pub fn clear_all(&mut self) {
+        self.slots = [None; HANDLES];
+    }
+}
+
+impl<M: Machine> Kernel<M> {
+    /// `Bind`: x0 a port name the caller holds a send right for; returns
+    /// the handle's number.
+    pub fn bind_call(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let name = crate::rpc::port_name(frame, 0)?;
+        self.bind(caller.domain, name).map(Next::Reply)
+    }
+
+    /// Bind `domain`'s name `name` (see [`Kernel::bind_call`]).
+    pub fn bind(&mut self, domain: DomainId, name: u32) -> Result<usize, Error> {
+        let port = self.right(domain, name)?.port;
+        if !self.objects.port(port).is_some_and(|entry| entry.alive) {
+            return Err(Error::PortDead);
+        }
+        let record = self.domain_mut(domain).ok_or(Error::BadAddress)?;
+        let handle = record.handles.take_free(Binding { port, name, stale: false }).ok_or(Error::OverQuota)?;
+        self.publish_handle(domain, handle);
+        Ok(handle)
+    }
+
+    /// `Unbind`: x0 a handle number; `InvalidArgument` if it names none.
+    pub fn unbind_call(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let handle = frame.argument(0);
+        let record = self.domain_mut(caller.domain).ok_or(Error::BadAddress)?;
+        if !record.handles.clear(handle) {
+            return Err(Error::InvalidArgument);
+        }
+        self.publish_handle(caller.domain, handle);
+        Ok(Next::Reply(0))
+    }
+
+    /// The port `domain`'s handle `handle` reaches, for a call through it:
+    /// `InvalidArgument` for a number that names no binding, `StaleHandle`
+    /// for one that no longer holds (checked again here, whatever the
+    /// table says: the right and the port as a call by name would find
+    /// them).
+    pub fn bound_port(&self, domain: DomainId, handle: usize) -> Result<PortId, Error> {
+        let record = self.domain(domain).ok_or(Error::BadAddress)?;
+        let binding = record.handles.get(handle).ok_or(Error::InvalidArgument)?;
+        let holds = !binding.stale
+            && record.space.lookup(binding.name).is_some_and(|capability| capability.port == binding.port)
+            && self.objects.port(binding.port).is_some_and(|entry| entry.alive);
+        if holds { Ok(binding.port) } else { Err(Error::StaleHandle) }
+    }
+
+    /// Every handle, in every domain, to a port `stale` picks goes stale.
+    pub fn stale_handles(&mut self, mut stale: impl FnMut(PortId) -> bool) {
+        let mut changed = alloc::vec::Vec::new();
+        for record in self.domains.iter_mut().filter(|record| record.alive) {
+            for slot in record.handles.mark_stale(|binding| stale(binding.port)) {
+                changed.push((record.domain.id, slot));
+            }
+        }
+        for (domain, slot) in changed {
+            self.publish_handle(domain, slot);
+        }
+    }
+
+    /// Every handle to a port `server` owns goes stale (it changed mode).
+    pub fn stale_handles_to(&mut self, server: DomainId) {
+        let owned: alloc::vec::Vec<PortId> = self
+            .objects
+            .port_ids()
+            .filter(|&port| self.objects.port(port).is_some_and(|entry| entry.owner == server))
+            .collect();
+        self.stale_handles(|port| owned.contains(&port));
+    }
+
+    /// Publish all of `domain`'s handles again (it changed mode: the path
+    /// of each depends on the pair of modes).
+    pub fn republish_handles(&mut self, domain: DomainId) {
+        for handle in 0..HANDLES {
+            if self.domain(domain).is_some_and(|record| record.handles.get(handle).is_some()) {
+                self.publish_handle(domain, handle);
+            }
+        }
+    }
+
+    /// The path `domain`'s handle `handle` takes now.
+    pub fn bound_path(&self, domain: DomainId, handle: usize) -> BoundPath {
+        let Some(record) = self.domain(domain) else { return BoundPath::Stale };
+        let Some(binding) = record.handles.get(handle).filter(|binding| !binding.stale) else {
+            return BoundPath::Stale;
+        };
+        let server = self.objects.port(binding.port).and_then(|entry| self.domain(entry.owner));
+        match (record.mode, server.map(|server| server.mode)) {
+            (DomainMode::Merged, Some(DomainMode::Merged)) => BoundPath::Merged,
+            _ => BoundPath::General,
+        }
+    }
+
+    /// Write `domain`'s record for handle `handle` into its region (see the
+    /// module's notes).
+    fn publish_handle(&mut self, domain: DomainId, handle: usize) {
+        let path = self.bound_path(domain, handle);
+        let Some(record) = self.domain(domain) else { return };
+        let port_record = record.handles.get(handle).map_or(0, |binding| self.objects.port_address(binding.port));
+        let words = [
+            self.servers.bound_entries[path as usize],
+            port_record as u64,
+            self.servers.dispatch_entries[1],
+            handle as u64,
+        ];
+        let at = record.domain.region.start + REGION_HANDLES_OFFSET + handle as u64 * HANDLE_RECORD_BYTES;
+        for (index, word) in words.into_iter().enumerate() {
+            self.machine.write_word(at as usize + 8 * index, word, 8);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Bound handles (`Bind`, `Unbind`, `CallBound`): bound once, checked
+//! then; published into the client's region for its gate; stale when the
+//! port dies, the server changes mode or is restarted; freed on unbind.
+
+mod support;
+
+use support::{STACK, Server, System};
+use tern_core::abi::{Call, DomainMode, Error, HANDLES};
+use tern_core::board::{HANDLE_RECORD_BYTES, REGION_HANDLES_OFFSET};
+use tern_core::domain::DomainId;
+use tern_core::handle::BoundPath;
+use tern_core::kernel::Next;
+use tern_core::mock::BOUND_ENTRIES;
+
+/// The four words of `domain`'s published record for `handle`.
+fn record(system: &System, domain: DomainId, handle: usize) -> [u64; 4] {
+    let at = system.region(domain) + REGION_HANDLES_OFFSET + handle as u64 * HANDLE_RECORD_BYTES;
+    let bytes = system.kernel.machine.peek(at, 32);
+    core::array::from_fn(|word| u64::from_le_bytes(bytes[word * 8..word * 8 + 8].try_into().unwrap()))
+}
+
+fn entry(path: BoundPath) -> u64 {
+    BOUND_ENTRIES + 0x100 * path as u64
+}
+
+/// A client domain holding a send right (its name) to a pool server.
+fn setup() -> (System, DomainId, Server, u32) {
+    let mut system = System::new();
+    let client = system.domain("client");
+    let server = system.server("server", 2, STACK);
+    let name = system.grant(&server, client);
+    (system, client, server, name)
+}
+
+/// `CallBound` through `handle` from a fresh thread of `client`.
+fn call_bound(system: &mut System, client: DomainId, handle: u64) -> Next<tern_core::mock::MockSwitch> {
+    let thread = system.thread(client, 5);
+    system.switch_to(thread);
+    let (request, reply) = (system.region(client) + 0x1000, system.region(client) + 0x2000);
+    let length = system.message(request, 7, &[1; 8]);
+    system.invoke(Call::CallBound, &[handle, request, length, reply, 64])
+}
+
+#[test]
+fn a_bound_handle_is_published_and_calls_like_the_name() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_eq!(handle, 0);
+    let [path, port, trampoline, number] = record(&system, client, handle);
+    assert_eq!(path, entry(BoundPath::General), "two protected domains: the general entry");
+    assert_eq!(port, system.kernel.objects.port_address(server.port) as u64);
+    assert_eq!(trampoline, system.kernel.servers.dispatch_entries[1]);
+    assert_eq!(number, 0);
+    let free = system.pool_free(&server);
+    assert_eq!(call_bound(&mut system, client, handle as u64), Next::Resume);
+    assert_eq!(system.pool_free(&server), free - 1, "the call took an activation of the bound port");
+    assert_eq!(system.delivered().label, 7);
+}
+
+#[test]
+fn binding_checks_the_right_and_the_table_has_room_for_handles_only() {
+    let (mut system, client, server, name) = setup();
+    let stranger = system.domain("stranger");
+    assert_eq!(system.as_domain(stranger, Call::Bind, &[name as u64]), Err(Error::NoSuchPort));
+    assert_eq!(system.as_domain(client, Call::Bind, &[(1 << 32) | name as u64]), Err(Error::NoSuchPort));
+    for expected in 0..HANDLES {
+        assert_eq!(system.as_domain(client, Call::Bind, &[name as u64]), Ok(expected));
+    }
+    assert_eq!(system.as_domain(client, Call::Bind, &[name as u64]), Err(Error::OverQuota));
+    assert_eq!(system.kernel.domain(client).unwrap().handles.bound(), HANDLES);
+    // Unbinding frees a number for the next binding; a number naming no
+    // binding is refused, as is any number past the table.
+    assert_eq!(system.as_domain(client, Call::Unbind, &[3]), Ok(0));
+    assert_eq!(record(&system, client, 3)[0], entry(BoundPath::Stale));
+    assert_eq!(system.as_domain(client, Call::Unbind, &[3]), Err(Error::InvalidArgument));
+    assert_eq!(system.as_domain(client, Call::Unbind, &[u64::MAX]), Err(Error::InvalidArgument));
+    assert_eq!(call_bound(&mut system, client, 3), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::InvalidArgument));
+    assert_eq!(call_bound(&mut system, client, HANDLES as u64 + 1), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::InvalidArgument));
+    assert_eq!(system.as_domain(client, Call::Bind, &[name as u64]), Ok(3));
+    let _ = server;
+}
+
+#[test]
+fn a_handle_goes_stale_when_its_port_dies() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_eq!(system.as_domain(server.domain, Call::PortDestroy, &[server.name as u64]), Ok(0));
+    assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Stale), "the gate's branch now says stale");
+    let before = system.statistics();
+    assert_eq!(call_bound(&mut system, client, handle as u64), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::StaleHandle));
+    assert_eq!(system.statistics().migrated, before.migrated, "nothing reached the server");
+    // Binding again finds the name dead.
+    assert_eq!(system.as_domain(client, Call::Bind, &[name as u64]), Err(Error::PortDead));
+}
+
+#[test]
+fn a_handle_goes_stale_when_its_server_dies_and_its_client_forgets_its_own() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    system.kernel.terminate_domain(server.domain);
+    assert_eq!(call_bound(&mut system, client, handle as u64), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::StaleHandle));
+
+    let (mut system, client, _, name) = setup();
+    system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    system.kernel.terminate_domain(client);
+    assert_eq!(system.kernel.domain(client).unwrap().handles.bound(), 0, "a dead domain holds no handles");
+}
+
+#[test]
+fn the_path_follows_the_pair_of_modes_and_a_server_flip_makes_handles_stale() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    // The client merges: its handles are rewritten for the new pair.
+    system.kernel.domain_mut(client).unwrap().mode = DomainMode::Merged;
+    system.kernel.republish_handles(client);
+    assert_eq!(record(&system, client, handle)[0], entry(BoundPath::General), "merged client, protected server");
+    // A server that changes mode makes them stale; a new binding gets the
+    // merged path.
+    system.kernel.domain_mut(server.domain).unwrap().mode = DomainMode::Merged;
+    system.kernel.stale_handles_to(server.domain);
+    assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Stale));
+    assert_eq!(system.kernel.bound_port(client, handle), Err(Error::StaleHandle));
+    let again = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_ne!(again, handle, "the stale handle keeps its number until unbound");
+    assert_eq!(record(&system, client, again)[0], entry(BoundPath::Merged));
+    assert_eq!(system.kernel.bound_path(client, again), BoundPath::Merged);
+    // The client goes back: the general entry again.
+    system.kernel.domain_mut(client).unwrap().mode = DomainMode::Protected;
+    system.kernel.republish_handles(client);
+    assert_eq!(record(&system, client, again)[0], entry(BoundPath::General));
+}
+
+#[test]
+fn a_handle_goes_stale_when_its_server_is_restarted() {
+    let (mut system, client, server, name) = setup();
+    system
+        .kernel
+        .set_restart_policy(server.domain, tern_core::abi::RestartPolicy::Always { limit: 0, window: 0 })
+        .unwrap();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    system.kernel.terminate_domain(server.domain);
+    assert!(system.kernel.objects.port(server.port).is_some_and(|port| port.alive), "kept for the new instance");
+    assert_eq!(system.kernel.bound_port(client, handle), Err(Error::StaleHandle));
+    assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Stale));
+}
