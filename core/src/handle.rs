@@ -18,10 +18,12 @@
 //! The entry is one of the layer's [`BoundPath`] entries, chosen from the
 //! pair of modes: a merged client calling a merged server gets the merged
 //! path (a procedure call, no trap: `tern_aarch64`'s `tern_bound_merged`);
-//! every other pair gets the general entry (a kernel call,
+//! any other pair the kernel call
 //! [`Call::CallBound`](crate::abi::Call::CallBound), which checks the
-//! handle against this table); a stale or unbound slot gets the stale
-//! entry, which answers [`Error::StaleHandle`] without entering the kernel.
+//! handle against this table — by `svc` from a protected client, by the
+//! kernel's direct entry from a merged one; a stale or unbound slot gets
+//! the stale entry, which answers [`Error::StaleHandle`] without entering
+//! the kernel.
 //! So the gate's only mode test is that one indirect branch, and the kernel
 //! rewrites it when anything it depends on changes:
 //!
@@ -61,10 +63,14 @@ use crate::machine::{Machine, UserFrame};
 pub enum BoundPath {
     /// The handle is stale or unbound: `StaleHandle`, no kernel call.
     Stale = 0,
-    /// The general entry: [`Call::CallBound`](crate::abi::Call::CallBound).
-    General = 1,
+    /// A protected client: [`Call::CallBound`](crate::abi::Call::CallBound)
+    /// by `svc`.
+    Trap = 1,
+    /// A merged client, a protected server: `CallBound` by the kernel's
+    /// direct entry.
+    Direct = 2,
     /// Merged client, merged server: the procedure-call path.
-    Merged = 2,
+    Merged = 3,
 }
 
 /// What one slot holds: the port it was bound to, and whether that binding
@@ -122,6 +128,12 @@ impl HandleTable {
         changed
     }
 
+    /// Each slot's port number for the fast paths: 0 for a slot that is
+    /// unbound or stale (port numbers start at 1).
+    pub fn ports(&self) -> [u32; HANDLES] {
+        self.slots.map(|slot| slot.filter(|binding| !binding.stale).map_or(0, |binding| binding.port.get()))
+    }
+
     /// Forget every binding (the domain is gone).
     pub fn clear_all(&mut self) {
         self.slots = [None; HANDLES];
@@ -176,7 +188,7 @@ impl<M: Machine> Kernel<M> {
     /// Every handle, in every domain, to a port `stale` picks goes stale.
     pub fn stale_handles(&mut self, mut stale: impl FnMut(PortId) -> bool) {
         let mut changed = alloc::vec::Vec::new();
-        for record in self.domains.iter_mut().filter(|record| record.alive) {
+        for record in self.domains_mut().iter_mut().filter(|record| record.alive) {
             for slot in record.handles.mark_stale(|binding| stale(binding.port)) {
                 changed.push((record.domain.id, slot));
             }
@@ -214,8 +226,9 @@ impl<M: Machine> Kernel<M> {
         };
         let server = self.objects.port(binding.port).and_then(|entry| self.domain(entry.owner));
         match (record.mode, server.map(|server| server.mode)) {
+            (DomainMode::Protected, _) => BoundPath::Trap,
             (DomainMode::Merged, Some(DomainMode::Merged)) => BoundPath::Merged,
-            _ => BoundPath::General,
+            (DomainMode::Merged, _) => BoundPath::Direct,
         }
     }
 

@@ -47,7 +47,7 @@ fn a_bound_handle_is_published_and_calls_like_the_name() {
     let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
     assert_eq!(handle, 0);
     let [path, port, trampoline, number] = record(&system, client, handle);
-    assert_eq!(path, entry(BoundPath::General), "two protected domains: the general entry");
+    assert_eq!(path, entry(BoundPath::Trap), "a protected client: the trap");
     assert_eq!(port, system.kernel.objects.port_address(server.port) as u64);
     assert_eq!(trampoline, system.kernel.servers.dispatch_entries[1]);
     assert_eq!(number, 0);
@@ -117,7 +117,7 @@ fn the_path_follows_the_pair_of_modes_and_a_server_flip_makes_handles_stale() {
     // The client merges: its handles are rewritten for the new pair.
     system.kernel.domain_mut(client).unwrap().mode = DomainMode::Merged;
     system.kernel.republish_handles(client);
-    assert_eq!(record(&system, client, handle)[0], entry(BoundPath::General), "merged client, protected server");
+    assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Direct), "merged client, protected server");
     // A server that changes mode makes them stale; a new binding gets the
     // merged path.
     system.kernel.domain_mut(server.domain).unwrap().mode = DomainMode::Merged;
@@ -131,7 +131,7 @@ fn the_path_follows_the_pair_of_modes_and_a_server_flip_makes_handles_stale() {
     // The client goes back: the general entry again.
     system.kernel.domain_mut(client).unwrap().mode = DomainMode::Protected;
     system.kernel.republish_handles(client);
-    assert_eq!(record(&system, client, again)[0], entry(BoundPath::General));
+    assert_eq!(record(&system, client, again)[0], entry(BoundPath::Trap));
 }
 
 #[test]

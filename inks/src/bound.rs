@@ -9,10 +9,13 @@
 //!
 //! - `tern_bound_merged` (the kernel's, `tern-aarch64`): a merged client
 //!   calling a merged server, a procedure call with no trap;
-//! - [`tern_bound_general`](general_entry): any other pair, the kernel call
-//!   `CallBound` (by `svc`, or by the direct entry while merged);
-//! - [`tern_bound_stale`](stale_entry): the binding no longer holds,
-//!   `StaleHandle` at once.
+//! - `tern_bound_trap`: a protected client, the kernel call `CallBound` by
+//!   `svc` (the kernel's fast path takes it as it takes `Call`);
+//! - `tern_bound_direct`: a merged client calling a protected server,
+//!   `CallBound` by the kernel's direct entry (also where the merged path
+//!   sends what it does not take);
+//! - `tern_bound_stale`: the binding no longer holds, `StaleHandle` at
+//!   once.
 //!
 //! All three take the call in the registers `CallBound` does (x0 the
 //! handle's number, x1/x2 the request, x3/x4 the reply buffer), x16 the
@@ -121,44 +124,32 @@ impl Handle {
 #[cfg(target_os = "none")]
 unsafe extern "C" {
     fn tern_bound_stale();
-    fn tern_bound_general();
+    fn tern_bound_trap();
+    fn tern_bound_direct();
     fn tern_bound_merged();
 }
 
 /// The entries the kernel publishes in handle records, by
-/// `tern_core::handle::BoundPath`: stale, general, merged.
-pub fn entries() -> [u64; 3] {
+/// `tern_core::handle::BoundPath`: stale, trap, direct, merged.
+pub fn entries() -> [u64; 4] {
     #[cfg(target_os = "none")]
     {
-        [
-            tern_bound_stale as *const () as u64,
-            tern_bound_general as *const () as u64,
-            tern_bound_merged as *const () as u64,
-        ]
+        [tern_bound_stale, tern_bound_trap, tern_bound_direct, tern_bound_merged].map(|entry| entry as *const () as u64)
     }
     #[cfg(not(target_os = "none"))]
     {
-        [0x3000, 0x3100, 0x3200]
+        [0x3000, 0x3100, 0x3200, 0x3300]
     }
 }
 
-/// The stale entry's address (see the module's notes).
-pub fn stale_entry() -> u64 {
-    entries()[0]
-}
-
-/// The general entry's address (see the module's notes).
-pub fn general_entry() -> u64 {
-    entries()[1]
-}
-
 // fn tern_bound_stale() -> (x0 StaleHandle, x1 0)
-// fn tern_bound_general(x0 handle, x1/x2 request, x3/x4 reply) -> (x0, x1)
+// fn tern_bound_trap(x0 handle, x1/x2 request, x3/x4 reply) -> (x0, x1)
+// fn tern_bound_direct(the same) -> (x0, x1)
 //
-// The general entry is the gate's kernel entry with `CallBound`: `svc`
-// while protected, the direct entry while merged (the mode word says
-// which), keeping the caller's frame pointer and return address on its
-// stack across it. Both run at either privilege (image code).
+// The trap and the direct entry make the kernel call `CallBound` as the
+// gate makes any (`svc`; `bl tern_kernel_entry`), keeping the return
+// address on the caller's stack across it (the kernel keeps SP and
+// x19-x29). All three are image code: they run at either privilege.
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
     ".section .text.tern_bound, \"ax\"",
@@ -167,21 +158,20 @@ core::arch::global_asm!(
     "    mov     x0, #{stale}",
     "    mov     x1, xzr",
     "    ret",
-    ".global tern_bound_general",
-    "tern_bound_general:",
-    "    stp     x29, x30, [sp, #-16]!",
+    ".global tern_bound_trap",
+    "tern_bound_trap:",
+    "    str     x30, [sp, #-16]!",
     "    mov     x8, #{call_bound}",
-    "    mov     x9, sp",
-    "    and     x9, x9, #{region_mask}",
-    "    ldr     x9, [x9, #{mode_offset}]",
-    "    cbz     x9, 1f",
+    "    svc     #0",
+    "    ldr     x30, [sp], #16",
+    "    ret",
+    ".global tern_bound_direct",
+    "tern_bound_direct:",
+    "    str     x30, [sp, #-16]!",
+    "    mov     x8, #{call_bound}",
     "    bl      tern_kernel_entry",
-    "    b       2f",
-    "1:  svc     #0",
-    "2:  ldp     x29, x30, [sp], #16",
+    "    ldr     x30, [sp], #16",
     "    ret",
     stale = const Error::StaleHandle as usize,
     call_bound = const Call::CallBound as usize,
-    region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
-    mode_offset = const tern_core::board::REGION_MODE_OFFSET,
 );

@@ -740,6 +740,10 @@ struct Dispatch {
     /// The migrating handler for the service's type (first: the gate's
     /// dispatch trampoline calls the handler the context word points at).
     handler: gate::DispatchHandler,
+    /// The same for the kernel's bound merged path only (second: it calls
+    /// the handler at this offset), which skips what that path vouches
+    /// for (see [`bound_merged_handler`]).
+    bound: BoundHandler,
     /// The service `serve` was given (a `&'static S` for the `S` the
     /// record was made for: see [`Dispatch::service`]).
     service: *const (),
@@ -751,7 +755,13 @@ struct Dispatch {
 
 impl Dispatch {
     fn new<S: Service>(service: &'static S, port: PortName, stack: usize) -> Self {
-        Dispatch { handler: migrating_handler::<S>, service: core::ptr::from_ref(service).cast(), port, stack }
+        Dispatch {
+            handler: migrating_handler::<S>,
+            bound: bound_merged_handler::<S>,
+            service: core::ptr::from_ref(service).cast(),
+            port,
+            stack,
+        }
     }
 
     /// The service, as the `S` this record was made for. Only the entries
@@ -877,6 +887,57 @@ extern "C" fn migrating_handler<S: Service>(
             Some(lent) => service.handle_lent(&request, lent, &mut reply),
             None => service.handle(&request, &mut reply),
         },
+    }
+    reply.message().len()
+}
+
+/// A handler only the kernel's bound merged path calls (`tern_bound_merged`
+/// in `tern-aarch64`): arguments as [`gate::DispatchHandler`]'s, nothing
+/// lent.
+type BoundHandler = unsafe extern "C" fn(usize, usize, usize, *mut u8) -> usize;
+
+/// [`migrating_handler`] for a call the kernel's bound merged path made:
+/// the same answer, without the checks that path makes unnecessary.
+///
+/// # Safety
+///
+/// Called only by that path (its address is in the [`Dispatch`] record
+/// only; nothing else reads that field), which guarantees: `context` is
+/// this domain's context word, set by `serve::<S>` to a leaked
+/// `Dispatch` made for this `S` (the path takes only activations entering
+/// through the merged dispatch trampoline, and the kernel copies the
+/// context word into each activation of the domain); at `request_address`
+/// lie `request_length` bytes it has just written on this activation's
+/// stack, a whole message (at least a header; the header's length field
+/// stamped with the payload's true length; no right), 16-byte aligned;
+/// `reply_area` is `MESSAGE_MAX` bytes below it that nothing else uses
+/// until this returns, 16-byte aligned.
+unsafe extern "C" fn bound_merged_handler<S: Service>(
+    request_address: usize,
+    request_length: usize,
+    context: usize,
+    reply_area: *mut u8,
+) -> usize {
+    // SAFETY: see the function's contract: a live `Dispatch` for `S`, a
+    // request of `request_length` initialised bytes, a reply area of
+    // `MESSAGE_MAX` bytes, both 16-byte aligned and ours alone for the
+    // call.
+    let (dispatch, request, storage) = unsafe {
+        core::hint::assert_unchecked(
+            request_address.is_multiple_of(MESSAGE_ALIGN)
+                && reply_area.addr().is_multiple_of(MESSAGE_ALIGN)
+                && request_length >= MessageHeader::SIZE,
+        );
+        let dispatch = &*core::ptr::with_exposed_provenance::<Dispatch>(context);
+        let request =
+            core::slice::from_raw_parts(core::ptr::with_exposed_provenance::<u8>(request_address), request_length);
+        let storage = core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX);
+        (dispatch, request, storage)
+    };
+    let mut reply = MessageBuffer::start(storage);
+    if let (Some(service), Some(header)) = (dispatch.service::<S>(), MessageHeader::read_from(request)) {
+        let payload = request.get(MessageHeader::SIZE..).unwrap_or_default();
+        service.handle(&MessageView { header, payload }, &mut reply);
     }
     reply.message().len()
 }

@@ -179,17 +179,17 @@ fn a_server_flip_makes_bound_handles_stale_and_a_client_flip_rewrites_their_path
     let server_name =
         kernel.domain_mut(b).unwrap().space.insert(tern_core::capability::Capability { port, receive: true });
     let name = kernel.grant_send_right(b, server_name, a).unwrap();
-    let [stale, general, merged] = tern_inks::bound::entries();
+    let [stale, trap, direct, merged] = tern_inks::bound::entries();
     let handle = kernel.bind(a, name).unwrap();
-    assert_eq!(bound_entry(&kernel, a, handle), general);
+    assert_eq!(bound_entry(&kernel, a, handle), trap);
 
-    // The server merges: the handle is stale; a new binding takes the
-    // general path (the client is still protected).
+    // The server merges: the handle is stale; a new binding traps (the
+    // client is still protected).
     assert_eq!(kernel.set_mode(b, DomainMode::Merged), Ok(()));
     assert_eq!(bound_entry(&kernel, a, handle), stale);
     assert_eq!(kernel.bound_port(a, handle), Err(Error::StaleHandle));
     let again = kernel.bind(a, name).unwrap();
-    assert_eq!(bound_entry(&kernel, a, again), general);
+    assert_eq!(bound_entry(&kernel, a, again), trap);
 
     // The client merges: its live handle is rewritten to the merged path,
     // the stale one stays stale; and back.
@@ -198,5 +198,10 @@ fn a_server_flip_makes_bound_handles_stale_and_a_client_flip_rewrites_their_path
     assert_eq!(bound_entry(&kernel, a, handle), stale);
     assert_eq!(kernel.bound_port(a, again), Ok(port));
     assert_eq!(kernel.set_mode(a, DomainMode::Protected), Ok(()));
-    assert_eq!(bound_entry(&kernel, a, again), general);
+    assert_eq!(bound_entry(&kernel, a, again), trap);
+    // A protected server and a merged client: the direct entry.
+    assert_eq!(kernel.set_mode(b, DomainMode::Protected), Ok(()));
+    let third = kernel.bind(a, name).unwrap();
+    assert_eq!(kernel.set_mode(a, DomainMode::Merged), Ok(()));
+    assert_eq!(bound_entry(&kernel, a, third), direct);
 }

@@ -97,6 +97,9 @@ pub struct DomainFast {
     pub port_words: u64,
     /// How many.
     pub port_word_count: u64,
+    /// Its bound handles' ports (`HandleTable::ports`: 0 for a stale or
+    /// unbound handle), for `CallBound`.
+    pub handle_ports: [u32; tern_core::abi::HANDLES],
 }
 
 /// The one fast-path block (kernel data).
@@ -285,6 +288,7 @@ pub fn publish(published: Published<'_>, domain_blocks: &mut Vec<Box<DomainFast>
             fast.region_end = record.domain.region.end;
             fast.port_words = words.as_ptr() as u64;
             fast.port_word_count = words.len() as u64;
+            fast.handle_ports = record.handles.ports();
             domain_table.push(&**fast as *const DomainFast as usize);
         }
     }

@@ -117,7 +117,7 @@
 // x8 the server activation, w16 its number, w12 the next free one (or 0),
 // x18 the payload length and x5 the header's first word (label | right
 // << 32). x6, x15 and x16 are clobbered.
-.macro CALL_CHECKS nested, payload_max, slow, empty, merged_only, stages
+.macro CALL_CHECKS nested, payload_max, slow, empty, merged_only, stages, bound=0
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
@@ -128,11 +128,18 @@
     ldrh    w14, [x13, #{act_domain}]
     ldp     x15, x16, [x9, #{fast_domains}]     // the domain table, the port table
     ldr     x8, [x15, x14, lsl #3]              // the client's domain
+.if \bound
+    cmp     x0, #{handles}
+    b.hs    \slow                               // no such handle
+    add     x5, x8, #{dom_handle_ports}
+    ldr     w5, [x5, x0, lsl #2]                // port number (0: unbound or stale)
+.else
     ldp     x5, x6, [x8, #{dom_port_words}]
     cmp     x0, x6
     b.hs    \slow                               // no such name
     ldr     w5, [x5, x0, lsl #2]
     and     w5, w5, #0x7fffffff                 // port number (0: none)
+.endif
     ldr     x17, [x16, x5, lsl #3]              // the port (table[0] is null)
     cbz     x17, \slow
 .if \stages
@@ -368,6 +375,22 @@ fast_handoff:
 
 fast_call_slow:
     mov     x8, #{call}
+    b       user_general
+
+// fn tern_fast_call_bound()  (x0 a bound handle, x1/x2 request, x3/x4
+// reply buffer)
+//
+// `tern_fast_call` through a bound handle: the port is the one the
+// kernel's table gives the handle (0, and so the general path, for a
+// stale or unbound one) instead of the name's. A switching server is left
+// to the general path.
+tern_fast_call_bound:
+    adrp    x9, TERN_FAST
+    CALL_CHECKS 1, {fast_payload_max}, fast_bound_slow, fast_bound_slow, 0, 0, 1
+    b       fast_call_commit
+
+fast_bound_slow:
+    mov     x8, #{call_bound}
     b       user_general
 
 // fn tern_fast_reply_receive()  (x0/x1 reply, x2 port name, x3/x4 buffer)
@@ -661,13 +684,15 @@ kernel_entry_trap:
     b.hi    \trap
 .endif
     CALL_CHECKS 0, {message_payload_max}, \trap, \trap, 1, 0
-    MERGED_COMMIT \lending
+    MERGED_COMMIT \lending, 0
 .endm
 
 // MERGED_COMMIT: the merged call from its point of no return (registers
 // as CALL_CHECKS leaves them): the activation popped and pushed, the
-// client saved, the request copied, the handler called.
-.macro MERGED_COMMIT lending
+// client saved, the request copied, the handler called. \bound: the
+// handler is the dispatch record's second word (the bound merged path's,
+// four arguments: nothing lent), not its first.
+.macro MERGED_COMMIT lending, bound
     // Point of no return.
     str     w12, [x17, #{port_pool_head}]       // pop the pool
     stp     w11, w7, [x8, #{act_caller}]        // push on the chain
@@ -701,10 +726,11 @@ kernel_entry_trap:
 .if \lending
     ldp     x4, x5, [x9, #{fast_lent}]          // what was lent: the same address, no mapping
     stp     xzr, xzr, [x9, #{fast_lent}]
+.elseif \bound
 .else
     ldp     x4, x5, [x9, #{fast_zeros}]         // nothing lent
 .endif
-    ldr     x9, [x2]
+    ldr     x9, [x2, #(8 * \bound)]
     msr     daifclr, #3
     blr     x9
 
@@ -719,8 +745,8 @@ kernel_entry_trap:
 // client, part of the kernel domain, is not checked for owning its
 // buffers. What can change from call to call still is: the message's
 // length and right, a free activation entered through the merged
-// dispatch, the sidetrack. Anything else goes to the general entry
-// (`tern_bound_general`, the kernel call `CallBound`), as it came.
+// dispatch, the sidetrack. Anything else goes to the direct entry
+// (`tern_bound_direct`, the kernel call `CallBound`), as it came.
 .global tern_bound_merged
 tern_bound_merged:
     msr     daifset, #3
@@ -746,12 +772,12 @@ tern_bound_merged:
     cbnz    w12, 1f
     ldr     w12, [x17, #{port_sidetrack}]
     cbnz    w12, bound_general                  // the last one, and a sidetrack is due
-1:  MERGED_COMMIT 0
+1:  MERGED_COMMIT 0, 1
     b       merged_call_back
 
 bound_general:
     msr     daifclr, #3
-    b       tern_bound_general
+    b       tern_bound_direct
 
 tern_merged_call_lending:
     MERGED_CALL 1, merged_lending_trap

@@ -148,6 +148,8 @@ tern_stage_entry_call_end:
     b.eq    null_call
     cmp     x8, #{call_lending}
     b.eq    tern_fast_call_lending
+    cmp     x8, #{call_bound}
+    b.eq    tern_fast_call_bound
     b       user_general
 .endm
 
