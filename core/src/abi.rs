@@ -201,6 +201,11 @@ pub enum Call {
 /// Bound handles a domain may hold at once (`Call::Bind`).
 pub const HANDLES: usize = 16;
 
+/// Payload words a bound call carries in registers, each way (the
+/// register form of a bound handle's entries, `tern_inks::bound`); a
+/// longer payload goes in memory.
+pub const REGISTER_WORDS: usize = 4;
+
 /// Or'd into [`Call::PortCreate`]'s `x0`: every call on the port may be
 /// made twice (the server says so) — a call in flight when the server
 /// dies and restarts is then re-issued once to the new instance (the

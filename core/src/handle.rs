@@ -10,10 +10,10 @@
 //!
 //! | word | what |
 //! |---|---|
-//! | 0 | the **entry** of the handle's path: the gate branches to it |
-//! | 1 | the port's record (kernel address): the merged path's pool |
-//! | 2 | the server's merged dispatch trampoline: the merged path takes only activations entering there |
-//! | 3 | the handle's number |
+//! | 0 | the **entry** of the handle's path for a message in memory: the gate branches to it |
+//! | 1 | the entry of the same path for a message in registers |
+//! | 2 | the port's record (kernel address): the merged path's pool |
+//! | 3 | the server's merged dispatch trampoline: the merged path takes only activations entering there |
 //!
 //! The entry is one of the layer's [`BoundPath`] entries, chosen from the
 //! pair of modes: a merged client calling a merged server gets the merged
@@ -238,12 +238,8 @@ impl<M: Machine> Kernel<M> {
         let path = self.bound_path(domain, handle);
         let Some(record) = self.domain(domain) else { return };
         let port_record = record.handles.get(handle).map_or(0, |binding| self.objects.port_address(binding.port));
-        let words = [
-            self.servers.bound_entries[path as usize],
-            port_record as u64,
-            self.servers.dispatch_entries[1],
-            handle as u64,
-        ];
+        let [memory, registers] = self.servers.bound_entries[path as usize];
+        let words = [memory, registers, port_record as u64, self.servers.dispatch_entries[1]];
         let at = record.domain.region.start + REGION_HANDLES_OFFSET + handle as u64 * HANDLE_RECORD_BYTES;
         for (index, word) in words.into_iter().enumerate() {
             self.machine.write_word(at as usize + 8 * index, word, 8);

@@ -88,8 +88,9 @@ pub struct ServerLayer<M: Machine> {
     /// domain changes mode (other entries stay as they are).
     pub dispatch_entries: [u64; 2],
     /// The entries a bound handle's published record leads to, by
-    /// [`crate::handle::BoundPath`]: stale, trap, direct, merged.
-    pub bound_entries: [u64; 4],
+    /// [`crate::handle::BoundPath`] (stale, trap, direct, merged): for a
+    /// message in memory, and for one in registers.
+    pub bound_entries: [[u64; 2]; 4],
     /// The merge transition: move a domain into a mode (`Busy`, with
     /// nothing changed, while one of its activations is occupied).
     pub set_mode: fn(&mut Kernel<M>, DomainId, DomainMode) -> Result<(), Error>,

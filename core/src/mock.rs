@@ -88,7 +88,8 @@ pub struct MockSwitch {
 /// ([`no_servers`]).
 pub const UPCALL_ENTRY: u64 = 0x8_0000;
 /// Where the mock layer says the bound-handle paths start (stale, trap,
-/// direct, merged: 0x100 apart), as seen in published handle records.
+/// direct, merged: 0x100 apart; each one's register form 0x80 after it), as
+/// seen in published handle records.
 pub const BOUND_ENTRIES: u64 = 0x9_0000;
 
 /// A stand-in for the in-kernel-server layer: fixed entries, no mode
@@ -101,7 +102,7 @@ pub fn no_servers<M: Machine>() -> ServerLayer<M> {
     ServerLayer {
         upcall_entry: UPCALL_ENTRY,
         dispatch_entries: [UPCALL_ENTRY + 0x100, UPCALL_ENTRY + 0x200],
-        bound_entries: [BOUND_ENTRIES, BOUND_ENTRIES + 0x100, BOUND_ENTRIES + 0x200, BOUND_ENTRIES + 0x300],
+        bound_entries: [0, 1, 2, 3].map(|path| [BOUND_ENTRIES + 0x100 * path, BOUND_ENTRIES + 0x100 * path + 0x80]),
         set_mode: refuse,
     }
 }

@@ -26,6 +26,8 @@
 //! [`Handle::unbind`] gives back and the next `bind` may give to another
 //! port.
 
+use crate::service::{MessageBuffer, REGISTER_WORDS, ReplyView};
+use core::mem::MaybeUninit;
 use tern_core::abi::{Call, Error, PortName};
 
 /// A port bound for calls (see the module's notes).
@@ -33,6 +35,48 @@ use tern_core::abi::{Call, Error, PortName};
 pub struct Handle {
     number: usize,
     port: PortName,
+}
+
+/// What the bound entries answer in x1 for a reply in registers: this bit,
+/// the label, and the payload's length << 32 (the words in x2-x5).
+const REPLY_IN_REGISTERS: u64 = 1 << 63;
+
+/// A message as a bound call carries it in registers: a label and a
+/// payload of at most `8 *` [`REGISTER_WORDS`] bytes, no right. The
+/// server sees it as it sees any request ([`crate::service::Request`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Words {
+    /// label | payload length << 32.
+    first: u64,
+    words: [u64; REGISTER_WORDS],
+}
+
+// The payload's bytes are the words' bytes in memory order.
+#[cfg(not(target_endian = "little"))]
+compile_error!("`Words::payload` assumes a little-endian target");
+
+impl Words {
+    /// A message of `label` and `payload`; `None` if the payload is longer
+    /// than the words hold.
+    pub fn new(label: u32, payload: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; 8 * REGISTER_WORDS];
+        bytes.get_mut(..payload.len())?.copy_from_slice(payload);
+        let word = |index: usize| u64::from_le_bytes(bytes[8 * index..8 * index + 8].try_into().unwrap_or_default());
+        Some(Words { first: u64::from(label) | (payload.len() as u64) << 32, words: core::array::from_fn(word) })
+    }
+
+    /// The label.
+    pub fn label(&self) -> u32 {
+        self.first as u32
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        let length = ((self.first >> 32) as usize).min(8 * REGISTER_WORDS);
+        // SAFETY: `length` bytes of `words`, which are initialised `u64`s
+        // (any byte of one is a valid `u8`), borrowed with `self`.
+        unsafe { core::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), length) }
+    }
 }
 
 /// Bind `port` (a name this domain holds a send right for): checked now,
@@ -65,6 +109,142 @@ impl Handle {
         match self.call_raw((request.as_ptr() as usize, request.len()), (reply.as_mut_ptr() as usize, reply.len())) {
             Err(Error::Restarted) => crate::gate::call_again(self.port, request, reply),
             answer => answer,
+        }
+    }
+
+    /// RPC through the handle with message buffers, as
+    /// [`crate::service::call`]: a request whose payload fits
+    /// [`REGISTER_WORDS`] words (and carries no right) travels in
+    /// registers, a longer one in memory; the reply comes back in registers
+    /// when it fits, else into `reply`'s storage — either way `reply` holds
+    /// it after, and the view is of it. One call for both: the server sees
+    /// the same request either way.
+    #[inline(always)]
+    pub fn send<'reply, RequestStorage, ReplyStorage>(
+        &self,
+        request: &MessageBuffer<RequestStorage>,
+        reply: &'reply mut MessageBuffer<ReplyStorage>,
+    ) -> Result<ReplyView<'reply>, Error>
+    where
+        RequestStorage: AsRef<[MaybeUninit<u8>]> + AsMut<[MaybeUninit<u8>]>,
+        ReplyStorage: AsRef<[MaybeUninit<u8>]> + AsMut<[MaybeUninit<u8>]>,
+    {
+        let Some((first, words)) = request.register_words() else {
+            return match self.call(request.message(), reply.receive_bytes()) {
+                Ok(length) => reply.accept_written(length),
+                Err(error) => {
+                    reply.clear();
+                    Err(error)
+                }
+            };
+        };
+        let area = reply.receive_bytes();
+        let area = (area.as_mut_ptr() as usize, area.len());
+        match self.call_registers(first, words, area) {
+            Ok((value, words)) if value & REPLY_IN_REGISTERS != 0 => reply.accept_registers(value, words),
+            Ok((length, _)) => reply.accept_written(length as usize),
+            Err(Error::Restarted) => match crate::gate::call_again(self.port, request.message(), reply.receive_bytes())
+            {
+                Ok(length) => reply.accept_written(length),
+                Err(error) => {
+                    reply.clear();
+                    Err(error)
+                }
+            },
+            Err(error) => {
+                reply.clear();
+                Err(error)
+            }
+        }
+    }
+
+    /// RPC through the handle with a message in registers both ways: the
+    /// least a call can carry (no memory is read or written for the
+    /// message on any path that keeps it in registers). A reply longer
+    /// than the words is [`Error::ReplyTooLarge`].
+    #[inline(always)]
+    pub fn call_words(&self, request: &Words) -> Result<Words, Error> {
+        match self.call_registers(request.first, request.words, (0, 0)) {
+            Ok((value, words)) if value & REPLY_IN_REGISTERS != 0 => {
+                Ok(Words { first: value & !REPLY_IN_REGISTERS, words })
+            }
+            // A reply the general path wrote into a buffer of none.
+            Ok(_) => Err(Error::ReplyTooLarge),
+            Err(Error::Restarted) => self.call_words_again(request),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// [`Handle::call_words`] once more, by name, after `Restarted`.
+    #[cold]
+    #[inline(never)]
+    fn call_words_again(&self, request: &Words) -> Result<Words, Error> {
+        let mut message = [0u8; crate::service::REGISTER_MESSAGE];
+        let mut reply = [0u8; crate::service::REGISTER_MESSAGE];
+        let payload = request.payload();
+        tern_core::abi::MessageHeader::new(request.label(), payload.len()).write_to(&mut message);
+        message[tern_core::abi::MessageHeader::SIZE..][..payload.len()].copy_from_slice(payload);
+        let length = crate::gate::call_again(
+            self.port,
+            &message[..tern_core::abi::MessageHeader::SIZE + payload.len()],
+            &mut reply,
+        )?;
+        let view = crate::service::MessageView::parse(&reply[..length])?;
+        Words::new(view.label(), view.payload).ok_or(Error::ReplyTooLarge)
+    }
+
+    /// The register form of a bound call: `first` the label | payload
+    /// length << 32, `words` the payload; `reply` the buffer (address,
+    /// capacity) a reply too long for registers is written into. Answers
+    /// x1 (with [`REPLY_IN_REGISTERS`] for a reply in registers, then the
+    /// label and length) and the reply's words.
+    #[inline(always)]
+    fn call_registers(
+        &self,
+        first: u64,
+        words: [u64; REGISTER_WORDS],
+        reply: (usize, usize),
+    ) -> Result<(u64, [u64; REGISTER_WORDS]), Error> {
+        #[cfg(target_os = "none")]
+        {
+            let (status, value): (usize, u64);
+            let (out0, out1, out2, out3): (u64, u64, u64, u64);
+            let offset = tern_core::board::REGION_HANDLES_OFFSET as usize
+                + self.number * tern_core::board::HANDLE_RECORD_BYTES as usize;
+            // SAFETY: as in `call_raw`, with the record's second word: the
+            // register form of the same entries, which take and answer
+            // these registers.
+            unsafe {
+                core::arch::asm!(
+                    "mov     x16, sp",
+                    "and     x16, x16, #{region_mask}",
+                    "add     x16, x16, {offset}",
+                    "ldr     x17, [x16, #8]",
+                    "blr     x17",
+                    offset = in(reg) offset,
+                    region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+                    inlateout("x0") first as usize => status,
+                    inlateout("x1") words[0] => value,
+                    inlateout("x2") words[1] => out0,
+                    inlateout("x3") words[2] => out1,
+                    inlateout("x4") words[3] => out2,
+                    inlateout("x5") self.number => out3,
+                    in("x6") reply.0,
+                    in("x7") reply.1,
+                    clobber_abi("C"),
+                    options(nostack),
+                );
+            }
+            if status == 0 {
+                Ok((value, [out0, out1, out2, out3]))
+            } else {
+                Err(tern_core::abi::Error::from_code(status).unwrap_or(Error::NoSuchCall))
+            }
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            let _ = (first, words, reply);
+            Err(Error::NoSuchCall)
         }
     }
 
@@ -125,33 +305,87 @@ impl Handle {
 unsafe extern "C" {
     fn tern_bound_stale();
     fn tern_bound_trap();
+    fn tern_bound_trap_registers();
     fn tern_bound_direct();
+    fn tern_bound_direct_registers();
     fn tern_bound_merged();
+    fn tern_bound_merged_registers();
 }
 
 /// The entries the kernel publishes in handle records, by
-/// `tern_core::handle::BoundPath`: stale, trap, direct, merged.
-pub fn entries() -> [u64; 4] {
+/// `tern_core::handle::BoundPath` (stale, trap, direct, merged): for a
+/// message in memory, and for one in registers.
+pub fn entries() -> [[u64; 2]; 4] {
     #[cfg(target_os = "none")]
     {
-        [tern_bound_stale, tern_bound_trap, tern_bound_direct, tern_bound_merged].map(|entry| entry as *const () as u64)
+        let address = |entry: unsafe extern "C" fn()| entry as *const () as u64;
+        [
+            [address(tern_bound_stale), address(tern_bound_stale)],
+            [address(tern_bound_trap), address(tern_bound_trap_registers)],
+            [address(tern_bound_direct), address(tern_bound_direct_registers)],
+            [address(tern_bound_merged), address(tern_bound_merged_registers)],
+        ]
     }
     #[cfg(not(target_os = "none"))]
     {
-        [0x3000, 0x3100, 0x3200, 0x3300]
+        [0, 1, 2, 3].map(|path| [0x3000 + 0x100 * path, 0x3080 + 0x100 * path])
     }
 }
 
-// fn tern_bound_stale() -> (x0 StaleHandle, x1 0)
+// fn tern_bound_stale() -> (x0 StaleHandle, x1 0)   (both forms)
 // fn tern_bound_trap(x0 handle, x1/x2 request, x3/x4 reply) -> (x0, x1)
 // fn tern_bound_direct(the same) -> (x0, x1)
+// fn tern_bound_trap_registers(x0 label | length << 32, x1-x4 words,
+//                              x5 handle, x6/x7 reply) -> (x0, x1)
+// fn tern_bound_direct_registers(the same) -> (x0, x1)
 //
 // The trap and the direct entry make the kernel call `CallBound` as the
 // gate makes any (`svc`; `bl tern_kernel_entry`), keeping the return
 // address on the caller's stack across it (the kernel keeps SP and
-// x19-x29). All three are image code: they run at either privilege.
+// x19-x29). Their register forms first write the message out, on the
+// stack, as the kernel call takes it; the reply comes back in the
+// caller's buffer, or, when it gave none (capacity 0), into the frame and
+// from there in registers.
+// All of them are image code: they run at either privilege.
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
+    // Frame: x29/x30; the request (header, words); the reply area; the
+    // caller's reply capacity.
+    ".macro TERN_BOUND_SPILL",
+    "    stp     x29, x30, [sp, #-128]!",
+    "    str     x7, [sp, #112]",
+    "    mov     w9, w0",
+    "    lsr     x10, x0, #32",
+    "    cmp     x10, #{words_bytes}",
+    "    csel    x10, x10, xzr, ls",
+    "    stp     x9, x10, [sp, #16]",
+    "    stp     x1, x2, [sp, #32]",
+    "    stp     x3, x4, [sp, #48]",
+    "    mov     x0, x5",
+    "    add     x1, sp, #16",
+    "    add     x2, x10, #{header}",
+    "    mov     x3, x6",
+    "    mov     x4, x7",
+    "    cbnz    x7, 1f",
+    "    add     x3, sp, #64",
+    "    mov     x4, #{register_message}",
+    "1:  mov     x8, #{call_bound}",
+    ".endm",
+    // After the call: a reply the kernel wrote into the frame (the caller
+    // gave no buffer) goes back in registers, as the merged path answers.
+    ".macro TERN_BOUND_UNSPILL",
+    "    cbnz    x0, 2f",
+    "    ldr     x9, [sp, #112]",
+    "    cbnz    x9, 2f",
+    "    ldr     w2, [sp, #64]",
+    "    sub     x3, x1, #{header}",
+    "    orr     x1, x2, x3, lsl #32",
+    "    orr     x1, x1, #(1 << 63)",
+    "    ldp     x2, x3, [sp, #80]",
+    "    ldp     x4, x5, [sp, #96]",
+    "2:  ldp     x29, x30, [sp], #128",
+    "    ret",
+    ".endm",
     ".section .text.tern_bound, \"ax\"",
     ".global tern_bound_stale",
     "tern_bound_stale:",
@@ -172,6 +406,19 @@ core::arch::global_asm!(
     "    bl      tern_kernel_entry",
     "    ldr     x30, [sp], #16",
     "    ret",
+    ".global tern_bound_trap_registers",
+    "tern_bound_trap_registers:",
+    "    TERN_BOUND_SPILL",
+    "    svc     #0",
+    "    TERN_BOUND_UNSPILL",
+    ".global tern_bound_direct_registers",
+    "tern_bound_direct_registers:",
+    "    TERN_BOUND_SPILL",
+    "    bl      tern_kernel_entry",
+    "    TERN_BOUND_UNSPILL",
     stale = const Error::StaleHandle as usize,
     call_bound = const Call::CallBound as usize,
+    words_bytes = const 8 * crate::service::REGISTER_WORDS,
+    header = const tern_core::abi::MessageHeader::SIZE,
+    register_message = const crate::service::REGISTER_MESSAGE,
 );

@@ -103,6 +103,14 @@ pub const POOL_GROWTH_STEP: usize = 2;
 /// all (on top of the pool the server started with).
 pub const POOL_GROWTH_LIMIT: usize = 4;
 
+pub use tern_core::abi::REGISTER_WORDS;
+
+/// Bytes of a message whose payload fits [`REGISTER_WORDS`]: a header and
+/// the words. A [`MessageBuffer`] made by its public constructors keeps
+/// this much initialised (when it has room), so that its words can be
+/// loaded without looking at the payload's length.
+pub const REGISTER_MESSAGE: usize = MessageHeader::SIZE + 8 * REGISTER_WORDS;
+
 /// Reply label: the request was not a well-formed message (too short, or
 /// its header disagreed with its length). Never passed to a service.
 pub const LABEL_MALFORMED_REQUEST: u32 = u32::MAX;
@@ -263,7 +271,9 @@ impl MessageBuffer<Box<[MaybeUninit<u8>]>> {
     /// kernel refuse longer replies with [`Error::ReplyTooLarge`].
     pub fn with_payload_capacity(payload_capacity: usize) -> Self {
         let bytes = MessageHeader::SIZE + payload_capacity.min(PAYLOAD_MAX);
-        Self::start(Box::new_uninit_slice(bytes))
+        let mut buffer = Self::start(Box::new_uninit_slice(bytes));
+        buffer.initialize_to(REGISTER_MESSAGE);
+        buffer
     }
 }
 
@@ -283,7 +293,105 @@ where
         if storage.as_ref().len() < MessageHeader::SIZE {
             return Err(Error::InvalidArgument);
         }
-        Ok(Self::start(storage))
+        let mut buffer = Self::start(storage);
+        buffer.initialize_to(REGISTER_MESSAGE);
+        Ok(buffer)
+    }
+
+    /// The message as the words a bound call passes in registers
+    /// ([`crate::bound`]): the label, then [`REGISTER_WORDS`] payload
+    /// words (bytes past the payload as they lie: the receiver sees only
+    /// the payload's length) — if it fits: a payload of at most
+    /// `8 * REGISTER_WORDS` bytes, no right, and the first
+    /// [`REGISTER_MESSAGE`] bytes initialised (as the public constructors
+    /// leave them, with room).
+    #[inline(always)]
+    pub(crate) fn register_words(&self) -> Option<(u64, [u64; REGISTER_WORDS])> {
+        let bytes = self.initialized_bytes();
+        if bytes.len() < REGISTER_MESSAGE || !bytes.as_ptr().addr().is_multiple_of(8) {
+            return self.register_words_slowly();
+        }
+        // SAFETY: the first `REGISTER_MESSAGE` bytes are initialised (the
+        // length test) and 8-byte aligned (the address test): six words,
+        // read as such (the target keeps strict alignment, so this is
+        // what lets the compiler load them as words rather than bytes).
+        let words = unsafe { core::ptr::read(bytes.as_ptr().cast::<[u64; REGISTER_MESSAGE / 8]>()) }.map(u64::from_le);
+        // label | right << 32, then length | reserved << 32.
+        let length = words[1] & 0xffff_ffff;
+        if words[0] >> 32 != u64::from(NO_RIGHT) || length > 8 * REGISTER_WORDS as u64 {
+            return None;
+        }
+        Some((words[0] | length << 32, [words[2], words[3], words[4], words[5]]))
+    }
+
+    /// [`MessageBuffer::register_words`] for a buffer too small or
+    /// misaligned for the word loads.
+    #[cold]
+    fn register_words_slowly(&self) -> Option<(u64, [u64; REGISTER_WORDS])> {
+        let header = self.header();
+        let payload = self.payload();
+        if header.right != NO_RIGHT || payload.len() > 8 * REGISTER_WORDS {
+            return None;
+        }
+        let mut bytes = [0u8; 8 * REGISTER_WORDS];
+        bytes[..payload.len()].copy_from_slice(payload);
+        let word = |index: usize| u64::from_le_bytes(bytes[8 * index..8 * index + 8].try_into().unwrap_or_default());
+        Some((u64::from(header.label) | (payload.len() as u64) << 32, [word(0), word(1), word(2), word(3)]))
+    }
+
+    /// Take a reply that came back in registers (label | payload length
+    /// << 32, then the payload's words) as the message. A payload longer
+    /// than the words, or than this buffer holds, is
+    /// [`Error::ReplyTooLarge`] (and the buffer is cleared).
+    #[inline(always)]
+    pub(crate) fn accept_registers(
+        &mut self,
+        first: u64,
+        words: [u64; REGISTER_WORDS],
+    ) -> Result<MessageView<'_>, Error> {
+        let length = (first >> 32) as usize & 0x7fff_ffff;
+        if length > 8 * REGISTER_WORDS || MessageHeader::SIZE + length > self.capacity() {
+            self.clear();
+            return Err(Error::ReplyTooLarge);
+        }
+        let header = [first & 0xffff_ffff, length as u64];
+        if self.capacity() >= REGISTER_MESSAGE && self.storage.as_ref().as_ptr().addr().is_multiple_of(8) {
+            let message = [header[0], header[1], words[0], words[1], words[2], words[3]].map(u64::to_le);
+            // SAFETY: `REGISTER_MESSAGE` bytes of our own storage (the
+            // capacity test), 8-byte aligned (the address test), written
+            // whole as six words: they are initialised after.
+            unsafe {
+                core::ptr::write(self.storage.as_mut().as_mut_ptr().cast::<[u64; REGISTER_MESSAGE / 8]>(), message)
+            };
+            self.initialized = self.initialized.max(REGISTER_MESSAGE);
+            let payload = &self.initialized_bytes()[MessageHeader::SIZE..MessageHeader::SIZE + length];
+            return Ok(MessageView { header: MessageHeader::new(first as u32, length), payload });
+        }
+        self.initialize_to(MessageHeader::SIZE + length);
+        let bytes = self.initialized_bytes_mut();
+        bytes[..8].copy_from_slice(&header[0].to_le_bytes());
+        bytes[8..16].copy_from_slice(&(length as u64).to_le_bytes());
+        for (index, word) in words.iter().enumerate() {
+            let at = MessageHeader::SIZE + 8 * index;
+            let end = (at + 8).min(MessageHeader::SIZE + length);
+            if at >= end {
+                break;
+            }
+            bytes[at..end].copy_from_slice(&word.to_le_bytes()[..end - at]);
+        }
+        Ok(self.view())
+    }
+
+    /// Take a reply of `length` bytes the kernel wrote into
+    /// [`MessageBuffer::receive_area`] (see `accept`).
+    #[inline(always)]
+    pub(crate) fn accept_written(&mut self, length: usize) -> Result<MessageView<'_>, Error> {
+        self.accept(length)
+    }
+
+    /// The storage as bytes for the kernel to write a message into.
+    pub(crate) fn receive_bytes(&mut self) -> &mut [u8] {
+        self.receive_area()
     }
 
     /// An empty message over storage known to hold at least a header.
@@ -744,6 +852,9 @@ struct Dispatch {
     /// the handler at this offset), which skips what that path vouches
     /// for (see [`bound_merged_handler`]).
     bound: BoundHandler,
+    /// The same for a request in registers (third: the bound merged path's
+    /// register form calls the handler at this offset).
+    registers: RegisterHandler,
     /// The service `serve` was given (a `&'static S` for the `S` the
     /// record was made for: see [`Dispatch::service`]).
     service: *const (),
@@ -758,6 +869,7 @@ impl Dispatch {
         Dispatch {
             handler: migrating_handler::<S>,
             bound: bound_merged_handler::<S>,
+            registers: bound_register_handler::<S>,
             service: core::ptr::from_ref(service).cast(),
             port,
             stack,
@@ -938,6 +1050,51 @@ unsafe extern "C" fn bound_merged_handler<S: Service>(
     if let (Some(service), Some(header)) = (dispatch.service::<S>(), MessageHeader::read_from(request)) {
         let payload = request.get(MessageHeader::SIZE..).unwrap_or_default();
         service.handle(&MessageView { header, payload }, &mut reply);
+    }
+    reply.message().len()
+}
+
+/// A handler only the register form of the kernel's bound merged path
+/// calls: the request's label | payload length << 32, its payload words,
+/// the context word and the reply area.
+type RegisterHandler = unsafe extern "C" fn(u64, u64, u64, u64, u64, usize, *mut u8) -> usize;
+
+/// [`bound_merged_handler`] for a request that came in registers: the
+/// service sees it as any request (a [`MessageView`] over the words, on
+/// this stack); the reply is built in the reply area as ever (the path
+/// hands it back in registers when it fits).
+///
+/// # Safety
+///
+/// As [`bound_merged_handler`]'s, without the request in memory: `first`
+/// and the words are the client's registers, which any values may fill.
+unsafe extern "C" fn bound_register_handler<S: Service>(
+    first: u64,
+    word0: u64,
+    word1: u64,
+    word2: u64,
+    word3: u64,
+    context: usize,
+    reply_area: *mut u8,
+) -> usize {
+    // SAFETY: see the function's contract: a live `Dispatch` for `S`, a
+    // reply area of `MESSAGE_MAX` bytes, 16-byte aligned and ours alone
+    // for the call.
+    let (dispatch, storage) = unsafe {
+        core::hint::assert_unchecked(reply_area.addr().is_multiple_of(MESSAGE_ALIGN));
+        let dispatch = &*core::ptr::with_exposed_provenance::<Dispatch>(context);
+        let storage = core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX);
+        (dispatch, storage)
+    };
+    let mut reply = MessageBuffer::start(storage);
+    let mut bytes = [0u8; 8 * REGISTER_WORDS];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip([word0, word1, word2, word3]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    let length = ((first >> 32) as usize).min(bytes.len());
+    if let Some(service) = dispatch.service::<S>() {
+        let request = MessageView::new(first as u32, &bytes[..length]);
+        service.handle(&request, &mut reply);
     }
     reply.message().len()
 }

@@ -779,6 +779,104 @@ bound_general:
     msr     daifclr, #3
     b       tern_bound_direct
 
+// fn tern_bound_merged_registers()   (EL1t: the register form of
+// tern_bound_merged; x16 the handle's record, x0 label | payload length
+// << 32, x1-x4 the payload's words, x5 the handle's number, x6/x7 the
+// client's reply buffer, x30 where to return)
+//
+// As tern_bound_merged, but nothing to check in the message (it is only
+// registers) and nothing to copy: the handler gets the registers. The
+// reply comes back in registers when it fits (x1 = 1 << 63 | label |
+// length << 32, x2-x5 its words), else into the client's buffer (x1 = its
+// length), as the memory form's does.
+.global tern_bound_merged_registers
+tern_bound_merged_registers:
+    msr     daifset, #3
+    ldp     x17, x15, [x16, #{handle_port}]     // the port, the merged dispatch trampoline
+    adrp    x9, TERN_FAST
+    ldr     w16, [x17, #{port_pool_head}]
+    cbz     w16, bound_registers_general        // no free activation
+    ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
+    ldr     x8, [x12, x16, lsl #3]              // the server activation
+    ldr     x14, [x8, #{act_entry}]
+    cmp     x14, x15
+    b.ne    bound_registers_general             // not a merged dispatch pool
+    ldp     w11, w18, [x10, #{thread_top}]      // its top activation; w18: its number
+    ldr     x13, [x12, x11, lsl #3]             // the client activation
+    ldr     w12, [x8, #{act_next_free}]
+    cbnz    w12, 1f
+    ldr     w14, [x17, #{port_sidetrack}]
+    cbnz    w14, bound_registers_general        // the last one, and a sidetrack is due
+
+    // Point of no return.
+1:  str     w12, [x17, #{port_pool_head}]       // pop the pool
+    stp     w11, w18, [x8, #{act_caller}]       // push on the chain
+    str     w16, [x10, #{thread_top}]
+    stp     x6, x7, [x8, #{act_reply_address}]
+    ldrh    w14, [x13, #{act_domain}]
+    strh    w14, [x8, #{act_reply_domain}]
+    mov     x14, sp                             // save the client
+    stp     x14, x30, [x13, #{act_saved_sp}]
+    mov     x14, #{pstate_el1t}
+    str     x14, [x13, #{act_saved_pstate}]
+    SAVE_CALLEE_SAVED x13
+    mrs     x14, ttbr0_el1                      // it runs in the caller's view
+    str     x14, [x8, #{act_view}]
+    ldr     x14, [x9, #{fast_direct}]
+    add     x14, x14, #1
+    str     x14, [x9, #{fast_direct}]
+    ldr     x14, [x8, #{act_stack_top}]         // the reply area, at the stack's top
+    sub     x6, x14, #{reply_pages}, lsl #12
+    sub     x6, x6, #{reply_rest}
+    mov     sp, x6
+    ldr     x5, [x8, #{act_context}]            // handler(first, words, context, reply area)
+    ldr     x9, [x5, #16]
+    msr     daifclr, #3
+    blr     x9
+
+    // Back: x0 the reply's length, the reply at SP. The checks of
+    // MERGED_BACK (the general return when the chain split, a sidetrack
+    // or a waiting client is due).
+    msr     daifset, #3
+    adrp    x9, TERN_FAST
+    ldp     x10, x12, [x9, #{fast_current}]
+    ldr     w11, [x10, #{thread_top}]
+    ldr     x14, [x12, x11, lsl #3]             // the server activation
+    ldr     w16, [x14, #{act_caller}]
+    cbz     w16, merged_return_trap             // its caller split off below it
+    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
+    tbnz    x13, #{sidetrack_bit}, merged_return_trap
+    ldr     x17, [x9, #({fast_domains} + 8)]
+    ldr     x17, [x17, w13, uxtw #3]            // its port
+    ldr     w5, [x17, #{port_waiting}]
+    cbnz    w5, merged_return_trap              // someone waits for an activation
+    subs    x5, x0, #{header_size}
+    b.lo    merged_return_trap                  // not a message
+    cmp     x5, #{register_bytes}
+    b.hi    merged_back_copy                    // too long for registers: into the buffer
+    ldp     x1, x6, [sp]                        // the header: label | right << 32
+    tst     x1, #{no_right_mask}
+    b.ne    merged_return_trap                  // carries a right
+    orr     x1, x1, x5, lsl #32                 // label | length << 32, in registers
+    orr     x1, x1, #(1 << 63)
+    ldp     x2, x3, [sp, #16]                   // the words
+    ldp     x4, x5, [sp, #32]
+    str     w16, [x10, #{thread_top}]           // pop
+    stp     wzr, wzr, [x14, #{act_caller}]
+    ldr     w6, [x17, #{port_pool_head}]        // back to the pool
+    str     w6, [x14, #{act_next_free}]
+    str     w11, [x17, #{port_pool_head}]
+    ldr     x13, [x12, x16, lsl #3]             // the client, again
+    ldp     x6, x30, [x13, #{act_saved_sp}]
+    mov     sp, x6
+    mov     x0, xzr                             // x0 = 0: success
+    msr     daifclr, #3
+    ret
+
+bound_registers_general:
+    msr     daifclr, #3
+    b       tern_bound_direct_registers
+
 tern_merged_call_lending:
     MERGED_CALL 1, merged_lending_trap
     b       merged_call_back
@@ -808,6 +906,9 @@ tern_merged_call:
     ldr     x17, [x17, w13, uxtw #3]            // its port
     ldr     w5, [x17, #{port_waiting}]
     cbnz    w5, merged_return_trap              // someone waits for an activation
+.if \trapped == 0
+merged_back_copy:                               // (the register form's reply too long for registers)
+.endif
     ldp     x2, x3, [x14, #{act_reply_address}] // the client's buffer
     cmp     x0, x3
     b.hi    merged_return_trap                  // too large: the general path says so

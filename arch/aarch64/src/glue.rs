@@ -203,7 +203,8 @@ core::arch::global_asm!(
     pstate_el1t = const machine::PSTATE_EL1T,
     svc_syndrome = const (0x15u64 << 26) | (1 << 25),
     message_payload_max = const tern_core::abi::MESSAGE_MAX - tern_core::abi::MessageHeader::SIZE,
-    handle_port = const 8,
+    handle_port = const 16,
+    register_bytes = const 8 * tern_core::abi::REGISTER_WORDS,
     reply_pages = const tern_core::abi::REPLY_AREA >> 12,
     reply_rest = const tern_core::abi::REPLY_AREA & 0xfff,
 );

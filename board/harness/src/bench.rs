@@ -223,13 +223,39 @@ fn client_main(argument: usize) -> usize {
         }
     }
     // The pool again, through a bound handle (`tern_inks::bound`): bound
-    // once per round, as the mode pair decides its path.
+    // once per round, as the mode pair decides its path; called with
+    // message buffers (`bound`: the request and the reply in registers
+    // when they fit, as Null and 32 In do) and with the message in memory
+    // (`bound-memory`).
     let Ok(handle) = tern_inks::bound::bind(pool) else { return failures + 1 };
+    let mut reply_buffer = service::MessageBuffer::with_payload_capacity(64);
     for (test, payload) in TESTS {
         let message = request(payload);
+        // (Room for a register message, as any buffer of 32 payload bytes
+        // or more has: see `MessageBuffer::register_words`.)
+        let mut buffer = service::MessageBuffer::with_payload_capacity(payload.max(service::REGISTER_WORDS * 8));
+        buffer.set_label(1);
+        failures += usize::from(buffer.set_payload(&message[MessageHeader::SIZE..]).is_err());
+        for counter in COUNTERS {
+            let figures = measure(
+                counter,
+                repetitions,
+                #[inline(always)]
+                || handle.send(&buffer, &mut reply_buffer).is_ok(),
+            );
+            failures += usize::from(!report("bound", mode, test, counter, repetitions, figures));
+        }
         for counter in COUNTERS {
             let figures = measure(counter, repetitions, || handle.call(&message, &mut reply).is_ok());
-            failures += usize::from(!report("migrating-bound", mode, test, counter, repetitions, figures));
+            failures += usize::from(!report("bound-memory", mode, test, counter, repetitions, figures));
+        }
+        // The same request as `Words` (`call_words`: registers both ways),
+        // where it fits.
+        if let Some(words) = tern_inks::bound::Words::new(1, &message[MessageHeader::SIZE..]) {
+            for counter in COUNTERS {
+                let figures = measure(counter, repetitions, || handle.call_words(&words).is_ok());
+                failures += usize::from(!report("bound-words", mode, test, counter, repetitions, figures));
+            }
         }
     }
     failures += usize::from(handle.unbind().is_err());
