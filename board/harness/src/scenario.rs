@@ -79,6 +79,9 @@ const SCENARIOS: &[Scenario] = &[
     ("restart-migrating", || restart(tern_rpctest::slow_argument(1, 1, 0, false), DomainMode::Protected)),
     ("restart-switching", || restart(tern_rpctest::slow_argument(2, 0, 1, false), DomainMode::Protected)),
     ("restart-merged", || restart(tern_rpctest::slow_argument(1, 1, 0, false), DomainMode::Merged)),
+    ("bound", bound),
+    ("bound-panic", || bound_panic(DomainMode::Merged)),
+    ("bound-panic-protected", || bound_panic(DomainMode::Protected)),
     ("ctl-alerts", || ctl(ctltest::ALERTS)),
     ("ctl-interrupted", || ctl(ctltest::INTERRUPTED)),
     ("ctl-alert-break", || ctl(ctltest::ALERT_BREAK)),
@@ -328,6 +331,62 @@ fn restart(argument: usize, mode: DomainMode) -> Verdict {
         Ok(Outcome::Returned(0)) if restarts == 3 => Ok(()),
         other => Err(format!("the client reported {other:?} after {restarts} restarts")),
     }
+}
+
+/// Bound handles (`tern_inks::bound`) in every pair of modes: the client's
+/// payloads through a handle to `checksum` (served by its pool), as
+/// message buffers, in memory and as words; then a handle kept across a
+/// change of `checksum`'s mode is stale and a new binding works.
+fn bound() -> Verdict {
+    start_servers(&[("names", 1), ("checksum", 1)])?;
+    let checksum = domains::find("checksum").ok_or("no checksum")?;
+    let client = create("client")?;
+    let run = |test: usize, what: &str| match domains::call(client, test) {
+        Ok(Outcome::Returned(0)) => Ok(()),
+        other => Err(format!("{what}: the client reported {other:?}")),
+    };
+    for (server_mode, client_mode) in [
+        (DomainMode::Protected, DomainMode::Protected),
+        (DomainMode::Merged, DomainMode::Protected),
+        (DomainMode::Merged, DomainMode::Merged),
+        (DomainMode::Protected, DomainMode::Merged),
+    ] {
+        domains::set_mode(checksum, server_mode).map_err(|error| format!("checksum: {error}"))?;
+        domains::set_mode(client, client_mode).map_err(|error| format!("client: {error}"))?;
+        let before = state::with(|kernel| *kernel.statistics());
+        run(tern_rpctest::test::BOUND, &format!("checksum {server_mode:?}, client {client_mode:?}"))?;
+        let after = state::with(|kernel| *kernel.statistics());
+        kprintln!(
+            "bound: checksum {server_mode:?}, client {client_mode:?}: payloads pass ({} calls by the merged path, {} migrated)",
+            after.direct - before.direct,
+            after.migrated - before.migrated
+        );
+    }
+    for (from, to) in [(DomainMode::Protected, DomainMode::Merged), (DomainMode::Merged, DomainMode::Protected)] {
+        domains::set_mode(checksum, from).map_err(|error| format!("checksum: {error}"))?;
+        run(tern_rpctest::test::BOUND_KEEP, "keeping a handle")?;
+        domains::set_mode(checksum, to).map_err(|error| format!("checksum: {error}"))?;
+        run(tern_rpctest::test::BOUND_STALE, "the kept handle")?;
+        kprintln!("bound: a handle kept across checksum {from:?} -> {to:?} is stale; a new one works");
+    }
+    Ok(())
+}
+
+/// A call through a bound handle that makes `slow` (merged, or
+/// protected) panic, from a client in the same mode: `CallAborted`, the
+/// client intact, the handle stale after; `slow` is dead.
+fn bound_panic(mode: DomainMode) -> Verdict {
+    start_servers(&[("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))])?;
+    let slow = domains::find("slow").ok_or("no slow")?;
+    domains::set_mode(slow, mode).map_err(|error| format!("slow: {error}"))?;
+    let client = create("client")?;
+    domains::set_mode(client, mode).map_err(|error| format!("client: {error}"))?;
+    match domains::call(client, tern_rpctest::test::BOUND_PANIC) {
+        Ok(Outcome::Returned(0)) => {}
+        other => return Err(format!("the client reported {other:?}")),
+    }
+    let alive = state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
+    if alive { Err("slow survived its panic".into()) } else { Ok(()) }
 }
 
 /// An activation-control test of `ctl.client` (see `tern_ctltest`), in two

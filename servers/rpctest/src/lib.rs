@@ -70,6 +70,18 @@ pub mod test {
     /// unseen; one that kills every instance is aborted; once the policy
     /// gives up, the port is dead.
     pub const SERVER_RESTART: usize = 9;
+    /// Through a bound handle to `checksum`: payloads of 0, 32, 1 Ki and
+    /// 32 Ki bytes, replies of 8, 32 and 1 Ki, as message buffers
+    /// (registers when they fit), as messages in memory, and as words.
+    pub const BOUND: usize = 10;
+    /// Bind `checksum`, call once, and keep the handle for [`BOUND_STALE`].
+    pub const BOUND_KEEP: usize = 11;
+    /// The kept handle (the scenario changed `checksum`'s mode since):
+    /// `StaleHandle`; a new binding works.
+    pub const BOUND_STALE: usize = 12;
+    /// Through a bound handle, a call that makes `slow` panic:
+    /// `CallAborted`, the client's state intact; then the handle is stale.
+    pub const BOUND_PANIC: usize = 13;
 }
 
 /// The label that makes `slow` panic only in its first instance (its
@@ -216,6 +228,10 @@ fn client_main(test: usize) -> usize {
         test::ECHO_ROUND => echo_round(),
         test::SERVER_PANIC => server_panic(),
         test::SERVER_RESTART => server_restart(),
+        test::BOUND => bound::payloads(),
+        test::BOUND_KEEP => bound::keep(),
+        test::BOUND_STALE => bound::stale(),
+        test::BOUND_PANIC => bound::panic(),
         _ => 1,
     };
     tern_inks::println!("[client] test {test}: {failures} failure(s)");
@@ -614,4 +630,114 @@ fn bad_input() -> usize {
         }
     }
     failures
+}
+
+// ---------------------------------------------------------------------------
+// bound handles
+
+mod bound {
+    use super::{PANIC_LABEL, lookup};
+    use alloc::vec;
+    use tern_core::abi::Error;
+    use tern_inks::bound::{self, Handle, Words};
+    use tern_inks::service::MessageBuffer;
+
+    /// The handle [`keep`] made, for [`stale`] (another upcall).
+    static KEPT: spin::Mutex<Option<Handle>> = spin::Mutex::new(None);
+
+    /// One checksum call through `handle`, in each of the ways the client
+    /// API offers that fits: the failures.
+    fn checksum_calls(handle: &Handle, size: usize, reply_size: usize) -> usize {
+        let mut payload = vec![0u8; size];
+        tern_checksum::fill_pattern(&mut payload);
+        let check = |how: &str, outcome: Result<alloc::vec::Vec<u8>, Error>| match outcome
+            .map_err(|error| alloc::format!("{error}"))
+            .and_then(|reply| {
+                tern_checksum::verify_reply(&payload, reply_size, &reply).map_err(|why| alloc::format!("{why:?}"))
+            }) {
+            Ok(()) => 0,
+            Err(why) => {
+                tern_inks::println!("[client] bound {how}: {size} in, {reply_size} back: MISMATCH {why}");
+                1
+            }
+        };
+        let mut request = MessageBuffer::with_payload_capacity(size);
+        request.set_label(reply_size as u32);
+        let mut failures = usize::from(request.set_payload(&payload).is_err());
+        let mut reply = MessageBuffer::new();
+        failures += check("send", handle.send(&request, &mut reply).map(|view| view.payload.to_vec()));
+        let mut raw = vec![0u8; tern_core::abi::MESSAGE_MAX];
+        failures += check(
+            "call",
+            handle.call(request.message(), &mut raw).and_then(|length| {
+                let view = tern_inks::service::MessageView::parse(&raw[..length])?;
+                Ok(view.payload.to_vec())
+            }),
+        );
+        if let Some(words) = Words::new(reply_size as u32, &payload) {
+            let answer = handle.call_words(&words);
+            if reply_size <= 32 {
+                failures += check("words", answer.map(|words| words.payload().to_vec()));
+            } else if answer != Err(Error::ReplyTooLarge) {
+                tern_inks::println!("[client] bound words: a {reply_size}-byte reply gave {answer:?}");
+                failures += 1;
+            }
+        }
+        failures
+    }
+
+    pub fn payloads() -> usize {
+        let Some(port) = lookup("checksum") else { return 1 };
+        let Ok(handle) = bound::bind(port) else { return 1 };
+        let mut failures = 0;
+        for size in [0usize, 8, 32, 1024, 32 * 1024] {
+            for reply_size in [8usize, 32, 1024] {
+                failures += checksum_calls(&handle, size, reply_size);
+            }
+        }
+        tern_inks::println!("[client] bound: payloads 0 to 32 KiB each way, three ways: {failures} failure(s)");
+        failures + usize::from(handle.unbind().is_err())
+    }
+
+    pub fn keep() -> usize {
+        let Some(port) = lookup("checksum") else { return 1 };
+        let Ok(handle) = bound::bind(port) else { return 1 };
+        let failures = checksum_calls(&handle, 32, 8);
+        *KEPT.lock() = Some(handle);
+        failures
+    }
+
+    pub fn stale() -> usize {
+        let Some(old) = KEPT.lock().take() else { return 1 };
+        let request = Words::new(8, &[1, 2, 3]).unwrap_or_default();
+        let answer = old.call_words(&request);
+        let mut raw = [0u8; 64];
+        let answer_memory = old.call(&[0u8; 16], &mut raw);
+        tern_inks::println!("[client] the kept handle after checksum changed mode: {answer:?}, {answer_memory:?}");
+        let mut failures = usize::from(answer != Err(Error::StaleHandle));
+        failures += usize::from(answer_memory != Err(Error::StaleHandle));
+        let Ok(again) = bound::bind(old.port()) else { return failures + 1 };
+        failures += checksum_calls(&again, 32, 8);
+        failures += usize::from(old.unbind().is_err());
+        failures + usize::from(again.unbind().is_err())
+    }
+
+    pub fn panic() -> usize {
+        let Some(port) = lookup("slow") else { return 1 };
+        let Ok(handle) = bound::bind(port) else { return 1 };
+        // Values the call must not disturb: in callee-saved registers
+        // and on the stack across it.
+        let sentinel = core::hint::black_box([0x5eed_u64, 0xface, 0xc0de, 0xbeef]);
+        let request = Words::new(PANIC_LABEL, &[]).unwrap_or_default();
+        let answer = handle.call_words(&request);
+        let intact = core::hint::black_box(sentinel) == [0x5eed, 0xface, 0xc0de, 0xbeef];
+        let after = handle.call_words(&Words::new(10, &[]).unwrap_or_default());
+        tern_inks::println!(
+            "[client] bound: a call that makes slow panic: {answer:?}; state intact: {intact}; the handle after: {after:?}"
+        );
+        usize::from(answer != Err(Error::CallAborted))
+            + usize::from(!intact)
+            + usize::from(after != Err(Error::StaleHandle))
+            + usize::from(handle.unbind().is_err())
+    }
 }
