@@ -105,7 +105,18 @@ fn measure(counter: Counter, repetitions: usize, operation: impl FnMut() -> bool
 }
 
 #[inline(never)]
-fn measure_on<const COUNTER: u8>(repetitions: usize, mut operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+fn measure_on<const COUNTER: u8>(repetitions: usize, operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+    // SAFETY: `hint #0x7e` is an unallocated hint, a NOP (see `crossings`).
+    unsafe { core::arch::asm!("hint #0x7e", options(nomem, nostack, preserves_flags)) };
+    let figures = sample_on::<COUNTER>(repetitions, operation);
+    // SAFETY: `hint #0x7f` is an unallocated hint, a NOP (see `crossings`).
+    unsafe { core::arch::asm!("hint #0x7f", options(nomem, nostack, preserves_flags)) };
+    figures
+}
+
+/// The body of [`measure_on`], between its markers.
+#[inline(always)]
+fn sample_on<const COUNTER: u8>(repetitions: usize, mut operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
     let counter = match COUNTER {
         0 => Counter::Whole,
         1 => Counter::Kernel,
