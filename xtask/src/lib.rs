@@ -71,12 +71,14 @@
 
 pub mod bench;
 pub mod console;
+pub mod crossings;
 pub mod demux;
 pub mod elf;
 pub mod fuzz;
 pub mod image;
 pub mod install;
 pub mod qemu;
+pub mod stages;
 pub mod stress;
 pub mod svg;
 
