@@ -13,8 +13,15 @@
 //! cycles from the two (`docs/bench.md`).
 //!
 //! **How.** At translation time every instruction is classified from its
-//! encoding ([`classify`]); at execution a callback per instruction runs a
-//! small state machine. The harness executes `hint #0x7e` before it
+//! encoding ([`classify`]) and gets an inline add to a counter of executed
+//! instructions (QEMU's scoreboard: no call, and counted as each
+//! instruction starts, so a block cut short counts only what ran). The
+//! watched instructions and the vector entries also get a callback, which
+//! runs a small state machine; the window's instruction count is the
+//! difference of the counter between its two edges. The histogram is kept
+//! by a callback per translation block of plain instructions (which QEMU
+//! runs whole, taking interrupts between blocks) and per instruction in the
+//! others, doing nothing outside a figure's first window. The harness executes `hint #0x7e` before it
 //! measures a figure and `hint #0x7f` after: between them a figure is
 //! being measured, and each read of a PMU counter (`mrs` of PMEVCNTR0_EL0,
 //! PMEVCNTR1_EL0 or PMCCNTR_EL0, which the harness executes only around
@@ -32,20 +39,20 @@
 //!
 //! **Why declare the C API by hand.** QEMU's Debian package has the plugin
 //! loader but not `qemu-plugin.h`, and the project cannot assume a C
-//! compiler on CI. The plugin needs eight functions and two opaque types;
+//! compiler on CI. The plugin needs eleven functions and three types;
 //! they are declared below from QEMU's documented API (version 4, QEMU
 //! 10.0; `qemu_plugin_insn_data` with its QEMU 9 signature). The
 //! `qemu-plugin` crate on crates.io covers the whole API, but it brings
 //! bindings generated per QEMU version, a dependency tree to vet and its
 //! own licence terms to check for a project that is MIT OR Apache-2.0,
-//! for eight declarations; carrying them is cheaper and keeps the plugin
+//! for eleven declarations; carrying them is cheaper and keeps the plugin
 //! without dependencies. The symbols are resolved against the QEMU process
 //! when it loads the plugin (a shared library may leave symbols undefined).
 //!
 //! **Threads.** The state sits behind one mutex. The benchmark runs QEMU
 //! with `-icount`, which runs every vCPU in one thread, so the lock is
 //! never contended; it is there so that the plugin stays sound anywhere.
-//! Outside windows a plain instruction costs one atomic load.
+//! Outside a figure's first window a plain block costs one atomic load.
 //!
 //! **Output**, one record per line:
 //!
@@ -60,7 +67,7 @@
 //!
 //! What it leaves out: an instruction that faults is counted when it
 //! starts and again when it is re-executed (a data abort inside a window
-//! would add one); anything outside figures (the priority-inversion runs
+//! would add one; in the histogram, the rest of its block too); anything outside figures (the priority-inversion runs
 //! read PMCCNTR_EL0 too, after the last figure, and are not windows); more
 //! than the first window's histogram per figure.
 
@@ -96,8 +103,29 @@ struct Instruction {
     _opaque: [u8; 0],
 }
 
+/// QEMU's `struct qemu_plugin_scoreboard`: per-vCPU storage (opaque).
+#[repr(C)]
+struct Scoreboard {
+    _opaque: [u8; 0],
+}
+
+/// QEMU's `qemu_plugin_u64`: a 64-bit entry of a scoreboard, passed by
+/// value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ScoreboardU64 {
+    score: *mut Scoreboard,
+    offset: usize,
+}
+
+// SAFETY: the entry only names QEMU's scoreboard, which QEMU lets any
+// thread add to (inline) and read (`qemu_plugin_u64_sum`).
+unsafe impl Send for ScoreboardU64 {}
+
 /// `QEMU_PLUGIN_CB_NO_REGS`: the callback reads no guest registers.
 const CB_NO_REGS: c_int = 0;
+/// `QEMU_PLUGIN_INLINE_ADD_U64`.
+const INLINE_ADD_U64: c_int = 0;
 
 unsafe extern "C" {
     fn qemu_plugin_register_vcpu_tb_trans_cb(id: PluginId, cb: extern "C" fn(PluginId, *mut TranslationBlock));
@@ -105,12 +133,26 @@ unsafe extern "C" {
     fn qemu_plugin_tb_get_insn(tb: *const TranslationBlock, index: usize) -> *mut Instruction;
     fn qemu_plugin_insn_vaddr(insn: *const Instruction) -> u64;
     fn qemu_plugin_insn_data(insn: *const Instruction, dest: *mut c_void, len: usize) -> usize;
+    fn qemu_plugin_register_vcpu_tb_exec_cb(
+        tb: *mut TranslationBlock,
+        cb: extern "C" fn(c_uint, *mut c_void),
+        flags: c_int,
+        userdata: *mut c_void,
+    );
     fn qemu_plugin_register_vcpu_insn_exec_cb(
         insn: *mut Instruction,
         cb: extern "C" fn(c_uint, *mut c_void),
         flags: c_int,
         userdata: *mut c_void,
     );
+    fn qemu_plugin_scoreboard_new(element_size: usize) -> *mut Scoreboard;
+    fn qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
+        insn: *mut Instruction,
+        op: c_int,
+        entry: ScoreboardU64,
+        imm: u64,
+    );
+    fn qemu_plugin_u64_sum(entry: ScoreboardU64) -> u64;
     fn qemu_plugin_register_atexit_cb(id: PluginId, cb: extern "C" fn(PluginId, *mut c_void), userdata: *mut c_void);
 }
 
@@ -130,11 +172,19 @@ struct Watched {
     exception: bool,
 }
 
+/// A translation block of plain instructions only (none watched, no
+/// vector entry), as its execution callback sees it (leaked, like
+/// [`Watched`]).
+struct Block {
+    pcs: Box<[u64]>,
+}
+
 /// One figure: from `hint #0x7e` to `hint #0x7f`.
 #[derive(Default)]
 struct Figure {
-    /// The window being counted, if one is open.
-    window: Option<Counts>,
+    /// The window being counted, if one is open, and the executed
+    /// instructions when it opened.
+    window: Option<(Counts, u64)>,
     /// How many windows had each combination of counts.
     windows: BTreeMap<Counts, u64>,
     /// Executions per PC in the figure's first window.
@@ -142,10 +192,14 @@ struct Figure {
 }
 
 impl Figure {
+    /// Whether the figure's first window is open.
+    fn recording(&self) -> bool {
+        self.window.is_some() && self.windows.is_empty()
+    }
+
     fn count(&mut self, watched: &Watched) {
-        let first = self.windows.is_empty();
-        let Some(window) = self.window.as_mut() else { return };
-        window[INSTRUCTIONS] += 1;
+        let recording = self.recording();
+        let Some((window, _)) = self.window.as_mut() else { return };
         if watched.exception {
             window[EXCEPTIONS] += 1;
         }
@@ -160,8 +214,16 @@ impl Figure {
         if let Some(field) = field {
             window[field] += 1;
         }
-        if first {
+        if recording {
             *self.histogram.entry(watched.pc).or_default() += 1;
+        }
+    }
+
+    fn record_block(&mut self, block: &Block) {
+        if self.recording() {
+            for pc in &block.pcs {
+                *self.histogram.entry(*pc).or_default() += 1;
+            }
         }
     }
 }
@@ -170,13 +232,21 @@ impl Figure {
 struct State {
     out: String,
     vectors: u64,
+    /// Instructions executed (all vCPUs), added to inline.
+    executed: Option<ScoreboardU64>,
     figure: Option<Figure>,
     figures: Vec<Figure>,
     problems: Vec<String>,
 }
 
 impl State {
-    fn executed(&mut self, watched: &Watched) {
+    fn new(out: String, vectors: u64, executed: Option<ScoreboardU64>) -> State {
+        State { out, vectors, executed, figure: None, figures: Vec::new(), problems: Vec::new() }
+    }
+
+    /// `watched` runs; `now` says how many instructions have run (only
+    /// asked for at a counter read).
+    fn executed(&mut self, watched: &Watched, now: impl FnOnce() -> u64) {
         match (watched.class, self.figure.as_mut()) {
             (Class::MarkBegin, open) => {
                 if open.is_some() {
@@ -191,15 +261,18 @@ impl State {
             (Class::MarkEnd, Some(_)) => self.end_figure(),
             (Class::CounterRead, Some(figure)) => match figure.window.take() {
                 None => {
-                    figure.window = Some([0; 7]);
+                    figure.window = Some(([0; 7], now()));
                     figure.count(watched);
                 }
-                Some(window) => *figure.windows.entry(window).or_default() += 1,
+                Some((mut window, start)) => {
+                    window[INSTRUCTIONS] = now().wrapping_sub(start);
+                    *figure.windows.entry(window).or_default() += 1;
+                }
             },
             (_, Some(figure)) => figure.count(watched),
             (_, None) => {}
         }
-        COUNTING.store(self.figure.as_ref().is_some_and(|f| f.window.is_some()), Ordering::Relaxed);
+        RECORDING.store(self.figure.as_ref().is_some_and(Figure::recording), Ordering::Relaxed);
     }
 
     fn end_figure(&mut self) {
@@ -238,9 +311,9 @@ impl State {
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
-/// Whether a window is open: the only thing a plain instruction outside
-/// windows looks at.
-static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Whether a figure's first window is open: the only thing a plain block
+/// or instruction looks at otherwise.
+static RECORDING: AtomicBool = AtomicBool::new(false);
 
 fn with_state(f: impl FnOnce(&mut State)) {
     let mut guard = STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -249,24 +322,48 @@ fn with_state(f: impl FnOnce(&mut State)) {
     }
 }
 
-extern "C" fn executed(_vcpu: c_uint, userdata: *mut c_void) {
+extern "C" fn instruction_executed(_vcpu: c_uint, userdata: *mut c_void) {
     // SAFETY: `userdata` is the `Watched` leaked for this instruction in
     // `translated`; it is never freed or written again.
     let watched = unsafe { &*(userdata as *const Watched) };
-    if watched.class == Class::Plain && !watched.exception && !COUNTING.load(Ordering::Relaxed) {
+    if watched.class == Class::Plain && !watched.exception && !RECORDING.load(Ordering::Relaxed) {
         return;
     }
-    with_state(|state| state.executed(watched));
+    with_state(|state| {
+        let executed = state.executed;
+        // SAFETY: the entry is the scoreboard made at install, never freed.
+        let now = || executed.map_or(0, |entry| unsafe { qemu_plugin_u64_sum(entry) });
+        state.executed(watched, now);
+    });
 }
 
+extern "C" fn block_executed(_vcpu: c_uint, userdata: *mut c_void) {
+    if !RECORDING.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: `userdata` is the `Block` leaked for this translation block
+    // in `translated`; it is never freed or written again.
+    let block = unsafe { &*(userdata as *const Block) };
+    with_state(|state| {
+        if let Some(figure) = state.figure.as_mut() {
+            figure.record_block(block);
+        }
+    });
+}
+
+/// Classifies a translation block's instructions; every one gets the
+/// inline add. A block of plain instructions only gets one callback for
+/// the whole block (for the histogram); any other one per instruction.
 extern "C" fn translated(_id: PluginId, tb: *mut TranslationBlock) {
-    let mut vectors = 0;
-    with_state(|state| vectors = state.vectors);
+    let (mut vectors, mut counter) = (0, None);
+    with_state(|state| (vectors, counter) = (state.vectors, state.executed));
     // SAFETY: QEMU passes a translation block that is valid for the
     // duration of this callback; the instructions are fetched from it
     // by index below its count, and used only in this callback.
     unsafe {
-        for index in 0..qemu_plugin_tb_n_insns(tb) {
+        let count = qemu_plugin_tb_n_insns(tb);
+        let mut watched = Vec::with_capacity(count);
+        for index in 0..count {
             let insn = qemu_plugin_tb_get_insn(tb, index);
             let pc = qemu_plugin_insn_vaddr(insn);
             let mut bytes = [0u8; 4];
@@ -274,8 +371,19 @@ extern "C" fn translated(_id: PluginId, tb: *mut TranslationBlock) {
             let class = if size == 4 { classify(u32::from_le_bytes(bytes)) } else { Class::Plain };
             let offset = pc.wrapping_sub(vectors);
             let exception = vectors != 0 && offset < 0x800 && offset % 0x80 == 0;
-            let watched = Box::into_raw(Box::new(Watched { pc, class, exception }));
-            qemu_plugin_register_vcpu_insn_exec_cb(insn, executed, CB_NO_REGS, watched.cast());
+            if let Some(entry) = counter {
+                qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(insn, INLINE_ADD_U64, entry, 1);
+            }
+            watched.push((insn, Watched { pc, class, exception }));
+        }
+        if watched.iter().all(|(_, w)| w.class == Class::Plain && !w.exception) {
+            let block = Box::into_raw(Box::new(Block { pcs: watched.iter().map(|(_, w)| w.pc).collect() }));
+            qemu_plugin_register_vcpu_tb_exec_cb(tb, block_executed, CB_NO_REGS, block.cast());
+            return;
+        }
+        for (insn, w) in watched {
+            let leaked = Box::into_raw(Box::new(w));
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, instruction_executed, CB_NO_REGS, leaked.cast());
         }
     }
 }
@@ -341,8 +449,15 @@ pub unsafe extern "C" fn qemu_plugin_install(
             return 1;
         }
     };
-    *STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-        Some(State { out, vectors, figure: None, figures: Vec::new(), problems: Vec::new() });
+    // SAFETY: a scoreboard of one u64 per vCPU, made from the install
+    // function as the API allows; QEMU keeps it until the plugin goes.
+    let score = unsafe { qemu_plugin_scoreboard_new(std::mem::size_of::<u64>()) };
+    if score.is_null() {
+        eprintln!("tern-qemu-plugin: QEMU gave no scoreboard");
+        return 1;
+    }
+    let executed = ScoreboardU64 { score, offset: 0 };
+    *STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(State::new(out, vectors, Some(executed)));
     // SAFETY: registering callbacks with the identifier QEMU gave us, as
     // its API requires, from the install function.
     unsafe {
@@ -361,31 +476,34 @@ mod tests {
     }
 
     fn state() -> State {
-        State { out: String::new(), vectors: 0x800, figure: None, figures: Vec::new(), problems: Vec::new() }
+        State::new(String::new(), 0x800, None)
     }
 
     #[test]
-    fn windows_count_the_opening_read_and_not_the_closing_one() {
+    fn windows_count_from_edge_to_edge() {
         let mut s = state();
         let plain = watched(Class::Plain);
         let read = watched(Class::CounterRead);
         let entry = Watched { pc: 0xa00, class: Class::Plain, exception: true };
-        s.executed(&plain); // outside any figure
-        s.executed(&watched(Class::MarkBegin));
-        s.executed(&plain); // warm-up: no window
-        for _ in 0..3 {
-            s.executed(&read);
-            s.executed(&plain);
-            s.executed(&entry);
-            s.executed(&watched(Class::Eret));
-            s.executed(&watched(Class::Ttbr0));
-            s.executed(&read);
+        let never = || -> u64 { panic!("asked for the count outside a counter read") };
+        s.executed(&plain, never); // outside any figure
+        s.executed(&watched(Class::MarkBegin), never);
+        s.executed(&plain, never); // warm-up: no window
+        for round in 0..3 {
+            s.executed(&read, || 100 * round);
+            s.executed(&plain, never);
+            s.executed(&entry, never);
+            s.executed(&watched(Class::Eret), never);
+            s.executed(&watched(Class::Ttbr0), never);
+            s.executed(&read, || 100 * round + 5);
         }
-        s.executed(&watched(Class::MarkEnd));
-        s.executed(&read); // after the figure: ignored
+        s.executed(&watched(Class::MarkEnd), never);
+        s.executed(&read, never); // after the figure: ignored
         assert!(s.problems.is_empty(), "{:?}", s.problems);
         assert_eq!(s.figures.len(), 1);
         assert_eq!(s.figures[0].windows, BTreeMap::from([([5, 1, 1, 1, 0, 0, 0], 3)]));
+        // Watched instructions are recorded one by one (plain blocks by
+        // their own callback); the first window only.
         assert_eq!(s.figures[0].histogram, BTreeMap::from([(0x1000, 4), (0xa00, 1)]));
         let report = s.report();
         assert!(
@@ -396,12 +514,25 @@ mod tests {
     }
 
     #[test]
+    fn blocks_feed_the_first_window_histogram_only() {
+        let mut s = state();
+        let block = Block { pcs: vec![0x2000, 0x2004].into_boxed_slice() };
+        s.executed(&watched(Class::MarkBegin), || 0);
+        for _ in 0..2 {
+            s.executed(&watched(Class::CounterRead), || 0);
+            s.figure.as_mut().unwrap().record_block(&block);
+            s.executed(&watched(Class::CounterRead), || 3);
+        }
+        assert_eq!(s.figure.as_ref().unwrap().histogram, BTreeMap::from([(0x1000, 1), (0x2000, 1), (0x2004, 1)]));
+    }
+
+    #[test]
     fn unbalanced_markers_are_problems() {
         let mut s = state();
-        s.executed(&watched(Class::MarkEnd));
-        s.executed(&watched(Class::MarkBegin));
-        s.executed(&watched(Class::CounterRead));
-        s.executed(&watched(Class::MarkBegin));
+        s.executed(&watched(Class::MarkEnd), || 0);
+        s.executed(&watched(Class::MarkBegin), || 0);
+        s.executed(&watched(Class::CounterRead), || 0);
+        s.executed(&watched(Class::MarkBegin), || 0);
         assert_eq!(s.problems.len(), 3, "{:?}", s.problems);
         assert!(s.report().contains("problem figure 1 never ended"));
     }
