@@ -25,7 +25,12 @@
 //! arguments, so [`run_captured_icount`] repeats its loop (the same
 //! [`Console`] and [`LogDecoder`], a deadline, a guard that kills and reaps
 //! QEMU on every way out) around [`bench_command`], which is
-//! [`qemu::command`] with those two edits.
+//! [`qemu::command`] with those two edits, and QEMU's `-plugin` option:
+//! [`boot`] also builds the crossings plugin (`tools/qemu-plugin`) for the
+//! host and loads it, and pairs what it counted with the figures
+//! ([`crate::crossings`]), and builds the measured stage tables from its
+//! histograms ([`crate::stages`]). [`calibrate`] boots the `calibrate`
+//! scenario instead and prints its per-crossing costs.
 //!
 //! **Parsing.** [`parse`] is a pure function from the captured text to a
 //! [`Report`]. A line belongs to the protocol when its first word is `BENCH`
@@ -89,7 +94,9 @@
 //! targets do not fail it: they are reported, not enforced. `--json PATH`
 //! writes one record per (path, mode, test, scope), then one per row of
 //! the priority-inversion experiment (test `priority-inversion`, with its
-//! `load` and `max`), for tools that track figures over time; `--svg PATH`
+//! `load` and `max`), for tools that track figures over time (each figure
+//! with its `crossings`); `--cost` adds modeled cycles to the crossings
+//! tables; `--svg PATH`
 //! writes the whole-call medians as a bar chart ([`crate::svg`]).
 //!
 //! What it leaves out: running on a real Raspberry Pi (there the cycle

@@ -41,7 +41,10 @@
 //! targets beside them; `--json PATH` also writes them as JSON records,
 //! `--svg PATH` as a bar chart of the whole-call medians (either or both),
 //! `--repetitions N` passes `tern.bench.repetitions=N` (otherwise the
-//! kernel chooses). It fails when the run fails, never because a target
+//! kernel chooses). It also loads the crossings plugin and prints each
+//! figure's crossings and every path's measured Null stage table;
+//! `--cost C` adds modeled cycles; `--calibrate` boots the `calibrate`
+//! scenario instead. It fails when the run fails, never because a target
 //! was missed (see `docs/bench.md`).
 //!
 //! `fuzz` (virt by default) builds the harness image and boots the kernel's

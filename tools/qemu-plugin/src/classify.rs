@@ -27,7 +27,8 @@
 //! unallocated hint as a NOP too.
 //!
 //! What it leaves out: exceptions are not an encoding (the plugin counts
-//! executions of a vector entry's first instruction instead), nor are
+//! executions of a vector entry's first instruction instead, less those
+//! reached by a `b` into the table: [`branch_target`]), nor are
 //! `msr` writes of other translation registers (TTBR1_EL1, TCR_EL1) or
 //! `dsb`, which the benchmark does not ask about.
 
@@ -81,6 +82,19 @@ pub const fn classify(word: u32) -> Class {
         _ if word & RT == 0xd53b_e800 || word & RT == 0xd53b_e820 || word & RT == 0xd53b_9d00 => Class::CounterRead,
         _ => Class::Plain,
     }
+}
+
+/// The target of `b label` (immediate, unconditional, not `bl`) at `pc`.
+/// The merged gate's direct kernel entry branches into the vector table
+/// without taking an exception; the plugin tells that branch from an
+/// exception by it.
+pub const fn branch_target(word: u32, pc: u64) -> Option<u64> {
+    if word & 0xfc00_0000 != 0x1400_0000 {
+        return None;
+    }
+    // imm26, in instructions, sign-extended.
+    let offset = ((word << 6) as i32 >> 6) as i64 * 4;
+    Some(pc.wrapping_add(offset as u64))
 }
 
 #[cfg(test)]
@@ -145,6 +159,14 @@ mod tests {
         for &(word, text) in cases {
             assert_eq!(classify(word), Class::Plain, "{text} ({word:#010x})");
         }
+    }
+
+    #[test]
+    fn branch_targets() {
+        assert_eq!(branch_target(0x1400_0004, 0x1000), Some(0x1010), "b .+16");
+        assert_eq!(branch_target(0x17ff_fffc, 0x1000), Some(0x0ff0), "b .-16");
+        assert_eq!(branch_target(0x9400_0004, 0x1000), None, "bl");
+        assert_eq!(branch_target(0x5400_0080, 0x1000), None, "b.eq");
     }
 
     #[test]

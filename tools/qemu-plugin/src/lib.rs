@@ -170,6 +170,9 @@ struct Watched {
     class: Class,
     /// The first instruction of a vector table entry.
     exception: bool,
+    /// A `b` to the first instruction of a vector table entry: the entry
+    /// it reaches is not an exception.
+    into_vectors: bool,
 }
 
 /// A translation block of plain instructions only (none watched, no
@@ -197,10 +200,10 @@ impl Figure {
         self.window.is_some() && self.windows.is_empty()
     }
 
-    fn count(&mut self, watched: &Watched) {
+    fn count(&mut self, watched: &Watched, exception: bool) {
         let recording = self.recording();
         let Some((window, _)) = self.window.as_mut() else { return };
-        if watched.exception {
+        if exception {
             window[EXCEPTIONS] += 1;
         }
         let field = match watched.class {
@@ -234,6 +237,8 @@ struct State {
     vectors: u64,
     /// Instructions executed (all vCPUs), added to inline.
     executed: Option<ScoreboardU64>,
+    /// The last watched instruction was a branch into the vector table.
+    branched: bool,
     figure: Option<Figure>,
     figures: Vec<Figure>,
     problems: Vec<String>,
@@ -241,12 +246,14 @@ struct State {
 
 impl State {
     fn new(out: String, vectors: u64, executed: Option<ScoreboardU64>) -> State {
-        State { out, vectors, executed, figure: None, figures: Vec::new(), problems: Vec::new() }
+        State { out, vectors, executed, branched: false, figure: None, figures: Vec::new(), problems: Vec::new() }
     }
 
     /// `watched` runs; `now` says how many instructions have run (only
     /// asked for at a counter read).
     fn executed(&mut self, watched: &Watched, now: impl FnOnce() -> u64) {
+        let exception = watched.exception && !self.branched;
+        self.branched = watched.into_vectors;
         match (watched.class, self.figure.as_mut()) {
             (Class::MarkBegin, open) => {
                 if open.is_some() {
@@ -262,14 +269,14 @@ impl State {
             (Class::CounterRead, Some(figure)) => match figure.window.take() {
                 None => {
                     figure.window = Some(([0; 7], now()));
-                    figure.count(watched);
+                    figure.count(watched, exception);
                 }
                 Some((mut window, start)) => {
                     window[INSTRUCTIONS] = now().wrapping_sub(start);
                     *figure.windows.entry(window).or_default() += 1;
                 }
             },
-            (_, Some(figure)) => figure.count(watched),
+            (_, Some(figure)) => figure.count(watched, exception),
             (_, None) => {}
         }
         RECORDING.store(self.figure.as_ref().is_some_and(Figure::recording), Ordering::Relaxed);
@@ -326,7 +333,11 @@ extern "C" fn instruction_executed(_vcpu: c_uint, userdata: *mut c_void) {
     // SAFETY: `userdata` is the `Watched` leaked for this instruction in
     // `translated`; it is never freed or written again.
     let watched = unsafe { &*(userdata as *const Watched) };
-    if watched.class == Class::Plain && !watched.exception && !RECORDING.load(Ordering::Relaxed) {
+    if watched.class == Class::Plain
+        && !watched.exception
+        && !watched.into_vectors
+        && !RECORDING.load(Ordering::Relaxed)
+    {
         return;
     }
     with_state(|state| {
@@ -369,14 +380,19 @@ extern "C" fn translated(_id: PluginId, tb: *mut TranslationBlock) {
             let mut bytes = [0u8; 4];
             let size = qemu_plugin_insn_data(insn, bytes.as_mut_ptr().cast(), bytes.len());
             let class = if size == 4 { classify(u32::from_le_bytes(bytes)) } else { Class::Plain };
-            let offset = pc.wrapping_sub(vectors);
-            let exception = vectors != 0 && offset < 0x800 && offset % 0x80 == 0;
+            let entry_of_vectors = |address: u64| {
+                let offset = address.wrapping_sub(vectors);
+                vectors != 0 && offset < 0x800 && offset % 0x80 == 0
+            };
+            let exception = entry_of_vectors(pc);
+            let into_vectors =
+                size == 4 && classify::branch_target(u32::from_le_bytes(bytes), pc).is_some_and(entry_of_vectors);
             if let Some(entry) = counter {
                 qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(insn, INLINE_ADD_U64, entry, 1);
             }
-            watched.push((insn, Watched { pc, class, exception }));
+            watched.push((insn, Watched { pc, class, exception, into_vectors }));
         }
-        if watched.iter().all(|(_, w)| w.class == Class::Plain && !w.exception) {
+        if watched.iter().all(|(_, w)| w.class == Class::Plain && !w.exception && !w.into_vectors) {
             let block = Box::into_raw(Box::new(Block { pcs: watched.iter().map(|(_, w)| w.pc).collect() }));
             qemu_plugin_register_vcpu_tb_exec_cb(tb, block_executed, CB_NO_REGS, block.cast());
             return;
@@ -472,7 +488,7 @@ mod tests {
     use super::*;
 
     fn watched(class: Class) -> Watched {
-        Watched { pc: 0x1000, class, exception: false }
+        Watched { pc: 0x1000, class, exception: false, into_vectors: false }
     }
 
     fn state() -> State {
@@ -484,7 +500,8 @@ mod tests {
         let mut s = state();
         let plain = watched(Class::Plain);
         let read = watched(Class::CounterRead);
-        let entry = Watched { pc: 0xa00, class: Class::Plain, exception: true };
+        let entry = Watched { pc: 0xa00, class: Class::Plain, exception: true, into_vectors: false };
+        let branch = Watched { pc: 0x1100, class: Class::Plain, exception: false, into_vectors: true };
         let never = || -> u64 { panic!("asked for the count outside a counter read") };
         s.executed(&plain, never); // outside any figure
         s.executed(&watched(Class::MarkBegin), never);
@@ -492,6 +509,8 @@ mod tests {
         for round in 0..3 {
             s.executed(&read, || 100 * round);
             s.executed(&plain, never);
+            s.executed(&entry, never);
+            s.executed(&branch, never); // into the vectors: the entry after it is no exception
             s.executed(&entry, never);
             s.executed(&watched(Class::Eret), never);
             s.executed(&watched(Class::Ttbr0), never);
@@ -504,7 +523,7 @@ mod tests {
         assert_eq!(s.figures[0].windows, BTreeMap::from([([5, 1, 1, 1, 0, 0, 0], 3)]));
         // Watched instructions are recorded one by one (plain blocks by
         // their own callback); the first window only.
-        assert_eq!(s.figures[0].histogram, BTreeMap::from([(0x1000, 4), (0xa00, 1)]));
+        assert_eq!(s.figures[0].histogram, BTreeMap::from([(0x1000, 4), (0xa00, 2), (0x1100, 1)]));
         let report = s.report();
         assert!(
             report
