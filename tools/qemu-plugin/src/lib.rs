@@ -40,8 +40,8 @@
 //! **Why declare the C API by hand.** QEMU's Debian package has the plugin
 //! loader but not `qemu-plugin.h`, and the project cannot assume a C
 //! compiler on CI. The plugin needs eleven functions and three types;
-//! they are declared below from QEMU's documented API (version 4, QEMU
-//! 10.0; `qemu_plugin_insn_data` with its QEMU 9 signature). The
+//! they are declared below from QEMU's documented API as of QEMU 10.0
+//! (`qemu_plugin_insn_data` with its QEMU 9 signature, which copies). The
 //! `qemu-plugin` crate on crates.io covers the whole API, but it brings
 //! bindings generated per QEMU version, a dependency tree to vet and its
 //! own licence terms to check for a project that is MIT OR Apache-2.0,
@@ -81,10 +81,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use classify::{Class, classify};
 
-/// The plugin API version this plugin is written against (QEMU 10.0
-/// accepts 2 to 4).
+/// The plugin API version this plugin declares: the oldest QEMU 10.0
+/// accepts (it takes 2 to 4), so that an older QEMU is refused only if it
+/// lacks a function the plugin calls (loading then fails, naming it).
+/// Tested with QEMU 10.0.2.
 #[unsafe(no_mangle)]
-pub static qemu_plugin_version: c_int = 4;
+pub static qemu_plugin_version: c_int = 2;
 
 /// QEMU's plugin identifier.
 type PluginId = u64;
