@@ -39,7 +39,7 @@
 //!
 //! **Why declare the C API by hand.** QEMU's Debian package has the plugin
 //! loader but not `qemu-plugin.h`, and the project cannot assume a C
-//! compiler on CI. The plugin needs eleven functions and three types;
+//! compiler on CI. The plugin needs eleven functions and four types;
 //! they are declared below from QEMU's documented API as of QEMU 10.0
 //! (`qemu_plugin_insn_data` with its QEMU 9 signature, which copies). The
 //! `qemu-plugin` crate on crates.io covers the whole API, but it brings
