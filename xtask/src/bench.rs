@@ -25,7 +25,12 @@
 //! arguments, so [`run_captured_icount`] repeats its loop (the same
 //! [`Console`] and [`LogDecoder`], a deadline, a guard that kills and reaps
 //! QEMU on every way out) around [`bench_command`], which is
-//! [`qemu::command`] with those two edits.
+//! [`qemu::command`] with those two edits, and QEMU's `-plugin` option:
+//! [`boot`] also builds the crossings plugin (`tools/qemu-plugin`) for the
+//! host and loads it, and pairs what it counted with the figures
+//! ([`crate::crossings`]), and builds the measured stage tables from its
+//! histograms ([`crate::stages`]). [`calibrate`] boots the `calibrate`
+//! scenario instead and prints its per-crossing costs.
 //!
 //! **Parsing.** [`parse`] is a pure function from the captured text to a
 //! [`Report`]. A line belongs to the protocol when its first word is `BENCH`
@@ -89,7 +94,9 @@
 //! targets do not fail it: they are reported, not enforced. `--json PATH`
 //! writes one record per (path, mode, test, scope), then one per row of
 //! the priority-inversion experiment (test `priority-inversion`, with its
-//! `load` and `max`), for tools that track figures over time; `--svg PATH`
+//! `load` and `max`), for tools that track figures over time (each figure
+//! with its `crossings`); `--cost` adds modeled cycles to the crossings
+//! tables; `--svg PATH`
 //! writes the whole-call medians as a bar chart ([`crate::svg`]).
 //!
 //! What it leaves out: running on a real Raspberry Pi (there the cycle
@@ -107,8 +114,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use crate::crossings::{self, Costs, Crossings};
 use crate::qemu::{self, Launch, RunOutput};
-use crate::{Board, Image, ImageKind, build_image, install};
+use crate::{Board, Image, ImageKind, build_image, install, stages};
 
 /// The kernel scenario that runs the benchmark.
 pub const SCENARIO: &str = "bench";
@@ -1337,9 +1345,9 @@ pub fn render(report: &Report, board: Board) -> String {
 /// then one per priority-inversion row (test [`INVERSION_TEST`], mode
 /// `protected`, scope `cycles` for a row in cycles, with its `load` and
 /// `max`).
-pub fn json_records(report: &Report, board: Board) -> serde_json::Value {
-    let figures = report.measurements.iter().map(|m| {
-        json!({
+pub fn json_records(report: &Report, board: Board, crossings: Option<&[Crossings]>) -> serde_json::Value {
+    let figures = report.measurements.iter().enumerate().map(|(index, m)| {
+        let mut record = json!({
             "path": m.path,
             "mode": m.mode,
             "test": m.test,
@@ -1350,7 +1358,11 @@ pub fn json_records(report: &Report, board: Board) -> serde_json::Value {
             "samples": m.samples,
             "board": board.name(),
             "boot_id": report.begin.boot_id,
-        })
+        });
+        if let Some(c) = crossings.and_then(|c| c.get(index)) {
+            record["crossings"] = c.json();
+        }
+        record
     });
     let inversions = report.inversions.iter().map(|i| {
         json!({
@@ -1400,9 +1412,13 @@ pub fn bench_command(launch: &Launch<'_>) -> Command {
 }
 
 /// Boots `image` for the benchmark and captures its output (the loop of
-/// [`qemu::run_captured`], around [`bench_command`]).
-pub fn run_captured_icount(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
-    let cmd = bench_command(&Launch::harness(image, cmdline));
+/// [`qemu::run_captured`], around [`bench_command`] and, if given, QEMU's
+/// `-plugin` option).
+pub fn run_captured_icount(image: &Image, cmdline: &str, plugin: Option<&str>, timeout: Duration) -> Result<RunOutput> {
+    let mut cmd = bench_command(&Launch::harness(image, cmdline));
+    if let Some(plugin) = plugin {
+        cmd.args(["-plugin", plugin]);
+    }
     eprintln!("$ {}", qemu::display_command(&cmd));
     let started = Instant::now();
     let run = qemu::capture(cmd, &image.elf, timeout)?;
@@ -1429,30 +1445,79 @@ pub struct Outputs<'a> {
     pub svg: Option<&'a Path>,
 }
 
-/// `cargo xtask bench`: build, boot, parse, print, optionally write JSON and
-/// an SVG chart. An error means the run failed (the run's output has been
-/// printed).
-pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>) -> Result<()> {
-    let info = install::ensure_qemu()?;
-    if !info.supports(board) {
-        bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
-    }
-    let image = build_image(board, ImageKind::Harness, true)?;
-    eprintln!("benchmarking {board} (release harness image; timeout {} s)", TIMEOUT.as_secs());
-    let run = run_captured_icount(&image, &cmdline(repetitions), TIMEOUT)?;
+/// One benchmark boot, parsed: the kernel's figures, what the plugin
+/// counted for each, and the stage tables built from its histograms.
+#[derive(Debug, Clone)]
+pub struct Bench {
+    /// The kernel's figures.
+    pub report: Report,
+    /// Per figure, in the report's order.
+    pub crossings: Vec<Crossings>,
+    /// The per-stage tables of the Null whole-call figures.
+    pub stages: Vec<stages::StageTable>,
+}
+
+/// Builds the harness image (`release` or not) and the plugin, boots the
+/// benchmark with the plugin loaded, and parses both outputs. An error
+/// means the run failed (the run's output has been printed).
+pub fn boot(board: Board, release: bool, repetitions: Option<u64>) -> Result<Bench> {
+    let image = build_image(board, ImageKind::Harness, release)?;
+    let library = crossings::build_plugin()?;
+    let elf = std::fs::read(&image.elf).with_context(|| format!("reading {}", image.elf.display()))?;
+    let symbols = crossings::symbols(&elf)?;
+    let vectors = crossings::vector_table(&symbols)?;
+    let out = image.elf.with_file_name(format!("{}-crossings.txt", board.raw_name(ImageKind::Harness)));
+    let _ = std::fs::remove_file(&out);
+    let plugin = crossings::plugin_argument(&library, &out, vectors)?;
+    eprintln!(
+        "benchmarking {board} ({} harness image; timeout {} s)",
+        if release { "release" } else { "debug" },
+        TIMEOUT.as_secs()
+    );
+    let run = run_captured_icount(&image, &cmdline(repetitions), Some(&plugin), TIMEOUT)?;
     let parsed = parse(&run.output);
     let mut problems: Vec<String> = run_failure(&run).into_iter().collect();
     if let Err(errors) = &parsed {
         problems.push(errors.to_string());
     }
+    let plugin_output = std::fs::read_to_string(&out)
+        .map_err(|e| format!("reading the plugin's output {}: {e}", out.display()))
+        .and_then(|text| {
+            crossings::parse_output(&text).map_err(|e| format!("the plugin's output {}: {e}", out.display()))
+        });
+    let paired = match (&parsed, &plugin_output) {
+        (Ok(report), Ok(output)) => crossings::pair(&report.measurements, output).map_err(|e| problems.push(e)).ok(),
+        (_, Err(e)) => {
+            problems.push(e.clone());
+            None
+        }
+        _ => None,
+    };
     if !problems.is_empty() {
         eprint!("{run}");
         bail!("the benchmark run failed:\n{}", problems.join("\n"));
     }
     let report = parsed.expect("no problems means it parsed");
+    let crossings = paired.expect("no problems means it paired");
+    let output = plugin_output.expect("no problems means the plugin's output parsed");
+    let stages = stages::tables(&report, &output, &symbols);
+    Ok(Bench { report, crossings, stages })
+}
+
+/// `cargo xtask bench`: build, boot, parse, print, optionally write JSON and
+/// an SVG chart. An error means the run failed (the run's output has been
+/// printed).
+pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>, costs: Option<&Costs>) -> Result<()> {
+    let info = install::ensure_qemu()?;
+    if !info.supports(board) {
+        bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
+    }
+    let Bench { report, crossings, stages } = boot(board, true, repetitions)?;
     print!("{}", render(&report, board));
+    print!("{}", crossings::render(&report, &crossings, costs));
+    print!("{}", stages::render(&stages));
     if let Some(path) = outputs.json {
-        let records = json_records(&report, board);
+        let records = json_records(&report, board, Some(&crossings));
         let count = records.as_array().map_or(0, Vec::len);
         let text = serde_json::to_string_pretty(&records)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -1463,6 +1528,53 @@ pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>) -> Resu
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote chart to {}", path.display());
     }
+    Ok(())
+}
+
+/// The kernel scenario that measures the per-crossing costs.
+pub const CALIBRATE_SCENARIO: &str = "calibrate";
+
+/// The `CALIBRATE*` lines of a calibrate run, or why there are none.
+pub fn calibrate_lines(output: &str) -> Result<Vec<&str>, String> {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| l.split_whitespace().next().is_some_and(|w| w.starts_with("CALIBRATE")))
+        .collect();
+    let cost = lines.iter().filter(|l| l.starts_with("CALIBRATE-COST ")).count();
+    if cost != 1 || lines.last() != Some(&"CALIBRATE-END") {
+        return Err("the calibrate scenario did not print one CALIBRATE-COST line and CALIBRATE-END".to_string());
+    }
+    if let Some(line) = lines.iter().find_map(|l| l.strip_prefix("CALIBRATE-COST ")) {
+        crossings::parse_costs(line).map_err(|why| format!("CALIBRATE-COST is not --cost syntax: {why}"))?;
+    }
+    Ok(lines)
+}
+
+/// `cargo xtask bench --calibrate`: boots the `calibrate` scenario of the
+/// release harness image under `-icount shift=0` (as the benchmark) and
+/// prints its costs, with the note that under QEMU they are not cycles.
+pub fn calibrate(board: Board) -> Result<()> {
+    let info = install::ensure_qemu()?;
+    if !info.supports(board) {
+        bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
+    }
+    let image = build_image(board, ImageKind::Harness, true)?;
+    let run = run_captured_icount(&image, &qemu::harness_cmdline(CALIBRATE_SCENARIO), None, TIMEOUT)?;
+    let lines = calibrate_lines(&run.output);
+    let problems: Vec<String> = run_failure(&run).into_iter().chain(lines.as_ref().err().cloned()).collect();
+    if !problems.is_empty() {
+        eprint!("{run}");
+        bail!("the calibrate run failed:\n{}", problems.join("\n"));
+    }
+    for line in lines.expect("no problems") {
+        println!("{line}");
+    }
+    println!(
+        "\nThis ran in QEMU: its cycle counter counts instructions, so these costs are not cycles.\n\
+         On a Raspberry Pi 4, boot the release kernel8-harness.img with `tern.harness=1 tern.scenario=calibrate`\n\
+         and paste its CALIBRATE-COST line: cargo xtask bench --cost <that line> (docs/bench.md)."
+    );
     Ok(())
 }
 
@@ -2087,7 +2199,7 @@ scenario bench: PASS
 
     #[test]
     fn json_has_one_record_per_figure() {
-        let records = json_records(&good(), Board::Virt);
+        let records = json_records(&good(), Board::Virt, None);
         let records = records.as_array().unwrap();
         assert_eq!(records.len(), 16 + 5);
         assert_eq!(

@@ -30,7 +30,10 @@
 //! * [`bench`] boots the kernel's benchmark scenario under `-icount
 //!   shift=0`, parses the figures it prints and renders them as the paper's
 //!   Tables 1 and 3 (`cargo xtask bench`, described in `docs/bench.md`);
-//!   [`svg`] draws its whole-call figures as a bar chart;
+//!   [`svg`] draws its whole-call figures as a bar chart; [`crossings`]
+//!   builds and reads the QEMU plugin that counts each figure's
+//!   exceptions, `eret`s, TTBR0 writes, `isb`s, `tlbi`s and DAIF writes,
+//!   and [`stages`] turns its per-PC histograms into stage tables;
 //! * [`fuzz`] boots the kernel-call fuzzer (scenario `fuzz`) for one seed
 //!   or many and prints its histograms, rate and invariants (`cargo xtask
 //!   fuzz`);
@@ -71,12 +74,14 @@
 
 pub mod bench;
 pub mod console;
+pub mod crossings;
 pub mod demux;
 pub mod elf;
 pub mod fuzz;
 pub mod image;
 pub mod install;
 pub mod qemu;
+pub mod stages;
 pub mod stress;
 pub mod svg;
 

@@ -6,6 +6,7 @@
 //!                    [--harness] [--append ARGS] [--locations]
 //! cargo xtask test   [--release]
 //! cargo xtask bench  [--board virt|rpi4] [--json PATH] [--svg PATH] [--repetitions N]
+//!                    [--cost exception=N,eret=N,ttbr=N,isb=N,tlbi=N[,daif=N]] | --calibrate
 //! cargo xtask fuzz   [--board virt|rpi4] [--seed N] [--calls M] [--count K] [--mode M]
 //!                    [--trace] [--release] [--timeout S] [--verbose]
 //! cargo xtask stress [--board virt|rpi4] [--rounds N] [--release]
@@ -40,7 +41,10 @@
 //! targets beside them; `--json PATH` also writes them as JSON records,
 //! `--svg PATH` as a bar chart of the whole-call medians (either or both),
 //! `--repetitions N` passes `tern.bench.repetitions=N` (otherwise the
-//! kernel chooses). It fails when the run fails, never because a target
+//! kernel chooses). It also loads the crossings plugin and prints each
+//! figure's crossings and every path's measured Null stage table;
+//! `--cost C` adds modeled cycles; `--calibrate` boots the `calibrate`
+//! scenario instead. It fails when the run fails, never because a target
 //! was missed (see `docs/bench.md`).
 //!
 //! `fuzz` (virt by default) builds the harness image and boots the kernel's
@@ -78,6 +82,8 @@ commands:
   bench         release harness image, QEMU -icount, instruction counts as a table
                                           [--board virt|rpi4] [--json PATH]
                                           [--svg PATH] [--repetitions N]
+                                          [--cost exception=N,eret=N,ttbr=N,isb=N,tlbi=N[,daif=N]]
+                or: the per-crossing costs, measured   --calibrate [--board virt|rpi4]
   fuzz          harness image, the kernel-call fuzzer: histograms, rate, invariants
                                           [--board virt|rpi4] [--seed N] [--calls M]
                                           [--count K] [--mode protected|merged|both]
@@ -108,6 +114,10 @@ options:
   --json PATH     (bench) also write the figures as JSON records to PATH
   --svg PATH      (bench) also write the whole-call medians as an SVG bar chart to PATH
   --repetitions N (bench) add tern.bench.repetitions=N (default: the kernel's)
+  --cost C        (bench) add a modeled-cycles column: instructions + crossings x cost,
+                  C = exception=N,eret=N,ttbr=N,isb=N,tlbi=N[,daif=N] (cycles; no defaults)
+  --calibrate     (bench) boot the calibrate scenario instead: per-crossing costs in
+                  --cost syntax, measured with PMCCNTR_EL0 (cycles on a Pi 4 only)
   --seed N        (fuzz) the first seed (default 1)
   --calls M       (fuzz) kernel calls per seed (default 100000)
   --count K       (fuzz) run K seeds, N to N+K-1 (default 1)
@@ -122,7 +132,7 @@ const BUILD_FLAGS: &[&str] = &["--board", "--release", "--harness"];
 /// The flags `qemu` accepts.
 const QEMU_FLAGS: &[&str] = &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"];
 /// The flags `bench` accepts.
-const BENCH_FLAGS: &[&str] = &["--board", "--json", "--svg", "--repetitions"];
+const BENCH_FLAGS: &[&str] = &["--board", "--json", "--svg", "--repetitions", "--cost", "--calibrate"];
 /// The flags `fuzz` accepts.
 const FUZZ_FLAGS: &[&str] =
     &["--board", "--seed", "--calls", "--count", "--mode", "--trace", "--release", "--timeout", "--verbose"];
@@ -140,6 +150,8 @@ struct Options {
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
     repetitions: Option<u64>,
+    cost: Option<xtask::crossings::Costs>,
+    calibrate: bool,
     seed: Option<u64>,
     calls: Option<u64>,
     count: Option<u64>,
@@ -179,6 +191,7 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
                 | "--json"
                 | "--svg"
                 | "--repetitions"
+                | "--cost"
                 | "--seed"
                 | "--calls"
                 | "--count"
@@ -217,6 +230,12 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
                     .with_context(|| format!("`--repetitions` needs a positive whole number, not `{value}`"))?;
                 opts.repetitions = Some(n);
             }
+            "--cost" => {
+                opts.cost = Some(
+                    xtask::crossings::parse_costs(&value).map_err(|why| anyhow::anyhow!("`--cost {value}`: {why}"))?,
+                )
+            }
+            "--calibrate" => opts.calibrate = true,
             "--seed" => opts.seed = Some(number(flag, &value, 0)?),
             "--calls" => opts.calls = Some(number(flag, &value, 1)?),
             "--count" => opts.count = Some(number(flag, &value, 1)?),
@@ -257,8 +276,16 @@ fn run(args: &[String]) -> Result<ExitCode> {
         "test" => test(parse_options(rest, &["--release"])?.release, true),
         "bench" => {
             let opts = parse_options(rest, BENCH_FLAGS)?;
+            let board = opts.board.unwrap_or(Board::Virt);
+            if opts.calibrate {
+                if opts.json.is_some() || opts.svg.is_some() || opts.repetitions.is_some() || opts.cost.is_some() {
+                    bail!("`--calibrate` takes only `--board`");
+                }
+                xtask::bench::calibrate(board)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let outputs = xtask::bench::Outputs { json: opts.json.as_deref(), svg: opts.svg.as_deref() };
-            xtask::bench::run(opts.board.unwrap_or(Board::Virt), outputs, opts.repetitions)?;
+            xtask::bench::run(board, outputs, opts.repetitions, opts.cost.as_ref())?;
             Ok(ExitCode::SUCCESS)
         }
         "fuzz" => {
@@ -414,7 +441,7 @@ const KERNEL_CRATES: &[&str] = &[
 /// The crates with host tests besides the servers: the kernel (on its mock
 /// machine), the machine's plain-Rust parts (translation tables,
 /// syndromes), the in-kernel-server layer, the tools.
-const HOST_TESTED: &[&str] = &["tern-core", "tern-aarch64", "tern-inks", "xtask"];
+const HOST_TESTED: &[&str] = &["tern-core", "tern-aarch64", "tern-inks", "xtask", "tern-qemu-plugin"];
 
 /// `-p NAME` for each of `lists`' crates, after `command`.
 fn packages<'a>(command: &[&'a str], lists: &[&[&'a str]]) -> Vec<&'a str> {
@@ -577,7 +604,15 @@ mod tests {
         let o = parse_options(&args("--svg chart.svg"), BENCH).unwrap();
         assert_eq!(o, Options { svg: Some(PathBuf::from("chart.svg")), ..Options::default() });
         assert_eq!(parse_options(&[], BENCH).unwrap(), Options::default());
+        let o = parse_options(&args("--cost exception=40,eret=30,ttbr=20,isb=10,tlbi=100"), BENCH).unwrap();
+        assert_eq!(o.cost.map(|c| c.per), Some([40, 30, 20, 10, 100, 0]));
+        let o = parse_options(&args("--calibrate --board rpi4"), BENCH).unwrap();
+        assert!(o.calibrate);
         for bad in [
+            "--cost",
+            "--cost exception=1",
+            "--cost exception=1,eret=1,ttbr=1,isb=1,tlbi=1,dsb=1",
+            "--calibrate=yes",
             "--repetitions 0",
             "--repetitions -3",
             "--repetitions many",

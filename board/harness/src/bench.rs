@@ -104,8 +104,24 @@ fn measure(counter: Counter, repetitions: usize, operation: impl FnMut() -> bool
     }
 }
 
+/// One figure, between the crossings plugin's markers (`hint #0x7e`
+/// before, `hint #0x7f` after: `cargo xtask bench` loads a QEMU plugin,
+/// `tools/qemu-plugin`, that counts what each call crosses between this
+/// figure's counter reads). Both hints are unallocated, so they execute
+/// as NOPs, outside the measuring window.
 #[inline(never)]
-fn measure_on<const COUNTER: u8>(repetitions: usize, mut operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+fn measure_on<const COUNTER: u8>(repetitions: usize, operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
+    // SAFETY: an unallocated hint: a NOP, touching nothing.
+    unsafe { core::arch::asm!("hint #0x7e", options(nomem, nostack, preserves_flags)) };
+    let figures = sample_on::<COUNTER>(repetitions, operation);
+    // SAFETY: an unallocated hint: a NOP, touching nothing.
+    unsafe { core::arch::asm!("hint #0x7f", options(nomem, nostack, preserves_flags)) };
+    figures
+}
+
+/// The body of [`measure_on`], between its markers.
+#[inline(always)]
+fn sample_on<const COUNTER: u8>(repetitions: usize, mut operation: impl FnMut() -> bool) -> Option<(u64, u64)> {
     let counter = match COUNTER {
         0 => Counter::Whole,
         1 => Counter::Kernel,

@@ -655,6 +655,9 @@ pub fn run(options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
         let repetitions = options.bench_repetitions.map_or(BENCH_REPETITIONS, |n| n as usize);
         return finish("bench", crate::bench::run(repetitions));
     }
+    if name == Some("calibrate") {
+        return finish("calibrate", crate::calibrate::run());
+    }
     if name == Some("fuzz") {
         return crate::fuzz::run(options);
     }
