@@ -119,6 +119,18 @@ scenarios! {
     rpi4_restart_migrating, virt_restart_migrating: "restart-migrating" => |t| checks::server_fault(t, &RESTART_LINES);
     rpi4_restart_switching, virt_restart_switching: "restart-switching" => |t| checks::server_fault(t, &RESTART_LINES);
     rpi4_restart_merged, virt_restart_merged: "restart-merged" => |t| checks::server_fault(t, &RESTART_LINES);
+    rpi4_bound, virt_bound: "bound" => |t| checks::rpc(t, &[
+        "bound: checksum Protected, client Protected: payloads pass",
+        "bound: checksum Merged, client Protected: payloads pass",
+        "bound: checksum Merged, client Merged: payloads pass",
+        "bound: checksum Protected, client Merged: payloads pass",
+        "[client] the kept handle after checksum changed mode: Err(StaleHandle), Err(StaleHandle)",
+        "bound: a handle kept across checksum Protected -> Merged is stale; a new one works",
+        "bound: a handle kept across checksum Merged -> Protected is stale; a new one works",
+    ]);
+    rpi4_bound_panic, virt_bound_panic: "bound-panic" => |t| checks::server_fault(t, &BOUND_PANIC_LINES);
+    rpi4_bound_panic_protected, virt_bound_panic_protected: "bound-panic-protected"
+        => |t| checks::server_fault(t, &BOUND_PANIC_LINES);
     rpi4_ctl_alerts, virt_ctl_alerts: "ctl-alerts" => |t| checks::control(t, &[
         "alert from the client reached Ok(3) activations of 3: ok",
         "the top activation saw it: ok",
@@ -209,6 +221,12 @@ scenarios! {
 /// What a server panicking in a call must print, protected or merged: the
 /// panic and the fault it becomes, reported as the domain's; the client's
 /// call aborted and the next one refused; and the kernel carrying on.
+/// What a bound call that makes its server panic prints.
+const BOUND_PANIC_LINES: [&str; 2] = [
+    "panic in domain code: slow was asked to panic",
+    "[client] bound: a call that makes slow panic: Err(CallAborted); state intact: true; the handle after: Err(StaleHandle)",
+];
+
 const PANIC_LINES: [&str; 5] = [
     "panic in domain code: slow was asked to panic",
     "fault in domain 'slow'",

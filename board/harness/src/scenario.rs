@@ -356,6 +356,10 @@ fn bound() -> Verdict {
         let before = state::with(|kernel| *kernel.statistics());
         run(tern_rpctest::test::BOUND, &format!("checksum {server_mode:?}, client {client_mode:?}"))?;
         let after = state::with(|kernel| *kernel.statistics());
+        let both_merged = server_mode.is_merged() && client_mode.is_merged();
+        if both_merged && after.direct == before.direct {
+            return Err("no call took the merged path with both merged".into());
+        }
         kprintln!(
             "bound: checksum {server_mode:?}, client {client_mode:?}: payloads pass ({} calls by the merged path, {} migrated)",
             after.direct - before.direct,
