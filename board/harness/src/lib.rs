@@ -3,7 +3,8 @@
 //! A *harness image* is the production image plus this crate: the boot
 //! scenarios the integration tests run ([`scenario`]), the misbehaving
 //! domains that show containment ([`probes`]), the benchmark's driver and
-//! servers ([`bench`]), the priority-inversion experiment
+//! servers ([`bench`]), the check of the kernel's copy routine
+//! ([`copy`]), the priority-inversion experiment
 //! ([`inversion`]), the kernel-call fuzzer and its scenario ([`fuzz`]),
 //! and the test servers they use (`tern-hello`,
 //! `tern-rpctest`, `tern-ctltest`). `cargo xtask test` and `cargo xtask
@@ -22,6 +23,7 @@
 extern crate alloc;
 
 pub mod bench;
+pub mod copy;
 pub mod fuzz;
 pub mod inversion;
 pub mod probes;
