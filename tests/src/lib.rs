@@ -211,6 +211,19 @@ pub mod checks {
         t.expect_pass(0);
     }
 
+    /// `copy`: the kernel's copy routine right at every length and
+    /// alignment checked, guards untouched, and overlapping moves right.
+    pub fn copy(t: &Transcript) {
+        t.expect_boot();
+        t.expect(0, "a line starting `copy: ` and saying the copies were right", |l| {
+            l.starts_with("copy: ") && l.contains("copies right")
+        });
+        t.expect(0, "`copy: overlapping moves match copy_within`", |l| {
+            l.starts_with("copy: overlapping moves match copy_within")
+        });
+        t.expect_pass(0);
+    }
+
     /// `domains`: `[hello.ping]` and `[hello.pong]` lines, each at least
     /// twice, alternating (some ping, pong, ping or pong, ping, pong run).
     pub fn domains(t: &Transcript) {

@@ -48,6 +48,7 @@ scenarios! {
     rpi4_banner, virt_banner: "banner" => checks::banner;
     rpi4_ticks, virt_ticks: "ticks" => checks::ticks;
     rpi4_heap, virt_heap: "heap" => checks::heap;
+    rpi4_copy, virt_copy: "copy" => checks::copy;
     rpi4_domains, virt_domains: "domains" => checks::domains;
     rpi4_contain_kernel_read, virt_contain_kernel_read: "contain-kernel-read"
         => |t| checks::contained(t, FaultKind::Abort);

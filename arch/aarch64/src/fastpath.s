@@ -79,27 +79,13 @@
     stp     x29, x30, [\act, #({act_saved_x19} + 80)]
 .endm
 
-// COPY_PAYLOAD: copy \bytes from \source to \destination, 16 bytes a
-// step, then the tail byte by byte: exactly the bytes claimed, never
-// more. Advances both pointers and counts \bytes down; uses registers
-// number \s1 and \s2. Then counts one payload copy in TERN_FAST (x9).
+// COPY_PAYLOAD: copy \bytes from \source to \destination with the
+// kernel's one copy (COPY_BYTES, copy.s: 128 bytes a step, exactly the
+// bytes claimed, never more). Advances both pointers, leaves \bytes
+// meaningless; uses registers number \s1 and \s2. Then counts one payload
+// copy in TERN_FAST (x9).
 .macro COPY_PAYLOAD source, destination, bytes, s1, s2
-    subs    \bytes, \bytes, #16
-    b.lo    .Lcopy_tail\@
-.Lcopy_pairs\@:
-    ldp     x\s1, x\s2, [\source], #16
-    stp     x\s1, x\s2, [\destination], #16
-    subs    \bytes, \bytes, #16
-    b.hs    .Lcopy_pairs\@
-.Lcopy_tail\@:
-    adds    \bytes, \bytes, #16
-    b.eq    .Lcopy_done\@
-.Lcopy_bytes\@:
-    ldrb    w\s1, [\source], #1
-    strb    w\s1, [\destination], #1
-    subs    \bytes, \bytes, #1
-    b.ne    .Lcopy_bytes\@
-.Lcopy_done\@:
+    COPY_BYTES \source, \destination, \bytes, \s1, \s2
     ldr     x\s1, [x9, #{fast_copies}]
     add     x\s1, x\s1, #1
     str     x\s1, [x9, #{fast_copies}]

@@ -40,8 +40,8 @@ core::arch::global_asm!(
     tcr = const TCR_EL1_BASE,
 );
 
-// vectors.s and fastpath.s are one assembly unit: the fast paths share
-// the vectors' macros and frame layout.
+// copy.s, vectors.s and fastpath.s are one assembly unit: the fast paths
+// share the vectors' macros and frame layout, and the copy's macro.
 
 mod fast_offsets {
     use core::mem::offset_of;
@@ -120,6 +120,7 @@ mod fast_offsets {
 }
 
 core::arch::global_asm!(
+    include_str!("copy.s"),
     include_str!("vectors.s"),
     include_str!("fastpath.s"),
     irq_frame_size = const frame::INTERRUPT_FRAME_SIZE,

@@ -28,19 +28,22 @@
 //! - [`console`], [`gic`], [`timer`], [`pmu`], [`semihosting`]: devices;
 //! - [`domains`], [`clock`]: starting domains from the kernel's own code,
 //!   and the kernel object served by kernel activations;
-//! - [`esr`]: syndromes in words.
+//! - [`esr`]: syndromes in words;
+//! - `copy.s` (+ [`copy`]): the one bulk copy, inline in the fast paths
+//!   and behind the machine interface's copies.
 //!
 //! Boards are data ([`BoardConfig`]): a board crate supplies one and
 //! invokes [`board_entry!`]. Assembly is in `.s` files pulled in with
 //! `global_asm!`, with its constants passed from Rust so the two never
 //! disagree. What it must not depend on: any server crate (images compose
-//! servers; the kernel knows none). [`paging`] and [`esr`] are plain Rust
-//! and are tested on the host; everything else exists only for the
-//! kernel's target.
+//! servers; the kernel knows none). [`paging`], [`esr`] and the arithmetic
+//! of [`copy`] are plain Rust and are tested on the host; everything else
+//! exists only for the kernel's target.
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
 
+pub mod copy;
 pub mod esr;
 pub mod paging;
 

@@ -13,7 +13,8 @@
 //!   installs them and keeps the TLB honest;
 //! - domain memory is reached through the kernel's alias of the domain
 //!   arena ([`crate::memory::kernel_address`]), on ranges the kernel has
-//!   checked — copied byte for byte, never turned into a typed reference;
+//!   checked — copied with the kernel's one copy routine ([`crate::copy`]),
+//!   never turned into a typed reference;
 //! - each thread's kernel side is a kernel stack and a [`KernelContext`]
 //!   saved while it is parked; a [`Switch`] carries two of them, decided
 //!   under the lock and carried out after it ([`crate::threads::perform`]);
@@ -25,7 +26,7 @@ use crate::fastpath::{self, DomainFast};
 use crate::frame::TrapFrame;
 use crate::memory::{self, IdentityTables};
 use crate::paging::{self, Kind};
-use crate::{cpu, stacks, timer};
+use crate::{copy, cpu, stacks, timer};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use tern_core::abi::{DomainMode, Error};
@@ -356,36 +357,32 @@ impl Machine for Aarch64 {
     }
 
     fn copy(&mut self, from: usize, to: usize, length: usize) {
-        if length == 0 {
-            return;
-        }
         let source = memory::kernel_address(self.arena, from);
         let destination = memory::kernel_address(self.arena, to);
         // SAFETY: both ranges were checked against their domains' records
-        // by the kernel; the alias maps the whole arena for EL1 and the
-        // image is mapped everywhere; `copy` allows overlap.
-        unsafe { core::ptr::copy(source as *const u8, destination as *mut u8, length) };
+        // by the kernel: Normal memory the alias maps for EL1 (the arena),
+        // or the image, mapped everywhere. They overlap only when a domain
+        // sends to itself from a buffer overlapping the one it receives
+        // into, which `move_bytes` allows; no reference to either exists.
+        unsafe { copy::move_bytes(destination as *mut u8, source as *const u8, length) };
     }
 
     fn read(&self, address: usize, into: &mut [u8]) {
-        if into.is_empty() {
-            return;
-        }
         let source = memory::kernel_address(self.arena, address);
         // SAFETY: the kernel checked the range readable by a domain (its
         // region, reached through the alias, or the shared image, mapped
-        // everywhere); bytes are copied, no reference to it is made.
-        unsafe { core::ptr::copy(source as *const u8, into.as_mut_ptr(), into.len()) };
+        // everywhere: Normal memory); `into` is the kernel's own memory,
+        // apart from both; bytes are copied, no reference to the source is
+        // made.
+        unsafe { copy::copy_bytes(into.as_mut_ptr(), source as *const u8, into.len()) };
     }
 
     fn write(&mut self, address: usize, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
         let destination = memory::kernel_address(self.arena, address);
         // SAFETY: the kernel checked the range writable by a domain (its
-        // region, reached through the alias); bytes are copied.
-        unsafe { core::ptr::copy(bytes.as_ptr(), destination as *mut u8, bytes.len()) };
+        // region, reached through the alias: Normal memory, apart from the
+        // kernel's `bytes`); bytes are copied.
+        unsafe { copy::copy_bytes(destination as *mut u8, bytes.as_ptr(), bytes.len()) };
     }
 
     /// One `ldr` in `asm!`: the kernel runs on Normal memory with

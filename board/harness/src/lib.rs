@@ -4,7 +4,8 @@
 //! scenarios the integration tests run ([`scenario`]), the misbehaving
 //! domains that show containment ([`probes`]), the benchmark's driver and
 //! servers ([`bench`]), the crossing-cost calibration ([`calibrate`]),
-//! the priority-inversion experiment
+//! the check of the kernel's copy routine ([`copy`]), the
+//! priority-inversion experiment
 //! ([`inversion`]), the kernel-call fuzzer and its scenario ([`fuzz`]),
 //! and the test servers they use (`tern-hello`,
 //! `tern-rpctest`, `tern-ctltest`). `cargo xtask test` and `cargo xtask
@@ -24,6 +25,7 @@ extern crate alloc;
 
 pub mod bench;
 pub mod calibrate;
+pub mod copy;
 pub mod fuzz;
 pub mod inversion;
 pub mod probes;

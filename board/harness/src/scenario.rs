@@ -31,6 +31,7 @@ const SCENARIOS: &[Scenario] = &[
     ("banner", banner),
     ("ticks", ticks),
     ("heap", heap),
+    ("copy", crate::copy::copy),
     ("domains", two_domains),
     ("contain-kernel-read", contain_kernel_read),
     ("contain-kernel-write", contain_kernel_write),
