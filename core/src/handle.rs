@@ -227,8 +227,45 @@ impl<M: Machine> Kernel<M> {
         let server = self.objects.port(binding.port).and_then(|entry| self.domain(entry.owner));
         match (record.mode, server.map(|server| server.mode)) {
             (DomainMode::Protected, _) => BoundPath::Trap,
-            (DomainMode::Merged, Some(DomainMode::Merged)) => BoundPath::Merged,
+            (DomainMode::Merged, Some(DomainMode::Merged)) if self.merged_dispatch_only(binding.port) => {
+                BoundPath::Merged
+            }
             (DomainMode::Merged, _) => BoundPath::Direct,
+        }
+    }
+
+    /// Whether every activation of `port` enters at the merged form of the
+    /// gate's dispatch trampoline: the merged path calls the runtime's
+    /// handlers directly, so it takes only such a port (`PoolAdd` of any
+    /// other entry makes its handles stale: `pool_added`).
+    fn merged_dispatch_only(&self, port: PortId) -> bool {
+        let merged = self.servers.dispatch_entries[1];
+        self.objects.activation_ids().filter_map(|id| self.objects.activation(id)).all(|activation| {
+            activation.port != Some(port)
+                || activation.entry == merged
+                || self.objects.port(port).is_some_and(|entry| entry.sidetrack == Some(activation.id))
+        })
+    }
+
+    /// Activations entering at `entry` were added to `port`'s pool: if not
+    /// at the dispatch trampoline, the handles to it are republished (the
+    /// merged path no longer takes it: they get the direct entry).
+    pub fn pool_added(&mut self, port: PortId, entry: u64) {
+        if self.servers.dispatch_entries.contains(&entry) {
+            return;
+        }
+        let bound: alloc::vec::Vec<(DomainId, usize)> = self
+            .domains
+            .iter()
+            .filter(|record| record.alive)
+            .flat_map(|record| {
+                (0..HANDLES)
+                    .filter(|&slot| record.handles.get(slot).is_some_and(|binding| binding.port == port))
+                    .map(|slot| (record.domain.id, slot))
+            })
+            .collect();
+        for (domain, slot) in bound {
+            self.publish_handle(domain, slot);
         }
     }
 

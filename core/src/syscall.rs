@@ -219,6 +219,7 @@ impl<M: Machine> Kernel<M> {
         while let Some(waiter) = self.objects.port_mut(port).and_then(|entry| entry.next_waiter()) {
             self.wake(waiter);
         }
+        self.pool_added(port, entry);
         Ok(Next::Reply(self.objects.pool_free(port)))
     }
 

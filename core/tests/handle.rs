@@ -119,16 +119,29 @@ fn the_path_follows_the_pair_of_modes_and_a_server_flip_makes_handles_stale() {
     system.kernel.republish_handles(client);
     assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Direct), "merged client, protected server");
     // A server that changes mode makes them stale; a new binding gets the
-    // merged path.
+    // merged path — once its pool enters at the merged dispatch (as the
+    // runtime's pools do: the merge moves them there).
     system.kernel.domain_mut(server.domain).unwrap().mode = DomainMode::Merged;
     system.kernel.stale_handles_to(server.domain);
+    let direct = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_eq!(record(&system, client, direct)[0], entry(BoundPath::Direct), "a pool entered elsewhere");
+    assert_eq!(system.as_domain(client, Call::Unbind, &[direct as u64]), Ok(0));
+    let merged_dispatch = system.kernel.servers.dispatch_entries[1];
+    for activation in system.kernel.objects.activations_of(server.domain) {
+        activation.entry = merged_dispatch;
+    }
     assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Stale));
     assert_eq!(system.kernel.bound_port(client, handle), Err(Error::StaleHandle));
     let again = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
     assert_ne!(again, handle, "the stale handle keeps its number until unbound");
     assert_eq!(record(&system, client, again)[0], entry(BoundPath::Merged));
     assert_eq!(system.kernel.bound_path(client, again), BoundPath::Merged);
-    // The client goes back: the general entry again.
+    // Activations entering elsewhere join the pool: the direct entry.
+    let server_main = system.enter(server.domain);
+    assert_eq!(system.ok(Call::PoolAdd, &[server.name as u64, 1, server.entry, STACK]), Ok(3));
+    system.leave(server_main);
+    assert_eq!(record(&system, client, again)[0], entry(BoundPath::Direct));
+    // The client goes back: the trap again.
     system.kernel.domain_mut(client).unwrap().mode = DomainMode::Protected;
     system.kernel.republish_handles(client);
     assert_eq!(record(&system, client, again)[0], entry(BoundPath::Trap));

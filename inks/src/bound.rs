@@ -35,6 +35,9 @@ use tern_core::abi::{Call, Error, PortName};
 pub struct Handle {
     number: usize,
     port: PortName,
+    /// Where its record lies: in the region of the domain that bound it,
+    /// the only domain a handle is valid in.
+    record: usize,
 }
 
 /// What the bound entries answer in x1 for a reply in registers: this bit,
@@ -85,7 +88,10 @@ impl Words {
 #[inline]
 pub fn bind(port: PortName) -> Result<Handle, Error> {
     let number = crate::gate::raw_call(Call::Bind, port as usize, 0, 0)?;
-    Ok(Handle { number, port })
+    let record = region_start()
+        + tern_core::board::REGION_HANDLES_OFFSET as usize
+        + number * tern_core::board::HANDLE_RECORD_BYTES as usize;
+    Ok(Handle { number, port, record })
 }
 
 impl Handle {
@@ -209,20 +215,14 @@ impl Handle {
         {
             let (status, value): (usize, u64);
             let (out0, out1, out2, out3): (u64, u64, u64, u64);
-            let offset = tern_core::board::REGION_HANDLES_OFFSET as usize
-                + self.number * tern_core::board::HANDLE_RECORD_BYTES as usize;
             // SAFETY: as in `call_raw`, with the record's second word: the
             // register form of the same entries, which take and answer
             // these registers.
             unsafe {
                 core::arch::asm!(
-                    "mov     x16, sp",
-                    "and     x16, x16, #{region_mask}",
-                    "add     x16, x16, {offset}",
                     "ldr     x17, [x16, #8]",
                     "blr     x17",
-                    offset = in(reg) offset,
-                    region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+                    in("x16") self.record,
                     inlateout("x0") first as usize => status,
                     inlateout("x1") words[0] => value,
                     inlateout("x2") words[1] => out0,
@@ -255,11 +255,10 @@ impl Handle {
         {
             let status: usize;
             let value: usize;
-            let offset = tern_core::board::REGION_HANDLES_OFFSET as usize
-                + self.number * tern_core::board::HANDLE_RECORD_BYTES as usize;
             // SAFETY: reads the first word of this handle's record, at the
-            // start of the region our stack lies in (mapped for us in
-            // either mode), and branches to it. The kernel wrote it: one of
+            // start of the region of the domain that bound it (ours: our
+            // stack lies in it; mapped for us in either mode), and branches
+            // to it. The kernel wrote it: one of
             // the three entries the module's notes list, each of which
             // takes exactly these registers, answers in x0/x1, keeps
             // x19-x29 and SP as a C function does, and touches no memory of
@@ -270,13 +269,9 @@ impl Handle {
             // which checks the handle's number itself.
             unsafe {
                 core::arch::asm!(
-                    "mov     x16, sp",
-                    "and     x16, x16, #{region_mask}",
-                    "add     x16, x16, {offset}",
                     "ldr     x17, [x16]",
                     "blr     x17",
-                    offset = in(reg) offset,
-                    region_mask = const !(tern_core::board::DOMAIN_REGION - 1),
+                    in("x16") self.record,
                     inlateout("x0") self.number => status,
                     inlateout("x1") request.0 => value,
                     in("x2") request.1,
@@ -298,6 +293,22 @@ impl Handle {
     /// Give the handle's number back (a stale handle too).
     pub fn unbind(self) -> Result<(), Error> {
         crate::gate::raw_call(Call::Unbind, self.number, 0, 0).map(|_| ())
+    }
+}
+
+/// The start of the region this code's stack lies in: the running
+/// domain's.
+fn region_start() -> usize {
+    #[cfg(target_os = "none")]
+    {
+        let stack: usize;
+        // SAFETY: reads the stack pointer, nothing else.
+        unsafe { core::arch::asm!("mov {}, sp", out(reg) stack, options(nomem, nostack, preserves_flags)) };
+        stack & !(tern_core::board::DOMAIN_REGION as usize - 1)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        0
     }
 }
 

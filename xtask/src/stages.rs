@@ -45,14 +45,18 @@ use crate::bench::{Measurement, Report};
 use crate::crossings::{PluginOutput, Symbol};
 
 /// The coarse stages, in table order.
-pub const STAGES: [&str; 14] = [
+pub const STAGES: [&str; 18] = [
     "client stub / gate",
     "kernel entry/exit",
+    "interrupt masking",
     "port translation",
+    "handle translation and checks (trapping fast path)",
     "argument checks",
     "activation/thread switch",
+    "client state, saved and restored",
     "message copy",
     "statistics",
+    "call into the server",
     "switching fast path (unlabelled)",
     "merged call path (unlabelled)",
     "fast path (unlabelled)",
@@ -86,6 +90,12 @@ pub const ASSEMBLY: &[(&str, &str)] = &[
     ("fast_call_merged", "merged call path (unlabelled)"),
     ("fast_call_handler", "merged call path (unlabelled)"),
     ("tern_dispatch_trampoline", "server runtime dispatch"),
+    ("tern_bound_merged_registers", "interrupt masking"),
+    ("tern_bound_trap", "client stub / gate"),
+    ("tern_bound_trap_registers", "client stub / gate"),
+    ("tern_bound_direct", "client stub / gate"),
+    ("tern_bound_direct_registers", "client stub / gate"),
+    ("tern_fast_call_bound", "handle translation and checks (trapping fast path)"),
 ];
 /// Rust functions by a part of their demangled path, first match first.
 pub const RUST: &[(&str, &str)] = &[
@@ -111,10 +121,17 @@ pub fn stage_of_label(label: &str) -> Option<String> {
         ("translate", "port translation"),
         ("checks", "argument checks"),
         ("switch", "activation/thread switch"),
+        ("pool", "activation/thread switch"),
         ("copy", "message copy"),
+        ("registers", "message copy"),
         ("stats", "statistics"),
         ("entry", "kernel entry/exit"),
         ("exit", "kernel entry/exit"),
+        ("mask", "interrupt masking"),
+        ("unmask", "interrupt masking"),
+        ("save", "client state, saved and restored"),
+        ("restore", "client state, saved and restored"),
+        ("handler", "call into the server"),
     ]
     .iter()
     .find(|(word, _)| rest.split('_').any(|w| w == *word))

@@ -727,16 +727,18 @@ kernel_entry_trap:
 // x1/x2 request, x3/x4 reply buffer, x30 where to return)
 //
 // The merged call without what binding settled (`tern_core::handle`):
-// the port comes from the record, not from translating a name, and the
-// client, part of the kernel domain, is not checked for owning its
-// buffers. What can change from call to call still is: the message's
-// length and right, a free activation entered through the merged
-// dispatch, the sidetrack. Anything else goes to the direct entry
-// (`tern_bound_direct`, the kernel call `CallBound`), as it came.
+// the port comes from the record, not from translating a name; every
+// activation of its pool enters through the merged dispatch (the kernel
+// publishes this entry only then, and republishes the handle when that
+// changes); the client, part of the kernel domain, is not checked for
+// owning its buffers. What can change from call to call still is: the
+// message's length and right, a free activation, the sidetrack. Anything
+// else goes to the direct entry (`tern_bound_direct`, the kernel call
+// `CallBound`), as it came.
 .global tern_bound_merged
 tern_bound_merged:
     msr     daifset, #3
-    ldp     x17, x15, [x16, #{handle_port}]     // the port, the merged dispatch trampoline
+    ldr     x17, [x16, #{handle_port}]          // the port
     adrp    x9, TERN_FAST
     sub     x18, x2, #{header_size}             // payload length
     cmp     x18, #{message_payload_max}
@@ -748,9 +750,6 @@ tern_bound_merged:
     cbz     w16, bound_general                  // no free activation
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldr     x8, [x12, x16, lsl #3]              // the server activation
-    ldr     x6, [x8, #{act_entry}]
-    cmp     x6, x15
-    b.ne    bound_general                       // not a merged dispatch pool
     ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
     ldrh    w14, [x13, #{act_domain}]
@@ -778,27 +777,27 @@ bound_general:
 .global tern_bound_merged_registers
 tern_bound_merged_registers:
     msr     daifset, #3
-    ldp     x17, x15, [x16, #{handle_port}]     // the port, the merged dispatch trampoline
+tern_stage_bound_pool_find:                     // (stage labels: the bench's measured table)
+    ldr     x17, [x16, #{handle_port}]          // the port
     adrp    x9, TERN_FAST
     ldr     w16, [x17, #{port_pool_head}]
     cbz     w16, bound_registers_general        // no free activation
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldr     x8, [x12, x16, lsl #3]              // the server activation
-    ldr     x14, [x8, #{act_entry}]
-    cmp     x14, x15
-    b.ne    bound_registers_general             // not a merged dispatch pool
     ldp     w11, w18, [x10, #{thread_top}]      // its top activation; w18: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
     ldr     w12, [x8, #{act_next_free}]
-    cbnz    w12, 1f
+    cbnz    w12, tern_stage_bound_pool_push
     ldr     w14, [x17, #{port_sidetrack}]
     cbnz    w14, bound_registers_general        // the last one, and a sidetrack is due
 
     // Point of no return.
-1:  str     w12, [x17, #{port_pool_head}]       // pop the pool
+tern_stage_bound_pool_push:
+    str     w12, [x17, #{port_pool_head}]       // pop the pool
     stp     w11, w18, [x8, #{act_caller}]       // push on the chain
     str     w16, [x10, #{thread_top}]
-    stp     x6, x7, [x8, #{act_reply_address}]
+tern_stage_bound_save_client:
+    stp     x6, x7, [x8, #{act_reply_address}]  // where a reply too long for registers goes
     ldrh    w14, [x13, #{act_domain}]
     strh    w14, [x8, #{act_reply_domain}]
     mov     x14, sp                             // save the client
@@ -808,9 +807,11 @@ tern_bound_merged_registers:
     SAVE_CALLEE_SAVED x13
     mrs     x14, ttbr0_el1                      // it runs in the caller's view
     str     x14, [x8, #{act_view}]
+tern_stage_bound_stats:
     ldr     x14, [x9, #{fast_direct}]
     add     x14, x14, #1
     str     x14, [x9, #{fast_direct}]
+tern_stage_bound_handler_call:
     ldr     x14, [x8, #{act_stack_top}]         // the reply area, at the stack's top
     sub     x6, x14, #{reply_pages}, lsl #12
     sub     x6, x6, #{reply_rest}
@@ -823,7 +824,9 @@ tern_bound_merged_registers:
     // Back: x0 the reply's length, the reply at SP. The checks of
     // MERGED_BACK (the general return when the chain split, a sidetrack
     // or a waiting client is due).
+tern_stage_bound_back_mask:
     msr     daifset, #3
+tern_stage_bound_back_checks:
     adrp    x9, TERN_FAST
     ldp     x10, x12, [x9, #{fast_current}]
     ldr     w11, [x10, #{thread_top}]
@@ -836,6 +839,7 @@ tern_bound_merged_registers:
     ldr     x17, [x17, w13, uxtw #3]            // its port
     ldr     w5, [x17, #{port_waiting}]
     cbnz    w5, merged_return_trap              // someone waits for an activation
+tern_stage_bound_reply_registers:
     subs    x5, x0, #{header_size}
     b.lo    merged_return_trap                  // not a message
     cmp     x5, #{register_bytes}
@@ -847,15 +851,18 @@ tern_bound_merged_registers:
     orr     x1, x1, #(1 << 63)
     ldp     x2, x3, [sp, #16]                   // the words
     ldp     x4, x5, [sp, #32]
+tern_stage_bound_back_pool_pop:
     str     w16, [x10, #{thread_top}]           // pop
     stp     wzr, wzr, [x14, #{act_caller}]
     ldr     w6, [x17, #{port_pool_head}]        // back to the pool
     str     w6, [x14, #{act_next_free}]
     str     w11, [x17, #{port_pool_head}]
+tern_stage_bound_back_restore_client:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldp     x6, x30, [x13, #{act_saved_sp}]
     mov     sp, x6
     mov     x0, xzr                             // x0 = 0: success
+tern_stage_bound_back_unmask:
     msr     daifclr, #3
     ret
 
