@@ -213,6 +213,13 @@ pub const REGISTER_WORDS: usize = 4;
 /// returning `CallAborted`.
 pub const PORT_IDEMPOTENT: usize = 1;
 
+/// [`Call::ContextSet`]'s `x1`: the context word names a dispatch record
+/// of the service runtime (`tern_inks::service`): its first word the
+/// handler the dispatch trampoline calls, its second the handler for a
+/// request in registers. Bound handles reach such a domain's pools by the
+/// merged path's register form only when it says so (`tern_core::handle`).
+pub const CONTEXT_DISPATCH_RECORD: usize = 1;
+
 /// When the kernel restarts a dead domain (Call::DomainRestart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RestartPolicy {

@@ -57,6 +57,9 @@ pub struct DomainRecord {
     /// The word handed to its dispatch upcalls (copied into each of its
     /// activations).
     pub context: usize,
+    /// Whether `context` names a dispatch record of the service runtime
+    /// (`ContextSet` with `CONTEXT_DISPATCH_RECORD`).
+    pub context_is_dispatch: bool,
     /// Protected or merged into the kernel domain.
     pub mode: crate::abi::DomainMode,
     /// Stacks are carved below this address.

@@ -98,6 +98,7 @@ impl<M: Machine> Kernel<M> {
             space,
             handles: crate::handle::HandleTable::default(),
             context: 0,
+            context_is_dispatch: false,
             mode: DomainMode::Protected,
             stack_floor: region.end,
             main_stack: 0,

@@ -240,6 +240,10 @@ impl<M: Machine> Kernel<M> {
     /// other entry makes its handles stale: `pool_added`).
     fn merged_dispatch_only(&self, port: PortId) -> bool {
         let merged = self.servers.dispatch_entries[1];
+        let owner = self.objects.port(port).and_then(|entry| self.domain(entry.owner));
+        if !owner.is_some_and(|owner| owner.context_is_dispatch) {
+            return false;
+        }
         self.objects.activation_ids().filter_map(|id| self.objects.activation(id)).all(|activation| {
             activation.port != Some(port)
                 || activation.entry == merged
@@ -251,19 +255,32 @@ impl<M: Machine> Kernel<M> {
     /// at the dispatch trampoline, the handles to it are republished (the
     /// merged path no longer takes it: they get the direct entry).
     pub fn pool_added(&mut self, port: PortId, entry: u64) {
-        if self.servers.dispatch_entries.contains(&entry) {
-            return;
+        if !self.servers.dispatch_entries.contains(&entry) {
+            self.republish_handles_to(|bound| bound == port);
         }
-        let bound: alloc::vec::Vec<(DomainId, usize)> = self
-            .domains
-            .iter()
-            .filter(|record| record.alive)
-            .flat_map(|record| {
-                (0..HANDLES)
-                    .filter(|&slot| record.handles.get(slot).is_some_and(|binding| binding.port == port))
-                    .map(|slot| (record.domain.id, slot))
-            })
+    }
+
+    /// Republish the handles to `server`'s ports (what its context word
+    /// names changed).
+    pub fn republish_handles_to_domain(&mut self, server: DomainId) {
+        let owned: alloc::vec::Vec<PortId> = self
+            .objects
+            .port_ids()
+            .filter(|&port| self.objects.port(port).is_some_and(|entry| entry.owner == server))
             .collect();
+        self.republish_handles_to(|port| owned.contains(&port));
+    }
+
+    /// Republish every live handle to a port `to` picks.
+    fn republish_handles_to(&mut self, mut to: impl FnMut(PortId) -> bool) {
+        let mut bound = alloc::vec::Vec::new();
+        for record in self.domains.iter().filter(|record| record.alive) {
+            for slot in 0..HANDLES {
+                if record.handles.get(slot).is_some_and(|binding| to(binding.port)) {
+                    bound.push((record.domain.id, slot));
+                }
+            }
+        }
         for (domain, slot) in bound {
             self.publish_handle(domain, slot);
         }

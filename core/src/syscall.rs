@@ -254,14 +254,22 @@ impl<M: Machine> Kernel<M> {
         Ok(Next::Reply(0))
     }
 
-    /// `ContextSet`: the domain's context word, into each of its
-    /// activations too.
+    /// `ContextSet`: x0 the domain's context word, into each of its
+    /// activations too; x1 `CONTEXT_DISPATCH_RECORD` if it names a
+    /// dispatch record (other bits: `InvalidArgument`).
     pub fn context_set(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
-        let context = frame.argument(0);
-        self.domain_mut(caller.domain).ok_or(Error::BadAddress)?.context = context;
+        let (context, flags) = (frame.argument(0), frame.argument(1));
+        if flags & !crate::abi::CONTEXT_DISPATCH_RECORD != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let record = self.domain_mut(caller.domain).ok_or(Error::BadAddress)?;
+        record.context = context;
+        record.context_is_dispatch = flags & crate::abi::CONTEXT_DISPATCH_RECORD != 0;
         for activation in self.objects.activations_of(caller.domain) {
             activation.context = context as u64;
         }
+        // The merged path to its pools depends on what the word names.
+        self.republish_handles_to_domain(caller.domain);
         Ok(Next::Reply(0))
     }
 

@@ -130,6 +130,15 @@ fn the_path_follows_the_pair_of_modes_and_a_server_flip_makes_handles_stale() {
     for activation in system.kernel.objects.activations_of(server.domain) {
         activation.entry = merged_dispatch;
     }
+    let undeclared = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_eq!(record(&system, client, undeclared)[0], entry(BoundPath::Direct), "a context not declared a record");
+    assert_eq!(system.as_domain(client, Call::Unbind, &[undeclared as u64]), Ok(0));
+    assert_eq!(
+        system.as_domain(server.domain, Call::ContextSet, &[0x1000, 2]),
+        Err(Error::InvalidArgument),
+        "flags that name nothing"
+    );
+    assert_eq!(system.as_domain(server.domain, Call::ContextSet, &[0x1000, 1]), Ok(0));
     assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Stale));
     assert_eq!(system.kernel.bound_port(client, handle), Err(Error::StaleHandle));
     let again = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();

@@ -373,8 +373,8 @@ pub fn sidetrack_set(port: PortName, entry: usize, stack: usize) -> Result<usize
 /// Crate-private: the service runtime turns the word back into a
 /// reference, so only it may set it.
 #[inline(always)]
-pub(crate) fn context_set(context: usize) -> Result<usize, Error> {
-    raw_call(Call::ContextSet, context, 0, 0)
+pub(crate) fn context_set(context: usize, flags: usize) -> Result<usize, Error> {
+    raw_call(Call::ContextSet, context, flags, 0)
 }
 
 /// Write text to the console.
@@ -562,7 +562,9 @@ pub fn exit(result: usize) -> ! {
 /// [`tern_core::abi::MESSAGE_MAX`] bytes, and the region the client lent
 /// (address and length | `LEND_WRITABLE`; 0 and 0 for none); returns the
 /// reply's length.
-pub type DispatchHandler = extern "C" fn(usize, usize, usize, *mut u8, usize, usize) -> usize;
+/// `unsafe`: a handler may rely on the guarantees of the kernel's entry
+/// into a pool activation (see `service::kernel_made_handler`).
+pub type DispatchHandler = unsafe extern "C" fn(usize, usize, usize, *mut u8, usize, usize) -> usize;
 
 #[cfg(target_os = "none")]
 unsafe extern "C" {

@@ -812,7 +812,7 @@ pub fn serve<S: Service>(
     let dispatch: &'static Dispatch = Box::leak(Box::new(Dispatch::new(service, port, stack)));
     let word = core::ptr::from_ref(dispatch).expose_provenance();
     if migrating {
-        gate::context_set(word)?;
+        gate::context_set(word, tern_core::abi::CONTEXT_DISPATCH_RECORD)?;
         gate::pool_add(port, pool, gate::dispatch_trampoline(), stack)?;
         gate::sidetrack_set(port, sidetrack_entry_address::<S>(), SIDETRACK_STACK_BYTES)?;
     }
@@ -848,12 +848,9 @@ struct Dispatch {
     /// The migrating handler for the service's type (first: the gate's
     /// dispatch trampoline calls the handler the context word points at).
     handler: gate::DispatchHandler,
-    /// The same for the kernel's bound merged path only (second: it calls
-    /// the handler at this offset), which skips what that path vouches
-    /// for (see [`bound_merged_handler`]).
-    bound: BoundHandler,
-    /// The same for a request in registers (third: the bound merged path's
-    /// register form calls the handler at this offset).
+    /// The same for a request in registers (second: the bound merged
+    /// path's register form calls the handler at this offset, for a domain
+    /// whose context word is declared a dispatch record).
     registers: RegisterHandler,
     /// The service `serve` was given (a `&'static S` for the `S` the
     /// record was made for: see [`Dispatch::service`]).
@@ -867,8 +864,7 @@ struct Dispatch {
 impl Dispatch {
     fn new<S: Service>(service: &'static S, port: PortName, stack: usize) -> Self {
         Dispatch {
-            handler: migrating_handler::<S>,
-            bound: bound_merged_handler::<S>,
+            handler: kernel_made_handler::<S>,
             registers: bound_register_handler::<S>,
             service: core::ptr::from_ref(service).cast(),
             port,
@@ -941,94 +937,45 @@ fn store_pair(slots: &mut [MaybeUninit<u8>], words: [u64; 2]) {
     }
 }
 
-fn request_from_registers<'a>(address: usize, length: usize) -> Option<Request<'a>> {
-    if address == 0 || !(MessageHeader::SIZE..=MESSAGE_MAX).contains(&length) || address.checked_add(length).is_none() {
-        return None;
-    }
-    // SAFETY: the kernel enters a pool activation with x0/x1 naming the
-    // request it has just copied onto this activation's own stack, at the
-    // stack pointer the entry started with: memory of this domain, all
-    // written, that nothing else touches while the activation runs (it ends
-    // with `Return`, never returning to the caller of this function). The
-    // checks above refuse the null address, wrapping ranges and lengths no
-    // message has.
-    let bytes = unsafe { core::slice::from_raw_parts(core::ptr::with_exposed_provenance::<u8>(address), length) };
-    MessageView::parse(bytes).ok()
-}
-
 fn sidetrack_entry_address<S: Service>() -> usize {
     let entry: extern "C" fn(usize, usize, usize) -> ! = sidetrack_entry::<S>;
     entry as usize
 }
 
-/// Where a migrating call enters a pool activation: x0/x1 the request (on
-/// this stack), x2 the context word. Builds the reply on this stack, then
-/// `Return`s.
-extern "C" fn migrating_handler<S: Service>(
+/// Where a migrating call enters a pool activation (through the gate's
+/// dispatch trampoline, which calls the first word of the context record,
+/// or straight from the kernel's merged paths): x0/x1 the request (on this
+/// stack), x2 the context word, x3 the reply area, x4/x5 what was lent.
+/// Builds the reply in the reply area; returns its length.
+///
+/// It does not check again what the kernel guarantees (issue 15: the
+/// runtime's dispatch re-checked what the kernel had stamped, 14 of its
+/// 20 instructions). Rejected: keeping those checks for the protected
+/// trampoline only (two handlers for one contract, and no caller but the
+/// kernel either way).
+///
+/// # Safety
+///
+/// Called only through a pool activation's entry — the dispatch
+/// trampoline, which only the kernel enters, at a call — or by the
+/// kernel's merged paths; its address is in the [`Dispatch`] record only.
+/// They guarantee: `context` is this domain's context word, which `serve`
+/// set to a leaked `Dispatch` made for this `S` (the kernel copies it into
+/// each activation of the domain); at `request_address` lie
+/// `request_length` bytes the kernel has just written on this
+/// activation's stack, a whole message (at least a header, its length
+/// field stamped with the payload's true length), 16-byte aligned (the
+/// request is put at the stack's top minus its length, rounded down to
+/// 16); `reply_area` is `MESSAGE_MAX` bytes below it that nothing else
+/// uses until this returns, 16-byte aligned; the lent region is one the
+/// kernel checked and made reachable for the call, or none (address 0).
+unsafe extern "C" fn kernel_made_handler<S: Service>(
     request_address: usize,
     request_length: usize,
     context: usize,
     reply_area: *mut u8,
     lent_address: usize,
     lent_word: usize,
-) -> usize {
-    debug_assert!(request_address.is_multiple_of(MESSAGE_ALIGN) && reply_area.addr().is_multiple_of(MESSAGE_ALIGN));
-    // SAFETY: the gate's dispatch trampoline (or the kernel's merged call
-    // path) passes the MESSAGE_MAX bytes it reserved on this activation's
-    // stack, below this frame, for the reply; nothing else uses them until
-    // this function returns. Both addresses are 16-byte aligned: the
-    // kernel puts the request at its stack top minus its length, rounded
-    // down to 16 (`migrate_into`, `tern_fast_call`), and the reply area is
-    // `MESSAGE_MAX` rounded up to 16 below it. Saying so lets the compiler
-    // read and write the headers with word accesses (the target keeps
-    // strict alignment: see `docs/design.md`).
-    let storage = unsafe {
-        core::hint::assert_unchecked(
-            request_address.is_multiple_of(MESSAGE_ALIGN) && reply_area.addr().is_multiple_of(MESSAGE_ALIGN),
-        );
-        core::slice::from_raw_parts_mut(reply_area.cast::<MaybeUninit<u8>>(), MESSAGE_MAX)
-    };
-    let mut reply = MessageBuffer::start(storage);
-    match (
-        dispatch_from_word(context).and_then(Dispatch::service::<S>),
-        request_from_registers(request_address, request_length),
-    ) {
-        (None, _) => reply.set_label(LABEL_NO_SERVICE),
-        (Some(_), None) => reply.set_label(LABEL_MALFORMED_REQUEST),
-        (Some(service), Some(request)) => match lent_from_registers(lent_address, lent_word) {
-            Some(lent) => service.handle_lent(&request, lent, &mut reply),
-            None => service.handle(&request, &mut reply),
-        },
-    }
-    reply.message().len()
-}
-
-/// A handler only the kernel's bound merged path calls (`tern_bound_merged`
-/// in `tern-aarch64`): arguments as [`gate::DispatchHandler`]'s, nothing
-/// lent.
-type BoundHandler = unsafe extern "C" fn(usize, usize, usize, *mut u8) -> usize;
-
-/// [`migrating_handler`] for a call the kernel's bound merged path made:
-/// the same answer, without the checks that path makes unnecessary.
-///
-/// # Safety
-///
-/// Called only by that path (its address is in the [`Dispatch`] record
-/// only; nothing else reads that field), which guarantees: `context` is
-/// this domain's context word, set by `serve::<S>` to a leaked
-/// `Dispatch` made for this `S` (the path takes only activations entering
-/// through the merged dispatch trampoline, and the kernel copies the
-/// context word into each activation of the domain); at `request_address`
-/// lie `request_length` bytes it has just written on this activation's
-/// stack, a whole message (at least a header; the header's length field
-/// stamped with the payload's true length; no right), 16-byte aligned;
-/// `reply_area` is `MESSAGE_MAX` bytes below it that nothing else uses
-/// until this returns, 16-byte aligned.
-unsafe extern "C" fn bound_merged_handler<S: Service>(
-    request_address: usize,
-    request_length: usize,
-    context: usize,
-    reply_area: *mut u8,
 ) -> usize {
     // SAFETY: see the function's contract: a live `Dispatch` for `S`, a
     // request of `request_length` initialised bytes, a reply area of
@@ -1049,24 +996,28 @@ unsafe extern "C" fn bound_merged_handler<S: Service>(
     let mut reply = MessageBuffer::start(storage);
     if let (Some(service), Some(header)) = (dispatch.service::<S>(), MessageHeader::read_from(request)) {
         let payload = request.get(MessageHeader::SIZE..).unwrap_or_default();
-        service.handle(&MessageView { header, payload }, &mut reply);
+        let request = MessageView { header, payload };
+        match lent_from_registers(lent_address, lent_word) {
+            Some(lent) => service.handle_lent(&request, lent, &mut reply),
+            None => service.handle(&request, &mut reply),
+        }
     }
     reply.message().len()
 }
 
 /// A handler only the register form of the kernel's bound merged path
-/// calls: the request's label | payload length << 32, its payload words,
+/// calls (for a domain whose context word is declared a dispatch record): the request's label | payload length << 32, its payload words,
 /// the context word and the reply area.
 type RegisterHandler = unsafe extern "C" fn(u64, u64, u64, u64, u64, usize, *mut u8) -> usize;
 
-/// [`bound_merged_handler`] for a request that came in registers: the
+/// [`kernel_made_handler`] for a request that came in registers: the
 /// service sees it as any request (a [`MessageView`] over the words, on
 /// this stack); the reply is built in the reply area as ever (the path
 /// hands it back in registers when it fits).
 ///
 /// # Safety
 ///
-/// As [`bound_merged_handler`]'s, without the request in memory: `first`
+/// As [`kernel_made_handler`]'s, without the request in memory: `first`
 /// and the words are the client's registers, which any values may fill.
 unsafe extern "C" fn bound_register_handler<S: Service>(
     first: u64,
@@ -1313,18 +1264,34 @@ mod tests {
         assert_eq!(MessageView::parse(&bytes), Err(Error::BadMessage));
     }
 
+    /// A request as the kernel leaves it on an activation's stack, and a
+    /// reply area below it: the dispatch handlers answer through the
+    /// record, for the record's service type.
     #[test]
-    fn requests_from_registers_are_checked() {
-        let mut bytes = [0u8; 24];
-        MessageHeader::new(2, 8).write_to(&mut bytes);
-        bytes[16..].copy_from_slice(b"payload!");
-        let address = bytes.as_ptr().expose_provenance();
-        let request = request_from_registers(address, bytes.len()).unwrap();
-        assert_eq!(request, MessageView::new(2, b"payload!"));
-        assert_eq!(request_from_registers(0, 24), None);
-        assert_eq!(request_from_registers(address, 15), None);
-        assert_eq!(request_from_registers(address, 23), None);
-        assert_eq!(request_from_registers(usize::MAX - 8, 24), None);
+    fn the_dispatch_handlers_answer_for_their_service() {
+        static COUNTER: Counter = Counter;
+        let record: &'static Dispatch = Box::leak(Box::new(Dispatch::new(&COUNTER, 5, 4096)));
+        let context = core::ptr::from_ref(record).expose_provenance();
+        #[repr(C, align(16))]
+        struct Request([u8; 32]);
+        let mut request = Request([0; 32]);
+        MessageHeader::new(41, 16).write_to(&mut request.0);
+        let mut reply = Box::new(MessageStorage::new());
+        let area = reply.0.as_mut_ptr().cast::<u8>();
+        // SAFETY: as the kernel calls it: the record `serve` would make, a
+        // whole 16-byte aligned message, a reply area of `MESSAGE_MAX`
+        // bytes, 16-byte aligned, nothing lent.
+        let length = unsafe { (record.handler)(request.0.as_ptr().expose_provenance(), 32, context, area, 0, 0) };
+        assert_eq!(length, MessageHeader::SIZE);
+        // SAFETY: the handler wrote `length` bytes at the area's start.
+        let written = unsafe { core::slice::from_raw_parts(area, length) };
+        assert_eq!(MessageView::parse(written).map(|view| view.label()), Ok(42));
+        // The same request in registers: label | length << 32, the words.
+        // SAFETY: as above, the request in registers.
+        let length = unsafe { (record.registers)(41 | 16 << 32, 1, 2, 3, 4, context, area) };
+        // SAFETY: as above.
+        let written = unsafe { core::slice::from_raw_parts(area, length) };
+        assert_eq!(MessageView::parse(written).map(|view| view.label()), Ok(42));
     }
 
     struct Counter;
@@ -1359,10 +1326,10 @@ mod tests {
         let found = dispatch_from_word(word).unwrap();
         assert_eq!((found.port, found.stack), (5, 4096));
         assert!(found.service::<Counter>().is_some_and(|service| core::ptr::eq(service, &COUNTER)));
-        let handler: gate::DispatchHandler = migrating_handler::<Counter>;
+        let handler: gate::DispatchHandler = kernel_made_handler::<Counter>;
         assert!(core::ptr::fn_addr_eq(found.handler, handler), "the record holds the handler for its own type");
         let other = Dispatch::new(&OTHER, 6, 8192);
-        let other_handler: gate::DispatchHandler = migrating_handler::<Other>;
+        let other_handler: gate::DispatchHandler = kernel_made_handler::<Other>;
         assert!(core::ptr::fn_addr_eq(other.handler, other_handler));
         assert!(!core::ptr::fn_addr_eq(other.handler, handler), "another type, another handler");
         assert!(dispatch_from_word(0).is_none());

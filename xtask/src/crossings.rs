@@ -538,6 +538,39 @@ pub fn render(report: &Report, crossings: &[Crossings], costs: Option<&Costs>) -
     out
 }
 
+/// Issue 15's crossing targets: the Null call's exceptions, `eret`s and
+/// TTBR0 writes, exactly, on each lean path (by name, and through a bound
+/// handle where the run has one).
+pub fn targets(report: &Report, crossings: &[Crossings]) -> String {
+    let mut out = String::from("\nCrossing targets (Null, per call, exactly: exceptions / erets / TTBR0 writes)\n");
+    let wanted: [(&str, &str, &str, [u64; 3]); 6] = [
+        ("protected→protected", "migrating-protected", "protected", [2, 2, 2]),
+        ("protected→protected, bound", "bound-words", "protected", [2, 2, 2]),
+        ("protected→merged", "migrating-merged", "server-merged", [1, 1, 0]),
+        ("protected→merged, bound", "bound-words", "server-merged", [1, 1, 0]),
+        ("merged→merged", "migrating-merged", "both-merged", [0, 0, 0]),
+        ("merged→merged, bound", "bound-words", "both-merged", [0, 0, 0]),
+    ];
+    for (what, path, mode, want) in wanted {
+        let found = report
+            .measurements
+            .iter()
+            .position(|m| m.path == path && m.mode == mode && m.test == "null" && m.scope == "whole")
+            .and_then(|i| crossings.get(i));
+        let (mark, actual) = match found {
+            Some(c) => {
+                let got = [c.fields[1], c.fields[2], c.fields[3]];
+                let exact = got.iter().zip(want).all(|(spread, want)| spread.min == want && spread.max == want);
+                let text = format!("{} / {} / {}", got[0].median, got[1].median, got[2].median);
+                (if exact { "✓" } else { "✗" }, text)
+            }
+            None => ("?", "not reported".to_string()),
+        };
+        let _ = writeln!(out, "  {mark} {what:28} {} / {} / {} wanted, {actual}", want[0], want[1], want[2]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -675,9 +675,9 @@ kernel_entry_trap:
 
 // MERGED_COMMIT: the merged call from its point of no return (registers
 // as CALL_CHECKS leaves them): the activation popped and pushed, the
-// client saved, the request copied, the handler called. \bound: the
-// handler is the dispatch record's second word (the bound merged path's,
-// four arguments: nothing lent), not its first.
+// client saved, the request copied, the handler called (the first word of
+// the context record, as the dispatch trampoline calls it). \bound: the
+// bound merged path (nothing lent).
 .macro MERGED_COMMIT lending, bound
     // Point of no return.
     str     w12, [x17, #{port_pool_head}]       // pop the pool
@@ -712,11 +712,10 @@ kernel_entry_trap:
 .if \lending
     ldp     x4, x5, [x9, #{fast_lent}]          // what was lent: the same address, no mapping
     stp     xzr, xzr, [x9, #{fast_lent}]
-.elseif \bound
 .else
     ldp     x4, x5, [x9, #{fast_zeros}]         // nothing lent
 .endif
-    ldr     x9, [x2, #(8 * \bound)]
+    ldr     x9, [x2]
     msr     daifclr, #3
     blr     x9
 
@@ -817,7 +816,7 @@ tern_stage_bound_handler_call:
     sub     x6, x6, #{reply_rest}
     mov     sp, x6
     ldr     x5, [x8, #{act_context}]            // handler(first, words, context, reply area)
-    ldr     x9, [x5, #16]
+    ldr     x9, [x5, #8]                        // (the record's register handler)
     msr     daifclr, #3
     blr     x9
 
