@@ -864,6 +864,7 @@ tern_stage_bound_back_restore_client:
 tern_stage_bound_back_unmask:
     msr     daifclr, #3
     ret
+tern_stage_bound_end:                           // (what follows is no part of this path)
 
 bound_registers_general:
     msr     daifclr, #3
