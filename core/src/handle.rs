@@ -200,12 +200,16 @@ impl<M: Machine> Kernel<M> {
 
     /// Every handle to a port `server` owns goes stale (it changed mode).
     pub fn stale_handles_to(&mut self, server: DomainId) {
-        let owned: alloc::vec::Vec<PortId> = self
-            .objects
+        let owned = self.ports_owned_by(server);
+        self.stale_handles(|port| owned.contains(&port));
+    }
+
+    /// The ports `server` holds the receive right of.
+    fn ports_owned_by(&self, server: DomainId) -> alloc::vec::Vec<PortId> {
+        self.objects
             .port_ids()
             .filter(|&port| self.objects.port(port).is_some_and(|entry| entry.owner == server))
-            .collect();
-        self.stale_handles(|port| owned.contains(&port));
+            .collect()
     }
 
     /// Publish all of `domain`'s handles again (it changed mode: the path
@@ -263,11 +267,7 @@ impl<M: Machine> Kernel<M> {
     /// Republish the handles to `server`'s ports (what its context word
     /// names changed).
     pub fn republish_handles_to_domain(&mut self, server: DomainId) {
-        let owned: alloc::vec::Vec<PortId> = self
-            .objects
-            .port_ids()
-            .filter(|&port| self.objects.port(port).is_some_and(|entry| entry.owner == server))
-            .collect();
+        let owned = self.ports_owned_by(server);
         self.republish_handles_to(|port| owned.contains(&port));
     }
 

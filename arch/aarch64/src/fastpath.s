@@ -79,6 +79,21 @@
     stp     x29, x30, [\act, #({act_saved_x19} + 80)]
 .endm
 
+// SAVE_MERGED_CLIENT: a merged client (at EL1t) calling a merged server,
+// saved in its activation (x13) so that a fault in the server unwinds to
+// it as to any client: SP, return address, PSTATE, x19-x30; and the view
+// it runs in, for the server activation (x8), which runs in it too.
+// Clobbers \scratch.
+.macro SAVE_MERGED_CLIENT scratch
+    mov     \scratch, sp
+    stp     \scratch, x30, [x13, #{act_saved_sp}]
+    mov     \scratch, #{pstate_el1t}
+    str     \scratch, [x13, #{act_saved_pstate}]
+    SAVE_CALLEE_SAVED x13
+    mrs     \scratch, ttbr0_el1
+    str     \scratch, [x8, #{act_view}]
+.endm
+
 // COPY_PAYLOAD: copy \bytes from \source to \destination with the
 // kernel's one copy (COPY_BYTES, copy.s: 128 bytes a step, exactly the
 // bytes claimed, never more). Advances both pointers, leaves \bytes
@@ -685,13 +700,7 @@ kernel_entry_trap:
     str     w16, [x10, #{thread_top}]
     stp     x3, x4, [x8, #{act_reply_address}]
     strh    w14, [x8, #{act_reply_domain}]
-    mov     x6, sp                              // save the client
-    stp     x6, x30, [x13, #{act_saved_sp}]
-    mov     x6, #{pstate_el1t}
-    str     x6, [x13, #{act_saved_pstate}]
-    SAVE_CALLEE_SAVED x13
-    mrs     x6, ttbr0_el1                       // it runs in the caller's view
-    str     x6, [x8, #{act_view}]
+    SAVE_MERGED_CLIENT x6
     ldr     x6, [x8, #{act_stack_top}]          // the request's place on its stack
     sub     x6, x6, x2
     and     x6, x6, #0xfffffffffffffff0
@@ -799,13 +808,7 @@ tern_stage_bound_save_client:
     stp     x6, x7, [x8, #{act_reply_address}]  // where a reply too long for registers goes
     ldrh    w14, [x13, #{act_domain}]
     strh    w14, [x8, #{act_reply_domain}]
-    mov     x14, sp                             // save the client
-    stp     x14, x30, [x13, #{act_saved_sp}]
-    mov     x14, #{pstate_el1t}
-    str     x14, [x13, #{act_saved_pstate}]
-    SAVE_CALLEE_SAVED x13
-    mrs     x14, ttbr0_el1                      // it runs in the caller's view
-    str     x14, [x8, #{act_view}]
+    SAVE_MERGED_CLIENT x14
 tern_stage_bound_stats:
     ldr     x14, [x9, #{fast_direct}]
     add     x14, x14, #1
