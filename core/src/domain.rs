@@ -53,7 +53,7 @@ pub struct DomainRecord {
     /// Its port names.
     pub space: crate::capability::CapabilitySpace,
     /// Its bound handles (`Call::Bind`).
-    pub handles: crate::handle::HandleTable,
+    pub handles: crate::binding::HandleTable,
     /// The word handed to its dispatch upcalls (copied into each of its
     /// activations).
     pub context: usize,

@@ -96,7 +96,7 @@ impl<M: Machine> Kernel<M> {
             spec,
             alive: true,
             space,
-            handles: crate::handle::HandleTable::default(),
+            handles: crate::binding::HandleTable::default(),
             context: 0,
             context_is_dispatch: false,
             mode: DomainMode::Protected,

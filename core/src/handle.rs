@@ -52,6 +52,7 @@
 //! all of its code is.
 
 use crate::abi::{DomainMode, Error, HANDLES};
+pub use crate::binding::{Binding, HandleTable};
 use crate::board::{HANDLE_RECORD_BYTES, REGION_HANDLES_OFFSET};
 use crate::capability::PortId;
 use crate::domain::DomainId;
@@ -71,73 +72,6 @@ pub enum BoundPath {
     Direct = 2,
     /// Merged client, merged server: the procedure-call path.
     Merged = 3,
-}
-
-/// What one slot holds: the port it was bound to, and whether that binding
-/// still holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Binding {
-    /// The port.
-    pub port: PortId,
-    /// The caller's name for it when it bound (a call by name would use).
-    pub name: u32,
-    /// Set by the kernel when the port died, the right went or the server
-    /// changed mode: calls get `StaleHandle`.
-    pub stale: bool,
-}
-
-/// A domain's bound handles: [`HANDLES`] slots.
-#[derive(Clone, Debug, Default)]
-pub struct HandleTable {
-    slots: [Option<Binding>; HANDLES],
-}
-
-impl HandleTable {
-    /// The binding in slot `handle`, if it is one.
-    pub fn get(&self, handle: usize) -> Option<Binding> {
-        self.slots.get(handle).copied().flatten()
-    }
-
-    /// How many slots are bound (stale ones included).
-    pub fn bound(&self) -> usize {
-        self.slots.iter().flatten().count()
-    }
-
-    fn take_free(&mut self, binding: Binding) -> Option<usize> {
-        let free = self.slots.iter().position(Option::is_none)?;
-        self.slots[free] = Some(binding);
-        Some(free)
-    }
-
-    fn clear(&mut self, handle: usize) -> bool {
-        self.slots.get_mut(handle).and_then(Option::take).is_some()
-    }
-
-    /// Mark stale every binding `stale` picks; the slots it changed.
-    fn mark_stale(&mut self, mut stale: impl FnMut(&Binding) -> bool) -> alloc::vec::Vec<usize> {
-        let mut changed = alloc::vec::Vec::new();
-        for (slot, binding) in self.slots.iter_mut().enumerate() {
-            if let Some(binding) = binding
-                && !binding.stale
-                && stale(binding)
-            {
-                binding.stale = true;
-                changed.push(slot);
-            }
-        }
-        changed
-    }
-
-    /// Each slot's port number for the fast paths: 0 for a slot that is
-    /// unbound or stale (port numbers start at 1).
-    pub fn ports(&self) -> [u32; HANDLES] {
-        self.slots.map(|slot| slot.filter(|binding| !binding.stale).map_or(0, |binding| binding.port.get()))
-    }
-
-    /// Forget every binding (the domain is gone).
-    pub fn clear_all(&mut self) {
-        self.slots = [None; HANDLES];
-    }
 }
 
 impl<M: Machine> Kernel<M> {

@@ -33,6 +33,7 @@
 extern crate alloc;
 
 pub mod abi;
+pub mod binding;
 pub mod board;
 pub mod bootinfo;
 pub mod capability;
