@@ -56,7 +56,7 @@ use object::Endianness;
 use object::elf::{FileHeader64, SHT_SYMTAB};
 use object::read::elf::{FileHeader, SectionHeader, Sym};
 
-use crate::bench::{Measurement, Report};
+use crate::report::{Measurement, Report};
 use crate::{cargo, workspace_root};
 
 /// The encodings the plugin watches (the plugin's own source, shared).
@@ -487,7 +487,7 @@ pub fn render(report: &Report, crossings: &[Crossings], costs: Option<&Costs>) -
     let mut mismatches = Vec::new();
     let mut scope_differences = Vec::new();
     for (path, mode) in report.series() {
-        let _ = writeln!(out, "  {path}, {}", crate::bench::mode_text(mode));
+        let _ = writeln!(out, "  {path}, {}", crate::report::mode_text(mode));
         let _ = writeln!(out, "{heading}");
         let mut tests: Vec<&str> = Vec::new();
         for m in report.measurements.iter().filter(|m| m.path == path && m.mode == mode) {
@@ -498,7 +498,7 @@ pub fn render(report: &Report, crossings: &[Crossings], costs: Option<&Costs>) -
         for test in tests {
             let Some(whole) = figure(path, mode, test, "whole") else { continue };
             let cell = |s: &Spread| format!("{}{}", s.median, if s.min != s.max { "*" } else { "" });
-            let label = crate::bench::TESTS.iter().find(|t| t.0 == test).map_or(test, |t| t.1);
+            let label = crate::report::TESTS.iter().find(|t| t.0 == test).map_or(test, |t| t.1);
             let mut row = format!("  {label:8} {:>12}", cell(&whole.fields[0]));
             for (field, _, _) in CROSSINGS {
                 let _ = write!(row, " {:>6}", cell(&whole.fields[field]));

@@ -81,6 +81,7 @@ pub mod fuzz;
 pub mod image;
 pub mod install;
 pub mod qemu;
+pub mod report;
 pub mod stages;
 pub mod stress;
 pub mod svg;

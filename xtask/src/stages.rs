@@ -41,8 +41,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::bench::{Measurement, Report};
 use crate::crossings::{PluginOutput, Symbol};
+use crate::report::{Measurement, Report};
 
 /// The coarse stages, in table order.
 pub const STAGES: [&str; 18] = [
@@ -341,7 +341,7 @@ pub fn render(tables: &[StageTable]) -> String {
     );
     let width = tables.iter().flat_map(|t| &t.rows).map(|r| r.stage.chars().count()).max().unwrap_or(0).max(5);
     for table in tables {
-        let _ = writeln!(out, "  {}, {}", table.path, crate::bench::mode_text(&table.mode));
+        let _ = writeln!(out, "  {}, {}", table.path, crate::report::mode_text(&table.mode));
         for row in &table.rows {
             let named: Vec<String> = row.from.iter().take(NAMED).map(|(name, n)| format!("{name} {n}")).collect();
             let more =

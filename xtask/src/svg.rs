@@ -21,7 +21,7 @@
 use std::fmt::Write as _;
 
 use crate::Board;
-use crate::bench::{self, Report};
+use crate::report::{self as bench, Report};
 
 /// One series of bars: a label and one value per group, `None` where the
 /// figure was not reported.

@@ -23,7 +23,7 @@
 //! Then [`move_bytes`], the overlapping form `Machine::copy` uses, against
 //! `copy_within` for a spread of lengths and distances either way.
 
-use crate::scenario::Verdict;
+use crate::Verdict;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;

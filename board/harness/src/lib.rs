@@ -23,6 +23,9 @@
 
 extern crate alloc;
 
+/// What a scenario, or a part of one, comes to: passed, or why not.
+pub(crate) type Verdict = Result<(), alloc::string::String>;
+
 pub mod bench;
 pub mod calibrate;
 pub mod copy;

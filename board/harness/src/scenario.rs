@@ -21,7 +21,7 @@ use tern_ctltest::test as ctltest;
 use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
 
-pub(crate) type Verdict = Result<(), String>;
+pub(crate) use crate::Verdict;
 
 /// A scenario: its name and what it runs.
 type Scenario = (&'static str, fn() -> Verdict);
