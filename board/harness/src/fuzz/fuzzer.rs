@@ -1697,6 +1697,7 @@ impl Generator<'_> {
         match self.rng.below(1000) {
             0..=4 => self.rng.pick(&[(1 << 32) | 15, (1 << 32) | 4, 1 << 32, u64::MAX, 1 << 63, 256 + 15, 0x100]),
             5..=39 => 37 + self.rng.below(4),
+            40..=79 => 41 + self.rng.below(3),
             _ => self.rng.below(37),
         }
     }
