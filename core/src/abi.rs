@@ -196,6 +196,15 @@ pub enum Call {
     /// request, x3/x4 reply buffer). `StaleHandle` once the port died, the
     /// right went or the server changed mode since the binding.
     CallBound = 43,
+    /// [`Call::CallBound`] with the request in registers: x0 label |
+    /// payload length << 32 (at most `8 ×` [`REGISTER_WORDS`] bytes, no
+    /// right), x1-x4 the payload's words, x5 the handle, x6/x7 the reply
+    /// buffer. The reply comes back in the buffer, as `CallBound`'s (the
+    /// gate's stubs hand it on in registers). The trapping fast path
+    /// writes the words straight onto the server activation's stack;
+    /// elsewhere the kernel writes the message into the reply buffer first
+    /// (so the buffer must hold it) and goes on as `CallBound` with it.
+    CallBoundWords = 44,
 }
 
 /// Bound handles a domain may hold at once (`Call::Bind`).
@@ -330,6 +339,7 @@ impl Call {
             41 => Some(Call::Bind),
             42 => Some(Call::Unbind),
             43 => Some(Call::CallBound),
+            44 => Some(Call::CallBoundWords),
             _ => None,
         }
     }
@@ -645,11 +655,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=43 {
-            let call = Call::from_number(number).expect("numbers 0..=43 are calls");
+        for number in 0..=44 {
+            let call = Call::from_number(number).expect("numbers 0..=44 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(44), None);
+        assert_eq!(Call::from_number(45), None);
         assert_eq!(Call::from_number(99), None);
     }
 

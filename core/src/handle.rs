@@ -82,6 +82,43 @@ impl<M: Machine> Kernel<M> {
         self.bind(caller.domain, name).map(Next::Reply)
     }
 
+    /// `CallBoundWords` on the general path (see the call's notes): the
+    /// message from the registers written into the reply buffer, then
+    /// `CallBound` with it. `InvalidArgument` for a payload longer than
+    /// the words; `BadAddress` for a buffer the caller may not write or
+    /// too small for the message.
+    pub fn call_bound_words(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
+        let first = frame.register(0);
+        let length = (first >> 32) as usize;
+        if length > 8 * crate::abi::REGISTER_WORDS {
+            return Err(Error::InvalidArgument);
+        }
+        let total = crate::abi::MessageHeader::SIZE + length;
+        let buffer = crate::domain::UserRange::new(frame.register(6) as usize, frame.register(7) as usize);
+        if buffer.length < total {
+            return Err(Error::BadAddress);
+        }
+        let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
+        let at = record.domain.check_writable(crate::domain::UserRange::new(buffer.address, total))?.address;
+        let mut message = [0u8; crate::abi::MessageHeader::SIZE + 8 * crate::abi::REGISTER_WORDS];
+        crate::abi::MessageHeader::new(first as u32, length).write_to(&mut message);
+        for (index, chunk) in message[crate::abi::MessageHeader::SIZE..].chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&frame.register(1 + index).to_le_bytes());
+        }
+        self.machine.write(at, &message[..total]);
+        // Now it is a `CallBound` with the message in the buffer (a wait
+        // for an activation repeats it as that).
+        let handle = frame.register(5);
+        for (index, value) in [handle, buffer.address as u64, total as u64, buffer.address as u64, buffer.length as u64]
+            .into_iter()
+            .enumerate()
+        {
+            frame.set_register(index, value);
+        }
+        frame.set_register(8, crate::abi::Call::CallBound as u64);
+        self.call(caller, frame)
+    }
+
     /// Bind `domain`'s name `name` (see [`Kernel::bind_call`]).
     pub fn bind(&mut self, domain: DomainId, name: u32) -> Result<usize, Error> {
         let port = self.right(domain, name)?.port;

@@ -102,6 +102,7 @@ impl<M: Machine> Kernel<M> {
             Call::PortGeneration => self.port_generation_call(caller, frame),
             Call::Bind => self.bind_call(caller, frame),
             Call::Unbind => self.unbind_call(caller, frame),
+            Call::CallBoundWords => self.call_bound_words(caller, frame),
         }
     }
 

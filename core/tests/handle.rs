@@ -169,3 +169,41 @@ fn a_handle_goes_stale_when_its_server_is_restarted() {
     assert_eq!(system.kernel.bound_port(client, handle), Err(Error::StaleHandle));
     assert_eq!(record(&system, client, handle)[0], entry(BoundPath::Stale));
 }
+
+#[test]
+fn a_request_in_registers_is_written_out_and_called_as_a_bound_call() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    let thread = system.thread(client, 5);
+    system.switch_to(thread);
+    let buffer = system.region(client) + 0x3000;
+    let words = [u64::from_le_bytes(*b"register"), u64::from_le_bytes(*b"s, 12345"), 0, 0];
+    let first = 7 | 13 << 32;
+    let free = system.pool_free(&server);
+    assert_eq!(
+        system
+            .invoke(Call::CallBoundWords, &[first, words[0], words[1], words[2], words[3], handle as u64, buffer, 64]),
+        Next::Resume
+    );
+    assert_eq!(system.pool_free(&server), free - 1, "the call reached the bound port's pool");
+    let delivered = system.delivered();
+    assert_eq!((delivered.label, delivered.length), (7, 13));
+
+    // Too long for the words, a buffer too small for the message, or one
+    // not the caller's: refused, nothing delivered.
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap() as u64;
+    let thread = system.thread(client, 5);
+    system.switch_to(thread);
+    let buffer = system.region(client) + 0x3000;
+    let free = system.pool_free(&server);
+    for (first, at, capacity, error) in [
+        (1 | 33 << 32, buffer, 64, Error::InvalidArgument),
+        (1 | 8 << 32, buffer, 23, Error::BadAddress),
+        (1 | 8 << 32, system.region(server.domain), 64, Error::BadAddress),
+    ] {
+        assert_eq!(system.invoke(Call::CallBoundWords, &[first, 0, 0, 0, 0, handle, at, capacity]), Next::Resume);
+        assert_eq!(system.current_frame().result(), Err(error));
+    }
+    assert_eq!(system.pool_free(&server), free);
+}

@@ -353,48 +353,36 @@ pub fn entries() -> [[u64; 2]; 4] {
 // The trap and the direct entry make the kernel call `CallBound` as the
 // gate makes any (`svc`; `bl tern_kernel_entry`), keeping the return
 // address on the caller's stack across it (the kernel keeps SP and
-// x19-x29). Their register forms first write the message out, on the
-// stack, as the kernel call takes it; the reply comes back in the
-// caller's buffer, or, when it gave none (capacity 0), into the frame and
-// from there in registers.
+// x19-x29). Their register forms make `CallBoundWords`, the request in
+// registers; the reply comes back in the caller's buffer, or, when it
+// gave none (capacity 0), into the frame and from there in registers.
 // All of them are image code: they run at either privilege.
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
-    // Frame: x29/x30; the request (header, words); the reply area; the
-    // caller's reply capacity.
-    ".macro TERN_BOUND_SPILL",
-    "    stp     x29, x30, [sp, #-128]!",
-    "    str     x7, [sp, #112]",
-    "    mov     w9, w0",
-    "    lsr     x10, x0, #32",
-    "    cmp     x10, #{words_bytes}",
-    "    csel    x10, x10, xzr, ls",
-    "    stp     x9, x10, [sp, #16]",
-    "    stp     x1, x2, [sp, #32]",
-    "    stp     x3, x4, [sp, #48]",
-    "    mov     x0, x5",
-    "    add     x1, sp, #16",
-    "    add     x2, x10, #{header}",
-    "    mov     x3, x6",
-    "    mov     x4, x7",
+    // Frame: x29/x30; a reply area of a register message; the caller's
+    // reply capacity. The kernel call is `CallBoundWords` (the registers
+    // as they came); the reply goes into the caller's buffer, or, when it
+    // gave none (capacity 0), into the frame, and from there back in
+    // registers.
+    ".macro TERN_BOUND_WORDS",
+    "    stp     x29, x30, [sp, #-80]!",
+    "    str     x7, [sp, #64]",
     "    cbnz    x7, 1f",
-    "    add     x3, sp, #64",
-    "    mov     x4, #{register_message}",
-    "1:  mov     x8, #{call_bound}",
+    "    add     x6, sp, #16",
+    "    mov     x7, #{register_message}",
+    "1:  mov     x8, #{call_bound_words}",
     ".endm",
-    // After the call: a reply the kernel wrote into the frame (the caller
-    // gave no buffer) goes back in registers, as the merged path answers.
     ".macro TERN_BOUND_UNSPILL",
     "    cbnz    x0, 2f",
-    "    ldr     x9, [sp, #112]",
+    "    ldr     x9, [sp, #64]",
     "    cbnz    x9, 2f",
-    "    ldr     w2, [sp, #64]",
+    "    ldr     w2, [sp, #16]",
     "    sub     x3, x1, #{header}",
     "    orr     x1, x2, x3, lsl #32",
     "    orr     x1, x1, #(1 << 63)",
-    "    ldp     x2, x3, [sp, #80]",
-    "    ldp     x4, x5, [sp, #96]",
-    "2:  ldp     x29, x30, [sp], #128",
+    "    ldp     x2, x3, [sp, #32]",
+    "    ldp     x4, x5, [sp, #48]",
+    "2:  ldp     x29, x30, [sp], #80",
     "    ret",
     ".endm",
     ".section .text.tern_bound, \"ax\"",
@@ -419,17 +407,17 @@ core::arch::global_asm!(
     "    ret",
     ".global tern_bound_trap_registers",
     "tern_bound_trap_registers:",
-    "    TERN_BOUND_SPILL",
+    "    TERN_BOUND_WORDS",
     "    svc     #0",
     "    TERN_BOUND_UNSPILL",
     ".global tern_bound_direct_registers",
     "tern_bound_direct_registers:",
-    "    TERN_BOUND_SPILL",
+    "    TERN_BOUND_WORDS",
     "    bl      tern_kernel_entry",
     "    TERN_BOUND_UNSPILL",
     stale = const Error::StaleHandle as usize,
     call_bound = const Call::CallBound as usize,
-    words_bytes = const 8 * crate::service::REGISTER_WORDS,
+    call_bound_words = const Call::CallBoundWords as usize,
     header = const tern_core::abi::MessageHeader::SIZE,
     register_message = const crate::service::REGISTER_MESSAGE,
 );

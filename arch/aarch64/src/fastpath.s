@@ -394,6 +394,82 @@ fast_bound_slow:
     mov     x8, #{call_bound}
     b       user_general
 
+// fn tern_fast_call_words()  (x0 label | payload length << 32, x1-x4 the
+// payload's words, x5 a bound handle, x6/x7 the reply buffer)
+//
+// `CallBoundWords`: `tern_fast_call_bound` with the request in registers.
+// Nothing of the client's memory is read for it: no request buffer to
+// check, no header to load; the words go straight onto the server
+// activation's stack, in the top REGISTER_MESSAGE bytes (all four words:
+// the stack beyond the message's length is the server's own, and what
+// the words carry beyond it is the client's own, sent to the server it
+// called). From the statistics on, the call is `tern_fast_call`'s. Anything
+// in doubt: the general path (`call_bound_words`), registers untouched.
+tern_fast_call_words:
+    adrp    x9, TERN_FAST
+tern_stage_call_words_checks:
+    ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
+    ldp     w11, w15, [x10, #{thread_top}]      // its top activation; w15: its number
+    ldr     x13, [x12, x11, lsl #3]             // the client activation
+    ldr     w14, [x13, #{act_port}]
+    cbnz    w14, fast_words_slow                // a nested call: the general path
+    ldrh    w14, [x13, #{act_domain}]
+    ldr     x16, [x9, #{fast_domains}]
+    ldr     x17, [x16, x14, lsl #3]             // the client's domain
+    ldp     x16, x8, [x17, #{dom_region_start}] // the reply buffer: the client's
+    adds    x18, x6, x7
+    b.cs    fast_words_slow
+    cmp     x6, x16
+    ccmp    x18, x8, #2, hs
+    b.hi    fast_words_slow
+    cmp     x5, #{handles}
+    b.hs    fast_words_slow                     // no such handle
+    add     x16, x17, #{dom_handle_ports}
+    ldr     w16, [x16, x5, lsl #2]              // its port's number (0: unbound or stale)
+    ldr     x17, [x9, #({fast_domains} + 8)]
+    ldr     x17, [x17, x16, lsl #3]             // the port (table[0] is null)
+    cbz     x17, fast_words_slow
+    lsr     x18, x0, #32                        // the payload's length
+    cmp     x18, #{register_bytes}
+    b.hi    fast_words_slow
+    ldr     w16, [x17, #{port_pool_head}]
+    cbz     w16, fast_words_slow                // no free activation
+    ldr     x8, [x12, x16, lsl #3]              // the server activation
+    ldr     w12, [x8, #{act_next_free}]
+    cbnz    w12, 1f
+    ldr     w12, [x17, #{port_sidetrack}]
+    cbnz    w12, fast_words_slow                // the last one, and a sidetrack is due
+
+    // Point of no return.
+1:
+tern_stage_call_words_switch:
+    str     w12, [x17, #{port_pool_head}]       // pop the pool
+    stp     w11, w15, [x8, #{act_caller}]       // push on the chain
+    str     w16, [x10, #{thread_top}]
+    stp     x6, x7, [x8, #{act_reply_address}]  // where the reply goes
+    strh    w14, [x8, #{act_reply_domain}]
+    mrs     x6, sp_el0                          // save the client
+    mrs     x7, elr_el1
+    mrs     x15, spsr_el1
+    SAVE_CALLEE_SAVED x13
+    stp     x6, x7, [x13, #{act_saved_sp}]
+    str     x15, [x13, #{act_saved_pstate}]
+tern_stage_call_words_registers:
+    ldp     x6, x16, [x8, #{act_stack_top}]     // its stack's top; its view
+    sub     x6, x6, #{register_message}         // the request's place (the top is 16-aligned)
+    orr     x7, x6, #{alias_offset}             // ... as the kernel sees it
+    mov     w12, w0                             // the header: label, no right,
+    stp     x12, x18, [x7]                      // the length stamped
+    stp     x1, x2, [x7, #16]                   // the words
+    stp     x3, x4, [x7, #32]
+    add     x2, x18, #{header_size}             // x2: the request's length, x3: where
+    mov     x3, x6
+    b       tern_stage_call_stats
+
+fast_words_slow:
+    mov     x8, #{call_bound_words}
+    b       user_general
+
 // fn tern_fast_reply_receive()  (x0/x1 reply, x2 port name, x3/x4 buffer)
 // The switching path's way back: the reply goes into the waiting client's
 // buffer, the server thread waits in receive again, the client gets the

@@ -143,6 +143,8 @@ core::arch::global_asm!(
     dom_handle_ports = const core::mem::offset_of!(fastpath::DomainFast, handle_ports),
     handles = const tern_core::abi::HANDLES,
     call_bound = const tern_core::abi::Call::CallBound as usize,
+    call_bound_words = const tern_core::abi::Call::CallBoundWords as usize,
+    register_message = const tern_core::abi::MessageHeader::SIZE + 8 * tern_core::abi::REGISTER_WORDS,
     thread_top = const fast_offsets::THREAD_TOP,
     thread_id = const fast_offsets::THREAD_ID,
     act_saved_x19 = const fast_offsets::ACT_SAVED_X19,

@@ -150,6 +150,8 @@ tern_stage_entry_call_end:
     b.eq    tern_fast_call_lending
     cmp     x8, #{call_bound}
     b.eq    tern_fast_call_bound
+    cmp     x8, #{call_bound_words}
+    b.eq    tern_fast_call_words
     b       user_general
 .endm
 

@@ -2,7 +2,7 @@
 //! several threads and nested activations at once.
 //!
 //! `fuzz.protected` (and `fuzz.merged`, the same code merged into the
-//! kernel domain) makes kernel calls with call numbers 0..=43 (and a few
+//! kernel domain) makes kernel calls with call numbers 0..=44 (and a few
 //! huge ones) and arguments biased toward the values that break kernels:
 //! 0, 1, -1, boundaries of its own region, of the image, of the arena;
 //! kernel data, another domain's region, the arena's kernel alias,
@@ -194,11 +194,11 @@ const CHILD_MAGIC: u64 = 0xc41d;
 // ---------------------------------------------------------------------------
 // The kernel call itself
 
-/// Make kernel call `number` with x0-x6 as given, through the same
+/// Make kernel call `number` with x0-x7 as given, through the same
 /// sequence as the gate (read the mode word at the base of the region the
 /// stack is in; trap or enter directly): the status and value registers.
 #[inline(always)]
-fn raw(number: u64, registers: &[u64; 7]) -> (u64, u64) {
+fn raw(number: u64, registers: &[u64; 8]) -> (u64, u64) {
     let status: u64;
     let value: u64;
     // SAFETY: as in `tern_inks::gate::raw_call_number`: the load reads the
@@ -229,6 +229,7 @@ fn raw(number: u64, registers: &[u64; 7]) -> (u64, u64) {
             in("x4") registers[4],
             in("x5") registers[5],
             in("x6") registers[6],
+            in("x7") registers[7],
             in("x8") number,
             clobber_abi("C"),
             options(nostack),
@@ -240,7 +241,7 @@ fn raw(number: u64, registers: &[u64; 7]) -> (u64, u64) {
 /// [`raw`] with the stack pointer at `stack` for the `svc` (a protected
 /// domain only: a merged one's gate finds its mode word through SP).
 #[inline(always)]
-fn raw_with_stack(number: u64, registers: &[u64; 7], stack: u64) -> (u64, u64) {
+fn raw_with_stack(number: u64, registers: &[u64; 8], stack: u64) -> (u64, u64) {
     let status: u64;
     let value: u64;
     // SAFETY: for the one `svc` the stack pointer holds `stack`; nothing
@@ -263,6 +264,7 @@ fn raw_with_stack(number: u64, registers: &[u64; 7], stack: u64) -> (u64, u64) {
             in("x4") registers[4],
             in("x5") registers[5],
             in("x6") registers[6],
+            in("x7") registers[7],
             in("x8") number,
             out("x20") _,
             clobber_abi("C"),
@@ -274,7 +276,7 @@ fn raw_with_stack(number: u64, registers: &[u64; 7], stack: u64) -> (u64, u64) {
 /// A kernel call the fuzzer's machinery makes (not counted, not traced).
 #[inline(always)]
 fn quiet(call: Call, x0: u64, x1: u64, x2: u64, x3: u64) -> Result<u64, Error> {
-    let (status, value) = raw(call as u64, &[x0, x1, x2, x3, 0, 0, 0]);
+    let (status, value) = raw(call as u64, &[x0, x1, x2, x3, 0, 0, 0, 0]);
     if status == 0 { Ok(value) } else { Err(Error::from_code(status as usize).unwrap_or(Error::NoSuchCall)) }
 }
 
@@ -469,14 +471,14 @@ fn opening(shared: &Shared, who: Who) {
             return;
         }
         let (status, port) =
-            make(shared, who, &Plan { number: Call::PortCreate as u64, registers: [0; 7], special: Special::None });
+            make(shared, who, &Plan { number: Call::PortCreate as u64, registers: [0; 8], special: Special::None });
         if status != 0 || !shared.take_budget() {
             return;
         }
-        let registers = [port, count, entry, stack, 0, 0, 0];
+        let registers = [port, count, entry, stack, 0, 0, 0, 0];
         let _ = make(shared, who, &Plan { number: Call::PoolAdd as u64, registers, special: Special::None });
         if entry == trampoline && shared.take_budget() {
-            let registers = [port, sidetrack, 16 << 10, 0, 0, 0, 0];
+            let registers = [port, sidetrack, 16 << 10, 0, 0, 0, 0, 0];
             let _ = make(shared, who, &Plan { number: Call::SidetrackSet as u64, registers, special: Special::None });
         }
     }
@@ -619,7 +621,7 @@ extern "C" fn pool_entry(request: usize, length: usize, context: usize, _: usize
         None => (0, 0),
     };
     loop {
-        let _ = raw(Call::Return as u64, &[reply.0, reply.1, 0, 0, 0, 0, 0]);
+        let _ = raw(Call::Return as u64, &[reply.0, reply.1, 0, 0, 0, 0, 0, 0]);
     }
 }
 
@@ -664,7 +666,7 @@ extern "C" fn sidetrack_entry(_: usize, _: usize, context: usize) -> ! {
         );
     }
     loop {
-        let _ = raw(Call::Return as u64, &[0; 7]);
+        let _ = raw(Call::Return as u64, &[0; 8]);
     }
 }
 
@@ -682,7 +684,7 @@ extern "C" fn alert_handler(activation: usize) -> ! {
         run_loop(shared, who, &mut rng, calls);
     }
     loop {
-        let _ = raw(Call::AlertDone as u64, &[0; 7]);
+        let _ = raw(Call::AlertDone as u64, &[0; 8]);
     }
 }
 
@@ -901,7 +903,7 @@ fn run_loop(shared: &Shared, who: Who, rng: &mut Rng, calls: u64) {
                 // its own business), and it would fault — in the fuzzer,
                 // which would end its round. (Before the alert-low-stack
                 // fix, a debug kernel panicked instead.)
-                let off = Plan { number: Call::AlertHandler as u64, registers: [0; 7], special: Special::None };
+                let off = Plan { number: Call::AlertHandler as u64, registers: [0; 8], special: Special::None };
                 let _ = make(shared, who, &off);
                 if shared.take_budget() {
                     let _ = make(shared, who, &plan);
@@ -931,7 +933,7 @@ fn follow(shared: &Shared, state: &mut LoopState, plan: &Plan, status: u64) {
 #[derive(Clone, Copy, Debug)]
 struct Plan {
     number: u64,
-    registers: [u64; 7],
+    registers: [u64; 8],
     special: Special,
 }
 
@@ -1039,7 +1041,7 @@ fn puppet_state(shared: &Shared, who: Who, rng: &mut Rng, target: u64) {
     let snapshot = shared.scratch + SNAPSHOT_AREA;
     let get = Plan {
         number: Call::GetState as u64,
-        registers: [target, snapshot, STATE_BYTES as u64, rng.word(), rng.word(), 0, 0],
+        registers: [target, snapshot, STATE_BYTES as u64, rng.word(), rng.word(), 0, 0, 0],
         special: Special::None,
     };
     let _ = make(shared, who, &get);
@@ -1056,7 +1058,7 @@ fn puppet_state(shared: &Shared, who: Who, rng: &mut Rng, target: u64) {
     write_bytes(snapshot + 33 * 8, &rng.word().to_le_bytes());
     let set = Plan {
         number: Call::SetState as u64,
-        registers: [target, snapshot, STATE_BYTES as u64, rng.word(), 0, 0, 0],
+        registers: [target, snapshot, STATE_BYTES as u64, rng.word(), 0, 0, 0, 0],
         special: Special::None,
     };
     let _ = make(shared, who, &set);
@@ -1697,7 +1699,7 @@ impl Generator<'_> {
         match self.rng.below(1000) {
             0..=4 => self.rng.pick(&[(1 << 32) | 15, (1 << 32) | 4, 1 << 32, u64::MAX, 1 << 63, 256 + 15, 0x100]),
             5..=39 => 37 + self.rng.below(4),
-            40..=79 => 41 + self.rng.below(3),
+            40..=79 => 41 + self.rng.below(4),
             _ => self.rng.below(37),
         }
     }
@@ -1710,7 +1712,7 @@ impl Generator<'_> {
             // A thread serving a client replies, then waits for the next.
             let (reply, length) = self.request(0);
             let (buffer, capacity) = self.write_claim();
-            let mut registers = [reply, length, port, buffer, capacity, 0, 0];
+            let mut registers = [reply, length, port, buffer, capacity, 0, 0, 0];
             if excluded("switch-dead-client") {
                 let right = self.pooled_port().unwrap_or(self.config().ports[port::ECHO]) as u32;
                 if in_scratch(self.shared, reply, 8) {
@@ -1731,7 +1733,7 @@ impl Generator<'_> {
 
     /// A plan for `number`, or `None` to draw another number.
     fn plan_for(&mut self, number: u64) -> Option<Plan> {
-        let mut r = [0u64; 7];
+        let mut r = [0u64; 8];
         for register in &mut r {
             *register = self.any();
         }
@@ -1833,6 +1835,17 @@ impl Generator<'_> {
                 r[0] = self.rng.pick(&[0, 0, 0, 1, 2, 3, 15, 16, 1 << 32]);
                 (r[1], r[2]) = self.request(0);
                 (r[3], r[4]) = self.write_claim();
+            }
+            Call::CallBoundWords => {
+                // The request in registers: a label and a length (now and
+                // then too long), words, a handle, a reply buffer.
+                if !self.may_block {
+                    return None;
+                }
+                r[0] = u64::from(self.rng.word() as u32) | self.rng.pick(&[0, 8, 13, 32, 33, 1 << 31]) << 32;
+                (r[1], r[2], r[3], r[4]) = (self.rng.word(), self.rng.word(), self.rng.word(), self.rng.word());
+                r[5] = self.rng.pick(&[0, 0, 0, 1, 2, 15, 16, 1 << 32]);
+                (r[6], r[7]) = self.write_claim();
             }
             Call::SetQuota => {
                 // The kernel domain's: refused to a protected fuzzer; the

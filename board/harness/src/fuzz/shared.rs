@@ -31,11 +31,11 @@ pub const RING: usize = 16;
 pub const KNOWN: usize = 32;
 /// Result kinds: 0 success, 1..=21 the kernel's errors, 22 any other code.
 pub const RESULT_KINDS: usize = 23;
-/// Call numbers counted one by one (0..=43); the last entry counts the
+/// Call numbers counted one by one (0..=44); the last entry counts the
 /// huge numbers the fuzzer also tries.
-pub const CALL_KINDS: usize = 45;
+pub const CALL_KINDS: usize = 46;
 /// The highest call number the fuzzer draws routinely.
-pub const HIGHEST_CALL: usize = 43;
+pub const HIGHEST_CALL: usize = 44;
 /// Puppet threads (see `fuzzer`), each with a word for its activation.
 pub const PUPPETS: usize = 4;
 
@@ -315,5 +315,6 @@ pub fn call_name(kind: usize) -> &'static str {
         Call::Bind => "Bind",
         Call::Unbind => "Unbind",
         Call::CallBound => "CallBound",
+        Call::CallBoundWords => "CallBoundWords",
     }
 }
