@@ -132,50 +132,27 @@ scenarios! {
     rpi4_bound_panic, virt_bound_panic: "bound-panic" => |t| checks::server_fault(t, &BOUND_PANIC_LINES);
     rpi4_bound_panic_protected, virt_bound_panic_protected: "bound-panic-protected"
         => |t| checks::server_fault(t, &BOUND_PANIC_LINES);
-    rpi4_ctl_alerts, virt_ctl_alerts: "ctl-alerts" => |t| checks::control(t, &[
-        "alert from the client reached Ok(3) activations of 3: ok",
-        "the top activation saw it: ok",
-        "the middle (below the origin) did not see it: ok",
-        "the client (below the origin) did not see it: ok",
-        "not seen while blocked: ok",
-        "seen once opened: ok",
-    ]);
+    rpi4_ctl_alerts, virt_ctl_alerts: "ctl-alerts" => |t| checks::control(t, &CTL_ALERTS);
+    rpi4_ctl_alerts_bound, virt_ctl_alerts_bound: "ctl-alerts-bound" => |t| checks::control(t, &CTL_ALERTS);
     rpi4_ctl_interrupted, virt_ctl_interrupted: "ctl-interrupted" => |t| checks::control(t, &[
         "a blocking receive ended Interrupted by an alert (Ok(15)): ok",
         "a blocking sleep ended Interrupted by an alert (Ok(15)): ok",
     ]);
-    rpi4_ctl_alert_break, virt_ctl_alert_break: "ctl-alert-break" => |t| checks::control(t, &[
-        "alert-and-break: the worker's call returned Err(Interrupted): ok",
-        "alert-and-break: when the worker got control back the top had completed 0 call(s) more: ok",
-        "alert-and-break: the upper part completed its call: ok",
-        "threads split in this round: 1",
-    ]);
-    rpi4_ctl_terminate, virt_ctl_terminate: "ctl-terminate" => |t| checks::control(t, &[
-        "terminating the middle activation: the worker's call returned Err(Terminated): ok",
-        "terminating the middle activation: when the worker got control back the top had completed 0 call(s) more: ok",
-        "terminating the middle activation: the upper part completed its call: ok",
-        "threads split in this round: 1",
-    ]);
+    rpi4_ctl_alert_break, virt_ctl_alert_break: "ctl-alert-break" => |t| checks::control(t, &CTL_ALERT_BREAK);
+    rpi4_ctl_alert_break_bound, virt_ctl_alert_break_bound: "ctl-alert-break-bound" => |t| checks::control(t, &CTL_ALERT_BREAK);
+    rpi4_ctl_terminate, virt_ctl_terminate: "ctl-terminate" => |t| checks::control(t, &CTL_TERMINATE);
+    rpi4_ctl_terminate_bound, virt_ctl_terminate_bound: "ctl-terminate-bound" => |t| checks::control(t, &CTL_TERMINATE);
     rpi4_ctl_terminate_in_kernel, virt_ctl_terminate_in_kernel: "ctl-terminate-in-kernel" => |t| checks::control(t, &[
         "terminating the middle activation while it sleeps in the kernel: Ok(0): ok",
         "the worker's call returned Err(Terminated) at once: ok",
         "the middle serves again afterwards (Ok(0)): ok",
     ]);
-    rpi4_ctl_splice, virt_ctl_splice: "ctl-splice" => |t| checks::control(t, &[
-        "splicing out the middle activation: the worker's call returned Err(Terminated): ok",
-        "splicing out the middle activation: when the worker got control back the top had completed 1 call(s) more: ok",
-        "threads split in this round: 0",
-    ]);
-    rpi4_ctl_suspend, virt_ctl_suspend: "ctl-suspend" => |t| checks::control(t, &[
-        "the servers' part of its call completed meanwhile: ok",
-        "the worker stayed stopped in its activation: ok",
-        "resumed, its call returned Ok(1): ok",
-    ]);
-    rpi4_ctl_state, virt_ctl_state: "ctl-state" => |t| checks::control(t, &[
-        "get_state waited for the thread to come back from the top (Ok(272)): ok",
-        "its registers: x0 0 (success), x1 16 (the reply's length), a PC: ok",
-        "set_state: the worker's call returned Err(Busy), as written: ok",
-    ]);
+    rpi4_ctl_splice, virt_ctl_splice: "ctl-splice" => |t| checks::control(t, &CTL_SPLICE);
+    rpi4_ctl_splice_bound, virt_ctl_splice_bound: "ctl-splice-bound" => |t| checks::control(t, &CTL_SPLICE);
+    rpi4_ctl_suspend, virt_ctl_suspend: "ctl-suspend" => |t| checks::control(t, &CTL_SUSPEND);
+    rpi4_ctl_suspend_bound, virt_ctl_suspend_bound: "ctl-suspend-bound" => |t| checks::control(t, &CTL_SUSPEND);
+    rpi4_ctl_state, virt_ctl_state: "ctl-state" => |t| checks::control(t, &CTL_STATE);
+    rpi4_ctl_state_bound, virt_ctl_state_bound: "ctl-state-bound" => |t| checks::control(t, &CTL_STATE);
     rpi4_ctl_scheduling, virt_ctl_scheduling: "ctl-scheduling" => |t| checks::control(t, &[
         "the server ran the priority-9 client's call at priority 9: ok",
         "without it the server lowered the client to 2: ok",
@@ -222,6 +199,48 @@ scenarios! {
 /// What a server panicking in a call must print, protected or merged: the
 /// panic and the fault it becomes, reported as the domain's; the client's
 /// call aborted and the next one refused; and the kernel carrying on.
+/// What the activation-control tests print (the same through bound handles).
+const CTL_ALERTS: [&str; 6] = [
+    "alert from the client reached Ok(3) activations of 3: ok",
+    "the top activation saw it: ok",
+    "the middle (below the origin) did not see it: ok",
+    "the client (below the origin) did not see it: ok",
+    "not seen while blocked: ok",
+    "seen once opened: ok",
+];
+
+const CTL_ALERT_BREAK: [&str; 4] = [
+    "alert-and-break: the worker's call returned Err(Interrupted): ok",
+    "alert-and-break: when the worker got control back the top had completed 0 call(s) more: ok",
+    "alert-and-break: the upper part completed its call: ok",
+    "threads split in this round: 1",
+];
+
+const CTL_TERMINATE: [&str; 4] = [
+    "terminating the middle activation: the worker's call returned Err(Terminated): ok",
+    "terminating the middle activation: when the worker got control back the top had completed 0 call(s) more: ok",
+    "terminating the middle activation: the upper part completed its call: ok",
+    "threads split in this round: 1",
+];
+
+const CTL_SPLICE: [&str; 3] = [
+    "splicing out the middle activation: the worker's call returned Err(Terminated): ok",
+    "splicing out the middle activation: when the worker got control back the top had completed 1 call(s) more: ok",
+    "threads split in this round: 0",
+];
+
+const CTL_SUSPEND: [&str; 3] = [
+    "the servers' part of its call completed meanwhile: ok",
+    "the worker stayed stopped in its activation: ok",
+    "resumed, its call returned Ok(1): ok",
+];
+
+const CTL_STATE: [&str; 3] = [
+    "get_state waited for the thread to come back from the top (Ok(272)): ok",
+    "its registers: x0 0 (success), x1 16 (the reply's length), a PC: ok",
+    "set_state: the worker's call returned Err(Busy), as written: ok",
+];
+
 /// What a bound call that makes its server panic prints.
 const BOUND_PANIC_LINES: [&str; 2] = [
     "panic in domain code: slow was asked to panic",

@@ -84,6 +84,12 @@ const SCENARIOS: &[Scenario] = &[
     ("bound-panic", || bound_panic(DomainMode::Merged)),
     ("bound-panic-protected", || bound_panic(DomainMode::Protected)),
     ("ctl-alerts", || ctl(ctltest::ALERTS)),
+    ("ctl-alerts-bound", || ctl_bound(ctltest::ALERTS)),
+    ("ctl-alert-break-bound", || ctl_bound(ctltest::ALERT_BREAK)),
+    ("ctl-terminate-bound", || ctl_bound(ctltest::TERMINATE)),
+    ("ctl-splice-bound", || ctl_bound(ctltest::SPLICE)),
+    ("ctl-suspend-bound", || ctl_bound(ctltest::SUSPEND)),
+    ("ctl-state-bound", || ctl_bound(ctltest::STATE)),
     ("ctl-interrupted", || ctl(ctltest::INTERRUPTED)),
     ("ctl-alert-break", || ctl(ctltest::ALERT_BREAK)),
     ("ctl-terminate", || ctl(ctltest::TERMINATE)),
@@ -398,7 +404,19 @@ fn bound_panic(mode: DomainMode) -> Verdict {
 /// rounds: the two servers protected, then both merged into the kernel
 /// domain (the client stays protected). The same outcome both times.
 fn ctl(test: usize) -> Verdict {
-    start_servers(&[("names", 1), ("kernel.clock", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
+    ctl_with(test, 1)
+}
+
+/// [`ctl`] with `ctl.mid` forwarding to `ctl.top` through bound handles:
+/// in the merged round, the middle's calls to the top take the bound
+/// merged path, and the test's alerts, splits, suspensions and
+/// terminations reach threads inside it.
+fn ctl_bound(test: usize) -> Verdict {
+    ctl_with(test, 1 | tern_ctltest::MID_BOUND)
+}
+
+fn ctl_with(test: usize, mid: usize) -> Verdict {
+    start_servers(&[("names", 1), ("kernel.clock", 1), ("ctl.top", 1), ("ctl.mid", mid)])?;
     let clock = domains::find("kernel.clock").ok_or("no kernel.clock")?;
     domains::set_mode(clock, DomainMode::Merged).map_err(|error| format!("kernel.clock: {error}"))?;
     let servers = [domains::find("ctl.top").ok_or("no ctl.top")?, domains::find("ctl.mid").ok_or("no ctl.mid")?];
@@ -408,13 +426,22 @@ fn ctl(test: usize) -> Verdict {
             set_mode_once_idle(server, mode).map_err(|error| format!("{mode:?}: {error}"))?;
         }
         let splits = || state::with(|kernel| kernel.statistics().splits);
-        let before = splits();
+        let direct = || state::with(|kernel| kernel.statistics().direct);
+        let (before, direct_before) = (splits(), direct());
         kprintln!("ctl: round with the servers {}", if mode.is_merged() { "merged" } else { "protected" });
         match domains::call(client, test) {
             Ok(Outcome::Returned(0)) => {}
             other => return Err(format!("the client reported {other:?} with the servers {mode:?}")),
         }
         kprintln!("ctl: threads split in this round: {}", splits() - before);
+        if mid & tern_ctltest::MID_BOUND != 0 && mode.is_merged() {
+            // The middle's calls to the top: the bound merged path.
+            let calls = direct() - direct_before;
+            kprintln!("ctl: calls by the merged path in this round: {calls}");
+            if calls == 0 {
+                return Err("ctl.mid's bound calls did not take the merged path".into());
+            }
+        }
     }
     Ok(())
 }

@@ -253,15 +253,31 @@ fn top_main(mode: usize) -> usize {
 struct Mid {
     top: PortName,
     last: AtomicUsize,
+    /// Forward through a bound handle (bound for the call, so that a
+    /// change of `ctl.top`'s mode between calls needs no rebinding): with
+    /// both merged, the call to the top is the bound merged path.
+    bound: bool,
 }
+
+/// Or'd into `ctl.mid`'s start argument: forward through bound handles.
+pub const MID_BOUND: usize = 1 << 8;
 
 impl Mid {
     fn forward(&self, label: u32) -> u32 {
         let mut request = MessageBuffer::new();
         request.set_label(label & 0xff);
         let mut answer = MessageBuffer::new();
-        match service::call(self.top, &request, &mut answer) {
-            Ok(view) => view.label() & 0xff_ffff,
+        let outcome = if self.bound {
+            tern_inks::bound::bind(self.top).and_then(|handle| {
+                let label = handle.send(&request, &mut answer).map(|view| view.label());
+                let _ = handle.unbind();
+                label
+            })
+        } else {
+            service::call(self.top, &request, &mut answer).map(|view| view.label())
+        };
+        match outcome {
+            Ok(label) => label & 0xff_ffff,
             Err(error) => MID_FAILED | error as u32,
         }
     }
@@ -302,9 +318,10 @@ impl Service for Mid {
     }
 }
 
-fn mid_main(mode: usize) -> usize {
+fn mid_main(argument: usize) -> usize {
+    let (mode, bound) = (argument & !MID_BOUND, argument & MID_BOUND != 0);
     match service::lookup("ctltop") {
-        Ok(top) => service::start(Some("ctlmid"), Mid { top, last: AtomicUsize::new(0) }, mode),
+        Ok(top) => service::start(Some("ctlmid"), Mid { top, last: AtomicUsize::new(0), bound }, mode),
         Err(error) => error as usize,
     }
 }
