@@ -168,8 +168,7 @@ tern_stage_call_checks:
     ldr     x8, [x12, x16, lsl #3]              // the server activation
 .if \merged_only
     ldr     x6, [x8, #{act_entry}]
-    adrp    x15, tern_dispatch_trampoline_merged
-    add     x15, x15, :lo12:tern_dispatch_trampoline_merged
+    adr     x15, tern_dispatch_trampoline_merged                 // (one instruction: the image is under 1 MiB; the linker says if not)
     cmp     x6, x15
     b.ne    \slow                               // not a merged dispatch pool
 .endif
@@ -257,8 +256,7 @@ tern_stage_call_end:
 fast_call_merged:
     mrs     x16, ttbr0_el1
     str     x16, [x8, #{act_view}]
-    adrp    x7, tern_dispatch_trampoline_merged
-    add     x7, x7, :lo12:tern_dispatch_trampoline_merged
+    adr     x7, tern_dispatch_trampoline_merged                 // (one instruction: the image is under 1 MiB; the linker says if not)
     cmp     x5, x7
     b.eq    fast_call_handler
     msr     elr_el1, x5
@@ -590,8 +588,7 @@ fast_switch:
     ldr     x6, [x10, #{thread_kernel_context}]
     mov     x7, sp
     str     x7, [x6, #{context_sp}]
-    adrp    x7, tern_resume_user
-    add     x7, x7, :lo12:tern_resume_user
+    adr     x7, tern_resume_user                 // (one instruction: the image is under 1 MiB; the linker says if not)
     str     x7, [x6, #{context_x30}]
     mrs     x7, tpidr_el1
     str     x7, [x6, #{context_thread_pointer}]
