@@ -669,12 +669,16 @@ tern_stage_return_client_exit:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldr     x3, [x13, #{act_view}]
     msr     ttbr0_el1, x3
-fast_return_restore:                            // (also the end of a call into a merged handler, x13 the client)
+fast_return_restore:
     ldp     x19, x20, [x13, #{act_saved_x19}]
     ldp     x21, x22, [x13, #({act_saved_x19} + 16)]
     ldp     x23, x24, [x13, #({act_saved_x19} + 32)]
     ldp     x25, x26, [x13, #({act_saved_x19} + 48)]
     ldp     x27, x28, [x13, #({act_saved_x19} + 64)]
+// The end of a trapped call into a merged handler (x13 the client): x19-x28
+// still hold the client's values (the kernel left them alone on the way in,
+// and the handler, a procedure, kept them); x29 and x30 are restored.
+fast_return_restore_frame:
     ldp     x29, x30, [x13, #({act_saved_x19} + 80)]
     ldp     x3, x4, [x13, #{act_saved_sp}]
     ldr     x5, [x13, #{act_saved_pstate}]
@@ -1004,7 +1008,7 @@ merged_back_copy:                               // (the register form's reply to
     ldr     x13, [x12, x16, lsl #3]             // the client, again
 .if \trapped
     msr     spsel, #1                           // back on the kernel stack
-    b       fast_return_restore                 // (its view is the one the handler ran in)
+    b       fast_return_restore_frame           // (its view is the one the handler ran in)
 .else
     ldp     x3, x30, [x13, #{act_saved_sp}]
     mov     sp, x3
