@@ -144,11 +144,12 @@ impl Handle {
                 }
             };
         };
-        let area = reply.receive_bytes();
-        let area = (area.as_mut_ptr() as usize, area.len());
+        // The kernel writes a reply too long for registers there: exactly
+        // the length it answers, which is then taken as initialised.
+        let area = reply.receive_claim();
         match self.call_registers(first, words, area) {
             Ok((value, words)) if value & REPLY_IN_REGISTERS != 0 => reply.accept_registers(value, words),
-            Ok((length, _)) => reply.accept_written(length as usize),
+            Ok((length, _)) => reply.accept_kernel_written(length as usize),
             Err(Error::Restarted) => match crate::gate::call_again(self.port, request.message(), reply.receive_bytes())
             {
                 Ok(length) => reply.accept_written(length),

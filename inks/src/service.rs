@@ -355,22 +355,32 @@ where
             return Err(Error::ReplyTooLarge);
         }
         let header = [first & 0xffff_ffff, length as u64];
-        if self.capacity() >= REGISTER_MESSAGE && self.storage.as_ref().as_ptr().addr().is_multiple_of(8) {
-            let message = [header[0], header[1], words[0], words[1], words[2], words[3]].map(u64::to_le);
-            // SAFETY: `REGISTER_MESSAGE` bytes of our own storage (the
-            // capacity test), 8-byte aligned (the address test), written
-            // whole as six words: they are initialised after.
-            unsafe {
-                core::ptr::write(self.storage.as_mut().as_mut_ptr().cast::<[u64; REGISTER_MESSAGE / 8]>(), message)
-            };
-            self.initialized = self.initialized.max(REGISTER_MESSAGE);
-            let payload = &self.initialized_bytes()[MessageHeader::SIZE..MessageHeader::SIZE + length];
-            return Ok(MessageView { header: MessageHeader::new(first as u32, length), payload });
+        if self.capacity() < REGISTER_MESSAGE || !self.storage.as_ref().as_ptr().addr().is_multiple_of(8) {
+            return self.accept_registers_slowly(header, words);
         }
+        let message = [header[0], header[1], words[0], words[1], words[2], words[3]].map(u64::to_le);
+        // SAFETY: `REGISTER_MESSAGE` bytes of our own storage (the capacity
+        // test), 8-byte aligned (the address test), written whole as six
+        // words: they are initialised after.
+        unsafe { core::ptr::write(self.storage.as_mut().as_mut_ptr().cast::<[u64; REGISTER_MESSAGE / 8]>(), message) };
+        self.initialized = self.initialized.max(REGISTER_MESSAGE);
+        let payload = &self.initialized_bytes()[MessageHeader::SIZE..MessageHeader::SIZE + length];
+        Ok(MessageView { header: MessageHeader::new(first as u32, length), payload })
+    }
+
+    /// [`MessageBuffer::accept_registers`] into storage too small or
+    /// misaligned for the word stores (`header` checked: it fits).
+    #[cold]
+    fn accept_registers_slowly(
+        &mut self,
+        header: [u64; 2],
+        words: [u64; REGISTER_WORDS],
+    ) -> Result<MessageView<'_>, Error> {
+        let length = header[1] as usize;
         self.initialize_to(MessageHeader::SIZE + length);
         let bytes = self.initialized_bytes_mut();
         bytes[..8].copy_from_slice(&header[0].to_le_bytes());
-        bytes[8..16].copy_from_slice(&(length as u64).to_le_bytes());
+        bytes[8..16].copy_from_slice(&header[1].to_le_bytes());
         for (index, word) in words.iter().enumerate() {
             let at = MessageHeader::SIZE + 8 * index;
             let end = (at + 8).min(MessageHeader::SIZE + length);
@@ -392,6 +402,23 @@ where
     /// The storage as bytes for the kernel to write a message into.
     pub(crate) fn receive_bytes(&mut self) -> &mut [u8] {
         self.receive_area()
+    }
+
+    /// The storage as a claim (address, capacity) for the kernel to write
+    /// a message into, without initialising it first: after a call that
+    /// wrote a reply there, [`MessageBuffer::accept_kernel_written`].
+    #[inline(always)]
+    pub(crate) fn receive_claim(&mut self) -> (usize, usize) {
+        (self.storage.as_mut().as_mut_ptr().addr(), self.capacity())
+    }
+
+    /// Take the `length` bytes a kernel call reported it wrote at the start
+    /// of [`MessageBuffer::receive_claim`]'s storage (its answer says so:
+    /// they are initialised now), as `accept` does.
+    #[inline(always)]
+    pub(crate) fn accept_kernel_written(&mut self, length: usize) -> Result<MessageView<'_>, Error> {
+        self.initialized = self.initialized.max(length.min(self.capacity()));
+        self.accept(length)
     }
 
     /// An empty message over storage known to hold at least a header.
