@@ -94,6 +94,63 @@
     str     \scratch, [x8, #{act_view}]
 .endm
 
+// SAVE_TRAPPED_CLIENT: a client that trapped in (SP_EL0, ELR, SPSR and
+// x19-x30), saved in its activation (x13); \a, \b, \c are clobbered.
+.macro SAVE_TRAPPED_CLIENT a, b, c
+    mrs     \a, sp_el0
+    mrs     \b, elr_el1
+    mrs     \c, spsr_el1
+    SAVE_CALLEE_SAVED x13
+    stp     \a, \b, [x13, #{act_saved_sp}]
+    str     \c, [x13, #{act_saved_pstate}]
+.endm
+
+// CALL_PUSH: a call's point of no return, the first stores of every path:
+// pop the pool (x17 the port, w12 the next free), push the server
+// activation (x8, number w16) on the thread (x10) above its top (w11),
+// the thread's number \number; the reply buffer (\lo, \hi) and the
+// client's domain (w14) for the way back.
+.macro CALL_PUSH number, lo, hi
+    str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
+    stp     w11, \number, [x8, #{act_caller}]   // push on the chain: caller, occupant
+    str     w16, [x10, #{thread_top}]
+    stp     \lo, \hi, [x8, #{act_reply_address}] // where the reply goes
+    strh    w14, [x8, #{act_reply_domain}]
+.endm
+
+// MERGED_BACK_CHECKS: back from a merged handler, interrupts masked: x9
+// TERN_FAST, x10 the thread, x12 the activation table, w11 the server
+// activation's number, x14 the activation, w16 its caller's number, x13
+// its port word, x17 the port. The general return (merged_return_trap)
+// when its caller split off below it, a sidetrack is due, or someone
+// waits for an activation.
+.macro MERGED_BACK_CHECKS
+    msr     daifset, #3
+    adrp    x9, TERN_FAST
+    ldp     x10, x12, [x9, #{fast_current}]
+    ldr     w11, [x10, #{thread_top}]
+    ldr     x14, [x12, x11, lsl #3]             // the server activation
+    ldr     w16, [x14, #{act_caller}]
+    cbz     w16, merged_return_trap             // its caller split off below it: the general return ends this part
+    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
+    tbnz    x13, #{sidetrack_bit}, merged_return_trap // the general return is due
+    ldr     x17, [x9, #({fast_domains} + 8)]
+    ldr     x17, [x17, w13, uxtw #3]            // its port
+    ldr     w5, [x17, #{port_waiting}]
+    cbnz    w5, merged_return_trap              // someone waits for an activation
+.endm
+
+// MERGED_BACK_POOL: pop the server activation off the chain and put it
+// back in its pool (registers as MERGED_BACK_CHECKS leaves them); \s is
+// clobbered.
+.macro MERGED_BACK_POOL s
+    str     w16, [x10, #{thread_top}]           // pop
+    stp     wzr, wzr, [x14, #{act_caller}]
+    ldr     w\s, [x17, #{port_pool_head}]        // back to the pool
+    str     w\s, [x14, #{act_next_free}]
+    str     w11, [x17, #{port_pool_head}]
+.endm
+
 // COPY_PAYLOAD: copy \bytes from \source to \destination with the
 // kernel's one copy (COPY_BYTES, copy.s: 128 bytes a step, exactly the
 // bytes claimed, never more). Advances both pointers, leaves \bytes
@@ -194,17 +251,8 @@ tern_stage_call_translate:
     // Point of no return.
 fast_call_commit:
 tern_stage_call_switch:
-    str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
-    stp     w11, w7, [x8, #{act_caller}]        // push on the chain: caller, occupant
-    str     w16, [x10, #{thread_top}]
-    stp     x3, x4, [x8, #{act_reply_address}]  // where the reply goes
-    strh    w14, [x8, #{act_reply_domain}]
-    mrs     x3, sp_el0                          // save the client
-    mrs     x4, elr_el1
-    mrs     x7, spsr_el1
-    SAVE_CALLEE_SAVED x13
-    stp     x3, x4, [x13, #{act_saved_sp}]
-    str     x7, [x13, #{act_saved_pstate}]
+    CALL_PUSH w7, x3, x4
+    SAVE_TRAPPED_CLIENT x3, x4, x7
     ldp     x3, x16, [x8, #{act_stack_top}]     // the request's place on its stack; its view
     sub     x3, x3, x2
     and     x3, x3, #0xfffffffffffffff0
@@ -441,17 +489,8 @@ tern_stage_call_words_checks:
     // Point of no return.
 1:
 tern_stage_call_words_switch:
-    str     w12, [x17, #{port_pool_head}]       // pop the pool
-    stp     w11, w15, [x8, #{act_caller}]       // push on the chain
-    str     w16, [x10, #{thread_top}]
-    stp     x6, x7, [x8, #{act_reply_address}]  // where the reply goes
-    strh    w14, [x8, #{act_reply_domain}]
-    mrs     x6, sp_el0                          // save the client
-    mrs     x7, elr_el1
-    mrs     x15, spsr_el1
-    SAVE_CALLEE_SAVED x13
-    stp     x6, x7, [x13, #{act_saved_sp}]
-    str     x15, [x13, #{act_saved_pstate}]
+    CALL_PUSH w15, x6, x7
+    SAVE_TRAPPED_CLIENT x6, x7, x15
 tern_stage_call_words_registers:
     ldp     x6, x16, [x8, #{act_stack_top}]     // its stack's top; its view
     sub     x6, x6, #{register_message}         // the request's place (the top is 16-aligned)
@@ -772,11 +811,7 @@ kernel_entry_trap:
 // bound merged path (nothing lent).
 .macro MERGED_COMMIT lending, bound
     // Point of no return.
-    str     w12, [x17, #{port_pool_head}]       // pop the pool
-    stp     w11, w7, [x8, #{act_caller}]        // push on the chain
-    str     w16, [x10, #{thread_top}]
-    stp     x3, x4, [x8, #{act_reply_address}]
-    strh    w14, [x8, #{act_reply_domain}]
+    CALL_PUSH w7, x3, x4
     SAVE_MERGED_CLIENT x6
     ldr     x6, [x8, #{act_stack_top}]          // the request's place on its stack
     sub     x6, x6, x2
@@ -871,20 +906,17 @@ tern_stage_bound_pool_find:                     // (stage labels: the bench's me
     ldr     x8, [x12, x16, lsl #3]              // the server activation
     ldp     w11, w18, [x10, #{thread_top}]      // its top activation; w18: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
+    ldrh    w14, [x13, #{act_domain}]
     ldr     w12, [x8, #{act_next_free}]
     cbnz    w12, tern_stage_bound_pool_push
-    ldr     w14, [x17, #{port_sidetrack}]
-    cbnz    w14, bound_registers_general        // the last one, and a sidetrack is due
+    ldr     w12, [x17, #{port_sidetrack}]
+    cbnz    w12, bound_registers_general        // the last one, and a sidetrack is due
 
-    // Point of no return.
+    // Point of no return. (The reply buffer: where a reply too long for
+    // registers goes.)
 tern_stage_bound_pool_push:
-    str     w12, [x17, #{port_pool_head}]       // pop the pool
-    stp     w11, w18, [x8, #{act_caller}]       // push on the chain
-    str     w16, [x10, #{thread_top}]
+    CALL_PUSH w18, x6, x7
 tern_stage_bound_save_client:
-    stp     x6, x7, [x8, #{act_reply_address}]  // where a reply too long for registers goes
-    ldrh    w14, [x13, #{act_domain}]
-    strh    w14, [x8, #{act_reply_domain}]
     SAVE_MERGED_CLIENT x14
 tern_stage_bound_stats:
     ldr     x14, [x9, #{fast_direct}]
@@ -903,21 +935,8 @@ tern_stage_bound_handler_call:
     // Back: x0 the reply's length, the reply at SP. The checks of
     // MERGED_BACK (the general return when the chain split, a sidetrack
     // or a waiting client is due).
-tern_stage_bound_back_mask:
-    msr     daifset, #3
 tern_stage_bound_back_checks:
-    adrp    x9, TERN_FAST
-    ldp     x10, x12, [x9, #{fast_current}]
-    ldr     w11, [x10, #{thread_top}]
-    ldr     x14, [x12, x11, lsl #3]             // the server activation
-    ldr     w16, [x14, #{act_caller}]
-    cbz     w16, merged_return_trap             // its caller split off below it
-    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
-    tbnz    x13, #{sidetrack_bit}, merged_return_trap
-    ldr     x17, [x9, #({fast_domains} + 8)]
-    ldr     x17, [x17, w13, uxtw #3]            // its port
-    ldr     w5, [x17, #{port_waiting}]
-    cbnz    w5, merged_return_trap              // someone waits for an activation
+    MERGED_BACK_CHECKS
 tern_stage_bound_reply_registers:
     subs    x5, x0, #{header_size}
     b.lo    merged_return_trap                  // not a message
@@ -931,11 +950,7 @@ tern_stage_bound_reply_registers:
     ldp     x2, x3, [sp, #16]                   // the words
     ldp     x4, x5, [sp, #32]
 tern_stage_bound_back_pool_pop:
-    str     w16, [x10, #{thread_top}]           // pop
-    stp     wzr, wzr, [x14, #{act_caller}]
-    ldr     w6, [x17, #{port_pool_head}]        // back to the pool
-    str     w6, [x14, #{act_next_free}]
-    str     w11, [x17, #{port_pool_head}]
+    MERGED_BACK_POOL 6
 tern_stage_bound_back_restore_client:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldp     x6, x30, [x13, #{act_saved_sp}]
@@ -966,19 +981,7 @@ tern_merged_call:
 // view) for one that trapped in (\trapped = 1), whose buffer the kernel
 // reaches through its alias.
 .macro MERGED_BACK trapped
-    msr     daifset, #3
-    adrp    x9, TERN_FAST
-    ldp     x10, x12, [x9, #{fast_current}]
-    ldr     w11, [x10, #{thread_top}]
-    ldr     x14, [x12, x11, lsl #3]             // the server activation
-    ldr     w16, [x14, #{act_caller}]
-    cbz     w16, merged_return_trap             // its caller split off below it: the general return ends this part
-    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
-    tbnz    x13, #{sidetrack_bit}, merged_return_trap // the general return is due
-    ldp     x15, x17, [x9, #{fast_domains}]
-    ldr     x17, [x17, w13, uxtw #3]            // its port
-    ldr     w5, [x17, #{port_waiting}]
-    cbnz    w5, merged_return_trap              // someone waits for an activation
+    MERGED_BACK_CHECKS
 .if \trapped == 0
 merged_back_copy:                               // (the register form's reply too long for registers)
 .endif
@@ -999,11 +1002,7 @@ merged_back_copy:                               // (the register form's reply to
     add     x4, x4, #{header_size}
     COPY_PAYLOAD x4, x2, x5, 3, 6             // then the payload
 3\@:
-    str     w16, [x10, #{thread_top}]           // pop
-    stp     wzr, wzr, [x14, #{act_caller}]
-    ldr     w3, [x17, #{port_pool_head}]        // back to the pool
-    str     w3, [x14, #{act_next_free}]
-    str     w11, [x17, #{port_pool_head}]
+    MERGED_BACK_POOL 3
     mov     x1, x0                              // x1 = reply length
     ldr     x13, [x12, x16, lsl #3]             // the client, again
 .if \trapped
