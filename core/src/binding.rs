@@ -12,8 +12,6 @@ use crate::capability::PortId;
 pub struct Binding {
     /// The port.
     pub port: PortId,
-    /// The caller's name for it when it bound (a call by name would use).
-    pub name: u32,
     /// Set by the kernel when the port died, the right went or the server
     /// changed mode: calls get `StaleHandle`.
     pub stale: bool,

@@ -232,8 +232,7 @@ impl<M: Machine> Kernel<M> {
         if self.domain_names.get(name) == Some(&id) {
             self.domain_names.remove(name);
         }
-        let mut owned: Vec<_> =
-            self.objects.port_ids().filter(|&port| self.objects.port(port).is_some_and(|p| p.owner == id)).collect();
+        let mut owned = self.ports_owned_by(id);
         owned.extend(unadopted);
         owned.sort_by_key(|&port| self.objects.port(port).map_or(0, |entry| entry.serial));
         if restart {

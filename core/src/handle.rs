@@ -13,7 +13,7 @@
 //! | 0 | the **entry** of the handle's path for a message in memory: the gate branches to it |
 //! | 1 | the entry of the same path for a message in registers |
 //! | 2 | the port's record (kernel address): the merged path's pool |
-//! | 3 | the server's merged dispatch trampoline: the merged path takes only activations entering there |
+//! | 3 | reserved (0) |
 //!
 //! The entry is one of the layer's [`BoundPath`] entries, chosen from the
 //! pair of modes: a merged client calling a merged server gets the merged
@@ -126,7 +126,7 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::PortDead);
         }
         let record = self.domain_mut(domain).ok_or(Error::BadAddress)?;
-        let handle = record.handles.take_free(Binding { port, name, stale: false }).ok_or(Error::OverQuota)?;
+        let handle = record.handles.take_free(Binding { port, stale: false }).ok_or(Error::OverQuota)?;
         self.publish_handle(domain, handle);
         Ok(handle)
     }
@@ -144,25 +144,34 @@ impl<M: Machine> Kernel<M> {
 
     /// The port `domain`'s handle `handle` reaches, for a call through it:
     /// `InvalidArgument` for a number that names no binding, `StaleHandle`
-    /// for one that no longer holds (checked again here, whatever the
-    /// table says: the right and the port as a call by name would find
-    /// them).
+    /// for one that no longer holds. The stale flag is the whole answer,
+    /// as for the fast paths (which read it as a port number of 0): a
+    /// right leaves a space only when its port dies, which marks every
+    /// handle to it stale.
     pub fn bound_port(&self, domain: DomainId, handle: usize) -> Result<PortId, Error> {
         let record = self.domain(domain).ok_or(Error::BadAddress)?;
         let binding = record.handles.get(handle).ok_or(Error::InvalidArgument)?;
-        let holds = !binding.stale
-            && record.space.lookup(binding.name).is_some_and(|capability| capability.port == binding.port)
-            && self.objects.port(binding.port).is_some_and(|entry| entry.alive);
-        if holds { Ok(binding.port) } else { Err(Error::StaleHandle) }
+        if binding.stale {
+            return Err(Error::StaleHandle);
+        }
+        debug_assert!(
+            record.space.name_of(binding.port).is_some() && self.objects.port(binding.port).is_some_and(|p| p.alive),
+            "a live handle whose right or port is gone: whatever removed it did not mark the handle stale"
+        );
+        Ok(binding.port)
     }
 
     /// Every handle, in every domain, to a port `stale` picks goes stale.
     pub fn stale_handles(&mut self, mut stale: impl FnMut(PortId) -> bool) {
         let mut changed = alloc::vec::Vec::new();
-        for record in self.domains_mut().iter_mut().filter(|record| record.alive) {
+        for record in self.domains.iter_mut().filter(|record| record.alive) {
             for slot in record.handles.mark_stale(|binding| stale(binding.port)) {
                 changed.push((record.domain.id, slot));
             }
+        }
+        if !changed.is_empty() {
+            // (the fast paths' copy of the tables)
+            self.domains_mut();
         }
         for (domain, slot) in changed {
             self.publish_handle(domain, slot);
@@ -176,7 +185,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// The ports `server` holds the receive right of.
-    fn ports_owned_by(&self, server: DomainId) -> alloc::vec::Vec<PortId> {
+    pub(crate) fn ports_owned_by(&self, server: DomainId) -> alloc::vec::Vec<PortId> {
         self.objects
             .port_ids()
             .filter(|&port| self.objects.port(port).is_some_and(|entry| entry.owner == server))
@@ -264,7 +273,7 @@ impl<M: Machine> Kernel<M> {
         let Some(record) = self.domain(domain) else { return };
         let port_record = record.handles.get(handle).map_or(0, |binding| self.objects.port_address(binding.port));
         let [memory, registers] = self.servers.bound_entries[path as usize];
-        let words = [memory, registers, port_record as u64, self.servers.dispatch_entries[1]];
+        let words = [memory, registers, port_record as u64, 0];
         let at = record.domain.region.start + REGION_HANDLES_OFFSET + handle as u64 * HANDLE_RECORD_BYTES;
         for (index, word) in words.into_iter().enumerate() {
             self.machine.write_word(at as usize + 8 * index, word, 8);

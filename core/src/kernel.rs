@@ -395,7 +395,12 @@ impl<M: Machine> Kernel<M> {
     /// transition: `Busy` while one of its activations is occupied).
     pub fn set_mode(&mut self, id: DomainId, mode: DomainMode) -> Result<(), Error> {
         let transition = self.servers.set_mode;
-        transition(self, id, mode)
+        transition(self, id, mode)?;
+        // Bound handles: to its ports, stale (their clients bind again and
+        // get the path for the new pair); its own, the path for the new pair.
+        self.stale_handles_to(id);
+        self.republish_handles(id);
+        Ok(())
     }
 
     /// Hand the machine what its fast paths read (after every change of

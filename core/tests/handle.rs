@@ -46,11 +46,11 @@ fn a_bound_handle_is_published_and_calls_like_the_name() {
     let (mut system, client, server, name) = setup();
     let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
     assert_eq!(handle, 0);
-    let [path, registers, port, trampoline] = record(&system, client, handle);
+    let [path, registers, port, reserved] = record(&system, client, handle);
     assert_eq!(path, entry(BoundPath::Trap), "a protected client: the trap");
     assert_eq!(registers, entry(BoundPath::Trap) + 0x80, "and its form for messages in registers");
     assert_eq!(port, system.kernel.objects.port_address(server.port) as u64);
-    assert_eq!(trampoline, system.kernel.servers.dispatch_entries[1]);
+    assert_eq!(reserved, 0);
     let free = system.pool_free(&server);
     assert_eq!(call_bound(&mut system, client, handle as u64), Next::Resume);
     assert_eq!(system.pool_free(&server), free - 1, "the call took an activation of the bound port");

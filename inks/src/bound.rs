@@ -62,10 +62,8 @@ impl Words {
     /// A message of `label` and `payload`; `None` if the payload is longer
     /// than the words hold.
     pub fn new(label: u32, payload: &[u8]) -> Option<Self> {
-        let mut bytes = [0u8; 8 * REGISTER_WORDS];
-        bytes.get_mut(..payload.len())?.copy_from_slice(payload);
-        let word = |index: usize| u64::from_le_bytes(bytes[8 * index..8 * index + 8].try_into().unwrap_or_default());
-        Some(Words { first: u64::from(label) | (payload.len() as u64) << 32, words: core::array::from_fn(word) })
+        let words = crate::service::pack_words(payload)?;
+        Some(Words { first: u64::from(label) | (payload.len() as u64) << 32, words })
     }
 
     /// The label.
@@ -136,13 +134,8 @@ impl Handle {
         ReplyStorage: AsRef<[MaybeUninit<u8>]> + AsMut<[MaybeUninit<u8>]>,
     {
         let Some((first, words)) = request.register_words() else {
-            return match self.call(request.message(), reply.receive_bytes()) {
-                Ok(length) => reply.accept_written(length),
-                Err(error) => {
-                    reply.clear();
-                    Err(error)
-                }
-            };
+            let answer = self.call(request.message(), reply.receive_area());
+            return reply.take_reply(answer);
         };
         // The kernel writes a reply too long for registers there: exactly
         // the length it answers, which is then taken as initialised.
@@ -150,18 +143,11 @@ impl Handle {
         match self.call_registers(first, words, area) {
             Ok((value, words)) if value & REPLY_IN_REGISTERS != 0 => reply.accept_registers(value, words),
             Ok((length, _)) => reply.accept_kernel_written(length as usize),
-            Err(Error::Restarted) => match crate::gate::call_again(self.port, request.message(), reply.receive_bytes())
-            {
-                Ok(length) => reply.accept_written(length),
-                Err(error) => {
-                    reply.clear();
-                    Err(error)
-                }
-            },
-            Err(error) => {
-                reply.clear();
-                Err(error)
+            Err(Error::Restarted) => {
+                let answer = crate::gate::call_again(self.port, request.message(), reply.receive_area());
+                reply.take_reply(answer)
             }
+            Err(error) => reply.take_reply(Err(error)),
         }
     }
 

@@ -104,6 +104,42 @@ pub fn raw_call_number(number: usize, arguments: [usize; 5]) -> Result<usize, Er
     }
 }
 
+/// Make the kernel call numbered `number` with all of x0-x7 as given, the
+/// gate's one sequence, answering the status and value registers as they
+/// came back, undecoded: for code that judges the kernel's raw answers
+/// (the harness's fuzzer). The kernel checks every claim it is given, as
+/// for [`raw_call_number`].
+#[inline(always)]
+pub fn raw_registers(number: usize, registers: [usize; 8]) -> (usize, usize) {
+    #[cfg(target_os = "none")]
+    {
+        let status: usize;
+        let value: usize;
+        // SAFETY: as in `raw_call_number`, with x5-x7 passed too (the
+        // kernel reads them as the call's arguments, and checks every
+        // claim among them).
+        unsafe {
+            enter_kernel!(
+                inlateout("x0") registers[0] => status,
+                inlateout("x1") registers[1] => value,
+                in("x2") registers[2],
+                in("x3") registers[3],
+                in("x4") registers[4],
+                in("x5") registers[5],
+                in("x6") registers[6],
+                in("x7") registers[7],
+                in("x8") number,
+            );
+        }
+        (status, value)
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = (number, registers);
+        (Error::NoSuchCall as usize, 0)
+    }
+}
+
 /// RPC on `port`: `request` is a whole message (header first, see
 /// [`tern_core::abi::MessageHeader`]); the reply lands in `reply`. Returns
 /// the reply's length. The same call reaches a server that serves with an

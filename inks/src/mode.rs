@@ -80,9 +80,5 @@ pub fn set_mode<M: Machine>(kernel: &mut Kernel<M>, id: DomainId, mode: DomainMo
     if let Some(record) = kernel.domain_mut(id) {
         record.mode = mode;
     }
-    // Bound handles: to its ports, stale (their clients bind again and
-    // get the path for the new pair); its own, the path for the new pair.
-    kernel.stale_handles_to(id);
-    kernel.republish_handles(id);
     Ok(())
 }

@@ -105,6 +105,25 @@ pub const POOL_GROWTH_LIMIT: usize = 4;
 
 pub use tern_core::abi::REGISTER_WORDS;
 
+/// A payload as the words a register message carries it in (little-endian,
+/// zero past its end); `None` if it is longer than the words.
+pub(crate) fn pack_words(payload: &[u8]) -> Option<[u64; REGISTER_WORDS]> {
+    let mut bytes = [0u8; 8 * REGISTER_WORDS];
+    bytes.get_mut(..payload.len())?.copy_from_slice(payload);
+    Some(core::array::from_fn(|index| {
+        u64::from_le_bytes(bytes[8 * index..8 * index + 8].try_into().unwrap_or_default())
+    }))
+}
+
+/// The bytes register-message words carry (the inverse of [`pack_words`]).
+fn unpack_words(words: [u64; REGISTER_WORDS]) -> [u8; 8 * REGISTER_WORDS] {
+    let mut bytes = [0u8; 8 * REGISTER_WORDS];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
+}
+
 /// Bytes of a message whose payload fits [`REGISTER_WORDS`]: a header and
 /// the words. A [`MessageBuffer`] made by its public constructors keeps
 /// this much initialised (when it has room), so that its words can be
@@ -330,13 +349,10 @@ where
     fn register_words_slowly(&self) -> Option<(u64, [u64; REGISTER_WORDS])> {
         let header = self.header();
         let payload = self.payload();
-        if header.right != NO_RIGHT || payload.len() > 8 * REGISTER_WORDS {
+        if header.right != NO_RIGHT {
             return None;
         }
-        let mut bytes = [0u8; 8 * REGISTER_WORDS];
-        bytes[..payload.len()].copy_from_slice(payload);
-        let word = |index: usize| u64::from_le_bytes(bytes[8 * index..8 * index + 8].try_into().unwrap_or_default());
-        Some((u64::from(header.label) | (payload.len() as u64) << 32, [word(0), word(1), word(2), word(3)]))
+        Some((u64::from(header.label) | (payload.len() as u64) << 32, pack_words(payload)?))
     }
 
     /// Take a reply that came back in registers (label | payload length
@@ -381,27 +397,22 @@ where
         let bytes = self.initialized_bytes_mut();
         bytes[..8].copy_from_slice(&header[0].to_le_bytes());
         bytes[8..16].copy_from_slice(&header[1].to_le_bytes());
-        for (index, word) in words.iter().enumerate() {
-            let at = MessageHeader::SIZE + 8 * index;
-            let end = (at + 8).min(MessageHeader::SIZE + length);
-            if at >= end {
-                break;
-            }
-            bytes[at..end].copy_from_slice(&word.to_le_bytes()[..end - at]);
-        }
+        bytes[MessageHeader::SIZE..][..length].copy_from_slice(&unpack_words(words)[..length]);
         Ok(self.view())
     }
 
-    /// Take a reply of `length` bytes the kernel wrote into
-    /// [`MessageBuffer::receive_area`] (see `accept`).
+    /// What a call that wrote its reply into
+    /// [`MessageBuffer::receive_area`] answered: the reply taken (see
+    /// `accept`), or the error with the buffer cleared.
     #[inline(always)]
-    pub(crate) fn accept_written(&mut self, length: usize) -> Result<MessageView<'_>, Error> {
-        self.accept(length)
-    }
-
-    /// The storage as bytes for the kernel to write a message into.
-    pub(crate) fn receive_bytes(&mut self) -> &mut [u8] {
-        self.receive_area()
+    pub(crate) fn take_reply(&mut self, answer: Result<usize, Error>) -> Result<MessageView<'_>, Error> {
+        match answer {
+            Ok(length) => self.accept(length),
+            Err(error) => {
+                self.clear();
+                Err(error)
+            }
+        }
     }
 
     /// The storage as a claim (address, capacity) for the kernel to write
@@ -546,7 +557,7 @@ where
 
     /// The whole storage as bytes, for the kernel to write a message into.
     /// Initialises it all the first time (and never again).
-    fn receive_area(&mut self) -> &mut [u8] {
+    pub(crate) fn receive_area(&mut self) -> &mut [u8] {
         self.initialize_to(self.capacity());
         self.initialized_bytes_mut()
     }
@@ -660,13 +671,8 @@ where
     RequestStorage: AsRef<[MaybeUninit<u8>]> + AsMut<[MaybeUninit<u8>]>,
     ReplyStorage: AsRef<[MaybeUninit<u8>]> + AsMut<[MaybeUninit<u8>]>,
 {
-    match gate::call(port, request.message(), reply.receive_area()) {
-        Ok(length) => reply.accept(length),
-        Err(error) => {
-            reply.clear();
-            Err(error)
-        }
-    }
+    let answer = gate::call(port, request.message(), reply.receive_area());
+    reply.take_reply(answer)
 }
 
 pub mod naming {
@@ -1065,10 +1071,7 @@ unsafe extern "C" fn bound_register_handler<S: Service>(
         (dispatch, storage)
     };
     let mut reply = MessageBuffer::start(storage);
-    let mut bytes = [0u8; 8 * REGISTER_WORDS];
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip([word0, word1, word2, word3]) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
+    let bytes = unpack_words([word0, word1, word2, word3]);
     let length = ((first >> 32) as usize).min(bytes.len());
     if let Some(service) = dispatch.service::<S>() {
         let request = MessageView::new(first as u32, &bytes[..length]);

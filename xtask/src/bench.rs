@@ -918,10 +918,7 @@ pub fn boot(board: Board, release: bool, repetitions: Option<u64>) -> Result<Ben
 /// an SVG chart. An error means the run failed (the run's output has been
 /// printed).
 pub fn run(board: Board, outputs: Outputs<'_>, repetitions: Option<u64>, costs: Option<&Costs>) -> Result<()> {
-    let info = install::ensure_qemu()?;
-    if !info.supports(board) {
-        bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
-    }
+    install::ensure_qemu_for(&[board])?;
     let Bench { report, crossings, stages } = boot(board, true, repetitions)?;
     print!("{}", render(&report, board));
     print!("{}", crossings::render(&report, &crossings, costs));
@@ -966,10 +963,7 @@ pub fn calibrate_lines(output: &str) -> Result<Vec<&str>, String> {
 /// release harness image under `-icount shift=0` (as the benchmark) and
 /// prints its costs, with the note that under QEMU they are not cycles.
 pub fn calibrate(board: Board) -> Result<()> {
-    let info = install::ensure_qemu()?;
-    if !info.supports(board) {
-        bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
-    }
+    install::ensure_qemu_for(&[board])?;
     let image = build_image(board, ImageKind::Harness, true)?;
     let run = run_captured_icount(&image, &qemu::harness_cmdline(CALIBRATE_SCENARIO), None, TIMEOUT)?;
     let lines = calibrate_lines(&run.output);

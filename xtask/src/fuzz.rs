@@ -35,7 +35,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::qemu::{self, RunOutput};
 use crate::{Board, ImageKind, build_image, install};
@@ -68,7 +68,7 @@ pub struct Request {
 
 /// The kernel command line for one seed.
 pub fn cmdline(seed: u64, calls: u64, mode: Option<&str>, trace: bool) -> String {
-    let mut line = format!("tern.harness=1 tern.scenario=fuzz tern.fuzz.seed={seed} tern.fuzz.calls={calls}");
+    let mut line = format!("{} tern.fuzz.seed={seed} tern.fuzz.calls={calls}", crate::qemu::harness_cmdline("fuzz"));
     if let Some(mode) = mode {
         line += &format!(" tern.fuzz.mode={mode}");
     }
@@ -196,10 +196,7 @@ fn describe(run: &RunOutput) -> String {
 
 /// Run the fuzzer as `request` says; true if every seed passed.
 pub fn run(request: &Request) -> Result<bool> {
-    let info = install::ensure_qemu()?;
-    if !info.supports(request.board) {
-        bail!("QEMU {} has no machine raspi4b; install QEMU >= 9.0 or use --board virt", info.version_string());
-    }
+    install::ensure_qemu_for(&[request.board])?;
     let image = build_image(request.board, ImageKind::Harness, request.release)?;
     let timeout = request.timeout.unwrap_or_else(|| timeout_for(request.calls, request.trace));
     let profile = if request.release { "release" } else { "debug" };

@@ -37,10 +37,26 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::Board;
 use crate::qemu::{self, MIN_VERSION, QEMU, QemuInfo};
 
 /// The file this module writes to add `bookworm-backports`.
 pub const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/tern-bookworm-backports.sources";
+
+/// [`ensure_qemu`], then an error if that QEMU cannot boot `boards` (no
+/// machine raspi4b for `rpi4`).
+pub fn ensure_qemu_for(boards: &[Board]) -> Result<QemuInfo> {
+    let info = ensure_qemu()?;
+    if let Some(board) = boards.iter().find(|&&board| !info.supports(board)) {
+        bail!(
+            "QEMU {} has no machine raspi4b, needed by board {board}: install QEMU >= {}.{}, or use --board virt",
+            info.version_string(),
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        );
+    }
+    Ok(info)
+}
 
 /// Makes sure a QEMU >= 9.0 is installed, installing it if needed, and
 /// returns what is installed.

@@ -110,13 +110,7 @@ pub fn passed(run: &RunOutput, scenario: &str) -> bool {
 /// `cargo xtask stress ARGS`.
 pub fn main(args: &[String]) -> Result<ExitCode> {
     let options = parse(args)?;
-    let info = install::ensure_qemu()?;
-    if let Some(board) = options.boards.iter().find(|&&board| !info.supports(board)) {
-        bail!(
-            "QEMU {} has no machine raspi4b, needed by board {board}: install QEMU >= 9.0, or use --board virt",
-            info.version_string()
-        );
-    }
+    install::ensure_qemu_for(&options.boards)?;
     let mut failed = Vec::new();
     for &board in &options.boards {
         let image = build_image(board, ImageKind::Harness, options.release)?;

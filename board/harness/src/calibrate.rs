@@ -127,7 +127,7 @@ impl core::fmt::Display for Hundredths {
 }
 
 /// The `calibrate` scenario.
-pub fn run() -> Result<(), alloc::string::String> {
+pub fn run() -> crate::Verdict {
     tern_aarch64::pmu::enable();
     let (daif, ttbr0): (u64, u64);
     // SAFETY: reads of DAIF and TTBR0_EL1, then every interrupt masked

@@ -85,7 +85,7 @@ fn case(
     stack: PhysRange,
     heap_source: &mut Area,
     destination: &mut Area,
-) -> Result<(), alloc::string::String> {
+) -> Verdict {
     let seed = length * 1021 + source_offset * 31 + destination_offset;
     // The source: its address, as a mutable slice of scratch memory.
     let source: &mut [u8] = match edge {

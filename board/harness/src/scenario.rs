@@ -81,8 +81,10 @@ const SCENARIOS: &[Scenario] = &[
     ("restart-switching", || restart(tern_rpctest::slow_argument(2, 0, 1, false), DomainMode::Protected)),
     ("restart-merged", || restart(tern_rpctest::slow_argument(1, 1, 0, false), DomainMode::Merged)),
     ("bound", bound),
-    ("bound-panic", || bound_panic(DomainMode::Merged)),
-    ("bound-panic-protected", || bound_panic(DomainMode::Protected)),
+    ("bound-panic", || server_panic_in(DomainMode::Merged, DomainMode::Merged, tern_rpctest::test::BOUND_PANIC)),
+    ("bound-panic-protected", || {
+        server_panic_in(DomainMode::Protected, DomainMode::Protected, tern_rpctest::test::BOUND_PANIC)
+    }),
     ("ctl-alerts", || ctl(ctltest::ALERTS)),
     ("ctl-alerts-bound", || ctl_bound(ctltest::ALERTS)),
     ("ctl-alert-break-bound", || ctl_bound(ctltest::ALERT_BREAK)),
@@ -305,12 +307,19 @@ fn merge_echo() -> Verdict {
 /// like any other (reported, domain terminated), the client gets
 /// `CallAborted`, and the kernel carries on.
 fn server_panic(mode: DomainMode, client_mode: DomainMode) -> Verdict {
+    server_panic_in(mode, client_mode, tern_rpctest::test::SERVER_PANIC)
+}
+
+/// `slow` in `mode`, the client in `client_mode`, the client's `test`
+/// (`SERVER_PANIC`, or `BOUND_PANIC`: through a bound handle, the client's
+/// state intact, the handle stale after): `slow` is dead after.
+fn server_panic_in(mode: DomainMode, client_mode: DomainMode, test: usize) -> Verdict {
     start_servers(&[("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))])?;
     let slow = domains::find("slow").ok_or("no slow")?;
     domains::set_mode(slow, mode).map_err(|error| format!("slow: {error}"))?;
     let client = create("client")?;
     domains::set_mode(client, client_mode).map_err(|error| format!("client: {error}"))?;
-    match domains::call(client, tern_rpctest::test::SERVER_PANIC) {
+    match domains::call(client, test) {
         Ok(Outcome::Returned(0)) => {}
         other => return Err(format!("the client reported {other:?}")),
     }
@@ -381,23 +390,6 @@ fn bound() -> Verdict {
         kprintln!("bound: a handle kept across checksum {from:?} -> {to:?} is stale; a new one works");
     }
     Ok(())
-}
-
-/// A call through a bound handle that makes `slow` (merged, or
-/// protected) panic, from a client in the same mode: `CallAborted`, the
-/// client intact, the handle stale after; `slow` is dead.
-fn bound_panic(mode: DomainMode) -> Verdict {
-    start_servers(&[("names", 1), ("slow", tern_rpctest::slow_argument(1, 2, 0, false))])?;
-    let slow = domains::find("slow").ok_or("no slow")?;
-    domains::set_mode(slow, mode).map_err(|error| format!("slow: {error}"))?;
-    let client = create("client")?;
-    domains::set_mode(client, mode).map_err(|error| format!("client: {error}"))?;
-    match domains::call(client, tern_rpctest::test::BOUND_PANIC) {
-        Ok(Outcome::Returned(0)) => {}
-        other => return Err(format!("the client reported {other:?}")),
-    }
-    let alive = state::with(|kernel| kernel.domain(slow).is_some_and(|record| record.alive));
-    if alive { Err("slow survived its panic".into()) } else { Ok(()) }
 }
 
 /// An activation-control test of `ctl.client` (see `tern_ctltest`), in two

@@ -98,7 +98,7 @@ use super::shared::{
 };
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use tern_core::abi::{Call, Error, LEND_MAX, LEND_WRITABLE, MESSAGE_MAX, MessageHeader, PORT_IDEMPOTENT, STATE_BYTES};
-use tern_core::board::{ARENA_ALIAS_OFFSET, DOMAIN_REGION, REGION_MODE_OFFSET, REGION_STACKS_OFFSET};
+use tern_core::board::{ARENA_ALIAS_OFFSET, DOMAIN_REGION, REGION_STACKS_OFFSET};
 use tern_inks::gate;
 
 tern_inks::domain!(FUZZ_PROTECTED, "fuzz.protected", fuzzer_main);
@@ -194,48 +194,15 @@ const CHILD_MAGIC: u64 = 0xc41d;
 // ---------------------------------------------------------------------------
 // The kernel call itself
 
-/// Make kernel call `number` with x0-x7 as given, through the same
-/// sequence as the gate (read the mode word at the base of the region the
-/// stack is in; trap or enter directly): the status and value registers.
+/// Make kernel call `number` with x0-x7 as given, through the gate's own
+/// sequence (`tern_inks::gate::raw_registers`): the status and value
+/// registers. The kernel touches the fuzzer's memory only through the
+/// buffers it names, which it checks — and the fuzzer names only buffers
+/// whose writing cannot hurt it (see the module's notes).
 #[inline(always)]
 fn raw(number: u64, registers: &[u64; 8]) -> (u64, u64) {
-    let status: u64;
-    let value: u64;
-    // SAFETY: as in `tern_inks::gate::raw_call_number`: the load reads the
-    // mode word of the region our stack lies in (mapped for us in either
-    // mode); `svc` (protected) or `bl tern_kernel_entry` (merged) enters
-    // the kernel, which reads the registers named here, writes x0/x1, and
-    // keeps x19-x29 and SP; every caller-saved register is declared
-    // clobbered. The kernel touches our memory only through the buffers
-    // the fuzzer names, which it checks — and the fuzzer names only
-    // buffers whose writing cannot hurt it (see the module's notes).
-    unsafe {
-        core::arch::asm!(
-            "mov     x9, sp",
-            "and     x9, x9, #{region_mask}",
-            "ldr     x9, [x9, #{mode_offset}]",
-            "cbz     x9, 1f",
-            "bl      tern_kernel_entry",
-            "b       2f",
-            "1:",
-            "svc     #0",
-            "2:",
-            region_mask = const !(DOMAIN_REGION - 1),
-            mode_offset = const REGION_MODE_OFFSET,
-            inlateout("x0") registers[0] => status,
-            inlateout("x1") registers[1] => value,
-            in("x2") registers[2],
-            in("x3") registers[3],
-            in("x4") registers[4],
-            in("x5") registers[5],
-            in("x6") registers[6],
-            in("x7") registers[7],
-            in("x8") number,
-            clobber_abi("C"),
-            options(nostack),
-        );
-    }
-    (status, value)
+    let (status, value) = tern_inks::gate::raw_registers(number as usize, registers.map(|register| register as usize));
+    (status as u64, value as u64)
 }
 
 /// [`raw`] with the stack pointer at `stack` for the `svc` (a protected

@@ -76,7 +76,7 @@ pub const DEFAULT_SEED: u64 = 1;
 /// Seconds without a single call made before the round counts as hung.
 pub const HANG_SECONDS: u64 = 30;
 
-type Verdict = Result<(), String>;
+use crate::Verdict;
 
 /// Run the `fuzz` scenario as the command line says.
 pub fn run(options: &tern_core::cmdline::Options<'_>) -> ExitStatus {

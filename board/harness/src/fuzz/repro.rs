@@ -32,7 +32,7 @@ tern_inks::domain!(SERVER, "fuzz.repro.server", server_main);
 tern_inks::domain!(LENDEE, "fuzz.repro.lendee", lendee_main);
 tern_inks::domain!(CLIENT, "fuzz.repro.client", client_main);
 
-type Verdict = Result<(), String>;
+use crate::Verdict;
 
 /// What the client does (its argument's bits 32 and up; the port name in
 /// the low 32).
