@@ -275,6 +275,15 @@ impl RestartPolicy {
         limit == 0 || Self::within(earlier, window, now) < limit as usize
     }
 
+    /// The window the policy counts restarts in (counter ticks; 0 for
+    /// `Never`).
+    pub fn window(self) -> u64 {
+        match self {
+            RestartPolicy::Never => 0,
+            RestartPolicy::OnFault { window, .. } | RestartPolicy::Always { window, .. } => window,
+        }
+    }
+
     /// How many of the restarts at `earlier` lie in the window ending now.
     pub fn within(earlier: &[u64], window: u64, now: u64) -> usize {
         earlier.iter().filter(|&&at| now.saturating_sub(at) < window).count()

@@ -261,9 +261,6 @@ impl<M: Machine> Kernel<M> {
             if restart {
                 self.keep_port(port);
             } else {
-                if let Some(entry) = self.objects.port_mut(port) {
-                    entry.restarting = false;
-                }
                 self.destroy_port(port);
             }
         }
@@ -300,6 +297,7 @@ impl<M: Machine> Kernel<M> {
             return;
         }
         entry.alive = false;
+        entry.restarting = false;
         entry.server_threads = 0;
         self.stale_handles(|stale| stale == port);
         let Some(entry) = self.objects.port_mut(port) else { return };

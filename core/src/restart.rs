@@ -55,11 +55,7 @@ impl<M: Machine> Kernel<M> {
         let now = self.machine.counter();
         let record = self.domain_mut(id).filter(|record| record.alive).ok_or(Error::InvalidArgument)?;
         record.restart = policy;
-        let window = match policy {
-            RestartPolicy::Never => 0,
-            RestartPolicy::OnFault { window, .. } | RestartPolicy::Always { window, .. } => window,
-        };
-        Ok(RestartPolicy::within(&record.restarts, window, now))
+        Ok(RestartPolicy::within(&record.restarts, policy.window(), now))
     }
 
     /// `DomainRestart`: x0 domain, x1 policy, x2 limit, x3 window; the
@@ -116,7 +112,6 @@ impl<M: Machine> Kernel<M> {
         let Some(entry) = self.objects.port_mut(port) else { return };
         let owner = entry.owner;
         entry.generation = entry.generation.wrapping_add(1);
-        entry.restarting = true;
         entry.owner = DomainId(0);
         // A handle promised the instance it was bound to.
         self.stale_handles(|stale| stale == port);
@@ -146,10 +141,7 @@ impl<M: Machine> Kernel<M> {
         let now = self.machine.counter();
         let Some(record) = self.domain(old) else { return };
         let (spec, policy, argument) = (record.spec, record.restart, record.start_argument);
-        let window = match policy {
-            RestartPolicy::Never => 0,
-            RestartPolicy::OnFault { window, .. } | RestartPolicy::Always { window, .. } => window,
-        };
+        let window = policy.window();
         let mut restarts: Vec<u64> =
             record.restarts.iter().copied().filter(|&at| now.saturating_sub(at) < window).collect();
         restarts.push(now);
@@ -186,18 +178,10 @@ impl<M: Machine> Kernel<M> {
             Ok(()) => self.statistics().restarts += 1,
             Err(()) => {
                 for port in ports {
-                    self.give_up_port(port);
+                    self.destroy_port(port);
                 }
             }
         }
-    }
-
-    /// A kept port no instance will adopt: it dies.
-    fn give_up_port(&mut self, port: PortId) {
-        if let Some(entry) = self.objects.port_mut(port) {
-            entry.restarting = false;
-        }
-        self.destroy_port(port);
     }
 
     /// The first kept port waiting for restarted domain `domain` to adopt
@@ -235,7 +219,7 @@ impl<M: Machine> Kernel<M> {
             None => return,
         };
         for port in ports {
-            self.give_up_port(port);
+            self.destroy_port(port);
         }
     }
 
