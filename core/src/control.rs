@@ -177,23 +177,13 @@ impl<M: Machine> Kernel<M> {
     /// nowhere — not into a region that may have a new tenant by then),
     /// and the client is woken to end.
     fn forsake_reply(&mut self, client: ThreadId) {
-        let servers: alloc::vec::Vec<ThreadId> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| self.objects.thread(thread).is_some_and(|entry| entry.serving == Some(client)))
-            .collect();
+        let servers = self.objects.threads_where(|entry| entry.serving == Some(client));
         for server in servers {
             if let Some(entry) = self.objects.thread_mut(server) {
                 entry.serving = None;
             }
         }
-        if let Some(frame) = self.blocked_frame(client) {
-            frame.set_result(Err(Error::Terminated));
-        }
-        if let Some(entry) = self.objects.thread_mut(client) {
-            entry.set_reply_to(None);
-        }
-        self.wake(client);
+        self.end_wait_for_reply(client, Error::Terminated);
     }
 
     /// Act on `activation` from the kernel's own code (the kernel domain
@@ -382,13 +372,7 @@ impl<M: Machine> Kernel<M> {
     /// `except`.
     fn state_waiters(&self, activation: ActivationId, except: Option<ThreadId>) -> Vec<ThreadId> {
         self.objects
-            .thread_ids()
-            .filter(|&id| {
-                Some(id) != except
-                    && self.objects.thread(id).map(|entry| entry.state)
-                        == Some(ThreadState::WaitingForState(activation))
-            })
-            .collect()
+            .threads_where(|entry| Some(entry.id) != except && entry.state == ThreadState::WaitingForState(activation))
     }
 
     /// `waiter` is done with (or gave up on) its hold on `activation`: the

@@ -152,10 +152,7 @@ impl<M: Machine> Kernel<M> {
         if remains {
             return false;
         }
-        let orphans: Vec<_> = objects
-            .thread_ids()
-            .filter(|&thread| objects.thread(thread).is_some_and(|entry| entry.creator == id))
-            .collect();
+        let orphans = objects.threads_where(|entry| entry.creator == id);
         for thread in orphans {
             self.reap(thread);
         }
@@ -265,15 +262,8 @@ impl<M: Machine> Kernel<M> {
             }
         }
         // Threads it made that have ended will never be joined now.
-        let finished: Vec<_> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| {
-                self.objects
-                    .thread(thread)
-                    .is_some_and(|entry| entry.creator == id && matches!(entry.state, ThreadState::Ended(_)))
-            })
-            .collect();
+        let finished =
+            self.objects.threads_where(|entry| entry.creator == id && matches!(entry.state, ThreadState::Ended(_)));
         for thread in finished {
             self.reap(thread);
         }
@@ -326,11 +316,7 @@ impl<M: Machine> Kernel<M> {
         for thread in waiting.into_iter().chain(queued).chain(receivers) {
             self.wake(thread);
         }
-        let servers: Vec<_> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| self.objects.thread(thread).is_some_and(|entry| entry.serves == Some(port)))
-            .collect();
+        let servers = self.objects.threads_where(|entry| entry.serves == Some(port));
         for thread in servers {
             self.abandon_client(thread, Error::CallAborted);
             if let Some(entry) = self.objects.thread_mut(thread) {

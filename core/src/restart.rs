@@ -92,13 +92,7 @@ impl<M: Machine> Kernel<M> {
     /// calls return (see [`Kernel::aborted_call_error`]).
     pub(crate) fn abandon_clients_of(&mut self, port: PortId) {
         let error = self.aborted_call_error(Some(port));
-        let servers: Vec<ThreadId> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| {
-                self.objects.thread(thread).is_some_and(|entry| entry.serves == Some(port) && entry.serving.is_some())
-            })
-            .collect();
+        let servers = self.objects.threads_where(|entry| entry.serves == Some(port) && entry.serving.is_some());
         for thread in servers {
             self.abandon_client(thread, error);
         }
@@ -116,11 +110,7 @@ impl<M: Machine> Kernel<M> {
         // A handle promised the instance it was bound to.
         self.stale_handles(|stale| stale == port);
         self.release_domain(owner, Resource::Ports, 1);
-        let servers: Vec<ThreadId> = self
-            .objects
-            .thread_ids()
-            .filter(|&thread| self.objects.thread(thread).is_some_and(|entry| entry.serves == Some(port)))
-            .collect();
+        let servers = self.objects.threads_where(|entry| entry.serves == Some(port));
         for thread in servers {
             if let Some(entry) = self.objects.thread_mut(thread) {
                 entry.serves = None;

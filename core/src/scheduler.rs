@@ -128,13 +128,8 @@ impl<M: Machine> Kernel<M> {
     pub fn tick(&mut self) {
         self.charge();
         let now = self.machine.counter();
-        let due: Vec<ThreadId> = self
-            .objects
-            .thread_ids()
-            .filter(|&id| {
-                matches!(self.objects.thread(id).map(|entry| entry.state), Some(ThreadState::Sleeping(until)) if until <= now)
-            })
-            .collect();
+        let due =
+            self.objects.threads_where(|entry| matches!(entry.state, ThreadState::Sleeping(until) if until <= now));
         for thread in due {
             self.wake(thread);
         }
@@ -371,11 +366,7 @@ impl<M: Machine> Kernel<M> {
         // forgotten, lost.)
         let moved_to = self.objects.thread(current).and_then(|thread| thread.base_moved_to);
         if let Some(next) = moved_to {
-            let before: Vec<ThreadId> = self
-                .objects
-                .thread_ids()
-                .filter(|&id| self.objects.thread(id).is_some_and(|thread| thread.base_moved_to == Some(current)))
-                .collect();
+            let before = self.objects.threads_where(|thread| thread.base_moved_to == Some(current));
             if !before.is_empty() {
                 for id in before {
                     if let Some(thread) = self.objects.thread_mut(id) {
@@ -403,11 +394,7 @@ impl<M: Machine> Kernel<M> {
         if self.objects.thread(current).is_some_and(|thread| thread.detached) {
             self.detached_ended.push(current);
         }
-        let joiners: Vec<ThreadId> = self
-            .objects
-            .thread_ids()
-            .filter(|&id| self.objects.thread(id).is_some_and(|thread| thread.state == ThreadState::Joining(current)))
-            .collect();
+        let joiners = self.objects.threads_where(|thread| thread.state == ThreadState::Joining(current));
         for joiner in joiners {
             self.wake(joiner);
         }
@@ -421,6 +408,12 @@ impl<M: Machine> Kernel<M> {
         if self.objects.thread(client).is_none_or(|entry| entry.state != ThreadState::WaitingForReply) {
             return;
         }
+        self.end_wait_for_reply(client, error);
+    }
+
+    /// `client`'s call, waiting for a server thread's reply that will not
+    /// come, returns `error`: no reply is expected any more, and it wakes.
+    pub(crate) fn end_wait_for_reply(&mut self, client: ThreadId, error: Error) {
         if let Some(frame) = self.blocked_frame(client) {
             frame.set_result(Err(error));
         }

@@ -778,6 +778,12 @@ impl Objects {
         self.threads.iter().flatten().map(|thread| thread.id)
     }
 
+    /// The numbers of the threads for which `wanted` holds, collected, so
+    /// that the caller may change the table while it visits them.
+    pub fn threads_where(&self, wanted: impl Fn(&Thread) -> bool) -> Vec<ThreadId> {
+        self.threads.iter().flatten().filter(|thread| wanted(thread)).map(|thread| thread.id).collect()
+    }
+
     /// The thread table, for the fast path.
     pub fn thread_table(&self) -> PointerTable {
         table(&self.threads)
