@@ -395,7 +395,13 @@ impl AptSources {
 
     /// The entry serving suite `bookworm` of the Debian archive.
     pub fn debian_bookworm(&self) -> Option<&AptEntry> {
-        self.entries.iter().find(|e| e.serves("bookworm") && e.is_debian_archive())
+        self.debian_suite("bookworm")
+    }
+
+    /// The entry serving `suite` (a codename such as `bookworm` or
+    /// `trixie`) of the Debian archive.
+    pub fn debian_suite(&self, suite: &str) -> Option<&AptEntry> {
+        self.entries.iter().find(|e| e.serves(suite) && e.is_debian_archive())
     }
 
     /// The deb822 text of a `bookworm-backports` source modelled on the

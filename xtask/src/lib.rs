@@ -82,6 +82,7 @@ pub mod image;
 pub mod install;
 pub mod qemu;
 pub mod report;
+pub mod sdcard;
 pub mod stages;
 pub mod stress;
 pub mod svg;
