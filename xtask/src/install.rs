@@ -171,7 +171,8 @@ fn install() -> Result<()> {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (effective user id 0).
+pub(crate) fn is_root() -> bool {
     // /proc/self/status: "Uid:\treal\teffective\t...".
     std::fs::read_to_string("/proc/self/status")
         .ok()

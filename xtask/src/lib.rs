@@ -77,6 +77,7 @@ pub mod console;
 pub mod crossings;
 pub mod demux;
 pub mod elf;
+pub mod firmware;
 pub mod fuzz;
 pub mod image;
 pub mod install;
