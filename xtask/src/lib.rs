@@ -73,6 +73,7 @@
 //! nothing tests them).
 
 pub mod bench;
+pub mod card_device;
 pub mod console;
 pub mod crossings;
 pub mod demux;
