@@ -10,6 +10,8 @@
 //! cargo xtask fuzz   [--board virt|rpi4] [--seed N] [--calls M] [--count K] [--mode M]
 //!                    [--trace] [--release] [--timeout S] [--verbose]
 //! cargo xtask stress [--board virt|rpi4] [--rounds N] [--release]
+//! cargo xtask sdcard [--out PATH] [--device /dev/sdX] [--firmware DIR] [--release]
+//!                    [--append ARGS]
 //! cargo xtask lint
 //! cargo xtask install-qemu
 //! ```
@@ -47,6 +49,17 @@
 //! scenario instead. It fails when the run fails, never because a target
 //! was missed (see `docs/bench.md`).
 //!
+//! `sdcard` builds the rpi4 production image and writes a bootable SD-card
+//! image with it (default `target/tern-sdcard.img`, 64 MiB: an MBR and one
+//! FAT32 partition holding the Pi 4 firmware, the device tree when one can
+//! be had, `config.txt`, `cmdline.txt` with `--append`'s arguments, and
+//! `kernel8.img`), without root (`xtask::sdcard`). The firmware comes from
+//! `--firmware DIR`, else from Debian's `raspi-firmware` package through a
+//! private apt cached under `target/` (`xtask::firmware`). `--device
+//! /dev/sdX` then writes the image to a card, after checks that refuse
+//! anything but an unmounted removable whole disk and a confirmation typed
+//! at the terminal (`xtask::card_device`).
+//!
 //! `fuzz` (virt by default) builds the harness image and boots the kernel's
 //! `fuzz` scenario with `tern.fuzz.seed=N tern.fuzz.calls=M` (default seed
 //! 1, 100 000 calls), for `--count K` seeds from N on, and prints each
@@ -58,8 +71,9 @@
 //! still gives `--flag value` and `--flag=value`, errors for unknown flags,
 //! and `help`.
 //!
-//! What it leaves out: shell completions, flashing a real Pi, and any
-//! configuration file. Environment knobs, for the record: `DEFMT_LOG`
+//! What it leaves out: shell completions, sending a kernel to a running
+//! Pi over its UART (the card holds the kernel), and any configuration
+//! file. Environment knobs, for the record: `DEFMT_LOG`
 //! (default `info`), `TERN_RELEASE` (tests boot release images),
 //! `TERN_QEMU_JOBS` (parallel QEMUs in tests).
 
@@ -91,6 +105,9 @@ commands:
   stress        the stress and reuse scenarios, long (default: 100000 stress
                 operations, 10000 domains; both boards)  [--board virt|rpi4]
                                           [--rounds N] [--release]
+  sdcard        a bootable Raspberry Pi 4 SD-card image with the production kernel
+                                          [--out PATH] [--device /dev/sdX]
+                                          [--firmware DIR] [--release] [--append ARGS]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
@@ -109,7 +126,7 @@ options:
   --harness       (build) the harness image instead of the production one;
                   (qemu) boot the harness image with tern.harness=1 and semihosting:
                   the kernel exits QEMU with 0 pass, 1 fail, 2 panic, 3 EL1 fault
-  --append ARGS   more kernel command-line arguments
+  --append ARGS   more kernel command-line arguments (sdcard: the card's cmdline.txt)
   --locations     show the source location of each defmt log line
   --json PATH     (bench) also write the figures as JSON records to PATH
   --svg PATH      (bench) also write the whole-call medians as an SVG bar chart to PATH
@@ -125,6 +142,13 @@ options:
   --trace         (fuzz) print every call the fuzzer makes (slow)
   --timeout S     (fuzz) seconds per seed (default: 60 + calls / 4000)
   --verbose       (fuzz) print every FUZZ- line (per-call counts, RPC paths, watchdog)
+  --out PATH      (sdcard) where to write the image (default target/tern-sdcard.img)
+  --device DEV    (sdcard) also write it to the card DEV (a whole disk, e.g. /dev/sdb),
+                  after checks and a typed confirmation; refuses mounted, system and
+                  non-removable disks and partitions
+  --firmware DIR  (sdcard) take start4.elf, fixup4.dat (and bcm2711-rpi-4-b.dtb) from
+                  DIR, e.g. the boot/ folder of the Raspberry Pi firmware release;
+                  default: Debian's raspi-firmware package, fetched once into target/
 ";
 
 /// The flags `build` accepts.
@@ -136,6 +160,9 @@ const BENCH_FLAGS: &[&str] = &["--board", "--json", "--svg", "--repetitions", "-
 /// The flags `fuzz` accepts.
 const FUZZ_FLAGS: &[&str] =
     &["--board", "--seed", "--calls", "--count", "--mode", "--trace", "--release", "--timeout", "--verbose"];
+
+/// The flags `sdcard` accepts.
+const SDCARD_FLAGS: &[&str] = &["--out", "--device", "--firmware", "--release", "--append"];
 
 /// Parsed options; which ones a command accepts is checked per command.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -159,6 +186,9 @@ struct Options {
     trace: bool,
     timeout: Option<u64>,
     verbose: bool,
+    out: Option<PathBuf>,
+    device: Option<PathBuf>,
+    firmware: Option<PathBuf>,
 }
 
 /// Parse `value` of `flag` as a whole number, at least `least`.
@@ -197,6 +227,9 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
                 | "--count"
                 | "--mode"
                 | "--timeout"
+                | "--out"
+                | "--device"
+                | "--firmware"
         );
         let value = if takes_value {
             match inline {
@@ -248,6 +281,9 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
             }
             "--trace" => opts.trace = true,
             "--verbose" => opts.verbose = true,
+            "--out" => opts.out = Some(PathBuf::from(value)),
+            "--device" => opts.device = Some(PathBuf::from(value)),
+            "--firmware" => opts.firmware = Some(PathBuf::from(value)),
             _ => unreachable!("flag {flag} is allowed but not handled"),
         }
     }
@@ -305,6 +341,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         "stress" => xtask::stress::main(rest),
+        "sdcard" => sdcard(parse_options(rest, SDCARD_FLAGS)?),
         "lint" => {
             parse_options(rest, &[])?;
             test(false, false)
@@ -398,6 +435,69 @@ fn run_qemu(opts: Options) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `sdcard`: firmware, production kernel, image, and (with `--device`) the
+/// card.
+fn sdcard(opts: Options) -> Result<ExitCode> {
+    use xtask::{card_device, firmware, sdcard};
+    let out = opts.out.clone().unwrap_or_else(|| workspace_root().join("target").join("tern-sdcard.img"));
+    let cmdline = sdcard::cmdline_txt(opts.append.as_deref())?;
+    // The device is checked before the slow steps, so a wrong one fails at
+    // once; it is checked again just before writing.
+    if let Some(device) = &opts.device {
+        let name = card_device::device_name(device)?;
+        card_device::check(&name, &card_device::SystemView::read()?, sdcard::IMAGE_SIZE)?;
+    }
+    let firmware = firmware::gather(opts.firmware.as_deref(), &firmware::cache_dir())?;
+    let image = build_image(Board::Rpi4, ImageKind::Production, opts.release)?;
+    let kernel = std::fs::read(&image.raw).with_context(|| format!("reading {}", image.raw.display()))?;
+    let files = sdcard::CardFiles {
+        start: firmware.start,
+        fixup: firmware.fixup,
+        device_tree: firmware.device_tree,
+        kernel,
+        config: sdcard::config_txt(),
+        cmdline,
+    };
+    sdcard::write_card_image(&out, &files)?;
+    let bytes = std::fs::read(&out).with_context(|| format!("reading {} back", out.display()))?;
+    let contents = sdcard::read_card_image(&bytes)?;
+    for (name, expected) in files.entries() {
+        if contents.file(name) != Some(expected) {
+            bail!("{} does not read back {name} as written", out.display());
+        }
+    }
+    println!("SD card image: {} ({} bytes)", out.display(), bytes.len());
+    println!(
+        "  partition 1: FAT32 ({:?}, {}-byte clusters), type 0x{:02x}, sectors {}..{}",
+        contents.fat_type,
+        contents.cluster_size,
+        sdcard::PARTITION_TYPE,
+        sdcard::PARTITION_START,
+        sdcard::PARTITION_START + contents.partitions[0].sectors
+    );
+    for (name, bytes) in files.entries() {
+        println!("  {name:<21} {:>9} bytes", bytes.len());
+    }
+    println!("firmware:    {}", firmware.source);
+    println!("device tree: {}", firmware.device_tree_source);
+    if files.device_tree.is_none() {
+        println!(
+            "note: no {} on the card: the firmware will hand Tern ATAGs instead of a device tree",
+            sdcard::DEVICE_TREE_FILE
+        );
+    }
+    println!("kernel:      {} ({}, rpi4 production image)", image.raw.display(), profile(opts.release));
+    println!("command line: {:?}", files.cmdline.trim_end());
+    match &opts.device {
+        Some(device) => card_device::write_to_card(device, &out, &bytes)?,
+        None => println!(
+            "write it to a card with `cargo xtask sdcard --device /dev/sdX`, or: sudo dd if={} of=/dev/sdX bs=4M conv=fsync",
+            out.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a step header.
@@ -584,6 +684,31 @@ mod tests {
         for bad in ["--calls 0", "--count 0", "--seed -1", "--mode sideways", "--calls", "--trace=1", "--json x"] {
             assert!(parse_options(&args(bad), FUZZ_FLAGS).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_sdcard_flags() {
+        let o = parse_options(
+            &args("--out card.img --device=/dev/sdb --firmware fw/boot --release --append tern.scenario=domains"),
+            SDCARD_FLAGS,
+        )
+        .unwrap();
+        assert_eq!(
+            o,
+            Options {
+                out: Some(PathBuf::from("card.img")),
+                device: Some(PathBuf::from("/dev/sdb")),
+                firmware: Some(PathBuf::from("fw/boot")),
+                release: true,
+                append: Some("tern.scenario=domains".into()),
+                ..Options::default()
+            }
+        );
+        assert_eq!(parse_options(&[], SDCARD_FLAGS).unwrap(), Options::default());
+        for bad in ["--out", "--device", "--firmware", "--board rpi4", "--harness", "--scenario x", "--release=1"] {
+            assert!(parse_options(&args(bad), SDCARD_FLAGS).is_err(), "{bad}");
+        }
+        assert!(parse_options(&args("--out x.img"), QEMU_FLAGS).is_err());
     }
 
     #[test]
