@@ -25,9 +25,16 @@
 //! (which picks FAT16 below 512 MiB). The FAT type is read back after
 //! writing and checked.
 //!
+//! The formatter leaves the boot sector's "hidden sectors" field at 0;
+//! [`card_image`] sets it (and its copy in the backup boot sector) to the
+//! partition's first sector, as partitioning tools do, for any reader that
+//! goes by it rather than by the partition table.
+//!
 //! The image is reproducible: the disk signature and volume id are fixed,
-//! and `fatfs` is built without its `chrono` feature, so every file carries
-//! the FAT epoch (1980-01-01) as its time stamp. Same inputs, same bytes.
+//! and `fatfs` is built without its `chrono` feature and given a clock
+//! ([`FatEpoch`]) that always says 1980-01-01 00:00, the FAT epoch (the
+//! crate's own clock without `chrono` says "month 0, day 0", which is no
+//! date). Same inputs, same bytes.
 //!
 //! [`CardFiles`] holds the bytes of every file, not paths: where the
 //! firmware came from (a directory, Debian's package) is the caller's
@@ -50,6 +57,8 @@ use std::io::{Cursor, Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
+/// The FAT variants, as [`CardContents::fat_type`] reports them.
+pub use fatfs::FatType;
 
 /// The size of the whole image.
 pub const IMAGE_SIZE: u64 = 64 * 1024 * 1024;
@@ -155,6 +164,40 @@ pub fn parse_config(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The clock the FAT volume's time stamps come from: always the FAT epoch,
+/// 1980-01-01 00:00:00, so the image does not depend on when it was made.
+#[derive(Debug)]
+pub struct FatEpoch;
+
+impl fatfs::TimeProvider for FatEpoch {
+    fn get_current_date(&self) -> fatfs::Date {
+        fatfs::Date { year: 1980, month: 1, day: 1 }
+    }
+
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        fatfs::DateTime { date: self.get_current_date(), time: fatfs::Time { hour: 0, min: 0, sec: 0, millis: 0 } }
+    }
+}
+
+/// The file system options: the fixed clock.
+fn filesystem_options() -> fatfs::FsOptions {
+    static CLOCK: FatEpoch = FatEpoch;
+    fatfs::FsOptions::new().time_provider(&CLOCK)
+}
+
+/// Sets the "hidden sectors" field (boot sector offset 28) of the boot
+/// sector and of the FAT32 backup boot sector (whose sector number is at
+/// offset 50) to `hidden`.
+fn set_hidden_sectors(volume: &mut [u8], hidden: u32) -> Result<()> {
+    let backup = usize::from(u16::from_le_bytes([volume[50], volume[51]]));
+    ensure!(backup != 0 && backup < 32, "the FAT32 volume has no backup boot sector in its reserved area");
+    for sector in [0, backup] {
+        let at = sector * SECTOR_SIZE as usize + 28;
+        volume[at..at + 4].copy_from_slice(&hidden.to_le_bytes());
+    }
+    Ok(())
+}
+
 /// The formatter's options: FAT32, 512-byte clusters and sectors, the
 /// fixed volume id and label.
 fn format_options(partition_sectors: u32) -> fatfs::FormatVolumeOptions {
@@ -196,8 +239,9 @@ pub fn card_image(files: &CardFiles) -> Result<Vec<u8>> {
     let volume = &mut image[start..];
     fatfs::format_volume(Cursor::new(&mut *volume), format_options(partition_sectors))
         .context("formatting the FAT32 volume")?;
+    set_hidden_sectors(volume, PARTITION_START)?;
     {
-        let filesystem = fatfs::FileSystem::new(Cursor::new(&mut *volume), fatfs::FsOptions::new())
+        let filesystem = fatfs::FileSystem::new(Cursor::new(&mut *volume), filesystem_options())
             .context("opening the new FAT32 volume")?;
         ensure!(
             filesystem.fat_type() == fatfs::FatType::Fat32,
