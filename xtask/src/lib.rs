@@ -38,7 +38,13 @@
 //!   or many and prints its histograms, rate and invariants (`cargo xtask
 //!   fuzz`);
 //! * [`stress`] boots the kernel's stress and reuse scenarios long
-//!   (`cargo xtask stress`).
+//!   (`cargo xtask stress`);
+//! * [`sdcard`] lays out a bootable Raspberry Pi 4 SD-card image (MBR,
+//!   FAT32, firmware, `config.txt`, kernel) without root, [`firmware`]
+//!   finds the Pi firmware and device tree (a directory, or Debian's
+//!   packages through a private apt), and [`card_device`] writes the image
+//!   to a card after refusing anything that is not plainly one (`cargo
+//!   xtask sdcard`, described in `docs/pi.md`).
 //!
 //! It runs on the host and depends on no crate of the kernel's: it builds
 //! and boots them as a user would.
@@ -62,12 +68,15 @@
 //! that it does not find already). The command line is parsed by hand (a
 //! handful of flags) rather than with clap, which would add the largest
 //! compile of the lot for no behaviour worth having. Waiting with a timeout is a poll loop on
-//! `Child::try_wait`, not a crate.
+//! `Child::try_wait`, not a crate. The SD-card image adds the two crates
+//! made for its formats, `mbrman` (the MBR) and `fatfs` (FAT32), whose
+//! small trees and licences `Cargo.toml` lists; the firmware's `.deb` is
+//! unpacked by `dpkg-deb` and `tar`, not by archive crates.
 //!
 //! ## What it leaves out
 //!
-//! Flashing a real Raspberry Pi (copy the production `kernel8.img` to the
-//! SD card's boot partition yourself), any QEMU other than
+//! Sending a kernel to a running Raspberry Pi over its UART (the SD card
+//! carries the kernel), any QEMU other than
 //! `qemu-system-aarch64` from `PATH`, QEMU installation outside Debian and
 //! Ubuntu, and Windows or macOS hosts (nothing deliberately excludes them,
 //! nothing tests them).
