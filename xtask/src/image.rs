@@ -89,7 +89,7 @@ pub fn build_image(board: Board, kind: ImageKind, release: bool) -> Result<Image
 }
 
 fn build_uncached(board: Board, kind: ImageKind, release: bool) -> Result<Image> {
-    let elf_path = cargo_build(board, kind, release)?;
+    let elf_path = cargo_build(board.package(), board.binary(kind), release)?;
     let elf_bytes = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let raw_bytes = elf::elf_to_raw(&elf_bytes, board.load_address())
         .with_context(|| format!("converting {} to a raw image", elf_path.display()))?;
@@ -155,13 +155,14 @@ fn add_kernel_target() -> Result<()> {
     Ok(())
 }
 
-/// Runs cargo and returns the path of the kernel ELF it reports.
-fn cargo_build(board: Board, kind: ImageKind, release: bool) -> Result<PathBuf> {
+/// Runs cargo to build `binary` of `package` for [`KERNEL_TARGET`] and
+/// returns the path of the ELF it reports (kernel images, and the
+/// chainloader: `crate::chainload`).
+pub(crate) fn cargo_build(package: &str, binary: &str, release: bool) -> Result<PathBuf> {
     ensure_kernel_target()?;
-    let binary = board.binary(kind);
     let mut cmd = Command::new(cargo());
     cmd.current_dir(workspace_root())
-        .args(["build", "--package", board.package(), "--bin", binary])
+        .args(["build", "--package", package, "--bin", binary])
         .args(["--target", KERNEL_TARGET, "--message-format=json-render-diagnostics"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -183,9 +184,9 @@ fn cargo_build(board: Board, kind: ImageKind, release: bool) -> Result<PathBuf> 
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
-        bail!("`cargo build -p {} --bin {binary}` for {KERNEL_TARGET} failed ({status})", board.package());
+        bail!("`cargo build -p {package} --bin {binary}` for {KERNEL_TARGET} failed ({status})");
     }
-    executable.with_context(|| format!("cargo built {} but reported no executable named {binary}", board.package()))
+    executable.with_context(|| format!("cargo built {package} but reported no executable named {binary}"))
 }
 
 /// The `executable` of a cargo `compiler-artifact` message for binary `bin`.
@@ -201,7 +202,9 @@ fn artifact_executable(line: &str, bin: &str) -> Option<PathBuf> {
     msg["executable"].as_str().map(PathBuf::from)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temporary name, so that a reader
+/// never sees half a file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("img.tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))

@@ -83,6 +83,7 @@
 
 pub mod bench;
 pub mod card_device;
+pub mod chainload;
 pub mod console;
 pub mod crossings;
 pub mod demux;
@@ -94,9 +95,11 @@ pub mod install;
 pub mod qemu;
 pub mod report;
 pub mod sdcard;
+pub mod serial;
 pub mod stages;
 pub mod stress;
 pub mod svg;
+pub mod terminal;
 
 use std::ffi::OsString;
 use std::fmt;

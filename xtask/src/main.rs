@@ -1,7 +1,7 @@
 //! `cargo xtask`: the command line over the xtask library.
 //!
 //! ```text
-//! cargo xtask build  [--board rpi4|virt] [--release] [--harness]
+//! cargo xtask build  [--board rpi4|virt] [--release] [--harness] | --loader [--release]
 //! cargo xtask qemu   [--board rpi4|virt] [--release] [--gdb] [--scenario NAME]
 //!                    [--harness] [--append ARGS] [--locations]
 //! cargo xtask test   [--release]
@@ -11,7 +11,9 @@
 //!                    [--trace] [--release] [--timeout S] [--verbose]
 //! cargo xtask stress [--board virt|rpi4] [--rounds N] [--release]
 //! cargo xtask sdcard [--out PATH] [--device /dev/sdX] [--firmware DIR] [--release]
-//!                    [--append ARGS]
+//!                    [--append ARGS] [--chainload]
+//! cargo xtask push    [--device /dev/ttyUSB0] [--baud N] [--release] [--harness]
+//! cargo xtask console [--device /dev/ttyUSB0] [--baud N] [--release] [--harness]
 //! cargo xtask lint
 //! cargo xtask install-qemu
 //! ```
@@ -24,7 +26,9 @@
 //!
 //! `build` builds one board's production image (rpi4 by default), or its
 //! harness image with `--harness`, and prints where the ELF and the raw
-//! image are and the raw image's size. `qemu` builds and boots an image
+//! image are and the raw image's size; `build --loader` builds the serial
+//! chainloader instead (`tern-chainload.img`, see `docs/chainload.md`).
+//! `qemu` builds and boots an image
 //! with the console on the terminal: the production image, unless
 //! `--harness` or `--scenario` asks for the harness image (scenarios live
 //! there only); without `--board` it picks rpi4 when the installed QEMU has
@@ -59,6 +63,15 @@
 //! /dev/sdX` then writes the image to a card, after checks that refuse
 //! anything but an unmounted removable whole disk and a confirmation typed
 //! at the terminal (`xtask::card_device`).
+//! `push` and `console` talk to a Raspberry Pi 4 over a USB serial adapter
+//! (`--device`, default `/dev/ttyUSB0`; `--baud`, default 115200). `push`
+//! builds the rpi4 kernel (production, or the harness image with
+//! `--harness`; the command line comes from the card's `cmdline.txt`, so
+//! there is no `--scenario`), waits for the chainloader on the Pi, sends
+//! the kernel (retrying after a CRC error) and becomes the console.
+//! `console` is that console alone: raw terminal, keys to the Pi, defmt
+//! frames decoded with the ELF of the image named by `--release` and
+//! `--harness`; Ctrl-] quits (see `xtask::serial`, `xtask::terminal`).
 //!
 //! `fuzz` (virt by default) builds the harness image and boots the kernel's
 //! `fuzz` scenario with `tern.fuzz.seed=N tern.fuzz.calls=M` (default seed
@@ -66,7 +79,7 @@
 //! seed's result histogram, rate, invariants and verdict (see
 //! `xtask::fuzz`); it fails if any seed failed.
 //!
-//! The arguments are parsed by hand: six subcommands and a few flags do not
+//! The arguments are parsed by hand: nine subcommands and a few flags do not
 //! justify clap's compile time on a two-core machine, and the parser below
 //! still gives `--flag value` and `--flag=value`, errors for unknown flags,
 //! and `help`.
@@ -89,6 +102,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   build         build a kernel image      [--board rpi4|virt] [--release] [--harness]
+                or the serial chainloader (tern-chainload.img)   --loader [--release]
   qemu          build and boot in QEMU    [--board rpi4|virt] [--release] [--gdb]
                                           [--scenario NAME] [--harness] [--append ARGS]
                                           [--locations]
@@ -108,6 +122,10 @@ commands:
   sdcard        a bootable Raspberry Pi 4 SD-card image with the production kernel
                                           [--out PATH] [--device /dev/sdX]
                                           [--firmware DIR] [--release] [--append ARGS]
+  push          send the rpi4 kernel to the chainloader over a serial cable, then be
+                its console       [--device DEV] [--baud N] [--release] [--harness]
+  console       serial console to a Pi 4: defmt decoded, Ctrl-] quits
+                                  [--device DEV] [--baud N] [--release] [--harness]
   lint          fmt and clippy only
   install-qemu  install QEMU >= 9.0 (machine raspi4b) if needed
   help          this text
@@ -149,10 +167,19 @@ options:
   --firmware DIR  (sdcard) take start4.elf, fixup4.dat (and bcm2711-rpi-4-b.dtb) from
                   DIR, e.g. the boot/ folder of the Raspberry Pi firmware release;
                   default: Debian's raspi-firmware package, fetched once into target/
+  --chainload     (sdcard) put the serial chainloader on the card instead of the kernel;
+                  then `cargo xtask push` sends kernels over the cable
+  --loader        (build) build the serial chainloader instead of a kernel
+  --device DEV    (push, console) the serial device (default /dev/ttyUSB0)
+  --baud N        (push, console) line speed (default 115200, the chainloader's)
+  --harness       (push, console) also: push the harness image / decode with its ELF;
+                  the scenario comes from cmdline.txt on the card
 ";
 
 /// The flags `build` accepts.
-const BUILD_FLAGS: &[&str] = &["--board", "--release", "--harness"];
+const BUILD_FLAGS: &[&str] = &["--board", "--release", "--harness", "--loader"];
+/// The flags `push` and `console` accept.
+const SERIAL_FLAGS: &[&str] = &["--device", "--baud", "--release", "--harness"];
 /// The flags `qemu` accepts.
 const QEMU_FLAGS: &[&str] = &["--board", "--release", "--gdb", "--scenario", "--harness", "--append", "--locations"];
 /// The flags `bench` accepts.
@@ -162,7 +189,7 @@ const FUZZ_FLAGS: &[&str] =
     &["--board", "--seed", "--calls", "--count", "--mode", "--trace", "--release", "--timeout", "--verbose"];
 
 /// The flags `sdcard` accepts.
-const SDCARD_FLAGS: &[&str] = &["--out", "--device", "--firmware", "--release", "--append"];
+const SDCARD_FLAGS: &[&str] = &["--out", "--device", "--firmware", "--release", "--append", "--chainload"];
 
 /// Parsed options; which ones a command accepts is checked per command.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -187,8 +214,11 @@ struct Options {
     timeout: Option<u64>,
     verbose: bool,
     out: Option<PathBuf>,
-    device: Option<PathBuf>,
     firmware: Option<PathBuf>,
+    chainload: bool,
+    loader: bool,
+    device: Option<String>,
+    baud: Option<u32>,
 }
 
 /// Parse `value` of `flag` as a whole number, at least `least`.
@@ -230,6 +260,7 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
                 | "--out"
                 | "--device"
                 | "--firmware"
+                | "--baud"
         );
         let value = if takes_value {
             match inline {
@@ -282,8 +313,14 @@ fn parse_options(args: &[String], allowed: &[&str]) -> Result<Options> {
             "--trace" => opts.trace = true,
             "--verbose" => opts.verbose = true,
             "--out" => opts.out = Some(PathBuf::from(value)),
-            "--device" => opts.device = Some(PathBuf::from(value)),
             "--firmware" => opts.firmware = Some(PathBuf::from(value)),
+            "--chainload" => opts.chainload = true,
+            "--loader" => opts.loader = true,
+            "--device" => opts.device = Some(value),
+            "--baud" => {
+                let baud = number(flag, &value, 50)?;
+                opts.baud = Some(u32::try_from(baud).with_context(|| format!("`--baud {value}` is too large"))?);
+            }
             _ => unreachable!("flag {flag} is allowed but not handled"),
         }
     }
@@ -342,6 +379,7 @@ fn run(args: &[String]) -> Result<ExitCode> {
         }
         "stress" => xtask::stress::main(rest),
         "sdcard" => sdcard(parse_options(rest, SDCARD_FLAGS)?),
+        "push" | "console" => serial(command, parse_options(rest, SERIAL_FLAGS)?),
         "lint" => {
             parse_options(rest, &[])?;
             test(false, false)
@@ -373,6 +411,16 @@ fn profile(release: bool) -> &'static str {
 }
 
 fn build(opts: Options) -> Result<ExitCode> {
+    if opts.loader {
+        if opts.board.is_some() || opts.harness {
+            bail!("`--loader` takes only `--release` (the chainloader is for the Pi 4 alone)");
+        }
+        let loader = xtask::chainload::build(opts.release)?;
+        println!("rpi4 serial chainloader ({})", profile(opts.release));
+        println!("elf:   {}", loader.elf.display());
+        println!("image: {} ({} bytes)", loader.raw.display(), loader.size);
+        return Ok(ExitCode::SUCCESS);
+    }
     let board = opts.board.unwrap_or(Board::Rpi4);
     let kind = image_kind(&opts);
     let image = build_image(board, kind, opts.release)?;
@@ -445,13 +493,20 @@ fn sdcard(opts: Options) -> Result<ExitCode> {
     let cmdline = sdcard::cmdline_txt(opts.append.as_deref())?;
     // The device is checked before the slow steps, so a wrong one fails at
     // once; it is checked again just before writing.
-    if let Some(device) = &opts.device {
+    let device = opts.device.as_deref().map(std::path::Path::new);
+    if let Some(device) = device {
         let name = card_device::device_name(device)?;
         card_device::check(&name, &card_device::SystemView::read()?, sdcard::IMAGE_SIZE)?;
     }
     let firmware = firmware::gather(opts.firmware.as_deref(), &firmware::cache_dir())?;
-    let image = build_image(Board::Rpi4, ImageKind::Production, opts.release)?;
-    let kernel = std::fs::read(&image.raw).with_context(|| format!("reading {}", image.raw.display()))?;
+    // The kernel file: the production image, or with `--chainload` the
+    // serial chainloader that receives kernels from `cargo xtask push`.
+    let (kernel_path, kernel_what) = if opts.chainload {
+        (xtask::chainload::build_loader(opts.release)?, "the serial chainloader: `cargo xtask push` sends the kernel")
+    } else {
+        (build_image(Board::Rpi4, ImageKind::Production, opts.release)?.raw, "rpi4 production image")
+    };
+    let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading {}", kernel_path.display()))?;
     let files = sdcard::CardFiles {
         start: firmware.start,
         fixup: firmware.fixup,
@@ -488,9 +543,9 @@ fn sdcard(opts: Options) -> Result<ExitCode> {
             sdcard::DEVICE_TREE_FILE
         );
     }
-    println!("kernel:      {} ({}, rpi4 production image)", image.raw.display(), profile(opts.release));
+    println!("kernel:      {} ({}, {kernel_what})", kernel_path.display(), profile(opts.release));
     println!("command line: {:?}", files.cmdline.trim_end());
-    match &opts.device {
+    match device {
         Some(device) => card_device::write_to_card(device, &out, &bytes)?,
         None => println!(
             "write it to a card with `cargo xtask sdcard --device /dev/sdX`, or: sudo dd if={} of=/dev/sdX bs=4M conv=fsync",
@@ -498,6 +553,21 @@ fn sdcard(opts: Options) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `push` or `console` over a serial device.
+fn serial(command: &str, opts: Options) -> Result<ExitCode> {
+    let link = xtask::serial::Link {
+        device: opts.device.as_deref().unwrap_or(xtask::serial::DEFAULT_DEVICE),
+        baud: opts.baud.unwrap_or(xtask::serial::BAUD),
+        release: opts.release,
+        kind: image_kind(&opts),
+    };
+    let ending = if command == "push" { xtask::serial::push(&link)? } else { xtask::serial::console(&link)? };
+    Ok(match ending {
+        xtask::terminal::Ending::ExitKey => ExitCode::SUCCESS,
+        xtask::terminal::Ending::Board(_) => ExitCode::FAILURE,
+    })
 }
 
 /// Prints a step header.
@@ -527,6 +597,7 @@ const SERVER_CRATES: &[&str] = &["tern-names", "tern-echo", "tern-checksum", "te
 /// servers and `tern-rpctest`).
 const KERNEL_CRATES: &[&str] = &[
     "tern-board-rpi4",
+    "tern-chainload",
     "tern-board-virt",
     "tern-image",
     "tern-harness",
@@ -541,7 +612,7 @@ const KERNEL_CRATES: &[&str] = &[
 /// The crates with host tests besides the servers: the kernel (on its mock
 /// machine), the machine's plain-Rust parts (translation tables,
 /// syndromes), the in-kernel-server layer, the tools.
-const HOST_TESTED: &[&str] = &["tern-core", "tern-aarch64", "tern-inks", "xtask", "tern-qemu-plugin"];
+const HOST_TESTED: &[&str] = &["tern-core", "tern-aarch64", "tern-inks", "xtask", "tern-qemu-plugin", "tern-chainload"];
 
 /// `-p NAME` for each of `lists`' crates, after `command`.
 fn packages<'a>(command: &[&'a str], lists: &[&[&'a str]]) -> Vec<&'a str> {
@@ -574,13 +645,18 @@ fn test(release: bool, everything: bool) -> Result<ExitCode> {
     header(&format!("[3/{total}] host unit tests"));
     cargo_step(&packages(&["test"], &[HOST_TESTED, SERVER_CRATES]), &[])?;
 
-    header(&format!("[4/{total}] kernel images ({}; production and harness, both boards)", profile(release)));
+    header(&format!(
+        "[4/{total}] kernel images ({}; production and harness, both boards) and the chainloader",
+        profile(release)
+    ));
     for board in Board::ALL {
         for kind in ImageKind::ALL {
             let image = build_image(board, kind, release)?;
             println!("{board} {kind}: {} ({} bytes)", image.raw.display(), image.size);
         }
     }
+    let loader = xtask::chainload::build(release)?;
+    println!("rpi4 chainloader: {} ({} bytes)", loader.raw.display(), loader.size);
 
     header(&format!("[5/{total}] QEMU"));
     let info = install::ensure_qemu()?;
@@ -659,6 +735,28 @@ mod tests {
     }
 
     #[test]
+    fn parses_serial_flags() {
+        let o = parse_options(&args("--device /dev/ttyACM0 --baud=921600 --release --harness"), SERIAL_FLAGS).unwrap();
+        assert_eq!(
+            o,
+            Options {
+                device: Some("/dev/ttyACM0".into()),
+                baud: Some(921_600),
+                release: true,
+                harness: true,
+                ..Options::default()
+            }
+        );
+        assert_eq!(image_kind(&o), ImageKind::Harness);
+        assert_eq!(parse_options(&[], SERIAL_FLAGS).unwrap(), Options::default());
+        for bad in ["--baud", "--baud fast", "--baud 0", "--device", "--scenario ticks", "--board rpi4", "--loader"] {
+            assert!(parse_options(&args(bad), SERIAL_FLAGS).is_err(), "{bad}");
+        }
+        let o = parse_options(&args("--loader --release"), BUILD_FLAGS).unwrap();
+        assert!(o.loader && o.release);
+    }
+
+    #[test]
     fn parses_fuzz_flags() {
         let o = parse_options(
             &args("--board rpi4 --seed 0 --calls=1000000 --count 50 --mode merged --trace --release --timeout 600 --verbose"),
@@ -689,7 +787,7 @@ mod tests {
     #[test]
     fn parses_sdcard_flags() {
         let o = parse_options(
-            &args("--out card.img --device=/dev/sdb --firmware fw/boot --release --append tern.scenario=domains"),
+            &args("--out card.img --device=/dev/sdb --firmware fw/boot --release --append tern.scenario=domains --chainload"),
             SDCARD_FLAGS,
         )
         .unwrap();
@@ -697,8 +795,9 @@ mod tests {
             o,
             Options {
                 out: Some(PathBuf::from("card.img")),
-                device: Some(PathBuf::from("/dev/sdb")),
+                device: Some("/dev/sdb".into()),
                 firmware: Some(PathBuf::from("fw/boot")),
+                chainload: true,
                 release: true,
                 append: Some("tern.scenario=domains".into()),
                 ..Options::default()

@@ -175,6 +175,13 @@ impl<'a> Launch<'a> {
 
 /// The command line for `launch`.
 pub fn command(launch: &Launch<'_>) -> Command {
+    command_with_serial(launch, if launch.interactive { "mon:stdio" } else { "stdio" })
+}
+
+/// The command line for `launch` with the UART on `serial` (a QEMU
+/// `-serial` backend, e.g. `tcp:127.0.0.1:4000` for the chainload tests)
+/// instead of standard I/O.
+pub fn command_with_serial(launch: &Launch<'_>, serial: &str) -> Command {
     let mut cmd = Command::new(QEMU);
     match launch.board {
         Board::Rpi4 => cmd.args(["-M", "raspi4b"]),
@@ -182,8 +189,7 @@ pub fn command(launch: &Launch<'_>) -> Command {
     };
     cmd.arg("-kernel").arg(launch.image);
     cmd.arg("-append").arg(&launch.cmdline);
-    cmd.args(["-display", "none", "-monitor", "none", "-serial"]);
-    cmd.arg(if launch.interactive { "mon:stdio" } else { "stdio" });
+    cmd.args(["-display", "none", "-monitor", "none", "-serial", serial]);
     if launch.semihosting {
         cmd.args(["-semihosting-config", "enable=on,target=native"]);
     }
@@ -380,10 +386,10 @@ pub fn run_interactive(launch: &Launch<'_>, elf: &Path, locations: bool) -> Resu
 
 /// Owns a QEMU process: kills and reaps it when dropped, so no path out of a
 /// run (error, panic, timeout) leaves it running.
-struct Reaper(Child);
+pub(crate) struct Reaper(pub(crate) Child);
 
 impl Reaper {
-    fn kill_and_reap(&mut self) {
+    pub(crate) fn kill_and_reap(&mut self) {
         // Killing an already-exited child is harmless; wait() reaps it.
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -399,7 +405,7 @@ impl Drop for Reaper {
 }
 
 /// A permit to run one captured QEMU (see the module docs).
-struct Slot;
+pub(crate) struct Slot;
 
 static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
 
@@ -415,7 +421,7 @@ fn max_slots() -> usize {
 }
 
 impl Slot {
-    fn acquire() -> Slot {
+    pub(crate) fn acquire() -> Slot {
         let (busy, freed) = &SLOTS;
         let mut busy = busy.lock().unwrap_or_else(|e| e.into_inner());
         while *busy >= max_slots() {
