@@ -44,10 +44,18 @@
 //!   finds the Pi firmware and device tree (a directory, or Debian's
 //!   packages through a private apt), and [`card_device`] writes the image
 //!   to a card after refusing anything that is not plainly one (`cargo
-//!   xtask sdcard`, described in `docs/pi.md`).
+//!   xtask sdcard`, described in `docs/pi.md`);
+//! * [`chainload`] builds the serial chainloader (`tern-chainload.img`)
+//!   and sends kernels to it over anything `Read + Write`; [`terminal`] is
+//!   the serial console (raw mode, keys to the board, defmt decoded); and
+//!   [`serial`] ties them to a USB serial adapter for `cargo xtask push`
+//!   and `cargo xtask console` (`docs/chainload.md`).
 //!
 //! It runs on the host and depends on no crate of the kernel's: it builds
-//! and boots them as a user would.
+//! and boots them as a user would. (It does link `tern_chainload`'s
+//! library: the chainload protocol's constants, header and CRC-32, plain
+//! `no_std` Rust without dependencies, shared so the protocol is written
+//! once.)
 //!
 //! ## Crates, and why
 //!
@@ -71,14 +79,15 @@
 //! `Child::try_wait`, not a crate. The SD-card image adds the two crates
 //! made for its formats, `mbrman` (the MBR) and `fatfs` (FAT32), whose
 //! small trees and licences `Cargo.toml` lists; the firmware's `.deb` is
-//! unpacked by `dpkg-deb` and `tar`, not by archive crates.
+//! unpacked by `dpkg-deb` and `tar`, not by archive crates. The serial
+//! commands add `serialport` (without its libudev feature) and, through
+//! it, `nix`, whose termios calls also put the local terminal in raw mode
+//! (see `Cargo.toml`).
 //!
 //! ## What it leaves out
 //!
-//! Sending a kernel to a running Raspberry Pi over its UART (the SD card
-//! carries the kernel), any QEMU other than
-//! `qemu-system-aarch64` from `PATH`, QEMU installation outside Debian and
-//! Ubuntu, and Windows or macOS hosts (nothing deliberately excludes them,
+//! Any QEMU other than `qemu-system-aarch64` from `PATH`, QEMU
+//! installation outside Debian and Ubuntu, and Windows or macOS hosts (nothing deliberately excludes them,
 //! nothing tests them).
 
 pub mod bench;
