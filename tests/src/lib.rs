@@ -3,7 +3,9 @@
 //! The integration tests (`tests/boot.rs`) boot every test scenario of the
 //! kernel on both boards, in each board's harness image, and check the
 //! output contract the kernel promises; `tests/image.rs` checks that the
-//! production image carries no harness code (`xtask::harness_symbols`).
+//! production image carries no harness code (`xtask::harness_symbols`);
+//! `tests/chainload.rs` boots the serial chainloader and pushes the harness
+//! image through it (`xtask::chainload::run_in_qemu`).
 //! This library holds the part worth sharing and worth testing on its own:
 //! [`Transcript`], one finished QEMU run split into lines with assertion
 //! helpers, and [`checks`], one function per scenario stating that
