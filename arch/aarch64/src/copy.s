@@ -66,35 +66,35 @@
 // low four. 32 KiB, aligned: 4620.
 .macro COPY_BYTES source, destination, length, s1, s2
     subs    \length, \length, #128
-    b.lo    .Lcopy_tail\@                   // fewer than 128: the tail alone
+    b.lo    .Lcopy_tail_\@                   // fewer than 128: the tail alone
     // At least 128: align the destination to 16 first (at most 15 bytes,
     // in ascending pieces: each one doubles its alignment).
-    tbz     \destination, #0, .Lcopy_align_2\@
+    tbz     \destination, #0, .Lcopy_align_2_\@
     ldrb    w\s1, [\source], #1
     strb    w\s1, [\destination], #1
     sub     \length, \length, #1
-.Lcopy_align_2\@:
-    tbz     \destination, #1, .Lcopy_align_4\@
+.Lcopy_align_2_\@:
+    tbz     \destination, #1, .Lcopy_align_4_\@
     ldrh    w\s1, [\source], #2
     strh    w\s1, [\destination], #2
     sub     \length, \length, #2
-.Lcopy_align_4\@:
-    tbz     \destination, #2, .Lcopy_align_8\@
+.Lcopy_align_4_\@:
+    tbz     \destination, #2, .Lcopy_align_8_\@
     ldr     w\s1, [\source], #4
     str     w\s1, [\destination], #4
     sub     \length, \length, #4
-.Lcopy_align_8\@:
-    tbz     \destination, #3, .Lcopy_aligned\@
+.Lcopy_align_8_\@:
+    tbz     \destination, #3, .Lcopy_aligned_\@
     ldr     x\s1, [\source], #8
     str     x\s1, [\destination], #8
     sub     \length, \length, #8
-.Lcopy_aligned\@:
-    tbnz    \length, #63, .Lcopy_tail\@     // the alignment left fewer than 128
+.Lcopy_aligned_\@:
+    tbnz    \length, #63, .Lcopy_tail_\@     // the alignment left fewer than 128
     // 128 bytes a step. From here on \length counts the bytes left minus
     // 128. The first pair moves both pointers on by 128; the other seven
     // are addressed back from there, so the step runs in ascending order
     // with one write-back per pointer.
-.Lcopy_block\@:
+.Lcopy_block_\@:
     ldp     x\s1, x\s2, [\source], #128
     stp     x\s1, x\s2, [\destination], #128
     ldp     x\s1, x\s2, [\source, #-112]
@@ -112,11 +112,11 @@
     ldp     x\s1, x\s2, [\source, #-16]
     stp     x\s1, x\s2, [\destination, #-16]
     subs    \length, \length, #128
-    b.hs    .Lcopy_block\@
+    b.hs    .Lcopy_block_\@
     // The tail: \length is (bytes left) - 128 with 0 ≤ bytes left < 128,
     // so its low seven bits are the bytes left; each set bit is one piece.
-.Lcopy_tail\@:
-    tbz     \length, #6, .Lcopy_tail_32\@
+.Lcopy_tail_\@:
+    tbz     \length, #6, .Lcopy_tail_32_\@
     ldp     x\s1, x\s2, [\source], #64
     stp     x\s1, x\s2, [\destination], #64
     ldp     x\s1, x\s2, [\source, #-48]
@@ -125,35 +125,35 @@
     stp     x\s1, x\s2, [\destination, #-32]
     ldp     x\s1, x\s2, [\source, #-16]
     stp     x\s1, x\s2, [\destination, #-16]
-.Lcopy_tail_32\@:
-    tbz     \length, #5, .Lcopy_tail_16\@
+.Lcopy_tail_32_\@:
+    tbz     \length, #5, .Lcopy_tail_16_\@
     ldp     x\s1, x\s2, [\source], #32
     stp     x\s1, x\s2, [\destination], #32
     ldp     x\s1, x\s2, [\source, #-16]
     stp     x\s1, x\s2, [\destination, #-16]
-.Lcopy_tail_16\@:
-    tbz     \length, #4, .Lcopy_tail_small\@
+.Lcopy_tail_16_\@:
+    tbz     \length, #4, .Lcopy_tail_small_\@
     ldp     x\s1, x\s2, [\source], #16
     stp     x\s1, x\s2, [\destination], #16
-.Lcopy_tail_small\@:
+.Lcopy_tail_small_\@:
     tst     \length, #15
-    b.eq    .Lcopy_done\@                   // (messages are often whole 16s)
-    tbz     \length, #3, .Lcopy_tail_4\@
+    b.eq    .Lcopy_done_\@                   // (messages are often whole 16s)
+    tbz     \length, #3, .Lcopy_tail_4_\@
     ldr     x\s1, [\source], #8
     str     x\s1, [\destination], #8
-.Lcopy_tail_4\@:
-    tbz     \length, #2, .Lcopy_tail_2\@
+.Lcopy_tail_4_\@:
+    tbz     \length, #2, .Lcopy_tail_2_\@
     ldr     w\s1, [\source], #4
     str     w\s1, [\destination], #4
-.Lcopy_tail_2\@:
-    tbz     \length, #1, .Lcopy_tail_1\@
+.Lcopy_tail_2_\@:
+    tbz     \length, #1, .Lcopy_tail_1_\@
     ldrh    w\s1, [\source], #2
     strh    w\s1, [\destination], #2
-.Lcopy_tail_1\@:
-    tbz     \length, #0, .Lcopy_done\@
+.Lcopy_tail_1_\@:
+    tbz     \length, #0, .Lcopy_done_\@
     ldrb    w\s1, [\source], #1
     strb    w\s1, [\destination], #1
-.Lcopy_done\@:
+.Lcopy_done_\@:
 .endm
 
 // fn tern_copy_bytes(destination: x0, source: x1, length: x2)
