@@ -205,6 +205,15 @@ pub enum Call {
     /// elsewhere the kernel writes the message into the reply buffer first
     /// (so the buffer must hold it) and goes on as `CallBound` with it.
     CallBoundWords = 44,
+    /// The domain that called the caller: for a pool activation (or a
+    /// sidetrack), the domain of the activation below it on its thread's
+    /// chain — the client whose call it serves; for a server thread
+    /// between `Receive` and `ReplyReceive`, the domain of the client it
+    /// serves. [`Error::NotInCall`] when the caller serves no call (or its
+    /// client split off below it). A merged domain keeps its own number,
+    /// so the answer is the same whichever path the call took. Servers use
+    /// it to keep per-client state (`tern-fs`'s open-file tables).
+    Caller = 45,
 }
 
 /// Bound handles a domain may hold at once (`Call::Bind`).
@@ -349,6 +358,7 @@ impl Call {
             42 => Some(Call::Unbind),
             43 => Some(Call::CallBound),
             44 => Some(Call::CallBoundWords),
+            45 => Some(Call::Caller),
             _ => None,
         }
     }
@@ -664,11 +674,11 @@ mod tests {
 
     #[test]
     fn call_numbers_round_trip() {
-        for number in 0..=44 {
-            let call = Call::from_number(number).expect("numbers 0..=44 are calls");
+        for number in 0..=45 {
+            let call = Call::from_number(number).expect("numbers 0..=45 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(45), None);
+        assert_eq!(Call::from_number(46), None);
         assert_eq!(Call::from_number(99), None);
     }
 

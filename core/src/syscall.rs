@@ -103,6 +103,7 @@ impl<M: Machine> Kernel<M> {
             Call::Bind => self.bind_call(caller, frame),
             Call::Unbind => self.unbind_call(caller, frame),
             Call::CallBoundWords => self.call_bound_words(caller, frame),
+            Call::Caller => self.caller_domain(caller, frame),
         }
     }
 
@@ -115,6 +116,23 @@ impl<M: Machine> Kernel<M> {
     /// `WhoAmI`: the caller's domain number.
     pub fn who_am_i(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
         Ok(Next::Reply(caller.domain.0 as usize))
+    }
+
+    /// `Caller`: the domain of the client whose call the caller is
+    /// serving — below its pool (or sidetrack) activation on the chain, or
+    /// the client of its server thread. `NotInCall` otherwise: a thread's
+    /// own activation serving nobody, or a server activation whose client
+    /// split off below it (`Terminate`, `AlertBreak`).
+    pub fn caller_domain(&mut self, caller: Caller, _: &mut M::Frame) -> KernelCall<M> {
+        let activation = self.objects.activation(caller.activation).ok_or(Error::NotInCall)?;
+        let client = if activation.port.is_some() {
+            activation.caller
+        } else {
+            let client = self.objects.thread(caller.thread).and_then(|entry| entry.serving);
+            client.and_then(|thread| self.objects.thread(thread)).and_then(|entry| entry.top)
+        };
+        let domain = client.and_then(|id| self.objects.activation(id)).ok_or(Error::NotInCall)?.domain;
+        Ok(Next::Reply(domain.0 as usize))
     }
 
     /// `Exit`: ends the upcall that entered the caller's activation; only

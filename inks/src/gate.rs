@@ -432,6 +432,15 @@ pub fn who_am_i() -> usize {
     raw_call(Call::WhoAmI, 0, 0, 0).unwrap_or(0)
 }
 
+/// The domain whose call the caller is serving (`Call::Caller`): the
+/// client below its pool activation, or the client of its server thread.
+/// [`Error::NotInCall`] when it serves no call. What servers key
+/// per-client state by.
+#[inline(always)]
+pub fn caller_domain() -> Result<usize, Error> {
+    raw_call(Call::Caller, 0, 0, 0)
+}
+
 /// Copy the kernel's version string into `buffer`; returns the length.
 #[inline(always)]
 pub fn version(buffer: &mut [u8]) -> Result<usize, Error> {

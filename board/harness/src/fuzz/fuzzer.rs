@@ -2,7 +2,7 @@
 //! several threads and nested activations at once.
 //!
 //! `fuzz.protected` (and `fuzz.merged`, the same code merged into the
-//! kernel domain) makes kernel calls with call numbers 0..=44 (and a few
+//! kernel domain) makes kernel calls with call numbers 0..=45 (and a few
 //! huge ones) and arguments biased toward the values that break kernels:
 //! 0, 1, -1, boundaries of its own region, of the image, of the arena;
 //! kernel data, another domain's region, the arena's kernel alias,
@@ -1147,6 +1147,8 @@ fn oracle(shared: &Shared, plan: &Plan, status: u64, value: u64) -> Option<&'sta
     let broken = match call {
         Call::ConsoleWrite => !readable(r[0], r[1]) || r[1] > 4096 || value != r[1],
         Call::WhoAmI => value != config.domain,
+        // Whoever called into the fuzzer: itself, or a victim calling back.
+        Call::Caller => value != config.domain && !config.victims.contains(&value),
         Call::Version => !writable(r[0], value) || r[1] < value,
         Call::Call | Call::CallLending => {
             let lent = r[6] & !(LEND_WRITABLE as u64);
@@ -1666,7 +1668,7 @@ impl Generator<'_> {
         match self.rng.below(1000) {
             0..=4 => self.rng.pick(&[(1 << 32) | 15, (1 << 32) | 4, 1 << 32, u64::MAX, 1 << 63, 256 + 15, 0x100]),
             5..=39 => 37 + self.rng.below(4),
-            40..=79 => 41 + self.rng.below(4),
+            40..=79 => 41 + self.rng.below(5),
             _ => self.rng.below(37),
         }
     }
@@ -2057,7 +2059,7 @@ impl Generator<'_> {
                     _ => self.bad_entry(),
                 };
             }
-            Call::WhoAmI | Call::Yield | Call::Null | Call::ActivationSelf | Call::AlertDone => {}
+            Call::WhoAmI | Call::Yield | Call::Null | Call::ActivationSelf | Call::AlertDone | Call::Caller => {}
         }
         Some(Plan { number, registers: r, special })
     }
