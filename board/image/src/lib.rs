@@ -35,6 +35,7 @@
 // The production server domains, one line per server crate.
 use tern_checksum as _;
 use tern_echo as _;
+use tern_fs as _;
 use tern_kv as _;
 use tern_names as _;
 
