@@ -88,6 +88,18 @@ scenarios! {
     rpi4_rpc_bad_input_switching, virt_rpc_bad_input_switching: "rpc-bad-input-switching"
         => |t| checks::rpc(t, &BAD_INPUT_LINES);
     rpi4_merge_echo, virt_merge_echo: "merge-echo" => |t| checks::rpc(t, &MERGE_LINES);
+    rpi4_fs, virt_fs: "fs" => |t| checks::lines(t, &[
+        "fs: fs Protected, client Protected, peer Merged: round with 0 failure(s)",
+        "fs: fs Merged, client Protected, peer Merged: round with 0 failure(s)",
+        "fs: fs Merged, client Merged, peer Protected: round with 0 failure(s)",
+        "fs: fs Protected, client Merged, peer Protected: round with 0 failure(s)",
+        "[fs test] read_file /t/big: 1048576 bytes, checksum",
+        "[fs test] another domain's handle: close: Err(BadHandle): ok",
+        "fs: fs Protected, client Protected, peer Merged: another domain's handle refused (0 failures), its owner's kept (0)",
+        "[fs test] writing past the byte bound: Full: ok",
+        "[fs test] creating past the node bound: Full: ok",
+        "fill 0 and empty 0 failure(s)",
+    ]);
     rpi4_quota_flood, virt_quota_flood: "quota-flood" => |t| checks::lines(t, &[
         "[probe.flood] ports: 64 made, then Err(OverQuota)",
         "[probe.flood] threads: 64 made, then Err(OverQuota)",

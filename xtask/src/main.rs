@@ -607,6 +607,7 @@ const KERNEL_CRATES: &[&str] = &[
     "tern-core",
     "tern-rpctest",
     "tern-ctltest",
+    "tern-fstest",
 ];
 
 /// The crates with host tests besides the servers: the kernel (on its mock

@@ -69,6 +69,7 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-many-clients", || rpc(&[("names", 1), ("kv", 3)], test::MANY_CLIENTS, |_| true, "served")),
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
+    ("fs", file_server),
     ("quota-flood", quota_flood),
     ("reuse", reuse),
     ("stress", crate::stress::stress),
@@ -502,6 +503,78 @@ fn ctl_domain() -> Verdict {
     );
     if inside != 2 || terminated != 2 || left != 0 || alive {
         return Err("terminating ctl.top did not end it and free its callers".into());
+    }
+    Ok(())
+}
+
+/// The file server through RPC (`tern_fstest`): `fs` served by its pool,
+/// `fs.client` running every operation and error (a 1 MiB file through
+/// lent buffers among them), in every pair of modes of server and client;
+/// in each, a handle `fs.client` keeps is refused to `fs.peer` (in the
+/// other mode) and still works for its owner. Then the store is filled
+/// until `Full` (bytes, then nodes), the server's heap measured full and
+/// emptied again, and the room checked back.
+fn file_server() -> Verdict {
+    use tern_fstest::{test as fstest, with_handle};
+    start_servers(&[("names", 1), ("fs", tern_inks::service::MODE_POOL)])?;
+    let server = domains::find("fs").ok_or("no fs")?;
+    let client = create("fs.client")?;
+    let peer = create("fs.peer")?;
+    let run = |domain: DomainId, argument: usize, what: &str| match domains::call(domain, argument) {
+        Ok(Outcome::Returned(value)) => Ok(value),
+        other => Err(format!("{what}: {other:?}")),
+    };
+    let other = |mode: DomainMode| if mode.is_merged() { DomainMode::Protected } else { DomainMode::Merged };
+    for (server_mode, client_mode) in [
+        (DomainMode::Protected, DomainMode::Protected),
+        (DomainMode::Merged, DomainMode::Protected),
+        (DomainMode::Merged, DomainMode::Merged),
+        (DomainMode::Protected, DomainMode::Merged),
+    ] {
+        set_mode_once_idle(server, server_mode).map_err(|error| format!("fs -> {server_mode:?}: {error}"))?;
+        set_mode_once_idle(client, client_mode).map_err(|error| format!("fs.client -> {client_mode:?}: {error}"))?;
+        set_mode_once_idle(peer, other(client_mode)).map_err(|error| format!("fs.peer: {error}"))?;
+        let label = format!("fs {server_mode:?}, client {client_mode:?}, peer {:?}", other(client_mode));
+        let lends = || state::with(|kernel| kernel.statistics().lends_mapped);
+        let before = lends();
+        let failures = run(client, fstest::ROUND, &label)?;
+        kprintln!("fs: {label}: round with {failures} failure(s), {} lends mapped into fs", lends() - before);
+        if failures != 0 {
+            return Err(format!("{label}: {failures} check(s) failed"));
+        }
+        let handle = run(client, fstest::KEEP, &label)?;
+        if handle == 0 || handle > u32::MAX as usize {
+            return Err(format!("{label}: the owner could not open /shared"));
+        }
+        let stolen = run(peer, with_handle(fstest::STEAL, handle as u32), &label)?;
+        let released = run(client, with_handle(fstest::RELEASE, handle as u32), &label)?;
+        kprintln!("fs: {label}: another domain's handle refused ({stolen} failures), its owner's kept ({released})");
+        if stolen + released != 0 {
+            return Err(format!("{label}: per-client handles: {stolen} + {released} failures"));
+        }
+    }
+    set_mode_once_idle(server, DomainMode::Protected).map_err(|error| format!("fs: {error}"))?;
+    set_mode_once_idle(client, DomainMode::Protected).map_err(|error| format!("fs.client: {error}"))?;
+    let heap = || -> Result<(usize, usize), String> {
+        let region = domains::region(server).ok_or("no region")?;
+        let address = region.start + tern_core::board::ARENA_ALIAS_OFFSET + tern_core::board::REGION_HEAP_OFFSET;
+        // SAFETY: every domain's region holds its heap record at
+        // `REGION_HEAP_OFFSET`, written when the domain was made; the
+        // kernel's view maps the arena read-write at its alias; `fs` is
+        // idle (no call in it), so its heap's lock is free and nothing
+        // changes the record while it is read.
+        Ok(unsafe { &*(address as *const tern_core::heap::LockedHeap) }.stats())
+    };
+    let empty = heap()?;
+    let filled = run(client, fstest::FILL, "fill")?;
+    let full = heap()?;
+    let emptied = run(client, fstest::EMPTY, "empty")?;
+    let after = heap()?;
+    kprintln!(
+        "fs: heap of fs (bytes used, free): empty {empty:?}, full {full:?}, emptied again {after:?}; fill {filled} and empty {emptied} failure(s)"
+    );
+    if filled + emptied != 0 {
+        return Err(format!("filling the store: {filled} + {emptied} failures"));
     }
     Ok(())
 }

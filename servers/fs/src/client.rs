@@ -89,6 +89,8 @@ pub struct Fs {
     lent_reply: Vec<u8>,
     /// Whether to lend for large transfers (until the kernel refuses).
     lending: bool,
+    /// Calls that lent a buffer (and were answered).
+    lent_calls: usize,
 }
 
 impl core::fmt::Debug for Fs {
@@ -134,7 +136,19 @@ impl Fs {
             reply: MessageBuffer::new(),
             lent_reply: vec![0; MESSAGE_MAX],
             lending: true,
+            lent_calls: 0,
         }
+    }
+
+    /// Calls so far that moved their bytes through a lent buffer.
+    pub fn lent_calls(&self) -> usize {
+        self.lent_calls
+    }
+
+    /// Whether large transfers are still lent (false once the kernel
+    /// refused a lend: they go inline from then on).
+    pub fn lending(&self) -> bool {
+        self.lending
     }
 
     /// The server's port, in this domain's space.
@@ -181,6 +195,7 @@ impl Fs {
             }
             answer => answer?,
         };
+        self.lent_calls += 1;
         let view = MessageView::parse(self.lent_reply.get(..length).ok_or(FsError::Kernel(Error::BadMessage))?)?;
         FsError::check(view.label())?;
         Ok(Some(view.payload))
