@@ -8,7 +8,7 @@
 //! priority-inversion experiment
 //! ([`inversion`]), the kernel-call fuzzer and its scenario ([`fuzz`]),
 //! and the test servers they use (`tern-hello`,
-//! `tern-rpctest`, `tern-ctltest`). `cargo xtask test` and `cargo xtask
+//! `tern-rpctest`, `tern-ctltest`, `tern-stresstest`, `tern-fstest`). `cargo xtask test` and `cargo xtask
 //! bench` build harness images; the image a person flashes carries none of
 //! it (`cargo xtask test` checks the production image's symbols).
 //!
