@@ -214,6 +214,14 @@ pub enum Call {
     /// so the answer is the same whichever path the call took. Servers use
     /// it to keep per-client state (`tern-fs`'s open-file tables).
     Caller = 45,
+    /// Read console input: copy up to `x1` bytes of what the UART has
+    /// received (and the kernel has queued since) into `x0`, writable by
+    /// the caller; returns how many. Waits while nothing has arrived
+    /// ([`Error::Interrupted`] if an alert ends the wait). Only the domain
+    /// whose role is [`Role::Console`] may ([`Error::Forbidden`] for any
+    /// other); `x1` 0 is [`Error::InvalidArgument`]. See
+    /// `tern_core::console`.
+    ConsoleRead = 46,
 }
 
 /// Bound handles a domain may hold at once (`Call::Bind`).
@@ -359,6 +367,7 @@ impl Call {
             43 => Some(Call::CallBound),
             44 => Some(Call::CallBoundWords),
             45 => Some(Call::Caller),
+            46 => Some(Call::ConsoleRead),
             _ => None,
         }
     }
@@ -644,6 +653,10 @@ pub enum Role {
     /// The name service: the first port it creates becomes name
     /// [`NAME_SERVICE`] in every domain's space, now and later.
     NameService = 1,
+    /// The console: owns the console's input (the only domain that may
+    /// make [`Call::ConsoleRead`]). One domain at a time, in practice: the
+    /// kernel does not stop two such domains from reading by turns.
+    Console = 2,
 }
 
 /// Encode a call's outcome into the two return registers `(x0, x1)`.
@@ -678,7 +691,8 @@ mod tests {
             let call = Call::from_number(number).expect("numbers 0..=45 are calls");
             assert_eq!(call as usize, number);
         }
-        assert_eq!(Call::from_number(46), None);
+        assert_eq!(Call::from_number(46), Some(Call::ConsoleRead));
+        assert_eq!(Call::from_number(47), None);
         assert_eq!(Call::from_number(99), None);
     }
 

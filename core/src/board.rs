@@ -66,6 +66,9 @@ pub struct UartConfig {
     /// The BCM2711 GPIO block, when the UART's pins need routing
     /// (GPIO14/15 to ALT0); `None` where the UART is always connected.
     pub bcm2711_gpio: Option<u64>,
+    /// The UART's interrupt (its GIC interrupt number, an SPI: 32 + the
+    /// SPI's index): raised when received bytes wait in its FIFO.
+    pub interrupt: u32,
 }
 
 /// A GICv2 (GIC-400 on the Pi 4).

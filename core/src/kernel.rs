@@ -137,6 +137,8 @@ pub struct Kernel<M: Machine> {
     pub lends: Ledger,
     /// Domains `tern.merge` asks to merge once started.
     pub merge_at_start: Vec<String>,
+    /// Console input waiting for the console domain (`crate::console`).
+    pub console: crate::console::ConsoleInput,
     /// A domain record may have changed since the fast paths' view of them
     /// was last published.
     domains_changed: bool,
@@ -166,6 +168,7 @@ impl<M: Machine> Kernel<M> {
             image,
             lends: Ledger::new(),
             merge_at_start,
+            console: crate::console::ConsoleInput::new(),
             domains_changed: true,
         };
         let boot = kernel.objects.new_thread(0, DomainId(0));

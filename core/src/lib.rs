@@ -19,6 +19,7 @@
 //! 4. **the kernel state**: [`kernel`] (one structure, and what a call
 //!    answers);
 //! 5. **behaviour**, bottom up: [`scheduler`] (threads on the processor),
+//!    [`console`] (console input, queued for the console domain),
 //!    [`domains`] (creation, termination, lending), [`rpc`] (migrating and
 //!    switching RPC), [`control`] (activation control, the way back into a
 //!    domain, faults);
@@ -39,6 +40,7 @@ pub mod bootinfo;
 pub mod capability;
 pub mod chain;
 pub mod cmdline;
+pub mod console;
 pub mod control;
 pub mod domain;
 pub mod domains;

@@ -104,6 +104,7 @@ impl<M: Machine> Kernel<M> {
             Call::Unbind => self.unbind_call(caller, frame),
             Call::CallBoundWords => self.call_bound_words(caller, frame),
             Call::Caller => self.caller_domain(caller, frame),
+            Call::ConsoleRead => self.console_read(caller, frame),
         }
     }
 

@@ -120,6 +120,8 @@ pub enum ThreadState {
     WaitingForState(ActivationId) = 9,
     /// Sleeping until the counter passes this value.
     Sleeping(u64) = 10,
+    /// Waiting in `ConsoleRead` for console input (`crate::console`).
+    ReadingConsole = 11,
 }
 
 impl ThreadState {
@@ -135,6 +137,7 @@ impl ThreadState {
                 | ThreadState::Joining(_)
                 | ThreadState::WaitingForState(_)
                 | ThreadState::Sleeping(_)
+                | ThreadState::ReadingConsole
         )
     }
 }

@@ -426,6 +426,14 @@ pub fn console_write_raw(address: usize, length: usize) -> Result<usize, Error> 
     raw_call(Call::ConsoleWrite, address, length, 0)
 }
 
+/// Read console input into `buffer`: the bytes received, at least one
+/// (waiting until some arrive; `Interrupted` if an alert ends the wait).
+/// The console domain's only (`Forbidden` for any other).
+#[inline(always)]
+pub fn console_read(buffer: &mut [u8]) -> Result<usize, Error> {
+    raw_call(Call::ConsoleRead, buffer.as_mut_ptr() as usize, buffer.len(), 0)
+}
+
 /// The caller's domain number (which is also its ASID).
 #[inline(always)]
 pub fn who_am_i() -> usize {

@@ -20,6 +20,11 @@
 //! the price is that a plain terminal shows frames as a few stray bytes
 //! (use `cargo xtask qemu`, or log at a lower level, to avoid them).
 //!
+//! Input: the receive interrupt ([`Console::drain_received`], called by
+//! the IRQ handler) moves what arrived into the kernel's console ring
+//! (`tern_core::console`), for the console domain to read; nothing here
+//! interprets it.
+//!
 //! The lock masks IRQs while held, so an interrupt handler that prints
 //! cannot deadlock against the code it interrupted on the same core. A
 //! fault report may *steal* the lock (see [`Console::steal`]): a kernel that
@@ -73,10 +78,26 @@ register_structs! {
         (0x28 => fractional_baud: WriteOnly<u32>),
         (0x2c => line_control: ReadWrite<u32, LINE_CONTROL::Register>),
         (0x30 => control: ReadWrite<u32, CONTROL::Register>),
-        (0x34 => _reserved2),
+        (0x34 => fifo_level: ReadWrite<u32>),
+        (0x38 => interrupt_mask: ReadWrite<u32>),
+        (0x3c => _reserved2),
         (0x44 => interrupt_clear: WriteOnly<u32>),
         (0x48 => @END),
     }
+}
+
+/// The receive interrupts (mask, raw status and clear registers alike):
+/// RXIM, the FIFO reached its level, and RTIM, bytes sat in it unread for
+/// 32 bit periods.
+const RECEIVE_INTERRUPTS: u32 = (1 << 4) | (1 << 6);
+
+/// The UART's interrupt number, once its receive interrupt is enabled.
+static RECEIVE_INTERRUPT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// The UART's interrupt number (`u32::MAX` until
+/// [`Console::enable_receive_interrupt`]).
+pub fn receive_interrupt() -> u32 {
+    RECEIVE_INTERRUPT.load(Ordering::Relaxed)
 }
 
 /// The console: the UART's registers and the lock that serialises them.
@@ -166,6 +187,35 @@ impl Console {
         self.locked.store(true, Ordering::Relaxed);
         put_byte(0x00);
         ConsoleGuard { saved_interrupts }
+    }
+
+    /// Have the UART interrupt when bytes arrive (at the board's interrupt
+    /// number, which the GIC must route): when its receive FIFO is an
+    /// eighth full, or holds bytes nobody has read for a while.
+    pub fn enable_receive_interrupt(&self, interrupt: u32) {
+        RECEIVE_INTERRUPT.store(interrupt, Ordering::Relaxed);
+        if let Some(uart) = registers() {
+            uart.fifo_level.set(0); // receive and transmit levels: 1/8
+            uart.interrupt_clear.set(RECEIVE_INTERRUPTS);
+            uart.interrupt_mask.set(RECEIVE_INTERRUPTS);
+        }
+    }
+
+    /// The receive interrupt's work: move what the receive FIFO holds into
+    /// `out` (at most its length) and clear the interrupt; how many bytes.
+    /// The FIFO is read without the console's lock: the lock serialises
+    /// the transmit side, which reading does not touch.
+    pub fn drain_received(&self, out: &mut [u8]) -> usize {
+        let Some(uart) = registers() else { return 0 };
+        let mut count = 0;
+        while count < out.len() && !uart.flags.is_set(FLAGS::RECEIVE_EMPTY) {
+            // Bits 8-11 are the byte's error flags (framing, parity,
+            // break, overrun); the byte is passed on either way.
+            out[count] = uart.data.get() as u8;
+            count += 1;
+        }
+        uart.interrupt_clear.set(RECEIVE_INTERRUPTS);
+        count
     }
 
     /// Read a byte if one has arrived.

@@ -22,7 +22,7 @@ use crate::frame::{TrapAction, TrapFrame};
 use crate::halt::{self, report_kernel_fault, write_registers};
 use crate::semihosting::ExitStatus;
 use crate::threads::{self, Carried};
-use crate::{gic, stacks, state, timer, upcall};
+use crate::{console, gic, stacks, state, timer, upcall};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 use tern_core::control::WayBack;
@@ -147,10 +147,21 @@ extern "C" fn tern_kernel_trap(frame: &TrapFrame, kind: u64, stack_pointer: u64)
 #[unsafe(no_mangle)]
 extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
     let mut ticked = false;
+    let mut woke_reader = false;
     while let Some(raw) = gic::acknowledge() {
-        if gic::interrupt_number(raw) == timer::interrupt() {
+        let number = gic::interrupt_number(raw);
+        if number == timer::interrupt() {
             timer::on_interrupt();
             ticked = true;
+        } else if number == console::receive_interrupt() {
+            let mut received = [0u8; 64];
+            loop {
+                let count = CONSOLE.drain_received(&mut received);
+                if count == 0 {
+                    break;
+                }
+                woke_reader |= state::with(|kernel| kernel.console_input(&received[..count]));
+            }
         }
         gic::end_of_interrupt(raw);
     }
@@ -160,7 +171,9 @@ extern "C" fn tern_interrupt(frame: &mut TrapFrame) {
     if ticked {
         state::with(|kernel| kernel.tick());
     }
-    if ticked && from_domain {
+    // A woken console reader runs now if it is at least as urgent as what
+    // was interrupted, not at the next tick: typing is answered at once.
+    if (ticked || woke_reader) && from_domain {
         // Parked here, the thread's registers are all in `frame`: a state
         // operation may read or write them.
         state::with(|kernel| kernel.set_boundary(frame, true));

@@ -1,7 +1,8 @@
 //! The GICv2 interrupt controller (GIC-400 on the Raspberry Pi 4, the
 //! emulated GICv2 on QEMU `virt`).
 //!
-//! Tern uses one interrupt so far, the EL1 physical timer (PPI 30). The
+//! Tern uses two interrupts so far: the EL1 physical timer (PPI 30) and
+//! the console UART's (an SPI, the board's: see `console`). The
 //! distributor must be enabled by the kernel: the Pi firmware's armstub
 //! leaves it off.
 //!
@@ -31,6 +32,8 @@ register_structs! {
         (0x200 => _reserved1),
         (0x400 => priority: [ReadWrite<u32>; 255]),
         (0x7fc => _reserved2),
+        (0x800 => targets: [ReadWrite<u32>; 255]),
+        (0xbfc => _reserved3),
         (0x1000 => @END),
     }
 }
@@ -83,13 +86,19 @@ pub fn init(config: &GicConfig) {
     cpu.control.set(0b11); // enable both groups; FIQEn = 0: all as IRQ
 }
 
-/// Enable interrupt `number` at a middle priority.
+/// Enable interrupt `number` at a middle priority. A shared peripheral
+/// interrupt (32 and up) is also sent to CPU 0: a multi-core GIC-400
+/// leaves an SPI's targets empty, and an SPI with no target never arrives.
 pub fn enable(number: u32) {
     let distributor = distributor();
     let word = (number / 4) as usize;
     let shift = (number % 4) * 8;
     let priority = distributor.priority[word].get() & !(0xff << shift);
     distributor.priority[word].set(priority | (0x80 << shift));
+    if number >= 32 {
+        let targets = distributor.targets[word].get() & !(0xff << shift);
+        distributor.targets[word].set(targets | (0x01 << shift));
+    }
     distributor.set_enable[(number / 32) as usize].set(1 << (number % 32));
 }
 

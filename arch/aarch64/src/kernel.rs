@@ -130,6 +130,9 @@ pub fn main(board: &'static BoardConfig, boot_information: usize, entry_level: u
     gic::init(&board.gic);
     gic::enable(board.timer_interrupt);
     timer::start(board.timer_interrupt);
+    // Console input: from now on the kernel state exists to queue it in.
+    gic::enable(board.uart.interrupt);
+    crate::console::CONSOLE.enable_receive_interrupt(board.uart.interrupt);
     defmt::info!("timer: {=u64} Hz counter, {=u32} Hz ticks", timer::frequency(), timer::TICK_HZ);
 
     let status = init(&options);
@@ -143,6 +146,11 @@ pub fn tick_forever() -> ! {
     crate::cpu::enable_interrupts();
     loop {
         crate::cpu::wait_for_interrupt();
+        // Let the threads that interrupts made ready (a console reader
+        // woken by input) run; this thread is the least urgent.
+        crate::cpu::mask_interrupts();
+        crate::threads::yield_now();
+        crate::cpu::enable_interrupts();
         let now = timer::ticks() / timer::TICK_HZ as u64;
         if now > seconds {
             seconds = now;

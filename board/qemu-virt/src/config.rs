@@ -21,7 +21,8 @@ pub const QEMU_VIRT: BoardConfig = BoardConfig {
     firmware_reserved: PhysRange::new(0x4000_0000, 0x4008_0000),
     domain_arena: PhysRange::new(0x6000_0000, 0x6800_0000),
     devices: &[PhysRange::new(0x0800_0000, 0x0802_0000), PhysRange::new(0x0900_0000, 0x0900_1000)],
-    uart: UartConfig { base: 0x0900_0000, clock_hz: 24_000_000, baud: 115_200, bcm2711_gpio: None },
+    // The PL011 is SPI 1 (the device tree QEMU builds for `virt` says so).
+    uart: UartConfig { base: 0x0900_0000, clock_hz: 24_000_000, baud: 115_200, bcm2711_gpio: None, interrupt: 32 + 1 },
     gic: GicConfig { distributor: 0x0800_0000, cpu_interface: 0x0801_0000 },
     timer_interrupt: 30,
 };

@@ -25,7 +25,16 @@ pub const RASPBERRY_PI_4: BoardConfig = BoardConfig {
     firmware_reserved: PhysRange::new(0, 0x8_0000),
     domain_arena: PhysRange::new(0x2000_0000, 0x2800_0000),
     devices: &[PhysRange::new(0xfe00_0000, 0x1_0000_0000)],
-    uart: UartConfig { base: 0xfe20_1000, clock_hz: 48_000_000, baud: 115_200, bcm2711_gpio: Some(0xfe20_0000) },
+    // UART0 is VideoCore interrupt 57; the GIC-400 sees the VideoCore's
+    // interrupts from SPI 64 on, so SPI 121 = INTID 153 (QEMU's `raspi4b`
+    // wires its PL011 to the same SPI).
+    uart: UartConfig {
+        base: 0xfe20_1000,
+        clock_hz: 48_000_000,
+        baud: 115_200,
+        bcm2711_gpio: Some(0xfe20_0000),
+        interrupt: 32 + 121,
+    },
     gic: GicConfig { distributor: 0xff84_1000, cpu_interface: 0xff84_2000 },
     timer_interrupt: 30,
 };

@@ -113,8 +113,13 @@ impl System {
 
     /// Create a protected domain called `name`.
     pub fn domain(&mut self, name: &str) -> DomainId {
+        self.domain_with_role(name, Role::Plain)
+    }
+
+    /// Create a protected domain called `name` that declares `role`.
+    pub fn domain_with_role(&mut self, name: &str, role: Role) -> DomainId {
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        let spec: &'static DomainSpec = Box::leak(Box::new(DomainSpec { name, entry, role: Role::Plain }));
+        let spec: &'static DomainSpec = Box::leak(Box::new(DomainSpec { name, entry, role }));
         self.kernel.create_domain(spec).expect("a domain")
     }
 

@@ -2,7 +2,7 @@
 //! several threads and nested activations at once.
 //!
 //! `fuzz.protected` (and `fuzz.merged`, the same code merged into the
-//! kernel domain) makes kernel calls with call numbers 0..=45 (and a few
+//! kernel domain) makes kernel calls with call numbers 0..=46 (and a few
 //! huge ones) and arguments biased toward the values that break kernels:
 //! 0, 1, -1, boundaries of its own region, of the image, of the arena;
 //! kernel data, another domain's region, the arena's kernel alias,
@@ -1132,6 +1132,9 @@ fn oracle(shared: &Shared, plan: &Plan, status: u64, value: u64) -> Option<&'sta
     if !merged && kernel_domain_call && status != Error::NoRight as u64 {
         return Some("a protected domain was not refused NoRight for a kernel-domain call");
     }
+    if call == Call::ConsoleRead && status != Error::Forbidden as u64 {
+        return Some("a domain without the console role was not refused Forbidden for ConsoleRead");
+    }
     if status != 0 {
         return None;
     }
@@ -1668,7 +1671,7 @@ impl Generator<'_> {
         match self.rng.below(1000) {
             0..=4 => self.rng.pick(&[(1 << 32) | 15, (1 << 32) | 4, 1 << 32, u64::MAX, 1 << 63, 256 + 15, 0x100]),
             5..=39 => 37 + self.rng.below(4),
-            40..=79 => 41 + self.rng.below(5),
+            40..=79 => 41 + self.rng.below(6),
             _ => self.rng.below(37),
         }
     }
@@ -1745,6 +1748,9 @@ impl Generator<'_> {
             Call::Return => (r[0], r[1]) = self.request(0),
             Call::ConsoleWrite => (r[0], r[1]) = self.console_claim(),
             Call::Version => (r[0], r[1]) = self.write_claim(),
+            // Only the console domain may read console input: the
+            // fuzzer's domains are refused before any wait.
+            Call::ConsoleRead => (r[0], r[1]) = self.write_claim(),
             Call::Call | Call::CallLending => {
                 let target = self.port();
                 let own_pool = self.shared.pooled_ports.iter().any(|port| u64::from(port.load(Relaxed)) == target);
