@@ -74,6 +74,25 @@ impl Transcript {
         t
     }
 
+    /// [`Transcript::boot`] with a keyboard: `script` is typed into the
+    /// console as the run goes (`xtask::keyboard`). A step that fails
+    /// fails the test, saying which and showing the whole run.
+    pub fn boot_with_input(board: Board, scenario: &str, script: &[xtask::keyboard::Step<'_>]) -> Transcript {
+        let timeout = timeout();
+        let scripted = match xtask::qemu::run_scenario_with_input(board, scenario, timeout, script) {
+            Ok(scripted) => scripted,
+            Err(e) => panic!("{board} {scenario}: could not run the scenario: {e:#}"),
+        };
+        let t = Transcript::new(board, scenario, scripted.run);
+        if let Err(failure) = scripted.script {
+            t.fail(failure);
+        }
+        if t.run.timed_out {
+            t.fail(format_args!("timed out after {} s (QEMU killed)", timeout.as_secs()));
+        }
+        t
+    }
+
     /// A transcript of an existing run (for tests of the checks).
     pub fn new(board: Board, scenario: &str, run: RunOutput) -> Transcript {
         let lines = run.output.lines().map(str::to_string).collect();

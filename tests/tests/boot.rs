@@ -21,6 +21,7 @@
 
 use tern_tests::checks::{self, FaultKind};
 use tern_tests::{Board, Transcript};
+use xtask::keyboard::Step;
 
 macro_rules! scenarios {
     ($($rpi4:ident, $virt:ident: $scenario:literal => $check:expr;)*) => {$(
@@ -343,3 +344,74 @@ const BAD_INPUT_LINES: [&str; 11] = [
     "header with a wrong length: Ok(Some(MessageHeader { label: 1, right: 0, length: 4, reserved: 0 })) (stamped as expected)",
     "a good call afterwards: answered",
 ];
+
+// ---------------------------------------------------------------------
+// The console, driven through the serial port as a person would.
+
+/// What the console tests type, and when: each line after its prompt.
+/// Line 2 deletes twice (Backspace, then DEL) and gets `ax`; line 3 kills
+/// `junk` with `^U`; line 4 walks the history up twice, to line 2's `ax`;
+/// then `^C` once the client waits for a signal.
+const CONSOLE_SCRIPT: &[Step<'static>] = &[
+    Step::WaitFor("line 1> "),
+    Step::Type(b"hello\r"),
+    Step::WaitFor("line 2> "),
+    Step::Type(b"abc\x08\x7fx\r"),
+    Step::WaitFor("line 3> "),
+    Step::Type(b"junk\x15kept\r"),
+    Step::WaitFor("line 4> "),
+    Step::Type(b"\x1b[A\x1b[A\r"),
+    Step::WaitFor("console-client: waiting for a signal"),
+    Step::Type(b"\x03"),
+];
+
+/// The console scenario's transcript: the echo of each line as typed
+/// (editing sequences and all), what the client got, the signal, PASS.
+fn check_console(t: &Transcript) {
+    t.expect_boot();
+    let echoes = [
+        "line 1> hello",
+        "line 2> abc\x08 \x1b[1D\x08 \x1b[1Dx",
+        "line 3> junk\x1b[4D\x1b[Kkept",
+        "line 4> \x1b[Kkept\x1b[4D\x1b[Kax",
+    ];
+    let mut at = 0;
+    for echo in echoes {
+        at = t.expect(at, &format!("the echo {echo:?}"), |l| l == echo);
+    }
+    let answers = [
+        "console-client: line 1: [hello]",
+        "console-client: line 2: [ax]",
+        "console-client: line 3: [kept]",
+        "console-client: line 4: [ax]",
+        "console-client: waiting for a signal",
+        "^C",
+        "console-client: signal Interrupt",
+        "console-client: done",
+    ];
+    let mut at = 0;
+    for answer in answers {
+        at = t.expect(at, &format!("{answer:?}"), |l| l == answer);
+    }
+    t.expect_pass(at);
+}
+
+#[test]
+fn rpi4_console() {
+    check_console(&Transcript::boot_with_input(Board::Rpi4, "console", CONSOLE_SCRIPT));
+}
+
+#[test]
+fn virt_console() {
+    check_console(&Transcript::boot_with_input(Board::Virt, "console", CONSOLE_SCRIPT));
+}
+
+#[test]
+fn rpi4_console_merged() {
+    check_console(&Transcript::boot_with_input(Board::Rpi4, "console-merged", CONSOLE_SCRIPT));
+}
+
+#[test]
+fn virt_console_merged() {
+    check_console(&Transcript::boot_with_input(Board::Virt, "console-merged", CONSOLE_SCRIPT));
+}

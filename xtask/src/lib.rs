@@ -101,6 +101,7 @@ pub mod firmware;
 pub mod fuzz;
 pub mod image;
 pub mod install;
+pub mod keyboard;
 pub mod qemu;
 pub mod report;
 pub mod sdcard;

@@ -34,6 +34,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::console::{Console, LogDecoder};
+use crate::keyboard::{Output, PACE, ScriptFailure, Step, run_script};
 use crate::{Board, Image, ImageKind, build_image};
 
 /// The QEMU binary, looked up on `PATH`.
@@ -293,6 +295,25 @@ pub fn run_scenario(board: Board, scenario: &str, timeout: Duration) -> Result<R
     run_captured(&image, &harness_cmdline(scenario), timeout)
 }
 
+/// [`run_scenario`] with a keyboard: `script` is typed into the UART as
+/// [`capture_with_input`] plays it.
+pub fn run_scenario_with_input(
+    board: Board,
+    scenario: &str,
+    timeout: Duration,
+    script: &[Step<'_>],
+) -> Result<ScriptedRun> {
+    if scenario.is_empty() || scenario.contains(char::is_whitespace) {
+        bail!("scenario name {scenario:?} must be one non-empty word");
+    }
+    let qemu = installed()?;
+    if !qemu.supports(board) {
+        bail!("the installed QEMU {} has no machine raspi4b, needed by board {board}", qemu.version_string());
+    }
+    let image = build_image(board, ImageKind::Harness, release_from_env())?;
+    capture_with_input(command(&Launch::harness(&image, &harness_cmdline(scenario))), &image.elf, timeout, script)
+}
+
 /// Boots `image` with `cmdline` under semihosting, no stdin, capturing
 /// output, killing QEMU after `timeout`.
 pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
@@ -303,19 +324,50 @@ pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
 /// (console text and decoded defmt lines, with `elf`'s table), killing and
 /// reaping QEMU after `timeout`. Shared by the tests' runner and the
 /// benchmark (which adds its own QEMU arguments).
-pub fn capture(mut cmd: Command, elf: &Path, timeout: Duration) -> Result<RunOutput> {
+pub fn capture(cmd: Command, elf: &Path, timeout: Duration) -> Result<RunOutput> {
+    Ok(capture_scripted(cmd, elf, timeout, None)?.run)
+}
+
+/// A captured run with typed input: what it printed, and how its script
+/// went.
+#[derive(Debug, Clone)]
+pub struct ScriptedRun {
+    /// The run, as [`capture`] reports it.
+    pub run: RunOutput,
+    /// Whether every step of the script was played.
+    pub script: Result<(), ScriptFailure>,
+}
+
+/// [`capture`] with a keyboard: QEMU's stdin (the UART) is typed into as
+/// `script` says ([`crate::keyboard`]), waiting for texts in the decoded
+/// output. A step that fails kills QEMU at once; the run's own ending
+/// (exit or timeout) is as [`capture`]'s.
+pub fn capture_with_input(cmd: Command, elf: &Path, timeout: Duration, script: &[Step<'_>]) -> Result<ScriptedRun> {
+    capture_scripted(cmd, elf, timeout, Some(script))
+}
+
+fn capture_scripted(
+    mut cmd: Command,
+    elf: &Path,
+    timeout: Duration,
+    script: Option<&[Step<'_>]>,
+) -> Result<ScriptedRun> {
     let elf = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let decoder = LogDecoder::from_elf(&elf, false)?;
     let command_line = display_command(&cmd);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let stdin = if script.is_some() { Stdio::piped() } else { Stdio::null() };
+    cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
 
     let _slot = Slot::acquire();
     let mut child = Reaper(cmd.spawn().with_context(|| format!("starting {command_line}"))?);
     let started = Instant::now();
     let mut stdout = child.0.stdout.take().expect("stdout is piped");
     let mut stderr = child.0.stderr.take().expect("stderr is piped");
-    let out_thread = thread::spawn(move || -> io::Result<Vec<u8>> {
-        let mut console = Console::new(Vec::new(), |frame: &[u8]| decoder.line(frame));
+    let keyboard = child.0.stdin.take();
+    let output = Output::new();
+    let presented = output.clone();
+    let out_thread = thread::spawn(move || -> io::Result<()> {
+        let mut console = Console::new(presented, |frame: &[u8]| decoder.line(frame));
         let mut buf = [0u8; 4096];
         loop {
             match stdout.read(&mut buf) {
@@ -325,7 +377,7 @@ pub fn capture(mut cmd: Command, elf: &Path, timeout: Duration) -> Result<RunOut
                 Err(e) => return Err(e),
             }
         }
-        console.finish()
+        console.finish().map(drop)
     });
     let err_thread = thread::spawn(move || {
         let mut text = Vec::new();
@@ -333,28 +385,55 @@ pub fn capture(mut cmd: Command, elf: &Path, timeout: Duration) -> Result<RunOut
         text
     });
 
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().context("waiting for QEMU")? {
-            break status.code();
-        }
-        if started.elapsed() >= timeout {
-            timed_out = true;
-            child.kill_and_reap();
-            break None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let (ended, failed) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (timed_out, status, script) = thread::scope(|scope| -> Result<_> {
+        let player = match (script, keyboard) {
+            (Some(script), Some(keyboard)) => {
+                let (output, ended, failed) = (&output, &ended, &failed);
+                Some(scope.spawn(move || {
+                    let played = run_script(script, output, keyboard, started + timeout, PACE, ended);
+                    failed.store(played.is_err(), Ordering::Release);
+                    played
+                }))
+            }
+            _ => None,
+        };
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = child.0.try_wait().context("waiting for QEMU")? {
+                break status.code();
+            }
+            if started.elapsed() >= timeout {
+                timed_out = true;
+                child.kill_and_reap();
+                break None;
+            }
+            if failed.load(Ordering::Acquire) {
+                // A step failed: the run cannot go as the test meant.
+                child.kill_and_reap();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        ended.store(true, Ordering::Release);
+        let script = match player {
+            Some(player) => player.join().map_err(|_| anyhow!("the script player panicked"))?,
+            None => Ok(()),
+        };
+        Ok((timed_out, status, script))
+    })?;
 
-    let output =
-        out_thread.join().map_err(|_| anyhow!("the output reader panicked"))?.context("reading QEMU's output")?;
+    out_thread.join().map_err(|_| anyhow!("the output reader panicked"))?.context("reading QEMU's output")?;
     let stderr = err_thread.join().unwrap_or_default();
-    Ok(RunOutput {
-        status,
-        output: String::from_utf8_lossy(&output).replace("\r\n", "\n"),
-        timed_out,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        command: command_line,
+    Ok(ScriptedRun {
+        run: RunOutput {
+            status,
+            output: String::from_utf8_lossy(&output.bytes()).replace("\r\n", "\n"),
+            timed_out,
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            command: command_line,
+        },
+        script,
     })
 }
 

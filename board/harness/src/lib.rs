@@ -4,7 +4,8 @@
 //! scenarios the integration tests run ([`scenario`]), the misbehaving
 //! domains that show containment ([`probes`]), the benchmark's driver and
 //! servers ([`bench`]), the crossing-cost calibration ([`calibrate`]),
-//! the check of the kernel's copy routine ([`copy`]), the
+//! the check of the kernel's copy routine ([`copy`]), the console
+//! scenario's client ([`console`]), the
 //! priority-inversion experiment
 //! ([`inversion`]), the kernel-call fuzzer and its scenario ([`fuzz`]),
 //! and the test servers they use (`tern-hello`,
@@ -28,6 +29,7 @@ pub(crate) type Verdict = Result<(), alloc::string::String>;
 
 pub mod bench;
 pub mod calibrate;
+pub mod console;
 pub mod copy;
 pub mod fuzz;
 pub mod inversion;

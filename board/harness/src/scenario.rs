@@ -82,6 +82,8 @@ const SCENARIOS: &[Scenario] = &[
     ("restart-switching", || restart(tern_rpctest::slow_argument(2, 0, 1, false), DomainMode::Protected)),
     ("restart-merged", || restart(tern_rpctest::slow_argument(1, 1, 0, false), DomainMode::Merged)),
     ("bound", bound),
+    ("console", || crate::console::console(DomainMode::Protected)),
+    ("console-merged", || crate::console::console(DomainMode::Merged)),
     ("bound-panic", || server_panic_in(DomainMode::Merged, DomainMode::Merged, tern_rpctest::test::BOUND_PANIC)),
     ("bound-panic-protected", || {
         server_panic_in(DomainMode::Protected, DomainMode::Protected, tern_rpctest::test::BOUND_PANIC)

@@ -34,6 +34,7 @@
 
 // The production server domains, one line per server crate.
 use tern_checksum as _;
+use tern_console as _;
 use tern_echo as _;
 use tern_fs as _;
 use tern_kv as _;
