@@ -14,8 +14,12 @@
 //! spells both names out; a compile-time assertion checks they match the
 //! scenario string, so a copy-paste slip does not compile.
 //!
-//! What it leaves out: the interactive console (the harness gives the
-//! kernel no input), real hardware, and benchmarks. Tests need QEMU >= 9.0
+//! The console tests (`<board>_console`, `<board>_console_merged`) also
+//! type: the harness plays a script of keystrokes into the UART
+//! (`xtask::keyboard`), waiting for each prompt, and checks the echo and
+//! what the console server's client got.
+//!
+//! What it leaves out: real hardware, and benchmarks. Tests need QEMU >= 9.0
 //! (machine `raspi4b` for the rpi4 ones); without it they fail saying so
 //! rather than skipping, because CI must never go green by not testing.
 

@@ -21,6 +21,12 @@
 //! and QEMU's exit status is the verdict: 0 pass, 1 fail, 2 kernel panic, 3
 //! fault at EL1.
 //!
+//! **Captured with a keyboard** ([`capture_with_input`], behind the
+//! console tests): as captured, but stdin is a pipe that a script types
+//! into, waiting for texts in the decoded output first
+//! ([`crate::keyboard`]); a step that fails kills QEMU and is reported
+//! with the transcript.
+//!
 //! Captured runs are rationed to one per host core (override with
 //! `TERN_QEMU_JOBS`): the test harness starts every test at once, and
 //! emulated cores starved of host time would turn into false timeouts. The

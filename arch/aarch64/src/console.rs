@@ -201,12 +201,17 @@ impl Console {
         }
     }
 
-    /// The receive interrupt's work: move what the receive FIFO holds into
-    /// `out` (at most its length) and clear the interrupt; how many bytes.
-    /// The FIFO is read without the console's lock: the lock serialises
-    /// the transmit side, which reading does not touch.
+    /// The receive interrupt's work: clear the interrupt, then move what
+    /// the receive FIFO holds into `out` (at most its length); how many
+    /// bytes. Clearing first matters: a byte that arrives after the last
+    /// look at the FIFO raises the interrupt again, where clearing last
+    /// would lose that interrupt (and QEMU's PL011 raises it only when the
+    /// FIFO's count *reaches* the level, so the byte would sit there for
+    /// good). The FIFO is read without the console's lock: the lock
+    /// serialises the transmit side, which reading does not touch.
     pub fn drain_received(&self, out: &mut [u8]) -> usize {
         let Some(uart) = registers() else { return 0 };
+        uart.interrupt_clear.set(RECEIVE_INTERRUPTS);
         let mut count = 0;
         while count < out.len() && !uart.flags.is_set(FLAGS::RECEIVE_EMPTY) {
             // Bits 8-11 are the byte's error flags (framing, parity,
@@ -214,7 +219,6 @@ impl Console {
             out[count] = uart.data.get() as u8;
             count += 1;
         }
-        uart.interrupt_clear.set(RECEIVE_INTERRUPTS);
         count
     }
 
