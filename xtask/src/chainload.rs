@@ -11,15 +11,18 @@
 //! * [`build_loader`] builds it for `aarch64-unknown-none` the way
 //!   [`crate::image`] builds kernels (cargo, then [`crate::elf::elf_to_raw`]
 //!   at its link address) and writes `tern-chainload.img` beside the ELF. It
-//!   refuses a raw image over [`MAX_LOADER_IMAGE`] (16 KiB) or a layout whose
+//!   refuses a raw image of [`MAX_LOADER_IMAGE`] (16 KiB) or more, or a layout whose
 //!   stack ends past the loader's memory window: both would mean the
 //!   loader outgrew the place the protocol gives it.
 //! * [`send`] speaks the protocol over anything `Read + Write` (a serial
 //!   port for `cargo xtask push`, a TCP socket into QEMU for the tests):
 //!   wait for the loader's request, send the header, the payload, and read
 //!   the verdict, retrying a bounded number of times after a CRC mismatch,
-//!   a timeout or a corrupted header, giving up at once on a refusal that a
-//!   retry cannot mend (too large, wrong address). What the loader prints
+//!   a timeout, a corrupted header or a lost answer, giving up at once on a
+//!   refusal that a retry cannot mend (too large, wrong address). A late
+//!   answer to an earlier attempt, arriving while it waits for the next
+//!   request, is reported ([`Progress::Late`]) and costs no attempt; the
+//!   loader's `Loaded` counts only once a payload has been sent. What the loader prints
 //!   between its tags is passed on as [`Progress::Loader`] lines. It returns
 //!   the bytes that arrived after the loader's last tag: the kernel's first
 //!   output, which the console must show.
@@ -28,9 +31,14 @@
 //!   rest like [`crate::qemu::capture`]: the end-to-end test of loader and
 //!   host together (`tests/tests/chainload.rs`).
 //!
-//! The link must not block forever on reads: give the serial port or
-//! socket a read timeout (a `TimedOut` or `WouldBlock` error is "nothing
-//! yet"); [`send`] keeps its own deadlines.
+//! The link must not block forever: give the serial port or socket a read
+//! timeout (a `TimedOut` or `WouldBlock` error is "nothing yet", see
+//! [`crate::terminal::read_some`]). Writes may time out too (a serial port's
+//! timeout applies to them, and a USB adapter drains at the line's pace):
+//! [`send`] takes `TimedOut`, `WouldBlock` and partial writes as "not yet"
+//! and gives up only when the slowest expected line would have carried
+//! the bytes and the reply timeout has passed as well; it keeps its own
+//! deadlines for replies.
 //!
 //! CRC-32: the host uses the protocol library's (bitwise) implementation,
 //! not the `crc32fast` crate: one more crate for ten lines, and one
@@ -42,6 +50,7 @@
 //! build time), and anything about SD cards (`cargo xtask sdcard` puts the
 //! image this module builds on one).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -51,17 +60,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use object::Endianness;
-use object::elf::{FileHeader64, SHT_SYMTAB};
-use object::read::elf::{FileHeader, Sym};
 
 use crate::console::{Console, LogDecoder};
 use crate::qemu::{self, Launch, Reaper, RunOutput, Slot};
-use crate::{Board, ImageKind, build_image, elf, image};
+use crate::terminal::{ReadSome, read_some};
+use crate::{Board, ImageKind, build_image, crossings, elf, image};
 
 pub use tern_chainload::{
-    Crc32, HEADER_LEN, Header, LINK_ADDRESS, LOAD_ADDRESS, LOADER_WINDOW, MAX_KERNEL_SIZE, MAX_LOADER_IMAGE, Reply,
-    TAG_PREFIX, crc32,
+    HEADER_LEN, Header, LINK_ADDRESS, LOADER_WINDOW, MAX_KERNEL_SIZE, MAX_LOADER_IMAGE, Reply, TAG_PREFIX, crc32,
 };
 
 /// The loader's cargo package and binary.
@@ -76,7 +82,7 @@ pub struct Loader {
     pub elf: PathBuf,
     /// The raw image, to be loaded at 0x80000 like a kernel.
     pub raw: PathBuf,
-    /// The raw image's size in bytes (at most [`MAX_LOADER_IMAGE`]).
+    /// The raw image's size in bytes (under [`MAX_LOADER_IMAGE`]).
     pub size: u64,
 }
 
@@ -107,11 +113,11 @@ fn build_uncached(release: bool) -> Result<Loader> {
     Ok(Loader { elf: elf_path, raw: raw_path, size: raw.len() as u64 })
 }
 
-/// The loader must fit its budget: the raw image at most
+/// The loader must fit its budget: the raw image under
 /// [`MAX_LOADER_IMAGE`], everything it uses (image, `.bss`, stack: up to
 /// `window_end`) inside [`LOADER_WINDOW`].
 fn check_size(raw: u64, window_end: u64) -> Result<()> {
-    ensure!(raw <= MAX_LOADER_IMAGE, "the loader image is {raw} bytes, over its budget of {MAX_LOADER_IMAGE}");
+    ensure!(raw < MAX_LOADER_IMAGE, "the loader image is {raw} bytes; its budget is under {MAX_LOADER_IMAGE} (16 KiB)");
     let used = window_end.checked_sub(LINK_ADDRESS).context("the loader's window ends below its start")?;
     ensure!(
         used <= LOADER_WINDOW,
@@ -120,18 +126,13 @@ fn check_size(raw: u64, window_end: u64) -> Result<()> {
     Ok(())
 }
 
-/// The value of symbol `name` in `elf`.
+/// The value of symbol `name` in `elf` (read with [`crossings::symbols`]).
 fn symbol(elf: &[u8], name: &str) -> Result<u64> {
-    let header = FileHeader64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
-    let endian = header.endian().context("unknown ELF byte order")?;
-    let sections = header.sections(endian, elf).context("reading ELF section headers")?;
-    let symbols = sections.symbols(endian, elf, SHT_SYMTAB).context("reading the ELF symbol table")?;
-    for sym in symbols.iter() {
-        if sym.name(endian, symbols.strings()).ok() == Some(name.as_bytes()) {
-            return Ok(sym.st_value(endian));
-        }
-    }
-    bail!("the loader ELF has no symbol {name}")
+    crossings::symbols(elf)?
+        .into_iter()
+        .find(|symbol| symbol.name == name)
+        .map(|symbol| symbol.address)
+        .with_context(|| format!("the loader ELF has no symbol {name}"))
 }
 
 /// Splits what the loader sends into text and tags ([`TAG_PREFIX`] and a
@@ -187,6 +188,9 @@ pub enum Progress {
     },
     /// The loader refused or failed this attempt.
     Failed(Reply),
+    /// An answer to an earlier attempt (or a stale tag) arrived while
+    /// waiting for the loader's request; it costs no attempt.
+    Late(Reply),
     /// The loader has the kernel and starts it.
     Loaded,
 }
@@ -222,7 +226,7 @@ struct Listener<'a, L> {
     scanner: TagScanner,
     line: Vec<u8>,
     /// Bytes read but not yet scanned (after a tag the caller stopped at).
-    unread: Vec<u8>,
+    unread: VecDeque<u8>,
 }
 
 impl<L: Read> Listener<'_, L> {
@@ -236,8 +240,7 @@ impl<L: Read> Listener<'_, L> {
     ) -> Result<Option<Reply>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            while !self.unread.is_empty() {
-                let byte = self.unread.remove(0);
+            while let Some(byte) = self.unread.pop_front() {
                 let mut text = Vec::new();
                 let code = self.scanner.push(byte, &mut text);
                 self.take_text(&text, progress);
@@ -251,13 +254,11 @@ impl<L: Read> Listener<'_, L> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
             }
-            let mut buf = [0u8; 4096];
-            match self.link.read(&mut buf) {
-                Ok(0) => bail!("the serial link closed"),
-                Ok(n) => self.unread.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e).context("reading from the serial link"),
+            let mut chunk = [0u8; 4096];
+            match read_some(self.link, &mut chunk).context("reading from the serial link")? {
+                ReadSome::Bytes(count) => self.unread.extend(&chunk[..count]),
+                ReadSome::Nothing => {}
+                ReadSome::Ended => bail!("the serial link closed"),
             }
         }
     }
@@ -280,8 +281,51 @@ impl<L: Read> Listener<'_, L> {
     }
 }
 
+/// Writes all of `bytes` to `link`, or fails once `deadline` has passed.
+///
+/// A serial port with a timeout returns `TimedOut` when its output queue
+/// stays full that long (serialport waits for the port to be writable, and
+/// Linux calls a tty writable only when fewer than 256 bytes are queued);
+/// a non-blocking socket returns `WouldBlock`; either may take part of a
+/// chunk. All of those mean "not yet", where `write_all` would give up.
+fn write_patiently<W: Write + ?Sized>(link: &mut W, bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match link.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => rest = &rest[written..],
+            Err(error) if matches!(error.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the link took {} of {} bytes before the deadline",
+                            bytes.len() - rest.len(),
+                            bytes.len()
+                        ),
+                    ));
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// How long `bytes` take on the slowest link [`send`] expects.
+fn transfer_time(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / SLOWEST_LINK)
+}
+
 /// Sends `image` to a chainloader at the other end of `link` and returns
 /// the bytes that followed its last tag (the kernel's first output).
+///
+/// An attempt begins with the loader's request; what arrives before it
+/// (a late verdict on an earlier attempt, a stale tag from an earlier
+/// session) is reported as [`Progress::Late`] and costs no attempt. A
+/// `Loaded` counts only after this call has sent a payload.
 pub fn send<L: Read + Write>(
     link: &mut L,
     image: &[u8],
@@ -296,28 +340,27 @@ pub fn send<L: Read + Write>(
     ensure!(!image.is_empty(), "the kernel image is empty");
     let header = Header::for_payload(image).context("the kernel is too large for the protocol")?;
     let header_bytes = header.encode();
-    let mut listener = Listener { link, scanner: TagScanner::default(), line: Vec::new(), unread: Vec::new() };
+    let mut listener = Listener { link, scanner: TagScanner::default(), line: Vec::new(), unread: VecDeque::new() };
     let attempts = options.attempts.max(1);
+    let mut payload_sent = false;
     let mut last_failure = None;
     for attempt in 1..=attempts {
         progress(Progress::Waiting);
-        match listener.next(options.request_timeout, true, progress)? {
-            None => {
-                bail!("no request from the loader within {} s", options.request_timeout.unwrap_or_default().as_secs())
-            }
-            Some(Reply::Request) => {}
-            Some(Reply::Loaded) => {
-                // A late verdict on the previous attempt: the kernel runs.
-                return Ok(loaded(&mut listener, progress));
-            }
-            Some(other) => {
-                // A late answer to an earlier attempt; wait for the request.
-                progress(Progress::Failed(other));
-                continue;
+        loop {
+            match listener.next(options.request_timeout, true, progress)? {
+                None => bail!(
+                    "no request from the loader within {} s",
+                    options.request_timeout.unwrap_or_default().as_secs()
+                ),
+                Some(Reply::Request) => break,
+                // The verdict on the payload already sent, late: the kernel runs.
+                Some(Reply::Loaded) if payload_sent => return Ok(loaded(&mut listener, progress)),
+                Some(late) => progress(Progress::Late(late)),
             }
         }
         progress(Progress::Attempt { attempt, of: attempts });
-        listener.link.write_all(&header_bytes).context("writing the header")?;
+        let deadline = Instant::now() + transfer_time(HEADER_LEN) + options.reply_timeout;
+        write_patiently(listener.link, &header_bytes, deadline).context("writing the header")?;
         listener.link.flush().context("writing the header")?;
         match listener.next(Some(options.reply_timeout), false, progress)? {
             Some(Reply::HeaderAccepted) => {}
@@ -339,14 +382,17 @@ pub fn send<L: Read + Write>(
         if attempt <= options.corrupt_attempts {
             payload.to_mut()[image.len() / 2] ^= 0x20;
         }
+        payload_sent = true;
+        // Writes return once the bytes are queued (a socket takes them all
+        // at once), so the slowest link's time bounds both the writing and
+        // the loader's receiving what is still queued.
+        let transfer = transfer_time(image.len());
+        let deadline = Instant::now() + transfer + options.reply_timeout;
         for (index, chunk) in payload.chunks(CHUNK).enumerate() {
-            listener.link.write_all(chunk).context("writing the kernel")?;
+            write_patiently(listener.link, chunk, deadline).context("writing the kernel")?;
             progress(Progress::Sent { done: (index * CHUNK + chunk.len()), total: image.len() });
         }
         listener.link.flush().context("writing the kernel")?;
-        // Writes return once the bytes are buffered (a socket takes them
-        // all at once), so allow for the loader still receiving them.
-        let transfer = Duration::from_secs_f64(image.len() as f64 / SLOWEST_LINK);
         match listener.next(Some(options.reply_timeout + transfer), false, progress)? {
             Some(Reply::Loaded) => return Ok(loaded(&mut listener, progress)),
             Some(reply) => {
@@ -360,15 +406,15 @@ pub fn send<L: Read + Write>(
 }
 
 /// The slowest link [`send`] expects, in bytes per second (115200 baud
-/// carries 11 520): it bounds how long the loader may take to receive what
-/// the link has buffered.
+/// carries 11 520): it bounds how long writing the kernel, and the
+/// loader's receiving what the link has queued, may take.
 const SLOWEST_LINK: f64 = 5_000.0;
 
 /// Reports the kernel loaded; returns the bytes after the loader's last tag.
 fn loaded<L: Read>(listener: &mut Listener<'_, L>, progress: &mut dyn FnMut(Progress)) -> Vec<u8> {
     progress(Progress::Loaded);
     let mut rest = listener.scanner.pending().to_vec();
-    rest.append(&mut listener.unread);
+    rest.extend(listener.unread.drain(..));
     rest
 }
 
@@ -380,6 +426,7 @@ pub fn describe(progress: &Progress) -> Option<String> {
         Progress::Attempt { attempt, of } => Some(format!("push: sending the kernel (attempt {attempt} of {of})")),
         Progress::Sent { .. } => None,
         Progress::Failed(reply) => Some(format!("push: {}", reply.describe())),
+        Progress::Late(reply) => Some(format!("push: a late answer from the loader, ignored: {}", reply.describe())),
         Progress::Loaded => Some("push: the loader has the kernel; starting it".to_string()),
     }
 }
@@ -434,7 +481,7 @@ pub fn run_in_qemu(cmdline: &str, options: &SendOptions, timeout: Duration) -> R
     let started = Instant::now();
     let mut child = Reaper(cmd.spawn().with_context(|| format!("starting {command_line}"))?);
     let mut stderr = child.0.stderr.take().expect("stderr is piped");
-    let err_thread = thread::spawn(move || {
+    let stderr_reader = thread::spawn(move || {
         let mut text = Vec::new();
         let _ = stderr.read_to_end(&mut text);
         text
@@ -445,12 +492,12 @@ pub fn run_in_qemu(cmdline: &str, options: &SendOptions, timeout: Duration) -> R
 
     let mut transcript = Vec::new();
     let mut progress = Vec::new();
-    let sent = send(&mut link, &payload, options, &mut |p| {
-        if let Some(line) = describe(&p) {
+    let sent = send(&mut link, &payload, options, &mut |event| {
+        if let Some(line) = describe(&event) {
             transcript.extend_from_slice(line.as_bytes());
             transcript.push(b'\n');
         }
-        progress.push(p);
+        progress.push(event);
     });
     let mut console = Console::new(transcript, |frame: &[u8]| decoder.line(frame));
     let mut timed_out = false;
@@ -458,14 +505,12 @@ pub fn run_in_qemu(cmdline: &str, options: &SendOptions, timeout: Duration) -> R
     match sent {
         Ok(rest) => {
             console.feed(&rest)?;
-            let mut buf = [0u8; 4096];
+            let mut chunk = [0u8; 4096];
             loop {
-                match link.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => console.feed(&buf[..n])?,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+                match read_some(&mut link, &mut chunk) {
+                    Ok(ReadSome::Bytes(count)) => console.feed(&chunk[..count])?,
+                    Ok(ReadSome::Nothing) => {}
+                    Ok(ReadSome::Ended) | Err(_) => break,
                 }
                 if started.elapsed() >= timeout {
                     timed_out = true;
@@ -490,7 +535,7 @@ pub fn run_in_qemu(cmdline: &str, options: &SendOptions, timeout: Duration) -> R
     }
     child.kill_and_reap();
     let output = console.finish()?;
-    let stderr = err_thread.join().unwrap_or_default();
+    let stderr = stderr_reader.join().unwrap_or_default();
     Ok(QemuPush {
         run: RunOutput {
             status,
@@ -537,30 +582,10 @@ mod tests {
     use std::collections::VecDeque;
 
     #[test]
-    fn host_crc_matches_known_vectors() {
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-        assert_eq!(crc32(b""), 0);
-        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414f_a339);
-        assert_eq!(crc32(&[0u8; 32]), 0x190a_55ad);
-    }
-
-    #[test]
-    fn header_encoding_is_fixed() {
-        let header = Header::for_payload(b"123456789").unwrap();
-        let bytes = header.encode();
-        let mut expected = b"TKRN".to_vec();
-        expected.extend(9u32.to_le_bytes());
-        expected.extend(0x8_0000u64.to_le_bytes());
-        expected.extend(0xcbf4_3926u32.to_le_bytes());
-        expected.extend(crc32(&expected).to_le_bytes());
-        assert_eq!(bytes.to_vec(), expected);
-        assert_eq!(bytes.len(), HEADER_LEN);
-    }
-
-    #[test]
     fn sizes_are_checked() {
         assert!(check_size(4096, LINK_ADDRESS + 0x5000).is_ok());
-        assert!(check_size(MAX_LOADER_IMAGE + 1, LINK_ADDRESS + 0x5000).is_err());
+        assert!(check_size(MAX_LOADER_IMAGE - 1, LINK_ADDRESS + 0x5000).is_ok());
+        assert!(check_size(MAX_LOADER_IMAGE, LINK_ADDRESS + 0x5000).is_err(), "the budget is under 16 KiB");
         assert!(check_size(4096, LINK_ADDRESS + LOADER_WINDOW + 1).is_err());
         assert!(check_size(4096, LINK_ADDRESS - 1).is_err());
     }
@@ -568,8 +593,8 @@ mod tests {
     fn scan(bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
         let mut scanner = TagScanner::default();
         let (mut text, mut tags) = (Vec::new(), Vec::new());
-        for &b in bytes {
-            tags.extend(scanner.push(b, &mut text));
+        for &byte in bytes {
+            tags.extend(scanner.push(byte, &mut text));
         }
         (text, tags)
     }
@@ -588,15 +613,32 @@ mod tests {
         assert_eq!(text, b"hello\r\nx\0y\0\0\0");
     }
 
+    /// How the fake loader answers a good header.
+    #[derive(Debug, Clone, Copy)]
+    enum HeaderAnswer {
+        /// This reply instead of `HeaderAccepted` (then a request again).
+        Refuse(Reply),
+        /// Accepted, but the tag is lost on the line: after a while (its
+        /// byte timeout) the loader reports `Timeout` and asks again.
+        Lost,
+    }
+
     /// A fake loader: answers the host's writes as the real one would,
     /// from a script of replies, so [`send`] is tested without QEMU.
     struct FakeLoader {
         to_host: VecDeque<u8>,
+        /// What the loader will say once its byte timeout has passed.
+        after_timeout: Option<(Instant, Vec<u8>)>,
         received: Vec<u8>,
         expect: usize,
         crc: u32,
+        header_answers: VecDeque<HeaderAnswer>,
         verdicts: VecDeque<Reply>,
+        payloads: usize,
     }
+
+    /// The fake's byte timeout (the real loader's is 2 s).
+    const FAKE_BYTE_TIMEOUT: Duration = Duration::from_millis(300);
 
     impl FakeLoader {
         fn new(verdicts: &[Reply]) -> FakeLoader {
@@ -604,59 +646,114 @@ mod tests {
             to_host.extend(Reply::Request.tag());
             FakeLoader {
                 to_host,
+                after_timeout: None,
                 received: Vec::new(),
                 expect: HEADER_LEN,
                 crc: 0,
+                header_answers: VecDeque::new(),
                 verdicts: verdicts.iter().copied().collect(),
+                payloads: 0,
+            }
+        }
+
+        fn answering_headers(mut self, answers: &[HeaderAnswer]) -> FakeLoader {
+            self.header_answers = answers.iter().copied().collect();
+            self
+        }
+
+        /// A reply and a text line, then (unless it started a kernel) a
+        /// request again, as the real loader says them.
+        fn say(&mut self, reply: Reply) {
+            self.to_host.extend(format!("tern-chainload: {}\r\n", reply.describe()).bytes());
+            self.to_host.extend(reply.tag());
+            if reply != Reply::Loaded {
+                self.to_host.extend(Reply::Request.tag());
             }
         }
     }
 
     impl Read for FakeLoader {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+            if let Some((due, _)) = &self.after_timeout
+                && Instant::now() >= *due
+            {
+                let (_, words) = self.after_timeout.take().unwrap();
+                self.to_host.extend(words);
+            }
             if self.to_host.is_empty() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            let n = buf.len().min(self.to_host.len());
-            for slot in &mut buf[..n] {
+            let count = into.len().min(self.to_host.len());
+            for slot in &mut into[..count] {
                 *slot = self.to_host.pop_front().unwrap();
             }
-            Ok(n)
+            Ok(count)
         }
     }
 
     impl Write for FakeLoader {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.received.extend_from_slice(buf);
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.received.extend_from_slice(bytes);
             while self.received.len() >= self.expect {
                 let chunk: Vec<u8> = self.received.drain(..self.expect).collect();
-                if chunk.len() == HEADER_LEN && chunk.starts_with(b"TKRN") && self.expect == HEADER_LEN {
-                    let header = Header::decode(chunk.as_slice().try_into().unwrap(), MAX_KERNEL_SIZE);
-                    match header {
-                        Ok(h) => {
-                            self.to_host.extend(Reply::HeaderAccepted.tag());
-                            self.expect = h.size as usize;
-                            self.crc = h.crc;
-                        }
-                        Err(reply) => {
-                            self.to_host.extend(reply.tag());
-                            self.to_host.extend(Reply::Request.tag());
-                        }
+                if self.expect == HEADER_LEN && chunk.starts_with(b"TKRN") {
+                    match Header::decode(chunk.as_slice().try_into().unwrap(), MAX_KERNEL_SIZE) {
+                        Ok(header) => match self.header_answers.pop_front() {
+                            None => {
+                                self.to_host.extend(Reply::HeaderAccepted.tag());
+                                self.expect = header.size as usize;
+                                self.crc = header.crc;
+                            }
+                            Some(HeaderAnswer::Refuse(reply)) => self.say(reply),
+                            Some(HeaderAnswer::Lost) => {
+                                let mut words = b"tern-chainload: timed out\r\n".to_vec();
+                                words.extend(Reply::Timeout.tag());
+                                words.extend(Reply::Request.tag());
+                                self.after_timeout = Some((Instant::now() + FAKE_BYTE_TIMEOUT, words));
+                            }
+                        },
+                        Err(refusal) => self.say(refusal.reply),
                     }
                 } else {
+                    self.payloads += 1;
                     let checked = if crc32(&chunk) == self.crc { Reply::Loaded } else { Reply::CrcMismatch };
                     let verdict = self.verdicts.pop_front().unwrap_or(checked);
-                    self.to_host.extend(b"tern-chainload: verdict\r\n");
-                    self.to_host.extend(verdict.tag());
+                    self.say(verdict);
                     if verdict == Reply::Loaded {
                         self.to_host.extend(b"Tern kernel says hi");
-                    } else {
-                        self.to_host.extend(Reply::Request.tag());
                     }
                     self.expect = HEADER_LEN;
                 }
             }
-            Ok(buf.len())
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A congested serial adapter: every other write times out (the port's
+    /// timeout passed with the queue still full), the others take at most
+    /// 100 bytes.
+    struct Congested {
+        loader: FakeLoader,
+        writes: usize,
+    }
+
+    impl Read for Congested {
+        fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+            self.loader.read(into)
+        }
+    }
+
+    impl Write for Congested {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.writes += 1;
+            if self.writes % 2 == 1 {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.loader.write(&bytes[..bytes.len().min(100)])
         }
 
         fn flush(&mut self) -> io::Result<()> {
@@ -676,7 +773,7 @@ mod tests {
     fn send_retries_after_a_crc_mismatch_and_returns_the_kernels_first_bytes() {
         let mut loader = FakeLoader::new(&[Reply::CrcMismatch]);
         let mut seen = Vec::new();
-        let rest = send(&mut loader, &[7u8; 10_000], &quick(), &mut |p| seen.push(p)).unwrap();
+        let rest = send(&mut loader, &[7u8; 10_000], &quick(), &mut |event| seen.push(event)).unwrap();
         assert_eq!(rest, b"Tern kernel says hi");
         assert!(seen.contains(&Progress::Loader("tern-chainload: banner".into())), "{seen:?}");
         assert!(seen.contains(&Progress::Failed(Reply::CrcMismatch)), "{seen:?}");
@@ -689,9 +786,9 @@ mod tests {
         let mut loader = FakeLoader::new(&[]);
         let options = SendOptions { corrupt_attempts: 1, ..quick() };
         let mut seen = Vec::new();
-        let image: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
-        send(&mut loader, &image, &options, &mut |p| seen.push(p)).unwrap();
-        let failures: Vec<_> = seen.iter().filter(|p| matches!(p, Progress::Failed(_))).collect();
+        let image: Vec<u8> = (0..5000u32).map(|index| index as u8).collect();
+        send(&mut loader, &image, &options, &mut |event| seen.push(event)).unwrap();
+        let failures: Vec<_> = seen.iter().filter(|event| matches!(event, Progress::Failed(_))).collect();
         assert_eq!(failures, [&Progress::Failed(Reply::CrcMismatch)]);
         assert_eq!(seen.last(), Some(&Progress::Loaded));
     }
@@ -699,8 +796,113 @@ mod tests {
     #[test]
     fn send_gives_up_after_its_attempts() {
         let mut loader = FakeLoader::new(&[Reply::CrcMismatch; 5]);
-        let err = send(&mut loader, &[1u8; 100], &quick(), &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("gave up after 3 attempts"), "{err}");
+        let error = send(&mut loader, &[1u8; 100], &quick(), &mut |_| {}).unwrap_err().to_string();
+        assert!(error.contains("gave up after 3 attempts"), "{error}");
+        assert_eq!(loader.payloads, 3);
+    }
+
+    #[test]
+    fn a_congested_link_that_times_out_and_takes_part_of_each_write_gets_everything() {
+        let mut link = Congested { loader: FakeLoader::new(&[]), writes: 0 };
+        let image: Vec<u8> = (0..20_000u32).map(|index| (index * 7) as u8).collect();
+        let mut seen = Vec::new();
+        let rest = send(&mut link, &image, &quick(), &mut |event| seen.push(event)).unwrap();
+        assert_eq!(rest, b"Tern kernel says hi");
+        assert_eq!(link.loader.payloads, 1);
+        assert!(!seen.iter().any(|event| matches!(event, Progress::Failed(_))), "{seen:?}");
+        assert!(link.writes > 2 * image.len() / 100, "{} writes", link.writes);
+    }
+
+    #[test]
+    fn a_link_that_never_takes_a_byte_fails_at_the_deadline() {
+        struct Stuck(FakeLoader);
+        impl Read for Stuck {
+            fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+                self.0.read(into)
+            }
+        }
+        impl Write for Stuck {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::TimedOut.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let started = Instant::now();
+        let error = send(&mut Stuck(FakeLoader::new(&[])), &[1u8; 100], &quick(), &mut |_| {}).unwrap_err();
+        assert!(format!("{error:#}").contains("writing the header"), "{error:#}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_timeout_verdict_is_retried() {
+        let mut loader = FakeLoader::new(&[Reply::Timeout]);
+        let mut seen = Vec::new();
+        send(&mut loader, &[3u8; 1000], &quick(), &mut |event| seen.push(event)).unwrap();
+        assert!(seen.contains(&Progress::Failed(Reply::Timeout)), "{seen:?}");
+        assert!(seen.contains(&Progress::Attempt { attempt: 2, of: 3 }), "{seen:?}");
+        assert_eq!(loader.payloads, 2);
+    }
+
+    #[test]
+    fn a_bad_header_is_sent_again() {
+        let mut loader = FakeLoader::new(&[]).answering_headers(&[HeaderAnswer::Refuse(Reply::BadHeader)]);
+        let mut seen = Vec::new();
+        send(&mut loader, &[3u8; 1000], &quick(), &mut |event| seen.push(event)).unwrap();
+        assert!(seen.contains(&Progress::Failed(Reply::BadHeader)), "{seen:?}");
+        assert!(seen.contains(&Progress::Attempt { attempt: 2, of: 3 }), "{seen:?}");
+        assert_eq!(loader.payloads, 1);
+    }
+
+    #[test]
+    fn refusals_a_retry_cannot_mend_end_the_push_at_once() {
+        for refusal in [Reply::TooLarge, Reply::BadAddress] {
+            let mut loader = FakeLoader::new(&[]).answering_headers(&[HeaderAnswer::Refuse(refusal)]);
+            let mut seen = Vec::new();
+            let error = send(&mut loader, &[3u8; 1000], &quick(), &mut |event| seen.push(event)).unwrap_err();
+            assert_eq!(error.to_string(), format!("the loader refused the kernel: {}", refusal.describe()));
+            assert_eq!(seen.last(), Some(&Progress::Failed(refusal)));
+            assert!(!seen.contains(&Progress::Attempt { attempt: 2, of: 3 }), "{seen:?}");
+            assert_eq!(loader.payloads, 0);
+        }
+    }
+
+    #[test]
+    fn a_lost_header_acceptance_costs_one_attempt_and_its_late_timeout_none() {
+        // Two attempts: the first loses its HeaderAccepted; the loader's
+        // Timeout for it arrives while the host waits for the next request,
+        // and must not use up the second attempt.
+        let mut loader = FakeLoader::new(&[]).answering_headers(&[HeaderAnswer::Lost]);
+        let options = SendOptions {
+            attempts: 2,
+            reply_timeout: Duration::from_millis(100),
+            request_timeout: Some(Duration::from_secs(5)),
+            ..SendOptions::default()
+        };
+        let mut seen = Vec::new();
+        let rest = send(&mut loader, &[9u8; 3000], &options, &mut |event| seen.push(event)).unwrap();
+        assert_eq!(rest, b"Tern kernel says hi");
+        assert!(seen.contains(&Progress::Late(Reply::Timeout)), "{seen:?}");
+        assert!(seen.contains(&Progress::Attempt { attempt: 2, of: 2 }), "{seen:?}");
+        assert_eq!(loader.payloads, 1);
+    }
+
+    #[test]
+    fn a_stale_loaded_before_anything_was_sent_is_not_success() {
+        // A tag left over from an earlier session, before the new request.
+        let mut loader = FakeLoader::new(&[]);
+        let stale: Vec<u8> = Reply::Loaded.tag().into_iter().chain(Reply::CrcMismatch.tag()).collect();
+        for &byte in stale.iter().rev() {
+            loader.to_host.push_front(byte);
+        }
+        let mut seen = Vec::new();
+        let rest = send(&mut loader, &[5u8; 2000], &quick(), &mut |event| seen.push(event)).unwrap();
+        assert_eq!(rest, b"Tern kernel says hi");
+        assert_eq!(loader.payloads, 1, "the kernel was sent");
+        let late: Vec<_> = seen.iter().filter(|event| matches!(event, Progress::Late(_))).collect();
+        assert_eq!(late, [&Progress::Late(Reply::Loaded), &Progress::Late(Reply::CrcMismatch)]);
+        assert!(seen.contains(&Progress::Attempt { attempt: 1, of: 3 }), "{seen:?}");
     }
 
     #[test]
@@ -712,15 +914,15 @@ mod tests {
             }
         }
         impl Write for Silent {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                Ok(buf.len())
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                Ok(bytes.len())
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
             }
         }
-        let err = send(&mut Silent, &[1u8; 100], &quick(), &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("no request from the loader"), "{err}");
+        let error = send(&mut Silent, &[1u8; 100], &quick(), &mut |_| {}).unwrap_err().to_string();
+        assert!(error.contains("no request from the loader"), "{error}");
         assert!(send(&mut Silent, &[], &quick(), &mut |_| {}).is_err());
     }
 }

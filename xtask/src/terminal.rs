@@ -66,6 +66,37 @@ enum Event {
     Board(String),
 }
 
+/// What one [`read_some`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadSome {
+    /// This many bytes (at least one).
+    Bytes(usize),
+    /// Nothing yet: the read timed out or was interrupted.
+    Nothing,
+    /// The stream ended.
+    Ended,
+}
+
+/// One read from a stream that has a read timeout (a serial port, a socket,
+/// a test's channel), with `TimedOut`, `WouldBlock` and `Interrupted` taken
+/// as "nothing yet" rather than as errors: the read loop of the terminal
+/// and of [`crate::chainload`].
+pub fn read_some(stream: &mut impl Read, into: &mut [u8]) -> io::Result<ReadSome> {
+    match stream.read(into) {
+        Ok(0) => Ok(ReadSome::Ended),
+        Ok(count) => Ok(ReadSome::Bytes(count)),
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(ReadSome::Nothing)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// The bytes of `keys` to send before the exit key, and whether the exit
 /// key was among them (anything after it is dropped).
 pub fn before_exit_key(keys: &[u8]) -> (&[u8], bool) {
@@ -102,34 +133,41 @@ where
     let first = first.to_vec();
     let board = thread::spawn(move || -> io::Result<O> {
         let mut console = Console::new(out, format_frame);
-        console.feed(&first)?;
-        let mut buf = [0u8; 4096];
+        // A failure to show the board's output (standard output closed)
+        // ends the session like the board's end, and is returned as well.
+        let mut output_failed = console.feed(&first).err();
+        let mut chunk = [0u8; 4096];
         let why = loop {
+            if let Some(error) = &output_failed {
+                break Some(format!("writing the board's output: {error}"));
+            }
             if board_stop.load(Ordering::Relaxed) {
                 break None;
             }
-            match from_board.read(&mut buf) {
-                Ok(0) => break Some("the board's stream ended".to_string()),
-                Ok(n) => console.feed(&buf[..n])?,
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Some(format!("reading from the board: {e}")),
+            match read_some(&mut from_board, &mut chunk) {
+                Ok(ReadSome::Bytes(count)) => output_failed = console.feed(&chunk[..count]).err(),
+                Ok(ReadSome::Nothing) => {}
+                Ok(ReadSome::Ended) => break Some("the board's stream ended".to_string()),
+                Err(error) => break Some(format!("reading from the board: {error}")),
             }
         };
         let out = console.finish();
         if let Some(why) = why {
             let _ = board_events.send(Event::Board(why));
         }
-        out
+        match output_failed {
+            Some(error) => Err(error),
+            None => out,
+        }
     });
 
     thread::spawn(move || {
-        let mut buf = [0u8; 256];
+        let mut typed = [0u8; 256];
         loop {
-            match keys.read(&mut buf) {
+            match keys.read(&mut typed) {
                 Ok(0) => break,
-                Ok(n) => {
-                    if events.send(Event::Keys(buf[..n].to_vec())).is_err() {
+                Ok(count) => {
+                    if events.send(Event::Keys(typed[..count].to_vec())).is_err() {
                         return;
                     }
                 }
@@ -271,10 +309,10 @@ mod tests {
     struct Board(mpsc::Receiver<Vec<u8>>);
 
     impl Read for Board {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
             match self.0.recv_timeout(Duration::from_millis(10)) {
                 Ok(bytes) => {
-                    buf[..bytes.len()].copy_from_slice(&bytes);
+                    into[..bytes.len()].copy_from_slice(&bytes);
                     Ok(bytes.len())
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => Err(io::ErrorKind::WouldBlock.into()),
@@ -288,9 +326,9 @@ mod tests {
     struct Shared(Arc<Mutex<Vec<u8>>>);
 
     impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
@@ -301,10 +339,10 @@ mod tests {
     struct Keys(mpsc::Receiver<Vec<u8>>);
 
     impl Read for Keys {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
             match self.0.recv() {
                 Ok(bytes) => {
-                    buf[..bytes.len()].copy_from_slice(&bytes);
+                    into[..bytes.len()].copy_from_slice(&bytes);
                     Ok(bytes.len())
                 }
                 Err(_) => Ok(0),
@@ -350,9 +388,40 @@ mod tests {
 
     #[test]
     fn raw_mode_without_a_terminal_is_a_no_op() {
-        // Under `cargo test` standard input is not a terminal (or if it
-        // is, the guard restores it at once).
+        // Under `cargo test` standard input is usually not a terminal; if it
+        // is, the guard switches it and restores it at once.
+        use std::io::IsTerminal;
         let guard = RawMode::enable().unwrap();
+        assert_eq!(guard.active(), cfg!(unix) && io::stdin().is_terminal());
         drop(guard);
+    }
+
+    /// Output that fails every write, like a closed standard output.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn failing_output_ends_the_session() {
+        let (board_tx, board_rx) = mpsc::channel();
+        let (keys_tx, keys_rx) = mpsc::channel::<Vec<u8>>();
+        board_tx.send(b"Tern\r\n".to_vec()).unwrap();
+        // The board and the keys both stay open: only the output's failure
+        // can end this session.
+        let (done_tx, done_rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = done_tx.send(run(Board(board_rx), io::sink(), Keys(keys_rx), Closed, frame, b""));
+        });
+        let result = done_rx.recv_timeout(Duration::from_secs(10)).expect("the session hung");
+        let message = format!("{:#}", result.unwrap_err());
+        assert!(message.contains("writing the board's output"), "{message}");
+        drop((board_tx, keys_tx));
     }
 }

@@ -73,8 +73,13 @@
 //!   the VideoCore's memory; QEMU `raspi4b` passes ATAGs at `0x100`, or with
 //!   `-dtb` puts the device tree at 128 MiB (after the initrd area that
 //!   `hw/arm/boot.c` keeps at `min(RAM / 2, 128 MiB)`). None of those is in
-//!   either window above; should a device tree ever start inside the
-//!   kernel's window, the loader lowers its size limit to end below it.
+//!   either window above, but the loader checks ([`size_limit`]): when
+//!   `x0` holds a device tree (its big-endian magic [`DEVICE_TREE_MAGIC`];
+//!   the loader reads it only where [`may_peek`] allows) the tree takes
+//!   `totalsize` bytes from `x0`, anything else one byte. Boot information
+//!   inside the kernel's window lowers the size limit so the kernel ends
+//!   before it; boot information that covers 0x80000 or overlaps the
+//!   loader's window leaves no safe place, and the loader says so and parks.
 //!
 //! ## What it leaves out
 //!
@@ -98,14 +103,15 @@ pub const LINK_ADDRESS: u64 = 0x0600_0000;
 /// `.bss`, stack); the linker script's layout must fit (checked by the
 /// xtask).
 pub const LOADER_WINDOW: u64 = 64 * 1024;
-/// The largest raw loader image the xtask accepts (it is a few KiB).
+/// The raw loader image must stay under this many bytes (it is a few KiB;
+/// the xtask refuses a bigger build).
 pub const MAX_LOADER_IMAGE: u64 = 16 * 1024;
 /// The line speed both ends use.
 pub const BAUD: u32 = 115_200;
 
 const _: () = assert!(LOAD_ADDRESS + MAX_KERNEL_SIZE as u64 <= LINK_ADDRESS, "the kernel window reaches the loader");
 const _: () = assert!(LINK_ADDRESS + LOADER_WINDOW <= 0x0800_0000, "the loader reaches QEMU's device tree");
-const _: () = assert!(MAX_LOADER_IMAGE <= LOADER_WINDOW);
+const _: () = assert!(MAX_LOADER_IMAGE < LOADER_WINDOW);
 
 /// The header's first four bytes (all different: see the module docs).
 pub const MAGIC: [u8; 4] = *b"TKRN";
@@ -224,22 +230,34 @@ impl Header {
 
     /// Reads and checks a header: the magic and the header's CRC first
     /// ([`Reply::BadHeader`]), then the address ([`Reply::BadAddress`]),
-    /// then the size against `limit` ([`Reply::TooLarge`]).
-    pub fn decode(bytes: &[u8; HEADER_LEN], limit: u32) -> Result<Header, Reply> {
+    /// then the size against `limit` ([`Reply::TooLarge`]). A refusal
+    /// carries the fields as read, for the loader's message.
+    pub fn decode(bytes: &[u8; HEADER_LEN], limit: u32) -> Result<Header, Refusal> {
         let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-        if bytes[0..4] != MAGIC || crc32(&bytes[..20]) != word(20) {
-            return Err(Reply::BadHeader);
-        }
         let load_address = u64::from(word(8)) | (u64::from(word(12)) << 32);
         let header = Header { size: word(4), load_address, crc: word(16) };
+        let refuse = |reply| Err(Refusal { reply, header });
+        if bytes[0..4] != MAGIC || crc32(&bytes[..20]) != word(20) {
+            return refuse(Reply::BadHeader);
+        }
         if header.load_address != LOAD_ADDRESS {
-            return Err(Reply::BadAddress);
+            return refuse(Reply::BadAddress);
         }
         if header.size == 0 || header.size > limit {
-            return Err(Reply::TooLarge);
+            return refuse(Reply::TooLarge);
         }
         Ok(header)
     }
+}
+
+/// Why [`Header::decode`] refused a header, with the fields it read (not to
+/// be trusted after [`Reply::BadHeader`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the loader answers.
+    pub reply: Reply,
+    /// The header's fields as they arrived.
+    pub header: Header,
 }
 
 /// The reflected IEEE 802.3 polynomial (CRC-32 of zlib, PNG, Ethernet).
@@ -333,16 +351,68 @@ const _: () = {
     }
 };
 
-/// The kernel-size limit when the boot information (`x0`) is at `boot_information`:
-/// [`MAX_KERNEL_SIZE`], or less so that the kernel ends below a device tree
-/// that starts inside its window.
-pub const fn size_limit(boot_information: u64) -> u32 {
-    let end = LOAD_ADDRESS + MAX_KERNEL_SIZE as u64;
-    if boot_information >= LOAD_ADDRESS && boot_information < end {
-        (boot_information - LOAD_ADDRESS) as u32
-    } else {
-        MAX_KERNEL_SIZE
+/// A flattened device tree's first word (big-endian in memory).
+pub const DEVICE_TREE_MAGIC: u32 = 0xd00d_feed;
+/// The loader reads the boot information's first eight bytes only below
+/// this address (1 GiB: RAM on every Pi 4 and on QEMU `raspi4b`), and only
+/// at an 8-byte aligned address (as a device tree must be), so the read
+/// cannot fault.
+pub const PEEK_LIMIT: u64 = 1 << 30;
+
+/// Whether the loader may read the eight bytes at `boot_information` (see
+/// [`PEEK_LIMIT`]).
+pub const fn may_peek(boot_information: u64) -> bool {
+    boot_information.is_multiple_of(8) && boot_information <= PEEK_LIMIT - 8
+}
+
+/// How many bytes from `x0` the boot information takes, from its first two
+/// big-endian words (as read, converted to numbers): a device tree's
+/// `totalsize` (at least 1), or 1 for anything else (ATAGs, or nothing the
+/// loader could read): of those only the first byte is known to be taken.
+pub const fn boot_information_len(magic: u32, total_size: u32) -> u64 {
+    if magic == DEVICE_TREE_MAGIC && total_size > 0 { total_size as u64 } else { 1 }
+}
+
+/// Why the loader cannot take a kernel at all with this boot information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clash {
+    /// It overlaps the loader's own window at [`LINK_ADDRESS`].
+    LoaderWindow,
+    /// It covers [`LOAD_ADDRESS`] (starting there or below and running into
+    /// the kernel's window): no kernel fits before it.
+    KernelAddress,
+}
+
+impl Clash {
+    /// A short description, for people.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Clash::LoaderWindow => "overlaps the loader's own memory",
+            Clash::KernelAddress => "covers the kernel's load address 0x80000",
+        }
     }
+}
+
+/// The kernel-size limit when the boot information (`x0`) takes
+/// `[start, start + len)`: [`MAX_KERNEL_SIZE`], or less so that the kernel
+/// ends where a device tree inside its window begins; a [`Clash`] when it
+/// overlaps the loader's window or covers [`LOAD_ADDRESS`]. Whatever it
+/// returns, `[LOAD_ADDRESS, LOAD_ADDRESS + limit)` and `[start, start +
+/// len)` do not overlap.
+pub fn size_limit(start: u64, len: u64) -> Result<u32, Clash> {
+    let end = start.saturating_add(len);
+    let overlaps = |from: u64, to: u64| start < to && end > from;
+    if overlaps(LINK_ADDRESS, LINK_ADDRESS + LOADER_WINDOW) {
+        return Err(Clash::LoaderWindow);
+    }
+    if start <= LOAD_ADDRESS && end > LOAD_ADDRESS {
+        return Err(Clash::KernelAddress);
+    }
+    if start > LOAD_ADDRESS && start < LOAD_ADDRESS + MAX_KERNEL_SIZE as u64 {
+        // Below 64 MiB + 0x80000, so the difference fits a u32.
+        return Ok((start - LOAD_ADDRESS) as u32);
+    }
+    Ok(MAX_KERNEL_SIZE)
 }
 
 #[cfg(test)]
@@ -375,13 +445,17 @@ mod tests {
     #[test]
     fn header_refusals() {
         let good = Header::for_payload(&[1; 100]).unwrap();
-        assert_eq!(Header::decode(&good.encode(), 99), Err(Reply::TooLarge));
-        assert_eq!(Header::decode(&Header { size: 0, ..good }.encode(), 99), Err(Reply::TooLarge));
-        assert_eq!(Header::decode(&Header { load_address: 0x4008_0000, ..good }.encode(), 100), Err(Reply::BadAddress));
+        let refused = |header: Header, limit| Header::decode(&header.encode(), limit).unwrap_err();
+        assert_eq!(refused(good, 99), Refusal { reply: Reply::TooLarge, header: good });
+        let empty = Header { size: 0, ..good };
+        assert_eq!(refused(empty, 99), Refusal { reply: Reply::TooLarge, header: empty });
+        let elsewhere = Header { load_address: 0x4008_0000, ..good };
+        assert_eq!(refused(elsewhere, 100), Refusal { reply: Reply::BadAddress, header: elsewhere });
         for at in 0..HEADER_LEN {
             let mut bytes = good.encode();
             bytes[at] ^= 0x10;
-            assert_eq!(Header::decode(&bytes, MAX_KERNEL_SIZE), Err(Reply::BadHeader), "flipped byte {at}");
+            let reply = Header::decode(&bytes, MAX_KERNEL_SIZE).map_err(|refusal| refusal.reply);
+            assert_eq!(reply, Err(Reply::BadHeader), "flipped byte {at}");
         }
     }
 
@@ -399,16 +473,48 @@ mod tests {
     fn magic_is_found_after_noise() {
         let mut scanner = MagicScanner::default();
         let stream = b"\xffTKTTKRxTKRN";
-        let hits: Vec<usize> = stream.iter().enumerate().filter(|&(_, &b)| scanner.push(b)).map(|(i, _)| i).collect();
+        let hits: Vec<usize> =
+            stream.iter().enumerate().filter(|&(_, &byte)| scanner.push(byte)).map(|(index, _)| index).collect();
         assert_eq!(hits, [stream.len() - 1]);
     }
 
     #[test]
-    fn size_limit_stays_below_a_device_tree_in_the_window() {
-        assert_eq!(size_limit(0x100), MAX_KERNEL_SIZE);
-        assert_eq!(size_limit(0x2eff_0000), MAX_KERNEL_SIZE);
-        assert_eq!(size_limit(0x10_0000), 0x8_0000);
-        assert_eq!(size_limit(LOAD_ADDRESS), 0);
-        assert_eq!(size_limit(LOAD_ADDRESS + MAX_KERNEL_SIZE as u64), MAX_KERNEL_SIZE);
+    fn size_limit_keeps_the_kernel_clear_of_the_boot_information() {
+        let max = Ok(MAX_KERNEL_SIZE);
+        // ATAGs at 0x100 (QEMU), a tree high in the first GiB (the Pi), a
+        // tree at 128 MiB (QEMU -dtb): all out of the way.
+        assert_eq!(size_limit(0x100, 1), max);
+        assert_eq!(size_limit(0x2eff_0000, 0xc000), max);
+        assert_eq!(size_limit(0x0800_0000, 0x1_0000), max);
+        // A tree just below 0x80000 that ends before it.
+        assert_eq!(size_limit(0x7_0000, 0x1_0000), max);
+        // Inside the kernel's window: the kernel ends where it starts,
+        // whatever its size.
+        assert_eq!(size_limit(0x10_0000, 1), Ok(0x8_0000));
+        assert_eq!(size_limit(0x10_0000, 0x1_0000), Ok(0x8_0000));
+        assert_eq!(size_limit(LOAD_ADDRESS + MAX_KERNEL_SIZE as u64 - 1, 8), Ok(MAX_KERNEL_SIZE - 1));
+        assert_eq!(size_limit(LOAD_ADDRESS + MAX_KERNEL_SIZE as u64, 1), max);
+        // Covering 0x80000: from below, or starting there.
+        assert_eq!(size_limit(0x7_0000, 0x1_0001), Err(Clash::KernelAddress));
+        assert_eq!(size_limit(LOAD_ADDRESS, 1), Err(Clash::KernelAddress));
+        // Overlapping the loader: inside, from below, or from the kernel's window.
+        assert_eq!(size_limit(LINK_ADDRESS + 0x100, 0x100), Err(Clash::LoaderWindow));
+        assert_eq!(size_limit(LINK_ADDRESS - 0x100, 0x101), Err(Clash::LoaderWindow));
+        assert_eq!(size_limit(LINK_ADDRESS - 0x100, 0x100), max);
+        assert_eq!(size_limit(LINK_ADDRESS + LOADER_WINDOW, 0x100), max);
+        assert_eq!(size_limit(0x100_0000, 0x600_0000), Err(Clash::LoaderWindow));
+        // No overflow at the top of the address space.
+        assert_eq!(size_limit(u64::MAX - 4, u64::MAX), max);
+    }
+
+    #[test]
+    fn boot_information_is_measured_only_for_a_device_tree() {
+        assert_eq!(boot_information_len(DEVICE_TREE_MAGIC, 0xc123), 0xc123);
+        assert_eq!(boot_information_len(DEVICE_TREE_MAGIC, 0), 1);
+        assert_eq!(boot_information_len(0x5441_0001, 0x0000_0002), 1, "an ATAG header is not a tree");
+        assert_eq!(boot_information_len(0xedfe_0dd0, 0xc123), 1, "the magic is big-endian");
+        assert!(may_peek(0x100) && may_peek(0x2eff_0000) && may_peek(0));
+        assert!(may_peek(PEEK_LIMIT - 8));
+        assert!(!may_peek(0x104) && !may_peek(PEEK_LIMIT) && !may_peek(u64::MAX - 7));
     }
 }

@@ -9,7 +9,9 @@
 //! library (`src/lib.rs`) and `docs/chainload.md`.
 //!
 //! `start.s` moves the loader to its link address and calls
-//! [`loader_main`], which sets up the UART, prints a banner and loops:
+//! [`loader_main`], which sets up the UART, measures the boot information
+//! at `x0` (a device tree's `totalsize`) to keep the kernel clear of it
+//! (parking with a message if it leaves no room), prints a banner and loops:
 //! request a kernel, read a header, receive the payload straight to
 //! 0x80000, check it. Any failure (a refused header, a CRC mismatch, a
 //! timeout) is reported as a tag and a readable line, and it asks again;
@@ -39,8 +41,8 @@ fn main() {
 mod loader {
     use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, CurrentEL};
     use tern_chainload::{
-        BYTE_TIMEOUT_MS, HEADER_LEN, Header, LINK_ADDRESS, LOAD_ADDRESS, MagicScanner, REQUEST_INTERVAL_MS, Reply,
-        size_limit,
+        BYTE_TIMEOUT_MS, HEADER_LEN, Header, LINK_ADDRESS, LOAD_ADDRESS, MagicScanner, REQUEST_INTERVAL_MS, Refusal,
+        Reply, boot_information_len, may_peek, size_limit,
     };
     use tock_registers::interfaces::Readable;
 
@@ -71,8 +73,9 @@ mod loader {
     /// Counter ticks to wait after finding the receive FIFO empty before
     /// polling it again (about 2 us): hammering the UART's registers
     /// starves QEMU's I/O thread, which fills the FIFO (a push into QEMU
-    /// ran at 4.7 KB/s without it, 8 KB/s with it); on a Pi it costs nothing,
-    /// the 32-byte FIFO holds 280 us of data at 1 Mbaud.
+    /// ran at 4.7 KB/s without it, 8 KB/s with it); on a Pi it costs nothing:
+    /// the 32-byte FIFO holds 2.8 ms of data at 115200 baud (and still 320 us
+    /// at 1 Mbaud).
     const BACKOFF_TICKS: u64 = 100;
 
     /// A byte, or `None` when `timeout_ms` pass without one.
@@ -151,14 +154,8 @@ mod loader {
         }
         let header = match Header::decode(&bytes, limit) {
             Ok(header) => header,
-            Err(Reply::BadHeader) => return Err(Failure::BadHeader),
-            Err(reply) => {
-                let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-                let address = u64::from_le_bytes([
-                    bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15],
-                ]);
-                return Err(Failure::Refused(reply, Header { size, load_address: address, crc: 0 }));
-            }
+            Err(Refusal { reply: Reply::BadHeader, .. }) => return Err(Failure::BadHeader),
+            Err(Refusal { reply, header }) => return Err(Failure::Refused(reply, header)),
         };
         uart::put_all(&Reply::HeaderAccepted.tag());
 
@@ -167,11 +164,15 @@ mod loader {
         for offset in 0..header.size {
             let byte =
                 get_within(BYTE_TIMEOUT_MS).ok_or(Failure::Timeout { received: offset, expected: header.size })?;
-            // SAFETY: offset < size <= limit, so the byte lands inside the
-            // kernel's window [LOAD_ADDRESS, LOAD_ADDRESS + MAX_KERNEL_SIZE):
-            // RAM that belongs to nobody now (the loader runs at
-            // LINK_ADDRESS, above it; the firmware's data lies below it or
-            // past `limit`), and no Rust reference points into it.
+            // SAFETY: offset < size <= limit <= MAX_KERNEL_SIZE, so the byte
+            // lands in [LOAD_ADDRESS, LOAD_ADDRESS + limit). That is RAM (the
+            // first 64.5 MiB, on every Pi 4) below the loader's window
+            // (LINK_ADDRESS, checked at compile time in the library), above
+            // the firmware's spin table (below LOAD_ADDRESS), and clear of the
+            // boot information: `size_limit` chose `limit` so the range ends
+            // before `[x0, x0 + len)` (len: a device tree's `totalsize`, else
+            // 1) and refused when that range covers LOAD_ADDRESS. Nothing
+            // else there is in use, and no Rust reference points into it.
             unsafe { destination.add(offset as usize).write_volatile(byte) };
             crc = crc.update(byte);
         }
@@ -226,13 +227,36 @@ mod loader {
     #[unsafe(no_mangle)]
     extern "C" fn loader_main(boot_information: u64) -> u64 {
         uart::init();
-        let limit = size_limit(boot_information);
+        let len = if may_peek(boot_information) {
+            let words = boot_information as *const u32;
+            // SAFETY: `may_peek` allows only an 8-byte aligned address with
+            // its eight bytes below 1 GiB: RAM on every Pi 4 and on QEMU
+            // raspi4b, so two aligned 32-bit reads cannot fault; they only
+            // read, and no Rust reference aliases that memory.
+            let (magic, total_size) = unsafe { (words.read_volatile(), words.add(1).read_volatile()) };
+            boot_information_len(u32::from_be(magic), u32::from_be(total_size))
+        } else {
+            1
+        };
         text("\r\ntern-chainload: Tern's serial boot loader at EL");
         decimal(CurrentEL.get() >> 2);
         text(", running at ");
         hex(LINK_ADDRESS, 8);
         text("; boot information at ");
         hex(boot_information, 8);
+        text(" (");
+        decimal(len);
+        text(" bytes)");
+        let limit = match size_limit(boot_information, len) {
+            Ok(limit) => limit,
+            Err(clash) => {
+                text("\r\ntern-chainload: the boot information ");
+                text(clash.describe());
+                text(": nowhere safe to load a kernel; parked\r\n");
+                uart::flush();
+                park();
+            }
+        };
         text("\r\ntern-chainload: send a kernel for ");
         hex(LOAD_ADDRESS, 8);
         text(" (at most ");
@@ -257,11 +281,16 @@ mod loader {
         }
     }
 
-    #[panic_handler]
-    fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-        text("\r\ntern-chainload: panic; parked\r\n");
+    /// Stops this core for good.
+    fn park() -> ! {
         loop {
             aarch64_cpu::asm::wfe();
         }
+    }
+
+    #[panic_handler]
+    fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+        text("\r\ntern-chainload: panic; parked\r\n");
+        park()
     }
 }

@@ -24,14 +24,7 @@ const GPIO_BASE: usize = 0xfe20_0000;
 /// The UART's reference clock (config.txt's `init_uart_clock`).
 const UART_CLOCK_HZ: u64 = 48_000_000;
 
-// PL011 registers (Arm PrimeCell UART TRM, DDI 0183) and bits.
-const DATA: usize = 0x00;
-const FLAGS: usize = 0x18;
-const INTEGER_BAUD: usize = 0x24;
-const FRACTIONAL_BAUD: usize = 0x28;
-const LINE_CONTROL: usize = 0x2c;
-const CONTROL: usize = 0x30;
-const INTERRUPT_CLEAR: usize = 0x44;
+// PL011 flag and control bits (Arm PrimeCell UART TRM, DDI 0183).
 const FLAG_TRANSMIT_EMPTY: u32 = 1 << 7;
 const FLAG_TRANSMIT_FULL: u32 = 1 << 5;
 const FLAG_RECEIVE_EMPTY: u32 = 1 << 4;
@@ -39,53 +32,91 @@ const FLAG_BUSY: u32 = 1 << 3;
 const LINE_8_BITS_FIFO: u32 = (0b11 << 5) | (1 << 4);
 const CONTROL_ENABLE_RX_TX: u32 = (1 << 9) | (1 << 8) | 1;
 
-// GPIO registers.
-const FUNCTION_SELECT_1: usize = 0x04;
-const PULL_CONTROL_0: usize = 0xe4;
-
-fn read(address: usize) -> u32 {
-    // SAFETY: every caller passes a register of the PL011 or the GPIO block
-    // above: device memory that exists on the BCM2711 (and QEMU raspi4b),
-    // always readable; with the MMU off it is accessed as Device memory.
-    unsafe { (address as *const u32).read_volatile() }
+/// The registers the loader touches: only these can be read or written.
+#[derive(Clone, Copy)]
+enum Register {
+    /// PL011 data.
+    Data,
+    /// PL011 flags.
+    Flags,
+    /// PL011 integer baud-rate divisor.
+    IntegerBaud,
+    /// PL011 fractional baud-rate divisor.
+    FractionalBaud,
+    /// PL011 line control.
+    LineControl,
+    /// PL011 control.
+    Control,
+    /// PL011 interrupt clear.
+    InterruptClear,
+    /// GPIO function select for pins 10-19 (GPFSEL1).
+    FunctionSelect1,
+    /// GPIO pull-up/-down for pins 0-15 (GPIO_PUP_PDN_CNTRL_REG0).
+    PullControl0,
 }
 
-fn write(address: usize, value: u32) {
+impl Register {
+    /// Its address: a fixed offset from the UART's or the GPIO block's base.
+    const fn address(self) -> usize {
+        match self {
+            Register::Data => UART_BASE,
+            Register::Flags => UART_BASE + 0x18,
+            Register::IntegerBaud => UART_BASE + 0x24,
+            Register::FractionalBaud => UART_BASE + 0x28,
+            Register::LineControl => UART_BASE + 0x2c,
+            Register::Control => UART_BASE + 0x30,
+            Register::InterruptClear => UART_BASE + 0x44,
+            Register::FunctionSelect1 => GPIO_BASE + 0x04,
+            Register::PullControl0 => GPIO_BASE + 0xe4,
+        }
+    }
+}
+
+fn read(register: Register) -> u32 {
+    // SAFETY: `Register` names only 32-bit registers of the PL011 and the
+    // GPIO block at their fixed BCM2711 addresses (also modelled by QEMU
+    // raspi4b): aligned device memory, always readable; with the MMU off it
+    // is accessed as Device memory. Reading them has no side effect the
+    // loader does not intend (Data pops a received byte).
+    unsafe { (register.address() as *const u32).read_volatile() }
+}
+
+fn write(register: Register, value: u32) {
     // SAFETY: as in `read`; writing these registers affects only the UART
     // and pins 14/15 (the callers keep other pins' bits as they were).
-    unsafe { (address as *mut u32).write_volatile(value) }
+    unsafe { (register.address() as *mut u32).write_volatile(value) }
 }
 
 /// Routes GPIO14/15 to the UART and programs it for [`BAUD`] 8N1.
 pub fn init() {
     // Pins 14 and 15: function ALT0 (bits 12-14 and 15-17 of GPFSEL1), no
     // pull-up or -down (bits 28-31 of GPIO_PUP_PDN_CNTRL_REG0).
-    let select = read(GPIO_BASE + FUNCTION_SELECT_1) & !((0b111 << 12) | (0b111 << 15));
-    write(GPIO_BASE + FUNCTION_SELECT_1, select | (0b100 << 12) | (0b100 << 15));
-    let pull = read(GPIO_BASE + PULL_CONTROL_0) & !((0b11 << 28) | (0b11 << 30));
-    write(GPIO_BASE + PULL_CONTROL_0, pull);
+    let select = read(Register::FunctionSelect1) & !((0b111 << 12) | (0b111 << 15));
+    write(Register::FunctionSelect1, select | (0b100 << 12) | (0b100 << 15));
+    let pull = read(Register::PullControl0) & !((0b11 << 28) | (0b11 << 30));
+    write(Register::PullControl0, pull);
 
-    write(UART_BASE + CONTROL, 0);
-    while read(UART_BASE + FLAGS) & FLAG_BUSY != 0 {
+    write(Register::Control, 0);
+    while read(Register::Flags) & FLAG_BUSY != 0 {
         core::hint::spin_loop();
     }
-    write(UART_BASE + LINE_CONTROL, 0); // flushes the transmit FIFO
+    write(Register::LineControl, 0); // flushes the transmit FIFO
     // Divisor = clock / (16 * baud) as 16.6 fixed point, rounded.
     let divisor_times_64 = (UART_CLOCK_HZ * 4 + BAUD as u64 / 2) / BAUD as u64;
-    write(UART_BASE + INTEGER_BAUD, (divisor_times_64 >> 6) as u32);
-    write(UART_BASE + FRACTIONAL_BAUD, (divisor_times_64 & 0x3f) as u32);
-    write(UART_BASE + LINE_CONTROL, LINE_8_BITS_FIFO);
-    write(UART_BASE + INTERRUPT_CLEAR, 0x7ff);
-    write(UART_BASE + CONTROL, CONTROL_ENABLE_RX_TX);
+    write(Register::IntegerBaud, (divisor_times_64 >> 6) as u32);
+    write(Register::FractionalBaud, (divisor_times_64 & 0x3f) as u32);
+    write(Register::LineControl, LINE_8_BITS_FIFO);
+    write(Register::InterruptClear, 0x7ff);
+    write(Register::Control, CONTROL_ENABLE_RX_TX);
 }
 
 /// Sends one byte, waiting for room in the FIFO.
 #[inline(never)]
 pub fn put(byte: u8) {
-    while read(UART_BASE + FLAGS) & FLAG_TRANSMIT_FULL != 0 {
+    while read(Register::Flags) & FLAG_TRANSMIT_FULL != 0 {
         core::hint::spin_loop();
     }
-    write(UART_BASE + DATA, u32::from(byte));
+    write(Register::Data, u32::from(byte));
 }
 
 /// Sends bytes.
@@ -98,13 +129,13 @@ pub fn put_all(bytes: &[u8]) {
 
 /// A received byte, if one is waiting.
 pub fn try_get() -> Option<u8> {
-    if read(UART_BASE + FLAGS) & FLAG_RECEIVE_EMPTY != 0 { None } else { Some(read(UART_BASE + DATA) as u8) }
+    if read(Register::Flags) & FLAG_RECEIVE_EMPTY != 0 { None } else { Some(read(Register::Data) as u8) }
 }
 
 /// Waits until the transmit FIFO is empty and the last byte has left the
 /// wire: the kernel resets the UART first thing, which would cut it short.
 pub fn flush() {
-    while read(UART_BASE + FLAGS) & (FLAG_TRANSMIT_EMPTY | FLAG_BUSY) != FLAG_TRANSMIT_EMPTY {
+    while read(Register::Flags) & (FLAG_TRANSMIT_EMPTY | FLAG_BUSY) != FLAG_TRANSMIT_EMPTY {
         core::hint::spin_loop();
     }
 }
