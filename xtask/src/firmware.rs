@@ -101,12 +101,17 @@ fn what_to_do() -> String {
 /// Finds the firmware: from `directory` if given, else from Debian's
 /// packages through a private apt cached in `cache`.
 pub fn gather(directory: Option<&Path>, cache: &Path) -> Result<Firmware> {
+    // One private apt for both packages, set up (and `apt-get update`d)
+    // only when something is not cached.
+    let mut apt = LazyApt::new(cache);
     let mut firmware = match directory {
         Some(directory) => from_directory(directory)?,
-        None => from_debian(cache).with_context(|| format!("getting the Pi firmware failed; {}", what_to_do()))?,
+        None => {
+            from_debian(cache, &mut apt).with_context(|| format!("getting the Pi firmware failed; {}", what_to_do()))?
+        }
     };
     if firmware.device_tree.is_none() {
-        match device_tree_from_debian(cache) {
+        match device_tree_from_debian(cache, &mut apt) {
             Ok((bytes, source)) => {
                 firmware.device_tree = Some(bytes);
                 firmware.device_tree_source = source;
@@ -160,15 +165,37 @@ fn store(cache: &Path, part: &str, files: &[(&str, &[u8])], source: &str) -> Res
     std::fs::write(directory.join("SOURCE"), format!("{source}\n")).context("writing the cache's SOURCE file")
 }
 
+/// A [`PrivateApt`] opened on first use, then shared.
+#[derive(Debug)]
+pub struct LazyApt<'a> {
+    cache: &'a Path,
+    apt: Option<PrivateApt>,
+}
+
+impl<'a> LazyApt<'a> {
+    /// Nothing opened yet; [`LazyApt::get`] opens under `cache`.
+    pub fn new(cache: &'a Path) -> LazyApt<'a> {
+        LazyApt { cache, apt: None }
+    }
+
+    /// The private apt, opened (lists updated) the first time.
+    pub fn get(&mut self) -> Result<&PrivateApt> {
+        if self.apt.is_none() {
+            self.apt = Some(PrivateApt::open(self.cache)?);
+        }
+        Ok(self.apt.as_ref().expect("opened above"))
+    }
+}
+
 /// `start4.elf` and `fixup4.dat` from Debian's `raspi-firmware` (cached).
-pub fn from_debian(cache: &Path) -> Result<Firmware> {
+pub fn from_debian(cache: &Path, apt: &mut LazyApt<'_>) -> Result<Firmware> {
     const PART: &str = "raspi-firmware";
     if let Some((mut files, source)) = cached(cache, PART, &[START_FILE, FIXUP_FILE]) {
         let fixup = files.pop().expect("two files");
         let start = files.pop().expect("two files");
         return Ok(Firmware { start, fixup, source, device_tree: None, device_tree_source: String::new() });
     }
-    let apt = PrivateApt::open(cache)?;
+    let apt = apt.get()?;
     let version = apt.field(FIRMWARE_PACKAGE, "Version")?;
     eprintln!("fetching Debian's {FIRMWARE_PACKAGE} {version} (arm64, {}) with a private apt", apt.suite);
     let deb = apt.download(FIRMWARE_PACKAGE)?;
@@ -188,12 +215,12 @@ pub fn from_debian(cache: &Path) -> Result<Firmware> {
 
 /// The Pi 4 device tree from Debian's arm64 kernel package (cached): the
 /// bytes and where they came from.
-pub fn device_tree_from_debian(cache: &Path) -> Result<(Vec<u8>, String)> {
+pub fn device_tree_from_debian(cache: &Path, apt: &mut LazyApt<'_>) -> Result<(Vec<u8>, String)> {
     const PART: &str = "device-tree";
     if let Some((mut files, source)) = cached(cache, PART, &[DEVICE_TREE_FILE]) {
         return Ok((files.pop().expect("one file"), source));
     }
-    let apt = PrivateApt::open(cache)?;
+    let apt = apt.get()?;
     let depends = apt.field(KERNEL_METAPACKAGE, "Depends")?;
     let kernel = first_dependency(&depends)
         .with_context(|| format!("{KERNEL_METAPACKAGE} depends on no kernel package (`{depends}`)"))?;
@@ -435,7 +462,9 @@ mod tests {
     fn the_cache_is_used_only_when_complete() {
         let cache = scratch("cache");
         store(&cache, "raspi-firmware", &[(START_FILE, b"s"), (FIXUP_FILE, b"f")], "test source").unwrap();
-        let firmware = from_debian(&cache).unwrap();
+        let mut apt = LazyApt::new(&cache);
+        let firmware = from_debian(&cache, &mut apt).unwrap();
+        assert!(apt.apt.is_none(), "a complete cache opens no apt");
         assert_eq!(firmware.start, b"s");
         assert!(firmware.source.starts_with("test source (cached in "), "{}", firmware.source);
         std::fs::remove_file(cache.join("raspi-firmware").join(FIXUP_FILE)).unwrap();

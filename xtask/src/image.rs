@@ -50,9 +50,6 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
-use object::Endianness;
-use object::elf::{FileHeader64, SHT_SYMTAB};
-use object::read::elf::{FileHeader, Sym};
 
 use crate::{Board, ImageKind, cargo, elf, workspace_root};
 
@@ -110,22 +107,15 @@ pub const HARNESS_CRATES: [&str; 6] =
 /// without a symbol table is an error, not an empty list: a stripped image
 /// would otherwise pass the check by saying nothing.
 pub fn harness_symbols(elf: &[u8]) -> Result<Vec<String>> {
-    let header = FileHeader64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
-    let endian = header.endian().context("unknown ELF byte order")?;
-    let sections = header.sections(endian, elf).context("reading ELF section headers")?;
-    let symbols = sections.symbols(endian, elf, SHT_SYMTAB).context("reading the ELF symbol table")?;
+    let symbols = crate::crossings::symbols(elf)?;
     if symbols.is_empty() {
         bail!("the ELF has no symbol table (stripped?): nothing to check");
     }
-    let mut found = Vec::new();
-    for symbol in symbols.iter() {
-        let name = symbol.name(endian, symbols.strings()).context("reading a symbol's name")?;
-        let name = String::from_utf8_lossy(name);
-        if HARNESS_CRATES.iter().any(|krate| name.contains(krate)) {
-            found.push(name.into_owned());
-        }
-    }
-    Ok(found)
+    Ok(symbols
+        .into_iter()
+        .map(|symbol| symbol.name)
+        .filter(|name| HARNESS_CRATES.iter().any(|krate| name.contains(krate)))
+        .collect())
 }
 
 /// Make sure the toolchain can build for [`KERNEL_TARGET`]: when rustup
@@ -214,6 +204,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object::elf::SHT_SYMTAB;
 
     #[test]
     fn finds_the_executable_in_cargo_messages() {
