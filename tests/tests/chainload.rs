@@ -17,8 +17,11 @@
 //!
 //! What it leaves out: real hardware and line noise (a byte flipped on
 //! purpose is the only fault), and timeouts mid-transfer (the loader's
-//! 2 s byte timeout would make a slow test; `xtask`'s unit tests cover
-//! the sender's handling of it). Like the boot tests, these need QEMU with
+//! 2 s byte timeout would make a slow test; `xtask::chainload`'s unit tests
+//! cover the sender's handling of it against a fake loader:
+//! `a_timeout_verdict_is_retried` and
+//! `a_lost_header_acceptance_costs_one_attempt_and_its_late_timeout_none`,
+//! and of a link whose writes time out). Like the boot tests, these need QEMU with
 //! `raspi4b` and fail saying so when it is missing.
 
 use std::time::Duration;

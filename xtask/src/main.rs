@@ -57,12 +57,14 @@
 //! image with it (default `target/tern-sdcard.img`, 64 MiB: an MBR and one
 //! FAT32 partition holding the Pi 4 firmware, the device tree when one can
 //! be had, `config.txt`, `cmdline.txt` with `--append`'s arguments, and
-//! `kernel8.img`), without root (`xtask::sdcard`). The firmware comes from
+//! `kernel8.img`; with `--chainload` the serial chainloader takes the
+//! kernel's place), without root (`xtask::sdcard`). The firmware comes from
 //! `--firmware DIR`, else from Debian's `raspi-firmware` package through a
 //! private apt cached under `target/` (`xtask::firmware`). `--device
 //! /dev/sdX` then writes the image to a card, after checks that refuse
-//! anything but an unmounted removable whole disk and a confirmation typed
-//! at the terminal (`xtask::card_device`).
+//! anything but an unmounted removable whole disk (the write itself opens
+//! it exclusively) and a confirmation typed at the terminal, and reads it
+//! back past the page cache (`xtask::card_device`).
 //! `push` and `console` talk to a Raspberry Pi 4 over a USB serial adapter
 //! (`--device`, default `/dev/ttyUSB0`; `--baud`, default 115200). `push`
 //! builds the rpi4 kernel (production, or the harness image with
@@ -79,14 +81,13 @@
 //! seed's result histogram, rate, invariants and verdict (see
 //! `xtask::fuzz`); it fails if any seed failed.
 //!
-//! The arguments are parsed by hand: nine subcommands and a few flags do not
-//! justify clap's compile time on a two-core machine, and the parser below
-//! still gives `--flag value` and `--flag=value`, errors for unknown flags,
-//! and `help`.
+//! The arguments are parsed by hand: eleven subcommands and a few flags do
+//! not justify clap's compile time on a two-core machine, and the parser
+//! below still gives `--flag value` and `--flag=value`, errors for unknown
+//! flags, and `help`.
 //!
-//! What it leaves out: shell completions, sending a kernel to a running
-//! Pi over its UART (the card holds the kernel), and any configuration
-//! file. Environment knobs, for the record: `DEFMT_LOG`
+//! What it leaves out: shell completions, listing serial devices (`push`
+//! and `console` take `--device`), and any configuration file. Environment knobs, for the record: `DEFMT_LOG`
 //! (default `info`), `TERN_RELEASE` (tests boot release images),
 //! `TERN_QEMU_JOBS` (parallel QEMUs in tests).
 
@@ -119,9 +120,11 @@ commands:
   stress        the stress and reuse scenarios, long (default: 100000 stress
                 operations, 10000 domains; both boards)  [--board virt|rpi4]
                                           [--rounds N] [--release]
-  sdcard        a bootable Raspberry Pi 4 SD-card image with the production kernel
+  sdcard        a bootable Raspberry Pi 4 SD-card image: the production kernel, or
+                the serial chainloader with --chainload
                                           [--out PATH] [--device /dev/sdX]
                                           [--firmware DIR] [--release] [--append ARGS]
+                                          [--chainload]
   push          send the rpi4 kernel to the chainloader over a serial cable, then be
                 its console       [--device DEV] [--baud N] [--release] [--harness]
   console       serial console to a Pi 4: defmt decoded, Ctrl-] quits

@@ -39,8 +39,9 @@
 //! [`CardFiles`] holds the bytes of every file, not paths: where the
 //! firmware came from (a directory, Debian's package) is the caller's
 //! business (`crate::firmware`), and so is which kernel goes on the card:
-//! today the production `kernel8.img`, later perhaps the UART chainloader
-//! in its place, with the same `config.txt`.
+//! the production `kernel8.img`, or with `cargo xtask sdcard --chainload`
+//! the serial chainloader (`crate::chainload`) in its place, with the same
+//! `config.txt`.
 //!
 //! [`read_card_image`] reads an image back (partition table, FAT type,
 //! every file): `cargo xtask sdcard` checks what it wrote with it, and the
@@ -108,8 +109,8 @@ pub struct CardFiles {
     /// `bcm2711-rpi-4-b.dtb`, if one was found; without it the firmware
     /// hands the kernel ATAGs instead of a device tree.
     pub device_tree: Option<Vec<u8>>,
-    /// What is stored as `kernel8.img`: the production kernel image (or,
-    /// later, a chainloader).
+    /// What is stored as `kernel8.img`: the production kernel image, or
+    /// the serial chainloader (`sdcard --chainload`).
     pub kernel: Vec<u8>,
     /// The text of `config.txt` ([`config_txt`]).
     pub config: String,

@@ -48,6 +48,12 @@ pub use tern_chainload::BAUD;
 pub const DEFAULT_DEVICE: &str = "/dev/ttyUSB0";
 
 /// How long a read on the port waits before returning `TimedOut`.
+/// serialport applies the same timeout to writes (it waits that long for
+/// the tty to become writable, which Linux reports only while fewer than
+/// 256 bytes are queued), so every writer here must take `TimedOut` as
+/// "not yet" or write little: [`chainload::send`] retries until its own
+/// deadline (a kernel is many KiB); the console's keys are a few bytes at a
+/// time and leave well within 50 ms.
 const READ_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// Opens `device` at `baud`, 8N1, no flow control.
@@ -103,7 +109,7 @@ pub fn push(link: &Link<'_>) -> Result<Ending> {
         link.baud
     );
     let mut reporter = Reporter::default();
-    let rest = chainload::send(&mut port, &payload, &SendOptions::default(), &mut |p| reporter.report(&p))?;
+    let rest = chainload::send(&mut port, &payload, &SendOptions::default(), &mut |event| reporter.report(&event))?;
     reporter.end_line();
     session(port, link, &image.elf, &rest)
 }
@@ -162,7 +168,7 @@ fn session(port: Box<dyn SerialPort>, link: &Link<'_>, elf: &Path, first: &[u8])
     let reader = port.try_clone().context("cloning the serial port for reading")?;
     eprintln!("console: {} at {} baud, defmt from {}; {EXIT_KEY_NAME} quits", link.device, link.baud, elf.display());
     let raw = RawMode::enable()?;
-    let ending = terminal::run(reader, port, io::stdin(), io::stdout(), move |f: &[u8]| decoder.line(f), first);
+    let ending = terminal::run(reader, port, io::stdin(), io::stdout(), move |frame: &[u8]| decoder.line(frame), first);
     drop(raw);
     let ending = ending?;
     match &ending {
