@@ -26,7 +26,13 @@
 //! builds (debug builds assert that a freed block overlaps no free block);
 //! no shrinking or returning memory to the frame allocator; and the lock is
 //! a plain spin lock that does not mask interrupts: the kernel masks them
-//! around heap use itself, and interrupt handlers never allocate.
+//! around heap use itself, and interrupt handlers never allocate. A domain's
+//! heap is the same [`LockedHeap`], but a domain's threads are preempted
+//! while they hold its lock: its users take it with
+//! [`LockedHeap::try_alloc`] and [`LockedHeap::try_dealloc`] and give the
+//! processor away while it is held (see `tern_aarch64::memory`), because a
+//! thread spinning for a lock that a less urgent thread holds keeps the
+//! processor from it for good under a strict-priority scheduler.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
@@ -286,6 +292,29 @@ impl LockedHeap {
     pub unsafe fn add_region(&self, start: usize, size: usize) {
         // SAFETY: the caller upholds `Heap::add_region`'s contract.
         unsafe { self.0.lock().add_region(start, size) }
+    }
+
+    /// As [`GlobalAlloc::alloc`], but `None` at once, with nothing done,
+    /// while another thread holds the lock.
+    pub fn try_alloc(&self, layout: Layout) -> Option<*mut u8> {
+        let mut heap = self.0.try_lock()?;
+        Some(heap.allocate(layout).map_or(ptr::null_mut(), NonNull::as_ptr))
+    }
+
+    /// As [`GlobalAlloc::dealloc`], but false at once, with nothing done,
+    /// while another thread holds the lock.
+    ///
+    /// # Safety
+    ///
+    /// As for [`GlobalAlloc::dealloc`]: `ptr` came from this heap with
+    /// `layout` and has not been freed since.
+    pub unsafe fn try_dealloc(&self, ptr: *mut u8, layout: Layout) -> bool {
+        let Some(mut heap) = self.0.try_lock() else { return false };
+        if let Some(block) = NonNull::new(ptr) {
+            // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+            unsafe { heap.deallocate(block, layout) }
+        }
+        true
     }
 
     /// `(bytes used, bytes free)`.

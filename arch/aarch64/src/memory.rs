@@ -105,13 +105,46 @@ impl TernAllocator {
 // stacks, and the kernel never frees a domain's blocks.
 unsafe impl core::alloc::GlobalAlloc for TernAllocator {
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged.
-        unsafe { self.heap().alloc(layout) }
+        if !self.in_domain() {
+            // SAFETY: forwarded unchanged.
+            return unsafe { self.heap().alloc(layout) };
+        }
+        loop {
+            if let Some(block) = self.heap().try_alloc(layout) {
+                return block;
+            }
+            give_way();
+        }
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: core::alloc::Layout) {
+        if !self.in_domain() {
+            // SAFETY: forwarded unchanged; see the impl's comment.
+            return unsafe { self.heap().dealloc(pointer, layout) };
+        }
         // SAFETY: forwarded unchanged; see the impl's comment.
-        unsafe { self.heap().dealloc(pointer, layout) }
+        while !unsafe { self.heap().try_dealloc(pointer, layout) } {
+            give_way();
+        }
+    }
+}
+
+/// A domain's heap is held by another of its threads: let that thread run.
+///
+/// The kernel masks interrupts around its own heap use, but a domain's
+/// threads are preempted at any timer tick, lock held or not, and the
+/// scheduler is strictly by priority. Spinning here would keep the
+/// processor from a less urgent holder for good (the console's client
+/// hung so: its signal thread, priority 10, spun for the heap its main
+/// thread, priority 0, held), and yielding only lets equal or more urgent
+/// threads run; a sleep lets every priority run, so the holder finishes.
+/// It sleeps to the next timer tick with alerts blocked, so that an alert
+/// meant for a wait of the domain's stays pending for that wait.
+fn give_way() {
+    let was_blocked = tern_inks::gate::alerts_block(true);
+    let _ = tern_inks::gate::sleep(1);
+    if was_blocked == Ok(false) {
+        let _ = tern_inks::gate::alerts_block(false);
     }
 }
 
