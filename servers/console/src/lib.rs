@@ -38,9 +38,13 @@
 //! what they wait for; one that is still waiting takes over reading when
 //! the reader leaves. A sleeper sleeps in slices ([`SLEEP_SLICE`]), so a
 //! poke that arrives just before its sleep starts costs at most one
-//! slice. The server thus has no thread of its own, only its pool: at rest
-//! no activation of it is occupied, so it can be merged into the kernel
-//! domain, and it works the same way merged or protected.
+//! slice. The state is behind one lock that a waiter never spins on: the
+//! waiters run on their callers' threads, at their priorities, so a waiter
+//! spinning for a lock that a less urgent caller holds would keep the
+//! processor from it for good; instead it sleeps to the next tick (see
+//! `lock_patiently`). The server thus has no thread of its own, only its
+//! pool: at rest no activation of it is occupied, so it can be merged into
+//! the kernel domain, and it works the same way merged or protected.
 //!
 //! [`Console`] is the client API: the same encoding as the server's.
 //!
@@ -187,6 +191,20 @@ impl ConsoleServer {
         ConsoleServer { state: spin::Mutex::new(State::default()), growth: PoolGrowth::standard() }
     }
 
+    /// The state, taken with [`lock_patiently`]: while another thread
+    /// holds it, this one sleeps until the next timer tick (alerts blocked,
+    /// so that a poke or the caller's alert stays pending for the wait it
+    /// is meant for instead of ending this sleep).
+    fn lock(&self) -> spin::MutexGuard<'_, State> {
+        lock_patiently(&self.state, || {
+            let was_blocked = gate::alerts_block(true);
+            let _ = gate::sleep(1);
+            if was_blocked == Ok(false) {
+                let _ = gate::alerts_block(false);
+            }
+        })
+    }
+
     /// Wait for what `want` names, reading input while nobody else does.
     fn wait(&self, want: Want) -> Result<Got, Error> {
         let me = gate::activation_self()?;
@@ -194,7 +212,7 @@ impl ConsoleServer {
         // that pokes (and the caller's own alerts) end its waits.
         let was_blocked = gate::alerts_block(false)?;
         let outcome = self.wait_open(me, want);
-        let mut state = self.state.lock();
+        let mut state = self.lock();
         state.sleepers.retain(|&sleeper| sleeper != me);
         let stale = state.take_poke(me);
         drop(state);
@@ -208,7 +226,7 @@ impl ConsoleServer {
     fn wait_open(&self, me: usize, want: Want) -> Result<Got, Error> {
         let mut input = [0u8; 64];
         loop {
-            let mut state = self.state.lock();
+            let mut state = self.lock();
             state.sleepers.retain(|&sleeper| sleeper != me);
             if state.poked.contains(&me) && gate::test_alert() {
                 // A poke that arrived while this activation was not
@@ -225,7 +243,7 @@ impl ConsoleServer {
                 state.reading = true;
                 drop(state);
                 let read = gate::console_read(&mut input);
-                let mut state = self.state.lock();
+                let mut state = self.lock();
                 state.reading = false;
                 match read {
                     Ok(count) => {
@@ -247,7 +265,7 @@ impl ConsoleServer {
             drop(state);
             match gate::sleep(SLEEP_SLICE) {
                 Ok(_) => {}
-                Err(Error::Interrupted) if self.state.lock().take_poke(me) => {}
+                Err(Error::Interrupted) if self.lock().take_poke(me) => {}
                 Err(error) => return Err(error),
             }
         }
@@ -256,14 +274,14 @@ impl ConsoleServer {
     /// Alert every sleeper, so that each looks again.
     fn poke_sleepers(&self) {
         let sleepers = {
-            let mut state = self.state.lock();
+            let mut state = self.lock();
             let sleepers = core::mem::take(&mut state.sleepers);
             state.poked.extend_from_slice(&sleepers);
             sleepers
         };
         for sleeper in sleepers {
             if gate::alert(sleeper).is_err() {
-                self.state.lock().take_poke(sleeper);
+                self.lock().take_poke(sleeper);
             }
         }
     }
@@ -273,14 +291,33 @@ impl ConsoleServer {
     fn read_line(&self, prompt: &[u8]) -> Result<Got, Error> {
         let mut shown = prompt.to_vec();
         {
-            let mut state = self.state.lock();
+            let mut state = self.lock();
             state.line_readers += 1;
             state.editor.redraw(&mut shown);
         }
         write_text(&shown);
         let got = self.wait(Want::Line);
-        self.state.lock().line_readers -= 1;
+        self.lock().line_readers -= 1;
         got
+    }
+}
+
+/// Take `lock`, calling `wait` each time another thread holds it.
+///
+/// Why not spin: the console is served on its callers' threads, at their
+/// priorities, and the scheduler is strictly by priority. A thread that
+/// spins for a lock held by a less urgent thread it preempted (the
+/// shell's signal thread, woken by a timer tick, against its main thread
+/// in a `READ_LINE`) keeps the processor, so the holder never runs again
+/// and the lock is never released. `wait` must give the processor to
+/// threads of every priority (a sleep does; a yield only to equal or more
+/// urgent ones) so that the holder can finish.
+fn lock_patiently<T>(lock: &spin::Mutex<T>, mut wait: impl FnMut()) -> spin::MutexGuard<'_, T> {
+    loop {
+        if let Some(guard) = lock.try_lock() {
+            return guard;
+        }
+        wait();
     }
 }
 
@@ -465,6 +502,23 @@ mod tests {
         assert!(state.take_poke(4));
         assert!(!state.take_poke(4));
         assert!(state.take_poke(7));
+    }
+
+    /// The holder only runs again (and unlocks) once the waiter gives the
+    /// processor up: a spinning waiter would never get the lock.
+    #[test]
+    fn a_held_lock_is_waited_for_not_spun_on() {
+        let lock = spin::Mutex::new(State::default());
+        let mut holder = Some(lock.lock());
+        let mut waits = 0;
+        let guard = lock_patiently(&lock, || {
+            waits += 1;
+            if waits == 2 {
+                holder.take();
+            }
+        });
+        assert_eq!(waits, 2);
+        assert_eq!(guard.line_readers, 0);
     }
 
     #[test]
