@@ -35,6 +35,7 @@ pub mod gate;
 pub mod mode;
 pub mod registry;
 pub mod service;
+pub mod system;
 pub mod thread;
 
 pub use registry::DomainSpec;

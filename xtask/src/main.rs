@@ -594,8 +594,17 @@ fn cargo_step(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 }
 
 /// The server crates: built for the kernel target and tested on the host.
-const SERVER_CRATES: &[&str] =
-    &["tern-names", "tern-echo", "tern-checksum", "tern-kv", "tern-fs", "tern-console", "tern-stresstest"];
+const SERVER_CRATES: &[&str] = &[
+    "tern-names",
+    "tern-echo",
+    "tern-checksum",
+    "tern-kv",
+    "tern-fs",
+    "tern-console",
+    "tern-programs",
+    "tern-shell",
+    "tern-stresstest",
+];
 
 /// The kernel crates, checked by clippy for the kernel target (with the
 /// servers and `tern-rpctest`).

@@ -82,6 +82,8 @@ pub mod stacks;
 #[cfg(target_os = "none")]
 pub mod state;
 #[cfg(target_os = "none")]
+pub mod system;
+#[cfg(target_os = "none")]
 pub mod threads;
 #[cfg(target_os = "none")]
 pub mod timer;

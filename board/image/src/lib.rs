@@ -27,9 +27,11 @@
 //!
 //! Each `use ... as _;` line only makes the crate a dependency that the
 //! linker sees, which is what registers its domains. [`start`] is what a
-//! production image does once the kernel is up: start every domain it
-//! carries, then show that it runs (a tick line a second; a shell comes
-//! later).
+//! production image does once the kernel is up: start every server domain
+//! it carries (not the programs, `prog.*`, which the shell's `run` starts
+//! as jobs, nor the shell), merge the kernel's own objects (`kernel.clock`,
+//! `kernel.system`) into the kernel domain, then start the shell, which
+//! prints the `tern> ` prompt.
 #![no_std]
 
 // The production server domains, one line per server crate.
@@ -39,6 +41,8 @@ use tern_echo as _;
 use tern_fs as _;
 use tern_kv as _;
 use tern_names as _;
+use tern_programs as _;
+use tern_shell as _;
 
 use tern_aarch64::semihosting::ExitStatus;
 use tern_aarch64::{domains, kprintln, threads};
@@ -47,19 +51,29 @@ use tern_core::cmdline::Options;
 use tern_inks::registry;
 use tern_inks::service::MODE_POOL;
 
-/// The kernel object served by kernel activations (the arch crate's
-/// `clock`): merged into the kernel domain once started.
-const KERNEL_CLOCK: &str = "kernel.clock";
+/// The kernel objects served by kernel activations (the arch crate's
+/// `clock` and `system`): merged into the kernel domain once started.
+const KERNEL_OBJECTS: [&str; 2] = ["kernel.clock", "kernel.system"];
+
+/// The shell's domain, started last.
+const SHELL: &str = "shell";
+
+/// Whether the start starts `name` as a server: not a program (the shell
+/// runs those as jobs), not the shell (started last, on its own).
+fn is_server(name: &str) -> bool {
+    !name.starts_with(tern_inks::system::PROGRAM_PREFIX) && name != SHELL
+}
 
 /// The production image's start ([`tern_aarch64::kernel::Init`]): every
-/// registered domain is created and started with a pool of activations
-/// (the name service first, so that the others can register with it),
-/// the kernel's clock is merged into the kernel domain, and then one tick
-/// line a second, forever.
+/// registered server domain is created and started with a pool of
+/// activations (the name service first, so that the others can register
+/// with it), the kernel's objects are merged into the kernel domain, and
+/// then the shell runs (started again should it ever end).
 pub fn start(_: &Options<'_>) -> ExitStatus {
     let domains = registry::registered();
-    let name_service = domains.iter().filter(|spec| spec.role == Role::NameService);
-    for spec in name_service.chain(domains.iter().filter(|spec| spec.role != Role::NameService)) {
+    let servers = || domains.iter().filter(|spec| is_server(spec.name));
+    let name_service = servers().filter(|spec| spec.role == Role::NameService);
+    for spec in name_service.chain(servers().filter(|spec| spec.role != Role::NameService)) {
         let started = domains::create(spec.name).map_err(reason).and_then(|id| match domains::call(id, MODE_POOL) {
             Ok(tern_aarch64::upcall::Outcome::Returned(0)) => Ok(id),
             Ok(other) => {
@@ -69,7 +83,7 @@ pub fn start(_: &Options<'_>) -> ExitStatus {
             Err(error) => Err(reason(error)),
         });
         match started {
-            Ok(id) if spec.name == KERNEL_CLOCK => match domains::set_mode(id, DomainMode::Merged) {
+            Ok(id) if KERNEL_OBJECTS.contains(&spec.name) => match domains::set_mode(id, DomainMode::Merged) {
                 Ok(()) => kprintln!("domain {} started, merged into the kernel domain", spec.name),
                 Err(error) => kprintln!("domain {} started, not merged: {}", spec.name, error),
             },
@@ -79,8 +93,17 @@ pub fn start(_: &Options<'_>) -> ExitStatus {
         // Let the domain's own threads (more urgent than this one) settle.
         threads::yield_now();
     }
-    kprintln!("Tern is up: one tick line a second (Ctrl-A X leaves QEMU)");
-    tern_aarch64::kernel::tick_forever()
+    kprintln!("Tern is up: the shell follows (Ctrl-A X leaves QEMU)");
+    loop {
+        let shell = domains::find(SHELL).map_or_else(|| domains::create(SHELL), Ok);
+        match shell.map_err(reason).map(|id| domains::call(id, 0)) {
+            Ok(ended) => kprintln!("the shell ended ({:?}); starting it again", ended),
+            Err(reason) => {
+                kprintln!("no shell: {}; one tick line a second instead", reason);
+                tern_aarch64::kernel::tick_forever()
+            }
+        }
+    }
 }
 
 /// Why a domain could not be created or started, in words.

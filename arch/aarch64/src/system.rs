@@ -1,0 +1,361 @@
+//! `kernel.system`: the shell's window on and lever over the kernel — a
+//! kernel object invoked by RPC and served by kernel activations, like
+//! `kernel.clock` (issue 16, point 2).
+//!
+//! It is a domain of the kernel's own code, merged into the kernel domain
+//! at start, registered as `system`; its pool activations run at the
+//! kernel's level with the kernel's view, so a handler reads and changes
+//! the kernel's records directly (`state::with`), under the one lock, and
+//! never switches threads itself. The protocol is
+//! `tern_inks::system`'s: listings of threads with their chains
+//! (`PS`), domains, ports and memory, as text; `MERGE` (a domain's mode,
+//! `Busy` while it is occupied); and jobs: `RUN` starts a registered
+//! program domain's entry on a new thread of its own (the domain is made
+//! on first use, never "started"), and `WAIT`, `ALERT`, `ALERT_BREAK`,
+//! `SUSPEND`, `RESUME`, `KILL` act on the job's *base* activation: an
+//! alert there travels up the whole chain, a break cuts the job's own
+//! code loose from the servers it is in, a suspension stops the job when
+//! it next runs in its own code, a termination ends it.
+//!
+//! A job is a thread this domain made (its creator): any other thread
+//! number is `NoRight`, an unknown one `InvalidArgument`. Every argument is
+//! checked; a bad one is an error code in the reply label.
+//!
+//! Left out: per-domain counts of calls served (the kernel keeps only
+//! machine-wide statistics, which `DOMAINS` prints), names of ports (the
+//! name service holds them, not the kernel), and any authority finer than
+//! holding a send right to `system`.
+
+use crate::state::{self, Kernel};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::num::NonZeroU32;
+use tern_core::abi::{DomainMode, Error};
+use tern_core::control::ActivationAction;
+use tern_core::domain::DomainId;
+use tern_core::thread::{ActivationId, ThreadId, ThreadState};
+use tern_inks::gate;
+use tern_inks::service::{self, Reply, Request, Service};
+use tern_inks::system as protocol;
+
+tern_inks::domain!(SYSTEM, "kernel.system", system_main);
+
+/// The priority a job's thread runs at: below the shell, so that a job
+/// that spins never keeps the prompt from answering.
+pub const JOB_PRIORITY: u8 = 8;
+/// Stack of a job's thread (carved from its program's region).
+pub const JOB_STACK_BYTES: u64 = 64 * 1024;
+
+struct System;
+
+impl Service for System {
+    fn handle(&self, request: &Request<'_>, reply: &mut Reply<'_>) {
+        // Only ever served merged: protected, this code could not touch
+        // the kernel's records (and would fault trying).
+        if !gate::current_mode().is_merged() {
+            reply.set_label(Error::NoRight as u32);
+            return;
+        }
+        let answer = answer(request.label(), request.payload);
+        match answer {
+            Ok(bytes) => {
+                reply.set_label(protocol::OK);
+                if reply.set_payload(&bytes).is_err() {
+                    reply.set_label(Error::ReplyTooLarge as u32);
+                }
+            }
+            Err(error) => reply.set_label(error as u32),
+        }
+    }
+}
+
+fn system_main(mode: usize) -> usize {
+    service::start(Some(protocol::NAME), System, mode)
+}
+
+/// The reply payload for one request, or the error it is refused with.
+fn answer(label: u32, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    match label {
+        protocol::PS => Ok(state::with(ps).into_bytes()),
+        protocol::DOMAINS => Ok(state::with(domains).into_bytes()),
+        protocol::PORTS => Ok(state::with(ports).into_bytes()),
+        protocol::MEM => Ok(mem().into_bytes()),
+        protocol::UPTIME => {
+            let mut bytes = Vec::with_capacity(16);
+            bytes.extend_from_slice(&crate::timer::counter().to_le_bytes());
+            bytes.extend_from_slice(&crate::timer::frequency().to_le_bytes());
+            Ok(bytes)
+        }
+        protocol::MERGE => merge(payload).map(|()| Vec::new()),
+        protocol::RUN => run(payload),
+        protocol::WAIT => wait(job_of(payload)?),
+        protocol::ALERT => control(job_of(payload)?, ActivationAction::Alert),
+        protocol::ALERT_BREAK => control(job_of(payload)?, ActivationAction::AlertBreak),
+        protocol::SUSPEND => control(job_of(payload)?, ActivationAction::Suspend),
+        protocol::RESUME => control(job_of(payload)?, ActivationAction::Resume),
+        protocol::KILL => control(job_of(payload)?, ActivationAction::Terminate),
+        _ => Err(Error::InvalidArgument),
+    }
+}
+
+/// A domain's name (`kernel` for the kernel's own code).
+fn domain_name(kernel: &Kernel, id: DomainId) -> &'static str {
+    kernel.domain(id).map_or("kernel", |record| record.domain.name)
+}
+
+/// A thread state's name, without its payload.
+fn state_name(state: ThreadState) -> &'static str {
+    match state {
+        ThreadState::Ready => "ready",
+        ThreadState::Running => "running",
+        ThreadState::WaitingForActivation(_) => "wait-activation",
+        ThreadState::WaitingForReceiver(_) => "wait-receiver",
+        ThreadState::WaitingForReply => "wait-reply",
+        ThreadState::Receiving(_) => "receiving",
+        ThreadState::Joining(_) => "joining",
+        ThreadState::Ended(_) => "ended",
+        ThreadState::Suspended(_) => "suspended",
+        ThreadState::WaitingForState(_) => "wait-state",
+        ThreadState::Sleeping(_) => "sleeping",
+        ThreadState::ReadingConsole => "console-read",
+    }
+}
+
+/// Counter ticks in milliseconds.
+fn milliseconds(ticks: u64) -> u64 {
+    ticks.saturating_mul(1000) / crate::timer::frequency().max(1)
+}
+
+/// `PS`: a line per thread (number, state, priority, CPU time with its
+/// split by domain), then its chain bottom to top, the top marked `*`.
+fn ps(kernel: &mut Kernel) -> String {
+    kernel.charge();
+    let mut text = String::new();
+    let _ = writeln!(text, "thread state           prio   cpu(ms)  chain (bottom -> top*), cpu by domain");
+    let ids: Vec<ThreadId> = kernel.objects.thread_ids().collect();
+    for id in ids {
+        let Some(thread) = kernel.objects.thread(id) else { continue };
+        let mut chain: Vec<ActivationId> = kernel.objects.chain(id);
+        chain.reverse();
+        let mut links = String::new();
+        for (at, activation) in chain.iter().enumerate() {
+            let domain = kernel.objects.activation(*activation).map_or(DomainId(0), |entry| entry.domain);
+            let mark = if at + 1 == chain.len() { "*" } else { "" };
+            let arrow = if at == 0 { "" } else { " > " };
+            let _ = write!(links, "{arrow}{}#{}{mark}", domain_name(kernel, domain), activation.0);
+        }
+        if links.is_empty() {
+            links.push_str("(no activation)");
+        }
+        let mut split = String::new();
+        for (domain, ticks) in &thread.by_domain {
+            let _ = write!(split, " {}={}", domain_name(kernel, *domain), milliseconds(*ticks));
+        }
+        let _ = writeln!(
+            text,
+            "{:>6} {:<15} {:>4} {:>9}  {}  [{}]",
+            id.0,
+            state_name(thread.state),
+            thread.priority,
+            milliseconds(thread.cpu_time),
+            links,
+            split.trim_start()
+        );
+    }
+    text
+}
+
+/// `DOMAINS`: a line per live domain, then the kernel's call statistics.
+fn domains(kernel: &mut Kernel) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "  id name              mode       region                    pool free/total  occupied");
+    let count = kernel.domains.len();
+    for index in 0..count {
+        let id = DomainId(index as u16);
+        let Some(record) = kernel.domain(id) else { continue };
+        if !record.alive {
+            continue;
+        }
+        let (name, mode, region) = (record.domain.name, record.mode, record.domain.region);
+        let (mut free, mut total) = (0, 0);
+        let ports: Vec<_> = kernel.objects.port_ids().collect();
+        for port in ports {
+            if kernel.objects.port(port).is_some_and(|entry| entry.owner == id && entry.alive) {
+                free += kernel.objects.pool_free(port);
+                total += kernel.objects.port(port).map_or(0, |entry| entry.pool_size);
+            }
+        }
+        let occupied = kernel
+            .objects
+            .activation_ids()
+            .filter(|activation| {
+                kernel
+                    .objects
+                    .activation(*activation)
+                    .is_some_and(|entry| entry.domain == id && entry.occupant.is_some())
+            })
+            .count();
+        let mode = if mode.is_merged() { "merged" } else { "protected" };
+        let _ = writeln!(
+            text,
+            "{:>4} {:<17} {:<10} {:#010x}+{:<#9x}  {:>5}/{:<5}        {}",
+            id.0,
+            name,
+            mode,
+            region.start,
+            region.end - region.start,
+            free,
+            total,
+            occupied
+        );
+    }
+    let statistics = *kernel.statistics();
+    let _ = writeln!(
+        text,
+        "calls (all domains): {} migrated, {} direct, {} handed to threads, {} queued; longest chain {}; {} splits",
+        statistics.migrated,
+        statistics.direct,
+        statistics.handed_off,
+        statistics.queued,
+        statistics.longest_chain,
+        statistics.splits
+    );
+    text
+}
+
+/// `PORTS`: a line per port.
+fn ports(kernel: &mut Kernel) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "port owner             alive  pool free/total  server threads  waiting");
+    let ids: Vec<_> = kernel.objects.port_ids().collect();
+    for id in ids {
+        let Some(port) = kernel.objects.port(id) else { continue };
+        let (owner, alive, size, threads, waiting) =
+            (port.owner, port.alive, port.pool_size, port.server_threads, port.waiting);
+        let free = kernel.objects.pool_free(id);
+        let _ = writeln!(
+            text,
+            "{:>4} {:<17} {:<5}  {:>5}/{:<5}       {:>5}          {}",
+            id.0,
+            domain_name(kernel, owner),
+            if alive { "yes" } else { "no" },
+            free,
+            size,
+            threads,
+            waiting
+        );
+    }
+    text
+}
+
+/// `MEM`: frames and the kernel heap.
+fn mem() -> String {
+    let frames = crate::cpu::without_interrupts(|| {
+        crate::memory::FRAMES.lock().as_ref().map(|frames| (frames.free_frames(), frames.total_frames()))
+    });
+    let (used, free) = crate::memory::heap_stats();
+    let mut text = String::new();
+    if let Some((free_frames, total)) = frames {
+        let _ = writeln!(text, "frames: {free_frames} free of {total} (4 KiB each)");
+    }
+    let _ = writeln!(text, "kernel heap: {used} bytes used, {free} free");
+    text
+}
+
+/// `MERGE`: the mode byte, then the domain's name. The kernel's own
+/// objects (`kernel.*`) stay merged: protected, their code could not serve.
+fn merge(payload: &[u8]) -> Result<(), Error> {
+    let (&mode, name) = payload.split_first().ok_or(Error::InvalidArgument)?;
+    let mode = DomainMode::from_code(mode as usize).ok_or(Error::InvalidArgument)?;
+    let name = core::str::from_utf8(name).map_err(|_| Error::InvalidArgument)?;
+    if name.starts_with("kernel.") {
+        return Err(Error::NoRight);
+    }
+    let id = crate::domains::find(name).ok_or(Error::NoSuchPort)?;
+    crate::domains::set_mode(id, mode)
+}
+
+/// `RUN`: the argument word, then the program's name.
+fn run(payload: &[u8]) -> Result<Vec<u8>, Error> {
+    let argument = payload.get(..8).and_then(|bytes| bytes.try_into().ok()).map(u64::from_le_bytes);
+    let argument = argument.ok_or(Error::InvalidArgument)?;
+    let name = core::str::from_utf8(&payload[8..]).map_err(|_| Error::InvalidArgument)?;
+    if name.is_empty() || name.len() > 32 {
+        return Err(Error::InvalidArgument);
+    }
+    let full = format!("{}{name}", protocol::PROGRAM_PREFIX);
+    let spec = tern_inks::registry::find(&full).ok_or(Error::NoSuchPort)?;
+    let domain = match crate::domains::find(&full) {
+        Some(id) => id,
+        None => crate::domains::create(spec.name).map_err(|_| Error::OutOfMemory)?,
+    };
+    let entry = spec.entry as usize;
+    let thread = state::with(|kernel| {
+        let thread = kernel.create_thread(domain, entry, argument as usize, JOB_PRIORITY, JOB_STACK_BYTES)?;
+        let base = kernel.objects.chain(thread).last().copied()?;
+        Some((thread, base))
+    });
+    let (thread, base) = thread.ok_or(Error::OutOfMemory)?;
+    let mut bytes = Vec::with_capacity(8);
+    bytes.extend_from_slice(&thread.0.get().to_le_bytes());
+    bytes.extend_from_slice(&base.0.get().to_le_bytes());
+    Ok(bytes)
+}
+
+/// The job a payload names: a thread `kernel.system` made.
+fn job_of(payload: &[u8]) -> Result<ThreadId, Error> {
+    let number = payload.get(..4).and_then(|bytes| bytes.try_into().ok()).map(u32::from_le_bytes);
+    let thread = number.and_then(NonZeroU32::new).map(ThreadId).ok_or(Error::InvalidArgument)?;
+    let system = crate::domains::find("kernel.system").ok_or(Error::NoSuchPort)?;
+    state::with(|kernel| match kernel.objects.thread(thread) {
+        None => Err(Error::InvalidArgument),
+        Some(entry) if entry.creator != system => Err(Error::NoRight),
+        Some(_) => Ok(thread),
+    })
+}
+
+/// The thread that carries `job`'s base activation now (a split moves it).
+fn carrier(kernel: &Kernel, job: ThreadId) -> ThreadId {
+    let mut target = job;
+    while let Some(next) = kernel.objects.thread(target).and_then(|entry| entry.base_moved_to) {
+        target = next;
+    }
+    target
+}
+
+/// `WAIT`: running, stopped, or ended (then forgotten).
+fn wait(job: ThreadId) -> Result<Vec<u8>, Error> {
+    let (status, result) = state::with(|kernel| {
+        let target = carrier(kernel, job);
+        let entry = kernel.objects.thread(target);
+        match entry.map(|entry| entry.state) {
+            Some(ThreadState::Ended(result)) => {
+                kernel.reap_joined(job);
+                (protocol::ENDED, result as u64)
+            }
+            _ => {
+                let base = kernel.objects.chain(target).last().copied();
+                let stopped = base
+                    .and_then(|base| kernel.objects.activation(base))
+                    .is_some_and(|activation| activation.control.suspended);
+                (if stopped { protocol::STOPPED } else { protocol::RUNNING }, 0)
+            }
+        }
+    });
+    let mut bytes = Vec::with_capacity(9);
+    bytes.push(status);
+    bytes.extend_from_slice(&result.to_le_bytes());
+    Ok(bytes)
+}
+
+/// A control on `job`'s base activation.
+fn control(job: ThreadId, action: ActivationAction) -> Result<Vec<u8>, Error> {
+    state::with(|kernel| {
+        let target = carrier(kernel, job);
+        let base = kernel.objects.chain(target).last().copied().ok_or(Error::NoSuchActivation)?;
+        kernel.control_activation(base, action)
+    })
+    .map(|_| Vec::new())
+}

@@ -1,0 +1,169 @@
+//! # tern-programs: what the shell's `run` starts
+//!
+//! A program is a registered domain called `prog.NAME`
+//! (`tern_inks::system::PROGRAM_PREFIX`): `kernel.system` makes the domain
+//! the first time it is run and starts each job as a new thread upcalling
+//! the domain's entry with one argument word; the entry's result is the
+//! job's result (0 done, otherwise a kernel [`Error`]'s code). Programs are
+//! never started at boot (the production start skips `prog.*`).
+//!
+//! - `prog.spin`: computes forever, testing for an alert between slices;
+//!   an alert (the shell's `^C`) ends it `Interrupted`.
+//! - `prog.chain`: holds a chain of `depth` calls through the [`relay`]
+//!   server (`relay` → `relay` → … , then `kernel.clock`'s sleep at the
+//!   top), so `ps` shows one thread across three kinds of domain. The
+//!   sleep lasts `milliseconds` (0: until alerted); the alert from the
+//!   job's base activation travels up to the clock's kernel activation,
+//!   whose sleep ends `Interrupted`, and the chain unwinds.
+//! - `prog.kvload`: `count` puts and gets on `kv`, then a line with the
+//!   count and the time.
+//!
+//! The argument words are made by [`chain_argument`] and friends, which
+//! the shell uses, so both ends agree.
+//!
+//! Left out: arguments beyond one word (a program gets no text), standard
+//! input (a job cannot read the console: the shell owns it), and `build`,
+//! which the build workload registers as its own `prog.build`.
+//!
+//! A production crate (`board/image`), with no `unsafe`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod relay;
+
+use alloc::format;
+use tern_core::abi::{Error, PortName};
+use tern_inks::gate;
+use tern_inks::service::{self, MessageBuffer};
+use tern_inks::system::System;
+
+tern_inks::domain!(SPIN, "prog.spin", spin_main);
+tern_inks::domain!(CHAIN, "prog.chain", chain_main);
+tern_inks::domain!(KVLOAD, "prog.kvload", kvload_main);
+
+/// Deepest chain `chain` holds.
+pub const CHAIN_DEPTH_MAX: u32 = 8;
+/// Longest sleep `chain` takes at the top, in milliseconds.
+pub const CHAIN_SLEEP_MAX: u32 = 600_000;
+/// Most operations `kvload` makes.
+pub const KVLOAD_MAX: u32 = 1_000_000;
+/// `kvload`'s count when none is given.
+pub const KVLOAD_DEFAULT: u32 = 1000;
+
+/// The argument word of `chain depth milliseconds`; `None` if out of range
+/// (depth 1..=[`CHAIN_DEPTH_MAX`], sleep at most [`CHAIN_SLEEP_MAX`]).
+pub fn chain_argument(depth: u32, milliseconds: u32) -> Option<u64> {
+    ((1..=CHAIN_DEPTH_MAX).contains(&depth) && milliseconds <= CHAIN_SLEEP_MAX)
+        .then(|| u64::from(depth) | (u64::from(milliseconds) << 16))
+}
+
+/// `chain`'s depth and sleep from its argument word.
+pub fn chain_parts(argument: u64) -> (u32, u32) {
+    ((argument & 0xffff) as u32, (argument >> 16) as u32)
+}
+
+/// The argument word of `kvload count`; `None` if out of range.
+pub fn kvload_argument(count: u32) -> Option<u64> {
+    (1..=KVLOAD_MAX).contains(&count).then_some(u64::from(count))
+}
+
+/// Write a line to the console (best effort: a program's output is
+/// advice).
+fn say(text: &str) {
+    let _ = gate::console_write(text);
+}
+
+/// The result word of an outcome.
+fn result(outcome: Result<(), Error>) -> usize {
+    outcome.map_or_else(|error| error as usize, |()| 0)
+}
+
+fn spin_main(_: usize) -> usize {
+    let _ = gate::alerts_block(false);
+    let mut sum: u64 = 0;
+    loop {
+        for step in 0..20_000u64 {
+            sum = core::hint::black_box(sum.wrapping_mul(31).wrapping_add(step));
+        }
+        if gate::test_alert() {
+            return Error::Interrupted as usize;
+        }
+    }
+}
+
+fn chain_main(argument: usize) -> usize {
+    let _ = gate::alerts_block(false);
+    result(chain(argument as u64))
+}
+
+fn chain(argument: u64) -> Result<(), Error> {
+    let (depth, milliseconds) = chain_parts(argument);
+    if chain_argument(depth, milliseconds).is_none() {
+        return Err(Error::InvalidArgument);
+    }
+    let ticks = if milliseconds == 0 {
+        relay::FOREVER
+    } else {
+        let (_, frequency) = System::connect()?.uptime()?;
+        u64::from(milliseconds) * frequency / 1000
+    };
+    let port = service::lookup(relay::NAME)?;
+    relay::relay(port, depth, ticks)
+}
+
+fn kvload_main(argument: usize) -> usize {
+    let _ = gate::alerts_block(false);
+    result(kvload(argument as u32))
+}
+
+fn kvload(count: u32) -> Result<(), Error> {
+    if kvload_argument(count).is_none() {
+        return Err(Error::InvalidArgument);
+    }
+    let system = System::connect()?;
+    let port = service::lookup(tern_kv::NAME)?;
+    let (start, frequency) = system.uptime()?;
+    for round in 0..count {
+        let key = format!("kvload.{}", round % 64);
+        let value = format!("{round}");
+        kv(port, tern_kv::Operation::Put { key: key.as_bytes(), value: value.as_bytes() })?;
+        kv(port, tern_kv::Operation::Get { key: key.as_bytes() })?;
+        if gate::test_alert() {
+            say(&format!("kvload: interrupted after {round} puts and gets\n"));
+            return Err(Error::Interrupted);
+        }
+    }
+    let (end, _) = system.uptime()?;
+    let milliseconds = end.saturating_sub(start) * 1000 / frequency;
+    say(&format!("kvload: {count} puts and {count} gets on kv in {milliseconds} ms\n"));
+    Ok(())
+}
+
+/// One `kv` operation; its reply label must be `OK`.
+fn kv(port: PortName, operation: tern_kv::Operation<'_>) -> Result<(), Error> {
+    let mut request = MessageBuffer::with_payload_capacity(operation.encoded_length());
+    operation.write_request(&mut request)?;
+    let mut reply = MessageBuffer::with_payload_capacity(256);
+    match service::call(port, &request, &mut reply)?.label() {
+        tern_kv::OK => Ok(()),
+        _ => Err(Error::BadMessage),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_words_round_trip_and_refuse_what_is_out_of_range() {
+        assert_eq!(chain_parts(chain_argument(3, 2000).unwrap()), (3, 2000));
+        assert_eq!(chain_parts(chain_argument(1, 0).unwrap()), (1, 0));
+        assert_eq!(chain_argument(0, 0), None);
+        assert_eq!(chain_argument(CHAIN_DEPTH_MAX + 1, 0), None);
+        assert_eq!(chain_argument(2, CHAIN_SLEEP_MAX + 1), None);
+        assert_eq!(kvload_argument(0), None);
+        assert_eq!(kvload_argument(10), Some(10));
+    }
+}
