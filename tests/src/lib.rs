@@ -93,6 +93,27 @@ impl Transcript {
         t
     }
 
+    /// The production image (no harness, no scenario: the image a person
+    /// boots) with a keyboard: `script` is typed as the run goes and QEMU
+    /// is stopped once it has all been played (`xtask::qemu::
+    /// run_production_with_input`). A step that fails, or a timeout, fails
+    /// the test, showing the whole run. `name` names the run in messages.
+    pub fn production_with_input(board: Board, name: &str, script: &[xtask::keyboard::Step<'_>]) -> Transcript {
+        let timeout = timeout();
+        let scripted = match xtask::qemu::run_production_with_input(board, timeout, script) {
+            Ok(scripted) => scripted,
+            Err(e) => panic!("{board} {name}: could not boot the production image: {e:#}"),
+        };
+        let t = Transcript::new(board, name, scripted.run);
+        if let Err(failure) = scripted.script {
+            t.fail(failure);
+        }
+        if t.run.timed_out {
+            t.fail(format_args!("timed out after {} s (QEMU killed)", timeout.as_secs()));
+        }
+        t
+    }
+
     /// A transcript of an existing run (for tests of the checks).
     pub fn new(board: Board, scenario: &str, run: RunOutput) -> Transcript {
         let lines = run.output.lines().map(str::to_string).collect();

@@ -320,6 +320,22 @@ pub fn run_scenario_with_input(
     capture_with_input(command(&Launch::harness(&image, &harness_cmdline(scenario))), &image.elf, timeout, script)
 }
 
+/// Builds the production image for `board` (once per process; release if
+/// `TERN_RELEASE=1`) and boots it with a keyboard: `script` is typed into
+/// the UART as [`capture_with_input`] plays it, and once every step has
+/// been played QEMU is stopped (a production image never exits by itself:
+/// it sits at the shell's prompt). The run counts as ended, not timed
+/// out, when the script finished.
+pub fn run_production_with_input(board: Board, timeout: Duration, script: &[Step<'_>]) -> Result<ScriptedRun> {
+    let qemu = installed()?;
+    if !qemu.supports(board) {
+        bail!("the installed QEMU {} has no machine raspi4b, needed by board {board}", qemu.version_string());
+    }
+    let image = build_image(board, ImageKind::Production, release_from_env())?;
+    let launch = Launch::harness(&image, "");
+    capture_scripted(command(&launch), &image.elf, timeout, Some(script), true)
+}
+
 /// Boots `image` with `cmdline` under semihosting, no stdin, capturing
 /// output, killing QEMU after `timeout`.
 pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<RunOutput> {
@@ -331,7 +347,7 @@ pub fn run_captured(image: &Image, cmdline: &str, timeout: Duration) -> Result<R
 /// reaping QEMU after `timeout`. Shared by the tests' runner and the
 /// benchmark (which adds its own QEMU arguments).
 pub fn capture(cmd: Command, elf: &Path, timeout: Duration) -> Result<RunOutput> {
-    Ok(capture_scripted(cmd, elf, timeout, None)?.run)
+    Ok(capture_scripted(cmd, elf, timeout, None, false)?.run)
 }
 
 /// A captured run with typed input: what it printed, and how its script
@@ -349,7 +365,7 @@ pub struct ScriptedRun {
 /// output. A step that fails kills QEMU at once; the run's own ending
 /// (exit or timeout) is as [`capture`]'s.
 pub fn capture_with_input(cmd: Command, elf: &Path, timeout: Duration, script: &[Step<'_>]) -> Result<ScriptedRun> {
-    capture_scripted(cmd, elf, timeout, Some(script))
+    capture_scripted(cmd, elf, timeout, Some(script), false)
 }
 
 fn capture_scripted(
@@ -357,6 +373,7 @@ fn capture_scripted(
     elf: &Path,
     timeout: Duration,
     script: Option<&[Step<'_>]>,
+    end_after_script: bool,
 ) -> Result<ScriptedRun> {
     let elf = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let decoder = LogDecoder::from_elf(&elf, false)?;
@@ -391,14 +408,15 @@ fn capture_scripted(
         text
     });
 
-    let (ended, failed) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (ended, failed, played) = (AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false));
     let (timed_out, status, script) = thread::scope(|scope| -> Result<_> {
         let player = match (script, keyboard) {
             (Some(script), Some(keyboard)) => {
-                let (output, ended, failed) = (&output, &ended, &failed);
+                let (output, ended, failed, done) = (&output, &ended, &failed, &played);
                 Some(scope.spawn(move || {
                     let played = run_script(script, output, keyboard, started + timeout, PACE, ended);
                     failed.store(played.is_err(), Ordering::Release);
+                    done.store(played.is_ok(), Ordering::Release);
                     played
                 }))
             }
@@ -416,6 +434,13 @@ fn capture_scripted(
             }
             if failed.load(Ordering::Acquire) {
                 // A step failed: the run cannot go as the test meant.
+                child.kill_and_reap();
+                break None;
+            }
+            if end_after_script && played.load(Ordering::Acquire) {
+                // Every step played: what the test meant to see is there
+                // (a moment more lets the last echo arrive).
+                thread::sleep(Duration::from_millis(200));
                 child.kill_and_reap();
                 break None;
             }

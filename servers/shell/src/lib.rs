@@ -311,9 +311,11 @@ impl Shell {
         let number = self.next_job;
         self.next_job += 1;
         self.jobs.push(Job { number, id, line });
-        if background {
-            self.say(&format!("[{number}] thread {id}\n"));
-        } else {
+        if !background {
+            self.enter_foreground(id);
+        }
+        self.say(&format!("[{number}] thread {id}\n"));
+        if !background {
             self.wait_foreground(number);
         }
     }
@@ -329,11 +331,17 @@ impl Shell {
         self.jobs.retain(|job| job.number != number);
     }
 
-    /// Wait for job `number` in the foreground: until it ends, or `^Z`.
+    /// Make job `id` the foreground job — before it is announced, so that
+    /// a `^C` or `^Z` typed as soon as the announcement shows reaches it.
+    fn enter_foreground(&self, id: u32) {
+        self.shared.suspended.store(false, Ordering::Release);
+        self.shared.foreground.store(id, Ordering::Release);
+    }
+
+    /// Wait for job `number`, in the foreground ([`Shell::enter_foreground`]),
+    /// until it ends or `^Z` suspends it.
     fn wait_foreground(&mut self, number: usize) {
         let Some(job) = self.find(Some(number)) else { return };
-        self.shared.suspended.store(false, Ordering::Release);
-        self.shared.foreground.store(job.id, Ordering::Release);
         loop {
             if self.shared.suspended.swap(false, Ordering::AcqRel) {
                 self.say(&format!("\n[{number}] suspended  {}\n", job.line));
@@ -385,6 +393,7 @@ impl Shell {
 
     fn fg(&mut self, number: Option<usize>) {
         let Some(job) = self.find(number) else { return self.say("fg: no such job\n") };
+        self.enter_foreground(job.id);
         let _ = self.shared.system.control(system::RESUME, job.id);
         self.say(&format!("{}\n", job.line));
         self.wait_foreground(job.number);
