@@ -414,8 +414,9 @@ impl Shell {
             return self.say(&format!("kill: {}\n", error.name()));
         }
         for _ in 0..50 {
-            if let Ok(JobState::Ended(result)) = self.shared.system.wait(job.id) {
-                self.say(&format!("[{}] {}  {}\n", job.number, command::ended(result), job.line));
+            if let Ok(JobState::Ended(_)) = self.shared.system.wait(job.id) {
+                // Whatever its thread's last word, the job was killed.
+                self.say(&format!("[{}] killed  {}\n", job.number, job.line));
                 self.forget(job.number);
                 return;
             }
