@@ -8,6 +8,8 @@
 //! - `tern.scenario=NAME` picks the boot scenario (see the arch crate's
 //!   `scenario` module); without it the kernel runs its interactive demo.
 //! - `tern.bench.repetitions=N` sets the benchmark's samples per figure.
+//! - `tern.build.files=N` sets the source files of the `build` macro
+//!   benchmark's tree (the `build` and `bench` scenarios).
 //! - `tern.rounds=N` sets how many rounds a repeating scenario runs (the
 //!   reuse scenario's domains, for one).
 //! - `tern.merge=NAME,NAME,...` merges the named server domains into the
@@ -31,6 +33,8 @@ pub struct Options<'a> {
     pub harness: bool,
     /// `tern.bench.repetitions=N`: samples per benchmark figure.
     pub bench_repetitions: Option<u32>,
+    /// `tern.build.files=N`: source files of the `build` benchmark.
+    pub build_files: Option<u32>,
     /// `tern.merge=NAME,...`: domains to merge once started.
     pub merge: Option<&'a str>,
     /// `tern.rounds=N`: rounds of a repeating scenario.
@@ -72,6 +76,9 @@ pub fn parse<'a>(line: &'a str, mut unknown: impl FnMut(&'a str)) -> Options<'a>
             ("bench.repetitions", Some(number)) if number.parse::<u32>().is_ok_and(|n| n > 0) => {
                 options.bench_repetitions = number.parse().ok()
             }
+            ("build.files", Some(number)) if number.parse::<u32>().is_ok_and(|n| n > 0) => {
+                options.build_files = number.parse().ok()
+            }
             ("rounds", Some(number)) if number.parse::<u32>().is_ok_and(|n| n > 0) => {
                 options.rounds = number.parse().ok()
             }
@@ -95,16 +102,17 @@ mod tests {
     #[test]
     fn picks_tern_options_among_others() {
         let mut unknown = alloc::vec::Vec::new();
-        let line = "console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus tern.bench.repetitions=50 tern.rounds=7";
+        let line = "console=ttyAMA0 tern.harness=1 coherent_pool=1M tern.scenario=ticks tern.bogus tern.bench.repetitions=50 tern.rounds=7 tern.build.files=12";
         let options = parse(line, |word| unknown.push(word));
         assert_eq!(options.scenario, Some("ticks"));
         assert!(options.harness);
         assert_eq!(unknown, ["tern.bogus"]);
         assert_eq!(options.bench_repetitions, Some(50));
         assert_eq!(options.rounds, Some(7));
+        assert_eq!(options.build_files, Some(12));
         let mut rejected = alloc::vec::Vec::new();
-        parse("tern.bench.repetitions=0 tern.bench.repetitions=x", |word| rejected.push(word));
-        assert_eq!(rejected.len(), 2, "zero and non-numbers are refused");
+        parse("tern.bench.repetitions=0 tern.bench.repetitions=x tern.build.files=0", |word| rejected.push(word));
+        assert_eq!(rejected.len(), 3, "zero and non-numbers are refused");
     }
 
     #[test]

@@ -109,6 +109,12 @@ pub struct RpcStatistics {
     pub splits: u64,
     /// Dead domains restarted by their policy.
     pub restarts: u64,
+    /// Calls the general path (the kernel's Rust `Call` handler, not the
+    /// assembly fast paths) routed to a server: into a pool activation, to
+    /// a waiting server thread or onto a busy one's queue. Each is also
+    /// counted by its route above (`migrated`, `handed_off`, `queued`);
+    /// this says how many of them missed the fast paths.
+    pub general: u64,
 }
 
 /// How a domain's region is mapped in one view.

@@ -302,6 +302,9 @@ impl<M: Machine> Kernel<M> {
         if lend.is_some() && matches!(route, Route::HandOff(_) | Route::QueueForThread) {
             return Err(Error::CannotLend);
         }
+        if matches!(route, Route::Migrate(_) | Route::HandOff(_) | Route::QueueForThread) {
+            self.statistics().general += 1;
+        }
         match route {
             Route::Migrate(next) => self.call_migrating(caller, frame, port, next, request, reply_to, lend),
             Route::HandOff(server) => self.hand_off(caller, port, server, request, reply_to),

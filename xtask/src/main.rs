@@ -604,6 +604,7 @@ const SERVER_CRATES: &[&str] = &[
     "tern-programs",
     "tern-shell",
     "tern-stresstest",
+    "tern-buildbench",
 ];
 
 /// The kernel crates, checked by clippy for the kernel target (with the

@@ -135,6 +135,7 @@ pub static TERN_FAST: FastCell = FastCell(UnsafeCell::new(FastPath {
         lends_mapped: 0,
         splits: 0,
         restarts: 0,
+        general: 0,
     },
     zeros: [0; 8],
     lent: [0; 2],

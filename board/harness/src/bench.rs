@@ -19,7 +19,8 @@
 //! counters takes assembly. The servers are safe code.
 //!
 //! After the rounds, the same boot runs the priority-inversion experiment
-//! ([`crate::inversion`]).
+//! ([`crate::inversion`]) and the macro benchmark `build`
+//! ([`crate::build`]).
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -350,6 +351,9 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     }
     stages();
     crate::inversion::run()?;
+    // The macro benchmark: a build through the file server in each
+    // configuration (`crate::build`).
+    crate::build::run_all(crate::build::files())?;
     tern_aarch64::kprintln!(
         "BENCH-MEMORY thread={} activation={} kernel_stack={}",
         core::mem::size_of::<tern_core::thread::Thread>() + tern_aarch64::machine::THREAD_KERNEL_SIDE_BYTES,

@@ -70,6 +70,7 @@ const SCENARIOS: &[Scenario] = &[
     ("rpc-bad-input-migrating", || rpc(&[("names", 1), ("echo", 1)], test::BAD_INPUT, |s| s.migrated >= 2, "migrated")),
     ("merge-echo", merge_echo),
     ("fs", file_server),
+    ("build", crate::build::scenario),
     ("quota-flood", quota_flood),
     ("reuse", reuse),
     ("stress", crate::stress::stress),
@@ -585,7 +586,7 @@ fn file_server() -> Verdict {
 /// round just ended (the upper part of a split thread, say) may still be
 /// on its way out of the domain, which is `Busy` until it has left. Gives
 /// up after a thousand yields.
-fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_core::abi::Error> {
+pub(crate) fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_core::abi::Error> {
     let mut tries = 0;
     loop {
         match domains::set_mode(domain, mode) {
@@ -747,6 +748,7 @@ const BENCH_REPETITIONS: usize = 1000;
 /// went: the harness image's [`tern_aarch64::kernel::Init`].
 pub fn run(options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
     let name = options.scenario;
+    crate::build::set_files(options.build_files);
     if let Some(rounds) = options.rounds {
         ROUNDS.store(rounds as usize, core::sync::atomic::Ordering::Relaxed);
     }
