@@ -10,6 +10,9 @@
 //! PMU. The crossings of the RPC paths themselves are reported by the
 //! benchmark, not asserted here: they change with the kernel.
 //!
+//! The same run includes the macro benchmark `build`: every configuration
+//! reported, the same checksum in each, every count non-zero.
+//!
 //! And the `calibrate` scenario prints its costs in `--cost` syntax (the
 //! figures themselves mean nothing under QEMU).
 //!
@@ -28,8 +31,12 @@ fn virt_bench_counts_crossings_for_every_figure() {
     print!("{}", xtask::crossings::render(&run.report, &run.crossings, None));
     print!("{}", xtask::stages::render(&run.stages));
     let records = bench::json_records(&run.report, Board::Virt, Some(&run.crossings));
-    let figures: Vec<&serde_json::Value> =
-        records.as_array().unwrap().iter().filter(|r| r["test"] != bench::INVERSION_TEST).collect();
+    let figures: Vec<&serde_json::Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["test"] != bench::INVERSION_TEST && r["test"] != bench::BUILD_TEST)
+        .collect();
     assert_eq!(figures.len(), run.report.measurements.len());
     for record in &figures {
         for field in xtask::crossings::FIELDS {
@@ -49,6 +56,13 @@ fn virt_bench_counts_crossings_for_every_figure() {
     assert!(run.stages.iter().any(|t| t.path == MIGRATING_PROTECTED), "no stage table for the migrating path");
     for table in &run.stages {
         assert_eq!(table.total, table.pmu, "{} {}: {}", table.path, table.mode, table.check());
+    }
+    // The macro benchmark ran in every configuration, built the same
+    // output, and counted under -icount.
+    assert_eq!(run.report.builds.len(), bench::BUILD_CONFIGS.len());
+    for build in &run.report.builds {
+        assert_eq!(build.checksum, run.report.builds[0].checksum, "{build:?}");
+        assert!(build.instructions > 0 && build.ticks > 0 && build.copies > 0 && build.calls() > 0, "{build:?}");
     }
 }
 

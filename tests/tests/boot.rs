@@ -105,6 +105,14 @@ scenarios! {
         "[fs test] creating past the node bound: Full: ok",
         "fill 0 and empty 0 failure(s)",
     ]);
+    rpi4_build, virt_build: "build" => |t| checks::lines(t, &[
+        "BENCH-BUILD config=protected files=200 ",
+        "BENCH-BUILD config=servers-merged files=200 ",
+        "BENCH-BUILD config=all-merged files=200 ",
+        "BENCH-BUILD config=switching files=200 ",
+        "build: 200 files, checksum ",
+        " in every configuration",
+    ]);
     rpi4_quota_flood, virt_quota_flood: "quota-flood" => |t| checks::lines(t, &[
         "[probe.flood] ports: 64 made, then Err(OverQuota)",
         "[probe.flood] threads: 64 made, then Err(OverQuota)",

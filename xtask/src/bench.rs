@@ -708,6 +708,61 @@ fn notes(out: &mut String, report: &Report) {
     );
 }
 
+/// The test name of the macro benchmark's records in the JSON output.
+pub const BUILD_TEST: &str = "build";
+
+/// `a ÷ base` as a number, if both are there and `base` is not zero.
+fn fraction(a: u64, base: Option<u64>) -> Option<f64> {
+    base.filter(|&b| b != 0).map(|b| a as f64 / b as f64)
+}
+
+/// The macro benchmark `build`: one row per configuration, with ratios
+/// to all-protected; nothing if the run did not include it.
+fn build_table(out: &mut String, report: &Report) {
+    let Some(first) = report.builds.first() else { return };
+    let base = report.build(BUILD_CONFIGS[0].0);
+    let _ = writeln!(
+        out,
+        "\nMacro benchmark `build`: {} source files compiled and linked through the file server \
+         (the driver's build step;\ninstructions EL0+EL1, generic-timer ticks, payload copies; × = ÷ protected; \
+         RPCs by path, `general` of them through the kernel's Rust path)",
+        first.files
+    );
+    let _ = writeln!(
+        out,
+        "{INDENT}{:<15} {:>12} {:>6} {:>10} {:>6} {:>7} {:>6}  {:>9} {:>7} {:>9} {:>7}  checksum",
+        "config", "instructions", "×", "ticks", "×", "copies", "×", "migrating", "merged", "switching", "general"
+    );
+    let times = |value: u64, pick: fn(&Build) -> u64| ratio(Some(value), base.map(pick));
+    for b in &report.builds {
+        let _ = writeln!(
+            out,
+            "{INDENT}{:<15} {:>12} {:>6} {:>10} {:>6} {:>7} {:>6}  {:>9} {:>7} {:>9} {:>7}  {}",
+            b.config,
+            b.instructions,
+            times(b.instructions, |b| b.instructions),
+            b.ticks,
+            times(b.ticks, |b| b.ticks),
+            b.copies,
+            times(b.copies, |b| b.copies),
+            b.migrating,
+            b.merged,
+            b.switching,
+            b.general,
+            b.checksum
+        );
+    }
+    let same = report.builds.iter().all(|b| b.checksum == first.checksum);
+    let _ = writeln!(
+        out,
+        "{INDENT}{}",
+        if same { "the same checksum in every configuration" } else { "THE CHECKSUMS DIFFER between configurations" }
+    );
+    for (config, text) in BUILD_CONFIGS {
+        let _ = writeln!(out, "{INDENT}  {config}: {text}");
+    }
+}
+
 /// The whole printed report for a run on `board`.
 pub fn render(report: &Report, board: Board) -> String {
     let mut out = String::new();
@@ -730,6 +785,7 @@ pub fn render(report: &Report, board: Board) -> String {
     other_tables(&mut out, report);
     stage_tables(&mut out, report);
     inversion_table(&mut out, report);
+    build_table(&mut out, report);
     out.push('\n');
     facts(&mut out, report);
     notes(&mut out, report);
@@ -754,7 +810,11 @@ pub fn render(report: &Report, board: Board) -> String {
 /// One JSON record per (path, mode, test, scope), in the kernel's order,
 /// then one per priority-inversion row (test [`INVERSION_TEST`], mode
 /// `protected`, scope `cycles` for a row in cycles, with its `load` and
-/// `max`).
+/// `max`), then one per configuration of the macro benchmark (test
+/// [`BUILD_TEST`], `config`, `files`, `instructions`, `ticks`, `copies`,
+/// `rpc` {`migrating`, `merged`, `switching`, `general`}, `checksum`, and
+/// `ratio` {`instructions`, `ticks`, `copies`}: each ÷ the `protected`
+/// configuration's, `null` without it).
 pub fn json_records(report: &Report, board: Board, crossings: Option<&[Crossings]>) -> serde_json::Value {
     let figures = report.measurements.iter().enumerate().map(|(index, m)| {
         let mut record = json!({
@@ -790,7 +850,32 @@ pub fn json_records(report: &Report, board: Board, crossings: Option<&[Crossings
             "boot_id": report.begin.boot_id,
         })
     });
-    figures.chain(inversions).collect()
+    let base = report.build(BUILD_CONFIGS[0].0);
+    let builds = report.builds.iter().map(|b| {
+        json!({
+            "test": BUILD_TEST,
+            "config": b.config,
+            "files": b.files,
+            "instructions": b.instructions,
+            "ticks": b.ticks,
+            "copies": b.copies,
+            "rpc": {
+                "migrating": b.migrating,
+                "merged": b.merged,
+                "switching": b.switching,
+                "general": b.general,
+            },
+            "checksum": b.checksum,
+            "ratio": {
+                "instructions": fraction(b.instructions, base.map(|p| p.instructions)),
+                "ticks": fraction(b.ticks, base.map(|p| p.ticks)),
+                "copies": fraction(b.copies, base.map(|p| p.copies)),
+            },
+            "board": board.name(),
+            "boot_id": report.begin.boot_id,
+        })
+    });
+    figures.chain(inversions).chain(builds).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -1825,5 +1910,68 @@ scenario bench: PASS
         assert!(run_failure(&run(Some(1), false)).unwrap().contains("scenario failed"));
         assert!(run_failure(&run(None, true)).unwrap().contains("timeout"));
         assert!(run_failure(&run(None, false)).unwrap().contains("signal"));
+    }
+
+    /// A `BENCH-BUILD` line for `config` with `instructions`, ticks
+    /// 1000, the RPC counts and `checksum`.
+    pub(crate) fn build_line(config: &str, instructions: u64, rpc: [u64; 4], checksum: &str) -> String {
+        let [migrating, merged, switching, general] = rpc;
+        format!(
+            "BENCH-BUILD config={config} files=200 instructions={instructions} ticks=1000 copies=50 \
+             rpc.migrating={migrating} rpc.merged={merged} rpc.switching={switching} rpc.general={general} \
+             checksum={checksum}\n"
+        )
+    }
+
+    pub(crate) fn with_builds() -> String {
+        transcript(&[
+            build_line("protected", 2000, [100, 0, 0, 90], "00000000deadbeef"),
+            build_line("servers-merged", 1500, [20, 80, 0, 0], "00000000deadbeef"),
+            build_line("all-merged", 1000, [0, 100, 0, 0], "00000000deadbeef"),
+            build_line("switching", 3000, [0, 0, 100, 95], "00000000deadbeef"),
+        ])
+    }
+
+    #[test]
+    fn parses_build_lines_and_reports_ratios() {
+        let report = parse(&with_builds()).unwrap();
+        assert_eq!(report.builds.len(), 4);
+        let merged = report.build("servers-merged").unwrap();
+        assert_eq!((merged.instructions, merged.migrating, merged.merged, merged.calls()), (1500, 20, 80, 100));
+        assert_eq!(merged.checksum, "00000000deadbeef");
+        let text = render(&report, Board::Virt);
+        assert!(text.contains("Macro benchmark `build`: 200 source files"), "{text}");
+        assert!(text.contains("the same checksum in every configuration"), "{text}");
+        let row = text.lines().find(|l| l.trim_start().starts_with("switching ")).unwrap();
+        assert!(row.contains(" 3000 ") && row.contains(" 1.50 "), "{row}");
+        let records = json_records(&report, Board::Virt, None);
+        let builds: Vec<_> = records.as_array().unwrap().iter().filter(|r| r["test"] == BUILD_TEST).collect();
+        assert_eq!(builds.len(), 4);
+        assert_eq!(builds[2]["config"], "all-merged");
+        assert_eq!(builds[2]["rpc"]["merged"], 100);
+        assert_eq!(builds[2]["ratio"]["instructions"], 0.5);
+        assert_eq!(builds[0]["ratio"]["copies"], 1.0);
+        assert_eq!(builds[3]["checksum"], "00000000deadbeef");
+    }
+
+    #[test]
+    fn refuses_bad_build_lines() {
+        let line = |text: &str| parse_line(text).unwrap_err();
+        assert!(line(&build_line("merged", 1, [1, 0, 0, 0], "00000000deadbeef")).contains("expected one of"));
+        assert!(line(&build_line("protected", 1, [1, 0, 0, 0], "xyz")).contains("16 hexadecimal"));
+        assert!(line(&build_line("protected", 1, [1, 0, 0, 2], "00000000deadbeef")).contains("general path"));
+        assert!(line("BENCH-BUILD config=protected files=200").contains("missing"));
+        let twice = transcript(&[
+            build_line("protected", 1, [1, 0, 0, 0], "00000000deadbeef"),
+            build_line("protected", 2, [1, 0, 0, 0], "00000000deadbeef"),
+        ]);
+        assert!(parse(&twice).unwrap_err().0[0].contains("already reported"));
+        let differ = transcript(&[
+            build_line("protected", 1, [1, 0, 0, 0], "00000000deadbeef"),
+            build_line("switching", 2, [0, 0, 1, 0], "00000000deadbeee"),
+        ]);
+        assert!(render(&parse(&differ).unwrap(), Board::Virt).contains("THE CHECKSUMS DIFFER"));
+        assert!(parse(&transcript(&[])).unwrap().builds.is_empty());
+        assert!(!render(&good(), Board::Virt).contains("Macro benchmark"));
     }
 }

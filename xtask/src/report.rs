@@ -86,6 +86,15 @@ pub const LOADS: [(&str, &str); 3] = [
 /// The test name of the priority-inversion records in the JSON output.
 pub const INVERSION_TEST: &str = "priority-inversion";
 
+/// The configurations of the macro benchmark `build`, in table order:
+/// (protocol name, description). The first is the one ratios divide by.
+pub const BUILD_CONFIGS: [(&str, &str); 4] = [
+    ("protected", "every domain protected, servers on pools (migrating)"),
+    ("servers-merged", "fs, compiler and linker merged, the driver protected"),
+    ("all-merged", "every domain merged"),
+    ("switching", "every domain protected, servers on server threads"),
+];
+
 /// The first elements of a table of pairs.
 fn names(table: &[(&'static str, &'static str)]) -> Vec<&'static str> {
     table.iter().map(|pair| pair.0).collect()
@@ -232,6 +241,39 @@ pub struct Inversion {
     pub calls: u64,
 }
 
+/// `BENCH-BUILD`: one configuration of the macro benchmark `build`, the
+/// counters' differences around the driver's build step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// One of [`BUILD_CONFIGS`].
+    pub config: String,
+    /// Source files in the tree.
+    pub files: u64,
+    /// Instructions retired at EL0 and EL1.
+    pub instructions: u64,
+    /// Generic-timer counts.
+    pub ticks: u64,
+    /// Payload copies the kernel made.
+    pub copies: u64,
+    /// Calls that migrated into a pool activation through a trap.
+    pub migrating: u64,
+    /// Calls from merged code into a merged activation, no trap.
+    pub merged: u64,
+    /// Calls handed to or queued for a server thread.
+    pub switching: u64,
+    /// Of those, the calls the kernel's general path routed.
+    pub general: u64,
+    /// The output's checksum (hexadecimal, as printed).
+    pub checksum: String,
+}
+
+impl Build {
+    /// Every RPC the build made, by whichever path.
+    pub fn calls(&self) -> u64 {
+        self.migrating + self.merged + self.switching
+    }
+}
+
 /// Everything a complete benchmark transcript says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -251,6 +293,8 @@ pub struct Report {
     pub inversion_setup: Option<InversionSetup>,
     /// The priority-inversion experiment's rows, in order.
     pub inversions: Vec<Inversion>,
+    /// The macro benchmark's configurations, in order.
+    pub builds: Vec<Build>,
     /// `BENCH-*` lines of a kind this module does not know, verbatim.
     pub unrecognised: Vec<String>,
 }
@@ -295,6 +339,11 @@ impl Report {
         self.inversions.iter().find(|i| i.path == path && i.load == load)
     }
 
+    /// The macro benchmark's figures for `config`, if reported.
+    pub fn build(&self, config: &str) -> Option<&Build> {
+        self.builds.iter().find(|b| b.config == config)
+    }
+
     /// The (path, mode) pairs with stage counts, in order of first
     /// appearance.
     pub fn stage_series(&self) -> Vec<(&str, &str)> {
@@ -337,6 +386,8 @@ pub enum Line {
     InversionSetup(InversionSetup),
     /// `BENCH-INVERSION ...`
     Inversion(Inversion),
+    /// `BENCH-BUILD ...`
+    Build(Build),
     /// `BENCH-END`
     End,
     /// `BENCH-<unknown> ...`, kept verbatim.
@@ -487,6 +538,42 @@ fn inversion_line(f: &mut Fields<'_>) -> Result<Line, String> {
     Ok(Line::Inversion(i))
 }
 
+/// The fields of `BENCH-BUILD`.
+fn build_line(f: &mut Fields<'_>) -> Result<Line, String> {
+    let config = f.one_of("config", &names(&BUILD_CONFIGS))?;
+    let files = f.number("files")?;
+    let instructions = f.number("instructions")?;
+    let ticks = f.number("ticks")?;
+    let copies = f.number("copies")?;
+    let migrating = f.number("rpc.migrating")?;
+    let merged = f.number("rpc.merged")?;
+    let switching = f.number("rpc.switching")?;
+    let general = f.number("rpc.general")?;
+    let checksum = f.text("checksum")?;
+    if checksum.len() != 16 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("`checksum={checksum}` is not 16 hexadecimal digits"));
+    }
+    if files == 0 {
+        return Err("`files=0`: a build needs a file".to_string());
+    }
+    let b = Build {
+        config,
+        files,
+        instructions,
+        ticks,
+        copies,
+        migrating,
+        merged,
+        switching,
+        general,
+        checksum: checksum.to_string(),
+    };
+    if b.general > b.calls() {
+        return Err(format!("{} calls by the general path, of {} in all", b.general, b.calls()));
+    }
+    Ok(Line::Build(b))
+}
+
 /// Parses one line of console output: `Ok(None)` if it is not a benchmark
 /// line, an error message if it is one but malformed.
 pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
@@ -505,6 +592,7 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
         "BENCH-MEMORY",
         "BENCH-INVERSION-SETUP",
         "BENCH-INVERSION",
+        "BENCH-BUILD",
         "BENCH-END",
     ];
     if !known.contains(&tag) {
@@ -531,6 +619,7 @@ pub fn parse_line(line: &str) -> Result<Option<Line>, String> {
         }),
         "BENCH-INVERSION-SETUP" => inversion_setup_line(&mut f)?,
         "BENCH-INVERSION" => inversion_line(&mut f)?,
+        "BENCH-BUILD" => build_line(&mut f)?,
         "BENCH-END" => Line::End,
         _ => unreachable!("tag {tag} is known but not handled"),
     };
@@ -549,6 +638,7 @@ struct Collected {
     memory: Option<Memory>,
     inversion_setup: Option<InversionSetup>,
     inversions: Vec<Inversion>,
+    builds: Vec<Build>,
     unrecognised: Vec<String>,
 }
 
@@ -593,6 +683,12 @@ impl Collected {
                     return Err("this path and load were already reported");
                 }
                 self.inversions.push(i);
+            }
+            Line::Build(b) => {
+                if self.builds.iter().any(|o| o.config == b.config) {
+                    return Err("this build configuration was already reported");
+                }
+                self.builds.push(b);
             }
             Line::Unrecognised(text) => self.unrecognised.push(text),
             Line::Begin(_) | Line::End => unreachable!("BENCH-BEGIN and BENCH-END are not records"),
@@ -642,9 +738,29 @@ pub fn parse(output: &str) -> Result<Report, ParseErrors> {
     }
     match begin {
         Some(begin) if problems.is_empty() => {
-            let Collected { flips, measurements, copies, stages, memory, inversion_setup, inversions, unrecognised } =
-                collected;
-            Ok(Report { begin, flips, measurements, copies, stages, memory, inversion_setup, inversions, unrecognised })
+            let Collected {
+                flips,
+                measurements,
+                copies,
+                stages,
+                memory,
+                inversion_setup,
+                inversions,
+                builds,
+                unrecognised,
+            } = collected;
+            Ok(Report {
+                begin,
+                flips,
+                measurements,
+                copies,
+                stages,
+                memory,
+                inversion_setup,
+                inversions,
+                builds,
+                unrecognised,
+            })
         }
         _ => Err(ParseErrors(problems)),
     }

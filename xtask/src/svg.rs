@@ -15,6 +15,10 @@
 //! output depends only on the chart (fixed layout, fixed colours, one
 //! decimal for every coordinate), so the same run gives the same bytes.
 //!
+//! A run that includes the macro benchmark `build` gets a second chart
+//! below the first ([`build_chart_of`], [`stack`]): a group per measure,
+//! a bar per configuration.
+//!
 //! What it leaves out: interactivity beyond a tooltip per bar, the kernel
 //! scope and the minima (the tables have them), and any choice of style.
 
@@ -359,9 +363,60 @@ pub fn chart_of(report: &Report, board: Board) -> Chart {
     }
 }
 
-/// The SVG chart of a run on `board`.
+/// The macro benchmark's chart: one group per measure (instructions,
+/// timer ticks, payload copies, RPCs), one bar per configuration; `None`
+/// if the run did not include it.
+pub fn build_chart_of(report: &Report, board: Board) -> Option<Chart> {
+    let first = report.builds.first()?;
+    let series = bench::BUILD_CONFIGS
+        .iter()
+        .filter_map(|(config, text)| {
+            let b = report.build(config)?;
+            Some(Series {
+                label: format!("{config}: {text}"),
+                values: vec![Some(b.instructions), Some(b.ticks), Some(b.copies), Some(b.calls())],
+            })
+        })
+        .collect();
+    Some(Chart {
+        title: format!("Macro benchmark `build`: {} files, board {board}, boot {}", first.files, report.begin.boot_id),
+        axis: "the driver's build step, logarithmic scale".to_string(),
+        groups: ["instructions", "timer ticks", "payload copies", "RPCs"].iter().map(|g| g.to_string()).collect(),
+        series,
+        references: Vec::new(),
+    })
+}
+
+/// Charts one above the other in one SVG document: each rendered as by
+/// [`render`], nested at its offset.
+pub fn stack(charts: &[Chart]) -> String {
+    let layouts: Vec<Layout> = charts.iter().map(Layout::of).collect();
+    let width = layouts.iter().map(|l| l.width).fold(0.0, f64::max);
+    let height: f64 = layouts.iter().map(|l| l.height).sum();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.1}\" height=\"{height:.1}\" \
+         viewBox=\"0 0 {width:.1} {height:.1}\" style=\"background:#fff\">"
+    );
+    let mut y = 0.0;
+    for (chart, layout) in charts.iter().zip(&layouts) {
+        let _ = writeln!(out, "<g transform=\"translate(0,{y:.1})\">");
+        out.push_str(&render(chart));
+        out.push_str("</g>\n");
+        y += layout.height;
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The SVG chart of a run on `board`: the paths' chart, and below it the
+/// macro benchmark's when the run has one.
 pub fn bench_chart(report: &Report, board: Board) -> String {
-    render(&chart_of(report, board))
+    match build_chart_of(report, board) {
+        Some(build) => stack(&[chart_of(report, board), build]),
+        None => render(&chart_of(report, board)),
+    }
 }
 
 #[cfg(test)]
@@ -482,5 +537,19 @@ mod tests {
         let empty = render(&Chart { series: Vec::new(), ..chart });
         assert_eq!(empty.matches("<rect").count(), 0, "{empty}");
         assert!(empty.contains("no figures reported") && empty.ends_with("</svg>\n"), "{empty}");
+    }
+
+    #[test]
+    fn a_run_with_builds_gets_a_second_chart() {
+        let report = crate::report::parse(&crate::bench::tests::with_builds()).unwrap();
+        let build = build_chart_of(&report, Board::Virt).unwrap();
+        assert_eq!(build.groups.len(), 4);
+        assert_eq!(build.series.len(), 4);
+        assert_eq!(build.series[3].values, [Some(3000), Some(1000), Some(50), Some(100)]);
+        let svg = bench_chart(&report, Board::Virt);
+        assert_eq!(svg.matches("<svg ").count(), 3, "an outer document and two charts");
+        assert!(svg.contains("Macro benchmark `build`: 200 files"));
+        assert!(build_chart_of(&good(), Board::Virt).is_none());
+        assert_eq!(bench_chart(&good(), Board::Virt).matches("<svg ").count(), 1);
     }
 }
