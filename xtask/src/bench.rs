@@ -121,8 +121,7 @@ use crate::{Board, Image, ImageKind, build_image, install, stages};
 /// The kernel scenario that runs the benchmark.
 pub const SCENARIO: &str = "bench";
 /// How long the benchmark boot may take before QEMU is killed.
-/// (The macro benchmark `build` adds its four builds to the rounds.)
-pub const TIMEOUT: Duration = Duration::from_secs(420);
+pub const TIMEOUT: Duration = Duration::from_secs(300);
 
 // ---------------------------------------------------------------------------
 // Rendering

@@ -106,7 +106,7 @@ pub mod step {
 /// the linker (48-63). `None` if a value does not fit.
 pub fn driver_argument(step: usize, files: usize, fs: u32, compiler: u32, linker: u32) -> Option<usize> {
     let fits = step < 16 && files < 1 << 12 && [fs, compiler, linker].iter().all(|&name| name < 1 << 16);
-    fits.then(|| step | files << 4 | (fs as usize) << 16 | (compiler as usize) << 32 | (linker as usize) << 48)
+    fits.then_some(step | files << 4 | (fs as usize) << 16 | (compiler as usize) << 32 | (linker as usize) << 48)
 }
 
 /// A server's start argument: the service runtime's `mode` (bits 0-7) and
