@@ -302,10 +302,8 @@ impl<M: Machine> Kernel<M> {
         if lend.is_some() && matches!(route, Route::HandOff(_) | Route::QueueForThread) {
             return Err(Error::CannotLend);
         }
-        if matches!(route, Route::Migrate(_) | Route::HandOff(_) | Route::QueueForThread) {
-            self.statistics().general += 1;
-        }
-        match route {
+        let routed = matches!(route, Route::Migrate(_) | Route::HandOff(_) | Route::QueueForThread);
+        let outcome = match route {
             Route::Migrate(next) => self.call_migrating(caller, frame, port, next, request, reply_to, lend),
             Route::HandOff(server) => self.hand_off(caller, port, server, request, reply_to),
             Route::QueueForThread => {
@@ -336,7 +334,13 @@ impl<M: Machine> Kernel<M> {
                 Ok(Next::BlockThenRepeat)
             }
             Route::Dead => Err(Error::PortDead),
+        };
+        // Counted once the call is on its way (a refused one changes
+        // nothing, not even this).
+        if routed && outcome.is_ok() {
+            self.statistics().general += 1;
         }
+        outcome
     }
 
     /// The sidetrack activation of `port` if this call must take it first:
