@@ -138,7 +138,7 @@ pub struct Kernel<M: Machine> {
     /// Domains `tern.merge` asks to merge once started.
     pub merge_at_start: Vec<String>,
     /// Console input waiting for the console domain (`crate::console`).
-    pub console: crate::console::ConsoleInput,
+    pub console: crate::input::ConsoleInput,
     /// A domain record may have changed since the fast paths' view of them
     /// was last published.
     domains_changed: bool,
@@ -168,7 +168,7 @@ impl<M: Machine> Kernel<M> {
             image,
             lends: Ledger::new(),
             merge_at_start,
-            console: crate::console::ConsoleInput::new(),
+            console: crate::input::ConsoleInput::new(),
             domains_changed: true,
         };
         let boot = kernel.objects.new_thread(0, DomainId(0));

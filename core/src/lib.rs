@@ -14,7 +14,8 @@
 //!    (domains' memory and user-pointer claims), [`thread`] (threads,
 //!    activations, ports), [`chain`] (chain surgery: alerts, splits,
 //!    termination), [`schedule`] (the run queue), [`lend`] (lent pages),
-//!    [`quota`] (kernel memory charged to domains);
+//!    [`quota`] (kernel memory charged to domains), [`input`] (the console
+//!    input ring);
 //! 3. **the machine interface**: [`machine`];
 //! 4. **the kernel state**: [`kernel`] (one structure, and what a call
 //!    answers);
@@ -47,6 +48,7 @@ pub mod domains;
 pub mod frame;
 pub mod handle;
 pub mod heap;
+pub mod input;
 pub mod kernel;
 pub mod lend;
 pub mod machine;

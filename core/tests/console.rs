@@ -7,7 +7,7 @@ mod support;
 
 use support::System;
 use tern_core::abi::{Call, Error, Role};
-use tern_core::console::CONSOLE_INPUT_BYTES;
+use tern_core::input::CONSOLE_INPUT_BYTES;
 use tern_core::kernel::Next;
 use tern_core::thread::ThreadState;
 

@@ -228,7 +228,7 @@ fn set_up(config: Config) -> Result<(Set, [u32; 3]), String> {
         Config::AllMerged => &[set.fs, set.compiler, set.linker, set.driver],
     };
     for &domain in merged {
-        crate::scenario::set_mode_once_idle(domain, DomainMode::Merged)
+        crate::setup::set_mode_once_idle(domain, DomainMode::Merged)
             .map_err(|error| format!("merging domain {}: {error}", domain.0))?;
     }
     Ok((set, names))

@@ -34,7 +34,7 @@ pub const LINES: usize = 4;
 
 /// The scenario: the console in `mode`, the client protected.
 pub fn console(mode: DomainMode) -> Verdict {
-    crate::scenario::start_servers(&[("names", MODE_POOL), ("console", MODE_POOL)])?;
+    crate::setup::start_servers(&[("names", MODE_POOL), ("console", MODE_POOL)])?;
     let console = domains::find("console").ok_or("no console domain")?;
     domains::set_mode(console, mode).map_err(|error| format!("console -> {mode:?}: {error}"))?;
     kprintln!("console: the console server is {mode:?}");

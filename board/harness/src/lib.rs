@@ -38,6 +38,7 @@ pub mod fuzz;
 pub mod inversion;
 pub mod probes;
 pub mod scenario;
+mod setup;
 pub mod stress;
 
 pub use scenario::run;

@@ -22,6 +22,7 @@ use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
 
 pub(crate) use crate::Verdict;
+use crate::setup::{create, kernel_memory, rounds, set_mode_once_idle, start_servers};
 
 /// A scenario: its name and what it runs.
 type Scenario = (&'static str, fn() -> Verdict);
@@ -144,24 +145,6 @@ fn quota_flood() -> Verdict {
 /// line says otherwise (`tern.rounds=N`), and threads each makes.
 const REUSE_DOMAINS: usize = 300;
 const REUSE_THREADS: usize = 10;
-
-/// The command line's `tern.rounds`, for scenarios that repeat.
-static ROUNDS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-
-pub(crate) fn rounds(default: usize) -> usize {
-    match ROUNDS.load(core::sync::atomic::Ordering::Relaxed) {
-        0 => default,
-        given => given,
-    }
-}
-
-/// Free frames and kernel heap bytes in use, once every dead domain's
-/// slot that can be is reclaimed (else a dead domain's view would count).
-pub(crate) fn kernel_memory() -> (usize, usize) {
-    state::with(|kernel| kernel.reclaim_dead_domains());
-    let frames = tern_aarch64::memory::FRAMES.lock().as_ref().map_or(0, |frames| frames.free_frames());
-    (frames, tern_aarch64::memory::heap_stats().0)
-}
 
 /// Create and terminate many domains (`tern.rounds`, 300 by default),
 /// each making a port with a pool, ten threads (half joined, half left
@@ -582,37 +565,6 @@ fn file_server() -> Verdict {
     Ok(())
 }
 
-/// Move `domain` into `mode` once nothing is in it: a thread that the
-/// round just ended (the upper part of a split thread, say) may still be
-/// on its way out of the domain, which is `Busy` until it has left. Gives
-/// up after a thousand yields.
-pub(crate) fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_core::abi::Error> {
-    let mut tries = 0;
-    loop {
-        match domains::set_mode(domain, mode) {
-            Err(tern_core::abi::Error::Busy) if tries < 1000 => {
-                tries += 1;
-                tern_aarch64::threads::yield_now();
-            }
-            outcome => return outcome,
-        }
-    }
-}
-
-/// Create and start `servers` (domain name, start argument) in order, then
-/// let their threads (more urgent than this boot thread) reach `Receive`.
-pub(crate) fn start_servers(servers: &[(&str, usize)]) -> Verdict {
-    for &(name, argument) in servers {
-        let id = create(name)?;
-        match domains::call(id, argument) {
-            Ok(Outcome::Returned(0)) => {}
-            other => return Err(format!("{name} did not start: {other:?}")),
-        }
-    }
-    tern_aarch64::threads::yield_now();
-    Ok(())
-}
-
 /// How many pages of `owner`'s region `viewer` can read at EL0 (its code's
 /// level when protected): after a call that lent `viewer` part of
 /// `owner`'s memory has returned, none.
@@ -750,7 +702,7 @@ pub fn run(options: &tern_core::cmdline::Options<'_>) -> ExitStatus {
     let name = options.scenario;
     crate::build::set_files(options.build_files);
     if let Some(rounds) = options.rounds {
-        ROUNDS.store(rounds as usize, core::sync::atomic::Ordering::Relaxed);
+        crate::setup::set_rounds(rounds as usize);
     }
     if name == Some("bench") {
         let repetitions = options.bench_repetitions.map_or(BENCH_REPETITIONS, |n| n as usize);
@@ -853,20 +805,6 @@ fn heap() -> Verdict {
     }
     kprintln!("heap: ok (Vec, Box, String and hashbrown::HashMap; every byte returned)");
     Ok(())
-}
-
-fn create(name: &str) -> Result<DomainId, String> {
-    let id = domains::create(name).map_err(|error| format!("creating {name}: {error:?}"))?;
-    let region = domains::region(id).unwrap_or(tern_core::frame::PhysRange::new(0, 0));
-    kprintln!(
-        "domain {} created: number {}, ASID {}, region 0x{:x}..0x{:x}, own translation table",
-        name,
-        id.0,
-        id.0,
-        region.start,
-        region.end
-    );
-    Ok(id)
 }
 
 fn expect_return(id: DomainId, argument: usize, wanted: usize) -> Verdict {

@@ -49,7 +49,8 @@
 //! Also here, the deterministic reproduction of a kernel bug the stress
 //! found, a boot scenario that failed before its fix: [`merged_split`].
 
-use crate::scenario::{self, Verdict};
+use crate::Verdict;
+use crate::setup;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -258,7 +259,7 @@ struct Tables {
 fn invariants() -> (Invariants, Tables) {
     state::with(|kernel| kernel.reclaim_dead_domains());
     let frames = frames_with_stack_cache();
-    let (_, heap) = scenario::kernel_memory();
+    let (_, heap) = setup::kernel_memory();
     state::with(|kernel| {
         let invariants = Invariants {
             frames,
@@ -321,7 +322,7 @@ fn grow_tables() -> Verdict {
 /// The stress: a warm-up round, the tables grown, the measured round,
 /// the checks.
 pub fn stress() -> Verdict {
-    let operations = scenario::rounds(OPERATIONS);
+    let operations = setup::rounds(OPERATIONS);
     let warm_up = WARM_UP.min(operations);
     round(warm_up, SEED ^ 0x5555, false)?;
     grow_tables()?;
@@ -388,7 +389,7 @@ struct Summary {
 /// but checks the same).
 fn round(operations: usize, seed: u64, report: bool) -> Result<Summary, String> {
     let priority = state::with(|kernel| kernel.objects.thread(kernel.current()).map_or(0, |thread| thread.priority));
-    scenario::start_servers(&[("names", 1)])?;
+    setup::start_servers(&[("names", 1)])?;
     for level in (0..SERVERS.len()).rev() {
         let name = SERVERS[level];
         let id = domains::create(name).map_err(|error| format!("creating {name}: {error:?}"))?;
@@ -834,7 +835,7 @@ fn idle_pools() -> Result<String, String> {
 /// client activation numbered 0 and faulted at EL1; found by the stress):
 /// the general `Return` ends that part of the thread.
 pub fn merged_split() -> Verdict {
-    scenario::start_servers(&[("names", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
+    setup::start_servers(&[("names", 1), ("ctl.top", 1), ("ctl.mid", 1)])?;
     let [top, mid] = ["ctl.top", "ctl.mid"].map(domains::find);
     let (top, mid) = top.zip(mid).ok_or("no ctl servers")?;
     for server in [top, mid] {
