@@ -41,7 +41,10 @@ fn push(corrupt_attempts: u32) -> QemuPush {
         request_timeout: Some(Duration::from_secs(20)),
         corrupt_attempts,
     };
-    match run_in_qemu(&harness_cmdline(SCENARIO), &options, tern_tests::timeout()) {
+    // A push moves the whole harness image (about 0.9 MiB, debug) through
+    // QEMU's emulated UART at some tens of KB/s, twice in the corrupted
+    // case: three times the boot tests' allowance.
+    match run_in_qemu(&harness_cmdline(SCENARIO), &options, tern_tests::timeout() * 3) {
         Ok(push) => push,
         Err(e) => panic!("could not run the chainload test: {e:#}"),
     }
