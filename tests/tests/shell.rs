@@ -14,10 +14,14 @@
 //! works, and `merge fs off`; `run spin` then `^C` ends it interrupted;
 //! `run chain 3 1500` then `^Z` suspends it (prompt back, `jobs` shows it
 //! suspended) and `fg` finishes it; and each file-server error a person
-//! can cause from the prompt, by name.
+//! can cause from the prompt, by name; and `bench build 20` (the macro
+//! benchmark through `kernel.build`, over a small tree to stay quick)
+//! prints a row for each of the four configurations, all with one
+//! checksum, and says so.
 //!
 //! What it leaves out: `bench` (timing, not behaviour; the benchmark
-//! suite's business) and typing at a real board.
+//! suite's business), the figures of `bench build` (likewise), and typing
+//! at a real board.
 
 use tern_tests::{Board, Transcript};
 use xtask::keyboard::Step;
@@ -29,6 +33,12 @@ const SESSION: &[Step<'static>] = &[
     Step::WaitFor(PROMPT),
     Step::Type(b"help\r"),
     Step::WaitFor("keys: ^C alerts the foreground job"),
+    Step::WaitFor(PROMPT),
+    // The build benchmark over a small tree, through `kernel.build`
+    // (first: its four domains need four free arena slots, and every
+    // program run later keeps one).
+    Step::Type(b"bench build 20\r"),
+    Step::WaitFor("the same checksum in every configuration"),
     Step::WaitFor(PROMPT),
     // A 3-deep chain in the background, seen by ps.
     Step::Type(b"run chain 3 &\r"),
@@ -117,6 +127,19 @@ fn check_session(t: &Transcript) {
         || links.iter().filter(|link| link.ends_with('*')).count() != 1
     {
         t.fail(format_args!("`ps` must mark the top of the chain, and only it, with `*`: {line:?}"));
+    }
+    // `bench build 20`: a row for each configuration, one checksum.
+    let header = t.expect(0, "the `bench build` table", |line| line.starts_with("build: 20 files, 4 configurations"));
+    let rows: Vec<&str> = t.lines()[header + 2..].iter().take(4).map(String::as_str).collect();
+    let names: Vec<&str> = rows.iter().map(|row| row.split_whitespace().next().unwrap_or("")).collect();
+    if names != ["protected", "servers-merged", "all-merged", "switching"] {
+        t.fail(format_args!("the `bench build` rows are {names:?}, not the four configurations: {rows:?}"));
+    }
+    let checksums: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|row| row.split_whitespace().nth(8)).collect();
+    let agreed = t.expect(header, "the checksums' verdict", |line| line.starts_with("the same checksum in every"));
+    if checksums.len() != 1 || !checksums.iter().all(|sum| t.lines()[agreed].ends_with(sum)) {
+        t.fail(format_args!("`bench build` printed checksums {checksums:?}: not one, the verdict's"));
     }
     t.expect_none("a tick line", |line| line.starts_with("tick "));
     t.expect_none("a fault or a panic", |line| line.contains("fault in domain") || line.contains("panic"));

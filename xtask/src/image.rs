@@ -96,11 +96,13 @@ fn build_uncached(board: Board, kind: ImageKind, release: bool) -> Result<Image>
 }
 
 /// The crates whose code belongs in harness images only: the harness crate
-/// (scenarios and benchmark drivers) and the test servers. Matched against
+/// (scenarios and benchmark drivers) and the test servers. (Not
+/// `tern_buildbench`: the build benchmark is the production image's too,
+/// behind `kernel.build` and the shell's `bench build`.) Matched against
 /// symbol names as they are in the ELF, with `_` (a crate's name, not its
 /// package's).
-pub const HARNESS_CRATES: [&str; 7] =
-    ["tern_harness", "tern_rpctest", "tern_ctltest", "tern_hello", "tern_stresstest", "tern_fstest", "tern_buildbench"];
+pub const HARNESS_CRATES: [&str; 6] =
+    ["tern_harness", "tern_rpctest", "tern_ctltest", "tern_hello", "tern_stresstest", "tern_fstest"];
 
 /// The names of `elf`'s symbol-table entries that belong to a harness crate
 /// (contain one of [`HARNESS_CRATES`]), in symbol-table order. An ELF

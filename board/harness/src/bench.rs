@@ -352,8 +352,8 @@ pub fn run(repetitions: usize) -> Result<(), alloc::string::String> {
     stages();
     crate::inversion::run()?;
     // The macro benchmark: a build through the file server in each
-    // configuration (`crate::build`).
-    crate::build::run_all(crate::build::files())?;
+    // configuration (`tern_image::build`).
+    tern_image::build::run_all(crate::build::files())?;
     tern_aarch64::kprintln!(
         "BENCH-MEMORY thread={} activation={} kernel_stack={}",
         core::mem::size_of::<tern_core::thread::Thread>() + tern_aarch64::machine::THREAD_KERNEL_SIDE_BYTES,

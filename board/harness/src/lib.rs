@@ -3,15 +3,15 @@
 //! A *harness image* is the production image plus this crate: the boot
 //! scenarios the integration tests run ([`scenario`]), the misbehaving
 //! domains that show containment ([`probes`]), the benchmark's driver and
-//! servers ([`bench`]), the macro benchmark `build` in its four
-//! configurations ([`build`]), the crossing-cost calibration ([`calibrate`]),
+//! servers ([`bench`]), the `build` scenario over the production image's
+//! runner of the macro benchmark (`tern_image::build`) ([`build`]), the crossing-cost calibration ([`calibrate`]),
 //! the check of the kernel's copy routine ([`copy`]), the console
 //! scenario's client ([`console`]), the
 //! priority-inversion experiment
 //! ([`inversion`]), the kernel-call fuzzer and its scenario ([`fuzz`]),
 //! and the test servers they use (`tern-hello`,
-//! `tern-rpctest`, `tern-ctltest`, `tern-stresstest`, `tern-fstest`,
-//! `tern-buildbench`). `cargo xtask test` and `cargo xtask
+//! `tern-rpctest`, `tern-ctltest`, `tern-stresstest`, `tern-fstest`).
+//! `cargo xtask test` and `cargo xtask
 //! bench` build harness images; the image a person flashes carries none of
 //! it (`cargo xtask test` checks the production image's symbols).
 //!

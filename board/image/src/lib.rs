@@ -17,10 +17,16 @@
 //! `board/image/Cargo.toml` and one line in the list below. Nothing else
 //! needs editing: no board crate, no kernel code.
 //!
+//! It also holds one piece of kernel code that needs a server crate:
+//! [`build`], the runner of the macro benchmark `build` over
+//! `tern-buildbench`'s domains, and `kernel.build`, the kernel object that
+//! runs it for the shell's `bench build` (the kernel crates may not depend
+//! on a server crate; this one may).
+//!
 //! It depends on the kernel crates and the production servers; what must
 //! not depend on it: any kernel crate (the kernel knows no servers). What
 //! does not belong here: test servers (`tern-hello`, `tern-rpctest`,
-//! `tern-ctltest`) and the scenario and benchmark drivers. They go into the
+//! `tern-ctltest`) and the scenario drivers. They go into the
 //! harness binaries only, and the xtask's production-image check
 //! (`tests/tests/image.rs`) fails when any of their symbols turn up in a
 //! production image.
@@ -29,12 +35,20 @@
 //! linker sees, which is what registers its domains. [`start`] is what a
 //! production image does once the kernel is up: start every server domain
 //! it carries (not the programs, `prog.*`, which the shell's `run` starts
-//! as jobs, nor the shell), merge the kernel's own objects (`kernel.clock`,
-//! `kernel.system`) into the kernel domain, then start the shell, which
-//! prints the `tern> ` prompt.
+//! as jobs, nor the benchmark's `build.*`, which [`build`] makes afresh
+//! for every configuration, nor the shell), merge the kernel's own objects
+//! (`kernel.clock`, `kernel.system`, `kernel.build`) into the kernel
+//! domain, then start the shell, which
+//! prints the `tern> ` prompt; while the shell runs, the boot thread runs
+//! the builds `kernel.build` is asked for (`build::serve_pending`).
 #![no_std]
 
+extern crate alloc;
+
+pub mod build;
+
 // The production server domains, one line per server crate.
+use tern_buildbench as _;
 use tern_checksum as _;
 use tern_console as _;
 use tern_echo as _;
@@ -52,16 +66,22 @@ use tern_inks::registry;
 use tern_inks::service::MODE_POOL;
 
 /// The kernel objects served by kernel activations (the arch crate's
-/// `clock` and `system`): merged into the kernel domain once started.
-const KERNEL_OBJECTS: [&str; 2] = ["kernel.clock", "kernel.system"];
+/// `clock` and `system`, and [`build`]'s): merged into the kernel domain
+/// once started.
+const KERNEL_OBJECTS: [&str; 3] = ["kernel.clock", "kernel.system", "kernel.build"];
+
+/// The benchmark's domains (`build.fs`, `build.driver`, ...) are called
+/// this, then their part: [`build`] makes them, never the start.
+const BENCHMARK_PREFIX: &str = "build.";
 
 /// The shell's domain, started last.
 const SHELL: &str = "shell";
 
 /// Whether the start starts `name` as a server: not a program (the shell
-/// runs those as jobs), not the shell (started last, on its own).
+/// runs those as jobs), not one of the benchmark's (made per
+/// configuration by [`build`]), not the shell (started last, on its own).
 fn is_server(name: &str) -> bool {
-    !name.starts_with(tern_inks::system::PROGRAM_PREFIX) && name != SHELL
+    !name.starts_with(tern_inks::system::PROGRAM_PREFIX) && !name.starts_with(BENCHMARK_PREFIX) && name != SHELL
 }
 
 /// The production image's start ([`tern_aarch64::kernel::Init`]): every
@@ -96,13 +116,41 @@ pub fn start(_: &Options<'_>) -> ExitStatus {
     kprintln!("Tern is up: the shell follows (Ctrl-A X leaves QEMU)");
     loop {
         let shell = domains::find(SHELL).map_or_else(|| domains::create(SHELL), Ok);
-        match shell.map_err(reason).map(|id| domains::call(id, 0)) {
+        match shell.map_err(reason).and_then(run_shell) {
             Ok(ended) => kprintln!("the shell ended ({:?}); starting it again", ended),
             Err(reason) => {
                 kprintln!("no shell: {}; one tick line a second instead", reason);
                 tern_aarch64::kernel::tick_forever()
             }
         }
+    }
+}
+
+/// Run the shell's start on a thread of its own and wait for it to end;
+/// how it ended. While it runs, this (boot) thread, the least urgent, also
+/// runs the builds `kernel.build` is asked for ([`build::serve_pending`]):
+/// it wakes at every interrupt (the timer's ticks at the latest), lets
+/// what became ready run, and looks.
+fn run_shell(id: tern_core::domain::DomainId) -> Result<usize, &'static str> {
+    use tern_aarch64::{cpu, state};
+    use tern_core::thread::ThreadState;
+    let thread = state::with(|kernel| kernel.start_domain(id, 0)).map_err(reason)?;
+    loop {
+        let (ended, moved) = state::with(|kernel| match kernel.objects.thread(thread) {
+            Some(entry) => (matches!(entry.state, ThreadState::Ended(_)), entry.base_moved_to.is_some()),
+            None => (true, false),
+        });
+        if ended || moved {
+            // (A base moved elsewhere: wait for it the ordinary way.)
+            let result = threads::join(thread).unwrap_or(usize::MAX);
+            state::with(|kernel| kernel.reap(thread));
+            return Ok(result);
+        }
+        build::serve_pending();
+        cpu::enable_interrupts();
+        cpu::wait_for_interrupt();
+        cpu::mask_interrupts();
+        threads::yield_now();
     }
 }
 

@@ -9,7 +9,7 @@
 //! - `build.fs`: the file server (`tern_fs::Server`, the same code as the
 //!   production `fs`), served on a pool or on server threads as its start
 //!   argument says, registered nowhere: it returns its port, and the
-//!   harness gives the others send rights to it. (The production `fs`
+//!   kernel side gives the others send rights to it. (The production `fs`
 //!   registers its name with the name service once per boot; the
 //!   benchmark makes a fresh set of domains for every configuration.)
 //! - `build.compiler`: a server. A request names a source and an object
@@ -20,7 +20,7 @@
 //!   the output path; it lists the directory tree, reads every object,
 //!   links them ([`work::Linker`]), writes the output and replies with its
 //!   checksum and the object count.
-//! - `build.driver`: a client, run a step at a time by the harness (start
+//! - `build.driver`: a client, run a step at a time by the kernel side (start
 //!   argument: [`driver_argument`]): [`step::GENERATE`] writes the tree
 //!   (directories and [`work::source`] files, from [`work::SEED`]);
 //!   [`step::BUILD`] lists `/src`, calls the compiler for every file, then
@@ -40,13 +40,18 @@
 //! small reads and writes through the file server from two server
 //! domains, nested below the driver's calls.
 //!
-//! A test server: linked only into harness images. Safe Rust, no arch
-//! crate, like every domain.
+//! A production crate since the shell's `bench build`: the production
+//! image (`tern-image`) carries these domains, but never starts them at
+//! boot; its `build` module (the kernel side, also the harness's `build`
+//! and `bench` scenarios') makes a fresh set for every configuration, and
+//! its kernel object `kernel.build` runs the four for the shell
+//! ([`protocol`]). Safe Rust, no arch crate, like every domain.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod protocol;
 pub mod work;
 
 use alloc::boxed::Box;

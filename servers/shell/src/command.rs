@@ -33,8 +33,10 @@ pub enum Command {
     },
     /// `bench`.
     Bench,
-    /// `bench build`: the build workload, run as program `build`.
-    BenchBuild,
+    /// `bench build [FILES]` (or `run build [FILES]`): the macro benchmark
+    /// `build` in every configuration, through `kernel.build`, over a tree
+    /// of FILES sources (0: the default).
+    BenchBuild(u32),
     /// `run PROGRAM [ARGS] [&]`.
     Run {
         /// The program's name (the domain `prog.NAME`).
@@ -87,8 +89,8 @@ commands:
   ports                   ports: owner, pool, server threads
   merge NAME on|off       merge a domain into the kernel domain, or take it out
   bench                   null and 1 KiB calls to echo, protected and merged
-  bench build             the build workload (program build)
-  run PROGRAM [ARGS] [&]  start a program as a job: spin | chain N [MS] | kvload [COUNT] | build
+  bench build [FILES]     the build benchmark in every configuration (kernel.build); run build: the same
+  run PROGRAM [ARGS] [&]  start a program as a job: spin | chain N [MS] | kvload [COUNT]
   jobs, fg [N], bg [N]    list jobs; bring one to the foreground; let it run in the background
   kill N, suspend N, resume N
   ls [PATH], cat PATH, write PATH TEXT, rm PATH, mkdir PATH   the file server
@@ -117,10 +119,20 @@ fn path(word: Option<&str>, command: &str) -> Result<String, ParseError> {
     word.map(ToString::to_string).ok_or_else(|| error(format!("usage: {command} PATH")))
 }
 
+/// The file count of `bench build FILES`: 1 to the workload's most.
+fn build_files(word: &str) -> Result<u32, ParseError> {
+    let files = number(word, "build files")?;
+    let most = tern_buildbench::work::FILES_MAX;
+    if files == 0 || files as usize > most {
+        return Err(error(format!("build: files 1..={most}")));
+    }
+    Ok(files)
+}
+
 /// The argument word of `program` with `arguments`.
 pub fn program_argument(program: &str, arguments: &[&str]) -> Result<u64, ParseError> {
     match (program, arguments) {
-        ("spin", []) | ("build", _) => Ok(0),
+        ("spin", []) => Ok(0),
         ("spin", _) => Err(error("usage: run spin")),
         ("chain", [depth]) | ("chain", [depth, _]) => {
             let depth = number(depth, "chain depth")?;
@@ -168,8 +180,9 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
         },
         "bench" => match rest {
             [] => Ok(Command::Bench),
-            ["build"] => Ok(Command::BenchBuild),
-            _ => Err(error("usage: bench [build]")),
+            ["build"] => Ok(Command::BenchBuild(0)),
+            ["build", files] => Ok(Command::BenchBuild(build_files(files)?)),
+            _ => Err(error("usage: bench [build [FILES]]")),
         },
         "run" => {
             let (background, rest) = match rest.split_last() {
@@ -179,6 +192,16 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
             let Some((&program, arguments)) = rest.split_first() else {
                 return Err(error("usage: run PROGRAM [ARGS] [&]"));
             };
+            // The benchmark is no program: the kernel object runs it, the
+            // shell waits for its table.
+            if program == "build" {
+                return match (arguments, background) {
+                    (_, true) => Err(error("run build runs in the foreground (it is bench build)")),
+                    ([], false) => Ok(Command::BenchBuild(0)),
+                    ([files], false) => Ok(Command::BenchBuild(build_files(files)?)),
+                    _ => Err(error("usage: run build [FILES]")),
+                };
+            }
             let argument = program_argument(program, arguments)?;
             Ok(Command::Run { program: program.to_string(), argument, line: rest.join(" "), background })
         }
@@ -238,7 +261,14 @@ mod tests {
         assert_eq!(parse("merge fs off"), Ok(Command::Merge { name: "fs".into(), on: false }));
         assert!(parse("merge fs maybe").is_err());
         assert!(parse("ps now").is_err());
-        assert_eq!(parse("bench build"), Ok(Command::BenchBuild));
+        assert_eq!(parse("bench build"), Ok(Command::BenchBuild(0)));
+        assert_eq!(parse("bench build 20"), Ok(Command::BenchBuild(20)));
+        assert_eq!(parse("run build 20"), Ok(Command::BenchBuild(20)));
+        assert_eq!(parse("run build"), Ok(Command::BenchBuild(0)));
+        assert!(parse("run build 20 &").is_err());
+        assert!(parse("bench build 0").is_err());
+        assert!(parse("bench build many").is_err());
+        assert!(parse("bench build 1 2").is_err());
         assert_eq!(parse("ls"), Ok(Command::Ls("/".into())));
         assert_eq!(parse("fg"), Ok(Command::Fg(None)));
         assert_eq!(parse("fg 2"), Ok(Command::Fg(Some(2))));

@@ -2,11 +2,14 @@
 //!
 //! `shell` is a protected, safe-Rust domain the production image starts
 //! last (`board/image`): it prints `tern> ` through the console server and
-//! runs what is typed. It holds three rights: to `console` (lines and
-//! signals), to `system` (`kernel.system`, the kernel's records and
-//! controls: threads with their chains, domains, ports, merging, jobs,
-//! memory, the counter) and to `fs` (the file server). [`command`] parses
-//! a line (host-tested); this module carries commands out.
+//! runs what is typed. It holds three rights from the start: to
+//! `console` (lines and signals), to `system` (`kernel.system`, the
+//! kernel's records and controls: threads with their chains, domains,
+//! ports, merging, jobs, memory, the counter) and to `fs` (the file
+//! server); `bench build` looks up a fourth, `build` (`kernel.build`,
+//! which runs the macro benchmark in every configuration and replies with
+//! the table). [`command`] parses a line (host-tested); this module
+//! carries commands out.
 //!
 //! **Jobs.** `run PROGRAM` asks `system` to start the registered program
 //! domain `prog.PROGRAM` on a new thread: the job. In the foreground the
@@ -40,6 +43,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use command::Command;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use tern_buildbench::protocol::{Build, Failure};
 use tern_console::{Console, Line, Signal};
 use tern_core::abi::Error;
 use tern_fs::Fs;
@@ -206,7 +210,7 @@ impl Shell {
             },
             Command::Merge { name, on } => self.merge(&name, on),
             Command::Bench => self.bench(),
-            Command::BenchBuild => self.start("build", 0, String::from("build (bench build)"), false),
+            Command::BenchBuild(files) => self.bench_build(files),
             Command::Run { program, argument, line, background } => self.start(&program, argument, line, background),
             Command::Jobs => self.list_jobs(),
             Command::Fg(number) => self.fg(number),
@@ -299,12 +303,23 @@ impl Shell {
         }
     }
 
+    /// `bench build [FILES]`: ask `build` (`kernel.build`) to run every
+    /// configuration; its table. The prompt waits meanwhile (seconds).
+    fn bench_build(&self, files: u32) {
+        self.say("bench build: running every configuration (this takes a while)\n");
+        let table = Build::connect().map_err(Failure::Refused).and_then(|build| build.run_all(files));
+        match table {
+            Ok(table) => self.say(&table),
+            Err(Failure::Failed(why)) => self.say(&format!("bench build: failed: {why}\n")),
+            Err(Failure::Refused(error)) => self.say(&format!("bench build: {}\n", error.name())),
+        }
+    }
+
     fn start(&mut self, program: &str, argument: u64, line: String, background: bool) {
         let id = match self.shared.system.run(program, argument) {
             Ok(id) => id,
             Err(Error::NoSuchPort) => {
-                let extra = if program == "build" { " (the build workload is not in this image)" } else { "" };
-                return self.say(&format!("run: no program {program}{extra}\n"));
+                return self.say(&format!("run: no program {program}\n"));
             }
             Err(error) => return self.say(&format!("run: {program}: {}\n", error.name())),
         };
