@@ -415,6 +415,9 @@ pub fn table(all: &[Figures]) -> String {
 
 tern_inks::domain!(KERNEL_BUILD, "kernel.build", build_main);
 
+/// Polls (10 ms each) a request waits for the boot thread to take it.
+const UNTAKEN_POLLS: u32 = 200;
+
 /// A request being served (a second one is `Busy`).
 static BUSY: AtomicBool = AtomicBool::new(false);
 /// The file count a request asked for, until the boot thread takes it (0:
@@ -465,10 +468,19 @@ impl Service for Build {
         // answer, sleeping between looks (an alert only cuts a sleep short).
         ASKED.store(files, Ordering::Release);
         let poll = (tern_aarch64::timer::frequency() / 100) as usize;
+        let mut polls = 0;
         let answer = loop {
             let _ = gate::sleep(poll);
             if let Some(answer) = ANSWER.lock().take() {
                 break answer;
+            }
+            polls += 1;
+            // Not taken within the time: withdraw it (if the boot thread
+            // takes it meanwhile, wait for its answer as ever).
+            if polls >= UNTAKEN_POLLS && ASKED.compare_exchange(files, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break Err(String::from(
+                    "not started within 2 s: a more urgent thread keeps the boot thread from running it (a spinning job? see jobs, kill)",
+                ));
             }
         };
         BUSY.store(false, Ordering::Release);
