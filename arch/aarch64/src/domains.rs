@@ -44,6 +44,20 @@ pub fn set_mode(id: DomainId, mode: DomainMode) -> Result<(), Error> {
     state::with(|kernel| kernel.set_mode(id, mode))
 }
 
+/// [`set_mode`], tried again after a yield while the domain is `Busy`: a
+/// thread that has just been answered (a server thread that replied, the
+/// upper part of a split thread) may still be on its way out of it. Gives
+/// up after a thousand yields with the last answer.
+pub fn set_mode_once_idle(id: DomainId, mode: DomainMode) -> Result<(), Error> {
+    for _ in 0..1000 {
+        match set_mode(id, mode) {
+            Err(Error::Busy) => threads::yield_now(),
+            outcome => return outcome,
+        }
+    }
+    set_mode(id, mode)
+}
+
 /// Run domain `id`'s entry with `argument` and wait for it to end; how it
 /// ended. It runs on a thread of its own (`Kernel::start_domain`), never on
 /// the calling one: the boot thread, which runs the kernel's own code, is

@@ -22,7 +22,8 @@ use tern_inks::mode::DomainMode;
 use tern_rpctest::{slow_argument, test};
 
 pub(crate) use crate::Verdict;
-use crate::setup::{create, kernel_memory, rounds, set_mode_once_idle, start_servers};
+use crate::setup::{create, kernel_memory, rounds, start_servers};
+use tern_aarch64::domains::set_mode_once_idle;
 
 /// A scenario: its name and what it runs.
 type Scenario = (&'static str, fn() -> Verdict);

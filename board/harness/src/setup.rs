@@ -1,6 +1,7 @@
-//! What the scenarios share: making and starting domains, moving one into
-//! a mode once it is idle, the command line's round count, and the
-//! kernel's memory figures.
+//! What the scenarios share: making and starting domains, the command
+//! line's round count, and the kernel's memory figures (moving a domain
+//! into a mode once it is idle is `tern_aarch64::domains::set_mode_once_idle`,
+//! shared with the production image's benchmark runner).
 //!
 //! Kept apart from [`crate::scenario`] (the table of scenarios and their
 //! runner) so that a scenario module uses these without importing the
@@ -16,7 +17,6 @@ use tern_aarch64::state;
 use tern_aarch64::upcall::Outcome;
 use tern_aarch64::{domains, kprintln};
 use tern_core::domain::DomainId;
-use tern_inks::mode::DomainMode;
 
 /// The command line's `tern.rounds`, for scenarios that repeat.
 static ROUNDS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
@@ -39,23 +39,6 @@ pub(crate) fn kernel_memory() -> (usize, usize) {
 /// Set the command line's `tern.rounds` (the runner does, before a scenario).
 pub(crate) fn set_rounds(rounds: usize) {
     ROUNDS.store(rounds, core::sync::atomic::Ordering::Relaxed);
-}
-
-/// Move `domain` into `mode` once nothing is in it: a thread that the
-/// round just ended (the upper part of a split thread, say) may still be
-/// on its way out of the domain, which is `Busy` until it has left. Gives
-/// up after a thousand yields.
-pub(crate) fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_core::abi::Error> {
-    let mut tries = 0;
-    loop {
-        match domains::set_mode(domain, mode) {
-            Err(tern_core::abi::Error::Busy) if tries < 1000 => {
-                tries += 1;
-                tern_aarch64::threads::yield_now();
-            }
-            outcome => return outcome,
-        }
-    }
 }
 
 /// Create and start `servers` (domain name, start argument) in order, then

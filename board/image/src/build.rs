@@ -233,7 +233,7 @@ fn set_up(config: Config) -> Result<(Set, [u32; 3]), String> {
         Config::AllMerged => &[set.fs, set.compiler, set.linker, set.driver],
     };
     for &domain in merged {
-        set_mode_once_idle(domain, DomainMode::Merged)
+        domains::set_mode_once_idle(domain, DomainMode::Merged)
             .map_err(|error| format!("merging domain {}: {error}", domain.0))?;
     }
     Ok((set, names))
@@ -309,21 +309,6 @@ fn measure(config: Config, files: usize, set: &Set, [fs, compiler, linker]: [u32
         general: a.general - b.general,
         checksum: built,
     })
-}
-
-/// Move `domain` into `mode`, trying again (after a yield) while it is
-/// `Busy`: a server thread that just replied may still be leaving.
-fn set_mode_once_idle(domain: DomainId, mode: DomainMode) -> Result<(), tern_core::abi::Error> {
-    let mut tries = 0;
-    loop {
-        match domains::set_mode(domain, mode) {
-            Err(tern_core::abi::Error::Busy) if tries < 1000 => {
-                tries += 1;
-                tern_aarch64::threads::yield_now();
-            }
-            outcome => return outcome,
-        }
-    }
 }
 
 /// Every configuration, in [`CONFIGS`] order, each handed to `each` as it
