@@ -18,7 +18,7 @@
 //! | [`PS`] | — | text: a line per thread and its chain |
 //! | [`DOMAINS`] | — | text: a line per domain |
 //! | [`PORTS`] | — | text: a line per port |
-//! | [`MERGE`] | `u8` mode (0 protected, 1 merged), the domain's name | — (`Busy` while occupied) |
+//! | [`MERGE`] | `u8` mode (0 protected, 1 merged), the domain's name | — (`Busy` while occupied; a program not yet made is made merged, one taken out with no job is freed) |
 //! | [`RUN`] | `u64` argument, the program's name | `u32` job (a thread), `u32` its base activation |
 //! | [`WAIT`] | `u32` job | `u8` [`RUNNING`]/[`ENDED`]/[`STOPPED`], `u64` result |
 //! | [`ALERT`], [`ALERT_BREAK`], [`SUSPEND`], [`RESUME`], [`KILL`] | `u32` job | — |
@@ -26,7 +26,9 @@
 //! | [`UPTIME`] | — | `u64` counter, `u64` its frequency (Hz) |
 //!
 //! A name that names no domain (or no registered program) is
-//! `NoSuchPort`: there is nothing of that name to call. Numbers are
+//! `NoSuchPort`: there is nothing of that name to call. A program's domain
+//! lives while it has a job (until [`WAIT`] has said it ended) or while it
+//! is merged; then `kernel.system` frees it, and its arena slot with it. Numbers are
 //! little-endian. A program `NAME` is the registered domain
 //! `prog.NAME` ([`PROGRAM_PREFIX`]).
 //!

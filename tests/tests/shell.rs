@@ -17,11 +17,13 @@
 //! can cause from the prompt, by name; and `bench build 20` (the macro
 //! benchmark through `kernel.build`, over a small tree to stay quick)
 //! prints a row for each of the four configurations, all with one
-//! checksum, and says so.
+//! checksum, and says so — run last, so that it also shows the programs'
+//! domains were given back (it needs four free arena slots); and `bench`
+//! prints a row with two figures for each of the six paths.
 //!
-//! What it leaves out: `bench` (timing, not behaviour; the benchmark
-//! suite's business), the figures of `bench build` (likewise), and typing
-//! at a real board.
+//! What it leaves out: the figures of `bench` and `bench build` (timing,
+//! not behaviour; the benchmark suite's business), and typing at a real
+//! board.
 
 use tern_tests::{Board, Transcript};
 use xtask::keyboard::Step;
@@ -34,11 +36,10 @@ const SESSION: &[Step<'static>] = &[
     Step::Type(b"help\r"),
     Step::WaitFor("keys: ^C alerts the foreground job"),
     Step::WaitFor(PROMPT),
-    // The build benchmark over a small tree, through `kernel.build`
-    // (first: its four domains need four free arena slots, and every
-    // program run later keeps one).
-    Step::Type(b"bench build 20\r"),
-    Step::WaitFor("the same checksum in every configuration"),
+    // Null and 1 KiB calls on every path: the job `callbench`, with it and
+    // echo merged or protected in turn.
+    Step::Type(b"bench\r"),
+    Step::WaitFor("client: the job prog.callbench"),
     Step::WaitFor(PROMPT),
     // A 3-deep chain in the background, seen by ps.
     Step::Type(b"run chain 3 &\r"),
@@ -106,6 +107,12 @@ const SESSION: &[Step<'static>] = &[
     Step::Type(b"rm /nope\r"),
     Step::WaitFor("rm: /nope: no such file or directory"),
     Step::WaitFor(PROMPT),
+    // The build benchmark over a small tree, through `kernel.build`, last:
+    // its four domains need four free arena slots, so the programs run
+    // above must have given theirs back.
+    Step::Type(b"bench build 20\r"),
+    Step::WaitFor("the same checksum in every configuration"),
+    Step::WaitFor(PROMPT),
 ];
 
 /// What the session must show beyond what the script waited for: the
@@ -127,6 +134,23 @@ fn check_session(t: &Transcript) {
         || links.iter().filter(|link| link.ends_with('*')).count() != 1
     {
         t.fail(format_args!("`ps` must mark the top of the chain, and only it, with `*`: {line:?}"));
+    }
+    // `bench`: a row for each path, each with two figures.
+    let header = t.expect(0, "the `bench` table", |line| line.starts_with("path (client -> echo)"));
+    let paths = [
+        "protected -> protected",
+        "protected -> merged",
+        "protected -> switching",
+        "merged -> protected",
+        "merged -> merged",
+        "merged -> switching",
+    ];
+    for (line, path) in t.lines()[header + 1..].iter().zip(paths) {
+        let figures: Vec<u64> =
+            line.strip_prefix(path).unwrap_or("").split_whitespace().filter_map(|word| word.parse().ok()).collect();
+        if figures.len() != 2 || figures.contains(&0) {
+            t.fail(format_args!("the `bench` row for {path} should carry two figures (ns a call): {line:?}"));
+        }
     }
     // `bench build 20`: a row for each configuration, one checksum.
     let header = t.expect(0, "the `bench build` table", |line| line.starts_with("build: 20 files, 4 configurations"));

@@ -11,7 +11,8 @@
 //! (`PS`), domains, ports and memory, as text; `MERGE` (a domain's mode,
 //! `Busy` while it is occupied); and jobs: `RUN` starts a registered
 //! program domain's entry on a new thread of its own (the domain is made
-//! on first use, never "started"), and `WAIT`, `ALERT`, `ALERT_BREAK`,
+//! on first use, never "started"; freed once its last job has been
+//! waited for, unless it is merged), and `WAIT`, `ALERT`, `ALERT_BREAK`,
 //! `SUSPEND`, `RESUME`, `KILL` act on the job's *base* activation: an
 //! alert there travels up the whole chain, a break cuts the job's own
 //! code loose from the servers it is in, a suspension stops the job when
@@ -27,6 +28,7 @@
 //! holding a send right to `system`.
 
 use crate::state::{self, Kernel};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -266,6 +268,8 @@ fn mem() -> String {
 
 /// `MERGE`: the mode byte, then the domain's name. The kernel's own
 /// objects (`kernel.*`) stay merged: protected, their code could not serve.
+/// A registered program not yet made is made now (merged, its next jobs
+/// run merged); a program taken out with no job running is freed.
 fn merge(payload: &[u8]) -> Result<(), Error> {
     let (&mode, name) = payload.split_first().ok_or(Error::InvalidArgument)?;
     let mode = DomainMode::from_code(mode as usize).ok_or(Error::InvalidArgument)?;
@@ -273,8 +277,52 @@ fn merge(payload: &[u8]) -> Result<(), Error> {
     if name.starts_with("kernel.") {
         return Err(Error::NoRight);
     }
-    let id = crate::domains::find(name).ok_or(Error::NoSuchPort)?;
-    crate::domains::set_mode(id, mode)
+    let program = name.starts_with(protocol::PROGRAM_PREFIX);
+    let id = match crate::domains::find(name) {
+        Some(id) => id,
+        None if program && mode.is_merged() => program_domain(name)?,
+        None if program && tern_inks::registry::find(name).is_some() => return Ok(()),
+        None => return Err(Error::NoSuchPort),
+    };
+    crate::domains::set_mode(id, mode)?;
+    if program {
+        free_if_idle(id);
+    }
+    Ok(())
+}
+
+/// The jobs `kernel.system` started and has not yet reported ended: each
+/// with its program's domain (a program's domain lives while it has one,
+/// or while it is merged).
+static JOBS: spin::Mutex<BTreeMap<ThreadId, DomainId>> = spin::Mutex::new(BTreeMap::new());
+
+/// The domain of registered program `name` (`prog.NAME`), made if it is not.
+fn program_domain(name: &str) -> Result<DomainId, Error> {
+    let spec = tern_inks::registry::find(name).ok_or(Error::NoSuchPort)?;
+    match crate::domains::find(name) {
+        Some(id) => Ok(id),
+        // (No arena slot left is out of memory too: the arena is memory.)
+        None => crate::domains::create(spec.name).map_err(|_| Error::OutOfMemory),
+    }
+}
+
+/// Free program domain `id` (terminate it; its arena slot is reused by
+/// the next domain made) if no job of it is left, it is protected, and
+/// none of its activations is occupied. A merged program stays: someone
+/// merged it for its next job.
+fn free_if_idle(id: DomainId) {
+    if JOBS.lock().values().any(|&domain| domain == id) {
+        return;
+    }
+    state::with(|kernel| {
+        let protected = kernel.domain(id).is_some_and(|record| record.alive && !record.mode.is_merged());
+        let occupied = kernel.objects.activation_ids().any(|activation| {
+            kernel.objects.activation(activation).is_some_and(|entry| entry.domain == id && entry.occupant.is_some())
+        });
+        if protected && !occupied {
+            kernel.terminate_domain(id);
+        }
+    });
 }
 
 /// `RUN`: the argument word, then the program's name.
@@ -287,17 +335,23 @@ fn run(payload: &[u8]) -> Result<Vec<u8>, Error> {
     }
     let full = format!("{}{name}", protocol::PROGRAM_PREFIX);
     let spec = tern_inks::registry::find(&full).ok_or(Error::NoSuchPort)?;
-    let domain = match crate::domains::find(&full) {
-        Some(id) => id,
-        None => crate::domains::create(spec.name).map_err(|_| Error::OutOfMemory)?,
-    };
+    let domain = program_domain(&full)?;
     let entry = spec.entry as usize;
+    // The job is recorded under the same lock as its thread is made, so
+    // that no free of its domain can come between.
+    let mut jobs = JOBS.lock();
     let thread = state::with(|kernel| {
         let thread = kernel.create_thread(domain, entry, argument as usize, JOB_PRIORITY, JOB_STACK_BYTES)?;
         let base = kernel.objects.chain(thread).last().copied()?;
         Some((thread, base))
     });
-    let (thread, base) = thread.ok_or(Error::OutOfMemory)?;
+    let Some((thread, base)) = thread else {
+        drop(jobs);
+        free_if_idle(domain);
+        return Err(Error::OutOfMemory);
+    };
+    jobs.insert(thread, domain);
+    drop(jobs);
     let mut bytes = Vec::with_capacity(8);
     bytes.extend_from_slice(&thread.0.get().to_le_bytes());
     bytes.extend_from_slice(&base.0.get().to_le_bytes());
@@ -325,7 +379,8 @@ fn carrier(kernel: &Kernel, job: ThreadId) -> ThreadId {
     target
 }
 
-/// `WAIT`: running, stopped, or ended (then forgotten).
+/// `WAIT`: running, stopped, or ended (then forgotten, and its program's
+/// domain freed if that was its last job).
 fn wait(job: ThreadId) -> Result<Vec<u8>, Error> {
     let (status, result) = state::with(|kernel| {
         let target = carrier(kernel, job);
@@ -344,6 +399,12 @@ fn wait(job: ThreadId) -> Result<Vec<u8>, Error> {
             }
         }
     });
+    if status == protocol::ENDED {
+        let domain = JOBS.lock().remove(&job);
+        if let Some(domain) = domain {
+            free_if_idle(domain);
+        }
+    }
     let mut bytes = Vec::with_capacity(9);
     bytes.push(status);
     bytes.extend_from_slice(&result.to_le_bytes());

@@ -11,6 +11,14 @@
 //! (here only the pool-growth policy), a `handle` that fills in the reply,
 //! and a main that creates a port, registers it as `echo` and serves it.
 //!
+//! A second domain, `echo.threads`, serves the same `Echo` on a port
+//! registered as [`THREADS_NAME`] with one server thread only: the
+//! switching (static-thread) baseline the shell's `bench` compares the
+//! migrating paths with. A domain of its own, not a second port of
+//! `echo`'s: a server thread occupies an activation of its domain for
+//! good, and a domain with an occupied activation cannot change mode, so
+//! `echo` itself could no longer be merged.
+//!
 //! Left out: the right a request may carry is not sent back (a right
 //! arriving here stays in this domain's space; the kernel has no call to
 //! drop it), and nothing is logged per request, which would dwarf what is
@@ -29,9 +37,15 @@ use tern_core::abi::PortName;
 use tern_inks::service::{self, Lent, PoolGrowth, Reply, Request, Service};
 
 tern_inks::domain!(ECHO, "echo", main);
+tern_inks::domain!(ECHO_THREADS, "echo.threads", threads_main);
 
 /// The name `echo` registers its port under.
 pub const NAME: &str = "echo";
+/// The name its second port, served by a server thread only, is
+/// registered under.
+pub const THREADS_NAME: &str = "echo.threads";
+/// Server threads serving [`THREADS_NAME`].
+pub const THREADS: usize = 1;
 
 /// The echo server's state: only how far its pool may grow.
 #[derive(Debug)]
@@ -86,6 +100,19 @@ impl Service for Echo {
 /// `mode` says.
 fn main(mode: usize) -> usize {
     service::start(Some(NAME), Echo::new(), mode)
+}
+
+/// `echo.threads`' main: create a port, register it as [`THREADS_NAME`],
+/// serve it with [`THREADS`] server thread, whatever the mode (this
+/// domain is the switching baseline). 0, or the first error's code.
+fn threads_main(_mode: usize) -> usize {
+    let threads = || -> Result<(), tern_core::abi::Error> {
+        let port = tern_inks::gate::port_create()?;
+        service::register(THREADS_NAME, port)?;
+        let echo: &'static Echo = alloc::boxed::Box::leak(alloc::boxed::Box::new(Echo::new()));
+        service::serve(echo, port, service::MODE_THREADS, 1, THREADS, service::DEFAULT_STACK_BYTES)
+    };
+    threads().map_or_else(|error| error as usize, |()| 0)
 }
 
 #[cfg(test)]

@@ -88,9 +88,9 @@ commands:
   domains                 domains: mode, region, pool free/total, occupied activations
   ports                   ports: owner, pool, server threads
   merge NAME on|off       merge a domain into the kernel domain, or take it out
-  bench                   null and 1 KiB calls to echo, protected and merged
+  bench                   null and 1 KiB calls to echo on every path (client and echo protected or merged, switching)
   bench build [FILES]     the build benchmark in every configuration (kernel.build); run build: the same
-  run PROGRAM [ARGS] [&]  start a program as a job: spin | chain N [MS] | kvload [COUNT]
+  run PROGRAM [ARGS] [&]  start a program as a job: spin | chain N [MS] | kvload [COUNT] | callbench [BYTES [CALLS]]
   jobs, fg [N], bg [N]    list jobs; bring one to the foreground; let it run in the background
   kill N, suspend N, resume N
   ls [PATH], cat PATH, write PATH TEXT, rm PATH, mkdir PATH   the file server
@@ -153,6 +153,22 @@ pub fn program_argument(program: &str, arguments: &[&str]) -> Result<u64, ParseE
         ("kvload", [count]) => tern_programs::kvload_argument(number(count, "kvload count")?)
             .ok_or_else(|| error(format!("kvload: count 1..={}", tern_programs::KVLOAD_MAX))),
         ("kvload", _) => Err(error("usage: run kvload [COUNT]")),
+        ("callbench", [] | [_] | [_, _]) => {
+            let bytes = arguments.first().map_or(Ok(0), |word| number(word, "callbench bytes"))?;
+            let calls = match arguments.get(1) {
+                Some(word) => number(word, "callbench calls")?,
+                None => tern_programs::CALLBENCH_CALLS_DEFAULT,
+            };
+            let asked = tern_programs::Callbench { bytes, calls, target: tern_programs::Target::Pool, quiet: false };
+            asked.argument().ok_or_else(|| {
+                error(format!(
+                    "callbench: bytes at most {}, calls 1..={}",
+                    tern_programs::CALLBENCH_BYTES_MAX,
+                    tern_programs::CALLBENCH_CALLS_MAX
+                ))
+            })
+        }
+        ("callbench", _) => Err(error("usage: run callbench [BYTES [CALLS]]")),
         _ => Ok(0),
     }
 }
@@ -229,6 +245,7 @@ pub fn parse(line: &str) -> Result<Command, ParseError> {
 pub fn ended(result: usize) -> String {
     match result {
         0 => "done".to_string(),
+        measured if measured & tern_programs::MEASURED != 0 && measured != usize::MAX => "done".to_string(),
         usize::MAX => "killed".to_string(),
         code => match tern_core::abi::Error::from_code(code) {
             Some(tern_core::abi::Error::Interrupted) => "interrupted".to_string(),
@@ -241,12 +258,34 @@ pub fn ended(result: usize) -> String {
 /// One row of the benchmark table: a path, then nanoseconds a call for
 /// the null call and the 1 KiB call.
 pub fn bench_row(path: &str, null_ns: u64, kib_ns: u64) -> String {
-    format!("{path:<24} {null_ns:>10} {kib_ns:>10}\n")
+    format!("{path:<32} {null_ns:>8} {kib_ns:>8}\n")
 }
 
 /// The benchmark table's header.
 pub fn bench_header(calls: u32) -> String {
-    format!("{:<24} {:>10} {:>10}   (ns a call, mean of {calls}, counter-timed)\n", "path to echo", "null", "1 KiB")
+    format!(
+        "{:<32} {:>8} {:>8}   (ns a call, mean of {calls}, counter-timed)\n",
+        "path (client -> echo)", "null", "1 KiB"
+    )
+}
+
+/// The paths `bench` measures, in order: the client's mode (merged or
+/// not), echo's mode, whom it calls, and the row's name.
+pub const BENCH_PATHS: [(bool, bool, tern_programs::Target, &str); 6] = {
+    use tern_programs::Target::{Pool, Thread};
+    [
+        (false, false, Pool, "protected -> protected"),
+        (false, true, Pool, "protected -> merged"),
+        (false, false, Thread, "protected -> switching"),
+        (true, false, Pool, "merged -> protected"),
+        (true, true, Pool, "merged -> merged"),
+        (true, false, Thread, "merged -> switching"),
+    ]
+};
+
+/// Nanoseconds a call from a measurement's ticks.
+pub fn per_call_ns(ticks: u64, frequency: u64, calls: u32) -> u64 {
+    (u128::from(ticks) * 1_000_000_000 / u128::from(frequency.max(1)) / u128::from(calls.max(1))) as u64
 }
 
 #[cfg(test)]
@@ -297,6 +336,13 @@ mod tests {
         assert!(parse("run spin 3").is_err());
         assert!(matches!(parse("run kvload"), Ok(Command::Run { argument: 1000, .. })));
         assert!(parse("run").is_err());
+        let Ok(Command::Run { argument, .. }) = parse("run callbench 1024 50") else { panic!("not a run") };
+        let asked = tern_programs::Callbench::from_argument(argument).unwrap();
+        assert_eq!((asked.bytes, asked.calls, asked.quiet), (1024, 50, false));
+        assert!(matches!(parse("run callbench"), Ok(Command::Run { .. })));
+        assert!(parse("run callbench 40000").is_err());
+        assert!(parse("run callbench 1 0").is_err());
+        assert!(parse("run callbench 1 2 3").is_err());
         assert!(parse("run &").is_err());
     }
 
@@ -306,7 +352,12 @@ mod tests {
         assert_eq!(ended(usize::MAX), "killed");
         assert_eq!(ended(tern_core::abi::Error::Interrupted as usize), "interrupted");
         assert!(ended(tern_core::abi::Error::NoSuchPort as usize).contains("NoSuchPort"));
-        assert_eq!(bench_row("protected", 1200, 3400), format!("{:<24} {:>10} {:>10}\n", "protected", 1200, 3400));
+        assert_eq!(ended(tern_programs::MEASURED | 1234), "done");
+        assert_eq!(bench_row("protected", 1200, 3400), format!("{:<32} {:>8} {:>8}\n", "protected", 1200, 3400));
         assert!(bench_header(100).contains("1 KiB"));
+        assert_eq!(per_call_ns(62_500, 62_500_000, 100), 10_000);
+        assert_eq!(per_call_ns(5, 0, 0), 5_000_000_000);
+        let merged_clients = BENCH_PATHS.iter().filter(|(client, ..)| *client).count();
+        assert_eq!((BENCH_PATHS.len(), merged_clients), (6, 3));
     }
 }

@@ -48,7 +48,6 @@ use tern_console::{Console, Line, Signal};
 use tern_core::abi::Error;
 use tern_fs::Fs;
 use tern_inks::gate;
-use tern_inks::service::{self, MessageBuffer};
 use tern_inks::system::{self, JobState, System};
 
 tern_inks::domain!(SHELL, "shell", main);
@@ -65,8 +64,10 @@ pub const MERGE_RETRY_MS: u64 = 2000;
 pub const SHELL_PRIORITY: u8 = 20;
 /// The signal thread's priority.
 pub const SIGNAL_PRIORITY: u8 = 21;
-/// Calls a benchmark row makes.
+/// Calls a benchmark figure is the mean of.
 pub const BENCH_CALLS: u32 = 200;
+/// The program `bench` runs its calls in.
+const BENCH_PROGRAM: &str = "prog.callbench";
 
 /// A job the shell started.
 #[derive(Clone, Debug)]
@@ -439,38 +440,83 @@ impl Shell {
         }
     }
 
-    /// `bench`: null and 1 KiB calls to `echo`, with echo protected and
-    /// then merged (and protected again).
-    fn bench(&self) {
-        let Ok(echo) = service::lookup("echo") else { return self.say("bench: no echo server\n") };
+    /// `bench`: null and 1 KiB calls to `echo` on every path. The calls
+    /// are made by the program `callbench`, run as a job, so that the
+    /// client can be protected or merged: for each row the shell merges
+    /// (or takes out) `prog.callbench` and `echo`, runs the job, and reads
+    /// its ticks. Both are protected again at the end. A `^C` stops it.
+    fn bench(&mut self) {
         let mut table = command::bench_header(BENCH_CALLS);
-        for (path, merged) in [("echo protected", false), ("echo merged", true)] {
-            if let Err(error) = self.shared.system.merge("echo", merged) {
-                table.push_str(&format!("{path:<24} (merge: {})\n", error.name()));
-                continue;
-            }
-            match (self.time(echo, 0), self.time(echo, 1024)) {
-                (Ok(null), Ok(kib)) => table.push_str(&command::bench_row(path, null, kib)),
-                (Err(error), _) | (_, Err(error)) => table.push_str(&format!("{path:<24} ({})\n", error.name())),
+        let mut failed = None;
+        for (client, server, target, path) in command::BENCH_PATHS {
+            let modes =
+                self.merge_quietly(BENCH_PROGRAM, client).and_then(|()| self.merge_quietly(tern_echo::NAME, server));
+            let row = modes.map_err(|error| format!("merge: {}", error.name())).and_then(|()| {
+                let null = self.measure(0, target)?;
+                let kib = self.measure(1024, target)?;
+                Ok((null, kib))
+            });
+            match row {
+                Ok((null, kib)) => table.push_str(&command::bench_row(path, null, kib)),
+                Err(why) => {
+                    table.push_str(&format!("{path:<32} ({why})\n"));
+                    failed = Some(why);
+                    break;
+                }
             }
         }
-        let _ = self.shared.system.merge("echo", false);
-        table.push_str("from this protected shell; each call crosses into echo and back (a trap each way)\n");
+        let _ = self.merge_quietly(tern_echo::NAME, false);
+        let _ = self.merge_quietly(BENCH_PROGRAM, false);
+        if failed.is_none() {
+            table.push_str("client: the job prog.callbench; switching: echo.threads' server thread, protected\n");
+        }
         self.say(&table);
     }
 
-    /// Nanoseconds a call of a `bytes` payload to `port` takes, on average.
-    fn time(&self, port: tern_core::abi::PortName, bytes: usize) -> Result<u64, Error> {
-        let payload = alloc::vec![0x5a_u8; bytes];
-        let mut request = MessageBuffer::with_payload_capacity(bytes);
-        request.set_label(1);
-        request.set_payload(&payload)?;
-        let mut reply = MessageBuffer::with_payload_capacity(bytes);
-        let (start, frequency) = self.shared.system.uptime()?;
-        for _ in 0..BENCH_CALLS {
-            service::call(port, &request, &mut reply)?;
+    /// Merge `name` (or take it out), waiting out `Busy` for up to
+    /// [`MERGE_RETRY_MS`] (a thread just answered may still be on its way
+    /// out of it); the last answer.
+    fn merge_quietly(&self, name: &str, on: bool) -> Result<(), Error> {
+        let mut waited = 0;
+        loop {
+            match self.shared.system.merge(name, on) {
+                Err(Error::Busy) if waited < MERGE_RETRY_MS => {
+                    self.shared.sleep_ms(10);
+                    waited += 10;
+                }
+                outcome => return outcome,
+            }
         }
-        let (end, _) = self.shared.system.uptime()?;
-        Ok(end.saturating_sub(start) * 1_000_000_000 / frequency / u64::from(BENCH_CALLS))
+    }
+
+    /// One `callbench` job of [`BENCH_CALLS`] calls of `bytes` to `target`,
+    /// in the foreground (so that `^C` reaches it): nanoseconds a call, or
+    /// why not.
+    fn measure(&mut self, bytes: u32, target: tern_programs::Target) -> Result<u64, String> {
+        let asked = tern_programs::Callbench { bytes, calls: BENCH_CALLS, target, quiet: true };
+        let argument = asked.argument().ok_or_else(|| String::from("callbench: bad request"))?;
+        let name = &BENCH_PROGRAM[system::PROGRAM_PREFIX.len()..];
+        let id = self.shared.system.run(name, argument).map_err(|error| format!("run: {}", error.name()))?;
+        self.enter_foreground(id);
+        let result = loop {
+            match self.shared.system.wait(id) {
+                Ok(JobState::Ended(result)) => break Ok(result),
+                Ok(JobState::Running) => self.shared.sleep_ms(1),
+                Ok(JobState::Stopped) => {
+                    let _ = self.shared.system.control(system::KILL, id);
+                    self.shared.sleep_ms(POLL_MS);
+                }
+                Err(error) => break Err(format!("wait: {}", error.name())),
+            }
+        };
+        self.shared.foreground.store(0, Ordering::Release);
+        self.shared.suspended.store(false, Ordering::Release);
+        match result? {
+            measured if measured & tern_programs::MEASURED != 0 && measured != usize::MAX => {
+                let ticks = (measured & !tern_programs::MEASURED) as u64;
+                Ok(command::per_call_ns(ticks, self.shared.frequency, BENCH_CALLS))
+            }
+            code => Err(command::ended(code)),
+        }
     }
 }
