@@ -34,3 +34,21 @@ pub fn enable() {
         );
     }
 }
+
+/// Clear event counter 0's overflow flag (PMOVSCLR_EL0 bit 0), so that
+/// [`instructions_overflowed`] says whether the counter wrapped since.
+pub fn clear_overflow() {
+    // SAFETY: writes a PMU control register (EL1 owns the PMU); no memory.
+    unsafe { core::arch::asm!("msr pmovsclr_el0, {bit}", "isb", bit = in(reg) 1u64, options(nostack)) }
+}
+
+/// Whether event counter 0 (INST_RETIRED at EL0 and EL1) has wrapped past
+/// 2^32 since [`clear_overflow`] (PMOVSSET_EL0 bit 0).
+pub fn instructions_overflowed() -> bool {
+    let flags: u64;
+    // SAFETY: reads a PMU status register (EL1 may); no memory, no effects.
+    unsafe {
+        core::arch::asm!("mrs {flags}, pmovsset_el0", flags = out(reg) flags, options(nomem, nostack, preserves_flags))
+    }
+    flags & 1 != 0
+}
