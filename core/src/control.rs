@@ -273,7 +273,7 @@ impl<M: Machine> Kernel<M> {
         let _ = self.charge_domain(creator, Resource::Threads, 1);
         self.start_split(lower, Error::Interrupted, stack);
         self.honour_alert(thread);
-        self.statistics().splits += 1;
+        self.counts().splits += 1;
         Ok(reached)
     }
 
@@ -308,7 +308,7 @@ impl<M: Machine> Kernel<M> {
             (Some(lower), Some(stack)) => {
                 let _ = self.charge_domain(creator, Resource::Threads, 1);
                 self.start_split(lower, error, stack);
-                self.statistics().splits += 1;
+                self.counts().splits += 1;
             }
             (_, Some(stack)) => self.machine.return_stack(stack),
             (_, None) => {}

@@ -82,6 +82,9 @@ pub struct DomainRecord {
     /// As a restarted instance: the thread running its start (its
     /// predecessor's ports it has not adopted when that ends die).
     pub starter: Option<crate::thread::ThreadId>,
+    /// Calls served by its ports that are gone (their records removed):
+    /// kept so that its calls served never go down (`Kernel::calls_served`).
+    pub served_by_gone_ports: u64,
 }
 
 /// A range of memory named by a domain in a kernel call: unchecked.

@@ -108,6 +108,7 @@ impl<M: Machine> Kernel<M> {
             start_argument: 0,
             adopt: alloc::collections::VecDeque::new(),
             starter: None,
+            served_by_gone_ports: 0,
         };
         match self.domains.get_mut(index) {
             Some(slot) => *slot = record,
@@ -340,7 +341,7 @@ impl<M: Machine> Kernel<M> {
         }
         self.remove_free_activations(port);
         let gone = self.objects.port(port).is_some_and(|entry| entry.pool_size == 0);
-        if gone && let Some(entry) = self.objects.remove_port(port) {
+        if gone && let Some(entry) = self.forget_port(port) {
             self.release_domain(entry.owner, Resource::Ports, 1);
         }
     }

@@ -187,9 +187,45 @@ impl<M: Machine> Kernel<M> {
         self.machine.cpu().current
     }
 
-    /// What the RPC paths did, fast paths and general path together.
+    /// What the RPC paths did, fast paths and general path together: the
+    /// fast paths' per-port counts are folded in first (`Port::fold`), so
+    /// every reader sees exact figures. For readers (its cost grows with
+    /// the ports); the general path counts through `counts`.
     pub fn statistics(&mut self) -> &mut RpcStatistics {
+        let statistics = self.machine.statistics();
+        for port in self.objects.ports_mut() {
+            port.fold(statistics);
+        }
+        statistics
+    }
+
+    /// The statistics as they are, without the fold: what the general path
+    /// counts into (an increment must not walk the ports).
+    pub(crate) fn counts(&mut self) -> &mut RpcStatistics {
         self.machine.statistics()
+    }
+
+    /// Calls served by domain `id`: those routed to each port it owns, and
+    /// to the ports it owned that are gone (`DomainRecord::served_by_gone_ports`),
+    /// so the figure never goes down while the domain lives. 0 for no such
+    /// domain.
+    pub fn calls_served(&self, id: DomainId) -> u64 {
+        let Some(record) = self.domain(id) else { return 0 };
+        let ports = self.objects.port_ids().filter_map(|port| self.objects.port(port));
+        record.served_by_gone_ports
+            + ports.filter(|port| port.owner == id).map(crate::thread::Port::calls_served).sum::<u64>()
+    }
+
+    /// Forget port `port` (dead, with no activation left): its fast-path
+    /// counts are folded into the statistics first and its calls served
+    /// credited to its owner, so neither figure loses them.
+    pub(crate) fn forget_port(&mut self, port: PortId) -> Option<crate::thread::Port> {
+        let mut entry = self.objects.remove_port(port)?;
+        entry.fold(self.machine.statistics());
+        if let Some(record) = self.domain_mut(entry.owner) {
+            record.served_by_gone_ports += entry.served;
+        }
+        Some(entry)
     }
 
     /// A domain's record.

@@ -165,7 +165,7 @@ impl<M: Machine> Kernel<M> {
             }
         });
         match started {
-            Ok(()) => self.statistics().restarts += 1,
+            Ok(()) => self.counts().restarts += 1,
             Err(()) => {
                 for port in ports {
                     self.destroy_port(port);

@@ -137,7 +137,7 @@ impl<M: Machine> Kernel<M> {
         }
         self.machine.copy(source, destination, length);
         if length > MessageHeader::SIZE {
-            self.statistics().payload_copies += 1;
+            self.counts().payload_copies += 1;
         }
     }
 
@@ -320,7 +320,8 @@ impl<M: Machine> Kernel<M> {
                 if let Some(entry) = self.objects.port_mut(port) {
                     entry.queue_sender(caller.thread);
                 }
-                self.statistics().queued += 1;
+                self.counts().queued += 1;
+                self.count_served(port);
                 Ok(Next::Block)
             }
             Route::WaitForActivation => {
@@ -330,7 +331,7 @@ impl<M: Machine> Kernel<M> {
                 if let Some(entry) = self.objects.port_mut(port) {
                     entry.wait_for_activation(caller.thread);
                 }
-                self.statistics().waited += 1;
+                self.counts().waited += 1;
                 Ok(Next::BlockThenRepeat)
             }
             Route::Dead => Err(Error::PortDead),
@@ -338,9 +339,17 @@ impl<M: Machine> Kernel<M> {
         // Counted once the call is on its way (a refused one changes
         // nothing, not even this).
         if routed && outcome.is_ok() {
-            self.statistics().general += 1;
+            self.counts().general += 1;
         }
         outcome
+    }
+
+    /// One more call routed to `port` by the general path (each route
+    /// counts it where it counts the call in the statistics).
+    fn count_served(&mut self, port: PortId) {
+        if let Some(entry) = self.objects.port_mut(port) {
+            entry.served += 1;
+        }
     }
 
     /// The sidetrack activation of `port` if this call must take it first:
@@ -371,7 +380,7 @@ impl<M: Machine> Kernel<M> {
         if let Some(sidetrack) = self.sidetrack_due(caller.thread, port) {
             let target = self.check_entry(sidetrack)?;
             // Point of no return.
-            self.statistics().sidetracks += 1;
+            self.counts().sidetracks += 1;
             let free = self.objects.pool_free(port) as u64;
             let arguments = [port.get() as u64, free, target.context, 0, 0, 0];
             return Ok(self.migrate(caller, frame, target, reply_to, target.stack_top, arguments));
@@ -385,14 +394,15 @@ impl<M: Machine> Kernel<M> {
             // The one step that can still fail (a page table for the lent
             // pages), all or nothing.
             self.lend_map(target.domain, lend.region(), lend.writable)?;
-            self.statistics().lends_mapped += 1;
+            self.counts().lends_mapped += 1;
         }
         // Point of no return.
         if let Some(entry) = self.objects.thread_mut(caller.thread) {
             entry.sidetracked = None;
         }
         self.objects.pool_take(port);
-        self.statistics().migrated += 1;
+        self.counts().migrated += 1;
+        self.count_served(port);
         if let Some(entry) = self.objects.activation_mut(next) {
             entry.set_lent(mapped.map(Lend::registers));
         }
@@ -433,7 +443,7 @@ impl<M: Machine> Kernel<M> {
             }
         }
         let depth = self.objects.chain(caller.thread).len();
-        self.statistics().longest_chain = self.statistics().longest_chain.max(depth);
+        self.counts().longest_chain = self.counts().longest_chain.max(depth);
         let mut entry_state =
             UserContext { sp: stack, pc: target.entry, pstate: target.state, ..UserContext::default() };
         entry_state.x[..6].copy_from_slice(&arguments);
@@ -472,7 +482,8 @@ impl<M: Machine> Kernel<M> {
             entry.state = ThreadState::WaitingForReply;
             entry.set_reply_to(Some(reply_to));
         }
-        self.statistics().handed_off += 1;
+        self.counts().handed_off += 1;
+        self.count_served(port);
         Ok(self.prepare_switch(server).map_or(Next::Resume, Next::Switch))
     }
 

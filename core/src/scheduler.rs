@@ -270,7 +270,7 @@ impl<M: Machine> Kernel<M> {
         entry.pool_size = entry.pool_size.saturating_sub(1);
         let (owner, left, alive) = (entry.owner, entry.pool_size, entry.alive);
         if !alive && left == 0 {
-            self.objects.remove_port(port);
+            self.forget_port(port);
             self.release_domain(owner, Resource::Ports, 1);
         }
     }

@@ -77,6 +77,7 @@ pub struct PortState {
     waiting: u32,
     alive: bool,
     server_threads: usize,
+    served: u64,
 }
 
 /// A snapshot of the kernel and memory.
@@ -388,6 +389,7 @@ impl System {
                     waiting: port.waiting,
                     alive: port.alive,
                     server_threads: port.server_threads,
+                    served: port.calls_served(),
                 }
             })
             .collect();
