@@ -75,8 +75,12 @@ pub struct FastPath {
     /// The processor's own state: the running thread's number and the
     /// counter at its last charge (the kernel's [`Cpu`]).
     pub cpu: Cpu,
-    /// What the RPC paths did: the fast paths count here in assembly, the
-    /// kernel through [`Machine::statistics`](tern_core::machine::Machine::statistics).
+    /// What the RPC paths did: the kernel counts here through
+    /// [`Machine::statistics`](tern_core::machine::Machine::statistics), the
+    /// fast paths their payload copies. Their calls they count in the port
+    /// called (`Port::fast_migrated` and its neighbours), folded in here by
+    /// every reader (`Kernel::statistics`): a call served is counted per
+    /// port at no extra instruction.
     pub statistics: RpcStatistics,
     /// 64 zero bytes: the fast paths clear two general registers a load
     /// from them, and the SIMD first-use trap four vector registers.

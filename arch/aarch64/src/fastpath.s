@@ -264,10 +264,10 @@ tern_stage_call_copy_end:                       // (not on the path without a pa
     add     x1, x1, #{header_size}
     COPY_PAYLOAD x1, x4, x18, 5, 6            // then the payload
 2:
-tern_stage_call_stats:
-    ldr     x5, [x9, #{fast_migrated}]
+tern_stage_call_stats:                          // one more call served by the port (x17)
+    ldr     x5, [x17, #{port_fast_migrated}]
     add     x5, x5, #1
-    str     x5, [x9, #{fast_migrated}]
+    str     x5, [x17, #{port_fast_migrated}]
 tern_stage_call_server_exit:
     ldp     x5, x6, [x8, #{act_entry}]          // into the server: its entry, its mode's PSTATE
     mov     x1, x2                              // x0: request, x1: length, x2: context
@@ -415,9 +415,9 @@ fast_handoff:
     strh    w14, [x10, #{thread_reply_domain}]
     mov     x6, sp
     str     x6, [x10, #{thread_frame}]
-    ldr     x6, [x9, #{fast_handed_off}]
+    ldr     x6, [x17, #{port_fast_handed_off}]    // one more call served by the port
     add     x6, x6, #1
-    str     x6, [x9, #{fast_handed_off}]
+    str     x6, [x17, #{port_fast_handed_off}]
     b       fast_switch
 
 fast_call_slow:
@@ -821,9 +821,9 @@ kernel_entry_trap:
     cbz     x18, 2\@f
     add     x1, x1, #{header_size}
     COPY_PAYLOAD x1, x7, x18, 5, 15           // then the payload
-2\@:  ldr     x5, [x9, #{fast_direct}]
+2\@:  ldr     x5, [x17, #{port_fast_direct}]      // one more call served by the port
     add     x5, x5, #1
-    str     x5, [x9, #{fast_direct}]
+    str     x5, [x17, #{port_fast_direct}]
     sub     x3, x6, #{reply_pages}, lsl #12     // the reply area, below the request
     sub     x3, x3, #{reply_rest}
     mov     sp, x3
@@ -919,9 +919,9 @@ tern_stage_bound_pool_push:
 tern_stage_bound_save_client:
     SAVE_MERGED_CLIENT x14
 tern_stage_bound_stats:
-    ldr     x14, [x9, #{fast_direct}]
+    ldr     x14, [x17, #{port_fast_direct}]     // one more call served by the port (x17)
     add     x14, x14, #1
-    str     x14, [x9, #{fast_direct}]
+    str     x14, [x17, #{port_fast_direct}]
 tern_stage_bound_handler_call:
     ldr     x14, [x8, #{act_stack_top}]         // the reply area, at the stack's top
     sub     x6, x14, #{reply_pages}, lsl #12

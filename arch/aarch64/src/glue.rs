@@ -71,6 +71,11 @@ mod fast_offsets {
     pub const PORT_RECEIVERS_HEAD: usize = offset_of!(Port, receivers_head);
     pub const PORT_RECEIVERS_TAIL: usize = offset_of!(Port, receivers_tail);
     pub const PORT_QUEUED: usize = offset_of!(Port, queued);
+    // The fast paths' per-port call counts (`Port::fold` moves them into
+    // the statistics): one `ldr`/`str` pair each, off the port's register.
+    pub const PORT_FAST_MIGRATED: usize = offset_of!(Port, fast_migrated);
+    pub const PORT_FAST_DIRECT: usize = offset_of!(Port, fast_direct);
+    pub const PORT_FAST_HANDED_OFF: usize = offset_of!(Port, fast_handed_off);
     pub const THREAD_STATE: usize = offset_of!(Thread, state);
     /// The state's payload follows its 32-bit tag at offset 8 (`repr(C, u32)`).
     pub const THREAD_STATE_PAYLOAD: usize = THREAD_STATE + 8;
@@ -128,10 +133,8 @@ core::arch::global_asm!(
     fast_current = const core::mem::offset_of!(fastpath::FastPath, current),
     fast_activations = const core::mem::offset_of!(fastpath::FastPath, activations),
     fast_domains = const core::mem::offset_of!(fastpath::FastPath, domains),
-    fast_migrated = const core::mem::offset_of!(fastpath::FastPath, statistics)
-        + core::mem::offset_of!(RpcStatistics, migrated),
-    fast_direct = const core::mem::offset_of!(fastpath::FastPath, statistics)
-        + core::mem::offset_of!(RpcStatistics, direct),
+    port_fast_migrated = const fast_offsets::PORT_FAST_MIGRATED,
+    port_fast_direct = const fast_offsets::PORT_FAST_DIRECT,
     fast_lent = const core::mem::offset_of!(fastpath::FastPath, lent),
     call_lending = const tern_core::abi::Call::CallLending as usize,
     lend_max = const tern_core::abi::LEND_MAX,
@@ -177,8 +180,7 @@ core::arch::global_asm!(
     reply_receive = const tern_core::abi::Call::ReplyReceive as usize,
     fast_threads = const core::mem::offset_of!(fastpath::FastPath, threads),
     fast_cpu_current = const core::mem::offset_of!(fastpath::FastPath, cpu) + core::mem::offset_of!(Cpu, current),
-    fast_handed_off = const core::mem::offset_of!(fastpath::FastPath, statistics)
-        + core::mem::offset_of!(RpcStatistics, handed_off),
+    port_fast_handed_off = const fast_offsets::PORT_FAST_HANDED_OFF,
     fast_charged_at = const core::mem::offset_of!(fastpath::FastPath, cpu) + core::mem::offset_of!(Cpu, charged_at),
     fast_zeros = const core::mem::offset_of!(fastpath::FastPath, zeros),
     port_receivers_head = const fast_offsets::PORT_RECEIVERS_HEAD,
