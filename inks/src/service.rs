@@ -26,8 +26,8 @@
 //!
 //! The client side is [`MessageBuffer`] (a message under construction or a
 //! reply received, over storage of any size up to [`MESSAGE_MAX`]), [`call`],
-//! and the two name-service calls [`register`] and [`lookup`], whose wire
-//! protocol is in [`naming`].
+//! and the name-service calls [`register`], [`lookup`] and [`list_names`],
+//! whose wire protocol is in [`naming`].
 //!
 //! # Why it looks like this
 //!
@@ -71,6 +71,8 @@
 
 use crate::gate;
 use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tern_core::abi::{Error, MESSAGE_MAX, MessageHeader, NAME_SERVICE, NO_RIGHT, PAYLOAD_MAX, PortName};
@@ -677,8 +679,8 @@ where
 
 pub mod naming {
     //! The name service's wire protocol, shared by
-    //! [`register`](super::register), [`lookup`](super::lookup) and the
-    //! `names` server.
+    //! [`register`](super::register), [`lookup`](super::lookup),
+    //! [`list_names`](super::list_names) and the `names` server.
     //!
     //! - [`REGISTER`]: payload = the name ([`NAME_MAX`] bytes at most,
     //!   UTF-8, not empty); the request carries a send right to the port to
@@ -686,8 +688,19 @@ pub mod naming {
     //! - [`LOOKUP`]: payload = the name. Reply label [`OK`] carrying a send
     //!   right to the registered port, or [`NOT_FOUND`] (or
     //!   [`BAD_REQUEST`]).
+    //! - [`LIST`]: no payload. Reply label [`OK`] with every registered
+    //!   name and its port, or [`PARTIAL`] with those that fit in
+    //!   [`LIST_MAX`] bytes (in name order: the first ones). The payload is
+    //!   a sequence of entries, each the port's name *in the name service's
+    //!   own space* (`u32`, little-endian), the name's length (`u8`), then
+    //!   the name ([`encode_entry`], [`entries`]). No right travels: the
+    //!   numbers mean something only to one who can read the name
+    //!   service's space — the kernel (`kernel.system`'s `PORTS` listing);
+    //!   to anyone else they say which names share a port, and how many
+    //!   names there are.
 
     use super::MessageView;
+    use alloc::vec::Vec;
     use tern_core::abi::{Error, PortName};
 
     /// Request label: register a name for the port whose right the request
@@ -695,6 +708,8 @@ pub mod naming {
     pub const REGISTER: u32 = 1;
     /// Request label: look a name up.
     pub const LOOKUP: u32 = 2;
+    /// Request label: list every name with its port.
+    pub const LIST: u32 = 3;
     /// Reply label: done.
     pub const OK: u32 = 0;
     /// Reply label: the name is already registered.
@@ -705,8 +720,17 @@ pub mod naming {
     pub const BAD_REQUEST: u32 = 2;
     /// Reply label: no port is registered under the name.
     pub const NOT_FOUND: u32 = 3;
+    /// Reply label to [`LIST`]: the entries that fit in [`LIST_MAX`]
+    /// bytes; more names are registered.
+    pub const PARTIAL: u32 = 4;
     /// Longest name, in bytes.
     pub const NAME_MAX: usize = 64;
+    /// Most payload bytes in a reply to [`LIST`]: at least 59 entries of
+    /// the longest names (69 bytes each), 512 of 3-byte ones. A name
+    /// service with more waits for a request that pages through them.
+    pub const LIST_MAX: usize = 4096;
+    /// An entry's bytes before its name: the port (`u32`), the length (`u8`).
+    const ENTRY_HEADER: usize = 5;
 
     /// `bytes` as a name, if it is one: UTF-8, 1 to [`NAME_MAX`] bytes.
     pub fn valid_name(bytes: &[u8]) -> Option<&str> {
@@ -722,6 +746,47 @@ pub mod naming {
         match reply.label() {
             OK => Ok(()),
             TAKEN => Err(Error::InvalidArgument),
+            _ => Err(Error::BadMessage),
+        }
+    }
+
+    /// Append `name` and `port` to a [`LIST`] reply's payload `into`, if
+    /// the entry fits within `limit` bytes in all; whether it did (nothing
+    /// is appended if not). `name` must be a valid name (at most
+    /// [`NAME_MAX`] bytes, so its length fits the entry's byte).
+    pub fn encode_entry(into: &mut Vec<u8>, name: &str, port: PortName, limit: usize) -> bool {
+        let length = u8::try_from(name.len()).ok().filter(|&length| usize::from(length) <= NAME_MAX);
+        let Some(length) = length else { return false };
+        if into.len() + ENTRY_HEADER + name.len() > limit {
+            return false;
+        }
+        into.extend_from_slice(&port.to_le_bytes());
+        into.push(length);
+        into.extend_from_slice(name.as_bytes());
+        true
+    }
+
+    /// The entries of a [`LIST`] reply's payload, (port, name) in order;
+    /// they stop at the first malformed one (cut short, or a name that is
+    /// not a valid name).
+    pub fn entries(mut payload: &[u8]) -> impl Iterator<Item = (PortName, &str)> {
+        core::iter::from_fn(move || {
+            let (header, rest) = payload.split_at_checked(ENTRY_HEADER)?;
+            let port = PortName::from_le_bytes([header[0], header[1], header[2], header[3]]);
+            let (name, rest) = rest.split_at_checked(usize::from(header[4]))?;
+            let name = valid_name(name)?;
+            payload = rest;
+            Some((port, name))
+        })
+    }
+
+    /// What a reply to [`LIST`] means: [`OK`] is the whole list (true),
+    /// [`PARTIAL`] its first part (false); anything else
+    /// [`Error::BadMessage`].
+    pub fn list_outcome(reply: &MessageView<'_>) -> Result<bool, Error> {
+        match (reply.label(), reply.right()) {
+            (OK, None) => Ok(true),
+            (PARTIAL, None) => Ok(false),
             _ => Err(Error::BadMessage),
         }
     }
@@ -773,6 +838,22 @@ pub fn lookup(name: &str) -> Result<PortName, Error> {
     request.set_payload(name.as_bytes())?;
     let mut reply = MessageBuffer::start(&mut reply_storage[..]);
     naming::lookup_outcome(&call(NAME_SERVICE, &request, &mut reply)?)
+}
+
+/// Every name registered with the name service, each with its port's name
+/// *in the name service's space* (see [`naming::LIST`]), in name order;
+/// and whether that is all of them (false: the reply was cut at
+/// [`naming::LIST_MAX`] bytes). The kernel's errors, or
+/// [`Error::BadMessage`] for a reply that makes no sense.
+pub fn list_names() -> Result<(Vec<(String, PortName)>, bool), Error> {
+    let mut request_storage: NamingStorage = [MaybeUninit::uninit(); MessageHeader::SIZE + naming::NAME_MAX];
+    let mut request = MessageBuffer::start(&mut request_storage[..]);
+    request.set_label(naming::LIST);
+    let mut reply = MessageBuffer::with_payload_capacity(naming::LIST_MAX);
+    let reply = call(NAME_SERVICE, &request, &mut reply)?;
+    let complete = naming::list_outcome(&reply)?;
+    let names = naming::entries(reply.payload).map(|(port, name)| (String::from(name), port)).collect();
+    Ok((names, complete))
 }
 
 /// A pool-growth policy for [`Service::pool_low`]: grants up to `step`

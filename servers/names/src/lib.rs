@@ -9,7 +9,10 @@
 //!
 //! The protocol is [`tern_inks::service::naming`]: `REGISTER` carries a
 //! name in its payload and the right to register in its header; `LOOKUP`
-//! carries a name and is answered with the right. The table maps names to
+//! carries a name and is answered with the right; `LIST` is answered with
+//! every name and its port's name in this domain's space, no right (what
+//! `kernel.system` needs to print the names beside the ports: the kernel
+//! can read this domain's space, nobody else can). The table maps names to
 //! port names *in this domain's space* — the kernel rewrites a right's name
 //! on the way in and on the way out, so the table never holds another
 //! domain's names.
@@ -35,6 +38,7 @@ extern crate alloc;
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use tern_core::abi::PortName;
 use tern_inks::service::{self, PoolGrowth, Reply, Request, Service, naming};
 
@@ -72,6 +76,17 @@ impl Names {
         self.table.lock().get(name).copied()
     }
 
+    /// The [`naming::LIST`] reply: its payload (every name and its port,
+    /// in name order, as many as fit in [`naming::LIST_MAX`] bytes) and
+    /// whether all fit.
+    pub fn list(&self) -> (Vec<u8>, bool) {
+        let table = self.table.lock();
+        let mut payload = Vec::new();
+        let complete =
+            table.iter().all(|(name, &port)| naming::encode_entry(&mut payload, name, port, naming::LIST_MAX));
+        (payload, complete)
+    }
+
     /// How many names are registered.
     pub fn len(&self) -> usize {
         self.table.lock().len()
@@ -94,6 +109,16 @@ impl Service for Names {
         let name = naming::valid_name(request.payload);
         let status = match (request.label(), name, request.right()) {
             (naming::REGISTER, Some(name), Some(port)) => self.register(name, port),
+            (naming::LIST, None, None) if request.payload.is_empty() => {
+                let (payload, complete) = self.list();
+                if reply.set_payload(&payload).is_err() {
+                    naming::PARTIAL // no entry at all: a reply buffer under LIST_MAX (not the runtime's)
+                } else if complete {
+                    naming::OK
+                } else {
+                    naming::PARTIAL
+                }
+            }
             (naming::LOOKUP, Some(name), _) => match self.lookup(name) {
                 Some(port) => {
                     reply.transfer(port);
@@ -211,6 +236,79 @@ mod tests {
             total += names.pool_low(0, 1);
         }
         assert_eq!(total, service::POOL_GROWTH_LIMIT);
+    }
+
+    /// A `LIST` request's reply: its label and payload.
+    fn list(names: &Names) -> (u32, Vec<u8>) {
+        let mut storage = alloc::vec![MaybeUninit::uninit(); 16 + naming::LIST_MAX];
+        let mut reply = MessageBuffer::from_storage(&mut storage[..]).unwrap();
+        names.handle(&MessageView::new(naming::LIST, b""), &mut reply);
+        assert_eq!(reply.right(), None, "a list carries no right");
+        assert_eq!(naming::list_outcome(&reply.view()), Ok(reply.label() == naming::OK));
+        (reply.label(), reply.payload().to_vec())
+    }
+
+    #[test]
+    fn list_answers_every_name_with_its_port_in_name_order() {
+        let names = Names::new();
+        assert_eq!(list(&names), (naming::OK, Vec::new()), "nothing registered");
+        register(&names, b"kv", 9);
+        register(&names, b"echo", 7);
+        register(&names, b"echo2", 7);
+        let (label, payload) = list(&names);
+        assert_eq!(label, naming::OK);
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&7u32.to_le_bytes());
+        expected.push(4);
+        expected.extend_from_slice(b"echo");
+        assert_eq!(&payload[..9], &expected[..], "port (u32 little-endian), length, name");
+        let entries: Vec<(PortName, &str)> = naming::entries(&payload).collect();
+        assert_eq!(entries, [(7, "echo"), (7, "echo2"), (9, "kv")]);
+        assert_eq!(payload.len(), 3 * 5 + 4 + 5 + 2);
+    }
+
+    #[test]
+    fn a_list_longer_than_its_limit_is_cut_at_an_entry_and_says_so() {
+        let names = Names::new();
+        // 64 names of 64 bytes: 69 bytes an entry, 59 fit in 4096.
+        for index in 0..64u32 {
+            let name = alloc::format!("{index:02}{}", "n".repeat(naming::NAME_MAX - 2));
+            assert_eq!(register(&names, name.as_bytes(), index + 1), (naming::OK, None));
+        }
+        let (label, payload) = list(&names);
+        assert_eq!(label, naming::PARTIAL);
+        let entries: Vec<(PortName, &str)> = naming::entries(&payload).collect();
+        assert_eq!(entries.len(), naming::LIST_MAX / (5 + naming::NAME_MAX));
+        assert_eq!(payload.len(), entries.len() * (5 + naming::NAME_MAX), "whole entries only");
+        assert!(entries.iter().enumerate().all(|(at, &(port, _))| port == at as u32 + 1), "the first ones, in order");
+    }
+
+    #[test]
+    fn a_list_request_with_a_payload_or_a_right_is_refused() {
+        let names = Names::new();
+        register(&names, b"echo", 7);
+        assert_eq!(ask(&names, MessageView::new(naming::LIST, b"echo")), (naming::BAD_REQUEST, None));
+        assert_eq!(ask(&names, MessageView::new(naming::LIST, b"").with_right(3)), (naming::BAD_REQUEST, None));
+    }
+
+    #[test]
+    fn list_entries_stop_at_the_first_malformed_one() {
+        let mut payload = Vec::new();
+        assert!(naming::encode_entry(&mut payload, "echo", 7, naming::LIST_MAX));
+        assert!(naming::encode_entry(&mut payload, "kv", 9, naming::LIST_MAX));
+        let limit = payload.len() + 6;
+        assert!(!naming::encode_entry(&mut payload, "fs", 2, limit), "over the limit: nothing appended");
+        assert_eq!(payload.len(), 9 + 7);
+        let whole: Vec<_> = naming::entries(&payload).collect();
+        assert_eq!(whole, [(7, "echo"), (9, "kv")]);
+        let cut: Vec<_> = naming::entries(&payload[..payload.len() - 1]).collect();
+        assert_eq!(cut, [(7, "echo")], "a cut entry is not one");
+        let mut bad = payload.clone();
+        bad[4] = 0; // an empty name
+        assert_eq!(naming::entries(&bad).count(), 0);
+        let mut long = Vec::new();
+        assert!(!naming::encode_entry(&mut long, &"n".repeat(naming::NAME_MAX + 1), 1, naming::LIST_MAX));
+        assert!(long.is_empty());
     }
 
     /// On an x86 host the gate answers `NoSuchCall`; on an AArch64 host
