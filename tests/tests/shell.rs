@@ -11,10 +11,12 @@
 //! the chain with its domains, bottom to top, the top marked; `^C` on that
 //! chain in the foreground ends it (the alert travels up to the clock's
 //! sleep); `merge fs on`, then `cat` of a file written with `write` still
-//! works, and `merge fs off`; `run spin` then `^C` ends it interrupted;
-//! `run chain 3 1500` then `^Z` suspends it (prompt back, `jobs` shows it
-//! suspended) and `fg` finishes it; and each file-server error a person
-//! can cause from the prompt, by name; and `bench build 20` (the macro
+//! works, `domains` shows the calls fs has served and `ports` its port
+//! under the name it registered, and `merge fs off`; `run spin` then `^C`
+//! ends it interrupted; `run chain 3 1500` then `^Z` suspends it (prompt
+//! back, `jobs` shows it suspended) and `fg` finishes it; and each
+//! file-server error a person can cause from the prompt, by name; and
+//! `bench build 20` (the macro
 //! benchmark through `kernel.build`, over a small tree to stay quick)
 //! prints a row for each of the four configurations, all with one
 //! checksum, and says so — run last, so that it also shows the programs'
@@ -62,6 +64,13 @@ const SESSION: &[Step<'static>] = &[
     Step::WaitFor(PROMPT),
     Step::Type(b"cat /note\r"),
     Step::WaitFor("hello from the shell"),
+    Step::WaitFor(PROMPT),
+    // The listings: calls served by each domain, each port's names.
+    Step::Type(b"domains\r"),
+    Step::WaitFor("calls (all domains)"),
+    Step::WaitFor(PROMPT),
+    Step::Type(b"ports\r"),
+    Step::WaitFor("served  names"),
     Step::WaitFor(PROMPT),
     Step::Type(b"merge fs off\r"),
     Step::WaitFor("fs: protected"),
@@ -152,6 +161,21 @@ fn check_session(t: &Transcript) {
             t.fail(format_args!("the `bench` row for {path} should carry two figures (ns a call): {line:?}"));
         }
     }
+    // `domains`: the file server has served calls (the write and the cat,
+    // the cat merged: counted by the fast path in the port); `ports`: its
+    // port is listed with the name it registered.
+    let row = t.expect(0, "the `domains` row of fs", |line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        columns.get(1) == Some(&"fs") && matches!(columns.get(2), Some(&"merged" | &"protected"))
+    });
+    let served = t.lines()[row].split_whitespace().last().and_then(|figure| figure.parse::<u64>().ok());
+    if !served.is_some_and(|served| served > 0) {
+        t.fail(format_args!("`domains` must show fs with calls served: {:?}", t.lines()[row]));
+    }
+    t.expect(0, "a `ports` line of fs's port with its name", |line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        columns.get(1) == Some(&"fs") && columns.get(2) == Some(&"yes") && columns.last() == Some(&"fs")
+    });
     // `bench build 20`: a row for each configuration, one checksum.
     let header = t.expect(0, "the `bench build` table", |line| line.starts_with("build: 20 files, 4 configurations"));
     let rows: Vec<&str> = t.lines()[header + 2..].iter().take(4).map(String::as_str).collect();

@@ -34,7 +34,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::num::NonZeroU32;
-use tern_core::abi::{DomainMode, Error};
+use tern_core::abi::{DomainMode, Error, PortName};
+use tern_core::capability::PortId;
 use tern_core::control::ActivationAction;
 use tern_core::domain::DomainId;
 use tern_core::thread::{ActivationId, ThreadId, ThreadState};
@@ -82,7 +83,12 @@ fn answer(label: u32, payload: &[u8]) -> Result<Vec<u8>, Error> {
     match label {
         protocol::PS => Ok(state::with(ps).into_bytes()),
         protocol::DOMAINS => Ok(state::with(domains).into_bytes()),
-        protocol::PORTS => Ok(state::with(ports).into_bytes()),
+        protocol::PORTS => {
+            // Asked before the kernel's lock is taken: an RPC must never be
+            // made under it.
+            let registered = service::list_names();
+            Ok(state::with(|kernel| ports(kernel, registered)).into_bytes())
+        }
         protocol::MEM => Ok(mem().into_bytes()),
         protocol::UPTIME => {
             let mut bytes = Vec::with_capacity(16);
@@ -172,7 +178,10 @@ fn ps(kernel: &mut Kernel) -> String {
 /// `DOMAINS`: a line per live domain, then the kernel's call statistics.
 fn domains(kernel: &mut Kernel) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "  id name              mode       region                    pool free/total  occupied");
+    let _ = writeln!(
+        text,
+        "  id name              mode       region                    pool free/total  occupied     served"
+    );
     let count = kernel.domains.len();
     for index in 0..count {
         let id = DomainId(index as u16);
@@ -202,7 +211,7 @@ fn domains(kernel: &mut Kernel) -> String {
         let mode = if mode.is_merged() { "merged" } else { "protected" };
         let _ = writeln!(
             text,
-            "{:>4} {:<17} {:<10} {:#010x}+{:<#9x}  {:>5}/{:<5}        {}",
+            "{:>4} {:<17} {:<10} {:#010x}+{:<#9x}  {:>5}/{:<5}        {:<8} {:>6}",
             id.0,
             name,
             mode,
@@ -210,7 +219,8 @@ fn domains(kernel: &mut Kernel) -> String {
             region.end - region.start,
             free,
             total,
-            occupied
+            occupied,
+            kernel.calls_served(id)
         );
     }
     let statistics = *kernel.statistics();
@@ -227,27 +237,45 @@ fn domains(kernel: &mut Kernel) -> String {
     text
 }
 
-/// `PORTS`: a line per port.
-fn ports(kernel: &mut Kernel) -> String {
+/// `PORTS`: a line per port, with the names it is registered under
+/// (`registered`: the name service's `LIST`, each port named in the name
+/// service's space; without it, the table without names).
+fn ports(kernel: &mut Kernel, registered: Result<(Vec<(String, PortName)>, bool), Error>) -> String {
+    let (registered, complete) = registered.unwrap_or((Vec::new(), false));
+    // The name service's names for ports, as the kernel's ports.
+    let names_domain = kernel.name_service.and_then(|port| kernel.objects.port(port)).map(|port| port.owner);
+    let space = names_domain.and_then(|id| kernel.domain(id)).map(|record| &record.space);
+    let mut names: BTreeMap<PortId, Vec<String>> = BTreeMap::new();
+    for (name, port) in registered {
+        if let Some(capability) = space.and_then(|space| space.lookup(port)) {
+            names.entry(capability.port).or_default().push(name);
+        }
+    }
     let mut text = String::new();
-    let _ = writeln!(text, "port owner             alive  pool free/total  server threads  waiting");
+    let _ = writeln!(text, "port owner             alive  pool free/total  server threads  waiting  served  names");
     let ids: Vec<_> = kernel.objects.port_ids().collect();
     for id in ids {
         let Some(port) = kernel.objects.port(id) else { continue };
-        let (owner, alive, size, threads, waiting) =
-            (port.owner, port.alive, port.pool_size, port.server_threads, port.waiting);
+        let (owner, alive, size, threads, waiting, served) =
+            (port.owner, port.alive, port.pool_size, port.server_threads, port.waiting, port.calls_served());
         let free = kernel.objects.pool_free(id);
-        let _ = writeln!(
-            text,
-            "{:>4} {:<17} {:<5}  {:>5}/{:<5}       {:>5}          {}",
+        let registered = names.get(&id).map(|names| names.join(",")).unwrap_or_default();
+        let line = format!(
+            "{:>4} {:<17} {:<5}  {:>5}/{:<5}       {:>5}          {:<7} {:>6}  {}",
             id.0,
             domain_name(kernel, owner),
             if alive { "yes" } else { "no" },
             free,
             size,
             threads,
-            waiting
+            waiting,
+            served,
+            registered
         );
+        let _ = writeln!(text, "{}", line.trim_end());
+    }
+    if !complete {
+        let _ = writeln!(text, "(names: the name service did not answer, or not with all of them)");
     }
     text
 }
