@@ -22,10 +22,24 @@
 //! number is `NoRight`, an unknown one `InvalidArgument`. Every argument is
 //! checked; a bad one is an error code in the reply label.
 //!
-//! Left out: per-domain counts of calls served (the kernel keeps only
-//! machine-wide statistics, which `DOMAINS` prints), names of ports (the
-//! name service holds them, not the kernel), and any authority finer than
-//! holding a send right to `system`.
+//! Calls served: `DOMAINS` prints each domain's (the sum over its ports,
+//! and over its ports that are gone: `Kernel::calls_served`), `PORTS`
+//! each port's (`Port::calls_served`), exact on every path: the general
+//! path counts in the port as it routes a call, the assembly fast paths
+//! count in the port too (instead of machine-wide, at no extra
+//! instruction), and reading the machine-wide statistics folds those in
+//! (`Kernel::statistics`). Names: the kernel does not know them; `PORTS`
+//! asks the name service (`LIST`: each name with the port's name in the
+//! name service's space) *before* it takes the kernel's lock — an RPC
+//! under the lock would deadlock the first time the name service needed
+//! the kernel — then reads the name service's space to turn those names
+//! into ports. If the name service does not answer (or answers with only
+//! part of the list) the table comes without names (or with some) and a
+//! note says so; the listing never fails for it.
+//!
+//! Left out: a name registered for a port that has since died shows
+//! nowhere (the name service keeps it, under a dead name); and any
+//! authority finer than holding a send right to `system`.
 
 use crate::state::{self, Kernel};
 use alloc::collections::BTreeMap;
