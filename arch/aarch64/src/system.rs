@@ -194,16 +194,19 @@ fn domains(kernel: &mut Kernel) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "  id name              mode       region                    pool free/total  occupied     served"
+        "  id name              mode       asid  region                    pool free/total  occupied     served"
     );
+    // Domain numbers start at 1 (the kernel domain has none here).
     let count = kernel.domains.len();
-    for index in 0..count {
+    for index in 1..=count {
         let id = DomainId(index as u16);
         let Some(record) = kernel.domain(id) else { continue };
         if !record.alive {
             continue;
         }
         let (name, mode, region) = (record.domain.name, record.mode, record.domain.region);
+        // The view's ASID (TTBR0's top 16 bits), used while it is protected.
+        let asid = record.domain.view >> 48;
         let (mut free, mut total) = (0, 0);
         let ports: Vec<_> = kernel.objects.port_ids().collect();
         for port in ports {
@@ -225,10 +228,11 @@ fn domains(kernel: &mut Kernel) -> String {
         let mode = if mode.is_merged() { "merged" } else { "protected" };
         let _ = writeln!(
             text,
-            "{:>4} {:<17} {:<10} {:#010x}+{:<#9x}  {:>5}/{:<5}        {:<8} {:>6}",
+            "{:>4} {:<17} {:<10} {:>4}  {:#010x}+{:<#9x}  {:>5}/{:<5}        {:<8} {:>6}",
             id.0,
             name,
             mode,
+            asid,
             region.start,
             region.end - region.start,
             free,

@@ -85,8 +85,8 @@ pub const HELP: &str = "\
 commands:
   help                    this list
   ps                      threads: state, priority, CPU time (by domain), chain bottom > top*
-  domains                 domains: mode, region, pool free/total, occupied activations
-  ports                   ports: owner, pool, server threads
+  domains                 domains: mode, ASID, region, pool free/total, occupied activations, calls served
+  ports                   ports: owner, pool, server threads, calls served, registered names
   merge NAME on|off       merge a domain into the kernel domain, or take it out
   bench                   null and 1 KiB calls to echo on every path (client and echo protected or merged, switching)
   bench build [FILES]     the build benchmark in every configuration (kernel.build); run build: the same
