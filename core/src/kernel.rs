@@ -188,13 +188,14 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// What the RPC paths did, fast paths and general path together: the
-    /// fast paths' per-port counts are folded in first (`Port::fold`), so
+    /// fast paths' per-port counts are folded in first
+    /// (`Port::take_fast_counts`), so
     /// every reader sees exact figures. For readers (its cost grows with
     /// the ports); the general path counts through `counts`.
     pub fn statistics(&mut self) -> &mut RpcStatistics {
         let statistics = self.machine.statistics();
         for port in self.objects.ports_mut() {
-            port.fold(statistics);
+            fold(statistics, port.take_fast_counts());
         }
         statistics
     }
@@ -221,7 +222,7 @@ impl<M: Machine> Kernel<M> {
     /// credited to its owner, so neither figure loses them.
     pub(crate) fn forget_port(&mut self, port: PortId) -> Option<crate::thread::Port> {
         let mut entry = self.objects.remove_port(port)?;
-        entry.fold(self.machine.statistics());
+        fold(self.machine.statistics(), entry.take_fast_counts());
         if let Some(record) = self.domain_mut(entry.owner) {
             record.served_by_gone_ports += entry.served;
         }
@@ -449,4 +450,12 @@ impl<M: Machine> Kernel<M> {
         let domains_changed = core::mem::take(&mut self.domains_changed);
         self.machine.publish(Published { objects: &self.objects, domains: &self.domains, domains_changed });
     }
+}
+
+/// Add a port's fast-path counts (`Port::take_fast_counts`: migrated,
+/// direct, handed off) to the machine-wide statistics.
+fn fold(statistics: &mut RpcStatistics, [migrated, direct, handed_off]: [u64; 3]) {
+    statistics.migrated += migrated;
+    statistics.direct += direct;
+    statistics.handed_off += handed_off;
 }

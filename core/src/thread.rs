@@ -28,7 +28,6 @@
 
 use crate::capability::PortId;
 use crate::domain::DomainId;
-use crate::machine::RpcStatistics;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -522,7 +521,7 @@ pub struct Port {
     /// (`direct`), the switching handoff (`handed_off`). The fast paths
     /// count here, through the port record they hold in a register anyway,
     /// instead of in the machine-wide statistics: the same three
-    /// instructions, a different base register. [`Port::fold`] moves them
+    /// instructions, a different base register. [`Port::take_fast_counts`] moves them
     /// into those statistics and into `served`.
     pub fast_migrated: u64,
     /// See `fast_migrated`.
@@ -543,18 +542,17 @@ impl Port {
         self.served + self.fast_migrated + self.fast_direct + self.fast_handed_off
     }
 
-    /// Move the fast paths' counts into `statistics` (the machine-wide
-    /// ones) and into `served`, and zero them: [`Port::calls_served`]
-    /// stays as it was, and the statistics gain exactly what the fast paths
-    /// did on this port.
-    pub fn fold(&mut self, statistics: &mut RpcStatistics) {
-        statistics.migrated += self.fast_migrated;
-        statistics.direct += self.fast_direct;
-        statistics.handed_off += self.fast_handed_off;
-        self.served += self.fast_migrated + self.fast_direct + self.fast_handed_off;
+    /// Take the fast paths' counts, moving them into `served` and zeroing
+    /// them: [`Port::calls_served`] stays as it was, and the caller adds
+    /// exactly what the fast paths did on this port to the machine-wide
+    /// statistics (`Kernel::statistics`). Migrated, direct, handed off.
+    pub fn take_fast_counts(&mut self) -> [u64; 3] {
+        let counts = [self.fast_migrated, self.fast_direct, self.fast_handed_off];
+        self.served += counts.iter().sum::<u64>();
         self.fast_migrated = 0;
         self.fast_direct = 0;
         self.fast_handed_off = 0;
+        counts
     }
 
     /// Queue `thread` to wait for an activation.

@@ -71,7 +71,7 @@ mod fast_offsets {
     pub const PORT_RECEIVERS_HEAD: usize = offset_of!(Port, receivers_head);
     pub const PORT_RECEIVERS_TAIL: usize = offset_of!(Port, receivers_tail);
     pub const PORT_QUEUED: usize = offset_of!(Port, queued);
-    // The fast paths' per-port call counts (`Port::fold` moves them into
+    // The fast paths' per-port call counts (`Port::take_fast_counts` moves them into
     // the statistics): one `ldr`/`str` pair each, off the port's register.
     pub const PORT_FAST_MIGRATED: usize = offset_of!(Port, fast_migrated);
     pub const PORT_FAST_DIRECT: usize = offset_of!(Port, fast_direct);
