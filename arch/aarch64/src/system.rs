@@ -342,6 +342,15 @@ fn merge(payload: &[u8]) -> Result<(), Error> {
 /// or while it is merged).
 static JOBS: spin::Mutex<BTreeMap<ThreadId, DomainId>> = spin::Mutex::new(BTreeMap::new());
 
+/// `body` with the jobs, interrupts masked: on one core nothing else runs
+/// meanwhile, so the lock is never contended (a thread preempted holding
+/// it, and a more urgent one spinning on it, would never make progress),
+/// and what `body` checks and changes in the kernel's records (a free, a
+/// job's thread) happens as one step.
+fn with_jobs<R>(body: impl FnOnce(&mut BTreeMap<ThreadId, DomainId>) -> R) -> R {
+    crate::cpu::without_interrupts(|| body(&mut JOBS.lock()))
+}
+
 /// The domain of registered program `name` (`prog.NAME`), made if it is not.
 fn program_domain(name: &str) -> Result<DomainId, Error> {
     let spec = tern_inks::registry::find(name).ok_or(Error::NoSuchPort)?;
@@ -357,17 +366,22 @@ fn program_domain(name: &str) -> Result<DomainId, Error> {
 /// none of its activations is occupied. A merged program stays: someone
 /// merged it for its next job.
 fn free_if_idle(id: DomainId) {
-    if JOBS.lock().values().any(|&domain| domain == id) {
-        return;
-    }
-    state::with(|kernel| {
-        let protected = kernel.domain(id).is_some_and(|record| record.alive && !record.mode.is_merged());
-        let occupied = kernel.objects.activation_ids().any(|activation| {
-            kernel.objects.activation(activation).is_some_and(|entry| entry.domain == id && entry.occupant.is_some())
-        });
-        if protected && !occupied {
-            kernel.terminate_domain(id);
+    with_jobs(|jobs| {
+        if jobs.values().any(|&domain| domain == id) {
+            return;
         }
+        state::with(|kernel| {
+            let protected = kernel.domain(id).is_some_and(|record| record.alive && !record.mode.is_merged());
+            let occupied = kernel.objects.activation_ids().any(|activation| {
+                kernel
+                    .objects
+                    .activation(activation)
+                    .is_some_and(|entry| entry.domain == id && entry.occupant.is_some())
+            });
+            if protected && !occupied {
+                kernel.terminate_domain(id);
+            }
+        });
     });
 }
 
@@ -383,21 +397,28 @@ fn run(payload: &[u8]) -> Result<Vec<u8>, Error> {
     let spec = tern_inks::registry::find(&full).ok_or(Error::NoSuchPort)?;
     let domain = program_domain(&full)?;
     let entry = spec.entry as usize;
-    // The job is recorded under the same lock as its thread is made, so
-    // that no free of its domain can come between.
-    let mut jobs = JOBS.lock();
-    let thread = state::with(|kernel| {
-        let thread = kernel.create_thread(domain, entry, argument as usize, JOB_PRIORITY, JOB_STACK_BYTES)?;
-        let base = kernel.objects.chain(thread).last().copied()?;
-        Some((thread, base))
+    // The job is recorded in the same step as its thread is made, so that
+    // no free of its domain comes between. (A free between the domain's
+    // making and this step leaves a dead domain, in which no thread is
+    // made: OutOfMemory, as for no room.)
+    let made = with_jobs(|jobs| {
+        let made = state::with(|kernel| {
+            if !kernel.domain(domain).is_some_and(|record| record.alive) {
+                return None;
+            }
+            let thread = kernel.create_thread(domain, entry, argument as usize, JOB_PRIORITY, JOB_STACK_BYTES)?;
+            let base = kernel.objects.chain(thread).last().copied()?;
+            Some((thread, base))
+        });
+        if let Some((thread, _)) = made {
+            jobs.insert(thread, domain);
+        }
+        made
     });
-    let Some((thread, base)) = thread else {
-        drop(jobs);
+    let Some((thread, base)) = made else {
         free_if_idle(domain);
         return Err(Error::OutOfMemory);
     };
-    jobs.insert(thread, domain);
-    drop(jobs);
     let mut bytes = Vec::with_capacity(8);
     bytes.extend_from_slice(&thread.0.get().to_le_bytes());
     bytes.extend_from_slice(&base.0.get().to_le_bytes());
@@ -446,7 +467,7 @@ fn wait(job: ThreadId) -> Result<Vec<u8>, Error> {
         }
     });
     if status == protocol::ENDED {
-        let domain = JOBS.lock().remove(&job);
+        let domain = with_jobs(|jobs| jobs.remove(&job));
         if let Some(domain) = domain {
             free_if_idle(domain);
         }
