@@ -17,6 +17,8 @@
 //!   role) so that linking the crate into an image is all it takes;
 //! - [`service`]: the server runtime (pools, threads, message handling);
 //! - [`thread`]: threads sharing state in safe code ([`thread::spawn`]);
+//! - [`sync`]: the lock for that state ([`sync::Mutex`]: the taker gives
+//!   way while another thread holds it, never spins);
 //! - [`layer`]: the layer as the kernel is handed it
 //!   (`tern_core::kernel::ServerLayer`).
 //!
@@ -35,6 +37,7 @@ pub mod gate;
 pub mod mode;
 pub mod registry;
 pub mod service;
+pub mod sync;
 pub mod system;
 pub mod thread;
 

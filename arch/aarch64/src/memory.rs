@@ -129,23 +129,16 @@ unsafe impl core::alloc::GlobalAlloc for TernAllocator {
     }
 }
 
-/// A domain's heap is held by another of its threads: let that thread run.
-///
-/// The kernel masks interrupts around its own heap use, but a domain's
-/// threads are preempted at any timer tick, lock held or not, and the
-/// scheduler is strictly by priority. Spinning here would keep the
-/// processor from a less urgent holder for good (the console's client
+/// A domain's heap is held by another of its threads: let that thread run
+/// (`tern_inks::sync::give_way`: a sleep to the next tick, alerts
+/// blocked). The kernel masks interrupts around its own heap use, but a
+/// domain's threads are preempted at any timer tick, lock held or not,
+/// and the scheduler is strictly by priority: spinning here would keep
+/// the processor from a less urgent holder for good (the console's client
 /// hung so: its signal thread, priority 10, spun for the heap its main
-/// thread, priority 0, held), and yielding only lets equal or more urgent
-/// threads run; a sleep lets every priority run, so the holder finishes.
-/// It sleeps to the next timer tick with alerts blocked, so that an alert
-/// meant for a wait of the domain's stays pending for that wait.
+/// thread, priority 0, held).
 fn give_way() {
-    let was_blocked = tern_inks::gate::alerts_block(true);
-    let _ = tern_inks::gate::sleep(1);
-    if was_blocked == Ok(false) {
-        let _ = tern_inks::gate::alerts_block(false);
-    }
+    tern_inks::sync::give_way();
 }
 
 /// The kernel's address for byte `address` of the domain arena (its alias),

@@ -147,7 +147,7 @@ fn fs_main(mode: usize) -> usize {
 /// activations (or threads) that serve (one at a time: a driver has one
 /// thread).
 struct Compiler {
-    fs: spin::Mutex<Fs>,
+    fs: tern_inks::sync::Mutex<Fs>,
 }
 
 /// A request's two paths: a length byte, the first, the second.
@@ -205,12 +205,12 @@ impl Service for Compiler {
 
 fn compiler_main(argument: usize) -> usize {
     let fs = Fs::new((argument >> 8) as PortName);
-    serve(Compiler { fs: spin::Mutex::new(fs) }, argument & 0xff)
+    serve(Compiler { fs: tern_inks::sync::Mutex::new(fs) }, argument & 0xff)
 }
 
 /// The linker: as the compiler, one connection to the file server.
 struct Linker {
-    fs: spin::Mutex<Fs>,
+    fs: tern_inks::sync::Mutex<Fs>,
 }
 
 impl Linker {
@@ -252,7 +252,7 @@ impl Service for Linker {
 
 fn linker_main(argument: usize) -> usize {
     let fs = Fs::new((argument >> 8) as PortName);
-    serve(Linker { fs: spin::Mutex::new(fs) }, argument & 0xff)
+    serve(Linker { fs: tern_inks::sync::Mutex::new(fs) }, argument & 0xff)
 }
 
 /// The driver's view of one step's ports and size.

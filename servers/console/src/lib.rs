@@ -42,7 +42,7 @@
 //! waiters run on their callers' threads, at their priorities, so a waiter
 //! spinning for a lock that a less urgent caller holds would keep the
 //! processor from it for good; instead it sleeps to the next tick (see
-//! `lock_patiently`). The server thus has no thread of its own, only its
+//! `tern_inks::sync::Mutex`). The server thus has no thread of its own, only its
 //! pool: at rest no activation of it is occupied, so it can be merged into
 //! the kernel domain, and it works the same way merged or protected.
 //!
@@ -175,7 +175,7 @@ impl State {
 /// The console server's state.
 #[derive(Debug)]
 pub struct ConsoleServer {
-    state: spin::Mutex<State>,
+    state: tern_inks::sync::Mutex<State>,
     growth: PoolGrowth,
 }
 
@@ -188,21 +188,15 @@ impl Default for ConsoleServer {
 impl ConsoleServer {
     /// A console with an empty line and no history.
     pub fn new() -> Self {
-        ConsoleServer { state: spin::Mutex::new(State::default()), growth: PoolGrowth::standard() }
+        ConsoleServer { state: tern_inks::sync::Mutex::new(State::default()), growth: PoolGrowth::standard() }
     }
 
-    /// The state, taken with [`lock_patiently`]: while another thread
-    /// holds it, this one sleeps until the next timer tick (alerts blocked,
-    /// so that a poke or the caller's alert stays pending for the wait it
-    /// is meant for instead of ending this sleep).
+    /// The state (`tern_inks::sync::Mutex`: while another thread holds
+    /// it, this one gives way to the next timer tick, alerts blocked, so
+    /// that a poke or the caller's alert stays pending for the wait it is
+    /// meant for instead of ending this one).
     fn lock(&self) -> spin::MutexGuard<'_, State> {
-        lock_patiently(&self.state, || {
-            let was_blocked = gate::alerts_block(true);
-            let _ = gate::sleep(1);
-            if was_blocked == Ok(false) {
-                let _ = gate::alerts_block(false);
-            }
-        })
+        self.state.lock()
     }
 
     /// Wait for what `want` names, reading input while nobody else does.
@@ -299,25 +293,6 @@ impl ConsoleServer {
         let got = self.wait(Want::Line);
         self.lock().line_readers -= 1;
         got
-    }
-}
-
-/// Take `lock`, calling `wait` each time another thread holds it.
-///
-/// Why not spin: the console is served on its callers' threads, at their
-/// priorities, and the scheduler is strictly by priority. A thread that
-/// spins for a lock held by a less urgent thread it preempted (the
-/// shell's signal thread, woken by a timer tick, against its main thread
-/// in a `READ_LINE`) keeps the processor, so the holder never runs again
-/// and the lock is never released. `wait` must give the processor to
-/// threads of every priority (a sleep does; a yield only to equal or more
-/// urgent ones) so that the holder can finish.
-fn lock_patiently<T>(lock: &spin::Mutex<T>, mut wait: impl FnMut()) -> spin::MutexGuard<'_, T> {
-    loop {
-        if let Some(guard) = lock.try_lock() {
-            return guard;
-        }
-        wait();
     }
 }
 
@@ -502,23 +477,6 @@ mod tests {
         assert!(state.take_poke(4));
         assert!(!state.take_poke(4));
         assert!(state.take_poke(7));
-    }
-
-    /// The holder only runs again (and unlocks) once the waiter gives the
-    /// processor up: a spinning waiter would never get the lock.
-    #[test]
-    fn a_held_lock_is_waited_for_not_spun_on() {
-        let lock = spin::Mutex::new(State::default());
-        let mut holder = Some(lock.lock());
-        let mut waits = 0;
-        let guard = lock_patiently(&lock, || {
-            waits += 1;
-            if waits == 2 {
-                holder.take();
-            }
-        });
-        assert_eq!(waits, 2);
-        assert_eq!(guard.line_readers, 0);
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub type Identify = fn() -> Result<usize, Error>;
 /// called.
 #[derive(Debug)]
 pub struct Server {
-    fs: spin::Mutex<FileSystem>,
+    fs: tern_inks::sync::Mutex<FileSystem>,
     identify: Identify,
     growth: PoolGrowth,
 }
@@ -126,7 +126,7 @@ impl Server {
     /// `fs`, with the caller's identity from `identify` (tests pretend to
     /// be several domains this way).
     pub fn with(fs: FileSystem, identify: Identify) -> Self {
-        Server { fs: spin::Mutex::new(fs), identify, growth: PoolGrowth::standard() }
+        Server { fs: tern_inks::sync::Mutex::new(fs), identify, growth: PoolGrowth::standard() }
     }
 
     /// Run `with` on the file system, locked (for tests and statistics).

@@ -188,14 +188,14 @@ struct Table {
 /// The key-value server's state.
 #[derive(Debug)]
 pub struct Store {
-    table: spin::Mutex<Table>,
+    table: tern_inks::sync::Mutex<Table>,
     growth: PoolGrowth,
 }
 
 impl Store {
     /// An empty store.
     pub fn new() -> Self {
-        Store { table: spin::Mutex::new(Table::default()), growth: PoolGrowth::standard() }
+        Store { table: tern_inks::sync::Mutex::new(Table::default()), growth: PoolGrowth::standard() }
     }
 
     /// Store `value` under `key`: [`OK`], or [`FULL`] (and no change) if the

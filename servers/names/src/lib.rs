@@ -47,14 +47,14 @@ tern_inks::domain!(NAMES, "names", main, NameService);
 /// The name service's state: name → port (named in this domain's space).
 #[derive(Debug)]
 pub struct Names {
-    table: spin::Mutex<BTreeMap<String, PortName>>,
+    table: tern_inks::sync::Mutex<BTreeMap<String, PortName>>,
     growth: PoolGrowth,
 }
 
 impl Names {
     /// An empty table.
     pub fn new() -> Self {
-        Names { table: spin::Mutex::new(BTreeMap::new()), growth: PoolGrowth::standard() }
+        Names { table: tern_inks::sync::Mutex::new(BTreeMap::new()), growth: PoolGrowth::standard() }
     }
 
     /// Register `port` under `name`: [`naming::OK`], or [`naming::TAKEN`] if
