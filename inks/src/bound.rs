@@ -343,6 +343,9 @@ pub fn entries() -> [[u64; 2]; 4] {
 // x19-x29). Their register forms make `CallBoundWords`, the request in
 // registers; the reply comes back in the caller's buffer, or, when it
 // gave none (capacity 0), into the frame and from there in registers.
+// The trap makes it as `svc #1`, which names `CallBoundWords` by itself
+// (the kernel's vector tells it apart by the immediate, before any test
+// of x8; the kernel's vectors.s), so x8 is not set for it.
 // All of them are image code: they run at either privilege.
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -357,7 +360,7 @@ core::arch::global_asm!(
     "    cbnz    x7, 1f",
     "    add     x6, sp, #16",
     "    mov     x7, #{register_message}",
-    "1:  mov     x8, #{call_bound_words}",
+    "1:",
     ".endm",
     ".macro TERN_BOUND_UNSPILL",
     "    cbnz    x0, 2f",
@@ -395,11 +398,12 @@ core::arch::global_asm!(
     ".global tern_bound_trap_registers",
     "tern_bound_trap_registers:",
     "    TERN_BOUND_WORDS",
-    "    svc     #0",
+    "    svc     #1",
     "    TERN_BOUND_UNSPILL",
     ".global tern_bound_direct_registers",
     "tern_bound_direct_registers:",
     "    TERN_BOUND_WORDS",
+    "    mov     x8, #{call_bound_words}",
     "    bl      tern_kernel_entry",
     "    TERN_BOUND_UNSPILL",
     stale = const Error::StaleHandle as usize,

@@ -662,6 +662,13 @@ pub fn dispatch_trampoline_merged() -> usize {
 
 // fn tern_dispatch_trampoline(request: x0, length: x1, context: x2) -> !
 // fn tern_dispatch_trampoline_merged(request: x0, length: x1, context: x2) -> !
+// fn tern_dispatch_trampoline_registers(first: x0, words: x1-x4, context: x5) -> !
+//
+// Only the kernel enters them, at a call, with the context word of a
+// domain using them: `serve` sets it to its `Dispatch` record (the
+// handler, then the register handler). A domain that uses the trampoline
+// with a context of its own making gets what it named called in its own
+// domain: a bad word faults there, and its client gets `CallAborted`.
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
     ".macro TERN_DISPATCH",
@@ -684,6 +691,24 @@ core::arch::global_asm!(
     "tern_dispatch_trampoline_merged:",
     "    TERN_DISPATCH",
     "    bl      tern_kernel_entry",
+    "1:  b       1b",
+    // The register entry: where the kernel's fast path for `CallBoundWords`
+    // enters a pool whose entry is `tern_dispatch_trampoline` (protected),
+    // with the request in registers (x0 label | length << 32, x1-x4 the
+    // words, x5 the context word; SP the stack's top). It calls the
+    // record's second word, the register handler, and ends the call as the
+    // trampoline does.
+    ".global tern_dispatch_trampoline_registers",
+    "tern_dispatch_trampoline_registers:",
+    "    sub     sp, sp, #{reply_pages}, lsl #12",
+    "    sub     sp, sp, #{reply_rest}",
+    "    mov     x6, sp",
+    "    ldr     x9, [x5, #8]",
+    "    blr     x9",
+    "    mov     x1, x0",
+    "    mov     x0, sp",
+    "    mov     x8, #{return_call}",
+    "    svc     #0",
     "1:  b       1b",
     reply_pages = const tern_core::abi::REPLY_AREA >> 12,
     reply_rest = const tern_core::abi::REPLY_AREA & 0xfff,

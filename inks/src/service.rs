@@ -1119,9 +1119,12 @@ unsafe extern "C" fn kernel_made_handler<S: Service>(
     reply.message().len()
 }
 
-/// A handler only the register form of the kernel's bound merged path
-/// calls (for a domain whose context word is declared a dispatch record): the request's label | payload length << 32, its payload words,
-/// the context word and the reply area.
+/// A handler only the register forms of the kernel's bound paths call —
+/// the merged path (for a domain whose context word is declared a dispatch
+/// record) and, for a protected server, the trapping fast path through
+/// the gate's `tern_dispatch_trampoline_registers`: the request's label |
+/// payload length << 32, its payload words, the context word and the
+/// reply area.
 type RegisterHandler = unsafe extern "C" fn(u64, u64, u64, u64, u64, usize, *mut u8) -> usize;
 
 /// [`kernel_made_handler`] for a request that came in registers: the

@@ -90,6 +90,7 @@ pub const ASSEMBLY: &[(&str, &str)] = &[
     ("fast_call_merged", "merged call path (unlabelled)"),
     ("fast_call_handler", "merged call path (unlabelled)"),
     ("tern_dispatch_trampoline", "server runtime dispatch"),
+    ("tern_dispatch_trampoline_registers", "server runtime dispatch"),
     ("tern_bound_merged_registers", "interrupt masking"),
     ("tern_bound_trap", "client stub / gate"),
     ("tern_bound_trap_registers", "client stub / gate"),

@@ -492,6 +492,49 @@ tern_stage_call_words_switch:
     CALL_PUSH w15, x6, x7
     SAVE_TRAPPED_CLIENT x6, x7, x15
 tern_stage_call_words_registers:
+    ldp     x5, x6, [x8, #{act_entry}]          // its entry, its mode's PSTATE
+    adr     x7, tern_dispatch_trampoline        // (one instruction: the image is under 1 MiB; the linker says if not)
+    cmp     x5, x7
+    b.ne    tern_stage_call_words_copy          // not the runtime's trampoline: the request in memory
+tern_stage_call_words_stats:
+    ldr     x5, [x9, #{fast_migrated}]          // (tern_stage_call_stats' count, for this path)
+    add     x5, x5, #1
+    str     x5, [x9, #{fast_migrated}]
+tern_stage_call_words_server_exit:
+    // Into a protected runtime's pool at the trampoline's register entry
+    // (`tern_dispatch_trampoline_registers`): the request stays where
+    // the client put it, x0 label | length << 32 and x1-x4 the words (the
+    // length checked above; the words past it are the client's own, sent
+    // to the server it called), x5 the context word; SP the stack's top.
+    // Nothing else of the client's: x6-x30 cleared.
+    ldp     x15, x16, [x8, #{act_stack_top}]    // its stack's top; its view
+    ldr     x5, [x8, #{act_context}]
+    msr     ttbr0_el1, x16
+    adr     x7, tern_dispatch_trampoline_registers // (one instruction, as above)
+    msr     elr_el1, x7
+    msr     sp_el0, x15
+    msr     spsr_el1, x6                        // EL0t: the protected trampoline's pools are protected
+    mov     x6, #CPACR_TRAP_EL0_SIMD
+    msr     cpacr_el1, x6
+    ldp     x6, x7, [x9, #{fast_zeros}]
+    ldp     x8, x10, [x9, #{fast_zeros}]
+    ldp     x11, x12, [x9, #{fast_zeros}]
+    ldp     x13, x14, [x9, #{fast_zeros}]
+    ldp     x15, x16, [x9, #{fast_zeros}]
+    ldp     x17, x18, [x9, #{fast_zeros}]
+    ldp     x19, x20, [x9, #{fast_zeros}]
+    ldp     x21, x22, [x9, #{fast_zeros}]
+    ldp     x23, x24, [x9, #{fast_zeros}]
+    ldp     x25, x26, [x9, #{fast_zeros}]
+    ldp     x27, x28, [x9, #{fast_zeros}]
+    ldp     x29, x30, [x9, #{fast_zeros}]
+    ldr     x9, [x9, #{fast_zeros}]
+    eret
+tern_stage_call_words_end:
+
+    // Any other pool (a merged server's, or one entered elsewhere): the
+    // request written on its stack as a message, and on as tern_fast_call.
+tern_stage_call_words_copy:
     ldp     x6, x16, [x8, #{act_stack_top}]     // its stack's top; its view
     sub     x6, x6, #{register_message}         // the request's place (the top is 16-aligned)
     orr     x7, x6, #{alias_offset}             // ... as the kernel sees it

@@ -15,6 +15,9 @@
 
 .equ FRAME_SIZE, {frame_size}
 .equ IRQ_FRAME_SIZE, {irq_frame_size}
+// ESR_EL1 rotated right by 25 (see DOMAIN_SYNC): `svc #0`, `svc #1`.
+.equ SVC_0, (0x15 << 1) | 1
+.equ SVC_1, SVC_0 | (1 << 7)
 
 // Save x2-x30, SP_EL0, ELR and SPSR into the frame at SP (x0/x1 are
 // there already), using \scratch1 and \scratch2 after they are saved.
@@ -121,6 +124,16 @@
 // frame never makes one) and becomes the scratch for the check; every
 // other path starts at user_general, which makes the frame and puts x9
 // back.
+//
+// The `svc` immediate picks the call before x8 does: ESR rotated right by
+// 25 is EC << 1 | IL (0x2b for an `svc`, always a 32-bit instruction)
+// with the immediate from bit 7, so the one compare that recognises
+// `svc #0` (every call, by its number in x8) costs the same as the class
+// test alone did, and `svc #1` (CallBoundWords, whatever x8 holds:
+// `tern_bound_trap_registers`) is told apart in not_svc, with no compare
+// on the other calls' way (issue 15: it was the seventh test of x8). The
+// merged gate's direct entry (`tern_kernel_entry`) fakes the syndrome of
+// `svc #0` and keeps the x8 test below.
 .macro DOMAIN_SYNC marks=0
 .if \marks
 .global tern_stage_entry
@@ -130,8 +143,8 @@ tern_stage_entry:
 .endif
     stur    x9, [sp, #(72 - FRAME_SIZE)]
     mrs     x9, esr_el1
-    lsr     w9, w9, #26
-    cmp     w9, #0x15                   // SVC from AArch64
+    ror     w9, w9, #25                 // EC << 1 | IL, then the ISS from bit 7
+    cmp     w9, #SVC_0                  // `svc #0` from AArch64
     b.ne    not_svc
     cbz     x8, tern_fast_return        // Return is call 0
 .if \marks
@@ -247,10 +260,14 @@ null_call:
     ldur    x9, [sp, #(72 - FRAME_SIZE)]
     eret
 
-// fn not_svc()   (w9 = exception class; the caller's x9 in its slot)
-// EL0 touched FP/SIMD while trapped: zero the SIMD registers, let EL0 use
-// them, retry the instruction. Anything else: the general path.
+// fn not_svc()   (w9 = ESR rotated right by 25; the caller's x9 in its slot)
+// `svc #1`: CallBoundWords. EL0 touched FP/SIMD while trapped: zero the
+// SIMD registers, let EL0 use them, retry the instruction. Anything else
+// (another `svc` immediate too: a call by x8, as ever): the general path.
 not_svc:
+    cmp     w9, #SVC_1
+    b.eq    tern_fast_call_words
+    ubfx    w9, w9, #1, #6              // the exception class
     cmp     w9, #0x07                   // trapped FP/SIMD access
     b.ne    user_general
     adrp    x9, TERN_FAST               // page-aligned: its address
