@@ -337,6 +337,14 @@ pub struct Activation {
     pub reply_capacity: u64,
     /// The domain owning the reply buffer.
     pub reply_domain: DomainId,
+    /// Nonzero while it serves a `CallBoundWords` that the trapping fast
+    /// path took: its caller's stub takes a reply in registers, which the
+    /// fast return of the register trampoline (`svc #2`) then gives. That
+    /// path's push writes `reply_domain` and this byte as one 32-bit word;
+    /// every other push (the fast paths' with the byte 0, the general
+    /// path's [`Activation::set_reply`]) clears it, so it never outlives
+    /// the call that set it.
+    pub reply_registers: u8,
     /// While it serves a call that lent it a region mapped into its view
     /// (flag [`Activation::LENT`]): the region's address ...
     pub lent_address: u64,
@@ -465,6 +473,7 @@ impl Activation {
     /// Record where its reply goes.
     pub fn set_reply(&mut self, destination: Destination) {
         self.reply_domain = destination.domain;
+        self.reply_registers = 0;
         self.reply_address = destination.address as u64;
         self.reply_capacity = destination.capacity as u64;
     }
@@ -727,6 +736,7 @@ impl Objects {
             reply_address: 0,
             reply_capacity: 0,
             reply_domain: DomainId(0),
+            reply_registers: 0,
             lent_address: 0,
             lent_length: 0,
             saved: UserContext::default(),
@@ -1056,6 +1066,23 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_general_push_clears_the_register_reply_byte() {
+        // The trapping words path sets `reply_registers` with its push; any
+        // push the general path makes (`set_reply`) must clear it, or a
+        // later `svc #2` return would answer in registers a caller that
+        // takes its reply in its buffer.
+        let mut objects = Objects::new();
+        let port = objects.new_port(DomainId(2));
+        let id = objects.new_activation(DomainId(2), Some(port), 0x2000, 0xa000, 0x1000);
+        let activation = objects.activation_mut(id).unwrap();
+        assert_eq!(activation.reply_registers, 0, "a new activation takes no reply in registers");
+        activation.reply_registers = 1;
+        activation.set_reply(Destination { domain: DomainId(1), address: 0x4000, capacity: 64 });
+        assert_eq!(activation.reply_registers, 0);
+        assert_eq!(activation.reply().address, 0x4000);
+    }
 
     #[test]
     fn chains_grow_and_shrink_through_nested_calls() {

@@ -351,9 +351,11 @@ pub fn entries() -> [[u64; 2]; 4] {
 core::arch::global_asm!(
     // Frame: x29/x30; a reply area of a register message; the caller's
     // reply capacity. The kernel call is `CallBoundWords` (the registers
-    // as they came); the reply goes into the caller's buffer, or, when it
-    // gave none (capacity 0), into the frame, and from there back in
-    // registers.
+    // as they came); the reply comes back in registers (x1 with
+    // REPLY_IN_REGISTERS: the trapping fast path's, from a protected
+    // runtime's register trampoline), or goes into the caller's buffer,
+    // or, when it gave none (capacity 0), into the frame, and from there
+    // back in registers.
     ".macro TERN_BOUND_WORDS",
     "    stp     x29, x30, [sp, #-80]!",
     "    str     x7, [sp, #64]",
@@ -364,6 +366,7 @@ core::arch::global_asm!(
     ".endm",
     ".macro TERN_BOUND_UNSPILL",
     "    cbnz    x0, 2f",
+    "    tbnz    x1, #63, 2f",
     "    ldr     x9, [sp, #64]",
     "    cbnz    x9, 2f",
     "    ldr     w2, [sp, #16]",

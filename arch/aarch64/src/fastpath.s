@@ -109,13 +109,14 @@
 // pop the pool (x17 the port, w12 the next free), push the server
 // activation (x8, number w16) on the thread (x10) above its top (w11),
 // the thread's number \number; the reply buffer (\lo, \hi) and the
-// client's domain (w14) for the way back.
+// client's domain (w14) for the way back, with the reply_registers byte
+// (w14's bit 16: set only by the words path; 0 for every other).
 .macro CALL_PUSH number, lo, hi
     str     w12, [x17, #{port_pool_head}]       // pop the pool (w12: the next free, or 0)
     stp     w11, \number, [x8, #{act_caller}]   // push on the chain: caller, occupant
     str     w16, [x10, #{thread_top}]
     stp     \lo, \hi, [x8, #{act_reply_address}] // where the reply goes
-    strh    w14, [x8, #{act_reply_domain}]
+    str     w14, [x8, #{act_reply_domain}]      // reply_domain, reply_registers
 .endm
 
 // MERGED_BACK_CHECKS: back from a merged handler, interrupts masked: x9
@@ -489,6 +490,7 @@ tern_stage_call_words_checks:
     // Point of no return.
 1:
 tern_stage_call_words_switch:
+    orr     w14, w14, #(1 << 16)                // reply_registers: the stub takes a reply in registers
     CALL_PUSH w15, x6, x7
     SAVE_TRAPPED_CLIENT x6, x7, x15
 tern_stage_call_words_registers:
@@ -784,6 +786,83 @@ tern_stage_return_end:
 fast_return_slow:
     mov     x8, #{return_call}
     b       user_general
+
+// fn tern_fast_return_words()  (`svc #2`: x0/x1 the reply in memory, as
+// Return's; x2-x5 its payload's words and x6 its header's first word,
+// loaded by the runtime's register trampoline)
+//
+// The return of an activation the words path entered (its reply_registers
+// byte): the reply goes back in registers, x1 REPLY_IN_REGISTERS | label |
+// length << 32 and x2-x5 the words as the server gave them (its runtime
+// zeroes them before the handler writes its reply, so nothing else of the
+// server's goes with them), and neither the server's memory nor the
+// client's buffer is touched: nothing to check there. Anything else — the
+// byte clear (the caller takes the reply in its buffer), a reply too long
+// for the words or carrying a right, and every doubt of tern_fast_return —
+// is the general Return of x0/x1, as `svc #0` with x8 = 0 would be.
+//
+// Registers: as tern_fast_return (x9, x10, w11, x12, x14, x13, w16, x17);
+// x7 the payload length.
+tern_fast_return_words:
+tern_stage_return_words_translate:
+    adrp    x9, TERN_FAST                       // page-aligned: its address
+    ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
+    ldr     w11, [x10, #{thread_top}]
+    ldr     x14, [x12, x11, lsl #3]             // the server activation
+    ldr     w16, [x14, #{act_caller}]
+    cbz     w16, fast_return_slow               // not in a call
+    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | sidetrack << 48
+    cbz     w13, fast_return_slow               // not a pool's
+    tbnz    x13, #{sidetrack_bit}, fast_return_slow // a sidetrack's end
+    ldr     x17, [x9, #({fast_domains} + 8)]    // the port table
+    ldr     x17, [x17, w13, uxtw #3]            // its port
+tern_stage_return_words_checks:
+    ldr     w7, [x17, #{port_waiting}]
+    cbnz    w7, fast_return_slow                // someone waits for an activation
+    ldrb    w7, [x14, #{act_reply_registers}]
+    cbz     w7, fast_return_slow                // its caller takes the reply in its buffer
+    sub     x7, x1, #{header_size}              // the payload's length
+    cmp     x7, #{register_bytes}
+    b.hi    fast_return_slow                    // too long for registers, or not a message
+    tst     x6, #{no_right_mask}
+    b.ne    fast_return_slow                    // carries a right
+
+    // Point of no return.
+tern_stage_return_words_registers:
+    orr     x1, x6, x7, lsl #32                 // label | length << 32,
+    orr     x1, x1, #(1 << 63)                  // in registers
+tern_stage_return_words_switch:
+    str     w16, [x10, #{thread_top}]           // pop
+    stp     wzr, wzr, [x14, #{act_caller}]
+    ldr     w7, [x17, #{port_pool_head}]        // back to the pool
+    str     w7, [x14, #{act_next_free}]
+    str     w11, [x17, #{port_pool_head}]
+tern_stage_return_words_client_exit:
+    ldr     x13, [x12, x16, lsl #3]             // the client, again
+    ldr     x7, [x13, #{act_view}]
+    msr     ttbr0_el1, x7
+    ldp     x19, x20, [x13, #{act_saved_x19}]
+    ldp     x21, x22, [x13, #({act_saved_x19} + 16)]
+    ldp     x23, x24, [x13, #({act_saved_x19} + 32)]
+    ldp     x25, x26, [x13, #({act_saved_x19} + 48)]
+    ldp     x27, x28, [x13, #({act_saved_x19} + 64)]
+    ldp     x29, x30, [x13, #({act_saved_x19} + 80)]
+    ldp     x6, x7, [x13, #{act_saved_sp}]
+    ldr     x8, [x13, #{act_saved_pstate}]
+    msr     sp_el0, x6
+    msr     elr_el1, x7
+    msr     spsr_el1, x8
+    mov     x6, #CPACR_TRAP_EL0_SIMD
+    msr     cpacr_el1, x6
+    ldp     x0, x6, [x9, #{fast_zeros}]         // x0 = 0: success; x1-x5 the reply
+    ldp     x7, x8, [x9, #{fast_zeros}]
+    ldp     x10, x11, [x9, #{fast_zeros}]
+    ldp     x12, x13, [x9, #{fast_zeros}]
+    ldp     x14, x15, [x9, #{fast_zeros}]
+    ldp     x16, x17, [x9, #{fast_zeros}]
+    ldp     x18, x9, [x9, #{fast_zeros}]
+    eret
+tern_stage_return_words_end:
 
 // fn tern_kernel_entry()   (EL1t: merged code; x8 the call, x0-x4 its
 // arguments, x30 where to return)

@@ -65,6 +65,7 @@ mod fast_offsets {
     pub const ACT_REPLY_ADDRESS: usize = offset_of!(Activation, reply_address);
     pub const ACT_REPLY_CAPACITY: usize = offset_of!(Activation, reply_capacity);
     pub const ACT_REPLY_DOMAIN: usize = offset_of!(Activation, reply_domain);
+    pub const ACT_REPLY_REGISTERS: usize = offset_of!(Activation, reply_registers);
     pub const PORT_POOL_HEAD: usize = offset_of!(Port, pool_head);
     pub const PORT_WAITING: usize = offset_of!(Port, waiting);
     pub const PORT_SIDETRACK: usize = offset_of!(Port, sidetrack);
@@ -107,6 +108,12 @@ mod fast_offsets {
     // The assembly's paired loads and stores rely on these neighbours.
     const _: () = assert!(offset_of!(Activation, occupant) == ACT_CALLER + 4);
     const _: () = assert!(ACT_REPLY_CAPACITY == ACT_REPLY_ADDRESS + 8);
+    // CALL_PUSH writes reply_domain and reply_registers as one 32-bit word
+    // (w14: the domain's number, bit 16 the byte): the byte right after the
+    // 16-bit number, and the word's last byte padding before lent_address.
+    const _: () = assert!(ACT_REPLY_REGISTERS == ACT_REPLY_DOMAIN + 2);
+    const _: () = assert!(ACT_REPLY_DOMAIN % 4 == 0);
+    const _: () = assert!(offset_of!(Activation, lent_address) >= ACT_REPLY_DOMAIN + 4);
     // An upcall loads (entry, PSTATE) and (stack top, view) as pairs.
     const _: () = assert!(offset_of!(Activation, entry_pstate) == ACT_ENTRY + 8);
     const _: () = assert!(ACT_VIEW == ACT_STACK_TOP + 8);
@@ -168,6 +175,7 @@ core::arch::global_asm!(
     act_context = const fast_offsets::ACT_CONTEXT,
     act_reply_address = const fast_offsets::ACT_REPLY_ADDRESS,
     act_reply_domain = const fast_offsets::ACT_REPLY_DOMAIN,
+    act_reply_registers = const fast_offsets::ACT_REPLY_REGISTERS,
     port_pool_head = const fast_offsets::PORT_POOL_HEAD,
     port_waiting = const fast_offsets::PORT_WAITING,
     port_sidetrack = const fast_offsets::PORT_SIDETRACK,

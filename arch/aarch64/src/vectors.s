@@ -18,6 +18,7 @@
 // ESR_EL1 rotated right by 25 (see DOMAIN_SYNC): `svc #0`, `svc #1`.
 .equ SVC_0, (0x15 << 1) | 1
 .equ SVC_1, SVC_0 | (1 << 7)
+.equ SVC_2, SVC_0 | (2 << 7)
 
 // Save x2-x30, SP_EL0, ELR and SPSR into the frame at SP (x0/x1 are
 // there already), using \scratch1 and \scratch2 after they are saved.
@@ -130,8 +131,10 @@
 // with the immediate from bit 7, so the one compare that recognises
 // `svc #0` (every call, by its number in x8) costs the same as the class
 // test alone did, and `svc #1` (CallBoundWords, whatever x8 holds:
-// `tern_bound_trap_registers`) is told apart in not_svc, with no compare
-// on the other calls' way (issue 15: it was the seventh test of x8). The
+// `tern_bound_trap_registers`) and `svc #2` (Return with the reply in
+// registers too: `tern_dispatch_trampoline_registers`) are told apart in
+// not_svc, with no compare on the other calls' way (issue 15:
+// CallBoundWords was the seventh test of x8). The
 // merged gate's direct entry (`tern_kernel_entry`) fakes the syndrome of
 // `svc #0` and keeps the x8 test below.
 .macro DOMAIN_SYNC marks=0
@@ -261,12 +264,15 @@ null_call:
     eret
 
 // fn not_svc()   (w9 = ESR rotated right by 25; the caller's x9 in its slot)
-// `svc #1`: CallBoundWords. EL0 touched FP/SIMD while trapped: zero the
+// `svc #1`: CallBoundWords; `svc #2`: Return, from the runtime's register
+// trampoline (the reply in registers too). EL0 touched FP/SIMD while trapped: zero the
 // SIMD registers, let EL0 use them, retry the instruction. Anything else
 // (another `svc` immediate too: a call by x8, as ever): the general path.
 not_svc:
     cmp     w9, #SVC_1
     b.eq    tern_fast_call_words
+    cmp     w9, #SVC_2
+    b.eq    tern_fast_return_words
     ubfx    w9, w9, #1, #6              // the exception class
     cmp     w9, #0x07                   // trapped FP/SIMD access
     b.ne    user_general
