@@ -112,7 +112,7 @@ mod fast_offsets {
     // (w14: the domain's number, bit 16 the byte): the byte right after the
     // 16-bit number, and the word's last byte padding before lent_address.
     const _: () = assert!(ACT_REPLY_REGISTERS == ACT_REPLY_DOMAIN + 2);
-    const _: () = assert!(ACT_REPLY_DOMAIN % 4 == 0);
+    const _: () = assert!(ACT_REPLY_DOMAIN.is_multiple_of(4));
     const _: () = assert!(offset_of!(Activation, lent_address) >= ACT_REPLY_DOMAIN + 4);
     // An upcall loads (entry, PSTATE) and (stack top, view) as pairs.
     const _: () = assert!(offset_of!(Activation, entry_pstate) == ACT_ENTRY + 8);
