@@ -4,7 +4,12 @@
 //! in the `svc` handler) and by the service gate in `tern-inks` (which
 //! encodes it for domains):
 //!
-//! - `x8` holds the call number ([`Call`]), `x0`–`x4` the arguments;
+//! - `x8` holds the call number ([`Call`]), `x0`–`x4` the arguments, and
+//!   the call is `svc #0`; two immediates name a call by themselves (the
+//!   kernel's vector tells them apart before any test of `x8`, issue 15):
+//!   `svc #1` is [`Call::CallBoundWords`] and `svc #2` is [`Call::Return`]
+//!   with the reply's words in registers too (see there); any other
+//!   immediate is `svc #0`;
 //! - on return `x0` is `0` for success or an [`Error`] code, and `x1` the
 //!   value of a successful call.
 //!
@@ -200,10 +205,15 @@ pub enum Call {
     /// payload length << 32 (at most `8 ×` [`REGISTER_WORDS`] bytes, no
     /// right), x1-x4 the payload's words, x5 the handle, x6/x7 the reply
     /// buffer. The reply comes back in the buffer, as `CallBound`'s (the
-    /// gate's stubs hand it on in registers). The trapping fast path
-    /// writes the words straight onto the server activation's stack;
-    /// elsewhere the kernel writes the message into the reply buffer first
-    /// (so the buffer must hold it) and goes on as `CallBound` with it.
+    /// gate's stubs hand it on in registers), or, from the trapping fast
+    /// path, in registers (x1 `1 << 63` | label | length << 32, x2-x5 the
+    /// words). The trapping fast path enters a protected runtime's pool at
+    /// the gate's register trampoline with the request in x0-x4 (another
+    /// pool: the words straight onto the server activation's stack), and
+    /// marks the activation so that the trampoline's `svc #2` answers in
+    /// registers; elsewhere the kernel writes the message into the reply
+    /// buffer first (so the buffer must hold it) and goes on as
+    /// `CallBound` with it. `svc #1` makes this call whatever `x8` holds.
     CallBoundWords = 44,
     /// The domain that called the caller: for a pool activation (or a
     /// sidetrack), the domain of the activation below it on its thread's

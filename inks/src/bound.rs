@@ -356,18 +356,20 @@ core::arch::global_asm!(
     // runtime's register trampoline), or goes into the caller's buffer,
     // or, when it gave none (capacity 0), into the frame, and from there
     // back in registers.
+    // (x29 is the kernel's to keep, as x19-x28; x30 is saved, as a merged
+    // caller's `bl` needs.) Frame: the caller's reply capacity and x30,
+    // then the reply area, one register message.
     ".macro TERN_BOUND_WORDS",
-    "    stp     x29, x30, [sp, #-80]!",
-    "    str     x7, [sp, #64]",
+    "    stp     x7, x30, [sp, #-64]!",
     "    cbnz    x7, 1f",
     "    add     x6, sp, #16",
     "    mov     x7, #{register_message}",
     "1:",
     ".endm",
     ".macro TERN_BOUND_UNSPILL",
-    "    cbnz    x0, 2f",
     "    tbnz    x1, #63, 2f",
-    "    ldr     x9, [sp, #64]",
+    "    cbnz    x0, 2f",
+    "    ldr     x9, [sp]",
     "    cbnz    x9, 2f",
     "    ldr     w2, [sp, #16]",
     "    sub     x3, x1, #{header}",
@@ -375,7 +377,7 @@ core::arch::global_asm!(
     "    orr     x1, x1, #(1 << 63)",
     "    ldp     x2, x3, [sp, #32]",
     "    ldp     x4, x5, [sp, #48]",
-    "2:  ldp     x29, x30, [sp], #80",
+    "2:  ldp     x9, x30, [sp], #64",
     "    ret",
     ".endm",
     ".section .text.tern_bound, \"ax\"",

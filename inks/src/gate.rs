@@ -697,12 +697,12 @@ core::arch::global_asm!(
     // with the request in registers (x0 label | length << 32, x1-x4 the
     // words, x5 the context word; SP the stack's top). It calls the
     // record's second word, the register handler, and ends the call with
-    // `svc #2`, which is Return whatever x8 holds (x0/x1 the reply, as
-    // ever), with the reply's header
-    // word in x6 and its four payload words in x2-x5, which the kernel
-    // hands the client instead when it asked for registers. The words are
-    // zeroed before the handler runs, so those past the reply's length are
-    // zeros, never an earlier call's reply.
+    // `svc #2`: Return whatever x8 holds, of the reply at SP, x0 its length
+    // (the handler's result), with the reply's header word in x6 and its
+    // four payload words in x2-x5, which the kernel hands the client
+    // instead when it asked for registers. The words are zeroed before
+    // the handler runs, so those past the reply's length are zeros, never
+    // an earlier call's reply.
     ".global tern_dispatch_trampoline_registers",
     "tern_dispatch_trampoline_registers:",
     "    sub     sp, sp, #{reply_pages}, lsl #12",
@@ -715,8 +715,6 @@ core::arch::global_asm!(
     "    ldr     x6, [sp]",
     "    ldp     x2, x3, [sp, #16]",
     "    ldp     x4, x5, [sp, #32]",
-    "    mov     x1, x0",
-    "    mov     x0, sp",
     "    svc     #2",
     "1:  b       1b",
     reply_pages = const tern_core::abi::REPLY_AREA >> 12,

@@ -97,6 +97,11 @@ pub struct FastPath {
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct DomainFast {
+    /// Its bound handles' ports (`HandleTable::ports`: 0 for a stale or
+    /// unbound handle), for `CallBound` and `CallBoundWords`: first, so
+    /// that the fast paths index it from the block's address (`glue.rs`
+    /// checks).
+    pub handle_ports: [u32; tern_core::abi::HANDLES],
     /// Its region.
     pub region_start: u64,
     /// End of its region.
@@ -105,9 +110,6 @@ pub struct DomainFast {
     pub port_words: u64,
     /// How many.
     pub port_word_count: u64,
-    /// Its bound handles' ports (`HandleTable::ports`: 0 for a stale or
-    /// unbound handle), for `CallBound`.
-    pub handle_ports: [u32; tern_core::abi::HANDLES],
 }
 
 /// The one fast-path block (kernel data).

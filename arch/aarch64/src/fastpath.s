@@ -190,8 +190,7 @@
 .if \bound
     cmp     x0, #{handles}
     b.hs    \slow                               // no such handle
-    add     x5, x8, #{dom_handle_ports}
-    ldr     w5, [x5, x0, lsl #2]                // port number (0: unbound or stale)
+    ldr     w5, [x8, x0, lsl #2]                // port number (0: unbound or stale; handle_ports is the block's first field)
 .else
     ldp     x5, x6, [x8, #{dom_port_words}]
     cmp     x0, x6
@@ -471,8 +470,7 @@ tern_stage_call_words_checks:
     b.hi    fast_words_slow
     cmp     x5, #{handles}
     b.hs    fast_words_slow                     // no such handle
-    add     x16, x17, #{dom_handle_ports}
-    ldr     w16, [x16, x5, lsl #2]              // its port's number (0: unbound or stale)
+    ldr     w16, [x17, x5, lsl #2]              // its port's number (0: unbound or stale; handle_ports is the block's first field)
     ldr     x17, [x9, #({fast_domains} + 8)]
     ldr     x17, [x17, x16, lsl #3]             // the port (table[0] is null)
     cbz     x17, fast_words_slow
@@ -787,8 +785,8 @@ fast_return_slow:
     mov     x8, #{return_call}
     b       user_general
 
-// fn tern_fast_return_words()  (`svc #2`: x0/x1 the reply in memory, as
-// Return's; x2-x5 its payload's words and x6 its header's first word,
+// fn tern_fast_return_words()  (`svc #2`: x0 the reply's length, the
+// reply at SP; x2-x5 its payload's words and x6 its header's first word,
 // loaded by the runtime's register trampoline)
 //
 // The return of an activation the words path entered (its reply_registers
@@ -799,7 +797,8 @@ fast_return_slow:
 // client's buffer is touched: nothing to check there. Anything else — the
 // byte clear (the caller takes the reply in its buffer), a reply too long
 // for the words or carrying a right, and every doubt of tern_fast_return —
-// is the general Return of x0/x1, as `svc #0` with x8 = 0 would be.
+// is the general Return of the reply at SP (x0 its address, x1 its
+// length: fast_return_words_slow), as `svc #0` with x8 = 0 would be.
 //
 // Registers: as tern_fast_return (x9, x10, w11, x12, x14, x13, w16, x17);
 // x7 the payload length.
@@ -809,23 +808,22 @@ tern_stage_return_words_translate:
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldr     w11, [x10, #{thread_top}]
     ldr     x14, [x12, x11, lsl #3]             // the server activation
+    ldrb    w7, [x14, #{act_reply_registers}]
+    cbz     w7, fast_return_words_slow          // its caller takes the reply in its buffer (or it serves no words call)
     ldr     w16, [x14, #{act_caller}]
-    cbz     w16, fast_return_slow               // not in a call
-    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | sidetrack << 48
-    cbz     w13, fast_return_slow               // not a pool's
-    tbnz    x13, #{sidetrack_bit}, fast_return_slow // a sidetrack's end
+    cbz     w16, fast_return_words_slow         // not in a call
+    ldr     x13, [x14, #{act_port}]             // port | domain << 32 | sidetrack << 48 (a pool's:
+    tbnz    x13, #{sidetrack_bit}, fast_return_words_slow // only the words path sets the byte, pushing one)
     ldr     x17, [x9, #({fast_domains} + 8)]    // the port table
     ldr     x17, [x17, w13, uxtw #3]            // its port
 tern_stage_return_words_checks:
     ldr     w7, [x17, #{port_waiting}]
-    cbnz    w7, fast_return_slow                // someone waits for an activation
-    ldrb    w7, [x14, #{act_reply_registers}]
-    cbz     w7, fast_return_slow                // its caller takes the reply in its buffer
-    sub     x7, x1, #{header_size}              // the payload's length
+    cbnz    w7, fast_return_words_slow          // someone waits for an activation
+    sub     x7, x0, #{header_size}              // the payload's length
     cmp     x7, #{register_bytes}
-    b.hi    fast_return_slow                    // too long for registers, or not a message
+    b.hi    fast_return_words_slow              // too long for registers, or not a message
     tst     x6, #{no_right_mask}
-    b.ne    fast_return_slow                    // carries a right
+    b.ne    fast_return_words_slow              // carries a right
 
     // Point of no return.
 tern_stage_return_words_registers:
@@ -863,6 +861,12 @@ tern_stage_return_words_client_exit:
     ldp     x18, x9, [x9, #{fast_zeros}]
     eret
 tern_stage_return_words_end:
+
+fast_return_words_slow:
+    mov     x1, x0                              // Return's x0/x1: the reply at SP, its length
+    mrs     x0, sp_el0
+    mov     x8, #{return_call}
+    b       user_general
 
 // fn tern_kernel_entry()   (EL1t: merged code; x8 the call, x0-x4 its
 // arguments, x30 where to return)

@@ -125,6 +125,8 @@ mod fast_offsets {
     const _: () = assert!(tern_core::abi::NO_RIGHT == 0);
     use crate::fastpath::DomainFast;
     const _: () = assert!(offset_of!(DomainFast, region_end) == offset_of!(DomainFast, region_start) + 8);
+    // The bound paths index the handles' ports from the block's address.
+    const _: () = assert!(offset_of!(DomainFast, handle_ports) == 0);
     const _: () = assert!(offset_of!(DomainFast, port_word_count) == offset_of!(DomainFast, port_words) + 8);
     const _: () = assert!(offset_of!(UserContext, pc) == offset_of!(UserContext, sp) + 8);
     const _: () = assert!(core::mem::size_of::<Option<PortId>>() == 4);
@@ -150,7 +152,6 @@ core::arch::global_asm!(
         + core::mem::offset_of!(RpcStatistics, payload_copies),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
     dom_port_words = const core::mem::offset_of!(fastpath::DomainFast, port_words),
-    dom_handle_ports = const core::mem::offset_of!(fastpath::DomainFast, handle_ports),
     handles = const tern_core::abi::HANDLES,
     call_bound = const tern_core::abi::Call::CallBound as usize,
     call_bound_words = const tern_core::abi::Call::CallBoundWords as usize,
