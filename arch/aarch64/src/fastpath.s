@@ -506,7 +506,7 @@ tern_stage_call_words_server_exit:
     // the client put it, x0 label | length << 32 and x1-x4 the words (the
     // length checked above; the words past it are the client's own, sent
     // to the server it called), x5 the context word; SP the stack's top.
-    // Nothing else of the client's: x6-x30 cleared.
+    // Nothing else of the client's (nor of the kernel's) in x6-x30.
     ldp     x15, x16, [x8, #{act_stack_top}]    // its stack's top; its view
     ldr     x5, [x8, #{act_context}]
     msr     ttbr0_el1, x16
@@ -514,21 +514,22 @@ tern_stage_call_words_server_exit:
     msr     elr_el1, x7
     msr     sp_el0, x15
     msr     spsr_el1, x6                        // EL0t: the protected trampoline's pools are protected
-    mov     x6, #CPACR_TRAP_EL0_SIMD
-    msr     cpacr_el1, x6
-    ldp     x6, x7, [x9, #{fast_zeros}]
+    mov     x16, #CPACR_TRAP_EL0_SIMD
+    msr     cpacr_el1, x16
+    // Left as they are, being the server's own or public: x6 its PSTATE,
+    // x7 the trampoline's address (image code), x15 its stack's top. The
+    // rest, the client's or the kernel's, cleared.
     ldp     x8, x10, [x9, #{fast_zeros}]
     ldp     x11, x12, [x9, #{fast_zeros}]
     ldp     x13, x14, [x9, #{fast_zeros}]
-    ldp     x15, x16, [x9, #{fast_zeros}]
-    ldp     x17, x18, [x9, #{fast_zeros}]
-    ldp     x19, x20, [x9, #{fast_zeros}]
-    ldp     x21, x22, [x9, #{fast_zeros}]
-    ldp     x23, x24, [x9, #{fast_zeros}]
-    ldp     x25, x26, [x9, #{fast_zeros}]
-    ldp     x27, x28, [x9, #{fast_zeros}]
-    ldp     x29, x30, [x9, #{fast_zeros}]
-    ldr     x9, [x9, #{fast_zeros}]
+    ldp     x16, x17, [x9, #{fast_zeros}]
+    ldp     x18, x19, [x9, #{fast_zeros}]
+    ldp     x20, x21, [x9, #{fast_zeros}]
+    ldp     x22, x23, [x9, #{fast_zeros}]
+    ldp     x24, x25, [x9, #{fast_zeros}]
+    ldp     x26, x27, [x9, #{fast_zeros}]
+    ldp     x28, x29, [x9, #{fast_zeros}]
+    ldp     x30, x9, [x9, #{fast_zeros}]
     eret
 tern_stage_call_words_end:
 
@@ -850,15 +851,17 @@ tern_stage_return_words_client_exit:
     msr     sp_el0, x6
     msr     elr_el1, x7
     msr     spsr_el1, x8
-    mov     x6, #CPACR_TRAP_EL0_SIMD
-    msr     cpacr_el1, x6
-    ldp     x0, x6, [x9, #{fast_zeros}]         // x0 = 0: success; x1-x5 the reply
-    ldp     x7, x8, [x9, #{fast_zeros}]
-    ldp     x10, x11, [x9, #{fast_zeros}]
-    ldp     x12, x13, [x9, #{fast_zeros}]
-    ldp     x14, x15, [x9, #{fast_zeros}]
-    ldp     x16, x17, [x9, #{fast_zeros}]
-    ldp     x18, x9, [x9, #{fast_zeros}]
+    mov     x10, #CPACR_TRAP_EL0_SIMD
+    msr     cpacr_el1, x10
+    // x1-x5 the reply; x6-x8 the client's own SP, return address and
+    // PSTATE; x19-x30 its own. The rest, the server's or the kernel's,
+    // cleared.
+    ldp     x0, x10, [x9, #{fast_zeros}]        // x0 = 0: success
+    ldp     x11, x12, [x9, #{fast_zeros}]
+    ldp     x13, x14, [x9, #{fast_zeros}]
+    ldp     x15, x16, [x9, #{fast_zeros}]
+    ldp     x17, x18, [x9, #{fast_zeros}]
+    ldr     x9, [x9, #{fast_zeros}]
     eret
 tern_stage_return_words_end:
 
