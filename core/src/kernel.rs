@@ -87,6 +87,11 @@ pub struct ServerLayer<M: Machine> {
     /// form: a pool activation entering at one moves to the other when its
     /// domain changes mode (other entries stay as they are).
     pub dispatch_entries: [u64; 2],
+    /// The gate's register trampoline: where the trapping fast path of
+    /// `CallBoundWords` enters an activation whose entry is the protected
+    /// dispatch trampoline, with the request in registers
+    /// ([`ServerLayer::register_entry`]).
+    pub dispatch_register_entry: u64,
     /// The entries a bound handle's published record leads to, by
     /// [`crate::handle::BoundPath`] (stale, trap, direct, merged): for a
     /// message in memory, and for one in registers.
@@ -106,6 +111,13 @@ impl<M: Machine> ServerLayer<M> {
             DomainMode::Protected if entry == merged => protected,
             _ => entry,
         }
+    }
+
+    /// The register entry of an activation entering at `entry`
+    /// (`Activation::register_entry`): the register trampoline for the
+    /// protected dispatch trampoline, 0 for any other entry.
+    pub fn register_entry(&self, entry: u64) -> u64 {
+        if entry == self.dispatch_entries[0] { self.dispatch_register_entry } else { 0 }
     }
 }
 
@@ -351,6 +363,7 @@ impl<M: Machine> Kernel<M> {
         if let Some(made) = self.objects.activation_mut(activation) {
             made.view = view;
             made.entry_pstate = M::entry_state(mode);
+            made.register_entry = self.servers.register_entry(entry);
             made.context = context;
         }
         activation

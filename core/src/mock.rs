@@ -102,6 +102,7 @@ pub fn no_servers<M: Machine>() -> ServerLayer<M> {
     ServerLayer {
         upcall_entry: UPCALL_ENTRY,
         dispatch_entries: [UPCALL_ENTRY + 0x100, UPCALL_ENTRY + 0x200],
+        dispatch_register_entry: UPCALL_ENTRY + 0x180,
         bound_entries: [0, 1, 2, 3].map(|path| [BOUND_ENTRIES + 0x100 * path, BOUND_ENTRIES + 0x100 * path + 0x80]),
         set_mode: refuse,
     }

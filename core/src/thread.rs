@@ -319,6 +319,12 @@ pub struct Activation {
     /// (a mode changes only while none of the domain's activations is
     /// occupied).
     pub entry_pstate: u64,
+    /// Where the trapping fast path of `CallBoundWords` enters it with the
+    /// request in registers: the gate's register trampoline when `entry` is
+    /// the protected dispatch trampoline (`ServerLayer::register_entry`),
+    /// else 0 (the request goes on its stack). Kept with `entry` by the
+    /// kernel; right after `entry_pstate`, which the fast path loads with it.
+    pub register_entry: u64,
     /// Top of its stack (exclusive, 16-byte aligned).
     pub stack_top: u64,
     /// The translation-table base (with ASID) its domain runs in, fixed for
@@ -709,8 +715,8 @@ impl Objects {
     }
 
     /// Make an activation (unoccupied, on no chain) of `domain`; its
-    /// `view`, `entry_pstate` and `context` start at 0 (the kernel sets
-    /// them from the domain's record).
+    /// `view`, `entry_pstate`, `register_entry` and `context` start at 0
+    /// (the kernel sets them from the domain's record).
     pub fn new_activation(
         &mut self,
         domain: DomainId,
@@ -729,6 +735,7 @@ impl Objects {
             id: ActivationId(id),
             entry,
             entry_pstate: 0,
+            register_entry: 0,
             stack_top,
             view: 0,
             context: 0,

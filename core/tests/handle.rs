@@ -207,3 +207,28 @@ fn a_request_in_registers_is_written_out_and_called_as_a_bound_call() {
     }
     assert_eq!(system.pool_free(&server), free);
 }
+
+#[test]
+fn only_activations_at_the_protected_dispatch_trampoline_have_a_register_entry() {
+    // The trapping fast path of CallBoundWords enters an activation at its
+    // register_entry (the gate's register trampoline) when it has one, so
+    // the kernel gives one exactly to activations entering at the
+    // protected dispatch trampoline, whose runtime has the register
+    // handler; any other entry keeps the request on the stack.
+    let (mut system, _client, server, _name) = setup();
+    let [protected, merged] = system.kernel.servers.dispatch_entries;
+    let registers = system.kernel.servers.dispatch_register_entry;
+    let server_main = system.enter(server.domain);
+    assert!(system.ok(Call::PoolAdd, &[server.name as u64, 1, protected, STACK]).is_ok());
+    system.leave(server_main);
+    let mut seen = 0;
+    for activation in system.kernel.objects.activations_of(server.domain) {
+        let wanted = if activation.entry == protected { registers } else { 0 };
+        assert_eq!(activation.register_entry, wanted, "entry {:#x}", activation.entry);
+        seen += usize::from(activation.entry == protected);
+    }
+    assert_eq!(seen, 1, "the activation just added enters at the trampoline");
+    assert_eq!(system.kernel.servers.register_entry(protected), registers);
+    assert_eq!(system.kernel.servers.register_entry(merged), 0, "a merged server's pool: not at EL0");
+    assert_eq!(system.kernel.servers.register_entry(server.entry), 0);
+}

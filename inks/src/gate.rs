@@ -623,6 +623,7 @@ pub type DispatchHandler = unsafe extern "C" fn(usize, usize, usize, *mut u8, us
 unsafe extern "C" {
     fn tern_dispatch_trampoline();
     fn tern_dispatch_trampoline_merged();
+    fn tern_dispatch_trampoline_registers();
 }
 
 /// The address of the dispatch trampoline (`pool_add`'s entry for pools
@@ -641,6 +642,22 @@ pub fn dispatch_trampoline() -> usize {
     #[cfg(not(target_os = "none"))]
     {
         0
+    }
+}
+
+/// The register entry beside [`dispatch_trampoline`]: where the kernel's
+/// trapping fast path of `CallBoundWords` enters a pool activation whose
+/// entry is the dispatch trampoline, with the request in registers; it
+/// calls the dispatch record's register handler and ends the call with
+/// `svc #2` (see the assembly below).
+pub fn dispatch_trampoline_registers() -> usize {
+    #[cfg(target_os = "none")]
+    {
+        tern_dispatch_trampoline_registers as *const () as usize
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        2
     }
 }
 

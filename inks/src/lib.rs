@@ -52,6 +52,7 @@ pub fn layer<M: Machine>() -> ServerLayer<M> {
     ServerLayer {
         upcall_entry: gate::upcall_trampoline as extern "C" fn(usize, registry::Entry) -> ! as usize as u64,
         dispatch_entries: [gate::dispatch_trampoline() as u64, gate::dispatch_trampoline_merged() as u64],
+        dispatch_register_entry: gate::dispatch_trampoline_registers() as u64,
         bound_entries: bound::entries(),
         set_mode: mode::set_mode::<M>,
     }

@@ -72,6 +72,7 @@ pub fn set_mode<M: Machine>(kernel: &mut Kernel<M>, id: DomainId, mode: DomainMo
     for activation in kernel.objects.activations_of(id) {
         activation.entry_pstate = M::entry_state(mode);
         activation.entry = layer.entry_for_mode(activation.entry, mode);
+        activation.register_entry = layer.register_entry(activation.entry);
         // A merged activation runs in whichever view its caller ran in
         // (each call records it); back in protected mode, its own.
         activation.view = own_view;

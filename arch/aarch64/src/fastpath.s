@@ -492,17 +492,17 @@ tern_stage_call_words_switch:
     CALL_PUSH w15, x6, x7
     SAVE_TRAPPED_CLIENT x6, x7, x15
 tern_stage_call_words_registers:
-    ldp     x5, x6, [x8, #{act_entry}]          // its entry, its mode's PSTATE
-    adr     x7, tern_dispatch_trampoline        // (one instruction: the image is under 1 MiB; the linker says if not)
-    cmp     x5, x7
-    b.ne    tern_stage_call_words_copy          // not the runtime's trampoline: the request in memory
+    ldp     x6, x7, [x8, #{act_entry_pstate}]   // its mode's PSTATE, its register entry
+    cbz     x7, tern_stage_call_words_copy      // none (not the runtime's trampoline): the request in memory
 tern_stage_call_words_stats:
     ldr     x5, [x9, #{fast_migrated}]          // (tern_stage_call_stats' count, for this path)
     add     x5, x5, #1
     str     x5, [x9, #{fast_migrated}]
 tern_stage_call_words_server_exit:
     // Into a protected runtime's pool at the trampoline's register entry
-    // (`tern_dispatch_trampoline_registers`): the request stays where
+    // (`tern_dispatch_trampoline_registers`, the activation's
+    // register_entry, which the kernel keeps only beside the protected
+    // dispatch trampoline's entry: `ServerLayer::register_entry`): the request stays where
     // the client put it, x0 label | length << 32 and x1-x4 the words (the
     // length checked above; the words past it are the client's own, sent
     // to the server it called), x5 the context word; SP the stack's top.
@@ -510,7 +510,6 @@ tern_stage_call_words_server_exit:
     ldp     x15, x16, [x8, #{act_stack_top}]    // its stack's top; its view
     ldr     x5, [x8, #{act_context}]
     msr     ttbr0_el1, x16
-    adr     x7, tern_dispatch_trampoline_registers // (one instruction, as above)
     msr     elr_el1, x7
     msr     sp_el0, x15
     msr     spsr_el1, x6                        // EL0t: the protected trampoline's pools are protected
