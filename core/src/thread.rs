@@ -325,6 +325,11 @@ pub struct Activation {
     /// else 0 (the request goes on its stack). Kept with `entry` by the
     /// kernel; right after `entry_pstate`, which the fast path loads with it.
     pub register_entry: u64,
+    /// Its stack pointer at the register entry: the top of its stack less
+    /// the runtime's reply area ([`crate::abi::REPLY_AREA`]), which the
+    /// register trampoline then need not reserve (beside `register_entry`,
+    /// which the fast path loads with it).
+    pub register_sp: u64,
     /// Top of its stack (exclusive, 16-byte aligned).
     pub stack_top: u64,
     /// The translation-table base (with ASID) its domain runs in, fixed for
@@ -736,6 +741,7 @@ impl Objects {
             entry,
             entry_pstate: 0,
             register_entry: 0,
+            register_sp: stack_top.wrapping_sub(crate::abi::REPLY_AREA as u64),
             stack_top,
             view: 0,
             context: 0,

@@ -225,6 +225,11 @@ fn only_activations_at_the_protected_dispatch_trampoline_have_a_register_entry()
     for activation in system.kernel.objects.activations_of(server.domain) {
         let wanted = if activation.entry == protected { registers } else { 0 };
         assert_eq!(activation.register_entry, wanted, "entry {:#x}", activation.entry);
+        assert_eq!(
+            activation.register_sp,
+            activation.stack_top.wrapping_sub(tern_core::abi::REPLY_AREA as u64),
+            "the register trampoline's SP: its reply area, below the stack's top"
+        );
         seen += usize::from(activation.entry == protected);
     }
     assert_eq!(seen, 1, "the activation just added enters at the trampoline");

@@ -712,7 +712,8 @@ core::arch::global_asm!(
     // The register entry: where the kernel's fast path for `CallBoundWords`
     // enters a pool whose entry is `tern_dispatch_trampoline` (protected),
     // with the request in registers (x0 label | length << 32, x1-x4 the
-    // words, x5 the context word; SP the stack's top). It calls the
+    // words, x5 the context word; SP and x6 the reply area, REPLY_AREA
+    // below the stack's top, as the trampoline reserves it). It calls the
     // record's second word, the register handler, and ends the call with
     // `svc #2`: Return whatever x8 holds, of the reply at SP, x0 its length
     // (the handler's result), with the reply's header word in x6 and its
@@ -722,11 +723,8 @@ core::arch::global_asm!(
     // an earlier call's reply.
     ".global tern_dispatch_trampoline_registers",
     "tern_dispatch_trampoline_registers:",
-    "    sub     sp, sp, #{reply_pages}, lsl #12",
-    "    sub     sp, sp, #{reply_rest}",
     "    stp     xzr, xzr, [sp, #16]",
     "    stp     xzr, xzr, [sp, #32]",
-    "    mov     x6, sp",
     "    ldr     x9, [x5, #8]",
     "    blr     x9",
     "    ldr     x6, [sp]",

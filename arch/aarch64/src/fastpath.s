@@ -496,7 +496,7 @@ tern_stage_call_words_switch:
     CALL_PUSH w15, x6, x7
     SAVE_TRAPPED_CLIENT x6, x7, x15
 tern_stage_call_words_registers:
-    ldp     x6, x7, [x8, #{act_entry_pstate}]   // its mode's PSTATE, its register entry
+    ldp     x7, x6, [x8, #{act_register_entry}] // its register entry, its stack pointer there
     cbz     x7, tern_stage_call_words_copy      // none (not the runtime's trampoline): the request in memory
 tern_stage_call_words_stats:
     ldr     x5, [x9, #{fast_migrated}]          // (tern_stage_call_stats' count, for this path)
@@ -509,18 +509,20 @@ tern_stage_call_words_server_exit:
     // dispatch trampoline's entry: `ServerLayer::register_entry`): the request stays where
     // the client put it, x0 label | length << 32 and x1-x4 the words (the
     // length checked above; the words past it are the client's own, sent
-    // to the server it called), x5 the context word; SP the stack's top.
+    // to the server it called), x5 the context word; SP and x6 the
+    // runtime's reply area, below the stack's top (register_sp).
     // Nothing else of the client's (nor of the kernel's) in x6-x30.
-    ldp     x15, x16, [x8, #{act_stack_top}]    // its stack's top; its view
+    ldr     x15, [x8, #{act_entry_pstate}]      // its mode's PSTATE
+    ldr     x16, [x8, #{act_view}]
     ldr     x5, [x8, #{act_context}]
     msr     ttbr0_el1, x16
     msr     elr_el1, x7
-    msr     sp_el0, x15
-    msr     spsr_el1, x6                        // EL0t: the protected trampoline's pools are protected
+    msr     sp_el0, x6
+    msr     spsr_el1, x15                       // EL0t: the protected trampoline's pools are protected
     mov     x16, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x16
-    // Left as they are, being the server's own or public: x6 its PSTATE,
-    // x7 the trampoline's address (image code), x15 its stack's top. The
+    // Left as they are, being the server's own or public: x6 its reply
+    // area, x7 the trampoline's address (image code), x15 its PSTATE. The
     // rest, the client's or the kernel's, cleared.
     ldp     x8, x10, [x9, #{fast_zeros}]
     ldp     x11, x12, [x9, #{fast_zeros}]

@@ -60,6 +60,7 @@ mod fast_offsets {
     pub const ACT_SIDETRACK: usize = offset_of!(Activation, flags);
     pub const ACT_ENTRY: usize = offset_of!(Activation, entry);
     pub const ACT_REGISTER_ENTRY: usize = offset_of!(Activation, register_entry);
+    pub const ACT_REGISTER_SP: usize = offset_of!(Activation, register_sp);
     pub const ACT_STACK_TOP: usize = offset_of!(Activation, stack_top);
     pub const ACT_VIEW: usize = offset_of!(Activation, view);
     pub const ACT_CONTEXT: usize = offset_of!(Activation, context);
@@ -117,8 +118,8 @@ mod fast_offsets {
     const _: () = assert!(offset_of!(Activation, lent_address) >= ACT_REPLY_DOMAIN + 4);
     // An upcall loads (entry, PSTATE) and (stack top, view) as pairs.
     const _: () = assert!(offset_of!(Activation, entry_pstate) == ACT_ENTRY + 8);
-    // The words path loads (PSTATE, register entry) as a pair.
-    const _: () = assert!(ACT_REGISTER_ENTRY == ACT_ENTRY + 16);
+    // The words path loads (register entry, its stack pointer) as a pair.
+    const _: () = assert!(ACT_REGISTER_SP == ACT_REGISTER_ENTRY + 8);
     const _: () = assert!(ACT_VIEW == ACT_STACK_TOP + 8);
     // One 64-bit load at ACT_PORT gives the port (bits 0-31), the domain
     // (bits 32-47) and the sidetrack flag (bit 48).
@@ -175,6 +176,7 @@ core::arch::global_asm!(
     watched_bit = const tern_core::thread::Activation::WATCHED.trailing_zeros() as usize,
     act_entry = const fast_offsets::ACT_ENTRY,
     act_entry_pstate = const fast_offsets::ACT_ENTRY + 8,
+    act_register_entry = const fast_offsets::ACT_REGISTER_ENTRY,
     act_view = const fast_offsets::ACT_VIEW,
     act_stack_top = const fast_offsets::ACT_STACK_TOP,
     act_context = const fast_offsets::ACT_CONTEXT,
