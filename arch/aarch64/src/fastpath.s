@@ -20,7 +20,7 @@
 // Nothing leaks across a domain boundary: a server starts with x3-x30
 // cleared, a client comes back with x2-x18 cleared and its own x19-x30
 // (the words paths: a server starts with the message in x0-x4, its
-// context word, and only its own PSTATE, stack top and entry besides;
+// context word, and only its own reply area, PSTATE and entry besides;
 // a client comes back with the reply in x1-x5 and only its own SP,
 // return address and PSTATE besides its x19-x30),
 // and a thread parked by the switching path keeps only its own registers
