@@ -499,9 +499,9 @@ tern_stage_call_words_registers:
     ldp     x7, x6, [x8, #{act_register_entry}] // its register entry, its stack pointer there
     cbz     x7, tern_stage_call_words_copy      // none (not the runtime's trampoline): the request in memory
 tern_stage_call_words_stats:
-    ldr     x5, [x9, #{fast_migrated}]          // (tern_stage_call_stats' count, for this path)
+    ldr     x5, [x17, #{port_fast_migrated}]    // one more call served by the port (x17; tern_stage_call_stats' count, for this path)
     add     x5, x5, #1
-    str     x5, [x9, #{fast_migrated}]
+    str     x5, [x17, #{port_fast_migrated}]
 tern_stage_call_words_server_exit:
     // Into a protected runtime's pool at the trampoline's register entry
     // (`tern_dispatch_trampoline_registers`, the activation's
