@@ -28,8 +28,10 @@
 //! the shell uses, so both ends agree.
 //!
 //! Left out: arguments beyond one word (a program gets no text), standard
-//! input (a job cannot read the console: the shell owns it), and `build`,
-//! which the build workload registers as its own `prog.build`.
+//! input (a job cannot read the console: the shell owns it), and `build`:
+//! the shell's `run build` is `bench build`, which the kernel object
+//! `kernel.build` runs (it makes, merges and measures domains, which a job
+//! may not).
 //!
 //! A production crate (`board/image`), with no `unsafe`.
 #![no_std]
