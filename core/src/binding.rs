@@ -59,12 +59,6 @@ impl HandleTable {
         changed
     }
 
-    /// Each slot's port number for the fast paths: 0 for a slot that is
-    /// unbound or stale (port numbers start at 1).
-    pub fn ports(&self) -> [u32; HANDLES] {
-        self.slots.map(|slot| slot.filter(|binding| !binding.stale).map_or(0, |binding| binding.port.get()))
-    }
-
     /// Forget every binding (the domain is gone).
     pub fn clear_all(&mut self) {
         self.slots = [None; HANDLES];

@@ -58,6 +58,30 @@ use crate::capability::PortId;
 use crate::domain::DomainId;
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
+use crate::thread::Objects;
+
+/// What the trapping fast paths take a bound handle's port from
+/// (`CallBound`, `CallBoundWords`): for each of `handles`' slots, the
+/// address of its port's record, or 0 for a slot that is unbound or
+/// stale, or whose port is dead or gone. The machine copies it into the
+/// kernel-only domain block whenever a domain record may have changed
+/// (`Published::domains_changed`), which every change here sets: bind and
+/// unbind (`domain_mut`), a port's death, a restart and a server's mode
+/// flip (`stale_handles`, `domains_mut`), the client's death
+/// (`clear_all`, `domain_mut`), and the freeing of a port record
+/// (`Kernel::forget_port`, whatever else changed). So between two
+/// publications, when the fast paths run, every address here is that of
+/// a live port's boxed record, exactly what the port table gives for the
+/// handle's number; a stale handle reads 0 and takes the general path,
+/// which answers `StaleHandle`.
+pub fn port_records(handles: &HandleTable, objects: &Objects) -> [u64; HANDLES] {
+    core::array::from_fn(|slot| {
+        handles
+            .get(slot)
+            .filter(|binding| !binding.stale && objects.port(binding.port).is_some_and(|port| port.alive))
+            .map_or(0, |binding| objects.port_address(binding.port) as u64)
+    })
+}
 
 /// Which path a bound handle's published entry leads to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

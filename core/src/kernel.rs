@@ -234,6 +234,11 @@ impl<M: Machine> Kernel<M> {
     /// credited to its owner, so neither figure loses them.
     pub(crate) fn forget_port(&mut self, port: PortId) -> Option<crate::thread::Port> {
         let mut entry = self.objects.remove_port(port)?;
+        // Its record is freed: the fast paths' copies of the handles' port
+        // records are written again before any domain runs
+        // (`handle::port_records`; no live handle names it, this makes
+        // sure no copy does either).
+        self.domains_changed = true;
         fold(self.machine.statistics(), entry.take_fast_counts());
         if let Some(record) = self.domain_mut(entry.owner) {
             record.served_by_gone_ports += entry.served;

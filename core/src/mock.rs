@@ -138,6 +138,11 @@ pub struct MockMachine {
     pub stacks: BTreeMap<ThreadId, u32>,
     /// Times the fast paths' view was published.
     pub publications: usize,
+    /// Each domain's handles as the fast paths read them
+    /// (`handle::port_records`), by domain number - 1: rewritten when a
+    /// domain record may have changed, as the AArch64 machine's domain
+    /// blocks are.
+    pub handle_ports: Vec<[u64; crate::abi::HANDLES]>,
     /// Views dropped (their slots reused), in order.
     pub dropped_views: Vec<u64>,
     next_stack: u32,
@@ -161,6 +166,7 @@ impl Default for MockMachine {
             spare_stacks: Vec::new(),
             stacks: BTreeMap::new(),
             publications: 0,
+            handle_ports: Vec::new(),
             dropped_views: Vec::new(),
             next_stack: 1,
             next_table: 0x10_0000,
@@ -364,7 +370,14 @@ impl Machine for MockMachine {
         &mut self.statistics
     }
 
-    fn publish(&mut self, _: Published<'_>) {
+    fn publish(&mut self, published: Published<'_>) {
         self.publications += 1;
+        if published.domains_changed {
+            self.handle_ports = published
+                .domains
+                .iter()
+                .map(|record| crate::handle::port_records(&record.handles, published.objects))
+                .collect();
+        }
     }
 }

@@ -237,3 +237,82 @@ fn only_activations_at_the_protected_dispatch_trampoline_have_a_register_entry()
     assert_eq!(system.kernel.servers.register_entry(merged), 0, "a merged server's pool: not at EL0");
     assert_eq!(system.kernel.servers.register_entry(server.entry), 0);
 }
+
+/// `domain`'s handle `handle` as the trapping fast paths read it once the
+/// kernel has published (`handle::port_records`): its port's record, or 0.
+fn fast_port(system: &mut System, domain: DomainId, handle: usize) -> u64 {
+    system.kernel.publish();
+    system.kernel.machine.handle_ports[domain.0 as usize - 1][handle]
+}
+
+#[test]
+fn the_fast_paths_copy_of_a_handle_is_its_port_record_until_the_handle_goes() {
+    // Bound: the record's address, the port table's entry for its number.
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    let address = system.kernel.objects.port_address(server.port) as u64;
+    assert_ne!(address, 0);
+    assert_eq!(fast_port(&mut system, client, handle), address);
+    assert_eq!(fast_port(&mut system, client, handle + 1), 0, "an unbound slot");
+    // Unbound.
+    assert_eq!(system.as_domain(client, Call::Unbind, &[handle as u64]), Ok(0));
+    assert_eq!(fast_port(&mut system, client, handle), 0);
+
+    // The port destroyed, its record freed, a new port made (whose record
+    // may lie where the old one did): the old handle stays 0, a new one
+    // gets the new record.
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_eq!(system.as_domain(server.domain, Call::PortDestroy, &[server.name as u64]), Ok(0));
+    assert!(system.kernel.objects.port(server.port).is_none(), "no activation was busy: the record is freed");
+    assert_eq!(fast_port(&mut system, client, handle), 0, "stale");
+    let other = system.serve(server.domain, 1, STACK);
+    let other_name = system.grant(&other, client);
+    let fresh = system.as_domain(client, Call::Bind, &[other_name as u64]).unwrap();
+    assert_eq!(fast_port(&mut system, client, handle), 0, "still stale, whatever lies at its old address");
+    assert_eq!(fast_port(&mut system, client, fresh), system.kernel.objects.port_address(other.port) as u64);
+
+    // Its server dies; its client dies.
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_ne!(fast_port(&mut system, client, handle), 0);
+    system.kernel.terminate_domain(server.domain);
+    assert_eq!(fast_port(&mut system, client, handle), 0);
+    let (mut system, client, _, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    system.kernel.terminate_domain(client);
+    assert_eq!(fast_port(&mut system, client, handle), 0);
+
+    // Its server changes mode.
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    system.kernel.domain_mut(server.domain).unwrap().mode = DomainMode::Merged;
+    system.kernel.stale_handles_to(server.domain);
+    assert_eq!(fast_port(&mut system, client, handle), 0);
+
+    // Its server is restarted: the port lives on for the new instance, the
+    // handle does not.
+    let (mut system, client, server, name) = setup();
+    system
+        .kernel
+        .set_restart_policy(server.domain, tern_core::abi::RestartPolicy::Always { limit: 0, window: 0 })
+        .unwrap();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    system.kernel.terminate_domain(server.domain);
+    assert!(system.kernel.objects.port(server.port).is_some_and(|port| port.alive));
+    assert_eq!(fast_port(&mut system, client, handle), 0);
+}
+
+#[test]
+fn freeing_a_port_record_rewrites_the_fast_paths_copies() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_ne!(fast_port(&mut system, client, handle), 0);
+    // Whatever the fast paths held is replaced at the next publication
+    // once a port's record is freed (here: one no handle names).
+    let unbound = system.serve(server.domain, 1, STACK);
+    system.kernel.publish();
+    system.kernel.machine.handle_ports.clear();
+    assert_eq!(system.as_domain(server.domain, Call::PortDestroy, &[unbound.name as u64]), Ok(0));
+    assert!(system.kernel.objects.port(unbound.port).is_none());
+    assert_eq!(fast_port(&mut system, client, handle), system.kernel.objects.port_address(server.port) as u64);
+}

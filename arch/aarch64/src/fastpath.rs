@@ -97,11 +97,15 @@ pub struct FastPath {
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct DomainFast {
-    /// Its bound handles' ports (`HandleTable::ports`: 0 for a stale or
-    /// unbound handle), for `CallBound` and `CallBoundWords`: first, so
-    /// that the fast paths index it from the block's address (`glue.rs`
-    /// checks).
-    pub handle_ports: [u32; tern_core::abi::HANDLES],
+    /// Its bound handles' port records (`tern_core::handle::port_records`:
+    /// the boxed record's address, 0 for a handle that is unbound or
+    /// stale), for `CallBound` and `CallBoundWords`: the port without the
+    /// port table. First, so that the fast paths index it from the block's
+    /// address (`glue.rs` checks). Written by `publish` whenever a domain
+    /// record may have changed, which every invalidation of a handle and
+    /// every freeing of a port record makes so: an address here is a live
+    /// port's whenever a fast path reads it.
+    pub handle_ports: [u64; tern_core::abi::HANDLES],
     /// Its region.
     pub region_start: u64,
     /// End of its region.
@@ -299,7 +303,7 @@ pub fn publish(published: Published<'_>, domain_blocks: &mut Vec<Box<DomainFast>
             fast.region_end = record.domain.region.end;
             fast.port_words = words.as_ptr() as u64;
             fast.port_word_count = words.len() as u64;
-            fast.handle_ports = record.handles.ports();
+            fast.handle_ports = tern_core::handle::port_records(&record.handles, published.objects);
             domain_table.push(&**fast as *const DomainFast as usize);
         }
     }

@@ -194,15 +194,15 @@
 .if \bound
     cmp     x0, #{handles}
     b.hs    \slow                               // no such handle
-    ldr     w5, [x8, x0, lsl #2]                // port number (0: unbound or stale; handle_ports is the block's first field)
+    ldr     x17, [x8, x0, lsl #3]               // its port's record (0: unbound, stale or dead; handle_ports is the block's first field)
 .else
     ldp     x5, x6, [x8, #{dom_port_words}]
     cmp     x0, x6
     b.hs    \slow                               // no such name
     ldr     w5, [x5, x0, lsl #2]
     and     w5, w5, #0x7fffffff                 // port number (0: none)
-.endif
     ldr     x17, [x16, x5, lsl #3]              // the port (table[0] is null)
+.endif
     cbz     x17, \slow
 .if \stages
 tern_stage_call_checks:
@@ -431,10 +431,16 @@ fast_call_slow:
 // fn tern_fast_call_bound()  (x0 a bound handle, x1/x2 request, x3/x4
 // reply buffer)
 //
-// `tern_fast_call` through a bound handle: the port is the one the
-// kernel's table gives the handle (0, and so the general path, for a
-// stale or unbound one) instead of the name's. A switching server is left
-// to the general path.
+// `tern_fast_call` through a bound handle: the port is the record the
+// kernel keeps for the handle in the domain's fast-path block
+// (`DomainFast::handle_ports`; 0, and so the general path and its
+// `StaleHandle`, for a stale or unbound one) instead of the name's. That
+// address is trusted as the port table's entries are: the kernel writes
+// the block from its handle table before any domain runs after a handle
+// goes stale, is unbound or its port's record is freed
+// (`tern_core::handle::port_records`), so it is a live port's record
+// whenever this runs (one core, interrupts masked). A switching server is
+// left to the general path.
 tern_fast_call_bound:
     adrp    x9, TERN_FAST
     CALL_CHECKS 1, {fast_payload_max}, fast_bound_slow, fast_bound_slow, 0, 0, 1
@@ -474,9 +480,7 @@ tern_stage_call_words_checks:
     b.hi    fast_words_slow
     cmp     x5, #{handles}
     b.hs    fast_words_slow                     // no such handle
-    ldr     w16, [x17, x5, lsl #2]              // its port's number (0: unbound or stale; handle_ports is the block's first field)
-    ldr     x17, [x9, #({fast_domains} + 8)]
-    ldr     x17, [x17, x16, lsl #3]             // the port (table[0] is null)
+    ldr     x17, [x17, x5, lsl #3]              // its port's record (0: unbound, stale or dead; handle_ports is the block's first field)
     cbz     x17, fast_words_slow
     lsr     x18, x0, #32                        // the payload's length
     cmp     x18, #{register_bytes}

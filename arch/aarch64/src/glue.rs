@@ -129,7 +129,9 @@ mod fast_offsets {
     const _: () = assert!(tern_core::abi::NO_RIGHT == 0);
     use crate::fastpath::DomainFast;
     const _: () = assert!(offset_of!(DomainFast, region_end) == offset_of!(DomainFast, region_start) + 8);
-    // The bound paths index the handles' ports from the block's address.
+    // The bound paths index the handles' port records from the block's
+    // address, eight bytes each.
+    const _: () = assert!(offset_of!(DomainFast, region_start) == 8 * tern_core::abi::HANDLES);
     const _: () = assert!(offset_of!(DomainFast, handle_ports) == 0);
     const _: () = assert!(offset_of!(DomainFast, port_word_count) == offset_of!(DomainFast, port_words) + 8);
     const _: () = assert!(offset_of!(UserContext, pc) == offset_of!(UserContext, sp) + 8);
