@@ -543,7 +543,9 @@ tern_stage_call_words_server_exit:
 tern_stage_call_words_end:
 
     // Any other pool (a merged server's, or one entered elsewhere): the
-    // request written on its stack as a message, and on as tern_fast_call.
+    // request written on its stack as a message, and on as tern_fast_call
+    // — but for a merged dispatch pool, whose reply comes back in
+    // registers when it fits (below).
 tern_stage_call_words_copy:
     ldp     x6, x16, [x8, #{act_stack_top}]     // its stack's top; its view
     sub     x6, x6, #{register_message}         // the request's place (the top is 16-aligned)
@@ -554,7 +556,76 @@ tern_stage_call_words_copy:
     stp     x3, x4, [x7, #32]
     add     x2, x18, #{header_size}             // x2: the request's length, x3: where
     mov     x3, x6
-    b       tern_stage_call_stats
+    ldp     x5, x15, [x8, #{act_entry}]         // its entry, its mode's PSTATE
+    tbz     x15, #2, tern_stage_call_stats      // EL0t: a protected pool entered elsewhere
+    adr     x7, tern_dispatch_trampoline_merged                 // (one instruction: the image is under 1 MiB; the linker says if not)
+    cmp     x5, x7
+    b.ne    tern_stage_call_stats               // a merged pool entered elsewhere
+
+    // A merged dispatch pool: its handler called from here, as
+    // fast_call_handler calls it (EL1t on the activation's stack, the
+    // reply area below the request, interrupts enabled; a fault in it
+    // unwinds to the client like any fault in a server), with the reply's
+    // words zeroed first (nothing of the server's earlier replies goes
+    // back past this one's length, as the protected runtime's register
+    // trampoline does for its own). Back: a reply that fits the words,
+    // with no right, goes to the client in registers (x1-x5, as
+    // tern_fast_return_words answers); a longer one the way
+    // merged_called_back takes it (into the client's buffer; with none,
+    // the general Return's ReplyTooLarge).
+    ldr     x5, [x17, #{port_fast_migrated}]    // one more call served by the port (x17)
+    add     x5, x5, #1
+    str     x5, [x17, #{port_fast_migrated}]
+    mrs     x16, ttbr0_el1                      // it runs in the caller's view (for a call it makes)
+    str     x16, [x8, #{act_view}]
+    msr     spsel, #0
+    sub     x7, x3, #{reply_pages}, lsl #12     // the reply area, below the request
+    sub     x7, x7, #{reply_rest}
+    mov     sp, x7
+    stp     xzr, xzr, [x7, #16]                 // the reply's words, zeroed
+    stp     xzr, xzr, [x7, #32]
+    mov     x0, x3                              // handler(request, length, context, reply area, nothing lent)
+    mov     x1, x2
+    ldr     x2, [x8, #{act_context}]
+    mov     x3, x7
+    ldp     x4, x5, [x9, #{fast_zeros}]
+    ldr     x9, [x2]
+    msr     daifclr, #3
+    blr     x9
+    MERGED_BACK_CHECKS
+    subs    x5, x0, #{header_size}
+    b.lo    merged_return_trap                  // not a message
+    cmp     x5, #{register_bytes}
+    b.hi    merged_called_back_copy             // too long for registers
+    ldr     x1, [sp]                            // the header: label | right << 32
+    tst     x1, #{no_right_mask}
+    b.ne    merged_return_trap                  // carries a right
+    orr     x1, x1, x5, lsl #32                 // label | length << 32, in registers
+    orr     x1, x1, #(1 << 63)
+    ldp     x2, x3, [sp, #16]                   // the words
+    ldp     x4, x5, [sp, #32]
+    MERGED_BACK_POOL 6
+    ldr     x13, [x12, x16, lsl #3]             // the client, again
+    msr     spsel, #1                           // back on the kernel stack
+    // Its view is the one the handler ran in; x19-x28 still hold its
+    // values (the handler is a procedure); x29/x30, SP, return address and
+    // PSTATE from its activation.
+    ldp     x29, x30, [x13, #({act_saved_x19} + 80)]
+    ldp     x6, x7, [x13, #{act_saved_sp}]
+    ldr     x8, [x13, #{act_saved_pstate}]
+    msr     sp_el0, x6
+    msr     elr_el1, x7
+    msr     spsr_el1, x8
+    mov     x10, #CPACR_TRAP_EL0_SIMD
+    msr     cpacr_el1, x10
+    // x1-x5 the reply; x6-x8 the client's own; the rest cleared.
+    ldp     x0, x10, [x9, #{fast_zeros}]        // x0 = 0: success
+    ldp     x11, x12, [x9, #{fast_zeros}]
+    ldp     x13, x14, [x9, #{fast_zeros}]
+    ldp     x15, x16, [x9, #{fast_zeros}]
+    ldp     x17, x18, [x9, #{fast_zeros}]
+    ldr     x9, [x9, #{fast_zeros}]
+    eret
 
 fast_words_slow:
     mov     x8, #{call_bound_words}
@@ -1122,6 +1193,8 @@ tern_merged_call:
     MERGED_BACK_CHECKS
 .if \trapped == 0
 merged_back_copy:                               // (the register form's reply too long for registers)
+.else
+merged_called_back_copy:                        // (the words path's reply too long for registers)
 .endif
     ldp     x2, x3, [x14, #{act_reply_address}] // the client's buffer
     cmp     x0, x3
