@@ -205,15 +205,23 @@ pub enum Call {
     /// payload length << 32 (at most `8 ×` [`REGISTER_WORDS`] bytes, no
     /// right), x1-x4 the payload's words, x5 the handle, x6/x7 the reply
     /// buffer. The reply comes back in the buffer, as `CallBound`'s (the
-    /// gate's stubs hand it on in registers), or, from the trapping fast
-    /// path, in registers (x1 `1 << 63` | label | length << 32, x2-x5 the
-    /// words). The trapping fast path enters a protected runtime's pool at
-    /// the gate's register trampoline with the request in x0-x4 (another
-    /// pool: the words straight onto the server activation's stack), and
-    /// marks the activation so that the trampoline's `svc #2` answers in
-    /// registers; elsewhere the kernel writes the message into the reply
-    /// buffer first (so the buffer must hold it) and goes on as
-    /// `CallBound` with it. `svc #1` makes this call whatever `x8` holds.
+    /// gate's stubs hand it on in registers), or in registers (x1
+    /// [`REPLY_IN_REGISTERS`] | label | length << 32, x2-x5 the words):
+    /// the trapping fast path enters a protected runtime's pool at the
+    /// gate's register trampoline with the request in x0-x4 (another pool:
+    /// the words straight onto the server activation's stack), and marks
+    /// the activation, so that its return — the trampoline's `svc #2`, or
+    /// any `Return`, fast or general — answers a reply that fits (no
+    /// right) in registers. Elsewhere the kernel writes the message into
+    /// the reply buffer first (so the buffer must hold it) and goes on as
+    /// `CallBound` with it. With no buffer (x7 = 0: registers both ways,
+    /// `Handle::call_words`) the general path makes the buffer itself: a
+    /// frame of [`REGISTER_WORDS`] + 2 words below the caller's SP (in its
+    /// region, or `BadAddress`), the caller resuming at the gate's code
+    /// that hands the reply on in registers, pops the frame and returns to
+    /// x30 (`ServerLayer::bound_words_general`); a reply longer than the
+    /// words is `ReplyTooLarge`. `svc #1` makes this call whatever `x8`
+    /// holds, and keeps x30 as every `svc` does.
     CallBoundWords = 44,
     /// The domain that called the caller: for a pool activation (or a
     /// sidetrack), the domain of the activation below it on its thread's
@@ -241,6 +249,11 @@ pub const HANDLES: usize = 16;
 /// register form of a bound handle's entries, `tern_inks::bound`); a
 /// longer payload goes in memory.
 pub const REGISTER_WORDS: usize = 4;
+
+/// Set in x1 by a bound call's register form when the reply came back in
+/// registers (then the label | payload length << 32, the words in x2-x5);
+/// clear, x1 is the length of a reply written into the caller's buffer.
+pub const REPLY_IN_REGISTERS: u64 = 1 << 63;
 
 /// Or'd into [`Call::PortCreate`]'s `x0`: every call on the port may be
 /// made twice (the server says so) — a call in flight when the server

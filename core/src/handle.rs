@@ -13,7 +13,7 @@
 //! | 0 | the **entry** of the handle's path for a message in memory: the gate branches to it |
 //! | 1 | the entry of the same path for a message in registers |
 //! | 2 | the port's record (kernel address): the merged path's pool |
-//! | 3 | reserved (0) |
+//! | 3 | the entry for a message in registers both ways, no reply buffer (`Handle::call_words`): from a protected client `svc #1` and nothing else, no frame (the general path makes one if it needs it: `call_bound_words`); otherwise the register entry |
 //!
 //! The entry is one of the layer's [`BoundPath`] entries, chosen from the
 //! pair of modes: a merged client calling a merged server gets the merged
@@ -59,6 +59,11 @@ use crate::domain::DomainId;
 use crate::kernel::{Caller, Kernel, KernelCall, Next};
 use crate::machine::{Machine, UserFrame};
 use crate::thread::Objects;
+
+/// The bytes of a message in registers: a header and
+/// [`crate::abi::REGISTER_WORDS`] words (the frame the general path makes
+/// for a register call with no buffer).
+pub const REGISTER_MESSAGE: usize = crate::abi::MessageHeader::SIZE + 8 * crate::abi::REGISTER_WORDS;
 
 /// What the trapping fast paths take a bound handle's port from
 /// (`CallBound`, `CallBoundWords`): for each of `handles`' slots, the
@@ -111,6 +116,20 @@ impl<M: Machine> Kernel<M> {
     /// `CallBound` with it. `InvalidArgument` for a payload longer than
     /// the words; `BadAddress` for a buffer the caller may not write or
     /// too small for the message.
+    ///
+    /// With no buffer (x7 = 0: the register form both ways,
+    /// `Handle::call_words`, whose entry keeps no frame) the kernel makes
+    /// the one the gate's stub would have made: [`REGISTER_MESSAGE`] bytes
+    /// below the caller's SP, checked writable in its region; SP is moved
+    /// below it and the caller resumes at the layer's
+    /// `bound_words_general`, which hands a reply written there on in
+    /// registers, pops the frame and returns to x30 (an `svc` keeps it).
+    /// Every way back (the reply, an error, `CallAborted` after a fault, an
+    /// alert) resumes there from the state saved now, and a call made again
+    /// from it (`repeat_call`: a sidetrack, a requeued sender) is the
+    /// `svc #0` before that code, `CallBound` as rewritten here. The
+    /// handle is checked first: a stale one gets `StaleHandle` with the
+    /// frame untouched.
     pub fn call_bound_words(&mut self, caller: Caller, frame: &mut M::Frame) -> KernelCall<M> {
         let first = frame.register(0);
         let length = (first >> 32) as usize;
@@ -118,21 +137,35 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::InvalidArgument);
         }
         let total = crate::abi::MessageHeader::SIZE + length;
-        let buffer = crate::domain::UserRange::new(frame.register(6) as usize, frame.register(7) as usize);
+        let handle = frame.register(5);
+        let mut context = frame.context();
+        let own_frame = frame.register(7) == 0;
+        let buffer = if own_frame {
+            self.bound_port(caller.domain, handle as usize)?;
+            let below = context.sp.checked_sub(REGISTER_MESSAGE as u64).ok_or(Error::BadAddress)?;
+            crate::domain::UserRange::new(below as usize, REGISTER_MESSAGE)
+        } else {
+            crate::domain::UserRange::new(frame.register(6) as usize, frame.register(7) as usize)
+        };
         if buffer.length < total {
             return Err(Error::BadAddress);
         }
         let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
-        let at = record.domain.check_writable(crate::domain::UserRange::new(buffer.address, total))?.address;
-        let mut message = [0u8; crate::abi::MessageHeader::SIZE + 8 * crate::abi::REGISTER_WORDS];
+        let at = record.domain.check_writable(buffer)?.address;
+        let mut message = [0u8; REGISTER_MESSAGE];
         crate::abi::MessageHeader::new(first as u32, length).write_to(&mut message);
         for (index, chunk) in message[crate::abi::MessageHeader::SIZE..].chunks_exact_mut(8).enumerate() {
             chunk.copy_from_slice(&frame.register(1 + index).to_le_bytes());
         }
         self.machine.write(at, &message[..total]);
+        if own_frame {
+            // The frame is the caller's from here: it resumes below it.
+            context.sp = buffer.address as u64;
+            context.pc = self.servers.bound_words_general;
+            frame.set_context(&context);
+        }
         // Now it is a `CallBound` with the message in the buffer (a wait
         // for an activation repeats it as that).
-        let handle = frame.register(5);
         for (index, value) in [handle, buffer.address as u64, total as u64, buffer.address as u64, buffer.length as u64]
             .into_iter()
             .enumerate()
@@ -296,8 +329,8 @@ impl<M: Machine> Kernel<M> {
         let path = self.bound_path(domain, handle);
         let Some(record) = self.domain(domain) else { return };
         let port_record = record.handles.get(handle).map_or(0, |binding| self.objects.port_address(binding.port));
-        let [memory, registers] = self.servers.bound_entries[path as usize];
-        let words = [memory, registers, port_record as u64, 0];
+        let [memory, registers, words_only] = self.servers.bound_entries[path as usize];
+        let words = [memory, registers, port_record as u64, words_only];
         let at = record.domain.region.start + REGION_HANDLES_OFFSET + handle as u64 * HANDLE_RECORD_BYTES;
         for (index, word) in words.into_iter().enumerate() {
             self.machine.write_word(at as usize + 8 * index, word, 8);

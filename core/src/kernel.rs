@@ -94,8 +94,18 @@ pub struct ServerLayer<M: Machine> {
     pub dispatch_register_entry: u64,
     /// The entries a bound handle's published record leads to, by
     /// [`crate::handle::BoundPath`] (stale, trap, direct, merged): for a
-    /// message in memory, and for one in registers.
-    pub bound_entries: [[u64; 2]; 4],
+    /// message in memory, for one in registers (a reply too long for them
+    /// into the caller's buffer), and for one in registers both ways (no
+    /// buffer: `Handle::call_words`).
+    pub bound_entries: [[u64; 3]; 4],
+    /// Where a `CallBoundWords` made with no reply buffer resumes when the
+    /// general path takes it (`Kernel::call_bound_words`): the gate's code
+    /// that takes the reply from the frame the kernel made on the caller's
+    /// stack into registers, pops the frame and returns to x30. The
+    /// instruction before it is an `svc #0`, so that a call made again
+    /// from its saved state (`UserFrame::repeat_call`) is the `CallBound`
+    /// the kernel turned it into.
+    pub bound_words_general: u64,
     /// The merge transition: move a domain into a mode (`Busy`, with
     /// nothing changed, while one of its activations is occupied).
     pub set_mode: fn(&mut Kernel<M>, DomainId, DomainMode) -> Result<(), Error>,

@@ -91,6 +91,9 @@ pub const UPCALL_ENTRY: u64 = 0x8_0000;
 /// direct, merged: 0x100 apart; each one's register form 0x80 after it), as
 /// seen in published handle records.
 pub const BOUND_ENTRIES: u64 = 0x9_0000;
+/// Where the stand-in layer says a general-path `CallBoundWords` with no
+/// reply buffer resumes (`ServerLayer::bound_words_general`).
+pub const BOUND_WORDS_GENERAL: u64 = 0x9_1004;
 
 /// A stand-in for the in-kernel-server layer: fixed entries, no mode
 /// changes (the merge transition is `tern-inks`'s, and tested there on this
@@ -103,7 +106,10 @@ pub fn no_servers<M: Machine>() -> ServerLayer<M> {
         upcall_entry: UPCALL_ENTRY,
         dispatch_entries: [UPCALL_ENTRY + 0x100, UPCALL_ENTRY + 0x200],
         dispatch_register_entry: UPCALL_ENTRY + 0x180,
-        bound_entries: [0, 1, 2, 3].map(|path| [BOUND_ENTRIES + 0x100 * path, BOUND_ENTRIES + 0x100 * path + 0x80]),
+        bound_entries: [0, 1, 2, 3].map(|path| {
+            [BOUND_ENTRIES + 0x100 * path, BOUND_ENTRIES + 0x100 * path + 0x80, BOUND_ENTRIES + 0x100 * path + 0xc0]
+        }),
+        bound_words_general: BOUND_WORDS_GENERAL,
         set_mode: refuse,
     }
 }

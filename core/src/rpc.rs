@@ -36,7 +36,7 @@
 //! A reply too large for the client's buffer is an error *to the client*,
 //! and nothing of it is written.
 
-use crate::abi::{Call, DomainMode, Error, LEND_MAX, LEND_WRITABLE, MessageHeader, NO_RIGHT};
+use crate::abi::{Call, DomainMode, Error, LEND_MAX, LEND_WRITABLE, MessageHeader, NO_RIGHT, REPLY_IN_REGISTERS};
 use crate::capability::{Capability, PortId};
 use crate::domain::{DomainId, UserRange};
 use crate::frame::PhysRange;
@@ -493,6 +493,9 @@ impl<M: Machine> Kernel<M> {
         let entry = self.objects.activation(caller.activation).ok_or(Error::NotInCall)?;
         let port = entry.port.ok_or(Error::NotInCall)?;
         let (client_activation, reply_to, sidetrack) = (entry.caller, entry.reply(), entry.is_sidetrack());
+        // The words path's mark (`Activation::reply_registers`): its caller
+        // takes a reply that fits in registers.
+        let registers = entry.reply_registers != 0;
         let Some(client_activation) = client_activation else {
             // The bottom of a segment split off below a terminated
             // activation: nobody waits for this reply. The activation goes
@@ -500,11 +503,23 @@ impl<M: Machine> Kernel<M> {
             self.leave_pool_activation(caller);
             return Ok(Next::EndThread(0));
         };
-        let result = if sidetrack { Ok(0) } else { self.deliver_reply(caller.domain, reply, reply_to) };
+        let in_registers = if sidetrack || !registers { None } else { self.reply_words(caller.domain, reply) };
+        let result = match (sidetrack, in_registers) {
+            (true, _) => Ok(0),
+            (false, Some(_)) => Ok(0),
+            (false, None) => self.deliver_reply(caller.domain, reply, reply_to),
+        };
         self.leave_pool_activation(caller);
         let saved = self.objects.activation(client_activation).map(|entry| entry.saved).unwrap_or_default();
         frame.set_context(&saved);
-        if sidetrack {
+        if let Some(words) = in_registers {
+            // As the fast paths answer it (`tern_fast_return_words`): x0 = 0,
+            // x1 = REPLY_IN_REGISTERS | label | length << 32, x2-x5 the words.
+            frame.set_register(0, 0);
+            for (index, word) in words.into_iter().enumerate() {
+                frame.set_register(1 + index, word);
+            }
+        } else if sidetrack {
             // Make the client's call again: it proceeds now.
             frame.repeat_call();
             if let Some(entry) = self.objects.thread_mut(caller.thread) {
@@ -516,6 +531,32 @@ impl<M: Machine> Kernel<M> {
         let view = self.current_view();
         self.machine.switch_view(view);
         Ok(Next::Resume)
+    }
+
+    /// `server`'s reply as a words call's caller takes it in registers: x1
+    /// `REPLY_IN_REGISTERS | label | length << 32`, then the payload's
+    /// words (zero past its length: nothing else of the server's goes with
+    /// them). `None` when it does not fit (a payload longer than
+    /// [`crate::abi::REGISTER_WORDS`] words, a right, or not a good
+    /// message): the caller's buffer takes it, or its error (a words call
+    /// without one gets `ReplyTooLarge`, nothing delivered).
+    fn reply_words(&self, server: DomainId, reply: UserRange) -> Option<[u64; 1 + crate::abi::REGISTER_WORDS]> {
+        let request = self.check_message(server, reply).ok()?;
+        let payload = reply.length - MessageHeader::SIZE;
+        if request.right.is_some() || payload > 8 * crate::abi::REGISTER_WORDS {
+            return None;
+        }
+        let record = self.domain(server)?;
+        let at = record.domain.check_readable(&self.image, reply).ok()?.address;
+        let mut bytes = [0u8; 8 * crate::abi::REGISTER_WORDS];
+        self.machine.read(at + MessageHeader::SIZE, &mut bytes[..payload]);
+        let label = self.read_header(at).label;
+        let mut words = [0u64; 1 + crate::abi::REGISTER_WORDS];
+        words[0] = REPLY_IN_REGISTERS | u64::from(label) | (payload as u64) << 32;
+        for (word, chunk) in words[1..].iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        }
+        Some(words)
     }
 
     /// The call `caller`'s activation served is over: what was lent to it

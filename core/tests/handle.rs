@@ -6,11 +6,12 @@ mod support;
 
 use support::{STACK, Server, System};
 use tern_core::abi::{Call, DomainMode, Error, HANDLES};
+use tern_core::abi::{MessageHeader, NO_RIGHT, REPLY_IN_REGISTERS};
 use tern_core::board::{HANDLE_RECORD_BYTES, REGION_HANDLES_OFFSET};
 use tern_core::domain::DomainId;
 use tern_core::handle::BoundPath;
 use tern_core::kernel::Next;
-use tern_core::mock::BOUND_ENTRIES;
+use tern_core::mock::{BOUND_ENTRIES, BOUND_WORDS_GENERAL};
 
 /// The four words of `domain`'s published record for `handle`.
 fn record(system: &System, domain: DomainId, handle: usize) -> [u64; 4] {
@@ -46,11 +47,11 @@ fn a_bound_handle_is_published_and_calls_like_the_name() {
     let (mut system, client, server, name) = setup();
     let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
     assert_eq!(handle, 0);
-    let [path, registers, port, reserved] = record(&system, client, handle);
+    let [path, registers, port, words] = record(&system, client, handle);
     assert_eq!(path, entry(BoundPath::Trap), "a protected client: the trap");
     assert_eq!(registers, entry(BoundPath::Trap) + 0x80, "and its form for messages in registers");
     assert_eq!(port, system.kernel.objects.port_address(server.port) as u64);
-    assert_eq!(reserved, 0);
+    assert_eq!(words, entry(BoundPath::Trap) + 0xc0, "and its form for registers both ways");
     let free = system.pool_free(&server);
     assert_eq!(call_bound(&mut system, client, handle as u64), Next::Resume);
     assert_eq!(system.pool_free(&server), free - 1, "the call took an activation of the bound port");
@@ -315,4 +316,114 @@ fn freeing_a_port_record_rewrites_the_fast_paths_copies() {
     assert_eq!(system.as_domain(server.domain, Call::PortDestroy, &[unbound.name as u64]), Ok(0));
     assert!(system.kernel.objects.port(unbound.port).is_none());
     assert_eq!(fast_port(&mut system, client, handle), system.kernel.objects.port_address(server.port) as u64);
+}
+
+/// A words call (`CallBoundWords`) from a fresh thread of `client`, its SP
+/// at `sp` and its `svc` just before `CALL_PC`, with no reply buffer
+/// (x7 = 0, as `Handle::call_words` makes it): label 7, 13 payload bytes.
+fn call_words_unbuffered(
+    system: &mut System,
+    client: DomainId,
+    handle: u64,
+    sp: u64,
+) -> Next<tern_core::mock::MockSwitch> {
+    let thread = system.thread(client, 5);
+    system.switch_to(thread);
+    system.current_frame().context.sp = sp;
+    system.current_frame().context.pc = support::CALL_PC;
+    let words = [u64::from_le_bytes(*b"register"), u64::from_le_bytes(*b"s, 12345"), 0, 0];
+    let record = system.region(client) + REGION_HANDLES_OFFSET;
+    system.invoke(Call::CallBoundWords, &[7 | 13 << 32, words[0], words[1], words[2], words[3], handle, record, 0])
+}
+
+#[test]
+fn a_words_call_with_no_buffer_gets_a_frame_the_kernel_makes_on_the_general_path() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap() as u64;
+    let sp = system.region(client) + 0x5000;
+    let free = system.pool_free(&server);
+    assert_eq!(call_words_unbuffered(&mut system, client, handle, sp), Next::Resume);
+    assert_eq!(system.pool_free(&server), free - 1, "the call reached the bound port's pool");
+    let delivered = system.delivered();
+    assert_eq!((delivered.label, delivered.length), (7, 13));
+    // What the client resumes with, whatever ends the call: SP below the
+    // frame, at the gate's words return, the call made again a CallBound.
+    let thread = system.kernel.current();
+    let client_activation = system.chain(thread)[1];
+    let saved = system.activation(client_activation).saved;
+    assert_eq!((saved.sp, saved.pc), (sp - 48, BOUND_WORDS_GENERAL));
+    assert_eq!(saved.x[8], Call::CallBound as u64);
+    assert_eq!(saved.x[..5], [handle, sp - 48, 29, sp - 48, 48]);
+    // The reply goes into the frame (the gate's code hands it on).
+    let answer = system.region(server.domain) + 0x1000;
+    let length = system.message(answer, 9, &[1, 2, 3, 4]);
+    assert_eq!(system.ok(Call::Return, &[answer, length]), Ok(20));
+    let back = system.frame(thread).context;
+    assert_eq!((back.sp, back.pc), (sp - 48, BOUND_WORDS_GENERAL));
+    assert_eq!(system.header(sp - 48), MessageHeader { label: 9, right: NO_RIGHT, length: 4, reserved: 0 });
+    assert_eq!(system.kernel.machine.peek(sp - 48 + 16, 4), [1, 2, 3, 4]);
+
+    // A reply longer than the frame: ReplyTooLarge.
+    assert_eq!(call_words_unbuffered(&mut system, client, handle, sp), Next::Resume);
+    let answer = system.region(server.domain) + 0x1000;
+    let length = system.message(answer, 9, &[1; 33]);
+    assert_eq!(system.invoke(Call::Return, &[answer, length]), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::ReplyTooLarge));
+
+    // A stale handle: StaleHandle, the frame untouched; SP at the bottom of
+    // the region (no room below it in the caller's memory): BadAddress.
+    // Nothing delivered either way.
+    let free = system.pool_free(&server);
+    let bottom = system.region(client);
+    assert_eq!(call_words_unbuffered(&mut system, client, handle, bottom + 16), Next::Resume);
+    assert_eq!(system.current_frame().result(), Err(Error::BadAddress));
+    assert_eq!(system.as_domain(server.domain, Call::PortDestroy, &[server.name as u64]), Ok(0));
+    assert_eq!(call_words_unbuffered(&mut system, client, handle, sp), Next::Resume);
+    let frame = system.current_frame();
+    assert_eq!(frame.result(), Err(Error::StaleHandle));
+    assert_eq!((frame.context.sp, frame.context.pc), (sp, support::CALL_PC));
+    assert!(system.pool_free(&server) <= free);
+}
+
+#[test]
+fn a_words_calls_reply_comes_back_in_registers_from_the_general_return() {
+    // The fast words path marks the server activation; whatever Return ends
+    // its call (here the general one) answers a reply that fits in registers.
+    for (payload, buffer) in [(&[1u8, 2, 3, 4, 5, 6, 7, 8, 9][..], false), (&[1; 33][..], false), (&[1; 33][..], true)]
+    {
+        let (mut system, client, server, name) = setup();
+        let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap() as u64;
+        let thread = system.thread(client, 5);
+        system.switch_to(thread);
+        let reply = system.region(client) + 0x3000;
+        let (at, capacity) = if buffer { (reply, 64) } else { (reply, 48) };
+        assert_eq!(system.invoke(Call::CallBoundWords, &[7, 0, 0, 0, 0, handle, at, capacity]), Next::Resume);
+        let top = system.chain(thread)[0];
+        system.kernel.objects.activation_mut(top).unwrap().reply_registers = 1;
+        if !buffer {
+            // (as the fast path records a call with no buffer)
+            let entry = system.kernel.objects.activation_mut(top).unwrap();
+            let reply_to = entry.reply();
+            entry.set_reply(tern_core::thread::Destination { capacity: 0, ..reply_to });
+            entry.reply_registers = 1;
+        }
+        system.kernel.machine.poke(reply, &[0xee; 64]);
+        let answer = system.region(server.domain) + 0x1000;
+        let length = system.message(answer, 9, payload);
+        assert_eq!(system.invoke(Call::Return, &[answer, length]), Next::Resume);
+        let back = system.frame(thread).context;
+        if payload.len() <= 32 {
+            assert_eq!(back.x[0], 0, "success");
+            assert_eq!(back.x[1], REPLY_IN_REGISTERS | 9 | 9 << 32);
+            assert_eq!(back.x[2], u64::from_le_bytes([1, 2, 3, 4, 5, 6, 7, 8]));
+            assert_eq!(back.x[3..6], [9, 0, 0], "zero past the reply's length");
+            assert_eq!(system.kernel.machine.peek(reply, 64), [0xee; 64], "nothing written into memory");
+        } else if buffer {
+            assert_eq!(system.result(thread), Ok(49), "too long for registers: into the buffer");
+            assert_eq!(system.header(reply).length, 33);
+        } else {
+            assert_eq!(system.result(thread), Err(Error::ReplyTooLarge), "no buffer to take it");
+            assert_eq!(system.kernel.machine.peek(reply, 64), [0xee; 64]);
+        }
+    }
 }

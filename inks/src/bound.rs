@@ -42,7 +42,7 @@ pub struct Handle {
 
 /// What the bound entries answer in x1 for a reply in registers: this bit,
 /// the label, and the payload's length << 32 (the words in x2-x5).
-const REPLY_IN_REGISTERS: u64 = 1 << 63;
+use tern_core::abi::REPLY_IN_REGISTERS;
 
 /// A message as a bound call carries it in registers: a label and a
 /// payload of at most `8 *` [`REGISTER_WORDS`] bytes, no right. The
@@ -140,7 +140,7 @@ impl Handle {
         // The kernel writes a reply too long for registers there: exactly
         // the length it answers, which is then taken as initialised.
         let area = reply.receive_claim();
-        match self.call_registers(first, words, area) {
+        match self.call_registers(first, words, area, false) {
             Ok((value, words)) if value & REPLY_IN_REGISTERS != 0 => reply.accept_registers(value, words),
             Ok((length, _)) => reply.accept_kernel_written(length as usize),
             Err(Error::Restarted) => {
@@ -157,7 +157,11 @@ impl Handle {
     /// than the words is [`Error::ReplyTooLarge`].
     #[inline(always)]
     pub fn call_words(&self, request: &Words) -> Result<Words, Error> {
-        match self.call_registers(request.first, request.words, (0, 0)) {
+        // No buffer: the record's fourth word, the entry for registers both
+        // ways (from a protected client `svc #1` and nothing else). The
+        // record's address stands for the buffer's (a place in this
+        // domain's region, and a capacity of 0).
+        match self.call_registers(request.first, request.words, (self.record, 0), true) {
             Ok((value, words)) if value & REPLY_IN_REGISTERS != 0 => {
                 Ok(Words { first: value & !REPLY_IN_REGISTERS, words })
             }
@@ -188,40 +192,49 @@ impl Handle {
 
     /// The register form of a bound call: `first` the label | payload
     /// length << 32, `words` the payload; `reply` the buffer (address,
-    /// capacity) a reply too long for registers is written into. Answers
-    /// x1 (with [`REPLY_IN_REGISTERS`] for a reply in registers, then the
-    /// label and length) and the reply's words.
+    /// capacity) a reply too long for registers is written into; or,
+    /// `words_only`, none (capacity 0): registers both ways, through the
+    /// record's entry for that. Answers x1 (with [`REPLY_IN_REGISTERS`] for a reply in
+    /// registers, then the label and length) and the reply's words.
     #[inline(always)]
     fn call_registers(
         &self,
         first: u64,
         words: [u64; REGISTER_WORDS],
         reply: (usize, usize),
+        words_only: bool,
     ) -> Result<(u64, [u64; REGISTER_WORDS]), Error> {
         #[cfg(target_os = "none")]
         {
             let (status, value): (usize, u64);
             let (out0, out1, out2, out3): (u64, u64, u64, u64);
-            // SAFETY: as in `call_raw`, with the record's second word: the
-            // register form of the same entries, which take and answer
-            // these registers.
-            unsafe {
-                core::arch::asm!(
-                    "ldr     x17, [x16, #8]",
-                    "blr     x17",
-                    in("x16") self.record,
-                    inlateout("x0") first as usize => status,
-                    inlateout("x1") words[0] => value,
-                    inlateout("x2") words[1] => out0,
-                    inlateout("x3") words[2] => out1,
-                    inlateout("x4") words[3] => out2,
-                    inlateout("x5") self.number => out3,
-                    in("x6") reply.0,
-                    in("x7") reply.1,
-                    clobber_abi("C"),
-                    options(nostack),
-                );
+            macro_rules! through {
+                ($entry:literal) => {
+                    core::arch::asm!(
+                        concat!("ldr     x17, [x16, #", $entry, "]"),
+                        "blr     x17",
+                        in("x16") self.record,
+                        inlateout("x0") first as usize => status,
+                        inlateout("x1") words[0] => value,
+                        inlateout("x2") words[1] => out0,
+                        inlateout("x3") words[2] => out1,
+                        inlateout("x4") words[3] => out2,
+                        inlateout("x5") self.number => out3,
+                        in("x6") reply.0,
+                        in("x7") reply.1,
+                        clobber_abi("C"),
+                        options(nostack),
+                    )
+                };
             }
+            // SAFETY: as in `call_raw`, with the record's second word (a
+            // buffer given) or its fourth (`words_only`: none): the register forms of the
+            // same entries, which take and answer these registers (the
+            // fourth's protected form keeps no frame: its `svc #1` keeps
+            // SP, x19-x30, and the general path resumes it at
+            // `tern_bound_words_general_back`, which pops the frame the
+            // kernel made and returns to x30).
+            unsafe { if words_only { through!(24) } else { through!(8) } }
             if status == 0 {
                 Ok((value, [out0, out1, out2, out3]))
             } else {
@@ -230,7 +243,7 @@ impl Handle {
         }
         #[cfg(not(target_os = "none"))]
         {
-            let _ = (first, words, reply);
+            let _ = (first, words, reply, words_only);
             Err(Error::NoSuchCall)
         }
     }
@@ -308,25 +321,45 @@ unsafe extern "C" {
     fn tern_bound_direct_registers();
     fn tern_bound_merged();
     fn tern_bound_merged_registers();
+    fn tern_bound_trap_words();
+    fn tern_bound_words_general_back();
 }
 
 /// The entries the kernel publishes in handle records, by
 /// `tern_core::handle::BoundPath` (stale, trap, direct, merged): for a
-/// message in memory, and for one in registers.
-pub fn entries() -> [[u64; 2]; 4] {
+/// message in memory, for one in registers, and for one in registers both
+/// ways with no reply buffer (`Handle::call_words`).
+pub fn entries() -> [[u64; 3]; 4] {
     #[cfg(target_os = "none")]
     {
         let address = |entry: unsafe extern "C" fn()| entry as *const () as u64;
         [
-            [address(tern_bound_stale), address(tern_bound_stale)],
-            [address(tern_bound_trap), address(tern_bound_trap_registers)],
-            [address(tern_bound_direct), address(tern_bound_direct_registers)],
-            [address(tern_bound_merged), address(tern_bound_merged_registers)],
+            [address(tern_bound_stale), address(tern_bound_stale), address(tern_bound_stale)],
+            [address(tern_bound_trap), address(tern_bound_trap_registers), address(tern_bound_trap_words)],
+            [address(tern_bound_direct), address(tern_bound_direct_registers), address(tern_bound_direct_registers)],
+            [address(tern_bound_merged), address(tern_bound_merged_registers), address(tern_bound_merged_registers)],
         ]
     }
     #[cfg(not(target_os = "none"))]
     {
-        [0, 1, 2, 3].map(|path| [0x3000 + 0x100 * path, 0x3080 + 0x100 * path])
+        [0, 1, 2, 3].map(|path| [0x3000 + 0x100 * path, 0x3080 + 0x100 * path, 0x30c0 + 0x100 * path])
+    }
+}
+
+// The frame the kernel makes for a words call with no buffer is the one
+// tern_bound_words_general_back pops.
+const _: () = assert!(crate::service::REGISTER_MESSAGE == tern_core::handle::REGISTER_MESSAGE);
+
+/// Where a words call with no buffer resumes when the kernel's general
+/// path takes it (`tern_core::kernel::ServerLayer::bound_words_general`).
+pub fn words_general() -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        tern_bound_words_general_back as *const () as u64
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        0x3404
     }
 }
 
@@ -346,6 +379,22 @@ pub fn entries() -> [[u64; 2]; 4] {
 // The trap makes it as `svc #1`, which names `CallBoundWords` by itself
 // (the kernel's vector tells it apart by the immediate, before any test
 // of x8; the kernel's vectors.s), so x8 is not set for it.
+// fn tern_bound_trap_words(x0 label | length << 32, x1-x4 words, x5
+//                          handle, x6 anything in our region, x7 0)
+//                          -> (x0, x1-x5)
+//
+// The register form both ways, no buffer (`Handle::call_words`), from a
+// protected client: `svc #1` and nothing else. No frame: the `svc` keeps
+// SP and x19-x30 (x30 too: an exception leaves it, and every way back —
+// the fast paths' saved state, the general path's frame — restores it).
+// The trapping fast path answers in registers; when the general path
+// takes the call it makes the frame a framed stub would have made, below
+// SP (`tern_core::handle`'s `call_bound_words`), and resumes the caller at
+// tern_bound_words_general_back, which hands a reply written there on in
+// registers (a longer one is ReplyTooLarge), pops the frame and returns to
+// x30 as this would have. The `svc #0` before it: a call made again from
+// that saved state (a sidetrack, a requeued sender) is the CallBound the
+// kernel turned it into (x8 and x0-x4 as it rewrote them).
 // All of them are image code: they run at either privilege.
 #[cfg(target_os = "none")]
 core::arch::global_asm!(
@@ -405,6 +454,25 @@ core::arch::global_asm!(
     "    TERN_BOUND_WORDS",
     "    svc     #1",
     "    TERN_BOUND_UNSPILL",
+    ".global tern_bound_trap_words",
+    "tern_bound_trap_words:",
+    "    svc     #1",
+    "    ret",
+    ".global tern_bound_words_general",
+    "tern_bound_words_general:",
+    "    svc     #0",
+    ".global tern_bound_words_general_back",
+    "tern_bound_words_general_back:",
+    "    cbnz    x0, 2f",
+    "    tbnz    x1, #63, 2f",
+    "    ldr     w2, [sp]",
+    "    sub     x3, x1, #{header}",
+    "    orr     x1, x2, x3, lsl #32",
+    "    orr     x1, x1, #(1 << 63)",
+    "    ldp     x2, x3, [sp, #16]",
+    "    ldp     x4, x5, [sp, #32]",
+    "2:  add     sp, sp, #{register_message}",
+    "    ret",
     ".global tern_bound_direct_registers",
     "tern_bound_direct_registers:",
     "    TERN_BOUND_WORDS",

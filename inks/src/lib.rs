@@ -54,6 +54,7 @@ pub fn layer<M: Machine>() -> ServerLayer<M> {
         dispatch_entries: [gate::dispatch_trampoline() as u64, gate::dispatch_trampoline_merged() as u64],
         dispatch_register_entry: gate::dispatch_trampoline_registers() as u64,
         bound_entries: bound::entries(),
+        bound_words_general: bound::words_general(),
         set_mode: mode::set_mode::<M>,
     }
 }

@@ -179,7 +179,7 @@ fn a_server_flip_makes_bound_handles_stale_and_a_client_flip_rewrites_their_path
     let server_name =
         kernel.domain_mut(b).unwrap().space.insert(tern_core::capability::Capability { port, receive: true });
     let name = kernel.grant_send_right(b, server_name, a).unwrap();
-    let [stale, trap, direct, merged] = tern_inks::bound::entries().map(|[memory, _]| memory);
+    let [stale, trap, direct, merged] = tern_inks::bound::entries().map(|[memory, _, _]| memory);
     // (as `serve` declares the runtime's dispatch record)
     kernel.domain_mut(b).unwrap().context_is_dispatch = true;
     let handle = kernel.bind(a, name).unwrap();
