@@ -212,13 +212,11 @@ tern_stage_call_checks:
     b.hi    \slow                               // too short or too long
     ldp     x5, x6, [x8, #{dom_region_start}]   // the client's region
     adds    x16, x1, x2
-    b.cs    \slow
-    cmp     x1, x5
+    ccmp    x1, x5, #0, cc                      // (wrapped: C clear, so the next test fails)
     ccmp    x16, x6, #2, hs
     b.hi    \slow                               // request not the client's
     adds    x16, x3, x4
-    b.cs    \slow
-    cmp     x3, x5
+    ccmp    x3, x5, #0, cc                      // (wrapped: C clear, so the next test fails)
     ccmp    x16, x6, #2, hs
     b.hi    \slow                               // reply buffer not the client's
     ldr     x5, [x1]                            // header: label | right << 32
@@ -474,17 +472,15 @@ tern_stage_call_words_checks:
     ldr     x17, [x16, x14, lsl #3]             // the client's domain
     ldp     x16, x8, [x17, #{dom_region_start}] // the reply buffer: the client's
     adds    x18, x6, x7
-    b.cs    fast_words_slow
-    cmp     x6, x16
+    ccmp    x6, x16, #0, cc                     // (wrapped: C clear, so the next test fails)
     ccmp    x18, x8, #2, hs
     b.hi    fast_words_slow
-    cmp     x5, #{handles}
-    b.hs    fast_words_slow                     // no such handle
-    ldr     x17, [x17, x5, lsl #3]              // its port's record (0: unbound, stale or dead; handle_ports is the block's first field)
-    cbz     x17, fast_words_slow
     lsr     x18, x0, #32                        // the payload's length
     cmp     x18, #{register_bytes}
-    b.hi    fast_words_slow
+    ccmp    x5, #({handles} - 1), #2, ls        // (too long: C set, Z clear, so hi) the handle's number
+    b.hi    fast_words_slow                     // too long for the words, or no such handle
+    ldr     x17, [x17, x5, lsl #3]              // its port's record (0: unbound, stale or dead; handle_ports is the block's first field)
+    cbz     x17, fast_words_slow
     ldr     w16, [x17, #{port_pool_head}]
     cbz     w16, fast_words_slow                // no free activation
     ldr     x8, [x12, x16, lsl #3]              // the server activation
@@ -517,8 +513,7 @@ tern_stage_call_words_server_exit:
     // runtime's reply area, below the stack's top (register_sp).
     // Nothing else of the client's (nor of the kernel's) in x6-x30.
     ldr     x15, [x8, #{act_entry_pstate}]      // its mode's PSTATE
-    ldr     x16, [x8, #{act_view}]
-    ldr     x5, [x8, #{act_context}]
+    ldp     x16, x5, [x8, #{act_view}]          // its view, its context word
     msr     ttbr0_el1, x16
     msr     elr_el1, x7
     msr     sp_el0, x6
@@ -596,7 +591,7 @@ tern_stage_call_words_copy:
     subs    x5, x0, #{header_size}
     b.lo    merged_return_trap                  // not a message
     cmp     x5, #{register_bytes}
-    b.hi    merged_called_back_copy             // too long for registers
+    b.hi    .Lmerged_called_back_copy             // too long for registers
     ldr     x1, [sp]                            // the header: label | right << 32
     tst     x1, #{no_right_mask}
     b.ne    merged_return_trap                  // carries a right
@@ -674,15 +669,13 @@ tern_fast_reply_receive:
     b.hi    fast_reply_receive_slow             // too large: the general path says so
     ldp     x6, x7, [x15, #{dom_region_start}]  // the server's region
     adds    x8, x0, x1
-    b.cs    fast_reply_receive_slow
-    cmp     x0, x6
+    ccmp    x0, x6, #0, cc                      // (wrapped: C clear, so the next test fails)
     ccmp    x8, x7, #2, hs
     b.hi    fast_reply_receive_slow             // reply not the server's
     cmp     x4, #{header_size}
     b.lo    fast_reply_receive_slow
     adds    x8, x3, x4
-    b.cs    fast_reply_receive_slow
-    cmp     x3, x6
+    ccmp    x3, x6, #0, cc                      // (wrapped: C clear, so the next test fails)
     ccmp    x8, x7, #2, hs
     b.hi    fast_reply_receive_slow             // receive buffer not the server's
     ldr     x6, [x0]                            // the reply's header: label | right << 32
@@ -805,8 +798,7 @@ tern_stage_return_checks:
     ldr     x4, [x15, x4, lsl #3]               // the server's domain
     ldp     x3, x4, [x4, #{dom_region_start}]
     adds    x6, x0, x1
-    b.cs    fast_return_slow
-    cmp     x0, x3
+    ccmp    x0, x3, #0, cc                      // (wrapped: C clear, so the next test fails)
     ccmp    x6, x4, #2, hs
     b.hi    fast_return_slow                    // reply not the server's
     ldr     x3, [x0]                            // the reply's header: label | right << 32
@@ -1194,7 +1186,7 @@ tern_merged_call:
 .if \trapped == 0
 merged_back_copy:                               // (the register form's reply too long for registers)
 .else
-merged_called_back_copy:                        // (the words path's reply too long for registers)
+.Lmerged_called_back_copy:                        // (the words path's reply too long for registers)
 .endif
     ldp     x2, x3, [x14, #{act_reply_address}] // the client's buffer
     cmp     x0, x3

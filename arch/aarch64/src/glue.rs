@@ -121,6 +121,10 @@ mod fast_offsets {
     // The words path loads (register entry, its stack pointer) as a pair.
     const _: () = assert!(ACT_REGISTER_SP == ACT_REGISTER_ENTRY + 8);
     const _: () = assert!(ACT_VIEW == ACT_STACK_TOP + 8);
+    // The words path loads (view, context) as a pair.
+    const _: () = assert!(ACT_CONTEXT == ACT_VIEW + 8);
+    // ... and tests a handle's number with `ccmp` (a 5-bit immediate).
+    const _: () = assert!(tern_core::abi::HANDLES >= 1 && tern_core::abi::HANDLES <= 32);
     // One 64-bit load at ACT_PORT gives the port (bits 0-31), the domain
     // (bits 32-47) and the sidetrack flag (bit 48).
     const _: () = assert!(ACT_DOMAIN == ACT_PORT + 4 && ACT_SIDETRACK == ACT_PORT + 6);
