@@ -341,6 +341,12 @@ pub struct Activation {
     pub context: u64,
     /// Bytes of its stack.
     pub stack_size: u64,
+    /// The address of its port's record (`Objects::port_address`; 0 for
+    /// an activation of no port), for the fast paths' way back: the port
+    /// without the port table. Set with `port`, for life; the record
+    /// outlives it (a port is forgotten only with its last activation:
+    /// `Kernel::remove_port_activation`, `Kernel::destroy_port`).
+    pub port_record: u64,
     /// For a server activation in a call: where its reply goes (address,
     /// capacity; checked writable by `reply_domain` when the call began).
     pub reply_address: u64,
@@ -730,6 +736,7 @@ impl Objects {
         stack_top: u64,
         stack_size: u64,
     ) -> ActivationId {
+        let port_record = port.map_or(0, |port| self.port_address(port) as u64);
         ActivationId(insert(&mut self.activations, |id| Activation {
             caller: None,
             occupant: None,
@@ -746,6 +753,7 @@ impl Objects {
             view: 0,
             context: 0,
             stack_size,
+            port_record,
             reply_address: 0,
             reply_capacity: 0,
             reply_domain: DomainId(0),

@@ -427,3 +427,28 @@ fn a_words_calls_reply_comes_back_in_registers_from_the_general_return() {
         }
     }
 }
+
+#[test]
+fn a_pool_activation_keeps_its_ports_record_which_outlives_it() {
+    let (mut system, client, server, name) = setup();
+    let address = system.kernel.objects.port_address(server.port) as u64;
+    for activation in system.kernel.objects.activations_of(server.domain) {
+        assert_eq!(activation.port_record, address, "the fast paths' way back reads the port from it");
+    }
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap();
+    assert_eq!(call_bound(&mut system, client, handle as u64), Next::Resume);
+    let thread = system.kernel.current();
+    let busy = system.chain(thread)[0];
+    let base = system.chain(thread)[1];
+    assert_eq!(system.activation(base).port_record, 0, "a thread's own activation serves no port");
+    // The port destroyed while the call runs: its record stays while the
+    // busy activation does, and goes with it.
+    assert_eq!(system.as_domain(server.domain, Call::PortDestroy, &[server.name as u64]), Ok(0));
+    assert_eq!(system.kernel.objects.port_address(server.port) as u64, address);
+    assert_eq!(system.activation(busy).port_record, address);
+    let answer = system.region(server.domain) + 0x1000;
+    let length = system.message(answer, 9, &[]);
+    assert_eq!(system.invoke(Call::Return, &[answer, length]), Next::Resume);
+    assert!(system.kernel.objects.activation(busy).is_none());
+    assert!(system.kernel.objects.port(server.port).is_none(), "the port went with its last activation");
+}

@@ -139,8 +139,7 @@
     cbz     w16, merged_return_trap             // its caller split off below it: the general return ends this part
     ldr     x13, [x14, #{act_port}]             // port | domain << 32 | flags << 48
     tbnz    x13, #{sidetrack_bit}, merged_return_trap // the general return is due
-    ldr     x17, [x9, #({fast_domains} + 8)]
-    ldr     x17, [x17, w13, uxtw #3]            // its port
+    ldr     x17, [x14, #{act_port_record}]      // its port (the record outlives its activations)
     ldr     w5, [x17, #{port_waiting}]
     cbnz    w5, merged_return_trap              // someone waits for an activation
 .endm
@@ -887,8 +886,7 @@ tern_stage_return_words_translate:
     cbz     w16, fast_return_words_slow         // not in a call
     ldr     x13, [x14, #{act_port}]             // port | domain << 32 | sidetrack << 48 (a pool's:
     tbnz    x13, #{sidetrack_bit}, fast_return_words_slow // only the words path sets the byte, pushing one)
-    ldr     x17, [x9, #({fast_domains} + 8)]    // the port table
-    ldr     x17, [x17, w13, uxtw #3]            // its port
+    ldr     x17, [x14, #{act_port_record}]      // its port (the record outlives its activations)
 tern_stage_return_words_checks:
     ldr     w7, [x17, #{port_waiting}]
     cbnz    w7, fast_return_words_slow          // someone waits for an activation

@@ -64,6 +64,7 @@ mod fast_offsets {
     pub const ACT_STACK_TOP: usize = offset_of!(Activation, stack_top);
     pub const ACT_VIEW: usize = offset_of!(Activation, view);
     pub const ACT_CONTEXT: usize = offset_of!(Activation, context);
+    pub const ACT_PORT_RECORD: usize = offset_of!(Activation, port_record);
     pub const ACT_REPLY_ADDRESS: usize = offset_of!(Activation, reply_address);
     pub const ACT_REPLY_CAPACITY: usize = offset_of!(Activation, reply_capacity);
     pub const ACT_REPLY_DOMAIN: usize = offset_of!(Activation, reply_domain);
@@ -186,6 +187,7 @@ core::arch::global_asm!(
     act_view = const fast_offsets::ACT_VIEW,
     act_stack_top = const fast_offsets::ACT_STACK_TOP,
     act_context = const fast_offsets::ACT_CONTEXT,
+    act_port_record = const fast_offsets::ACT_PORT_RECORD,
     act_reply_address = const fast_offsets::ACT_REPLY_ADDRESS,
     act_reply_domain = const fast_offsets::ACT_REPLY_DOMAIN,
     act_reply_registers = const fast_offsets::ACT_REPLY_REGISTERS,
