@@ -166,6 +166,7 @@ impl<M: Machine> Kernel<M> {
         }
         // Now it is a `CallBound` with the message in the buffer (a wait
         // for an activation repeats it as that).
+        let words: [u64; 9] = core::array::from_fn(|index| frame.register(index));
         for (index, value) in [handle, buffer.address as u64, total as u64, buffer.address as u64, buffer.length as u64]
             .into_iter()
             .enumerate()
@@ -173,7 +174,35 @@ impl<M: Machine> Kernel<M> {
             frame.set_register(index, value);
         }
         frame.set_register(8, crate::abi::Call::CallBound as u64);
-        self.call(caller, frame)
+        let outcome = self.call(caller, frame);
+        if !own_frame && outcome.is_ok() {
+            self.keep_words_call(caller, frame, &words);
+        }
+        outcome
+    }
+
+    /// A words call made with a buffer went on as a `CallBound`: give the
+    /// state it will resume from, or be made again from, its own
+    /// registers back (x0-x8), so that a call made again — after a
+    /// sidetrack, a wait for an activation, a requeue — is the words call
+    /// its `svc #1` names, read again, and not the `CallBound` registers
+    /// read as a words request. Where that state is: in the caller's
+    /// activation if the call moved the thread on (migrated), else the
+    /// frame. (The call's answer, x0/x1 and the reply, is written over them
+    /// when it comes; the rest are a call's to clobber. A words call with
+    /// no buffer resumes after an `svc #0` instead: it is made again as
+    /// the `CallBound` on purpose, its frame already made.)
+    fn keep_words_call(&mut self, caller: Caller, frame: &mut M::Frame, words: &[u64; 9]) {
+        let moved_on = self.objects.thread(caller.thread).and_then(|thread| thread.top) != Some(caller.activation);
+        if moved_on {
+            if let Some(client) = self.objects.activation_mut(caller.activation) {
+                client.saved.x[..9].copy_from_slice(words);
+            }
+        } else {
+            for (index, &value) in words.iter().enumerate() {
+                frame.set_register(index, value);
+            }
+        }
     }
 
     /// Bind `domain`'s name `name` (see [`Kernel::bind_call`]).

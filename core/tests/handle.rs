@@ -452,3 +452,45 @@ fn a_pool_activation_keeps_its_ports_record_which_outlives_it() {
     assert!(system.kernel.objects.activation(busy).is_none());
     assert!(system.kernel.objects.port(server.port).is_none(), "the port went with its last activation");
 }
+
+/// A words call with a reply buffer (the framed stub's) from a fresh
+/// thread of `client`: label 7, 13 payload bytes; its registers, and what
+/// the kernel answered.
+fn call_words_buffered(
+    system: &mut System,
+    client: DomainId,
+    handle: u64,
+) -> ([u64; 8], tern_core::thread::ThreadId, Next<tern_core::mock::MockSwitch>) {
+    let thread = system.thread(client, 5);
+    system.switch_to(thread);
+    let buffer = system.region(client) + 0x5000;
+    let words = [7 | 13 << 32, 1, 2, 0, 0, handle, buffer, 48];
+    (words, thread, system.invoke(Call::CallBoundWords, &words))
+}
+
+/// The general path makes a framed words call a `CallBound`, but what the
+/// caller resumes from, or is made again from (a wait for an activation,
+/// a sidetrack, a requeue), keeps the words call's own registers: its
+/// `svc #1`, made again, must read the words request, not the
+/// `CallBound`'s registers as one.
+#[test]
+fn a_framed_words_call_keeps_its_registers_for_a_call_made_again() {
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap() as u64;
+    // Migrated: the client's saved state has its words.
+    let (words, thread, next) = call_words_buffered(&mut system, client, handle);
+    assert_eq!(next, Next::Resume);
+    assert_eq!(system.delivered().length, 13, "the request went as a message");
+    let saved = system.activation(system.chain(thread)[1]).saved;
+    assert_eq!(saved.x[..8], words);
+    assert_eq!(saved.x[8], Call::CallBoundWords as u64);
+    // The pool used up: the caller waits, to make its call again, from
+    // its words.
+    while system.pool_free(&server) > 0 {
+        let _ = call_bound(&mut system, client, handle);
+    }
+    let (words, thread, _) = call_words_buffered(&mut system, client, handle);
+    let frame = system.frame(thread).context;
+    assert_eq!(frame.x[..8], words);
+    assert_eq!(frame.x[8], Call::CallBoundWords as u64);
+}
