@@ -215,13 +215,18 @@ pub enum Call {
     /// right) in registers. Elsewhere the kernel writes the message into
     /// the reply buffer first (so the buffer must hold it) and goes on as
     /// `CallBound` with it. With no buffer (x7 = 0: registers both ways,
-    /// `Handle::call_words`) the general path makes the buffer itself: a
-    /// frame of [`REGISTER_WORDS`] + 2 words below the caller's SP (in its
-    /// region, or `BadAddress`), the caller resuming at the gate's code
-    /// that hands the reply on in registers, pops the frame and returns to
-    /// x30 (`ServerLayer::bound_words_general`); a reply longer than the
-    /// words is `ReplyTooLarge`. `svc #1` makes this call whatever `x8`
-    /// holds, and keeps x30 as every `svc` does.
+    /// `Handle::call_words`), made by `svc #1`, the general path makes the
+    /// buffer itself: a frame of [`REGISTER_WORDS`] + 2 words below the
+    /// caller's SP (in its region, or `BadAddress`), the caller resuming at
+    /// the gate's code that hands the reply on in registers, pops the frame
+    /// and returns to x30 (`ServerLayer::bound_words_general`): `svc #1`
+    /// with no buffer is a call that comes back to x30, as the gate's
+    /// `svc #1; ret` does; a reply longer than the words is
+    /// `ReplyTooLarge`. Made by `svc #0` (x8 = 44), no buffer is no room:
+    /// `BadAddress`, and the caller resumes after its `svc` as from any
+    /// call. `svc #1` makes this call whatever `x8` holds (the vector
+    /// hands its general path [`CALL_BOUND_WORDS_SVC1`]), and keeps x30 as
+    /// every `svc` does.
     CallBoundWords = 44,
     /// The domain that called the caller: for a pool activation (or a
     /// sidetrack), the domain of the activation below it on its thread's
@@ -249,6 +254,13 @@ pub const HANDLES: usize = 16;
 /// register form of a bound handle's entries, `tern_inks::bound`); a
 /// longer payload goes in memory.
 pub const REGISTER_WORDS: usize = 4;
+
+/// The number the exception vector puts in x8 for a [`Call::CallBoundWords`]
+/// made by `svc #1` that its fast path hands to the general path: the call,
+/// marked as the gate's frameless stub's (`svc #1; ret`), whose caller may
+/// be resumed at x30 (see the call). Not a call number of its own: x8 =
+/// this through `svc #0` is the same request.
+pub const CALL_BOUND_WORDS_SVC1: usize = 0x8000 | Call::CallBoundWords as usize;
 
 /// Set in x1 by a bound call's register form when the reply came back in
 /// registers (then the label | payload length << 32, the words in x2-x5);

@@ -139,7 +139,11 @@ impl<M: Machine> Kernel<M> {
         let total = crate::abi::MessageHeader::SIZE + length;
         let handle = frame.register(5);
         let mut context = frame.context();
-        let own_frame = frame.register(7) == 0;
+        // No buffer: a frame of the kernel's making, for the gate's
+        // frameless stub (`svc #1`, resumed at x30) only; by `svc #0` it is
+        // no room (below).
+        let by_svc1 = frame.argument(8) == crate::abi::CALL_BOUND_WORDS_SVC1;
+        let own_frame = by_svc1 && frame.register(7) == 0;
         let buffer = if own_frame {
             self.bound_port(caller.domain, handle as usize)?;
             let below = context.sp.checked_sub(REGISTER_MESSAGE as u64).ok_or(Error::BadAddress)?;

@@ -38,7 +38,12 @@ impl<M: Machine> Kernel<M> {
     /// (never [`Next::Reply`]: the reply is in the frame).
     pub fn kernel_call(&mut self, frame: &mut M::Frame) -> Next<M::Switch> {
         self.register_frame(frame);
-        let outcome = match (Call::from_number(frame.argument(8)), self.caller()) {
+        let number = frame.argument(8);
+        let call = match number {
+            crate::abi::CALL_BOUND_WORDS_SVC1 => Some(Call::CallBoundWords),
+            _ => Call::from_number(number),
+        };
+        let outcome = match (call, self.caller()) {
             (None, _) => Err(Error::NoSuchCall),
             (Some(call), Ok(caller)) => self.dispatch(call, caller, frame),
             (Some(_), Err(error)) => Err(error),

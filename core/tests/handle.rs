@@ -333,7 +333,11 @@ fn call_words_unbuffered(
     system.current_frame().context.pc = support::CALL_PC;
     let words = [u64::from_le_bytes(*b"register"), u64::from_le_bytes(*b"s, 12345"), 0, 0];
     let record = system.region(client) + REGION_HANDLES_OFFSET;
-    system.invoke(Call::CallBoundWords, &[7 | 13 << 32, words[0], words[1], words[2], words[3], handle, record, 0])
+    // (As the vector hands the general path an `svc #1`.)
+    system.invoke_number(
+        tern_core::abi::CALL_BOUND_WORDS_SVC1 as u64,
+        &[7 | 13 << 32, words[0], words[1], words[2], words[3], handle, record, 0],
+    )
 }
 
 #[test]
@@ -383,6 +387,27 @@ fn a_words_call_with_no_buffer_gets_a_frame_the_kernel_makes_on_the_general_path
     assert_eq!(frame.result(), Err(Error::StaleHandle));
     assert_eq!((frame.context.sp, frame.context.pc), (sp, support::CALL_PC));
     assert!(system.pool_free(&server) <= free);
+
+    // By `svc #0` (x8 = CallBoundWords), no buffer is no room: BadAddress,
+    // the caller resumed where it was, its stack untouched, nothing
+    // delivered: the kernel makes a frame, and resumes at x30, only for
+    // the gate's `svc #1`.
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]);
+    assert_eq!(handle, Err(Error::PortDead));
+    let (mut system, client, server, name) = setup();
+    let handle = system.as_domain(client, Call::Bind, &[name as u64]).unwrap() as u64;
+    let thread = system.thread(client, 5);
+    system.switch_to(thread);
+    system.current_frame().context.sp = sp;
+    system.current_frame().context.pc = support::CALL_PC;
+    system.kernel.machine.poke(sp - 48, &[0xee; 48]);
+    let free = system.pool_free(&server);
+    assert_eq!(system.invoke(Call::CallBoundWords, &[7 | 13 << 32, 1, 2, 3, 4, handle, 0, 0]), Next::Resume);
+    let frame = system.current_frame();
+    assert_eq!(frame.result(), Err(Error::BadAddress));
+    assert_eq!((frame.context.sp, frame.context.pc), (sp, support::CALL_PC));
+    assert_eq!(system.kernel.machine.peek(sp - 48, 48), [0xee; 48]);
+    assert_eq!(system.pool_free(&server), free);
 }
 
 #[test]

@@ -622,7 +622,14 @@ tern_stage_call_words_copy:
     eret
 
 fast_words_slow:
+    // By `svc #1` (the gate's frameless stub, resumed at x30 if the kernel
+    // makes its frame) or by `svc #0` with x8 = CallBoundWords (a direct
+    // entry writes an `svc #0` syndrome too): the general path is told.
+    mrs     x8, esr_el1
+    tbnz    x8, #0, 1f                          // ISS imm16 = 1
     mov     x8, #{call_bound_words}
+    b       user_general
+1:  mov     x8, #{call_bound_words_svc1}
     b       user_general
 
 // fn tern_fast_reply_receive()  (x0/x1 reply, x2 port name, x3/x4 buffer)

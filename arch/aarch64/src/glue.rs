@@ -166,6 +166,7 @@ core::arch::global_asm!(
     handles = const tern_core::abi::HANDLES,
     call_bound = const tern_core::abi::Call::CallBound as usize,
     call_bound_words = const tern_core::abi::Call::CallBoundWords as usize,
+    call_bound_words_svc1 = const tern_core::abi::CALL_BOUND_WORDS_SVC1,
     register_message = const tern_core::abi::MessageHeader::SIZE + 8 * tern_core::abi::REGISTER_WORDS,
     thread_top = const fast_offsets::THREAD_TOP,
     thread_id = const fast_offsets::THREAD_ID,
