@@ -109,6 +109,20 @@
     str     \c, [x13, #{act_saved_pstate}]
 .endm
 
+// ZERO: clear the registers listed, two at a time with an `ldp` from
+// TERN_FAST's zero pair (x9 holds TERN_FAST's address), an odd last one
+// with an `ldr`. List x9 last if it goes too: it is the base until then.
+.macro ZERO first, second, rest:vararg
+.ifb \second
+    ldr     \first, [x9, #{fast_zeros}]
+.else
+    ldp     \first, \second, [x9, #{fast_zeros}]
+.ifnb \rest
+    ZERO \rest
+.endif
+.endif
+.endm
+
 // CALL_PUSH: a call's point of no return, the first stores of every path:
 // pop the pool (x17 the port, w12 the next free), push the server
 // activation (x8, number w16) on the thread (x10) above its top (w11),
@@ -281,20 +295,7 @@ tern_stage_call_server_exit:
     mov     x5, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x5
     mov     x0, x3
-    ldp     x3, x4, [x9, #{fast_zeros}]
-    ldp     x5, x6, [x9, #{fast_zeros}]
-    ldp     x7, x8, [x9, #{fast_zeros}]
-    ldp     x10, x11, [x9, #{fast_zeros}]
-    ldp     x12, x13, [x9, #{fast_zeros}]
-    ldp     x14, x15, [x9, #{fast_zeros}]
-    ldp     x16, x17, [x9, #{fast_zeros}]
-    ldp     x18, x19, [x9, #{fast_zeros}]
-    ldp     x20, x21, [x9, #{fast_zeros}]
-    ldp     x22, x23, [x9, #{fast_zeros}]
-    ldp     x24, x25, [x9, #{fast_zeros}]
-    ldp     x26, x27, [x9, #{fast_zeros}]
-    ldp     x28, x29, [x9, #{fast_zeros}]
-    ldp     x30, x9, [x9, #{fast_zeros}]
+    ZERO    x3, x4, x5, x6, x7, x8, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x9
     eret
 tern_stage_call_end:
 
@@ -522,17 +523,7 @@ tern_stage_call_words_server_exit:
     // Left as they are, being the server's own or public: x6 its reply
     // area, x7 the trampoline's address (image code), x15 its PSTATE. The
     // rest, the client's or the kernel's, cleared.
-    ldp     x8, x10, [x9, #{fast_zeros}]
-    ldp     x11, x12, [x9, #{fast_zeros}]
-    ldp     x13, x14, [x9, #{fast_zeros}]
-    ldp     x16, x17, [x9, #{fast_zeros}]
-    ldp     x18, x19, [x9, #{fast_zeros}]
-    ldp     x20, x21, [x9, #{fast_zeros}]
-    ldp     x22, x23, [x9, #{fast_zeros}]
-    ldp     x24, x25, [x9, #{fast_zeros}]
-    ldp     x26, x27, [x9, #{fast_zeros}]
-    ldp     x28, x29, [x9, #{fast_zeros}]
-    ldp     x30, x9, [x9, #{fast_zeros}]
+    ZERO    x8, x10, x11, x12, x13, x14, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x9
     eret
 tern_stage_call_words_end:
 
@@ -613,12 +604,7 @@ tern_stage_call_words_copy:
     mov     x10, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x10
     // x1-x5 the reply; x6-x8 the client's own; the rest cleared.
-    ldp     x0, x10, [x9, #{fast_zeros}]        // x0 = 0: success
-    ldp     x11, x12, [x9, #{fast_zeros}]
-    ldp     x13, x14, [x9, #{fast_zeros}]
-    ldp     x15, x16, [x9, #{fast_zeros}]
-    ldp     x17, x18, [x9, #{fast_zeros}]
-    ldr     x9, [x9, #{fast_zeros}]
+    ZERO    x0, x10, x11, x12, x13, x14, x15, x16, x17, x18, x9 // x0 = 0: success
     eret
 
 fast_words_slow:
@@ -848,15 +834,7 @@ fast_return_restore_frame:
     msr     spsr_el1, x5
     mov     x3, #CPACR_TRAP_EL0_SIMD
     msr     cpacr_el1, x3
-    ldp     x0, x2, [x9, #{fast_zeros}]         // x0 = 0: success; x1 = reply length
-    ldp     x3, x4, [x9, #{fast_zeros}]
-    ldp     x5, x6, [x9, #{fast_zeros}]
-    ldp     x7, x8, [x9, #{fast_zeros}]
-    ldp     x10, x11, [x9, #{fast_zeros}]
-    ldp     x12, x13, [x9, #{fast_zeros}]
-    ldp     x14, x15, [x9, #{fast_zeros}]
-    ldp     x16, x17, [x9, #{fast_zeros}]
-    ldp     x18, x9, [x9, #{fast_zeros}]
+    ZERO    x0, x2, x3, x4, x5, x6, x7, x8, x10, x11, x12, x13, x14, x15, x16, x17, x18, x9 // x0 = 0: success; x1 = reply length
     eret
 tern_stage_return_end:
 
@@ -933,12 +911,7 @@ tern_stage_return_words_client_exit:
     // x1-x5 the reply; x6-x8 the client's own SP, return address and
     // PSTATE; x19-x30 its own. The rest, the server's or the kernel's,
     // cleared.
-    ldp     x0, x10, [x9, #{fast_zeros}]        // x0 = 0: success
-    ldp     x11, x12, [x9, #{fast_zeros}]
-    ldp     x13, x14, [x9, #{fast_zeros}]
-    ldp     x15, x16, [x9, #{fast_zeros}]
-    ldp     x17, x18, [x9, #{fast_zeros}]
-    ldr     x9, [x9, #{fast_zeros}]
+    ZERO    x0, x10, x11, x12, x13, x14, x15, x16, x17, x18, x9 // x0 = 0: success
     eret
 tern_stage_return_words_end:
 
