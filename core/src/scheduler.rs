@@ -164,7 +164,10 @@ impl<M: Machine> Kernel<M> {
         // user stack carved.
         self.reap_detached();
         let creator = self.current_domain().unwrap_or(DomainId(0));
-        if !self.stacks_fit(domain, 1, stack_bytes) || !self.fits_quota(creator, Resource::Threads, 1) {
+        // A terminated domain runs no more code: no thread is made in it
+        // (its slot may be reused once nothing of it is left).
+        let alive = self.domain(domain).is_some_and(|record| record.alive);
+        if !alive || !self.stacks_fit(domain, 1, stack_bytes) || !self.fits_quota(creator, Resource::Threads, 1) {
             return None;
         }
         let kernel_stack = self.machine.take_stack()?;

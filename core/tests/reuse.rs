@@ -180,3 +180,13 @@ fn a_reclaimed_slot_keeps_nothing_of_its_domain() {
     assert_eq!(dead.clone().count(), 1, "(the name service took the other slot)");
     assert!(dead.map(|record| record.space.port_words().len()).all(|words| words == 0));
 }
+
+#[test]
+fn no_thread_is_made_in_a_terminated_domain() {
+    let mut system = System::new();
+    let domain = system.kernel.create_domain(&A).unwrap();
+    let threads = system.kernel.objects.thread_ids().count();
+    system.kernel.terminate_domain(domain);
+    assert_eq!(system.kernel.create_thread(domain, support::THREAD_ENTRY, 0, 4, STACK), None);
+    assert_eq!(system.kernel.objects.thread_ids().count(), threads, "nothing made, nothing half-made");
+}

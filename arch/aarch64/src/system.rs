@@ -399,13 +399,10 @@ fn run(payload: &[u8]) -> Result<Vec<u8>, Error> {
     let entry = spec.entry as usize;
     // The job is recorded in the same step as its thread is made, so that
     // no free of its domain comes between. (A free between the domain's
-    // making and this step leaves a dead domain, in which no thread is
-    // made: OutOfMemory, as for no room.)
+    // making and this step leaves a dead domain, in which the kernel makes
+    // no thread: OutOfMemory, as for no room.)
     let made = with_jobs(|jobs| {
         let made = state::with(|kernel| {
-            if !kernel.domain(domain).is_some_and(|record| record.alive) {
-                return None;
-            }
             let thread = kernel.create_thread(domain, entry, argument as usize, JOB_PRIORITY, JOB_STACK_BYTES)?;
             let base = kernel.objects.chain(thread).last().copied()?;
             Some((thread, base))
