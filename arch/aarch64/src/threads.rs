@@ -51,6 +51,22 @@ pub fn yield_now() {
     }
 }
 
+/// Yield as [`yield_now`]; if no other thread is ready, wait for an
+/// interrupt with interrupts open first (as [`block`] idles). For kernel
+/// code that polls (the boot thread runs with interrupts masked): spinning
+/// on `yield_now` alone never lets the timer's tick in, so threads that
+/// sleep — one that gave way on a lock, for instance — would never wake.
+pub fn yield_or_idle() {
+    match state::with(|kernel| kernel.yield_now()) {
+        Some(switch) => perform(switch),
+        None => {
+            cpu::enable_interrupts();
+            cpu::wait_for_interrupt();
+            cpu::mask_interrupts();
+        }
+    }
+}
+
 /// What the trap handler does after a kernel call ([`carry_out`]).
 pub enum Carried {
     /// Go back to the current thread from the frame.

@@ -622,6 +622,29 @@ fn merge_flip() -> Verdict {
         }) {
             turns += 1;
             if turns > 1_000_000 {
+                // What each unfinished worker is doing, and slow's ports.
+                state::with(|kernel| {
+                    for &thread in &threads {
+                        if let Some(entry) = kernel.objects.thread(thread) {
+                            let chain: Vec<u32> =
+                                kernel.objects.chain(thread).iter().map(|activation| activation.0.get()).collect();
+                            kprintln!("merge-flip: thread {} {:?} chain {:?}", thread.0, entry.state, chain);
+                        }
+                    }
+                    let ports: Vec<_> = kernel.objects.port_ids().collect();
+                    for port in ports {
+                        if let Some(entry) = kernel.objects.port(port).filter(|entry| entry.owner == slow) {
+                            kprintln!(
+                                "merge-flip: slow's port {}: {} of {} free, {} waiting, mode {:?}",
+                                port.get(),
+                                kernel.objects.pool_free(port),
+                                entry.pool_size,
+                                entry.waiting,
+                                kernel.mode_of(slow)
+                            );
+                        }
+                    }
+                });
                 return Err("the client threads did not finish".into());
             }
             let (wanted, changed) = state::with(|kernel| {
@@ -634,7 +657,10 @@ fn merge_flip() -> Verdict {
                 (Err(tern_core::abi::Error::Busy), _) => flips[2] += 1,
                 (Err(error), _) => return Err(format!("slow -> {wanted:?}: {error}")),
             }
-            tern_aarch64::threads::yield_now();
+            // (Idle when the workers all sleep: a worker that gave way on
+            // its domain's heap wakes only at the timer's tick, which this
+            // thread, interrupts masked, must let in.)
+            tern_aarch64::threads::yield_or_idle();
         }
         let failures: usize = threads.iter().map(|&thread| tern_aarch64::threads::join(thread).unwrap_or(1)).sum();
         let (after, reachable) = state::with(|kernel| (*kernel.statistics(), pages_reachable(kernel, client, slow)));
