@@ -14,8 +14,10 @@
 //! every time it leaves the kernel state, so by the time any domain can
 //! make a call it is exact.
 //!
-//! What the fast paths take — a call from a thread's own activation (not
-//! a nested call from a server activation), with a request of at most
+//! What the fast paths take — a call from a thread's own activation or,
+//! by name or through a handle with the message in memory, a nested call
+//! from a server activation (the words path takes the first kind only),
+//! with a request of at most
 //! [`FAST_PAYLOAD_MAX`] payload bytes in the caller's own region (a message
 //! sent from the shared read-only image takes the general path), carrying
 //! no right, and a reply buffer in the caller's region — and then:
@@ -34,7 +36,7 @@
 //! and handed over as it is); a lend to a protected server needs its
 //! pages mapped and takes the general path.
 //!
-//! Everything else — nested calls, rights, sidetracks, queued clients,
+//! Everything else — nested words calls, rights, sidetracks, queued clients,
 //! every error (an oversized message included) — takes the general path, which gives the
 //! same results. Both kinds get the same treatment, so the benchmark
 //! compares two fast paths, not a fast path with a slow one.

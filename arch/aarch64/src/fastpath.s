@@ -184,8 +184,9 @@
 // CALL_CHECKS: everything a call is checked for before its point of no
 // return, shared by the trapping fast call and the merged call. x9 holds
 // TERN_FAST; x0-x4 are the call. Any doubt branches to \slow, an empty
-// pool to \empty. \nested sends a call from an activation that is itself
-// serving a call to \slow; \merged_only sends a pool not entered through
+// pool to \empty. A call from an activation that is itself serving one
+// (nested) is taken like any (the stats stage counts its chain's depth);
+// \merged_only sends a pool not entered through
 // the merged dispatch trampoline to \slow; \stages emits the benchmark's
 // stage labels inside it (once: they are global). Falls through with x10 the
 // thread, w11 its top (the client) activation's number, w7 the thread's
@@ -193,14 +194,10 @@
 // x8 the server activation, w16 its number, w12 the next free one (or 0),
 // x18 the payload length and x5 the header's first word (label | right
 // << 32). x6, x15 and x16 are clobbered.
-.macro CALL_CHECKS nested, payload_max, slow, empty, merged_only, stages, bound=0
+.macro CALL_CHECKS payload_max, slow, empty, merged_only, stages, bound=0
     ldp     x10, x12, [x9, #{fast_current}]     // the thread, the activation table
     ldp     w11, w7, [x10, #{thread_top}]       // its top activation; w7: its number
     ldr     x13, [x12, x11, lsl #3]             // the client activation
-.if \nested
-    ldr     w14, [x13, #{act_port}]
-    cbnz    w14, \slow                          // a nested call: the general path
-.endif
     ldrh    w14, [x13, #{act_domain}]
     ldp     x15, x16, [x9, #{fast_domains}]     // the domain table, the port table
     ldr     x8, [x15, x14, lsl #3]              // the client's domain
@@ -261,7 +258,7 @@ tern_stage_call_checks_end:                     // (not on the path when the poo
 tern_fast_call:
 tern_stage_call_translate:
     adrp    x9, TERN_FAST                       // page-aligned: its address
-    CALL_CHECKS 1, {fast_payload_max}, fast_call_slow, fast_handoff, 0, 1
+    CALL_CHECKS {fast_payload_max}, fast_call_slow, fast_handoff, 0, 1
 
     // Point of no return.
 fast_call_commit:
@@ -283,6 +280,8 @@ tern_stage_call_stats:                          // one more call served by the p
     ldr     x5, [x17, #{port_fast_migrated}]
     add     x5, x5, #1
     str     x5, [x17, #{port_fast_migrated}]
+    ldr     w5, [x13, #{act_port}]
+    cbnz    w5, fast_call_nested                // from a server activation: a deeper chain
 tern_stage_call_server_exit:
     ldp     x5, x6, [x8, #{act_entry}]          // into the server: its entry, its mode's PSTATE
     mov     x1, x2                              // x0: request, x1: length, x2: context
@@ -298,6 +297,26 @@ tern_stage_call_server_exit:
     ZERO    x3, x4, x5, x6, x7, x8, x10, x11, x12, x13, x14, x15, x16, x17, x18, x19, x20, x21, x22, x23, x24, x25, x26, x27, x28, x29, x30, x9
     eret
 tern_stage_call_end:
+
+// A call from an activation that is itself serving one (x13; a nested
+// call): the chain is three or more deep now, and the statistics' longest
+// chain counts it, as the general path counts every chain it makes (the
+// walk down the callers costs only nested calls). Then on as any call.
+// x5, x6, x12, x14 and x15 are free here.
+fast_call_nested:
+    ldr     x12, [x9, #({fast_current} + 8)]    // the activation table
+    mov     x6, #2                              // the server and its client
+    mov     x14, x13
+1:  ldr     w15, [x14, #{act_caller}]
+    cbz     w15, 2f
+    add     x6, x6, #1
+    ldr     x14, [x12, x15, lsl #3]
+    b       1b
+2:  ldr     x5, [x9, #{fast_longest_chain}]
+    cmp     x6, x5
+    b.ls    tern_stage_call_server_exit
+    str     x6, [x9, #{fast_longest_chain}]
+    b       tern_stage_call_server_exit
 
 // Into a merged server: it is part of the kernel domain, mapped (EL1,
 // global) in every view, so it runs in the caller's view (recorded in its
@@ -351,7 +370,7 @@ fast_call_handler:
 tern_fast_call_lending:
     adrp    x9, TERN_FAST
     stp     x5, x6, [x9, #{fast_lent}]
-    CALL_CHECKS 1, {fast_payload_max}, fast_lending_slow, fast_lending_slow, 1, 0
+    CALL_CHECKS {fast_payload_max}, fast_lending_slow, fast_lending_slow, 1, 0
     // x0-x4 stay the call's (the general path may need them); x5 is
     // borrowed and the header reloaded into it.
     ldr     x15, [x9, #{fast_domains}]
@@ -441,7 +460,7 @@ fast_call_slow:
 // left to the general path.
 tern_fast_call_bound:
     adrp    x9, TERN_FAST
-    CALL_CHECKS 1, {fast_payload_max}, fast_bound_slow, fast_bound_slow, 0, 0, 1
+    CALL_CHECKS {fast_payload_max}, fast_bound_slow, fast_bound_slow, 0, 0, 1
     b       fast_call_commit
 
 fast_bound_slow:
@@ -979,7 +998,7 @@ kernel_entry_trap:
     cmp     x6, #{lend_max}
     b.hi    \trap
 .endif
-    CALL_CHECKS 0, {message_payload_max}, \trap, \trap, 1, 0
+    CALL_CHECKS {message_payload_max}, \trap, \trap, 1, 0
     MERGED_COMMIT \lending, 0
 .endm
 

@@ -161,6 +161,8 @@ core::arch::global_asm!(
     lend_length_mask = const !tern_core::abi::LEND_WRITABLE,
     fast_copies = const core::mem::offset_of!(fastpath::FastPath, statistics)
         + core::mem::offset_of!(RpcStatistics, payload_copies),
+    fast_longest_chain = const core::mem::offset_of!(fastpath::FastPath, statistics)
+        + core::mem::offset_of!(RpcStatistics, longest_chain),
     dom_region_start = const core::mem::offset_of!(fastpath::DomainFast, region_start),
     dom_port_words = const core::mem::offset_of!(fastpath::DomainFast, port_words),
     handles = const tern_core::abi::HANDLES,
