@@ -158,10 +158,12 @@
     cbnz    w5, merged_return_trap              // someone waits for an activation
 .endm
 
-// MERGED_BACK_POOL: pop the server activation off the chain and put it
-// back in its pool (registers as MERGED_BACK_CHECKS leaves them); \s is
-// clobbered.
-.macro MERGED_BACK_POOL s
+// RETURN_POOL: every way back's point of no return, the chain and pool
+// half: pop the server activation (x14, number w11) off the thread (x10),
+// whose top is its caller (w16) again, and put it back in its port's (x17)
+// pool (the registers MERGED_BACK_CHECKS and the fast returns' checks
+// leave); register number \s is clobbered.
+.macro RETURN_POOL s
     str     w16, [x10, #{thread_top}]           // pop
     stp     wzr, wzr, [x14, #{act_caller}]
     ldr     w\s, [x17, #{port_pool_head}]        // back to the pool
@@ -608,7 +610,7 @@ tern_stage_call_words_copy:
     orr     x1, x1, #(1 << 63)
     ldp     x2, x3, [sp, #16]                   // the words
     ldp     x4, x5, [sp, #32]
-    MERGED_BACK_POOL 6
+    RETURN_POOL 6
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     msr     spsel, #1                           // back on the kernel stack
     // Its view is the one the handler ran in; x19-x28 still hold its
@@ -826,11 +828,7 @@ tern_stage_return_copy_end:                     // (not on the path without a pa
     COPY_PAYLOAD x0, x2, x5, 3, 4             // then the payload
 1:
 tern_stage_return_switch:
-    str     w16, [x10, #{thread_top}]           // pop
-    stp     wzr, wzr, [x14, #{act_caller}]
-    ldr     w3, [x17, #{port_pool_head}]        // back to the pool
-    str     w3, [x14, #{act_next_free}]
-    str     w11, [x17, #{port_pool_head}]
+    RETURN_POOL 3
 tern_stage_return_client_exit:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldr     x3, [x13, #{act_view}]
@@ -905,11 +903,7 @@ tern_stage_return_words_registers:
     orr     x1, x6, x7, lsl #32                 // label | length << 32,
     orr     x1, x1, #(1 << 63)                  // in registers
 tern_stage_return_words_switch:
-    str     w16, [x10, #{thread_top}]           // pop
-    stp     wzr, wzr, [x14, #{act_caller}]
-    ldr     w7, [x17, #{port_pool_head}]        // back to the pool
-    str     w7, [x14, #{act_next_free}]
-    str     w11, [x17, #{port_pool_head}]
+    RETURN_POOL 7
 tern_stage_return_words_client_exit:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldr     x7, [x13, #{act_view}]
@@ -1148,7 +1142,7 @@ tern_stage_bound_reply_registers:
     ldp     x2, x3, [sp, #16]                   // the words
     ldp     x4, x5, [sp, #32]
 tern_stage_bound_back_pool_pop:
-    MERGED_BACK_POOL 6
+    RETURN_POOL 6
 tern_stage_bound_back_restore_client:
     ldr     x13, [x12, x16, lsl #3]             // the client, again
     ldp     x6, x30, [x13, #{act_saved_sp}]
@@ -1202,7 +1196,7 @@ merged_back_copy:                               // (the register form's reply to
     add     x4, x4, #{header_size}
     COPY_PAYLOAD x4, x2, x5, 3, 6             // then the payload
 3\@:
-    MERGED_BACK_POOL 3
+    RETURN_POOL 3
     mov     x1, x0                              // x1 = reply length
     ldr     x13, [x12, x16, lsl #3]             // the client, again
 .if \trapped
