@@ -158,6 +158,25 @@
     cbnz    w5, merged_return_trap              // someone waits for an activation
 .endm
 
+// WORDS_CLIENT_EXIT: the end of every way back that answers in registers
+// (x1-x5 the reply, x13 the client activation, x19-x28 the client's
+// already): x29/x30, SP, return address and PSTATE from its activation,
+// FP/SIMD trapped, x0 = 0 (success), and nothing else of the server's or
+// the kernel's left (x6-x8 end as the client's own SP, return address and
+// PSTATE); back to it.
+.macro WORDS_CLIENT_EXIT
+    ldp     x29, x30, [x13, #({act_saved_x19} + 80)]
+    ldp     x6, x7, [x13, #{act_saved_sp}]
+    ldr     x8, [x13, #{act_saved_pstate}]
+    msr     sp_el0, x6
+    msr     elr_el1, x7
+    msr     spsr_el1, x8
+    mov     x10, #CPACR_TRAP_EL0_SIMD
+    msr     cpacr_el1, x10
+    ZERO    x0, x10, x11, x12, x13, x14, x15, x16, x17, x18, x9
+    eret
+.endm
+
 // RETURN_POOL: every way back's point of no return, the chain and pool
 // half: pop the server activation (x14, number w11) off the thread (x10),
 // whose top is its caller (w16) again, and put it back in its port's (x17)
@@ -616,17 +635,7 @@ tern_stage_call_words_copy:
     // Its view is the one the handler ran in; x19-x28 still hold its
     // values (the handler is a procedure); x29/x30, SP, return address and
     // PSTATE from its activation.
-    ldp     x29, x30, [x13, #({act_saved_x19} + 80)]
-    ldp     x6, x7, [x13, #{act_saved_sp}]
-    ldr     x8, [x13, #{act_saved_pstate}]
-    msr     sp_el0, x6
-    msr     elr_el1, x7
-    msr     spsr_el1, x8
-    mov     x10, #CPACR_TRAP_EL0_SIMD
-    msr     cpacr_el1, x10
-    // x1-x5 the reply; x6-x8 the client's own; the rest cleared.
-    ZERO    x0, x10, x11, x12, x13, x14, x15, x16, x17, x18, x9 // x0 = 0: success
-    eret
+    WORDS_CLIENT_EXIT
 
 fast_words_slow:
     // By `svc #1` (the gate's frameless stub, resumed at x30 if the kernel
@@ -913,19 +922,7 @@ tern_stage_return_words_client_exit:
     ldp     x23, x24, [x13, #({act_saved_x19} + 32)]
     ldp     x25, x26, [x13, #({act_saved_x19} + 48)]
     ldp     x27, x28, [x13, #({act_saved_x19} + 64)]
-    ldp     x29, x30, [x13, #({act_saved_x19} + 80)]
-    ldp     x6, x7, [x13, #{act_saved_sp}]
-    ldr     x8, [x13, #{act_saved_pstate}]
-    msr     sp_el0, x6
-    msr     elr_el1, x7
-    msr     spsr_el1, x8
-    mov     x10, #CPACR_TRAP_EL0_SIMD
-    msr     cpacr_el1, x10
-    // x1-x5 the reply; x6-x8 the client's own SP, return address and
-    // PSTATE; x19-x30 its own. The rest, the server's or the kernel's,
-    // cleared.
-    ZERO    x0, x10, x11, x12, x13, x14, x15, x16, x17, x18, x9 // x0 = 0: success
-    eret
+    WORDS_CLIENT_EXIT
 tern_stage_return_words_end:
 
 fast_return_words_slow:
