@@ -113,7 +113,9 @@ impl<M: Machine> Kernel<M> {
 
     /// `CallBoundWords` on the general path (see the call's notes): the
     /// message from the registers written into the reply buffer, then
-    /// `CallBound` with it. `InvalidArgument` for a payload longer than
+    /// called through the handle's port with it (`call_port`), the
+    /// caller's registers left as they are, so that a call made again is
+    /// the words call again. `InvalidArgument` for a payload longer than
     /// the words; `BadAddress` for a buffer the caller may not write or
     /// too small for the message.
     ///
@@ -138,6 +140,8 @@ impl<M: Machine> Kernel<M> {
         }
         let total = crate::abi::MessageHeader::SIZE + length;
         let handle = frame.register(5);
+        // The handle first: a stale one gets `StaleHandle`, nothing written.
+        let port = self.bound_port(caller.domain, handle as usize)?;
         let mut context = frame.context();
         // No buffer: a frame of the kernel's making, for the gate's
         // frameless stub (`svc #1`, resumed at x30) only; by `svc #0` it is
@@ -145,7 +149,6 @@ impl<M: Machine> Kernel<M> {
         let by_svc1 = frame.argument(8) == crate::abi::CALL_BOUND_WORDS_SVC1;
         let own_frame = by_svc1 && frame.register(7) == 0;
         let buffer = if own_frame {
-            self.bound_port(caller.domain, handle as usize)?;
             let below = context.sp.checked_sub(REGISTER_MESSAGE as u64).ok_or(Error::BadAddress)?;
             crate::domain::UserRange::new(below as usize, REGISTER_MESSAGE)
         } else {
@@ -163,50 +166,26 @@ impl<M: Machine> Kernel<M> {
         }
         self.machine.write(at, &message[..total]);
         if own_frame {
-            // The frame is the caller's from here: it resumes below it.
+            // The frame is the caller's from here: it resumes below it,
+            // after the gate's `svc #0`, so that a call made again is the
+            // `CallBound` these registers say.
             context.sp = buffer.address as u64;
             context.pc = self.servers.bound_words_general;
             frame.set_context(&context);
-        }
-        // Now it is a `CallBound` with the message in the buffer (a wait
-        // for an activation repeats it as that).
-        let words: [u64; 9] = core::array::from_fn(|index| frame.register(index));
-        for (index, value) in [handle, buffer.address as u64, total as u64, buffer.address as u64, buffer.length as u64]
-            .into_iter()
-            .enumerate()
-        {
-            frame.set_register(index, value);
-        }
-        frame.set_register(8, crate::abi::Call::CallBound as u64);
-        let outcome = self.call(caller, frame);
-        if !own_frame && outcome.is_ok() {
-            self.keep_words_call(caller, frame, &words);
-        }
-        outcome
-    }
-
-    /// A words call made with a buffer went on as a `CallBound`: give the
-    /// state it will resume from, or be made again from, its own
-    /// registers back (x0-x8), so that a call made again — after a
-    /// sidetrack, a wait for an activation, a requeue — is the words call
-    /// its `svc #1` names, read again, and not the `CallBound` registers
-    /// read as a words request. Where that state is: in the caller's
-    /// activation if the call moved the thread on (migrated), else the
-    /// frame. (The call's answer, x0/x1 and the reply, is written over them
-    /// when it comes; the rest are a call's to clobber. A words call with
-    /// no buffer resumes after an `svc #0` instead: it is made again as
-    /// the `CallBound` on purpose, its frame already made.)
-    fn keep_words_call(&mut self, caller: Caller, frame: &mut M::Frame, words: &[u64; 9]) {
-        let moved_on = self.objects.thread(caller.thread).and_then(|thread| thread.top) != Some(caller.activation);
-        if moved_on {
-            if let Some(client) = self.objects.activation_mut(caller.activation) {
-                client.saved.x[..9].copy_from_slice(words);
-            }
-        } else {
-            for (index, &value) in words.iter().enumerate() {
+            for (index, value) in
+                [handle, buffer.address as u64, total as u64, buffer.address as u64, buffer.length as u64]
+                    .into_iter()
+                    .enumerate()
+            {
                 frame.set_register(index, value);
             }
+            frame.set_register(8, crate::abi::Call::CallBound as u64);
         }
+        // Otherwise the registers stay the words call's: made again (after
+        // a sidetrack, a wait for an activation, a requeue), its `svc #1`
+        // reads the words request again.
+        let request = crate::domain::UserRange::new(buffer.address, total);
+        self.call_port(caller, frame, port, request, buffer, None)
     }
 
     /// Bind `domain`'s name `name` (see [`Kernel::bind_call`]).

@@ -284,6 +284,23 @@ impl<M: Machine> Kernel<M> {
         let request = UserRange::new(frame.register(1) as usize, frame.register(2) as usize);
         let reply = UserRange::new(frame.register(3) as usize, frame.register(4) as usize);
         let lend = Lend::from_frame(frame);
+        self.call_port(caller, frame, port, request, reply, lend)
+    }
+
+    /// A call to `port` with the request and reply buffer (and the lend)
+    /// as given, whatever registers the caller made it with: the frame is
+    /// only saved (for its return, or for the call to be made again), never
+    /// read for arguments here. `call` and the register form
+    /// (`call_bound_words`) meet here.
+    pub(crate) fn call_port(
+        &mut self,
+        caller: Caller,
+        frame: &mut M::Frame,
+        port: PortId,
+        request: UserRange,
+        reply: UserRange,
+        lend: Option<Lend>,
+    ) -> KernelCall<M> {
         let record = self.domain(caller.domain).ok_or(Error::BadAddress)?;
         let reply = record.domain.check_writable(reply)?;
         let request = self.check_message(caller.domain, request)?;
