@@ -129,10 +129,10 @@ pub fn start(_: &Options<'_>) -> ExitStatus {
 /// Run the shell's start on a thread of its own and wait for it to end;
 /// how it ended. While it runs, this (boot) thread, the least urgent, also
 /// runs the builds `kernel.build` is asked for ([`build::serve_pending`]):
-/// it wakes at every interrupt (the timer's ticks at the latest), lets
-/// what became ready run, and looks.
+/// it lets whatever is ready run, or waits for the next interrupt (the
+/// timer's ticks at the latest; `threads::yield_or_idle`), and looks.
 fn run_shell(id: tern_core::domain::DomainId) -> Result<usize, &'static str> {
-    use tern_aarch64::{cpu, state};
+    use tern_aarch64::state;
     use tern_core::thread::ThreadState;
     let thread = state::with(|kernel| kernel.start_domain(id, 0)).map_err(reason)?;
     loop {
@@ -147,10 +147,7 @@ fn run_shell(id: tern_core::domain::DomainId) -> Result<usize, &'static str> {
             return Ok(result);
         }
         build::serve_pending();
-        cpu::enable_interrupts();
-        cpu::wait_for_interrupt();
-        cpu::mask_interrupts();
-        threads::yield_now();
+        threads::yield_or_idle();
     }
 }
 
